@@ -1,0 +1,178 @@
+//! Sections read by the core: `[core]`, `[providers.*]`, `[[models]]`.
+
+use crate::defaults;
+use serde::Deserialize;
+use std::{collections::BTreeMap, path::PathBuf, time::Duration};
+
+/// `[core]`: the unprivileged process that holds provider keys.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CoreConfig {
+    /// `host:port` for h2c over TCP (loopback by default) or `unix:/path`.
+    pub listen: String,
+    /// The name reported by `GetServerInfo`.
+    pub server_name: String,
+    /// Model used when a request names none. Default: `echo` unless a
+    /// provider key is configured, then the first model with credentials.
+    pub default_model: Option<String>,
+    /// Grace period for in-flight calls at shutdown.
+    #[serde(with = "humantime_serde")]
+    pub shutdown_grace: Duration,
+}
+
+impl Default for CoreConfig {
+    fn default() -> Self {
+        Self {
+            listen: defaults::CORE_LISTEN.to_owned(),
+            server_name: defaults::SERVER_NAME.to_owned(),
+            default_model: None,
+            shutdown_grace: defaults::SHUTDOWN_GRACE,
+        }
+    }
+}
+
+/// Which wire format a provider speaks.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum ProviderKind {
+    /// Built-in, offline: streams the input back.
+    Echo,
+    /// OpenAI Chat Completions (OpenAI, vLLM, llama.cpp, Ollama `/v1`, …).
+    Openai,
+    /// Anthropic Messages API.
+    Anthropic,
+}
+
+/// `[providers.NAME]`: one upstream. API keys are read by the core only,
+/// from `api_key_env` or `api_key_file`, never from the config file itself.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProviderConfig {
+    /// `echo`, `openai` or `anthropic`.
+    pub kind: ProviderKind,
+    /// API base URL, e.g. `https://api.openai.com/v1`.
+    pub base_url: Option<String>,
+    /// Environment variable holding the API key.
+    pub api_key_env: Option<String>,
+    /// File holding the API key (e.g. a mounted Kubernetes Secret).
+    pub api_key_file: Option<PathBuf>,
+    /// Longest a call may take.
+    #[serde(default = "provider_timeout", with = "humantime_serde")]
+    pub timeout: Duration,
+    /// Time allowed to connect.
+    #[serde(default = "provider_connect_timeout", with = "humantime_serde")]
+    pub connect_timeout: Duration,
+    /// Retries before any output was produced (connect errors, 429, 5xx).
+    #[serde(default = "provider_max_retries")]
+    pub max_retries: u32,
+}
+
+fn provider_timeout() -> Duration {
+    defaults::PROVIDER_TIMEOUT
+}
+fn provider_connect_timeout() -> Duration {
+    defaults::PROVIDER_CONNECT_TIMEOUT
+}
+fn provider_max_retries() -> u32 {
+    defaults::PROVIDER_MAX_RETRIES
+}
+
+impl ProviderConfig {
+    /// A provider of `kind` with its default URL and key variable.
+    pub fn builtin(kind: ProviderKind) -> Self {
+        let (base_url, key_env) = match kind {
+            ProviderKind::Echo => (None, None),
+            ProviderKind::Openai => (Some("https://api.openai.com/v1"), Some("OPENAI_API_KEY")),
+            ProviderKind::Anthropic => (
+                Some("https://api.anthropic.com/v1"),
+                Some("ANTHROPIC_API_KEY"),
+            ),
+        };
+        Self {
+            kind,
+            base_url: base_url.map(str::to_owned),
+            api_key_env: key_env.map(str::to_owned),
+            api_key_file: None,
+            timeout: defaults::PROVIDER_TIMEOUT,
+            connect_timeout: defaults::PROVIDER_CONNECT_TIMEOUT,
+            max_retries: defaults::PROVIDER_MAX_RETRIES,
+        }
+    }
+}
+
+/// `[[models]]`: one model clients may name.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelConfig {
+    /// The id clients send as `model_name`.
+    pub id: String,
+    /// Key of the `[providers.NAME]` table that serves it.
+    pub provider: String,
+    /// The model's name at the provider, if it differs from `id`.
+    pub upstream_model: Option<String>,
+    /// Human-readable name.
+    pub display_name: Option<String>,
+    /// Other names clients may use.
+    #[serde(default)]
+    pub aliases: Vec<String>,
+    /// Context window, in tokens.
+    pub max_context_length: Option<u32>,
+    /// Price of input tokens, USD per million.
+    pub input_usd_per_mtok: Option<f64>,
+    /// Price of output tokens, USD per million.
+    pub output_usd_per_mtok: Option<f64>,
+    /// Maximum tokens to generate (required by Anthropic; default 4096).
+    pub max_output_tokens: Option<u32>,
+}
+
+/// The providers when the file names none: `echo`, `openai`, `anthropic`.
+pub fn default_providers() -> BTreeMap<String, ProviderConfig> {
+    [
+        ("echo", ProviderKind::Echo),
+        ("openai", ProviderKind::Openai),
+        ("anthropic", ProviderKind::Anthropic),
+    ]
+    .into_iter()
+    .map(|(name, kind)| (name.to_owned(), ProviderConfig::builtin(kind)))
+    .collect()
+}
+
+fn model(id: &str, provider: &str, display: &str, aliases: &[&str], ctx: u32, price: (f64, f64)) -> ModelConfig {
+    ModelConfig {
+        id: id.to_owned(),
+        provider: provider.to_owned(),
+        upstream_model: None,
+        display_name: Some(display.to_owned()),
+        aliases: aliases.iter().map(|a| (*a).to_owned()).collect(),
+        max_context_length: Some(ctx),
+        input_usd_per_mtok: Some(price.0),
+        output_usd_per_mtok: Some(price.1),
+        max_output_tokens: None,
+    }
+}
+
+/// The models when the file names none: the offline `echo` and a few
+/// well-known OpenAI and Anthropic models (usable once their key is set).
+pub fn default_models() -> Vec<ModelConfig> {
+    vec![
+        model(defaults::ECHO_MODEL, "echo", "Echo (offline, built in)", &[], 1_000_000, (0.0, 0.0)),
+        model("gpt-4o", "openai", "GPT-4o", &["4o"], 128_000, (2.5, 10.0)),
+        model("gpt-4o-mini", "openai", "GPT-4o mini", &["4o-mini"], 128_000, (0.15, 0.6)),
+        model(
+            "claude-sonnet-4-5",
+            "anthropic",
+            "Claude Sonnet 4.5",
+            &["sonnet"],
+            200_000,
+            (3.0, 15.0),
+        ),
+        model(
+            "claude-haiku-4-5",
+            "anthropic",
+            "Claude Haiku 4.5",
+            &["haiku"],
+            200_000,
+            (1.0, 5.0),
+        ),
+    ]
+}

@@ -1,0 +1,59 @@
+//! Every default of the configuration, in one place, each documented.
+
+use std::time::Duration;
+
+/// Where the edge listens: loopback and vibectl's default port (50051), so a
+/// fresh install is not exposed until the operator chooses an address.
+pub const EDGE_LISTEN: &str = "127.0.0.1:50051";
+/// Where the core listens: loopback only (it speaks plaintext h2c).
+pub const CORE_LISTEN: &str = "127.0.0.1:50052";
+/// The name `GetServerInfo` reports.
+pub const SERVER_NAME: &str = "vibectl-llm-proxy";
+/// Time allowed to open the h2c connection from the edge to the core.
+pub const CORE_CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+/// Longest wait for the core's response headers. A unary `Execute` only sends
+/// headers once the model has answered, so this is as long as a model call.
+pub const CORE_RESPONSE_TIMEOUT: Duration = Duration::from_secs(600);
+/// Longest silence between two frames of a forwarded stream.
+pub const STREAM_IDLE_TIMEOUT: Duration = Duration::from_secs(300);
+/// Grace period for draining in-flight streams at shutdown (shorter than a
+/// pod's default `terminationGracePeriodSeconds` of 30 s).
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(25);
+/// Longest a provider call may take, end to end.
+pub const PROVIDER_TIMEOUT: Duration = Duration::from_secs(300);
+/// Time allowed to connect to a provider.
+pub const PROVIDER_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Retries of a provider call that failed before any output (429/5xx/connect).
+pub const PROVIDER_MAX_RETRIES: u32 = 2;
+/// The issuer vibectl-server puts in and checks on tokens.
+pub const JWT_ISSUER: &str = "vibectl-server";
+/// Clock skew tolerated on `exp`/`nbf`/`iat`.
+pub const JWT_LEEWAY: Duration = Duration::from_secs(60);
+/// Lifetime of a token made by `generate-token` without `--expires-in`.
+pub const JWT_DEFAULT_EXPIRY: Duration = Duration::from_secs(30 * 24 * 3600);
+/// HSTS `max-age`: one year.
+pub const HSTS_MAX_AGE: u64 = 31_536_000;
+/// Validity of a generated self-signed certificate.
+pub const SELF_SIGNED_VALIDITY_DAYS: u32 = 365;
+/// Environment variable that names the config file.
+pub const CONFIG_ENV: &str = "VIBECTL_PROXY_CONFIG";
+/// Environment variable that names the state directory.
+pub const STATE_DIR_ENV: &str = "VIBECTL_PROXY_HOME";
+/// The built-in offline model.
+pub const ECHO_MODEL: &str = "echo";
+
+/// The state directory when neither config nor environment name one:
+/// `~/.config/vibectl-proxy` (or `./.vibectl-proxy` without a home).
+pub fn state_dir() -> std::path::PathBuf {
+    if let Some(dir) = std::env::var_os(STATE_DIR_ENV) {
+        return dir.into();
+    }
+    dirs::config_dir()
+        .map(|d| d.join("vibectl-proxy"))
+        .unwrap_or_else(|| ".vibectl-proxy".into())
+}
+
+/// The config file read when none is named: `<state dir>/config.toml`.
+pub fn config_file() -> std::path::PathBuf {
+    state_dir().join("config.toml")
+}

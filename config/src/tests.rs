@@ -1,0 +1,105 @@
+use super::*;
+use std::path::Path;
+
+fn parse(text: &str) -> Result<Config, ConfigError> {
+    Config::from_toml(text, Path::new("test.toml"))
+}
+
+#[test]
+fn every_example_file_parses() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
+    let mut seen = 0;
+    for entry in std::fs::read_dir(&dir).expect("examples dir") {
+        let path = entry.expect("entry").path();
+        if path.extension().is_some_and(|e| e == "toml") {
+            let text = std::fs::read_to_string(&path).expect("read");
+            Config::from_toml(&text, &path).unwrap_or_else(|e| panic!("{e}"));
+            seen += 1;
+        }
+    }
+    assert!(seen >= 1);
+}
+
+#[test]
+fn default_file_matches_built_in_defaults() {
+    let cfg = parse(DEFAULT_CONFIG_TOML).expect("default file");
+    let def = Config::default();
+    assert_eq!(cfg.edge.listen, def.edge.listen);
+    assert_eq!(cfg.core.listen, def.core.listen);
+    assert_eq!(cfg.models.len(), def.models.len());
+    assert_eq!(cfg.providers.len(), def.providers.len());
+    assert_eq!(cfg.hsts.header_value(), def.hsts.header_value());
+}
+
+#[test]
+fn empty_file_is_all_defaults_and_safe() {
+    let cfg = parse("").expect("empty");
+    assert!(cfg.edge.listen.ip().is_loopback());
+    assert!(cfg.core.listen.starts_with("127.0.0.1:"));
+    assert!(cfg.edge.require_auth);
+    assert!(cfg.hsts.enabled);
+    assert!(matches!(cfg.tls.mode(), TlsMode::SelfSigned(_)));
+    assert!(cfg.models.iter().any(|m| m.id == "echo"));
+}
+
+#[test]
+fn typo_is_rejected_with_key_and_file() {
+    let err = parse("[tls.files]\ncert_fle = \"a\"\nkey_file = \"b\"\n").unwrap_err();
+    let msg = err.to_string();
+    assert!(msg.contains("test.toml"), "{msg}");
+    assert!(msg.contains("tls.files"), "{msg}");
+    assert!(msg.contains("cert_fle"), "{msg}");
+}
+
+#[test]
+fn unknown_top_level_key_is_rejected() {
+    let msg = parse("colour = 1\n").unwrap_err().to_string();
+    assert!(msg.contains("colour"), "{msg}");
+}
+
+#[test]
+fn wrong_type_names_the_key() {
+    let msg = parse("[edge]\nlisten = \"not an address\"\n").unwrap_err().to_string();
+    assert!(msg.contains("edge.listen"), "{msg}");
+}
+
+#[test]
+fn model_with_unknown_provider_is_rejected() {
+    let msg = parse("[[models]]\nid = \"x\"\nprovider = \"nope\"\n").unwrap_err().to_string();
+    assert!(msg.contains("models[0].provider") && msg.contains("nope"), "{msg}");
+}
+
+#[test]
+fn duplicate_alias_is_rejected() {
+    let text = "[providers.echo]\nkind = \"echo\"\n[[models]]\nid = \"a\"\nprovider = \"echo\"\n\
+                [[models]]\nid = \"b\"\nprovider = \"echo\"\naliases = [\"a\"]\n";
+    let msg = parse(text).unwrap_err().to_string();
+    assert!(msg.contains("models[1].aliases"), "{msg}");
+}
+
+#[test]
+fn unknown_default_model_is_rejected() {
+    let msg = parse("[core]\ndefault_model = \"gpt-9\"\n").unwrap_err().to_string();
+    assert!(msg.contains("core.default_model") && msg.contains("gpt-9"), "{msg}");
+}
+
+#[test]
+fn durations_are_human() {
+    let cfg = parse("[jwt]\ndefault_expiry = \"12h\"\n").expect("parse");
+    assert_eq!(cfg.jwt.default_expiry.as_secs(), 12 * 3600);
+}
+
+#[test]
+fn hsts_header_value() {
+    let cfg = parse("[hsts]\ninclude_subdomains = true\npreload = true\nmax_age = 10\n").expect("parse");
+    assert_eq!(
+        cfg.hsts.header_value().as_deref(),
+        Some("max-age=10; includeSubDomains; preload")
+    );
+}
+
+#[test]
+fn secrets_are_redacted_in_debug() {
+    let cfg = parse("[jwt]\nsecret_key = \"hunter2-hunter2\"\n").expect("parse");
+    assert!(!format!("{cfg:?}").contains("hunter2"));
+}
