@@ -65,6 +65,13 @@ pub struct ProviderConfig {
     /// Retries before any output was produced (connect errors, 429, 5xx).
     #[serde(default = "provider_max_retries")]
     pub max_retries: u32,
+    /// Wait before the first retry; doubled at each further retry.
+    #[serde(default = "provider_retry_initial_backoff", with = "humantime_serde")]
+    pub retry_initial_backoff: Duration,
+    /// Longest wait between two tries, also the cap on a provider's
+    /// `retry-after` header.
+    #[serde(default = "provider_retry_max_backoff", with = "humantime_serde")]
+    pub retry_max_backoff: Duration,
 }
 
 fn provider_timeout() -> Duration {
@@ -75,6 +82,12 @@ fn provider_connect_timeout() -> Duration {
 }
 fn provider_max_retries() -> u32 {
     defaults::PROVIDER_MAX_RETRIES
+}
+fn provider_retry_initial_backoff() -> Duration {
+    defaults::PROVIDER_RETRY_INITIAL_BACKOFF
+}
+fn provider_retry_max_backoff() -> Duration {
+    defaults::PROVIDER_RETRY_MAX_BACKOFF
 }
 
 impl ProviderConfig {
@@ -96,6 +109,8 @@ impl ProviderConfig {
             timeout: defaults::PROVIDER_TIMEOUT,
             connect_timeout: defaults::PROVIDER_CONNECT_TIMEOUT,
             max_retries: defaults::PROVIDER_MAX_RETRIES,
+            retry_initial_backoff: defaults::PROVIDER_RETRY_INITIAL_BACKOFF,
+            retry_max_backoff: defaults::PROVIDER_RETRY_MAX_BACKOFF,
         }
     }
 }
@@ -121,7 +136,8 @@ pub struct ModelConfig {
     pub input_usd_per_mtok: Option<f64>,
     /// Price of output tokens, USD per million.
     pub output_usd_per_mtok: Option<f64>,
-    /// Maximum tokens to generate (required by Anthropic; default 4096).
+    /// Maximum tokens to generate (required by Anthropic; default
+    /// [`defaults::MAX_OUTPUT_TOKENS`]).
     pub max_output_tokens: Option<u32>,
 }
 
@@ -137,7 +153,14 @@ pub fn default_providers() -> BTreeMap<String, ProviderConfig> {
     .collect()
 }
 
-fn model(id: &str, provider: &str, display: &str, aliases: &[&str], ctx: u32, price: (f64, f64)) -> ModelConfig {
+fn model(
+    id: &str,
+    provider: &str,
+    display: &str,
+    aliases: &[&str],
+    ctx: u32,
+    price: (f64, f64),
+) -> ModelConfig {
     ModelConfig {
         id: id.to_owned(),
         provider: provider.to_owned(),
@@ -155,9 +178,23 @@ fn model(id: &str, provider: &str, display: &str, aliases: &[&str], ctx: u32, pr
 /// well-known OpenAI and Anthropic models (usable once their key is set).
 pub fn default_models() -> Vec<ModelConfig> {
     vec![
-        model(defaults::ECHO_MODEL, "echo", "Echo (offline, built in)", &[], 1_000_000, (0.0, 0.0)),
+        model(
+            defaults::ECHO_MODEL,
+            "echo",
+            "Echo (offline, built in)",
+            &[],
+            1_000_000,
+            (0.0, 0.0),
+        ),
         model("gpt-4o", "openai", "GPT-4o", &["4o"], 128_000, (2.5, 10.0)),
-        model("gpt-4o-mini", "openai", "GPT-4o mini", &["4o-mini"], 128_000, (0.15, 0.6)),
+        model(
+            "gpt-4o-mini",
+            "openai",
+            "GPT-4o mini",
+            &["4o-mini"],
+            128_000,
+            (0.15, 0.6),
+        ),
         model(
             "claude-sonnet-4-5",
             "anthropic",

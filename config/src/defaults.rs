@@ -25,6 +25,14 @@ pub const PROVIDER_TIMEOUT: Duration = Duration::from_secs(300);
 pub const PROVIDER_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Retries of a provider call that failed before any output (429/5xx/connect).
 pub const PROVIDER_MAX_RETRIES: u32 = 2;
+/// Wait before the first retry of a provider call; doubled at each retry.
+pub const PROVIDER_RETRY_INITIAL_BACKOFF: Duration = Duration::from_millis(500);
+/// Longest wait between two tries of a provider call, and the cap on a
+/// provider's `retry-after` header (a longer one is not worth holding a client).
+pub const PROVIDER_RETRY_MAX_BACKOFF: Duration = Duration::from_secs(10);
+/// `max_tokens` sent to Anthropic when the model sets no `max_output_tokens`
+/// (the Messages API requires one).
+pub const MAX_OUTPUT_TOKENS: u32 = 4096;
 /// The issuer vibectl-server puts in and checks on tokens.
 pub const JWT_ISSUER: &str = "vibectl-server";
 /// Clock skew tolerated on `exp`/`nbf`/`iat`.
@@ -57,3 +65,21 @@ pub fn state_dir() -> std::path::PathBuf {
 pub fn config_file() -> std::path::PathBuf {
     state_dir().join("config.toml")
 }
+
+/// Where the edge's admin listener (`/live`, `/ready`, later `/metrics`)
+/// listens: loopback, because it is plain HTTP and unauthenticated.
+pub const EDGE_ADMIN_LISTEN: &str = "127.0.0.1:9095";
+/// Longest a client may take to finish the TLS handshake.
+pub const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Validity of the generated self-signed CA (ten years: clients keep
+/// trusting it while leaves are re-issued beneath it).
+pub const SELF_SIGNED_CA_VALIDITY_DAYS: u32 = 3650;
+/// A generated leaf certificate is re-issued when it expires within this
+/// many days.
+pub const SELF_SIGNED_RENEW_BEFORE_DAYS: u32 = 30;
+/// Environment variable holding the JWT secret itself (first in the lookup).
+pub const JWT_SECRET_ENV: &str = "VIBECTL_JWT_SECRET";
+/// Environment variable naming a file that holds the JWT secret.
+pub const JWT_SECRET_FILE_ENV: &str = "VIBECTL_JWT_SECRET_FILE";
+/// File name, under the state directory, of a generated JWT secret.
+pub const JWT_SECRET_FILE_NAME: &str = "jwt-secret";

@@ -32,12 +32,17 @@ pub struct EdgeConfig {
     /// Grace period for in-flight streams at shutdown.
     #[serde(with = "humantime_serde")]
     pub shutdown_grace: Duration,
+    /// Address of the plain HTTP/1.1 admin listener (`/live`, `/ready`).
+    /// Loopback by default: it is unauthenticated.
+    pub admin_listen: SocketAddr,
 }
 
 impl Default for EdgeConfig {
     fn default() -> Self {
         Self {
-            listen: defaults::EDGE_LISTEN.parse().expect("valid default address"),
+            listen: defaults::EDGE_LISTEN
+                .parse()
+                .expect("valid default address"),
             core_address: defaults::CORE_LISTEN.to_owned(),
             hostnames: Vec::new(),
             state_dir: None,
@@ -46,6 +51,9 @@ impl Default for EdgeConfig {
             core_response_timeout: defaults::CORE_RESPONSE_TIMEOUT,
             stream_idle_timeout: defaults::STREAM_IDLE_TIMEOUT,
             shutdown_grace: defaults::SHUTDOWN_GRACE,
+            admin_listen: defaults::EDGE_ADMIN_LISTEN
+                .parse()
+                .expect("valid default address"),
         }
     }
 }
@@ -71,15 +79,30 @@ pub enum TlsVersion {
 
 /// `[tls]`: the policy, and at most one certificate source sub-table.
 /// With no sub-table the edge uses `[tls.self_signed]` with its defaults.
-#[derive(Debug, Clone, Deserialize, Default)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct TlsConfig {
     /// `"1.2"` (default) or `"1.3"`.
     pub min_version: TlsVersion,
+    /// Longest a client may take to complete the TLS handshake; a slower
+    /// connection is dropped.
+    #[serde(with = "humantime_serde")]
+    pub handshake_timeout: Duration,
     /// `[tls.self_signed]`: generated once with rcgen and persisted.
     pub self_signed: Option<SelfSignedTls>,
     /// `[tls.files]`: operator-supplied PEM certificate chain and key.
     pub files: Option<FilesTls>,
+}
+
+impl Default for TlsConfig {
+    fn default() -> Self {
+        Self {
+            min_version: TlsVersion::default(),
+            handshake_timeout: defaults::TLS_HANDSHAKE_TIMEOUT,
+            self_signed: None,
+            files: None,
+        }
+    }
 }
 
 /// `[tls.self_signed]`.

@@ -12,7 +12,9 @@ pub mod secret;
 mod validate;
 
 pub use crate::core::{CoreConfig, ModelConfig, ProviderConfig, ProviderKind};
-pub use edge::{EdgeConfig, FilesTls, HstsConfig, JwtConfig, SelfSignedTls, TlsConfig, TlsMode, TlsVersion};
+pub use edge::{
+    EdgeConfig, FilesTls, HstsConfig, JwtConfig, SelfSignedTls, TlsConfig, TlsMode, TlsVersion,
+};
 pub use error::ConfigError;
 pub use secret::Secret;
 

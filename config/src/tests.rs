@@ -59,14 +59,21 @@ fn unknown_top_level_key_is_rejected() {
 
 #[test]
 fn wrong_type_names_the_key() {
-    let msg = parse("[edge]\nlisten = \"not an address\"\n").unwrap_err().to_string();
+    let msg = parse("[edge]\nlisten = \"not an address\"\n")
+        .unwrap_err()
+        .to_string();
     assert!(msg.contains("edge.listen"), "{msg}");
 }
 
 #[test]
 fn model_with_unknown_provider_is_rejected() {
-    let msg = parse("[[models]]\nid = \"x\"\nprovider = \"nope\"\n").unwrap_err().to_string();
-    assert!(msg.contains("models[0].provider") && msg.contains("nope"), "{msg}");
+    let msg = parse("[[models]]\nid = \"x\"\nprovider = \"nope\"\n")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        msg.contains("models[0].provider") && msg.contains("nope"),
+        "{msg}"
+    );
 }
 
 #[test]
@@ -79,8 +86,13 @@ fn duplicate_alias_is_rejected() {
 
 #[test]
 fn unknown_default_model_is_rejected() {
-    let msg = parse("[core]\ndefault_model = \"gpt-9\"\n").unwrap_err().to_string();
-    assert!(msg.contains("core.default_model") && msg.contains("gpt-9"), "{msg}");
+    let msg = parse("[core]\ndefault_model = \"gpt-9\"\n")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        msg.contains("core.default_model") && msg.contains("gpt-9"),
+        "{msg}"
+    );
 }
 
 #[test]
@@ -91,7 +103,8 @@ fn durations_are_human() {
 
 #[test]
 fn hsts_header_value() {
-    let cfg = parse("[hsts]\ninclude_subdomains = true\npreload = true\nmax_age = 10\n").expect("parse");
+    let cfg =
+        parse("[hsts]\ninclude_subdomains = true\npreload = true\nmax_age = 10\n").expect("parse");
     assert_eq!(
         cfg.hsts.header_value().as_deref(),
         Some("max-age=10; includeSubDomains; preload")

@@ -4,7 +4,10 @@ use crate::{Config, ConfigError};
 use std::collections::BTreeSet;
 
 pub(crate) fn validate(cfg: &Config) -> Result<(), ConfigError> {
-    let file = cfg.source.clone().unwrap_or_else(|| "<built-in defaults>".into());
+    let file = cfg
+        .source
+        .clone()
+        .unwrap_or_else(|| "<built-in defaults>".into());
     let err = |key: String, message: String| ConfigError::Invalid {
         file: file.clone(),
         key,
@@ -49,7 +52,10 @@ pub(crate) fn validate(cfg: &Config) -> Result<(), ConfigError> {
                 } else {
                     format!("models[{i}].aliases")
                 };
-                return Err(err(key, format!("`{name}` is used by more than one model or alias")));
+                return Err(err(
+                    key,
+                    format!("`{name}` is used by more than one model or alias"),
+                ));
             }
         }
         for (key, price) in [
@@ -57,7 +63,10 @@ pub(crate) fn validate(cfg: &Config) -> Result<(), ConfigError> {
             ("output_usd_per_mtok", m.output_usd_per_mtok),
         ] {
             if price.is_some_and(|p| !p.is_finite() || p < 0.0) {
-                return Err(err(format!("models[{i}].{key}"), "must be a number >= 0".into()));
+                return Err(err(
+                    format!("models[{i}].{key}"),
+                    "must be a number >= 0".into(),
+                ));
             }
         }
     }

@@ -1,0 +1,190 @@
+//! Per-call accounting: tokens (the provider's counts, else the
+//! [`crate::tokenizer`] estimate of what was sent and streamed), cost from
+//! the model's prices, duration, retries — and the drop guard that still
+//! logs a call's tokens when the client cancels it.
+
+use crate::{providers::Usage, registry::ModelEntry, tokenizer::count_tokens};
+use std::{
+    sync::Arc,
+    time::{Instant, SystemTime, UNIX_EPOCH},
+};
+use tracing::Span;
+use vibectl_proto::ExecutionMetrics;
+
+/// The tally of one call. Dropped before [`CallRecord::complete`] or
+/// [`CallRecord::fail`], it logs the call as cancelled with the tokens so far.
+#[derive(Debug)]
+pub(crate) struct CallRecord {
+    span: Span,
+    started: Instant,
+    model: Option<Arc<ModelEntry>>,
+    input_estimate: u32,
+    output_estimate: u32,
+    usage: Usage,
+    retries: u32,
+    finished: bool,
+}
+
+impl CallRecord {
+    /// Starts the clock. `input_estimate` counts the prompt's tokens.
+    pub(crate) fn new(span: Span, input_estimate: u32) -> Self {
+        Self {
+            span,
+            started: Instant::now(),
+            model: None,
+            input_estimate,
+            output_estimate: 0,
+            usage: Usage::default(),
+            retries: 0,
+            finished: false,
+        }
+    }
+
+    pub(crate) fn set_model(&mut self, model: Arc<ModelEntry>) {
+        self.model = Some(model);
+    }
+
+    /// A text delta was passed on to the client.
+    pub(crate) fn on_text(&mut self, text: &str) {
+        self.output_estimate = self.output_estimate.saturating_add(count_tokens(text));
+    }
+
+    /// The provider reported usage; a part it reports replaces the earlier one.
+    pub(crate) fn on_usage(&mut self, usage: Usage) {
+        self.usage.input_tokens = usage.input_tokens.or(self.usage.input_tokens);
+        self.usage.output_tokens = usage.output_tokens.or(self.usage.output_tokens);
+    }
+
+    pub(crate) fn set_retries(&mut self, retries: u32) {
+        self.retries = retries;
+    }
+
+    pub(crate) fn retries(&self) -> u32 {
+        self.retries
+    }
+
+    /// `(input, output)` tokens: the provider's counts where it gave them.
+    fn tokens(&self) -> (u32, u32) {
+        (
+            self.usage.input_tokens.unwrap_or(self.input_estimate),
+            self.usage.output_tokens.unwrap_or(self.output_estimate),
+        )
+    }
+
+    /// The metrics of the call so far.
+    pub(crate) fn metrics(&self) -> ExecutionMetrics {
+        let (input, output) = self.tokens();
+        let as_i32 = |n: u32| i32::try_from(n).unwrap_or(i32::MAX);
+        ExecutionMetrics {
+            duration_ms: i64::try_from(self.started.elapsed().as_millis()).unwrap_or(i64::MAX),
+            input_tokens: Some(as_i32(input)),
+            output_tokens: Some(as_i32(output)),
+            total_tokens: Some(as_i32(input.saturating_add(output))),
+            cost_usd: self.model.as_ref().and_then(|m| m.cost_usd(input, output)),
+            retry_count: as_i32(self.retries),
+            timestamp: unix_now(),
+        }
+    }
+
+    /// The call succeeded: logs it and returns its final metrics.
+    pub(crate) fn complete(&mut self) -> ExecutionMetrics {
+        self.finished = true;
+        let m = self.metrics();
+        tracing::info!(
+            parent: &self.span,
+            input_tokens = m.input_tokens,
+            output_tokens = m.output_tokens,
+            cost_usd = m.cost_usd,
+            duration_ms = m.duration_ms,
+            retries = self.retries,
+            "completed"
+        );
+        m
+    }
+
+    /// The call failed with an in-band error (already sent to the client).
+    pub(crate) fn fail(&mut self, code: &str, details: Option<&str>, message: &str) {
+        self.finished = true;
+        let (input, output) = self.tokens();
+        if self.model.is_some() {
+            tracing::warn!(parent: &self.span, code, details, input_tokens = input, output_tokens = output, retries = self.retries, error = message, "failed");
+        } else {
+            tracing::info!(parent: &self.span, code, error = message, "refused");
+        }
+    }
+}
+
+impl Drop for CallRecord {
+    fn drop(&mut self) {
+        if self.finished {
+            return;
+        }
+        let (input, output) = self.tokens();
+        let cost_usd = self.model.as_ref().and_then(|m| m.cost_usd(input, output));
+        tracing::info!(
+            parent: &self.span,
+            input_tokens = input,
+            output_tokens = output,
+            cost_usd,
+            duration_ms = u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX),
+            "cancelled"
+        );
+    }
+}
+
+fn unix_now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn model() -> Arc<ModelEntry> {
+        Arc::new(ModelEntry {
+            id: "m".into(),
+            display_name: "m".into(),
+            provider: "p".into(),
+            kind: vibectl_config::ProviderKind::Openai,
+            upstream_model: "m".into(),
+            aliases: vec![],
+            max_context_length: None,
+            input_usd_per_mtok: Some(1.0),
+            output_usd_per_mtok: Some(2.0),
+            max_output_tokens: None,
+        })
+    }
+
+    #[test]
+    fn provider_usage_wins_over_estimates() {
+        let mut r = CallRecord::new(Span::none(), 7);
+        r.set_model(model());
+        r.on_text("one two three");
+        let m = r.metrics();
+        assert_eq!(
+            (m.input_tokens, m.output_tokens, m.total_tokens),
+            (Some(7), Some(3), Some(10))
+        );
+        r.on_usage(Usage {
+            input_tokens: Some(100),
+            output_tokens: None,
+        });
+        r.on_usage(Usage {
+            input_tokens: None,
+            output_tokens: Some(50),
+        });
+        r.set_retries(2);
+        let m = r.complete();
+        assert_eq!(
+            (m.input_tokens, m.output_tokens, m.total_tokens),
+            (Some(100), Some(50), Some(150))
+        );
+        assert_eq!(m.retry_count, 2);
+        let cost = m.cost_usd.expect("priced");
+        assert!((cost - 0.0002).abs() < 1e-12, "{cost}");
+        assert!(m.timestamp > 1_600_000_000);
+    }
+}

@@ -1,0 +1,176 @@
+//! The Anthropic Messages API wire format: `POST {base_url}/messages` with
+//! `x-api-key` and `anthropic-version`, answered by SSE events
+//! `message_start` (input tokens), `content_block_delta` (`text_delta`),
+//! `message_delta` (output tokens), `message_stop`, `ping` and `error`.
+
+use super::{ProviderError, ProviderRequest, Usage, http::Parsed, openai::as_u32};
+use eventsource_stream::Event;
+use serde_json::{Value, json};
+use vibectl_config::{Secret, defaults};
+
+/// The API version this client speaks.
+pub(super) const API_VERSION: &str = "2023-06-01";
+
+/// The request body: the system fragments as the `system` string (plus the
+/// schema instruction, if any), the user fragments as one user message.
+pub(super) fn body(req: &ProviderRequest) -> Value {
+    let mut system = req.system_prompt();
+    if let Some(schema) = &req.schema {
+        if !system.is_empty() {
+            system.push_str("\n\n");
+        }
+        system.push_str(
+            "Answer with one JSON document only (no prose, no code fences) that \
+             validates against this JSON schema:\n",
+        );
+        system.push_str(&schema.to_string());
+    }
+    let mut body = json!({
+        "model": req.model.upstream_model,
+        "max_tokens": req.model.max_output_tokens.unwrap_or(defaults::MAX_OUTPUT_TOKENS),
+        "stream": true,
+        "messages": [{"role": "user", "content": req.user_prompt()}],
+    });
+    if !system.is_empty() {
+        body["system"] = json!(system);
+    }
+    body
+}
+
+/// `x-api-key` (marked sensitive) and `anthropic-version`.
+pub(super) fn authorize(rb: reqwest::RequestBuilder, key: &Secret) -> reqwest::RequestBuilder {
+    let rb = rb.header("anthropic-version", API_VERSION);
+    match reqwest::header::HeaderValue::from_str(key.expose()) {
+        Ok(mut value) => {
+            value.set_sensitive(true);
+            rb.header("x-api-key", value)
+        }
+        Err(_) => rb,
+    }
+}
+
+/// One SSE event, by its `type`.
+pub(super) fn parse(event: &Event) -> Result<Parsed, ProviderError> {
+    let data = event.data.trim();
+    if data.is_empty() {
+        return Ok(Parsed::default());
+    }
+    let v: Value = serde_json::from_str(data)
+        .map_err(|e| ProviderError::BadResponse(format!("a stream event is not JSON: {e}")))?;
+    let kind = v["type"].as_str().unwrap_or(event.event.as_str());
+    let mut parsed = Parsed::default();
+    match kind {
+        "message_start" => {
+            let usage = &v["message"]["usage"];
+            parsed.usage = Some(Usage {
+                input_tokens: input_tokens(usage),
+                output_tokens: as_u32(&usage["output_tokens"]),
+            });
+        }
+        "content_block_delta" if v["delta"]["type"] == "text_delta" => {
+            parsed.text = v["delta"]["text"].as_str().map(str::to_owned);
+        }
+        "message_delta" => {
+            let usage = &v["usage"];
+            parsed.usage = Some(Usage {
+                input_tokens: input_tokens(usage),
+                output_tokens: as_u32(&usage["output_tokens"]),
+            });
+        }
+        "message_stop" => parsed.done = true,
+        "error" => {
+            return Err(ProviderError::Upstream {
+                kind: v["error"]["type"].as_str().unwrap_or("error").to_owned(),
+                message: v["error"]["message"]
+                    .as_str()
+                    .unwrap_or("no message")
+                    .to_owned(),
+            });
+        }
+        // ping, content_block_start/stop, other block types (thinking, tool
+        // use) and event types added later carry no text for us.
+        _ => {}
+    }
+    Ok(parsed)
+}
+
+/// Input tokens, counting prompt-cache reads and writes (billed as input).
+fn input_tokens(usage: &Value) -> Option<u32> {
+    let base = as_u32(&usage["input_tokens"])?;
+    let cached = ["cache_creation_input_tokens", "cache_read_input_tokens"]
+        .iter()
+        .filter_map(|k| as_u32(&usage[*k]))
+        .fold(0u32, u32::saturating_add);
+    Some(base.saturating_add(cached))
+}
+
+/// The message of an error body `{"type":"error","error":{"type","message"}}`.
+pub(super) fn error_message(body: &str) -> Option<String> {
+    let v: Value = serde_json::from_str(body).ok()?;
+    let error = v.get("error")?;
+    let message = error["message"].as_str().unwrap_or("no message");
+    Some(match error["type"].as_str() {
+        Some(kind) => format!("{message} ({kind})"),
+        None => message.to_owned(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(name: &str, data: &str) -> Event {
+        Event {
+            event: name.to_owned(),
+            data: data.to_owned(),
+            ..Event::default()
+        }
+    }
+
+    #[test]
+    fn documented_events() {
+        let p = parse(&event("message_start", r#"{"type":"message_start","message":{"id":"msg_1","type":"message","role":"assistant","content":[],"model":"claude","stop_reason":null,"stop_sequence":null,"usage":{"input_tokens":25,"output_tokens":1}}}"#)).expect("start");
+        assert_eq!(
+            p.usage,
+            Some(Usage {
+                input_tokens: Some(25),
+                output_tokens: Some(1)
+            })
+        );
+        let p = parse(&event("content_block_delta", r#"{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"Hello"}}"#)).expect("delta");
+        assert_eq!(p.text.as_deref(), Some("Hello"));
+        let p = parse(&event("message_delta", r#"{"type":"message_delta","delta":{"stop_reason":"end_turn","stop_sequence":null},"usage":{"output_tokens":15}}"#)).expect("message_delta");
+        assert_eq!(
+            p.usage,
+            Some(Usage {
+                input_tokens: None,
+                output_tokens: Some(15)
+            })
+        );
+        assert!(
+            parse(&event("ping", r#"{"type": "ping"}"#))
+                .expect("ping")
+                .text
+                .is_none()
+        );
+        assert!(
+            parse(&event("message_stop", r#"{"type":"message_stop"}"#))
+                .expect("stop")
+                .done
+        );
+    }
+
+    #[test]
+    fn errors() {
+        let err = parse(&event(
+            "error",
+            r#"{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}"#,
+        ))
+        .expect_err("must fail");
+        assert_eq!(err.code(), "provider_error_overloaded_error");
+        assert_eq!(
+            error_message(r#"{"type":"error","error":{"type":"authentication_error","message":"invalid x-api-key"}}"#).as_deref(),
+            Some("invalid x-api-key (authentication_error)")
+        );
+    }
+}

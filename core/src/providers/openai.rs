@@ -1,0 +1,171 @@
+//! The OpenAI Chat Completions wire format (also spoken by vLLM, llama.cpp,
+//! Ollama's `/v1`, …): `POST {base_url}/chat/completions` with
+//! `stream: true` and `stream_options.include_usage`, answered by SSE
+//! `chat.completion.chunk`s, a final usage chunk and `data: [DONE]`.
+
+use super::{ProviderError, ProviderRequest, Usage, http::Parsed};
+use eventsource_stream::Event;
+use serde_json::{Value, json};
+use vibectl_config::Secret;
+
+/// The request body: system fragments as one `system` message, user
+/// fragments as one `user` message; a schema becomes a strict
+/// `json_schema` response format.
+pub(super) fn body(req: &ProviderRequest) -> Value {
+    let mut messages = Vec::new();
+    if !req.system.is_empty() {
+        messages.push(json!({"role": "system", "content": req.system_prompt()}));
+    }
+    messages.push(json!({"role": "user", "content": req.user_prompt()}));
+    let mut body = json!({
+        "model": req.model.upstream_model,
+        "messages": messages,
+        "stream": true,
+        "stream_options": {"include_usage": true},
+    });
+    if let Some(schema) = &req.schema {
+        body["response_format"] = json!({
+            "type": "json_schema",
+            "json_schema": {"name": "response", "schema": schema, "strict": true},
+        });
+    }
+    if let Some(max) = req.model.max_output_tokens {
+        body["max_completion_tokens"] = json!(max);
+    }
+    body
+}
+
+/// `Authorization: Bearer KEY` (marked sensitive so it is never logged).
+pub(super) fn authorize(rb: reqwest::RequestBuilder, key: &Secret) -> reqwest::RequestBuilder {
+    match reqwest::header::HeaderValue::from_str(&format!("Bearer {}", key.expose())) {
+        Ok(mut value) => {
+            value.set_sensitive(true);
+            rb.header(reqwest::header::AUTHORIZATION, value)
+        }
+        // A key with control characters cannot be sent; the 401 says so.
+        Err(_) => rb,
+    }
+}
+
+/// One SSE event: a `chat.completion.chunk`, or `[DONE]`.
+pub(super) fn parse(event: &Event) -> Result<Parsed, ProviderError> {
+    let data = event.data.trim();
+    if data == "[DONE]" {
+        return Ok(Parsed {
+            done: true,
+            ..Parsed::default()
+        });
+    }
+    if data.is_empty() {
+        return Ok(Parsed::default());
+    }
+    let v: Value = serde_json::from_str(data)
+        .map_err(|e| ProviderError::BadResponse(format!("a stream event is not JSON: {e}")))?;
+    if let Some(error) = v.get("error").filter(|e| !e.is_null()) {
+        return Err(ProviderError::Upstream {
+            kind: error_kind(error),
+            message: error_text(error),
+        });
+    }
+    let delta = &v["choices"][0]["delta"];
+    let text = delta["content"]
+        .as_str()
+        .or_else(|| delta["refusal"].as_str())
+        .map(str::to_owned);
+    let usage = v.get("usage").filter(|u| u.is_object()).map(|u| Usage {
+        input_tokens: as_u32(&u["prompt_tokens"]),
+        output_tokens: as_u32(&u["completion_tokens"]),
+    });
+    Ok(Parsed {
+        text,
+        usage,
+        done: false,
+    })
+}
+
+/// The message of an error body `{"error":{"message","type","code"}}`.
+pub(super) fn error_message(body: &str) -> Option<String> {
+    let v: Value = serde_json::from_str(body).ok()?;
+    let error = v.get("error")?;
+    let mut message = error_text(error);
+    let extra: Vec<String> = ["type", "code"]
+        .iter()
+        .filter_map(|k| error[*k].as_str().map(|s| format!("{k} {s}")))
+        .collect();
+    if !extra.is_empty() {
+        message = format!("{message} ({})", extra.join(", "));
+    }
+    Some(message)
+}
+
+fn error_text(error: &Value) -> String {
+    error["message"]
+        .as_str()
+        .or_else(|| error.as_str())
+        .unwrap_or("no message")
+        .to_owned()
+}
+
+fn error_kind(error: &Value) -> String {
+    error["type"]
+        .as_str()
+        .or_else(|| error["code"].as_str())
+        .unwrap_or("error")
+        .to_owned()
+}
+
+pub(super) fn as_u32(v: &Value) -> Option<u32> {
+    v.as_u64().map(|n| u32::try_from(n).unwrap_or(u32::MAX))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(data: &str) -> Event {
+        Event {
+            data: data.to_owned(),
+            ..Event::default()
+        }
+    }
+
+    #[test]
+    fn content_usage_and_done() {
+        let p = parse(&event(r#"{"object":"chat.completion.chunk","choices":[{"index":0,"delta":{"role":"assistant","content":""},"finish_reason":null}]}"#)).expect("parse");
+        assert_eq!(p.text.as_deref(), Some(""));
+        let p = parse(&event(r#"{"choices":[{"index":0,"delta":{"content":"Hi"},"finish_reason":null}],"usage":null}"#)).expect("parse");
+        assert_eq!(p.text.as_deref(), Some("Hi"));
+        assert!(p.usage.is_none());
+        let p = parse(&event(
+            r#"{"choices":[],"usage":{"prompt_tokens":9,"completion_tokens":3,"total_tokens":12}}"#,
+        ))
+        .expect("parse");
+        assert_eq!(
+            p.usage,
+            Some(Usage {
+                input_tokens: Some(9),
+                output_tokens: Some(3)
+            })
+        );
+        assert!(parse(&event("[DONE]")).expect("done").done);
+    }
+
+    #[test]
+    fn errors() {
+        let body = r#"{"error":{"message":"Incorrect API key provided","type":"invalid_request_error","param":null,"code":"invalid_api_key"}}"#;
+        assert_eq!(
+            error_message(body).as_deref(),
+            Some("Incorrect API key provided (type invalid_request_error, code invalid_api_key)")
+        );
+        assert_eq!(error_message("<html>"), None);
+        assert!(matches!(
+            parse(&event("{not json")),
+            Err(ProviderError::BadResponse(_))
+        ));
+        let err = parse(&event(
+            r#"{"error":{"message":"boom","type":"server_error"}}"#,
+        ))
+        .expect_err("must fail");
+        assert_eq!(err.code(), "provider_error_server_error");
+    }
+}

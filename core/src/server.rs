@@ -1,0 +1,158 @@
+//! The accept loop: every connection is served as h2c by hyper with the
+//! tonic routes (the proxy service, `grpc.health.v1`, server reflection v1
+//! and v1alpha). On shutdown: stop accepting, report NOT_SERVING, send
+//! GOAWAY, let in-flight calls finish for at most `core.shutdown_grace`,
+//! then cancel what is left (each call's drop guard logs it).
+
+use crate::{
+    error::CoreError,
+    listener::{Accepted, CoreListener},
+    service::{ProxyService, Shared},
+};
+use hyper_util::{
+    rt::{TokioExecutor, TokioIo, TokioTimer},
+    server::graceful::GracefulShutdown,
+    service::TowerToHyperService,
+};
+use std::{sync::Arc, time::Duration};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use tonic::service::Routes;
+use tonic_health::{ServingStatus, server::HealthReporter};
+use vibectl_config::Config;
+use vibectl_proto::vibectl_llm_proxy_server::VibectlLlmProxyServer;
+
+/// Pause after an accept error (e.g. out of file descriptors) so the loop
+/// does not spin.
+const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(100);
+
+/// Serves until `shutdown` is cancelled, then drains in-flight calls for at
+/// most `config.core.shutdown_grace`.
+pub async fn serve(
+    listener: CoreListener,
+    config: Arc<Config>,
+    shutdown: CancellationToken,
+) -> Result<(), CoreError> {
+    let address = listener.local_addr_string();
+    if !listener.is_local_only() {
+        tracing::warn!(
+            listen = %address,
+            "THE CORE IS LISTENING ON A NON-LOOPBACK ADDRESS: it speaks plaintext h2c \
+             without authentication and holds the provider keys; anyone who can reach \
+             {address} can use them. Bind 127.0.0.1 or a unix: socket instead."
+        );
+    }
+    let shared = Arc::new(Shared::new(&config)?);
+    let (health, routes) = routes(shared.clone()).await?;
+    tracing::info!(
+        listen = %address,
+        models = shared.registry.models().len(),
+        default_model = shared.registry.default_model().unwrap_or("(none)"),
+        "vibectl-core serving"
+    );
+    let unix_path = listener.unix_path();
+    let result = accept_loop(
+        listener,
+        routes,
+        &shutdown,
+        health,
+        config.core.shutdown_grace,
+    )
+    .await;
+    if let Some(path) = unix_path {
+        let _ = std::fs::remove_file(path);
+    }
+    result
+}
+
+async fn routes(shared: Arc<Shared>) -> Result<(HealthReporter, Routes), CoreError> {
+    let (reporter, health) = tonic_health::server::health_reporter();
+    reporter
+        .set_serving::<VibectlLlmProxyServer<ProxyService>>()
+        .await;
+    let reflection = || {
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(vibectl_proto::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+    };
+    let reflection_v1 = reflection()
+        .build_v1()
+        .map_err(|e| CoreError::Reflection(e.to_string()))?;
+    let reflection_v1alpha = reflection()
+        .build_v1alpha()
+        .map_err(|e| CoreError::Reflection(e.to_string()))?;
+    let routes = Routes::new(health)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha)
+        .add_service(VibectlLlmProxyServer::new(ProxyService::new(shared)))
+        .prepare();
+    Ok((reporter, routes))
+}
+
+async fn accept_loop(
+    listener: CoreListener,
+    routes: Routes,
+    shutdown: &CancellationToken,
+    health: HealthReporter,
+    grace: Duration,
+) -> Result<(), CoreError> {
+    let mut http2 = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
+    http2.timer(TokioTimer::new());
+    let graceful = GracefulShutdown::new();
+    let mut connections = JoinSet::new();
+    loop {
+        let accepted = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            Some(_) = connections.join_next(), if !connections.is_empty() => continue,
+            accepted = listener.accept() => accepted,
+        };
+        let service = TowerToHyperService::new(routes.clone());
+        match accepted {
+            Ok(Accepted::Tcp(stream, peer)) => {
+                let conn = graceful.watch(http2.serve_connection(TokioIo::new(stream), service));
+                connections.spawn(async move {
+                    if let Err(e) = conn.await {
+                        tracing::debug!(%peer, error = %e, "connection ended with an error");
+                    }
+                });
+            }
+            Ok(Accepted::Unix(stream)) => {
+                let conn = graceful.watch(http2.serve_connection(TokioIo::new(stream), service));
+                connections.spawn(async move {
+                    if let Err(e) = conn.await {
+                        tracing::debug!(error = %e, "unix connection ended with an error");
+                    }
+                });
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(ACCEPT_ERROR_PAUSE).await;
+            }
+        }
+    }
+    drop(listener);
+    health
+        .set_service_status("", ServingStatus::NotServing)
+        .await;
+    health
+        .set_not_serving::<VibectlLlmProxyServer<ProxyService>>()
+        .await;
+    let in_flight = graceful.count();
+    tracing::info!(
+        connections = in_flight,
+        ?grace,
+        "shutting down: draining in-flight calls"
+    );
+    if tokio::time::timeout(grace, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            ?grace,
+            "grace period elapsed; cancelling the calls still running"
+        );
+    }
+    connections.shutdown().await;
+    tracing::info!("vibectl-core stopped");
+    Ok(())
+}

@@ -1,0 +1,142 @@
+//! The tonic implementation of `vibectl.llm_proxy.VibectlLLMProxy`:
+//! `StreamExecute` returns the call's chunk stream as is, `Execute` collects
+//! the same stream, `GetServerInfo` describes the registry. Model and
+//! provider errors travel in-band (status OK), as vibectl expects.
+
+use crate::{call, error::CoreError, providers::Providers, registry::Registry};
+use futures::{Stream, StreamExt};
+use std::{pin::Pin, sync::Arc};
+use tonic::{Request, Response, Status, metadata::MetadataMap};
+use vibectl_config::Config;
+use vibectl_proto::{
+    ExecuteError, ExecuteRequest, ExecuteResponse, ExecuteSuccess, GetServerInfoRequest,
+    GetServerInfoResponse, ModelInfo, ServerLimits, StreamChunk, execute_response,
+    stream_chunk::ChunkType, vibectl_llm_proxy_server::VibectlLlmProxy,
+};
+
+/// The metadata header where the edge puts the verified JWT subject.
+pub const SUB_HEADER: &str = "x-vibectl-sub";
+
+/// What every call shares: built once at start.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub(crate) registry: Registry,
+    pub(crate) providers: Providers,
+    pub(crate) server_name: String,
+}
+
+impl Shared {
+    pub(crate) fn new(config: &Config) -> Result<Self, CoreError> {
+        Ok(Self {
+            registry: Registry::from_config(config),
+            providers: Providers::from_config(config)?,
+            server_name: config.core.server_name.clone(),
+        })
+    }
+}
+
+/// The gRPC service.
+#[derive(Debug, Clone)]
+pub(crate) struct ProxyService {
+    shared: Arc<Shared>,
+}
+
+impl ProxyService {
+    pub(crate) fn new(shared: Arc<Shared>) -> Self {
+        Self { shared }
+    }
+}
+
+fn sub_of(metadata: &MetadataMap) -> Option<String> {
+    metadata
+        .get(SUB_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+}
+
+#[tonic::async_trait]
+impl VibectlLlmProxy for ProxyService {
+    async fn execute(
+        &self,
+        request: Request<ExecuteRequest>,
+    ) -> Result<Response<ExecuteResponse>, Status> {
+        let sub = sub_of(request.metadata());
+        let (request_id, mut chunks) =
+            call::run(self.shared.clone(), request.into_inner(), "Execute", sub);
+        let mut text = String::new();
+        let mut model = String::new();
+        let mut result = None;
+        while let Some(chunk) = chunks.next().await {
+            match chunk.chunk_type {
+                Some(ChunkType::TextChunk(t)) => text.push_str(&t),
+                Some(ChunkType::Complete(c)) => model = c.actual_model_used,
+                Some(ChunkType::FinalMetrics(metrics)) => {
+                    result = Some(execute_response::Result::Success(ExecuteSuccess {
+                        response_text: std::mem::take(&mut text),
+                        metrics: Some(metrics),
+                        actual_model_used: std::mem::take(&mut model),
+                    }));
+                }
+                Some(ChunkType::Error(e)) => result = Some(execute_response::Result::Error(e)),
+                None => {}
+            }
+        }
+        let result = result.unwrap_or_else(|| {
+            execute_response::Result::Error(ExecuteError {
+                error_code: call::EXECUTION_FAILED.to_owned(),
+                error_message: "the call ended without a result".to_owned(),
+                error_details: None,
+            })
+        });
+        Ok(Response::new(ExecuteResponse {
+            request_id,
+            result: Some(result),
+        }))
+    }
+
+    type StreamExecuteStream = Pin<Box<dyn Stream<Item = Result<StreamChunk, Status>> + Send>>;
+
+    async fn stream_execute(
+        &self,
+        request: Request<ExecuteRequest>,
+    ) -> Result<Response<Self::StreamExecuteStream>, Status> {
+        let sub = sub_of(request.metadata());
+        let (_, chunks) = call::run(
+            self.shared.clone(),
+            request.into_inner(),
+            "StreamExecute",
+            sub,
+        );
+        Ok(Response::new(Box::pin(chunks.map(Ok))))
+    }
+
+    async fn get_server_info(
+        &self,
+        _request: Request<GetServerInfoRequest>,
+    ) -> Result<Response<GetServerInfoResponse>, Status> {
+        let registry = &self.shared.registry;
+        let available_models = registry
+            .models()
+            .iter()
+            .map(|m| ModelInfo {
+                model_id: m.id.clone(),
+                display_name: m.display_name.clone(),
+                provider: m.provider.clone(),
+                supports_streaming: true,
+                max_context_length: m
+                    .max_context_length
+                    .map(|n| i32::try_from(n).unwrap_or(i32::MAX)),
+                aliases: m.aliases.clone(),
+            })
+            .collect();
+        Ok(Response::new(GetServerInfoResponse {
+            available_models,
+            default_model: registry.default_model().unwrap_or_default().to_owned(),
+            // No limits are enforced by the core yet: every field unset.
+            limits: Some(ServerLimits::default()),
+            server_version: env!("CARGO_PKG_VERSION").to_owned(),
+            model_aliases: registry.aliases(),
+            server_name: self.shared.server_name.clone(),
+        }))
+    }
+}

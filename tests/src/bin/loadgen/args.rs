@@ -1,0 +1,69 @@
+//! Command-line arguments of `loadgen`.
+
+use clap::{Parser, ValueEnum};
+use std::{path::PathBuf, time::Duration};
+
+/// Which RPC to drive.
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum Method {
+    /// Unary `Execute`.
+    Execute,
+    /// Server-streaming `StreamExecute`.
+    Stream,
+    /// `GetServerInfo` (no model call at all).
+    Info,
+}
+
+/// Load generator for the vibectl LLM proxy.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "loadgen")]
+pub struct Args {
+    /// `https://host:port` (TLS, ALPN h2) or `http://host:port` (h2c).
+    #[arg(long)]
+    pub target: String,
+    /// PEM CA bundle to verify the server with (TLS targets).
+    #[arg(long)]
+    pub ca_file: Option<PathBuf>,
+    /// Server name to verify (default: the target's host).
+    #[arg(long)]
+    pub server_name: Option<String>,
+    /// File holding a JWT sent as `authorization: Bearer …`.
+    #[arg(long)]
+    pub token_file: Option<PathBuf>,
+    /// The RPC to call.
+    #[arg(long, value_enum, default_value = "execute")]
+    pub method: Method,
+    /// Model to ask for (default: the server's default).
+    #[arg(long)]
+    pub model: Option<String>,
+    /// The user fragment sent with every call.
+    #[arg(long, default_value = "ping from loadgen")]
+    pub text: String,
+    /// HTTP/2 connections.
+    #[arg(long, default_value_t = 1)]
+    pub connections: usize,
+    /// Concurrent calls per connection.
+    #[arg(long, default_value_t = 1)]
+    pub concurrency: usize,
+    /// Run for this long (e.g. `10s`); the default.
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "5s")]
+    pub duration: Duration,
+    /// Stop after this many calls in all (instead of `--duration`).
+    #[arg(long)]
+    pub requests: Option<u64>,
+    /// Calls before measuring starts (per worker), to warm connections.
+    #[arg(long, default_value_t = 10)]
+    pub warmup: u64,
+    /// Open a new connection for every call (measures TLS handshakes).
+    #[arg(long)]
+    pub fresh_connections: bool,
+    /// Disable TLS session resumption (with `--fresh-connections`: full handshakes).
+    #[arg(long)]
+    pub no_resumption: bool,
+    /// Per-call deadline.
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "30s")]
+    pub timeout: Duration,
+    /// Print the result as JSON.
+    #[arg(long)]
+    pub json: bool,
+}

@@ -1,0 +1,430 @@
+//! The core with the built-in `echo` model, no network: server info, unary
+//! and streaming calls, request ids, model errors, missing keys, health and
+//! the Unix socket listener. The real `serve` runs in-process on
+//! 127.0.0.1:0; the client is the generated tonic client over h2c.
+
+#[path = "core_support.rs"]
+mod support;
+
+use support::{Core, UNSET_KEY_ENV, WAIT, config, kinds, request, texts};
+use tonic_health::pb::{
+    HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
+};
+use vibectl_proto::{GetServerInfoRequest, execute_response, stream_chunk::ChunkType};
+
+fn echo_config(extra: &str) -> vibectl_config::Config {
+    config(&format!(
+        r#"
+[core]
+server_name = "test-core"
+{extra}
+
+[providers.echo]
+kind = "echo"
+
+[providers.openai]
+kind = "openai"
+base_url = "http://127.0.0.1:9/v1"
+api_key_env = "{UNSET_KEY_ENV}"
+
+[providers.anthropic]
+kind = "anthropic"
+base_url = "http://127.0.0.1:9/v1"
+api_key_env = "{UNSET_KEY_ENV}"
+
+[[models]]
+id = "gpt-4o-mini"
+provider = "openai"
+display_name = "GPT-4o mini"
+aliases = ["4o-mini"]
+max_context_length = 128000
+input_usd_per_mtok = 0.15
+output_usd_per_mtok = 0.6
+
+[[models]]
+id = "echo"
+provider = "echo"
+display_name = "Echo"
+aliases = ["parrot"]
+max_context_length = 1000000
+input_usd_per_mtok = 0.0
+output_usd_per_mtok = 0.0
+
+[[models]]
+id = "claude-haiku-4-5"
+provider = "anthropic"
+aliases = ["haiku"]
+"#
+    ))
+}
+
+#[tokio::test]
+async fn server_info_lists_echo_as_default_and_every_model() {
+    let core = Core::start(echo_config("")).await;
+    let info = tokio::time::timeout(WAIT, core.client().get_server_info(GetServerInfoRequest {}))
+        .await
+        .expect("in time")
+        .expect("OK")
+        .into_inner();
+    assert_eq!(info.default_model, "echo", "no provider has a key, so echo");
+    assert_eq!(info.server_name, "test-core");
+    assert_eq!(info.server_version, env!("CARGO_PKG_VERSION"));
+    let ids: Vec<&str> = info
+        .available_models
+        .iter()
+        .map(|m| m.model_id.as_str())
+        .collect();
+    assert_eq!(ids, ["gpt-4o-mini", "echo", "claude-haiku-4-5"]);
+    let echo = &info.available_models[1];
+    assert_eq!(echo.provider, "echo");
+    assert_eq!(echo.display_name, "Echo");
+    assert_eq!(echo.max_context_length, Some(1_000_000));
+    assert!(echo.supports_streaming);
+    assert_eq!(info.available_models[2].display_name, "claude-haiku-4-5");
+    assert_eq!(
+        info.model_aliases.get("haiku").map(String::as_str),
+        Some("claude-haiku-4-5")
+    );
+    assert_eq!(
+        info.model_aliases.get("parrot").map(String::as_str),
+        Some("echo")
+    );
+    let limits = info.limits.expect("limits message present");
+    assert_eq!(limits.max_requests_per_minute, None);
+    core.stop().await;
+}
+
+#[tokio::test]
+async fn execute_echo_returns_text_and_token_metrics() {
+    let core = Core::start(echo_config("")).await;
+    let req = request(
+        Some("echo"),
+        &["You are terse."],
+        &["Hello, world!", "How are you?"],
+        "req-1",
+    );
+    let resp = core.execute(req).await;
+    assert_eq!(resp.request_id, "req-1");
+    let Some(execute_response::Result::Success(ok)) = resp.result else {
+        panic!("expected success: {resp:?}");
+    };
+    assert_eq!(ok.response_text, "Hello, world!\n\nHow are you?");
+    assert_eq!(ok.actual_model_used, "echo");
+    let m = ok.metrics.expect("metrics");
+    // "You are terse." = 4; "Hello, world!" = 4; "How are you?" = 4.
+    assert_eq!(m.input_tokens, Some(12));
+    assert_eq!(m.output_tokens, Some(8));
+    assert_eq!(m.total_tokens, Some(20));
+    assert_eq!(m.cost_usd, Some(0.0));
+    assert_eq!(m.retry_count, 0);
+    assert!(m.timestamp > 1_600_000_000);
+    core.stop().await;
+}
+
+#[tokio::test]
+async fn stream_echo_gives_chunks_then_complete_then_metrics() {
+    let core = Core::start(echo_config("")).await;
+    let text = "the quick brown fox jumps over the lazy dog";
+    let chunks = core
+        .stream(request(Some("echo"), &[], &[text], "req-2"))
+        .await;
+    let kinds = kinds(&chunks);
+    let n = kinds.len();
+    assert!(n >= 5, "{kinds:?}");
+    assert!(kinds[..n - 2].iter().all(|k| *k == "text"), "{kinds:?}");
+    assert!(n - 2 >= 3, "at least 3 text chunks: {kinds:?}");
+    assert_eq!(&kinds[n - 2..], ["complete", "metrics"]);
+    assert_eq!(texts(&chunks).concat(), text);
+    assert!(chunks.iter().all(|c| c.request_id == "req-2"));
+    let Some(ChunkType::Complete(done)) = &chunks[n - 2].chunk_type else {
+        unreachable!()
+    };
+    assert_eq!(done.actual_model_used, "echo");
+    let Some(ChunkType::FinalMetrics(m)) = &chunks[n - 1].chunk_type else {
+        unreachable!()
+    };
+    assert_eq!(
+        (m.input_tokens, m.output_tokens, m.total_tokens),
+        (Some(9), Some(9), Some(18))
+    );
+    core.stop().await;
+}
+
+#[tokio::test]
+async fn empty_request_id_gets_a_uuid_echoed_everywhere() {
+    let core = Core::start(echo_config("")).await;
+    let chunks = core
+        .stream(request(None, &[], &["one two three"], ""))
+        .await;
+    let id = chunks[0].request_id.clone();
+    assert!(uuid_v4_like(&id), "{id}");
+    assert!(chunks.iter().all(|c| c.request_id == id));
+    let resp = core.execute(request(None, &[], &["hi"], "")).await;
+    assert!(
+        uuid_v4_like(&resp.request_id) && resp.request_id != id,
+        "{}",
+        resp.request_id
+    );
+    core.stop().await;
+}
+
+fn uuid_v4_like(id: &str) -> bool {
+    let parts: Vec<&str> = id.split('-').collect();
+    parts.iter().map(|p| p.len()).collect::<Vec<_>>() == [8, 4, 4, 4, 12]
+        && parts[2].starts_with('4')
+        && id.chars().all(|c| c == '-' || c.is_ascii_hexdigit())
+}
+
+#[tokio::test]
+async fn unknown_model_is_model_not_found_listing_models_and_aliases() {
+    let core = Core::start(echo_config("")).await;
+    let resp = core
+        .execute(request(Some("gpt-9"), &[], &["hi"], "r"))
+        .await;
+    let Some(execute_response::Result::Error(e)) = resp.result else {
+        panic!("expected error: {resp:?}");
+    };
+    assert_eq!(e.error_code, "MODEL_NOT_FOUND");
+    for name in [
+        "gpt-9",
+        "echo",
+        "parrot",
+        "gpt-4o-mini",
+        "4o-mini",
+        "claude-haiku-4-5",
+        "haiku",
+    ] {
+        assert!(
+            e.error_message.contains(name),
+            "{name} missing in {}",
+            e.error_message
+        );
+    }
+    let chunks = core.stream(request(Some("gpt-9"), &[], &["hi"], "r")).await;
+    assert_eq!(kinds(&chunks), ["error"]);
+    let Some(ChunkType::Error(e)) = &chunks[0].chunk_type else {
+        unreachable!()
+    };
+    assert_eq!(e.error_code, "MODEL_NOT_FOUND");
+    core.stop().await;
+}
+
+#[tokio::test]
+async fn no_model_and_no_default_is_no_model() {
+    let cfg = config(&format!(
+        "[providers.openai]\nkind = \"openai\"\napi_key_env = \"{UNSET_KEY_ENV}\"\n\
+         [[models]]\nid = \"gpt-4o-mini\"\nprovider = \"openai\"\n"
+    ));
+    let core = Core::start(cfg).await;
+    let resp = core.execute(request(None, &[], &["hi"], "r")).await;
+    let Some(execute_response::Result::Error(e)) = resp.result else {
+        panic!("expected error: {resp:?}");
+    };
+    assert_eq!(e.error_code, "NO_MODEL");
+    assert!(
+        e.error_message.contains("gpt-4o-mini"),
+        "{}",
+        e.error_message
+    );
+    core.stop().await;
+}
+
+#[tokio::test]
+async fn aliases_and_configured_default_resolve() {
+    let core = Core::start(echo_config("default_model = \"parrot\"")).await;
+    let resp = core
+        .execute(request(Some("parrot"), &[], &["hi there"], "r"))
+        .await;
+    let Some(execute_response::Result::Success(ok)) = resp.result else {
+        panic!("expected success: {resp:?}");
+    };
+    assert_eq!(ok.actual_model_used, "echo");
+    assert_eq!(ok.response_text, "hi there");
+    let chunks = core.stream(request(None, &[], &["default"], "r")).await;
+    let Some(ChunkType::Complete(done)) = &chunks[chunks.len() - 2].chunk_type else {
+        panic!("{chunks:?}");
+    };
+    assert_eq!(done.actual_model_used, "echo");
+    core.stop().await;
+}
+
+#[tokio::test]
+async fn missing_api_key_is_execution_failed_naming_the_variable() {
+    let core = Core::start(echo_config("")).await;
+    let resp = core
+        .execute(request(Some("4o-mini"), &[], &["hi"], "r"))
+        .await;
+    let Some(execute_response::Result::Error(e)) = resp.result else {
+        panic!("expected error: {resp:?}");
+    };
+    assert_eq!(e.error_code, "EXECUTION_FAILED");
+    assert_eq!(e.error_details.as_deref(), Some("missing_api_key"));
+    for part in ["openai", "gpt-4o-mini", UNSET_KEY_ENV] {
+        assert!(
+            e.error_message.contains(part),
+            "{part} missing in {}",
+            e.error_message
+        );
+    }
+    core.stop().await;
+}
+
+#[tokio::test]
+async fn invalid_response_schema_fails_clearly() {
+    let core = Core::start(echo_config("")).await;
+    let mut req = request(Some("echo"), &[], &["hi"], "r");
+    req.response_model_schema = Some("{not json".to_owned());
+    let chunks = core.stream(req).await;
+    assert_eq!(kinds(&chunks), ["error"]);
+    let Some(ChunkType::Error(e)) = &chunks[0].chunk_type else {
+        unreachable!()
+    };
+    assert_eq!(e.error_code, "EXECUTION_FAILED");
+    assert_eq!(e.error_details.as_deref(), Some("invalid_response_schema"));
+    assert!(
+        e.error_message.contains("response_model_schema"),
+        "{}",
+        e.error_message
+    );
+    core.stop().await;
+}
+
+#[tokio::test]
+async fn health_answers_serving() {
+    let core = Core::start(echo_config("")).await;
+    let mut health = HealthClient::new(core.channel.clone());
+    for service in ["", vibectl_proto::SERVICE_NAME] {
+        let resp = tokio::time::timeout(
+            WAIT,
+            health.check(HealthCheckRequest {
+                service: service.to_owned(),
+            }),
+        )
+        .await
+        .expect("in time")
+        .expect("OK")
+        .into_inner();
+        assert_eq!(resp.status(), ServingStatus::Serving, "service {service:?}");
+    }
+    core.stop().await;
+}
+
+#[tokio::test]
+async fn unix_socket_listener_serves_and_is_removed_at_shutdown() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("core.sock");
+    // A stale socket file from an earlier run is replaced.
+    drop(std::os::unix::net::UnixListener::bind(&path).expect("stale socket"));
+    let core = Core::start_on(&format!("unix:{}", path.display()), echo_config("")).await;
+    assert_eq!(core.address, format!("unix:{}", path.display()));
+    let resp = core
+        .execute(request(Some("echo"), &[], &["over a socket"], "u"))
+        .await;
+    let Some(execute_response::Result::Success(ok)) = resp.result else {
+        panic!("expected success: {resp:?}");
+    };
+    assert_eq!(ok.response_text, "over a socket");
+    core.stop().await;
+    assert!(!path.exists(), "socket file removed at shutdown");
+}
+
+#[tokio::test]
+async fn binding_over_a_regular_file_is_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("not-a-socket");
+    std::fs::write(&path, "data").expect("write");
+    let err = vibectl_core::CoreListener::bind(&format!("unix:{}", path.display()))
+        .await
+        .expect_err("must refuse");
+    assert!(err.to_string().contains("not a socket"), "{err}");
+    assert_eq!(std::fs::read_to_string(&path).expect("still there"), "data");
+}
+
+#[tokio::test]
+async fn reflection_v1_and_v1alpha_list_the_services() {
+    use tonic_reflection::pb::{v1, v1alpha};
+    let core = Core::start(echo_config("")).await;
+
+    let mut client =
+        v1::server_reflection_client::ServerReflectionClient::new(core.channel.clone());
+    let req = v1::ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(v1::server_reflection_request::MessageRequest::ListServices(
+            String::new(),
+        )),
+    };
+    let mut answers = tokio::time::timeout(
+        WAIT,
+        client.server_reflection_info(futures::stream::iter([req])),
+    )
+    .await
+    .expect("in time")
+    .expect("OK")
+    .into_inner();
+    let answer = tokio::time::timeout(WAIT, answers.message())
+        .await
+        .expect("in time")
+        .expect("OK")
+        .expect("one answer");
+    let Some(v1::server_reflection_response::MessageResponse::ListServicesResponse(list)) =
+        answer.message_response
+    else {
+        panic!("{answer:?}");
+    };
+    let names: Vec<&str> = list.service.iter().map(|s| s.name.as_str()).collect();
+    assert!(names.contains(&vibectl_proto::SERVICE_NAME), "{names:?}");
+    assert!(names.contains(&"grpc.health.v1.Health"), "{names:?}");
+
+    let mut client =
+        v1alpha::server_reflection_client::ServerReflectionClient::new(core.channel.clone());
+    let req = v1alpha::ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(
+            v1alpha::server_reflection_request::MessageRequest::FileContainingSymbol(
+                vibectl_proto::SERVICE_NAME.to_owned(),
+            ),
+        ),
+    };
+    let mut answers = tokio::time::timeout(
+        WAIT,
+        client.server_reflection_info(futures::stream::iter([req])),
+    )
+    .await
+    .expect("in time")
+    .expect("OK")
+    .into_inner();
+    let answer = tokio::time::timeout(WAIT, answers.message())
+        .await
+        .expect("in time")
+        .expect("OK")
+        .expect("one answer");
+    assert!(
+        matches!(
+            answer.message_response,
+            Some(v1alpha::server_reflection_response::MessageResponse::FileDescriptorResponse(_))
+        ),
+        "{answer:?}"
+    );
+    core.stop().await;
+}
+
+#[tokio::test]
+async fn calls_with_the_edge_identity_header_work() {
+    let core = Core::start(echo_config("")).await;
+    let mut req = tonic::Request::new(request(Some("echo"), &[], &["from the edge"], "sub-1"));
+    req.metadata_mut().insert(
+        vibectl_core::SUB_HEADER,
+        "alice@example".parse().expect("header"),
+    );
+    let resp = tokio::time::timeout(WAIT, core.client().execute(req))
+        .await
+        .expect("in time")
+        .expect("OK")
+        .into_inner();
+    assert_eq!(resp.request_id, "sub-1");
+    assert!(
+        matches!(resp.result, Some(execute_response::Result::Success(_))),
+        "{resp:?}"
+    );
+    core.stop().await;
+}

@@ -1,0 +1,203 @@
+//! Shared by the core's tests (`core_*.rs`, `providers_*.rs`, which include
+//! it with `#[path]`): runs the real `vibectl_core::serve` in-process on
+//! 127.0.0.1:0 (or a Unix socket) and talks to it with the generated tonic
+//! client over h2c. Every wait is bounded by [`WAIT`]. As a test target of
+//! its own it runs no test.
+#![allow(dead_code)]
+
+use futures::StreamExt;
+use std::{path::Path, sync::Arc, time::Duration};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tonic::transport::{Channel, Endpoint};
+use vibectl_config::Config;
+use vibectl_core::{CoreError, CoreListener};
+use vibectl_proto::{
+    ExecuteRequest, ExecuteResponse, StreamChunk, stream_chunk::ChunkType,
+    vibectl_llm_proxy_client::VibectlLlmProxyClient,
+};
+
+/// The bound on every wait in these tests.
+pub const WAIT: Duration = Duration::from_secs(10);
+
+/// A surely unset variable, for providers that must have no key.
+pub const UNSET_KEY_ENV: &str = "VIBECTL_TEST_SURELY_UNSET_API_KEY";
+
+/// A core served in-process, and a client connected to it.
+pub struct Core {
+    /// `127.0.0.1:PORT` or `unix:/path`.
+    pub address: String,
+    /// The gRPC channel (h2c).
+    pub channel: Channel,
+    shutdown: CancellationToken,
+    task: JoinHandle<Result<(), CoreError>>,
+}
+
+impl Core {
+    /// Binds `listen` (e.g. `127.0.0.1:0`), serves `config` and connects.
+    pub async fn start_on(listen: &str, config: Config) -> Self {
+        // Logs go to the test's captured output (shown when it fails).
+        let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("vibectl_core=info"));
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_test_writer()
+            .try_init();
+        let listener = CoreListener::bind(listen).await.expect("bind");
+        let address = listener.local_addr_string();
+        let shutdown = CancellationToken::new();
+        let task = tokio::spawn(vibectl_core::serve(
+            listener,
+            Arc::new(config),
+            shutdown.clone(),
+        ));
+        let channel = match address.strip_prefix("unix:") {
+            Some(path) => unix_channel(path).await,
+            None => tokio::time::timeout(
+                WAIT,
+                Endpoint::from_shared(format!("http://{address}"))
+                    .expect("endpoint")
+                    .connect(),
+            )
+            .await
+            .expect("connect in time")
+            .expect("connect"),
+        };
+        Self {
+            address,
+            channel,
+            shutdown,
+            task,
+        }
+    }
+
+    /// Serves `config` on 127.0.0.1:0.
+    pub async fn start(config: Config) -> Self {
+        Self::start_on("127.0.0.1:0", config).await
+    }
+
+    /// A new client on the shared channel.
+    pub fn client(&self) -> VibectlLlmProxyClient<Channel> {
+        VibectlLlmProxyClient::new(self.channel.clone())
+    }
+
+    /// Unary `Execute`, bounded.
+    pub async fn execute(&self, request: ExecuteRequest) -> ExecuteResponse {
+        tokio::time::timeout(WAIT, self.client().execute(request))
+            .await
+            .expect("Execute answered in time")
+            .expect("Execute status OK")
+            .into_inner()
+    }
+
+    /// `StreamExecute`, every chunk until the stream ends, bounded.
+    pub async fn stream(&self, request: ExecuteRequest) -> Vec<StreamChunk> {
+        let response = tokio::time::timeout(WAIT, self.client().stream_execute(request))
+            .await
+            .expect("StreamExecute answered in time")
+            .expect("StreamExecute status OK");
+        let chunks = response
+            .into_inner()
+            .map(|c| c.expect("chunk, not a status"));
+        tokio::time::timeout(WAIT, chunks.collect::<Vec<_>>())
+            .await
+            .expect("stream ended in time")
+    }
+
+    /// Starts the shutdown (what SIGTERM does in the binary) without waiting.
+    pub fn begin_shutdown(&self) {
+        self.shutdown.cancel();
+    }
+
+    /// True once `serve` has returned.
+    pub fn is_stopped(&self) -> bool {
+        self.task.is_finished()
+    }
+
+    /// Cancels the server, waits for its drain and checks it ended cleanly.
+    pub async fn stop(self) {
+        self.shutdown.cancel();
+        let ended = tokio::time::timeout(WAIT, self.task)
+            .await
+            .expect("serve returned in time after shutdown");
+        ended
+            .expect("serve task did not panic")
+            .expect("serve returned Ok");
+    }
+}
+
+async fn unix_channel(path: &str) -> Channel {
+    let path = path.to_owned();
+    let connector = tower::service_fn(move |_: http::Uri| {
+        let path = path.clone();
+        async move {
+            let stream = tokio::net::UnixStream::connect(path).await?;
+            Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(stream))
+        }
+    });
+    tokio::time::timeout(
+        WAIT,
+        Endpoint::from_static("http://core.invalid").connect_with_connector(connector),
+    )
+    .await
+    .expect("connect in time")
+    .expect("connect over the unix socket")
+}
+
+/// Parses a test configuration.
+pub fn config(toml: &str) -> Config {
+    Config::from_toml(toml, Path::new("test.toml")).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// Writes `key` to a file in `dir` and returns its path, for `api_key_file`
+/// (not an environment variable: tests run in parallel in one process).
+pub fn key_file(dir: &Path, key: &str) -> String {
+    let path = dir.join("api-key");
+    std::fs::write(&path, format!("{key}\n")).expect("write key file");
+    path.display().to_string()
+}
+
+/// A request for `model` with these fragments.
+pub fn request(model: Option<&str>, system: &[&str], user: &[&str], id: &str) -> ExecuteRequest {
+    ExecuteRequest {
+        system_fragments: system.iter().map(|s| (*s).to_owned()).collect(),
+        user_fragments: user.iter().map(|s| (*s).to_owned()).collect(),
+        model_name: model.map(str::to_owned),
+        response_model_schema: None,
+        request_id: id.to_owned(),
+    }
+}
+
+/// The text chunks of a stream, in order.
+pub fn texts(chunks: &[StreamChunk]) -> Vec<String> {
+    chunks
+        .iter()
+        .filter_map(|c| match &c.chunk_type {
+            Some(ChunkType::TextChunk(t)) => Some(t.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// A short name per chunk: `text`, `complete`, `metrics`, `error`.
+pub fn kinds(chunks: &[StreamChunk]) -> Vec<&'static str> {
+    chunks
+        .iter()
+        .map(|c| match &c.chunk_type {
+            Some(ChunkType::TextChunk(_)) => "text",
+            Some(ChunkType::Complete(_)) => "complete",
+            Some(ChunkType::FinalMetrics(_)) => "metrics",
+            Some(ChunkType::Error(_)) => "error",
+            None => "empty",
+        })
+        .collect()
+}
+
+/// Asserts two costs are equal to within rounding.
+pub fn assert_cost(actual: Option<f64>, expected: f64) {
+    let actual = actual.expect("cost_usd is set");
+    assert!(
+        (actual - expected).abs() < 1e-12,
+        "cost {actual} != {expected}"
+    );
+}
