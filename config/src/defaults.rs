@@ -83,3 +83,9 @@ pub const JWT_SECRET_ENV: &str = "VIBECTL_JWT_SECRET";
 pub const JWT_SECRET_FILE_ENV: &str = "VIBECTL_JWT_SECRET_FILE";
 /// File name, under the state directory, of a generated JWT secret.
 pub const JWT_SECRET_FILE_NAME: &str = "jwt-secret";
+/// Where the core's `/metrics` listens: loopback (unauthenticated HTTP).
+pub const CORE_METRICS_LISTEN: &str = "127.0.0.1:9096";
+/// Distinct `sub` label values in metrics before the rest collapse into `other`.
+pub const METRICS_MAX_SUBJECTS: usize = 100;
+/// Prefix of Redis keys of the limits backend.
+pub const REDIS_KEY_PREFIX: &str = "vibectl:limits:";

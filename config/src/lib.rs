@@ -8,6 +8,7 @@ pub mod core;
 pub mod defaults;
 pub mod edge;
 mod error;
+pub mod limits;
 pub mod secret;
 mod validate;
 
@@ -16,6 +17,7 @@ pub use edge::{
     EdgeConfig, FilesTls, HstsConfig, JwtConfig, SelfSignedTls, TlsConfig, TlsMode, TlsVersion,
 };
 pub use error::ConfigError;
+pub use limits::{BackendFailure, LimitSet, LimitsBackend, LimitsConfig, MetricsConfig};
 pub use secret::Secret;
 
 use serde::Deserialize;
@@ -41,6 +43,10 @@ pub struct Config {
     pub tls: TlsConfig,
     /// `[hsts]`.
     pub hsts: HstsConfig,
+    /// `[limits]`.
+    pub limits: LimitsConfig,
+    /// `[metrics]`.
+    pub metrics: MetricsConfig,
     /// `[providers.NAME]`; when empty, `echo`, `openai` and `anthropic`.
     pub providers: BTreeMap<String, ProviderConfig>,
     /// `[[models]]`; when empty, `echo` plus well-known models.
@@ -58,6 +64,8 @@ impl Default for Config {
             jwt: JwtConfig::default(),
             tls: TlsConfig::default(),
             hsts: HstsConfig::default(),
+            limits: LimitsConfig::default(),
+            metrics: MetricsConfig::default(),
             providers: crate::core::default_providers(),
             models: crate::core::default_models(),
             source: None,

@@ -116,3 +116,31 @@ fn secrets_are_redacted_in_debug() {
     let cfg = parse("[jwt]\nsecret_key = \"hunter2-hunter2\"\n").expect("parse");
     assert!(!format!("{cfg:?}").contains("hunter2"));
 }
+
+#[test]
+fn limits_per_token_override_field_by_field() {
+    let cfg = parse(
+        "[limits.global]\nmax_requests_per_minute = 120\nmax_concurrent_requests = 10\n\
+         [limits.per_token.demo-user]\nmax_requests_per_minute = 5\n",
+    )
+    .expect("parse");
+    let demo = cfg.limits.for_token("demo-user", None);
+    assert_eq!(demo.max_requests_per_minute.map(|n| n.get()), Some(5));
+    assert_eq!(demo.max_concurrent_requests.map(|n| n.get()), Some(10));
+    assert_eq!(demo.effective_burst().map(|n| n.get()), Some(1));
+    let other = cfg.limits.for_token("someone", None);
+    assert_eq!(other.max_requests_per_minute.map(|n| n.get()), Some(120));
+    assert_eq!(other.effective_burst().map(|n| n.get()), Some(20));
+}
+
+#[test]
+fn redis_backend_needs_a_url() {
+    let msg = parse("[limits]\nbackend = \"redis\"\n").unwrap_err().to_string();
+    assert!(msg.contains("limits.redis_url"), "{msg}");
+}
+
+#[test]
+fn zero_limit_is_rejected() {
+    let msg = parse("[limits.global]\nmax_requests_per_minute = 0\n").unwrap_err().to_string();
+    assert!(msg.contains("limits.global.max_requests_per_minute"), "{msg}");
+}

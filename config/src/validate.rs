@@ -28,6 +28,12 @@ pub(crate) fn validate(cfg: &Config) -> Result<(), ConfigError> {
     if cfg.jwt.secret_key.as_ref().is_some_and(|s| s.is_empty()) {
         return Err(err("jwt.secret_key".into(), "must not be empty".into()));
     }
+    if cfg.limits.backend == crate::LimitsBackend::Redis && cfg.limits.redis_url.is_none() {
+        return Err(err(
+            "limits.redis_url".into(),
+            "is required when limits.backend = \"redis\"".into(),
+        ));
+    }
     let mut names = BTreeSet::new();
     for (i, m) in cfg.models.iter().enumerate() {
         if m.id.trim().is_empty() {

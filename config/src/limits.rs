@@ -1,0 +1,125 @@
+//! `[limits]` and `[metrics]`: per-token limits (enforced by the edge, and by
+//! the core for input length) and the Prometheus endpoints.
+
+use crate::{defaults, secret::Secret};
+use serde::Deserialize;
+use std::{collections::BTreeMap, net::SocketAddr, num::NonZeroU32};
+
+/// Where rate and concurrency state lives.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum LimitsBackend {
+    /// In this edge process (the default).
+    #[default]
+    Memory,
+    /// In Redis, shared by every edge replica.
+    Redis,
+}
+
+/// What to do when the Redis backend cannot answer.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum BackendFailure {
+    /// Let the call through (logged and counted).
+    #[default]
+    FailOpen,
+    /// Refuse the call with `UNAVAILABLE` (logged and counted).
+    FailClosed,
+}
+
+/// One set of limits; every field is optional (absent = unlimited, or for a
+/// per-token override: inherit from `[limits.global]`).
+#[derive(Debug, Clone, Copy, Deserialize, Default, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct LimitSet {
+    /// Sustained requests per minute (GCRA).
+    pub max_requests_per_minute: Option<NonZeroU32>,
+    /// Requests that may arrive at once; default: a sixth of the per-minute
+    /// rate (ten seconds' worth), at least 1.
+    pub burst: Option<NonZeroU32>,
+    /// Calls (streams) in flight at once.
+    pub max_concurrent_requests: Option<NonZeroU32>,
+    /// Characters of input (system + user fragments).
+    pub max_input_length: Option<NonZeroU32>,
+    /// Longest a call may take, in seconds.
+    pub request_timeout_seconds: Option<NonZeroU32>,
+}
+
+impl LimitSet {
+    /// `self`'s fields where set, else `base`'s.
+    pub fn over(&self, base: &LimitSet) -> LimitSet {
+        LimitSet {
+            max_requests_per_minute: self.max_requests_per_minute.or(base.max_requests_per_minute),
+            burst: self.burst.or(base.burst),
+            max_concurrent_requests: self.max_concurrent_requests.or(base.max_concurrent_requests),
+            max_input_length: self.max_input_length.or(base.max_input_length),
+            request_timeout_seconds: self.request_timeout_seconds.or(base.request_timeout_seconds),
+        }
+    }
+
+    /// The burst in force for the per-minute rate.
+    pub fn effective_burst(&self) -> Option<NonZeroU32> {
+        let rpm = self.max_requests_per_minute?;
+        Some(self.burst.unwrap_or_else(|| {
+            NonZeroU32::new(rpm.get().div_ceil(6)).unwrap_or(NonZeroU32::MIN)
+        }))
+    }
+}
+
+/// `[limits]`.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    /// `memory` (default) or `redis`.
+    pub backend: LimitsBackend,
+    /// Redis URL for the `redis` backend, e.g. `redis://127.0.0.1:6379/0`
+    /// (it may hold a password: treated as a secret).
+    pub redis_url: Option<Secret>,
+    /// Prefix of every Redis key.
+    pub redis_key_prefix: Option<String>,
+    /// `fail_open` (default) or `fail_closed` when Redis cannot answer.
+    pub on_backend_failure: BackendFailure,
+    /// Calls in flight at once across all tokens.
+    pub max_concurrent_total: Option<NonZeroU32>,
+    /// Limits of every token (vibectl-server's name for them).
+    pub global: LimitSet,
+    /// Overrides by JWT `sub` (or `kid`), field by field over `global`.
+    pub per_token: BTreeMap<String, LimitSet>,
+}
+
+impl LimitsConfig {
+    /// The limits that apply to `sub` (or its `kid`).
+    pub fn for_token(&self, sub: &str, kid: Option<&str>) -> LimitSet {
+        let over = self
+            .per_token
+            .get(sub)
+            .or_else(|| kid.and_then(|k| self.per_token.get(k)));
+        match over {
+            Some(o) => o.over(&self.global),
+            None => self.global,
+        }
+    }
+}
+
+/// `[metrics]`: Prometheus text on `/metrics` (unauthenticated: keep it on
+/// loopback or a private network).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsConfig {
+    /// Serve `/metrics` (the edge on its admin listener, the core on `core_listen`).
+    pub enabled: bool,
+    /// The core's metrics listener.
+    pub core_listen: SocketAddr,
+    /// Distinct `sub` label values before further subjects collapse into `other`.
+    pub max_subjects: usize,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            core_listen: defaults::CORE_METRICS_LISTEN.parse().expect("valid default address"),
+            max_subjects: defaults::METRICS_MAX_SUBJECTS,
+        }
+    }
+}
