@@ -2,7 +2,7 @@
 
 use crate::defaults;
 use serde::Deserialize;
-use std::{collections::BTreeMap, path::PathBuf, time::Duration};
+use std::{collections::BTreeMap, num::NonZeroU32, path::PathBuf, time::Duration};
 
 /// `[core]`: the unprivileged process that holds provider keys.
 #[derive(Debug, Clone, Deserialize)]
@@ -46,7 +46,7 @@ pub enum ProviderKind {
 /// `[providers.NAME]`: one upstream. API keys are read by the core only,
 /// from `api_key_env` or `api_key_file`, never from the config file itself.
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(try_from = "RawProviderConfig")]
 pub struct ProviderConfig {
     /// `echo`, `openai` or `anthropic`.
     pub kind: ProviderKind,
@@ -57,21 +57,86 @@ pub struct ProviderConfig {
     /// File holding the API key (e.g. a mounted Kubernetes Secret).
     pub api_key_file: Option<PathBuf>,
     /// Longest a call may take.
-    #[serde(default = "provider_timeout", with = "humantime_serde")]
     pub timeout: Duration,
     /// Time allowed to connect.
-    #[serde(default = "provider_connect_timeout", with = "humantime_serde")]
     pub connect_timeout: Duration,
     /// Retries before any output was produced (connect errors, 429, 5xx).
-    #[serde(default = "provider_max_retries")]
     pub max_retries: u32,
     /// Wait before the first retry; doubled at each further retry.
-    #[serde(default = "provider_retry_initial_backoff", with = "humantime_serde")]
     pub retry_initial_backoff: Duration,
     /// Longest wait between two tries, also the cap on a provider's
     /// `retry-after` header.
-    #[serde(default = "provider_retry_max_backoff", with = "humantime_serde")]
     pub retry_max_backoff: Duration,
+    /// `echo` only (benchmarks): stream the answer in this many text chunks
+    /// (fewer when the answer has fewer characters). Unset: word groups, at
+    /// most eight.
+    pub chunks: Option<NonZeroU32>,
+    /// `echo` only (benchmarks): answer with exactly this many characters,
+    /// the user input repeated to fill them. Unset: the input once.
+    pub answer_chars: Option<NonZeroU32>,
+}
+
+/// `[providers.NAME]` as written; [`ProviderConfig`] once the echo-only
+/// knobs are checked against the kind.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawProviderConfig {
+    kind: ProviderKind,
+    base_url: Option<String>,
+    api_key_env: Option<String>,
+    api_key_file: Option<PathBuf>,
+    #[serde(default = "provider_timeout", with = "humantime_serde")]
+    timeout: Duration,
+    #[serde(default = "provider_connect_timeout", with = "humantime_serde")]
+    connect_timeout: Duration,
+    #[serde(default = "provider_max_retries")]
+    max_retries: u32,
+    #[serde(default = "provider_retry_initial_backoff", with = "humantime_serde")]
+    retry_initial_backoff: Duration,
+    #[serde(default = "provider_retry_max_backoff", with = "humantime_serde")]
+    retry_max_backoff: Duration,
+    chunks: Option<NonZeroU32>,
+    answer_chars: Option<NonZeroU32>,
+}
+
+impl TryFrom<RawProviderConfig> for ProviderConfig {
+    type Error = String;
+
+    fn try_from(raw: RawProviderConfig) -> Result<Self, String> {
+        for (key, value, max) in [
+            ("chunks", raw.chunks, defaults::ECHO_MAX_CHUNKS),
+            (
+                "answer_chars",
+                raw.answer_chars,
+                defaults::ECHO_MAX_ANSWER_CHARS,
+            ),
+        ] {
+            let Some(value) = value else { continue };
+            if raw.kind != ProviderKind::Echo {
+                let kind = format!("{:?}", raw.kind).to_lowercase();
+                return Err(format!(
+                    "`{key}` is a benchmark knob of kind = \"echo\" providers only; \
+                     this provider is kind = \"{kind}\": remove `{key}`"
+                ));
+            }
+            if value.get() > max {
+                return Err(format!("`{key}` = {value} is more than the maximum {max}"));
+            }
+        }
+        Ok(Self {
+            kind: raw.kind,
+            base_url: raw.base_url,
+            api_key_env: raw.api_key_env,
+            api_key_file: raw.api_key_file,
+            timeout: raw.timeout,
+            connect_timeout: raw.connect_timeout,
+            max_retries: raw.max_retries,
+            retry_initial_backoff: raw.retry_initial_backoff,
+            retry_max_backoff: raw.retry_max_backoff,
+            chunks: raw.chunks,
+            answer_chars: raw.answer_chars,
+        })
+    }
 }
 
 fn provider_timeout() -> Duration {
@@ -111,6 +176,8 @@ impl ProviderConfig {
             max_retries: defaults::PROVIDER_MAX_RETRIES,
             retry_initial_backoff: defaults::PROVIDER_RETRY_INITIAL_BACKOFF,
             retry_max_backoff: defaults::PROVIDER_RETRY_MAX_BACKOFF,
+            chunks: None,
+            answer_chars: None,
         }
     }
 }
@@ -212,4 +279,54 @@ pub fn default_models() -> Vec<ModelConfig> {
             (1.0, 5.0),
         ),
     ]
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::Config;
+    use std::path::Path;
+
+    fn parse(text: &str) -> Result<Config, crate::ConfigError> {
+        Config::from_toml(text, Path::new("bench.toml"))
+    }
+
+    #[test]
+    fn echo_knobs_parse_on_echo() {
+        let cfg = parse(
+            "[providers.bench]\nkind = \"echo\"\nchunks = 200\nanswer_chars = 4096\n\
+             [[models]]\nid = \"bench\"\nprovider = \"bench\"\n",
+        )
+        .expect("valid");
+        let p = &cfg.providers["bench"];
+        assert_eq!(p.chunks.map(|n| n.get()), Some(200));
+        assert_eq!(p.answer_chars.map(|n| n.get()), Some(4096));
+    }
+
+    #[test]
+    fn echo_knobs_are_refused_elsewhere_naming_key_and_file() {
+        for key in ["chunks", "answer_chars"] {
+            let msg = parse(&format!("[providers.oa]\nkind = \"openai\"\n{key} = 10\n"))
+                .expect_err("must fail")
+                .to_string();
+            assert!(
+                msg.contains("bench.toml") && msg.contains("providers.oa") && msg.contains(key),
+                "{msg}"
+            );
+        }
+        let msg = parse("[providers.e]\nkind = \"echo\"\nchunks = 0\n")
+            .expect_err("zero")
+            .to_string();
+        assert!(msg.contains("providers.e.chunks"), "{msg}");
+        let msg = parse("[providers.e]\nkind = \"echo\"\nanswer_chars = 99999999\n")
+            .expect_err("too big")
+            .to_string();
+        assert!(
+            msg.contains("answer_chars") && msg.contains("maximum"),
+            "{msg}"
+        );
+        let msg = parse("[providers.e]\nkind = \"echo\"\nchunk = 3\n")
+            .expect_err("typo")
+            .to_string();
+        assert!(msg.contains("chunk"), "{msg}");
+    }
 }

@@ -89,3 +89,8 @@ pub const CORE_METRICS_LISTEN: &str = "127.0.0.1:9096";
 pub const METRICS_MAX_SUBJECTS: usize = 100;
 /// Prefix of Redis keys of the limits backend.
 pub const REDIS_KEY_PREFIX: &str = "vibectl:limits:";
+/// Most text chunks an `echo` provider's `chunks` knob may ask for.
+pub const ECHO_MAX_CHUNKS: u32 = 100_000;
+/// Most characters an `echo` provider's `answer_chars` knob may ask for
+/// (every call holds its answer in memory).
+pub const ECHO_MAX_ANSWER_CHARS: u32 = 1_000_000;

@@ -49,20 +49,28 @@ impl LimitSet {
     /// `self`'s fields where set, else `base`'s.
     pub fn over(&self, base: &LimitSet) -> LimitSet {
         LimitSet {
-            max_requests_per_minute: self.max_requests_per_minute.or(base.max_requests_per_minute),
+            max_requests_per_minute: self
+                .max_requests_per_minute
+                .or(base.max_requests_per_minute),
             burst: self.burst.or(base.burst),
-            max_concurrent_requests: self.max_concurrent_requests.or(base.max_concurrent_requests),
+            max_concurrent_requests: self
+                .max_concurrent_requests
+                .or(base.max_concurrent_requests),
             max_input_length: self.max_input_length.or(base.max_input_length),
-            request_timeout_seconds: self.request_timeout_seconds.or(base.request_timeout_seconds),
+            request_timeout_seconds: self
+                .request_timeout_seconds
+                .or(base.request_timeout_seconds),
         }
     }
 
     /// The burst in force for the per-minute rate.
     pub fn effective_burst(&self) -> Option<NonZeroU32> {
         let rpm = self.max_requests_per_minute?;
-        Some(self.burst.unwrap_or_else(|| {
-            NonZeroU32::new(rpm.get().div_ceil(6)).unwrap_or(NonZeroU32::MIN)
-        }))
+        Some(
+            self.burst.unwrap_or_else(|| {
+                NonZeroU32::new(rpm.get().div_ceil(6)).unwrap_or(NonZeroU32::MIN)
+            }),
+        )
     }
 }
 
@@ -118,7 +126,9 @@ impl Default for MetricsConfig {
     fn default() -> Self {
         Self {
             enabled: false,
-            core_listen: defaults::CORE_METRICS_LISTEN.parse().expect("valid default address"),
+            core_listen: defaults::CORE_METRICS_LISTEN
+                .parse()
+                .expect("valid default address"),
             max_subjects: defaults::METRICS_MAX_SUBJECTS,
         }
     }

@@ -135,12 +135,19 @@ fn limits_per_token_override_field_by_field() {
 
 #[test]
 fn redis_backend_needs_a_url() {
-    let msg = parse("[limits]\nbackend = \"redis\"\n").unwrap_err().to_string();
+    let msg = parse("[limits]\nbackend = \"redis\"\n")
+        .unwrap_err()
+        .to_string();
     assert!(msg.contains("limits.redis_url"), "{msg}");
 }
 
 #[test]
 fn zero_limit_is_rejected() {
-    let msg = parse("[limits.global]\nmax_requests_per_minute = 0\n").unwrap_err().to_string();
-    assert!(msg.contains("limits.global.max_requests_per_minute"), "{msg}");
+    let msg = parse("[limits.global]\nmax_requests_per_minute = 0\n")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        msg.contains("limits.global.max_requests_per_minute"),
+        "{msg}"
+    );
 }

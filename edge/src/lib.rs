@@ -1,1 +1,31 @@
-//! stub
+//! The internet-facing half of the vibectl LLM proxy. The edge terminates
+//! TLS (rustls: self-signed or operator-supplied certificates, ALPN `h2`),
+//! verifies `authorization: Bearer <jwt>` (HS256, tokens of the Python
+//! vibectl-server verify unchanged), adds `Strict-Transport-Security` to every
+//! response over TLS, and forwards each HTTP/2 stream frame by frame over h2c
+//! to the core, which holds the provider keys. It never parses the gRPC
+//! messages it forwards, never holds a provider key, and never talks to an
+//! LLM itself. Rate limits, metrics, a private CA and ACME are added later in
+//! the slots this structure leaves for them (see [`http`] and [`tls`]).
+//!
+//! Run it as the `vibectl-edge` binary, or in-process (as the end-to-end
+//! tests do): build an [`Edge`] from a [`vibectl_config::Config`] and a
+//! [`Transport`], then [`serve`] it on a bound listener until a
+//! [`CancellationToken`](tokio_util::sync::CancellationToken) fires.
+
+#![warn(missing_docs)]
+pub mod admin;
+pub mod cli;
+mod edge;
+mod error;
+mod fsutil;
+pub mod http;
+pub mod jwt;
+mod server;
+pub mod shutdown;
+pub mod tls;
+
+pub use admin::serve_admin;
+pub use edge::{Edge, Readiness, Transport};
+pub use error::EdgeError;
+pub use server::serve;

@@ -1,1 +1,61 @@
-fn main() {}
+//! `vibectl-edge`: parse the command line, load the configuration (on error
+//! print it and exit 64), then run the command; serving commands stop on
+//! SIGTERM/SIGINT and drain in-flight streams before exiting.
+
+use anyhow::Context;
+use clap::Parser;
+use std::process::ExitCode;
+use tokio_util::sync::CancellationToken;
+use vibectl_config::Config;
+use vibectl_edge::{
+    cli::{self, Cli, Command},
+    shutdown,
+};
+
+/// sysexits.h `EX_USAGE`: the configuration is wrong.
+const EXIT_CONFIG: u8 = 64;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if let Err(message) = cli::logging::init(&cli.log_level, cli.log_format) {
+        eprintln!("error: {message}");
+        return ExitCode::from(EXIT_CONFIG);
+    }
+    if let Command::InitConfig { output, force } = &cli.command {
+        return report(cli::init_config(output.as_deref(), *force).map(|path| {
+            println!("wrote {}", path.display());
+        }));
+    }
+    let config = match Config::load(cli.config.as_deref()) {
+        Ok(config) => config,
+        Err(error) => {
+            eprintln!("error: {error}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    report(run(cli.command, config))
+}
+
+fn run(command: Command, config: Config) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+    runtime.block_on(async {
+        let token = CancellationToken::new();
+        let on_signal = token.clone();
+        tokio::spawn(async move {
+            shutdown::signal().await;
+            on_signal.cancel();
+        });
+        cli::run(command, config, token).await?;
+        Ok(())
+    })
+}
+
+fn report<E: Into<anyhow::Error>>(result: Result<(), E>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {:#}", error.into());
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,109 @@
+//! The admin listener: plain HTTP/1.1, loopback by default
+//! (`edge.admin_listen`), unauthenticated, for probes. `/live` is 200 while
+//! the process runs; `/ready` is 200 once the main listener is serving and
+//! the core answers (its gRPC health check, or any gRPC answer), else 503
+//! with the reason. A later issue adds `/metrics` here.
+
+use crate::{Edge, EdgeError, http::CoreHealth, shutdown};
+use bytes::Bytes;
+use http::{Method, Request, Response, StatusCode, header::CONTENT_TYPE};
+use http_body_util::Full;
+use hyper::{body::Incoming, server::conn::http1, service::service_fn};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use std::{convert::Infallible, time::Duration};
+use tokio::net::TcpListener;
+use tokio_util::{sync::CancellationToken, task::TaskTracker};
+use tracing::Instrument;
+
+/// How long in-flight admin requests may take to finish at shutdown.
+const ADMIN_GRACE: Duration = Duration::from_secs(5);
+
+/// Serves `/live` and `/ready` on `listener` until `shutdown` fires.
+pub async fn serve_admin(
+    listener: TcpListener,
+    edge: Edge,
+    shutdown: CancellationToken,
+) -> Result<(), EdgeError> {
+    let local = listener.local_addr().map_err(EdgeError::Listener)?;
+    tracing::info!(%local, "admin listening (/live, /ready)");
+    let tracker = TaskTracker::new();
+    let hard_stop = CancellationToken::new();
+    loop {
+        let accepted = tokio::select! {
+            biased;
+            _ = shutdown.cancelled() => break,
+            accepted = listener.accept() => accepted,
+        };
+        let (tcp, peer) = match accepted {
+            Ok(pair) => pair,
+            Err(error) => {
+                tracing::warn!(%error, "admin accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let edge = edge.clone();
+        let (shutdown, hard_stop) = (shutdown.clone(), hard_stop.clone());
+        let span = tracing::debug_span!("admin", %peer);
+        tracker.spawn(
+            async move {
+                let svc = service_fn(move |req| route(edge.clone(), req));
+                let conn = http1::Builder::new()
+                    .timer(TokioTimer::new())
+                    .header_read_timeout(Duration::from_secs(10))
+                    .serve_connection(TokioIo::new(tcp), svc);
+                shutdown::drive(conn, &shutdown, &hard_stop, None).await;
+            }
+            .instrument(span),
+        );
+    }
+    drop(listener);
+    shutdown::drain(&tracker, ADMIN_GRACE, &hard_stop).await;
+    Ok(())
+}
+
+async fn route(
+    edge: Edge,
+    request: Request<Incoming>,
+) -> Result<Response<Full<Bytes>>, Infallible> {
+    if request.method() != Method::GET && request.method() != Method::HEAD {
+        return Ok(text(StatusCode::METHOD_NOT_ALLOWED, "use GET"));
+    }
+    Ok(match request.uri().path() {
+        "/live" => text(StatusCode::OK, "live"),
+        "/ready" => match readiness(&edge).await {
+            Ok(()) => text(StatusCode::OK, "ready"),
+            Err(reason) => text(
+                StatusCode::SERVICE_UNAVAILABLE,
+                &format!("not ready: {reason}"),
+            ),
+        },
+        _ => text(StatusCode::NOT_FOUND, "not found; try /live or /ready"),
+    })
+}
+
+/// `Ok` when the edge can serve requests, else why not.
+pub async fn readiness(edge: &Edge) -> Result<(), String> {
+    if !edge.readiness().is_serving() {
+        return Err("the edge listener is not serving".to_owned());
+    }
+    let core = edge.core();
+    match core.check_health().await {
+        Ok(CoreHealth::Serving | CoreHealth::Reachable) => Ok(()),
+        Ok(CoreHealth::NotServing(status)) => Err(format!(
+            "the core at {} reports health status {status} (not SERVING)",
+            core.address()
+        )),
+        Err(error) => Err(error.to_string()),
+    }
+}
+
+fn text(status: StatusCode, body: &str) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(Bytes::from(format!("{body}\n"))));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        CONTENT_TYPE,
+        http::HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    response
+}

@@ -1,0 +1,68 @@
+//! `--expires-in`: `30d`, `12h`, `90m`, `45s`, `2w`, `1y` (vibectl-server's
+//! forms), or any humantime duration (`1h 30m`).
+
+use std::time::Duration;
+
+/// Parses a token lifetime; zero is refused.
+pub fn parse_expires_in(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (digits, unit) = text.split_at(split);
+    let seconds_per = match unit.trim() {
+        "s" => Some(1),
+        "m" => Some(60),
+        "h" => Some(3600),
+        "d" => Some(86_400),
+        "w" => Some(7 * 86_400),
+        "y" => Some(365 * 86_400),
+        _ => None,
+    };
+    let duration = match (digits.parse::<u64>(), seconds_per) {
+        (Ok(n), Some(per)) => n
+            .checked_mul(per)
+            .map(Duration::from_secs)
+            .ok_or_else(|| format!("`{text}` is too long"))?,
+        _ => humantime::parse_duration(text)
+            .map_err(|e| format!("`{text}` is not a duration like 30d, 12h or 90m ({e})"))?,
+    };
+    if duration.is_zero() {
+        return Err("a token must live longer than 0 seconds".to_owned());
+    }
+    Ok(duration)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn vibectl_forms() {
+        assert_eq!(
+            parse_expires_in("30d"),
+            Ok(Duration::from_secs(30 * 86_400))
+        );
+        assert_eq!(parse_expires_in("12h"), Ok(Duration::from_secs(12 * 3600)));
+        assert_eq!(parse_expires_in("90m"), Ok(Duration::from_secs(90 * 60)));
+        assert_eq!(parse_expires_in("45s"), Ok(Duration::from_secs(45)));
+        assert_eq!(parse_expires_in("2w"), Ok(Duration::from_secs(14 * 86_400)));
+        assert_eq!(
+            parse_expires_in("1y"),
+            Ok(Duration::from_secs(365 * 86_400))
+        );
+        assert_eq!(parse_expires_in("1h 30m"), Ok(Duration::from_secs(5400)));
+    }
+
+    #[test]
+    fn bad_forms_are_explained() {
+        for bad in ["", "abc", "10x", "-5d", "0d", "99999999999999999999y"] {
+            assert!(parse_expires_in(bad).is_err(), "{bad}");
+        }
+        assert!(
+            parse_expires_in("10x")
+                .expect_err("bad unit")
+                .contains("30d")
+        );
+    }
+}

@@ -1,0 +1,153 @@
+//! The `vibectl-edge` command line (clap). `main.rs` parses it, loads the
+//! configuration and calls [`run`]; every command lives in a module here
+//! and returns a typed [`EdgeError`]. Later commands (`ca …`, `serve-ca`,
+//! `serve-acme`) join [`Command`] the same way.
+
+mod commands;
+mod duration;
+pub mod logging;
+mod serve;
+
+pub use commands::{generate_certs, generate_token, init_config};
+pub use duration::parse_expires_in;
+pub use serve::{ServeArgs, ServeMode, serve};
+
+use crate::EdgeError;
+use clap::{Parser, Subcommand, ValueEnum};
+use std::{path::PathBuf, time::Duration};
+use tokio_util::sync::CancellationToken;
+use vibectl_config::Config;
+
+/// The vibectl LLM proxy edge: TLS, JWT and HSTS in front of the core.
+#[derive(Debug, Parser)]
+#[command(name = "vibectl-edge", version, about, long_about = None)]
+pub struct Cli {
+    /// Configuration file (TOML). Default: <state dir>/config.toml if present.
+    #[arg(long, global = true, env = "VIBECTL_PROXY_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Log level: error, warn, info, debug, trace (RUST_LOG overrides).
+    #[arg(long, global = true, default_value = "info", value_name = "LEVEL")]
+    pub log_level: String,
+    /// Log format.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// How log lines look.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// The commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve over TLS with the configured certificates (self-signed by default).
+    Serve(ServeArgs),
+    /// Serve plaintext h2c, WITHOUT TLS (local development only).
+    ServeInsecure(ServeArgs),
+    /// Serve over TLS with the given PEM certificate chain and key.
+    ServeCustom {
+        /// Listener and core overrides.
+        #[command(flatten)]
+        serve: ServeArgs,
+        /// PEM certificate chain, leaf first.
+        #[arg(long, value_name = "FILE")]
+        cert_file: PathBuf,
+        /// PEM private key of the leaf.
+        #[arg(long, value_name = "FILE")]
+        key_file: PathBuf,
+    },
+    /// Mint a JWT for SUBJECT, signed with this edge's secret.
+    GenerateToken {
+        /// The token's `sub` (who it is for).
+        subject: String,
+        /// Lifetime: 30d, 12h, 90m, 45s, 2w (default: jwt.default_expiry).
+        #[arg(long, value_parser = parse_expires_in, value_name = "DURATION")]
+        expires_in: Option<Duration>,
+        /// Write the token to FILE (mode 0600) instead of stdout.
+        #[arg(long, value_name = "FILE")]
+        output: Option<PathBuf>,
+    },
+    /// Generate the self-signed CA and server certificate now.
+    GenerateCerts {
+        /// Extra host name for the certificate (repeatable; added to edge.hostnames).
+        #[arg(long = "hostname", value_name = "NAME")]
+        hostnames: Vec<String>,
+        /// Replace the existing CA and certificate (clients must fetch the new bundle).
+        #[arg(long)]
+        force: bool,
+    },
+    /// Write the annotated default configuration.
+    InitConfig {
+        /// Where (default: <state dir>/config.toml).
+        #[arg(long, value_name = "FILE")]
+        output: Option<PathBuf>,
+        /// Overwrite an existing file.
+        #[arg(long)]
+        force: bool,
+    },
+}
+
+/// Runs a command that needs the configuration (all but `init-config`,
+/// which [`init_config`] handles before any configuration is loaded).
+/// Serving commands return after `shutdown` fires and the drain is done.
+pub async fn run(
+    command: Command,
+    config: Config,
+    shutdown: CancellationToken,
+) -> Result<(), EdgeError> {
+    match command {
+        Command::Serve(args) => serve(ServeMode::Tls, &args, config, shutdown).await,
+        Command::ServeInsecure(args) => serve(ServeMode::Insecure, &args, config, shutdown).await,
+        Command::ServeCustom {
+            serve: args,
+            cert_file,
+            key_file,
+        } => {
+            serve(
+                ServeMode::Custom {
+                    cert_file,
+                    key_file,
+                },
+                &args,
+                config,
+                shutdown,
+            )
+            .await
+        }
+        Command::GenerateToken {
+            subject,
+            expires_in,
+            output,
+        } => {
+            let env = crate::jwt::SecretEnv::from_process();
+            let token = generate_token(&config, &env, &subject, expires_in, output.as_deref())?;
+            match output {
+                Some(path) => eprintln!("token for `{subject}` written to {}", path.display()),
+                None => println!("{token}"),
+            }
+            Ok(())
+        }
+        Command::GenerateCerts { hostnames, force } => {
+            let made = generate_certs(&config, &hostnames, force)?;
+            println!("CA certificate:     {}", made.ca_cert_path.display());
+            println!("CA bundle (clients): {}", made.ca_bundle_path.display());
+            println!("server certificate: {}", made.cert_path.display());
+            println!("server key:         {}", made.key_path.display());
+            println!("CA SHA-256 fingerprint: {}", made.ca_fingerprint);
+            Ok(())
+        }
+        Command::InitConfig { output, force } => {
+            let path = init_config(output.as_deref(), force)?;
+            println!("wrote {}", path.display());
+            Ok(())
+        }
+    }
+}

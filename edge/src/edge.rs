@@ -1,0 +1,110 @@
+//! [`Edge`]: everything one running edge shares — configuration, transport,
+//! token verifier, the pooled client to the core, readiness — behind one
+//! `Arc`, cloned into every listener and connection.
+
+use crate::{EdgeError, http::CoreClient, jwt::TokenVerifier};
+use std::sync::{
+    Arc,
+    atomic::{AtomicBool, Ordering},
+};
+use vibectl_config::{Config, Secret};
+
+/// How the main listener speaks.
+#[derive(Debug, Clone)]
+pub enum Transport {
+    /// HTTP/2 over TLS with this configuration (build it with
+    /// [`crate::tls::load`] or [`crate::tls::server_config`]); HSTS on.
+    Tls(Arc<rustls::ServerConfig>),
+    /// Plaintext h2c (`serve-insecure`), for local use only; no HSTS.
+    Insecure,
+}
+
+/// Whether the main listener is accepting connections (for `/ready`).
+#[derive(Debug, Default)]
+pub struct Readiness {
+    serving: AtomicBool,
+}
+
+impl Readiness {
+    /// True while the main listener accepts connections.
+    pub fn is_serving(&self) -> bool {
+        self.serving.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn set_serving(&self, serving: bool) {
+        self.serving.store(serving, Ordering::Release);
+    }
+}
+
+/// One edge: build it once, then pass clones to [`crate::serve`] and
+/// [`crate::serve_admin`].
+#[derive(Debug, Clone)]
+pub struct Edge {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    config: Arc<Config>,
+    transport: Transport,
+    verifier: Option<Arc<TokenVerifier>>,
+    core: CoreClient,
+    readiness: Readiness,
+}
+
+impl Edge {
+    /// Builds an edge. `jwt_secret` is required unless
+    /// `edge.require_auth = false` (then it is ignored and a warning logged).
+    pub fn new(
+        config: Arc<Config>,
+        transport: Transport,
+        jwt_secret: Option<Secret>,
+    ) -> Result<Self, EdgeError> {
+        crate::tls::install_crypto_provider();
+        let verifier = if config.edge.require_auth {
+            let secret = jwt_secret.ok_or(EdgeError::JwtSecretMissing)?;
+            Some(Arc::new(TokenVerifier::new(&secret, &config.jwt)))
+        } else {
+            tracing::warn!(
+                "AUTHENTICATION IS DISABLED (edge.require_auth = false): anyone who can reach \
+                 this edge can use its LLM credentials"
+            );
+            None
+        };
+        let core = CoreClient::new(&config.edge)?;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                config,
+                transport,
+                verifier,
+                core,
+                readiness: Readiness::default(),
+            }),
+        })
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> &Arc<Config> {
+        &self.inner.config
+    }
+
+    /// TLS or plaintext.
+    pub fn transport(&self) -> &Transport {
+        &self.inner.transport
+    }
+
+    /// The token verifier, `None` when auth is disabled.
+    pub fn verifier(&self) -> Option<Arc<TokenVerifier>> {
+        self.inner.verifier.clone()
+    }
+
+    /// The pooled client to the core.
+    pub fn core(&self) -> &CoreClient {
+        &self.inner.core
+    }
+
+    /// Whether the main listener is serving.
+    pub fn readiness(&self) -> &Readiness {
+        &self.inner.readiness
+    }
+}

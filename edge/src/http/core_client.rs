@@ -1,0 +1,387 @@
+//! The h2c client to the core: hyper-util's pooled client, HTTP/2 only, so
+//! every forwarded stream multiplexes over one connection, over TCP
+//! (`host:port`) or a Unix socket (`unix:/path`). Connecting is bounded by
+//! `edge.core_connect_timeout` (a refused connect fails at once) and the wait
+//! for response headers by `edge.core_response_timeout`; a body's frames are
+//! never bounded as a whole (see [`super::body`]).
+
+use crate::{
+    EdgeError,
+    http::{BoxError, EdgeBody, ForwardError},
+};
+use bytes::Bytes;
+use http::{Request, Response, Uri, Version};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper_util::{
+    client::legacy::{
+        Client,
+        connect::{Connected, Connection},
+    },
+    rt::{TokioExecutor, TokioIo, TokioTimer},
+};
+use std::{
+    future::Future,
+    io,
+    path::PathBuf,
+    pin::Pin,
+    sync::Arc,
+    task::{Context, Poll},
+    time::Duration,
+};
+use tokio::{
+    io::{AsyncRead, AsyncWrite, ReadBuf},
+    net::{TcpStream, UnixStream},
+};
+use vibectl_config::EdgeConfig;
+
+/// Where the core listens.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CoreTarget {
+    /// `host:port`, h2c over TCP.
+    Tcp(String),
+    /// `unix:/path`, h2c over a Unix socket.
+    Unix(PathBuf),
+}
+
+impl CoreTarget {
+    /// Parses `edge.core_address`.
+    pub fn parse(address: &str) -> Result<Self, EdgeError> {
+        let invalid = |reason: &str| EdgeError::CoreAddressInvalid {
+            address: address.to_owned(),
+            reason: reason.to_owned(),
+        };
+        if let Some(path) = address.strip_prefix("unix:") {
+            if path.is_empty() {
+                return Err(invalid(
+                    "`unix:` needs a socket path, e.g. unix:/run/vibectl/core.sock",
+                ));
+            }
+            return Ok(Self::Unix(PathBuf::from(path)));
+        }
+        let (host, port) = address
+            .rsplit_once(':')
+            .ok_or_else(|| invalid("expected host:port or unix:/path"))?;
+        if host.is_empty() || port.parse::<u16>().is_err() {
+            return Err(invalid("expected host:port (port 1-65535) or unix:/path"));
+        }
+        Ok(Self::Tcp(address.to_owned()))
+    }
+
+    /// The `:authority` sent to the core.
+    fn authority(&self) -> &str {
+        match self {
+            Self::Tcp(address) => address,
+            Self::Unix(_) => "localhost",
+        }
+    }
+}
+
+/// What the core's gRPC health service said.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CoreHealth {
+    /// `SERVING`.
+    Serving,
+    /// Any other health status (the number from `grpc.health.v1`).
+    NotServing(u8),
+    /// The core answered, but without a health service (any gRPC status).
+    Reachable,
+}
+
+/// A cloneable handle to the pooled h2c connection to the core.
+#[derive(Clone)]
+pub struct CoreClient {
+    client: Client<CoreConnector, EdgeBody>,
+    target: Arc<CoreTarget>,
+    address: Arc<str>,
+    response_timeout: Duration,
+    connect_timeout: Duration,
+}
+
+impl std::fmt::Debug for CoreClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CoreClient")
+            .field("address", &self.address)
+            .finish()
+    }
+}
+
+impl CoreClient {
+    /// A client for `edge.core_address` with the edge's timeouts. Connects
+    /// lazily, on the first request.
+    pub fn new(edge: &EdgeConfig) -> Result<Self, EdgeError> {
+        let target = Arc::new(CoreTarget::parse(&edge.core_address)?);
+        let connector = CoreConnector {
+            target: target.clone(),
+            timeout: edge.core_connect_timeout,
+        };
+        let client = Client::builder(TokioExecutor::new())
+            .http2_only(true)
+            .timer(TokioTimer::new())
+            .pool_timer(TokioTimer::new())
+            .set_host(false)
+            .build(connector);
+        Ok(Self {
+            client,
+            target,
+            address: edge.core_address.as_str().into(),
+            response_timeout: edge.core_response_timeout,
+            connect_timeout: edge.core_connect_timeout,
+        })
+    }
+
+    /// `edge.core_address`.
+    pub fn address(&self) -> &str {
+        &self.address
+    }
+
+    /// Sends `request` (its path kept, its authority replaced by the core's)
+    /// and waits at most `core_response_timeout` for the response headers.
+    pub async fn send(
+        &self,
+        request: Request<EdgeBody>,
+    ) -> Result<Response<Incoming>, ForwardError> {
+        self.send_within(request, self.response_timeout).await
+    }
+
+    async fn send_within(
+        &self,
+        mut request: Request<EdgeBody>,
+        timeout: Duration,
+    ) -> Result<Response<Incoming>, ForwardError> {
+        let path = request
+            .uri()
+            .path_and_query()
+            .map_or("/", |p| p.as_str())
+            .to_owned();
+        *request.uri_mut() = Uri::builder()
+            .scheme("http")
+            .authority(self.target.authority())
+            .path_and_query(path)
+            .build()
+            .map_err(|e| self.unavailable(&e))?;
+        *request.version_mut() = Version::HTTP_2;
+        match tokio::time::timeout(timeout, self.client.request(request)).await {
+            Ok(Ok(response)) => Ok(response),
+            Ok(Err(e)) => Err(self.unavailable(&e)),
+            Err(_) => Err(ForwardError::CoreResponseTimeout {
+                address: self.address.to_string(),
+                after: timeout,
+            }),
+        }
+    }
+
+    fn unavailable(&self, error: &(dyn std::error::Error + 'static)) -> ForwardError {
+        ForwardError::CoreUnavailable {
+            address: self.address.to_string(),
+            reason: error_chain(error),
+        }
+    }
+
+    /// Asks the core's `grpc.health.v1.Health/Check` (whole server), within
+    /// the connect timeout plus two seconds.
+    pub async fn check_health(&self) -> Result<CoreHealth, ForwardError> {
+        let timeout = self.connect_timeout + Duration::from_secs(2);
+        let body = Full::new(Bytes::from_static(&[0, 0, 0, 0, 0]))
+            .map_err(|never| match never {})
+            .boxed_unsync();
+        let request = Request::post("/grpc.health.v1.Health/Check")
+            .header("content-type", "application/grpc")
+            .header("te", "trailers")
+            .body(body)
+            .map_err(|e| self.unavailable(&e))?;
+        let response = self.send_within(request, timeout).await?;
+        let headers = response.headers().clone();
+        let collected = tokio::time::timeout(timeout, response.into_body().collect())
+            .await
+            .map_err(|_| ForwardError::CoreResponseTimeout {
+                address: self.address.to_string(),
+                after: timeout,
+            })?
+            .map_err(|e| self.unavailable(&e))?;
+        let trailers = collected.trailers().cloned().unwrap_or_default();
+        let status = trailers
+            .get("grpc-status")
+            .or_else(|| headers.get("grpc-status"))
+            .and_then(|v| v.to_str().ok()?.parse::<u8>().ok());
+        if status != Some(0) {
+            return Ok(CoreHealth::Reachable);
+        }
+        // HealthCheckResponse { status = 1 (enum) }: after the 5-byte gRPC
+        // frame prefix, field 1 varint is `08 NN`; absent means UNKNOWN (0).
+        let data = collected.to_bytes();
+        let health = match data.get(5..) {
+            Some([0x08, n, ..]) => *n,
+            _ => 0,
+        };
+        Ok(match health {
+            1 => CoreHealth::Serving,
+            n => CoreHealth::NotServing(n),
+        })
+    }
+}
+
+/// An error and its sources, `: `-joined (hyper's top-level errors alone
+/// say little: "client error (Connect)").
+pub(crate) fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(e) = source {
+        text.push_str(": ");
+        text.push_str(&e.to_string());
+        source = e.source();
+    }
+    text
+}
+
+/// Opens TCP or Unix connections to the core, bounded by the connect timeout.
+#[derive(Clone)]
+struct CoreConnector {
+    target: Arc<CoreTarget>,
+    timeout: Duration,
+}
+
+type ConnectFuture = Pin<Box<dyn Future<Output = Result<TokioIo<CoreStream>, BoxError>> + Send>>;
+
+impl tower::Service<Uri> for CoreConnector {
+    type Response = TokioIo<CoreStream>;
+    type Error = BoxError;
+    type Future = ConnectFuture;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, _uri: Uri) -> Self::Future {
+        let target = self.target.clone();
+        let timeout = self.timeout;
+        Box::pin(async move {
+            let connect = async {
+                match &*target {
+                    CoreTarget::Tcp(address) => {
+                        let stream = TcpStream::connect(address.as_str()).await?;
+                        stream.set_nodelay(true)?;
+                        Ok::<_, io::Error>(CoreStream::Tcp(stream))
+                    }
+                    CoreTarget::Unix(path) => {
+                        Ok(CoreStream::Unix(UnixStream::connect(path).await?))
+                    }
+                }
+            };
+            match tokio::time::timeout(timeout, connect).await {
+                Ok(Ok(stream)) => Ok(TokioIo::new(stream)),
+                Ok(Err(e)) => Err(e.into()),
+                Err(_) => Err(format!("no connection within {timeout:?}").into()),
+            }
+        })
+    }
+}
+
+/// A connection to the core.
+enum CoreStream {
+    Tcp(TcpStream),
+    Unix(UnixStream),
+}
+
+impl Connection for CoreStream {
+    fn connected(&self) -> Connected {
+        Connected::new()
+    }
+}
+
+impl AsyncRead for CoreStream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Self::Tcp(s) => Pin::new(s).poll_read(cx, buf),
+            Self::Unix(s) => Pin::new(s).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for CoreStream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Self::Tcp(s) => Pin::new(s).poll_write(cx, buf),
+            Self::Unix(s) => Pin::new(s).poll_write(cx, buf),
+        }
+    }
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Self::Tcp(s) => Pin::new(s).poll_flush(cx),
+            Self::Unix(s) => Pin::new(s).poll_flush(cx),
+        }
+    }
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Self::Tcp(s) => Pin::new(s).poll_shutdown(cx),
+            Self::Unix(s) => Pin::new(s).poll_shutdown(cx),
+        }
+    }
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Self::Tcp(s) => Pin::new(s).poll_write_vectored(cx, bufs),
+            Self::Unix(s) => Pin::new(s).poll_write_vectored(cx, bufs),
+        }
+    }
+    fn is_write_vectored(&self) -> bool {
+        match self {
+            Self::Tcp(s) => s.is_write_vectored(),
+            Self::Unix(s) => s.is_write_vectored(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_core_addresses() {
+        assert_eq!(
+            CoreTarget::parse("127.0.0.1:50052").expect("tcp"),
+            CoreTarget::Tcp("127.0.0.1:50052".into())
+        );
+        assert_eq!(
+            CoreTarget::parse("unix:/run/core.sock").expect("unix"),
+            CoreTarget::Unix("/run/core.sock".into())
+        );
+        for bad in ["", "unix:", "nohost", ":80", "host:notaport", "host:70000"] {
+            let err = CoreTarget::parse(bad).expect_err(bad).to_string();
+            assert!(err.contains("edge.core_address"), "{err}");
+        }
+    }
+
+    #[tokio::test]
+    async fn refused_connect_is_unavailable_at_once() {
+        // Bind, learn the port, close: nothing listens there now.
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let address = listener.local_addr().expect("addr").to_string();
+        drop(listener);
+        let config = EdgeConfig {
+            core_address: address,
+            ..EdgeConfig::default()
+        };
+        let client = CoreClient::new(&config).expect("client");
+        let started = std::time::Instant::now();
+        let err = client.check_health().await.expect_err("refused");
+        assert!(
+            started.elapsed() < Duration::from_secs(1),
+            "{:?}",
+            started.elapsed()
+        );
+        assert!(matches!(err, ForwardError::CoreUnavailable { .. }), "{err}");
+        assert!(err.to_string().to_lowercase().contains("refused"), "{err}");
+    }
+}

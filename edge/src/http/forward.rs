@@ -1,0 +1,172 @@
+//! The innermost service: sends each HTTP/2 stream to the core as it is —
+//! headers, body frames and trailers, both ways, frame by frame — after
+//! rewriting the identity headers: client-sent `x-vibectl-*` and
+//! `authorization` are removed, `x-vibectl-sub` is set from the verified
+//! token. Dropping the response (a client reset) drops the core stream, so
+//! the cancellation reaches the provider.
+
+use crate::http::{
+    BoxError, EdgeBody,
+    auth::Identity,
+    body::{GrpcResponseBody, IdleTimeout},
+    core_client::CoreClient,
+    grpc_status::{GrpcCode, percent_encode},
+};
+use http::{HeaderMap, HeaderValue, Request, Response, header};
+use http_body::Body;
+use http_body_util::BodyExt;
+use std::{
+    future::Future,
+    pin::Pin,
+    task::{Context, Poll},
+    time::Duration,
+};
+
+/// The header carrying the verified `sub` to the core (percent-encoded
+/// when the `sub` has bytes outside printable ASCII).
+pub const SUB_HEADER: &str = "x-vibectl-sub";
+/// Every identity header the core trusts starts with this; clients may
+/// send none of them.
+pub const IDENTITY_PREFIX: &str = "x-vibectl-";
+
+/// Why a request could not be forwarded.
+#[derive(Debug, thiserror::Error)]
+pub enum ForwardError {
+    /// No connection to the core, or it failed before response headers.
+    #[error("the core at {address} is unavailable: {reason}")]
+    CoreUnavailable {
+        /// `edge.core_address`.
+        address: String,
+        /// The transport error, with its sources.
+        reason: String,
+    },
+    /// The core sent no response headers in time.
+    #[error("the core at {address} sent no response headers within {after:?}")]
+    CoreResponseTimeout {
+        /// `edge.core_address`.
+        address: String,
+        /// `edge.core_response_timeout`.
+        after: Duration,
+    },
+}
+
+impl ForwardError {
+    /// The gRPC status for the client.
+    pub fn code(&self) -> GrpcCode {
+        match self {
+            Self::CoreUnavailable { .. } => GrpcCode::Unavailable,
+            Self::CoreResponseTimeout { .. } => GrpcCode::DeadlineExceeded,
+        }
+    }
+
+    /// The message for the client: no internal address or error detail.
+    pub fn client_message(&self) -> String {
+        match self {
+            Self::CoreUnavailable { .. } => {
+                "the LLM proxy core is unavailable; try again shortly".to_owned()
+            }
+            Self::CoreResponseTimeout { after, .. } => {
+                format!("the LLM proxy core did not answer within {after:?}")
+            }
+        }
+    }
+}
+
+/// Forwards to the core.
+#[derive(Debug, Clone)]
+pub struct Forward {
+    core: CoreClient,
+    idle: Duration,
+}
+
+impl Forward {
+    /// Forwards over `core`, bounding the silence between frames by `idle`.
+    pub fn new(core: CoreClient, idle: Duration) -> Self {
+        Self { core, idle }
+    }
+}
+
+impl<B> tower::Service<Request<B>> for Forward
+where
+    B: Body<Data = bytes::Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    type Response = Response<EdgeBody>;
+    type Error = BoxError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, BoxError>> + Send>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: Request<B>) -> Self::Future {
+        let core = self.core.clone();
+        let idle = self.idle;
+        Box::pin(async move {
+            let (mut parts, body) = request.into_parts();
+            let identity = parts.extensions.get::<Identity>();
+            rewrite_identity(&mut parts.headers, identity.map(|i| i.sub.as_str()));
+            let body = IdleTimeout::new(body, idle).boxed_unsync();
+            let response = core.send(Request::from_parts(parts, body)).await?;
+            Ok(response.map(|b| GrpcResponseBody::new(b, idle).boxed_unsync()))
+        })
+    }
+}
+
+/// Removes what a client must not send the core (`authorization`, every
+/// `x-vibectl-*`, hop-by-hop headers) and sets `x-vibectl-sub`.
+pub fn rewrite_identity(headers: &mut HeaderMap, sub: Option<&str>) {
+    let spoofable: Vec<_> = headers
+        .keys()
+        .filter(|name| name.as_str().starts_with(IDENTITY_PREFIX))
+        .cloned()
+        .collect();
+    for name in spoofable {
+        headers.remove(name);
+    }
+    for name in [
+        header::AUTHORIZATION,
+        header::CONNECTION,
+        header::TRANSFER_ENCODING,
+        header::UPGRADE,
+        header::PROXY_AUTHORIZATION,
+        header::HOST,
+    ] {
+        headers.remove(name);
+    }
+    headers.remove("keep-alive");
+    headers.remove("proxy-connection");
+    if let Some(value) = sub.and_then(|s| HeaderValue::from_str(&percent_encode(s)).ok()) {
+        headers.insert(SUB_HEADER, value);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn identity_headers_cannot_be_spoofed() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            "authorization",
+            HeaderValue::from_static("Bearer secret.token.here"),
+        );
+        h.insert("x-vibectl-sub", HeaderValue::from_static("admin"));
+        h.insert("X-Vibectl-Role", HeaderValue::from_static("root"));
+        h.insert("te", HeaderValue::from_static("trailers"));
+        h.insert("content-type", HeaderValue::from_static("application/grpc"));
+        rewrite_identity(&mut h, Some("alice"));
+        assert_eq!(h["x-vibectl-sub"], "alice");
+        assert!(h.get("x-vibectl-role").is_none());
+        assert!(h.get("authorization").is_none());
+        assert_eq!(h["te"], "trailers");
+        assert_eq!(h["content-type"], "application/grpc");
+        assert_eq!(h.get_all("x-vibectl-sub").iter().count(), 1);
+
+        let mut anonymous = HeaderMap::new();
+        anonymous.insert("x-vibectl-sub", HeaderValue::from_static("admin"));
+        rewrite_identity(&mut anonymous, None);
+        assert!(anonymous.is_empty());
+    }
+}

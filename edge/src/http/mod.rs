@@ -1,0 +1,121 @@
+//! The request path, as one `ServiceBuilder` (read [`service`] top to
+//! bottom: outermost layer first). Each layer is its own module; the slots
+//! for metrics and rate limits are marked where they go.
+
+pub mod auth;
+pub mod body;
+pub mod core_client;
+pub mod forward;
+pub mod grpc_status;
+pub mod hsts;
+pub mod rescue;
+
+pub use core_client::{CoreClient, CoreHealth};
+pub use forward::ForwardError;
+
+use crate::Edge;
+use bytes::Bytes;
+use http::{Request, Response, header::AUTHORIZATION};
+use http_body::Body;
+use http_body_util::{BodyExt, combinators::UnsyncBoxBody};
+use std::convert::Infallible;
+use tower::{ServiceBuilder, util::BoxCloneService};
+use tower_http::{
+    request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer},
+    sensitive_headers::SetSensitiveRequestHeadersLayer,
+    trace::{DefaultOnFailure, DefaultOnResponse, TraceLayer},
+};
+use tracing::{Level, Span};
+
+/// Errors inside the stack travel boxed; [`rescue`] maps them.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+/// Every body the edge sends or forwards.
+pub type EdgeBody = UnsyncBoxBody<Bytes, BoxError>;
+/// The body handed to hyper: as [`EdgeBody`], with a concrete error type.
+pub type ServerBody = UnsyncBoxBody<Bytes, BodyError>;
+/// The whole request path for one listener, cloned per connection.
+pub type EdgeService =
+    BoxCloneService<Request<hyper::body::Incoming>, Response<ServerBody>, Infallible>;
+
+/// A body error on its way to hyper. A concrete type rather than
+/// [`BoxError`]: with a boxed trait object, proving the connection future
+/// `Send` hits a rustc higher-ranked lifetime limitation ("implementation
+/// of `From` is not general enough").
+#[derive(Debug)]
+pub struct BodyError(BoxError);
+
+impl std::fmt::Display for BodyError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl std::error::Error for BodyError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.0.source()
+    }
+}
+
+/// Builds the request path of `edge`.
+pub fn service(edge: &Edge) -> EdgeService {
+    let config = edge.config();
+    let stack = ServiceBuilder::new()
+        // Erases the body type so the stack has one nameable type (no behaviour).
+        .map_response(erase_body)
+        // Mark `authorization` sensitive before anything could log or
+        // re-encode it (HPACK never indexes it; `Debug` redacts it).
+        .layer(SetSensitiveRequestHeadersLayer::new([AUTHORIZATION]))
+        // Request id next: `x-request-id` (the client's, else a new UUID),
+        // so the span below and every log line in it carry it.
+        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+        // One span per request (id, path; `sub` filled in by auth). Outcomes
+        // log at debug: refusals are expected, not errors of the edge.
+        .layer(
+            TraceLayer::new_for_grpc()
+                .make_span_with(request_span as fn(&Request<hyper::body::Incoming>) -> Span)
+                .on_response(DefaultOnResponse::new().level(Level::DEBUG))
+                .on_failure(DefaultOnFailure::new().level(Level::DEBUG)),
+        )
+        // Echo the request id on the response, for support.
+        .layer(PropagateRequestIdLayer::x_request_id())
+        // [metrics: a later layer goes HERE, outside HSTS, rescue and auth,
+        //  so refused requests are counted too.]
+        // HSTS outside rescue and auth: over TLS every response carries it,
+        // the edge's own UNAUTHENTICATED / UNAVAILABLE included. None on h2c.
+        .option_layer(hsts::layer(&config.hsts, edge.transport()))
+        // Rescue: typed errors from below become gRPC statuses, here only.
+        .layer(rescue::RescueLayer)
+        // JWT: `authorization: Bearer <jwt>`, or UNAUTHENTICATED. Absent only
+        // when `edge.require_auth = false`.
+        .option_layer(edge.verifier().map(auth::layer))
+        // [rate limits: a later layer goes HERE, after auth, keyed by the
+        //  verified `sub` that auth put in the request extensions.]
+        // Forward the stream to the core, frame by frame.
+        .service(forward::Forward::new(
+            edge.core().clone(),
+            config.edge.stream_idle_timeout,
+        ));
+    BoxCloneService::new(stack)
+}
+
+fn erase_body<B>(response: Response<B>) -> Response<ServerBody>
+where
+    B: Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    response.map(|body| body.map_err(|e| BodyError(e.into())).boxed_unsync())
+}
+
+fn request_span(request: &Request<hyper::body::Incoming>) -> Span {
+    let id = request
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("-");
+    tracing::info_span!(
+        "request",
+        id,
+        path = request.uri().path(),
+        sub = tracing::field::Empty
+    )
+}

@@ -1,0 +1,115 @@
+//! The one place where typed errors become gRPC statuses. Inside the stack
+//! errors travel boxed; here an [`AuthError`] becomes `UNAUTHENTICATED`, a
+//! [`ForwardError`] `UNAVAILABLE` or `DEADLINE_EXCEEDED`, and anything else
+//! `INTERNAL` with a generic message (the detail is logged, never sent).
+//! After this layer the service cannot fail.
+
+use crate::{
+    http::{
+        BoxError, EdgeBody, ForwardError,
+        core_client::error_chain,
+        grpc_status::{GrpcCode, response},
+    },
+    jwt::AuthError,
+};
+use http::Response;
+use std::{
+    convert::Infallible,
+    future::Future,
+    pin::Pin,
+    task::{Context, Poll},
+};
+use tower::{Layer, Service, ServiceExt};
+
+/// The rescue layer (see the module doc).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RescueLayer;
+
+impl<S> Layer<S> for RescueLayer {
+    type Service = Rescue<S>;
+
+    fn layer(&self, inner: S) -> Rescue<S> {
+        Rescue { inner }
+    }
+}
+
+/// Turns every error of `S` (readiness included) into a gRPC status
+/// response; its own error type is `Infallible`.
+#[derive(Debug, Clone)]
+pub struct Rescue<S> {
+    inner: S,
+}
+
+impl<S, R> Service<R> for Rescue<S>
+where
+    S: Service<R, Response = Response<EdgeBody>, Error = BoxError> + Clone + Send + 'static,
+    S::Future: Send,
+    R: Send + 'static,
+{
+    type Response = Response<EdgeBody>;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Response<EdgeBody>, Infallible>> + Send>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        // Readiness is awaited in `call`, so its errors are rescued too.
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: R) -> Self::Future {
+        // The clone-and-swap idiom: keep the instance that was polled ready.
+        let clone = self.inner.clone();
+        let inner = std::mem::replace(&mut self.inner, clone);
+        Box::pin(async move { rescue(inner.oneshot(request).await) })
+    }
+}
+
+/// Maps a failed request to its gRPC status response; passes responses on.
+pub fn rescue(
+    result: Result<Response<EdgeBody>, BoxError>,
+) -> Result<Response<EdgeBody>, Infallible> {
+    match result {
+        Ok(response) => Ok(response),
+        Err(error) => Ok(to_status(error)),
+    }
+}
+
+fn to_status(error: BoxError) -> Response<EdgeBody> {
+    if let Some(auth) = error.downcast_ref::<AuthError>() {
+        return response(GrpcCode::Unauthenticated, &auth.client_message());
+    }
+    if let Some(forward) = error.downcast_ref::<ForwardError>() {
+        tracing::warn!(error = %forward, "cannot forward to the core");
+        return response(forward.code(), &forward.client_message());
+    }
+    tracing::warn!(error = %error_chain(error.as_ref()), "unexpected error in the request path");
+    response(GrpcCode::Internal, "internal error in the LLM proxy edge")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn status(error: BoxError) -> (String, String) {
+        let r = rescue(Err(error)).unwrap_or_else(|never| match never {});
+        let get = |k: &str| r.headers()[k].to_str().expect("ascii").to_owned();
+        (get("grpc-status"), get("grpc-message"))
+    }
+
+    #[test]
+    fn each_error_type_has_its_status() {
+        assert_eq!(status(Box::new(AuthError::TokenExpired)).0, "16");
+        let unavailable = ForwardError::CoreUnavailable {
+            address: "10.0.0.7:50052".into(),
+            reason: "connection refused".into(),
+        };
+        let (code, message) = status(Box::new(unavailable));
+        assert_eq!(code, "14");
+        assert!(
+            !message.contains("10.0.0.7"),
+            "no internal detail: {message}"
+        );
+        let (code, message) = status("some internal detail".into());
+        assert_eq!(code, "13");
+        assert!(!message.contains("detail"), "{message}");
+    }
+}

@@ -1,0 +1,170 @@
+//! The main listener: accept, TLS handshake (unless h2c), HTTP/2, the
+//! request path of [`crate::http::service`], graceful drain. One span per
+//! connection (peer, SNI, ALPN); a failed handshake or a broken connection
+//! is logged at debug and dropped, never unwrapped.
+
+use crate::{
+    Edge, EdgeError, Transport,
+    http::{EdgeService, service},
+    shutdown,
+};
+use hyper::server::conn::http2;
+use hyper_util::{
+    rt::{TokioIo, TokioTimer},
+    service::TowerToHyperService,
+};
+use std::{
+    future::Future,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::Duration,
+};
+use tokio::{
+    io::{AsyncRead, AsyncWrite},
+    net::{TcpListener, TcpStream},
+};
+use tokio_rustls::TlsAcceptor;
+use tokio_util::{sync::CancellationToken, task::TaskTracker};
+use tower::ServiceExt;
+use tracing::{Instrument, Span, field::Empty};
+
+/// HTTP/2 PING interval towards clients: a peer that vanished without a
+/// FIN or RST (a dropped laptop, a NAT that forgot us) is noticed, and its
+/// streams to the core are dropped, instead of waiting on TCP.
+const KEEP_ALIVE_INTERVAL: Duration = Duration::from_secs(30);
+/// How long a PING may go unanswered before the connection is closed.
+const KEEP_ALIVE_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// Serves `edge` on `listener` (already bound) until `shutdown` fires, then
+/// stops accepting, sends GOAWAY and drains in-flight streams for at most
+/// `edge.shutdown_grace`. Returns once every connection task has ended.
+pub async fn serve(
+    listener: TcpListener,
+    edge: Edge,
+    shutdown: CancellationToken,
+) -> Result<(), EdgeError> {
+    let local = listener.local_addr().map_err(EdgeError::Listener)?;
+    let service = service(&edge);
+    let tls = match edge.transport() {
+        Transport::Tls(config) => Some(TlsAcceptor::from(config.clone())),
+        Transport::Insecure => None,
+    };
+    let handshake_timeout = edge.config().tls.handshake_timeout;
+    let tracker = TaskTracker::new();
+    let hard_stop = CancellationToken::new();
+    edge.readiness().set_serving(true);
+    tracing::info!(%local, tls = tls.is_some(), core = edge.core().address(), "edge listening");
+
+    loop {
+        let accepted = tokio::select! {
+            biased;
+            _ = shutdown.cancelled() => break,
+            accepted = listener.accept() => accepted,
+        };
+        let (tcp, peer) = match accepted {
+            Ok(pair) => pair,
+            Err(error) => {
+                // Per-connection failures (reset before accept, EMFILE): log,
+                // back off a moment so a persistent one cannot spin, go on.
+                tracing::warn!(%error, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let span = tracing::info_span!("conn", %peer, sni = Empty, alpn = Empty);
+        let conn = Conn {
+            service: service.clone(),
+            tracker: tracker.clone(),
+            shutdown: shutdown.clone(),
+            hard_stop: hard_stop.clone(),
+        };
+        let tls = tls.clone();
+        tracker.spawn(conn.run(tcp, tls, handshake_timeout).instrument(span));
+    }
+
+    edge.readiness().set_serving(false);
+    drop(listener);
+    tracing::info!(%local, "edge stopped accepting");
+    shutdown::drain(&tracker, edge.config().edge.shutdown_grace, &hard_stop).await;
+    Ok(())
+}
+
+/// What one connection task needs.
+struct Conn {
+    service: EdgeService,
+    tracker: TaskTracker,
+    shutdown: CancellationToken,
+    hard_stop: CancellationToken,
+}
+
+impl Conn {
+    async fn run(self, tcp: TcpStream, tls: Option<TlsAcceptor>, handshake_timeout: Duration) {
+        if let Err(error) = tcp.set_nodelay(true) {
+            tracing::debug!(%error, "cannot set TCP_NODELAY");
+        }
+        let Some(acceptor) = tls else {
+            return self.serve_h2(tcp).await;
+        };
+        let handshake = tokio::time::timeout(handshake_timeout, acceptor.accept(tcp));
+        let stream = tokio::select! {
+            result = handshake => match result {
+                Ok(Ok(stream)) => stream,
+                Ok(Err(error)) => return tracing::debug!(%error, "TLS handshake failed"),
+                Err(_) => return tracing::debug!(?handshake_timeout, "TLS handshake timed out"),
+            },
+            _ = self.shutdown.cancelled() => return,
+        };
+        let (_, session) = stream.get_ref();
+        let span = Span::current();
+        span.record("sni", session.server_name().unwrap_or("-"));
+        let alpn = session.alpn_protocol().map(String::from_utf8_lossy);
+        span.record("alpn", alpn.as_deref().unwrap_or("-"));
+        self.serve_h2(stream).await;
+    }
+
+    async fn serve_h2<I>(self, io: I)
+    where
+        I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let executor = SpanExecutor {
+            span: Span::current(),
+            tracker: self.tracker.clone(),
+        };
+        let mut builder = http2::Builder::new(executor);
+        builder
+            .timer(TokioTimer::new())
+            .keep_alive_interval(Some(KEEP_ALIVE_INTERVAL))
+            .keep_alive_timeout(KEEP_ALIVE_TIMEOUT);
+        let used = Arc::new(AtomicBool::new(false));
+        let service = self.service.map_request({
+            let used = used.clone();
+            move |request| {
+                used.store(true, Ordering::Release);
+                request
+            }
+        });
+        let conn = builder.serve_connection(TokioIo::new(io), TowerToHyperService::new(service));
+        shutdown::drive(conn, &self.shutdown, &self.hard_stop, Some(&used)).await;
+    }
+}
+
+/// Runs hyper's per-stream tasks inside the connection's span and under the
+/// listener's tracker, so request logs nest under their connection and the
+/// drain waits for them.
+#[derive(Clone)]
+struct SpanExecutor {
+    span: Span,
+    tracker: TaskTracker,
+}
+
+impl<F> hyper::rt::Executor<F> for SpanExecutor
+where
+    F: Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    fn execute(&self, future: F) {
+        self.tracker.spawn(future.instrument(self.span.clone()));
+    }
+}

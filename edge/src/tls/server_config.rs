@@ -1,0 +1,91 @@
+//! The one rustls `ServerConfig` builder. Every certificate mode goes through
+//! it; modes differ only in the `ResolvesServerCert` they pass in.
+
+use crate::tls::TlsError;
+use rustls::{
+    ServerConfig, SupportedCipherSuite, SupportedProtocolVersion,
+    crypto::{CryptoProvider, ring},
+    server::ResolvesServerCert,
+    version,
+};
+use std::sync::Arc;
+use vibectl_config::{TlsConfig, TlsVersion};
+
+/// The only application protocol offered: gRPC needs HTTP/2.
+pub const ALPN_H2: &[u8] = b"h2";
+
+/// AEAD suites with forward secrecy only, strongest first: the TLS 1.3
+/// suites (always ephemeral key exchange) and TLS 1.2 ECDHE with AES-GCM or
+/// ChaCha20-Poly1305. No CBC, no static RSA key exchange.
+const SUITES: &[SupportedCipherSuite] = &[
+    ring::cipher_suite::TLS13_AES_256_GCM_SHA384,
+    ring::cipher_suite::TLS13_AES_128_GCM_SHA256,
+    ring::cipher_suite::TLS13_CHACHA20_POLY1305_SHA256,
+    ring::cipher_suite::TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
+    ring::cipher_suite::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
+    ring::cipher_suite::TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256,
+    ring::cipher_suite::TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,
+    ring::cipher_suite::TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,
+    ring::cipher_suite::TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256,
+];
+
+/// Installs ring as the process-wide rustls provider. Idempotent: a second
+/// call (parallel tests, a caller that installed one first) does nothing.
+pub fn install_crypto_provider() {
+    // `Err` only means a provider is already installed, which is fine.
+    let _ = ring::default_provider().install_default();
+}
+
+/// The ring provider restricted to [`SUITES`].
+pub fn crypto_provider() -> CryptoProvider {
+    CryptoProvider {
+        cipher_suites: SUITES.to_vec(),
+        ..ring::default_provider()
+    }
+}
+
+/// Builds the edge's `ServerConfig`: TLS 1.3 and (unless
+/// `tls.min_version = "1.3"`) 1.2, the AEAD suites above in server order,
+/// ALPN `h2`, no client certificates, certificates from `resolver`.
+pub fn server_config(
+    tls: &TlsConfig,
+    resolver: Arc<dyn ResolvesServerCert>,
+) -> Result<ServerConfig, TlsError> {
+    let versions: &[&'static SupportedProtocolVersion] = match tls.min_version {
+        TlsVersion::Tls12 => &[&version::TLS13, &version::TLS12],
+        TlsVersion::Tls13 => &[&version::TLS13],
+    };
+    let mut config = ServerConfig::builder_with_provider(Arc::new(crypto_provider()))
+        .with_protocol_versions(versions)?
+        .with_no_client_auth()
+        .with_cert_resolver(resolver);
+    config.alpn_protocols = vec![ALPN_H2.to_vec()];
+    config.ignore_client_order = true;
+    Ok(config)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_aead_forward_secret_suites() {
+        for suite in crypto_provider().cipher_suites {
+            let name = format!("{:?}", suite.suite());
+            assert!(
+                name.contains("GCM") || name.contains("CHACHA20_POLY1305"),
+                "{name}"
+            );
+            assert!(
+                name.starts_with("TLS13_") || name.starts_with("TLS_ECDHE_"),
+                "{name}"
+            );
+        }
+    }
+
+    #[test]
+    fn install_twice_does_not_panic() {
+        install_crypto_provider();
+        install_crypto_provider();
+    }
+}

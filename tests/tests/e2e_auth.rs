@@ -1,0 +1,257 @@
+//! Authentication and identity at the edge, end to end: each kind of bad
+//! token is `UNAUTHENTICATED` with a message that says what is wrong and
+//! how to send a token (never the token itself); HSTS is on successes and
+//! refusals alike; client-sent identity headers never reach the core.
+
+use std::{
+    net::SocketAddr,
+    sync::{Arc, Mutex},
+};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tonic::{Code, Request, Response, Status, metadata::MetadataMap};
+use vibectl_proto::{
+    ExecuteRequest, ExecuteResponse, GetServerInfoRequest, GetServerInfoResponse, StreamChunk,
+    vibectl_llm_proxy_server::{VibectlLlmProxy, VibectlLlmProxyServer},
+};
+use vibectl_tests::harness::{JWT_SECRET, Stack, WAIT, authed, claims, mint};
+
+const HSTS: &str = "strict-transport-security";
+
+/// Calls `GetServerInfo` with `authorization: <header>` (or none) and
+/// returns the refusal.
+async fn refused(stack: &Stack, authorization: Option<&str>) -> Status {
+    let mut client = stack.client().await;
+    let mut request = Request::new(GetServerInfoRequest {});
+    if let Some(value) = authorization {
+        request
+            .metadata_mut()
+            .insert("authorization", value.parse().expect("ascii"));
+    }
+    let status = tokio::time::timeout(WAIT, client.get_server_info(request))
+        .await
+        .expect("answered in time")
+        .expect_err("must be refused");
+    assert_eq!(status.code(), Code::Unauthenticated, "{status:?}");
+    let message = status.message();
+    assert!(
+        message.contains("authorization: Bearer <jwt>"),
+        "says how: {message}"
+    );
+    assert!(message.contains("--jwt-path"), "{message}");
+    if let Some(token) = authorization.and_then(|a| a.split_whitespace().last()) {
+        assert!(
+            !message.contains(token),
+            "the token is never echoed: {message}"
+        );
+    }
+    status
+}
+
+#[tokio::test]
+async fn each_bad_token_is_unauthenticated_with_its_reason() {
+    let stack = Stack::start().await;
+    let wrong_secret = mint("not-the-server-secret-0123456789", &claims("mallory", 3600));
+    let expired = mint(JWT_SECRET, &claims("bob", -3600));
+    let mut other_issuer = claims("bob", 3600);
+    other_issuer["iss"] = "someone-else".into();
+    let mut no_exp = claims("bob", 3600);
+    no_exp.as_object_mut().expect("object").remove("exp");
+    let cases: [(Option<String>, &str); 7] = [
+        (None, "missing `authorization`"),
+        (Some("Basic dXNlcjpwYXNz".into()), "not a Bearer token"),
+        (Some("Bearer not.a.jwt".into()), "malformed"),
+        (
+            Some(format!("Bearer {wrong_secret}")),
+            "signature is invalid",
+        ),
+        (Some(format!("Bearer {expired}")), "expired"),
+        (
+            Some(format!("Bearer {}", mint(JWT_SECRET, &other_issuer))),
+            "issuer is wrong",
+        ),
+        (
+            Some(format!("Bearer {}", mint(JWT_SECRET, &no_exp))),
+            "no `exp` claim",
+        ),
+    ];
+    for (header, reason) in cases {
+        let status = refused(&stack, header.as_deref()).await;
+        assert!(
+            status.message().contains(reason),
+            "{header:?}: {}",
+            status.message()
+        );
+    }
+    stack.shutdown().await;
+}
+
+#[tokio::test]
+async fn hsts_is_on_a_success_and_on_a_refusal() {
+    let stack = Stack::start().await;
+    let mut client = stack.client().await;
+    let ok = client
+        .get_server_info(authed(GetServerInfoRequest {}, &stack.token("alice")))
+        .await
+        .expect("OK");
+    assert_eq!(
+        ok.metadata().get(HSTS).expect("HSTS on success"),
+        "max-age=31536000"
+    );
+    assert!(
+        ok.metadata().get("x-request-id").is_some(),
+        "request id echoed"
+    );
+    let refusal = refused(&stack, None).await;
+    assert_eq!(
+        refusal
+            .metadata()
+            .get(HSTS)
+            .expect("HSTS on UNAUTHENTICATED"),
+        "max-age=31536000"
+    );
+    stack.shutdown().await;
+}
+
+/// A stand-in core (a real tonic server) that records the metadata it
+/// receives and answers `GetServerInfo` with `server_name` = the
+/// `x-vibectl-sub` it saw.
+#[derive(Clone, Default)]
+struct RecordingCore {
+    seen: Arc<Mutex<Vec<MetadataMap>>>,
+}
+
+#[tonic::async_trait]
+impl VibectlLlmProxy for RecordingCore {
+    async fn execute(
+        &self,
+        _: Request<ExecuteRequest>,
+    ) -> Result<Response<ExecuteResponse>, Status> {
+        Err(Status::unimplemented("recording core"))
+    }
+
+    type StreamExecuteStream = futures::stream::Empty<Result<StreamChunk, Status>>;
+
+    async fn stream_execute(
+        &self,
+        _: Request<ExecuteRequest>,
+    ) -> Result<Response<Self::StreamExecuteStream>, Status> {
+        Err(Status::unimplemented("recording core"))
+    }
+
+    async fn get_server_info(
+        &self,
+        request: Request<GetServerInfoRequest>,
+    ) -> Result<Response<GetServerInfoResponse>, Status> {
+        let metadata = request.metadata().clone();
+        let sub = metadata
+            .get("x-vibectl-sub")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("<none>")
+            .to_owned();
+        self.seen.lock().expect("lock").push(metadata);
+        Ok(Response::new(GetServerInfoResponse {
+            server_name: sub,
+            ..GetServerInfoResponse::default()
+        }))
+    }
+}
+
+impl RecordingCore {
+    /// Serves on 127.0.0.1:0 (bound before spawning).
+    async fn start(&self) -> (SocketAddr, CancellationToken, JoinHandle<()>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let token = CancellationToken::new();
+        let server = tonic::transport::Server::builder()
+            .add_service(VibectlLlmProxyServer::new(self.clone()))
+            .serve_with_incoming_shutdown(
+                tokio_stream::wrappers::TcpListenerStream::new(listener),
+                token.clone().cancelled_owned(),
+            );
+        let task = tokio::spawn(async move { server.await.expect("recording core") });
+        (addr, token, task)
+    }
+
+    fn last(&self) -> MetadataMap {
+        self.seen
+            .lock()
+            .expect("lock")
+            .last()
+            .cloned()
+            .expect("a request")
+    }
+}
+
+async fn spoofing_call(stack: &Stack, token: Option<&str>) -> String {
+    let mut client = stack.client().await;
+    let mut request = match token {
+        Some(token) => authed(GetServerInfoRequest {}, token),
+        None => Request::new(GetServerInfoRequest {}),
+    };
+    for (key, value) in [("x-vibectl-sub", "admin"), ("x-vibectl-role", "root")] {
+        request
+            .metadata_mut()
+            .append(key, value.parse().expect("ascii"));
+    }
+    tokio::time::timeout(WAIT, client.get_server_info(request))
+        .await
+        .expect("in time")
+        .expect("OK")
+        .into_inner()
+        .server_name
+}
+
+#[tokio::test]
+async fn client_sent_identity_headers_cannot_spoof_the_subject() {
+    let recorder = RecordingCore::default();
+    let (addr, token, task) = recorder.start().await;
+    let stack = Stack::builder()
+        .external_core(&addr.to_string())
+        .start()
+        .await;
+
+    assert_eq!(
+        spoofing_call(&stack, Some(&stack.token("alice"))).await,
+        "alice"
+    );
+    let seen = recorder.last();
+    let subs: Vec<_> = seen.get_all("x-vibectl-sub").iter().collect();
+    assert_eq!(subs, ["alice"], "exactly the verified sub");
+    assert!(
+        seen.get("x-vibectl-role").is_none(),
+        "other x-vibectl-* stripped"
+    );
+    assert!(
+        seen.get("authorization").is_none(),
+        "the token stays at the edge"
+    );
+
+    stack.shutdown().await;
+    token.cancel();
+    tokio::time::timeout(WAIT, task)
+        .await
+        .expect("in time")
+        .expect("exited");
+}
+
+#[tokio::test]
+async fn with_auth_disabled_identity_headers_are_still_stripped() {
+    let recorder = RecordingCore::default();
+    let (addr, token, task) = recorder.start().await;
+    let stack = Stack::builder()
+        .config("[edge]\nrequire_auth = false\n")
+        .external_core(&addr.to_string())
+        .start()
+        .await;
+    assert_eq!(spoofing_call(&stack, None).await, "<none>");
+    assert!(recorder.last().get("x-vibectl-role").is_none());
+    stack.shutdown().await;
+    token.cancel();
+    tokio::time::timeout(WAIT, task)
+        .await
+        .expect("in time")
+        .expect("exited");
+}
