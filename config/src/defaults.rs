@@ -94,3 +94,35 @@ pub const ECHO_MAX_CHUNKS: u32 = 100_000;
 /// Most characters an `echo` provider's `answer_chars` knob may ask for
 /// (every call holds its answer in memory).
 pub const ECHO_MAX_ANSWER_CHARS: u32 = 1_000_000;
+/// How often the edge re-checks its JWT key set and revocation files (it
+/// also reacts at once to file-system events); a change is in force within it.
+pub const JWT_RELOAD_INTERVAL: Duration = Duration::from_secs(2);
+/// Failed authentications one client address may make per window before its
+/// calls are refused without verification work.
+pub const JWT_FAILURE_BUDGET: u32 = 10;
+/// The window of [`JWT_FAILURE_BUDGET`].
+pub const JWT_FAILURE_WINDOW: Duration = Duration::from_secs(60);
+/// File name, under the state directory, of the JWT key set (JWKS).
+pub const JWKS_FILE_NAME: &str = "jwks.json";
+/// Directory name, under the state directory, of private JWT signing keys.
+pub const JWT_KEYS_DIR_NAME: &str = "jwt-keys";
+/// File name, under the state directory, of the token revocation list.
+pub const REVOCATION_FILE_NAME: &str = "revoked-tokens.jsonl";
+/// File name, under the state directory, where the edge remembers the
+/// fingerprints of the JWT keys it used, to warn when one changes.
+pub const JWT_KEY_FINGERPRINTS_FILE_NAME: &str = "jwt-key-fingerprints.json";
+/// Suffix of Redis keys (after the limits prefix) of revoked token ids.
+pub const REDIS_REVOKED_SUFFIX: &str = "revoked";
+/// Longest a revocation recorded in Redis may take to reach every edge.
+pub const REVOCATION_MAX_STALENESS: Duration = Duration::from_secs(2);
+/// How often `[tls.files]` / private-CA certificates are re-checked beside
+/// the file-system watch (a fallback: a change is normally seen at once).
+pub const TLS_RELOAD_INTERVAL: Duration = Duration::from_secs(60);
+/// Validity of a root CA made by `vibectl-edge ca init`.
+pub const CA_ROOT_VALIDITY_DAYS: u32 = 3650;
+/// Validity of an intermediate CA made by `vibectl-edge ca init`.
+pub const CA_INTERMEDIATE_VALIDITY_DAYS: u32 = 1825;
+/// Validity of server and client certificates made by `vibectl-edge ca
+/// create-server-cert` / `create-client-cert` (re-issue them, and watch
+/// them with `ca check-expiry`).
+pub const CA_LEAF_VALIDITY_DAYS: u32 = 90;

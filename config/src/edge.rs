@@ -77,6 +77,17 @@ pub enum TlsVersion {
     Tls13,
 }
 
+/// Whether a client certificate is required once `tls.client_ca_file` is set.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum ClientAuth {
+    /// Every client must present a certificate that verifies (default).
+    #[default]
+    Required,
+    /// A client may present none; one that it presents must verify.
+    Optional,
+}
+
 /// `[tls]`: the policy, and at most one certificate source sub-table.
 /// With no sub-table the edge uses `[tls.self_signed]` with its defaults.
 #[derive(Debug, Clone, Deserialize)]
@@ -88,10 +99,21 @@ pub struct TlsConfig {
     /// connection is dropped.
     #[serde(with = "humantime_serde")]
     pub handshake_timeout: Duration,
+    /// Mutual TLS: PEM file of the CAs that issue client certificates (e.g.
+    /// a private CA's `ca-bundle.crt`). Unset: no client certificates.
+    pub client_ca_file: Option<PathBuf>,
+    /// `"required"` (default) or `"optional"`; needs `client_ca_file`.
+    pub client_auth: Option<ClientAuth>,
+    /// How often `[tls.files]` / `[tls.private_ca]` certificates are
+    /// re-checked besides the file-system watch ("0s": watch only).
+    #[serde(with = "humantime_serde")]
+    pub reload_interval: Duration,
     /// `[tls.self_signed]`: generated once with rcgen and persisted.
     pub self_signed: Option<SelfSignedTls>,
     /// `[tls.files]`: operator-supplied PEM certificate chain and key.
     pub files: Option<FilesTls>,
+    /// `[tls.private_ca]`: the server certificate of a `vibectl-edge ca` directory.
+    pub private_ca: Option<PrivateCaTls>,
 }
 
 impl Default for TlsConfig {
@@ -99,8 +121,12 @@ impl Default for TlsConfig {
         Self {
             min_version: TlsVersion::default(),
             handshake_timeout: defaults::TLS_HANDSHAKE_TIMEOUT,
+            client_ca_file: None,
+            client_auth: None,
+            reload_interval: defaults::TLS_RELOAD_INTERVAL,
             self_signed: None,
             files: None,
+            private_ca: None,
         }
     }
 }
@@ -134,6 +160,15 @@ pub struct FilesTls {
     pub key_file: PathBuf,
 }
 
+/// `[tls.private_ca]` (what `serve-ca --ca-dir` sets).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PrivateCaTls {
+    /// The CA directory of `vibectl-edge ca init`; the edge serves its
+    /// `server.crt` (chain) and `server.key`.
+    pub dir: PathBuf,
+}
+
 /// The certificate source in force, one variant per mode.
 #[derive(Debug, Clone)]
 pub enum TlsMode {
@@ -141,15 +176,43 @@ pub enum TlsMode {
     SelfSigned(SelfSignedTls),
     /// Operator-supplied PEM files.
     Files(FilesTls),
+    /// The server certificate of a private CA directory.
+    PrivateCa(PrivateCaTls),
 }
 
 impl TlsConfig {
-    /// The certificate source: `files` if given, else self-signed.
+    /// The certificate source: `files`, else `private_ca`, else
+    /// self-signed (validation allows only one of them).
     pub fn mode(&self) -> TlsMode {
-        match (&self.files, &self.self_signed) {
-            (Some(files), _) => TlsMode::Files(files.clone()),
-            (None, self_signed) => TlsMode::SelfSigned(self_signed.clone().unwrap_or_default()),
+        match (&self.files, &self.private_ca, &self.self_signed) {
+            (Some(files), _, _) => TlsMode::Files(files.clone()),
+            (None, Some(ca), _) => TlsMode::PrivateCa(ca.clone()),
+            (None, None, self_signed) => {
+                TlsMode::SelfSigned(self_signed.clone().unwrap_or_default())
+            }
         }
+    }
+
+    /// Checks across `[tls]` keys: `(key, message)` of the first problem.
+    pub fn check(&self) -> Result<(), (&'static str, &'static str)> {
+        let sources = [
+            self.files.is_some(),
+            self.self_signed.is_some(),
+            self.private_ca.is_some(),
+        ];
+        if sources.iter().filter(|s| **s).count() > 1 {
+            return Err((
+                "tls",
+                "choose one certificate source: [tls.files], [tls.private_ca] or [tls.self_signed]",
+            ));
+        }
+        if self.client_auth.is_some() && self.client_ca_file.is_none() {
+            return Err((
+                "tls.client_auth",
+                "needs tls.client_ca_file (the CAs that issue client certificates)",
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -195,9 +258,11 @@ impl HstsConfig {
     }
 }
 
-/// `[jwt]`: how tokens are made and verified. The secret is looked up in
-/// vibectl's order: `VIBECTL_JWT_SECRET`, `VIBECTL_JWT_SECRET_FILE`,
-/// `secret_key`, `secret_key_file`, else generated once and saved.
+/// `[jwt]`: how tokens are made and verified. The HS256 secret is looked up
+/// in vibectl's order: `VIBECTL_JWT_SECRET`, `VIBECTL_JWT_SECRET_FILE`,
+/// `secret_key`, `secret_key_file`, else generated once and saved. Beside it,
+/// a key set (JWKS) holds asymmetric (ES256, RS256, EdDSA) and HS256 keys by
+/// `kid`, each pinned to its algorithm, and a revocation list.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct JwtConfig {
@@ -213,6 +278,37 @@ pub struct JwtConfig {
     /// Lifetime of tokens from `generate-token` without `--expires-in`.
     #[serde(with = "humantime_serde")]
     pub default_expiry: Duration,
+    /// `aud` put into and required on tokens; absent: not checked.
+    pub audience: Option<String>,
+    /// Longest lifetime (`exp - iat`) a token may have, enforced when one is
+    /// generated and when one is verified (e.g. `"90d"`); absent: no bound.
+    #[serde(default, with = "humantime_serde")]
+    pub max_lifetime: Option<Duration>,
+    /// The verification key set (JWKS: public keys, and HS256 `oct` keys,
+    /// each with `kid` and a pinned `alg`), re-read when it changes. Default
+    /// `<state_dir>/jwks.json`; a missing file is an empty set.
+    pub jwks_file: Option<PathBuf>,
+    /// Where `keys generate` writes private keys (0600), one file per `kid`.
+    /// Default `<state_dir>/jwt-keys`. Only the host that signs tokens needs them.
+    pub keys_dir: Option<PathBuf>,
+    /// The key (by `kid`, in `jwks_file`) for tokens without a `kid`, and the
+    /// one `generate-token` signs with. Absent: such tokens are HS256 with the
+    /// secret above (Python-minted tokens keep working).
+    pub default_kid: Option<String>,
+    /// Revoked tokens (`vibectl-edge revoke-token`), one JSON object per
+    /// line, re-read when it changes. Default `<state_dir>/revoked-tokens.jsonl`.
+    pub revocation_file: Option<PathBuf>,
+    /// How often the key set and revocation files are re-checked (changes
+    /// are also picked up at once when the file system reports them).
+    #[serde(with = "humantime_serde")]
+    pub reload_interval: Duration,
+    /// Failed authentications one client address may make per
+    /// `failure_window`; past it, its calls are refused at once without
+    /// verification work. 0 turns the budget off.
+    pub failure_budget: u32,
+    /// The window of `failure_budget`.
+    #[serde(with = "humantime_serde")]
+    pub failure_window: Duration,
 }
 
 impl Default for JwtConfig {
@@ -223,6 +319,39 @@ impl Default for JwtConfig {
             secret_key_file: None,
             leeway: defaults::JWT_LEEWAY,
             default_expiry: defaults::JWT_DEFAULT_EXPIRY,
+            audience: None,
+            max_lifetime: None,
+            jwks_file: None,
+            keys_dir: None,
+            default_kid: None,
+            revocation_file: None,
+            reload_interval: defaults::JWT_RELOAD_INTERVAL,
+            failure_budget: defaults::JWT_FAILURE_BUDGET,
+            failure_window: defaults::JWT_FAILURE_WINDOW,
         }
+    }
+}
+
+impl JwtConfig {
+    /// The key set file in force (`jwks_file`, else `<state_dir>/jwks.json`).
+    pub fn jwks_path(&self, state_dir: &std::path::Path) -> PathBuf {
+        self.jwks_file
+            .clone()
+            .unwrap_or_else(|| state_dir.join(defaults::JWKS_FILE_NAME))
+    }
+
+    /// The private key directory in force (`keys_dir`, else `<state_dir>/jwt-keys`).
+    pub fn keys_path(&self, state_dir: &std::path::Path) -> PathBuf {
+        self.keys_dir
+            .clone()
+            .unwrap_or_else(|| state_dir.join(defaults::JWT_KEYS_DIR_NAME))
+    }
+
+    /// The revocation file in force (`revocation_file`, else
+    /// `<state_dir>/revoked-tokens.jsonl`).
+    pub fn revocation_path(&self, state_dir: &std::path::Path) -> PathBuf {
+        self.revocation_file
+            .clone()
+            .unwrap_or_else(|| state_dir.join(defaults::REVOCATION_FILE_NAME))
     }
 }

@@ -14,7 +14,8 @@ mod validate;
 
 pub use crate::core::{CoreConfig, ModelConfig, ProviderConfig, ProviderKind};
 pub use edge::{
-    EdgeConfig, FilesTls, HstsConfig, JwtConfig, SelfSignedTls, TlsConfig, TlsMode, TlsVersion,
+    ClientAuth, EdgeConfig, FilesTls, HstsConfig, JwtConfig, PrivateCaTls, SelfSignedTls,
+    TlsConfig, TlsMode, TlsVersion,
 };
 pub use error::ConfigError;
 pub use limits::{BackendFailure, LimitSet, LimitsBackend, LimitsConfig, MetricsConfig};

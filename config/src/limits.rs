@@ -74,8 +74,9 @@ impl LimitSet {
     }
 }
 
-/// `[limits]`.
-#[derive(Debug, Clone, Deserialize, Default)]
+/// `[limits]`. Everything but `backend`, `redis_url` and `redis_key_prefix`
+/// is hot: the edge reloads it when the config file changes.
+#[derive(Debug, Clone, Deserialize, Default, PartialEq, Eq)]
 #[serde(deny_unknown_fields, default)]
 pub struct LimitsConfig {
     /// `memory` (default) or `redis`.
@@ -96,6 +97,13 @@ pub struct LimitsConfig {
 }
 
 impl LimitsConfig {
+    /// `redis_key_prefix`, or its default.
+    pub fn key_prefix(&self) -> &str {
+        self.redis_key_prefix
+            .as_deref()
+            .unwrap_or(defaults::REDIS_KEY_PREFIX)
+    }
+
     /// The limits that apply to `sub` (or its `kid`).
     pub fn for_token(&self, sub: &str, kid: Option<&str>) -> LimitSet {
         let over = self

@@ -13,11 +13,8 @@ pub(crate) fn validate(cfg: &Config) -> Result<(), ConfigError> {
         key,
         message,
     };
-    if cfg.tls.files.is_some() && cfg.tls.self_signed.is_some() {
-        return Err(err(
-            "tls".into(),
-            "choose one certificate source: [tls.files] or [tls.self_signed], not both".into(),
-        ));
+    if let Err((key, message)) = cfg.tls.check() {
+        return Err(err(key.into(), message.into()));
     }
     if cfg.hsts.enabled && cfg.hsts.max_age == 0 {
         return Err(err(

@@ -1,18 +1,37 @@
 //! Per-call accounting: tokens (the provider's counts, else the
 //! [`crate::tokenizer`] estimate of what was sent and streamed), cost from
 //! the model's prices, duration, retries — and the drop guard that still
-//! logs a call's tokens when the client cancels it.
+//! logs a call's tokens when the client cancels it. Every way a call ends
+//! (completed, failed, deadline exceeded, cancelled) is logged once and
+//! counted once in the [`Metrics`].
 
-use crate::{providers::Usage, registry::ModelEntry, tokenizer::count_tokens};
+use crate::{
+    metrics::{CallResult, CallSample, Metrics},
+    providers::Usage,
+    registry::ModelEntry,
+    tokenizer::count_tokens,
+};
 use std::{
     sync::Arc,
-    time::{Instant, SystemTime, UNIX_EPOCH},
+    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
 };
 use tracing::Span;
 use vibectl_proto::ExecutionMetrics;
 
-/// The tally of one call. Dropped before [`CallRecord::complete`] or
-/// [`CallRecord::fail`], it logs the call as cancelled with the tokens so far.
+/// Where a call's numbers go besides the log: the metrics, with the
+/// call's `sub` label and method.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Telemetry {
+    pub(crate) metrics: Metrics,
+    /// The `sub` label ([`Metrics::subject`]).
+    pub(crate) sub: String,
+    /// `Execute` or `StreamExecute`.
+    pub(crate) method: &'static str,
+}
+
+/// The tally of one call. Dropped before [`CallRecord::complete`],
+/// [`CallRecord::fail`] or [`CallRecord::deadline_exceeded`], it logs the
+/// call as cancelled with the tokens so far.
 #[derive(Debug)]
 pub(crate) struct CallRecord {
     span: Span,
@@ -21,13 +40,16 @@ pub(crate) struct CallRecord {
     input_estimate: u32,
     output_estimate: u32,
     usage: Usage,
+    usage_reported: bool,
     retries: u32,
+    first_chunk_seen: bool,
     finished: bool,
+    telemetry: Telemetry,
 }
 
 impl CallRecord {
     /// Starts the clock. `input_estimate` counts the prompt's tokens.
-    pub(crate) fn new(span: Span, input_estimate: u32) -> Self {
+    pub(crate) fn new(span: Span, input_estimate: u32, telemetry: Telemetry) -> Self {
         Self {
             span,
             started: Instant::now(),
@@ -35,8 +57,11 @@ impl CallRecord {
             input_estimate,
             output_estimate: 0,
             usage: Usage::default(),
+            usage_reported: false,
             retries: 0,
+            first_chunk_seen: false,
             finished: false,
+            telemetry,
         }
     }
 
@@ -47,10 +72,19 @@ impl CallRecord {
     /// A text delta was passed on to the client.
     pub(crate) fn on_text(&mut self, text: &str) {
         self.output_estimate = self.output_estimate.saturating_add(count_tokens(text));
+        if !self.first_chunk_seen {
+            self.first_chunk_seen = true;
+            if let Some(model) = &self.model {
+                self.telemetry
+                    .metrics
+                    .first_chunk(&model.id, self.started.elapsed());
+            }
+        }
     }
 
     /// The provider reported usage; a part it reports replaces the earlier one.
     pub(crate) fn on_usage(&mut self, usage: Usage) {
+        self.usage_reported = true;
         self.usage.input_tokens = usage.input_tokens.or(self.usage.input_tokens);
         self.usage.output_tokens = usage.output_tokens.or(self.usage.output_tokens);
     }
@@ -86,9 +120,30 @@ impl CallRecord {
         }
     }
 
+    /// Counts the finished call in the metrics. Tokens count once a
+    /// provider was called (a failure before any output or usage counts
+    /// none: nothing was billed).
+    fn count(&self, result: CallResult, engaged: bool) {
+        let tokens = (self.model.is_some() && engaged).then(|| self.tokens());
+        let cost_usd = match (&self.model, tokens) {
+            (Some(m), Some((input, output))) => m.cost_usd(input, output).unwrap_or(0.0),
+            _ => 0.0,
+        };
+        self.telemetry.metrics.call_finished(&CallSample {
+            sub: &self.telemetry.sub,
+            method: self.telemetry.method,
+            model: self.model.as_ref().map(|m| m.id.as_str()),
+            result,
+            duration: self.started.elapsed(),
+            tokens,
+            cost_usd,
+        });
+    }
+
     /// The call succeeded: logs it and returns its final metrics.
     pub(crate) fn complete(&mut self) -> ExecutionMetrics {
         self.finished = true;
+        self.count(CallResult::Ok, true);
         let m = self.metrics();
         tracing::info!(
             parent: &self.span,
@@ -105,12 +160,33 @@ impl CallRecord {
     /// The call failed with an in-band error (already sent to the client).
     pub(crate) fn fail(&mut self, code: &str, details: Option<&str>, message: &str) {
         self.finished = true;
+        let engaged = self.usage_reported || self.output_estimate > 0;
+        self.count(CallResult::from_code(code), engaged);
         let (input, output) = self.tokens();
         if self.model.is_some() {
             tracing::warn!(parent: &self.span, code, details, input_tokens = input, output_tokens = output, retries = self.retries, error = message, "failed");
         } else {
             tracing::info!(parent: &self.span, code, error = message, "refused");
         }
+    }
+
+    /// The call's deadline passed (the provider call is being dropped):
+    /// logs the tokens used so far.
+    pub(crate) fn deadline_exceeded(&mut self, allowed: Duration) {
+        self.finished = true;
+        self.count(CallResult::DeadlineExceeded, true);
+        let (input, output) = self.tokens();
+        let cost_usd = self.model.as_ref().and_then(|m| m.cost_usd(input, output));
+        // A limit doing its job, not a fault: info, like a cancellation.
+        tracing::info!(
+            parent: &self.span,
+            input_tokens = input,
+            output_tokens = output,
+            cost_usd,
+            duration_ms = u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX),
+            ?allowed,
+            "deadline exceeded"
+        );
     }
 }
 
@@ -119,6 +195,7 @@ impl Drop for CallRecord {
         if self.finished {
             return;
         }
+        self.count(CallResult::Cancelled, true);
         let (input, output) = self.tokens();
         let cost_usd = self.model.as_ref().and_then(|m| m.cost_usd(input, output));
         tracing::info!(
@@ -160,7 +237,7 @@ mod tests {
 
     #[test]
     fn provider_usage_wins_over_estimates() {
-        let mut r = CallRecord::new(Span::none(), 7);
+        let mut r = CallRecord::new(Span::none(), 7, Telemetry::default());
         r.set_model(model());
         r.on_text("one two three");
         let m = r.metrics();

@@ -3,10 +3,14 @@
 //! `complete` and `final_metrics`; or one `error` chunk. The stream is lazy
 //! and owns the provider call: dropping it (the client cancelled or went
 //! away) drops the provider's HTTP response at once, and the
-//! [`CallRecord`] drop guard logs the tokens used so far.
+//! [`CallRecord`] drop guard logs the tokens used so far. When the call's
+//! [`Deadline`] passes, the provider call is dropped the same way and the
+//! stream ends with the `DEADLINE_EXCEEDED` status (after any text already
+//! sent).
 
 use crate::{
-    accounting::CallRecord,
+    accounting::{CallRecord, Telemetry},
+    limits::Deadline,
     providers::{ProviderError, ProviderEvent, ProviderRequest},
     registry::ModelEntry,
     service::Shared,
@@ -18,6 +22,7 @@ use std::{
     sync::Arc,
     task::{Context, Poll},
 };
+use tonic::Status;
 use tracing::Span;
 use vibectl_proto::{
     ExecuteError, ExecuteRequest, StreamChunk, StreamComplete, stream_chunk::ChunkType,
@@ -27,16 +32,33 @@ use vibectl_proto::{
 /// `error_details`).
 pub(crate) const EXECUTION_FAILED: &str = "EXECUTION_FAILED";
 
-/// The chunks of one call.
-pub(crate) type ChunkStream = Pin<Box<dyn Stream<Item = StreamChunk> + Send>>;
+/// The chunks of one call; a status (deadline exceeded) ends it.
+pub(crate) type ChunkStream = Pin<Box<dyn Stream<Item = Result<StreamChunk, Status>> + Send>>;
+
+/// Who calls, how, and until when.
+#[derive(Debug, Clone)]
+pub(crate) struct CallContext {
+    /// `Execute` or `StreamExecute`.
+    pub(crate) method: &'static str,
+    /// The verified subject the edge passed, if any.
+    pub(crate) sub: Option<String>,
+    /// When the call must end.
+    pub(crate) deadline: Option<Deadline>,
+}
+
+/// What the provider loop saw next.
+enum Next {
+    Event(ProviderEvent),
+    End,
+    Expired(Deadline),
+}
 
 /// Starts a call. Returns the request id in force (the client's, or a new
 /// UUID v4 when it sent none) and the call's chunks, each carrying that id.
 pub(crate) fn run(
     shared: Arc<Shared>,
     req: ExecuteRequest,
-    method: &'static str,
-    sub: Option<String>,
+    ctx: CallContext,
 ) -> (String, ChunkStream) {
     let request_id = if req.request_id.trim().is_empty() {
         uuid::Uuid::new_v4().to_string()
@@ -46,17 +68,23 @@ pub(crate) fn run(
     let span = tracing::info_span!(
         "call",
         request_id = %request_id,
-        method,
+        method = ctx.method,
         model = tracing::field::Empty,
-        sub = sub.as_deref().unwrap_or("-"),
+        sub = ctx.sub.as_deref().unwrap_or("-"),
     );
+    let telemetry = Telemetry {
+        sub: shared.metrics.subject(ctx.sub.as_deref()),
+        metrics: shared.metrics.clone(),
+        method: ctx.method,
+    };
+    let deadline = ctx.deadline;
     let id = request_id.clone();
     let call_span = span.clone();
     let chunks = async_stream::stream! {
-        let chunk = |c: ChunkType| StreamChunk { request_id: id.clone(), chunk_type: Some(c) };
+        let chunk = |c: ChunkType| Ok(StreamChunk { request_id: id.clone(), chunk_type: Some(c) });
         let input_estimate = count_fragments(&req.system_fragments)
             .saturating_add(count_fragments(&req.user_fragments));
-        let mut record = CallRecord::new(call_span.clone(), input_estimate);
+        let mut record = CallRecord::new(call_span.clone(), input_estimate, telemetry);
         let model = match shared.registry.resolve(req.model_name.as_deref()) {
             Ok(model) => model,
             Err(e) => {
@@ -87,15 +115,39 @@ pub(crate) fn run(
             user: req.user_fragments,
             schema,
         });
-        while let Some(event) = events.next().await {
-            match event {
-                ProviderEvent::Text(text) => {
+        let expiry = async {
+            match deadline {
+                Some(d) => {
+                    tokio::time::sleep_until(d.at).await;
+                    d
+                }
+                None => std::future::pending().await,
+            }
+        };
+        tokio::pin!(expiry);
+        loop {
+            let next = tokio::select! {
+                biased;
+                d = &mut expiry => Next::Expired(d),
+                event = events.next() => event.map_or(Next::End, Next::Event),
+            };
+            match next {
+                Next::End => break,
+                Next::Expired(d) => {
+                    // Dropping the provider stream closes its connection now.
+                    drop(events);
+                    record.deadline_exceeded(d.after);
+                    yield Err(d.status());
+                    return;
+                }
+                Next::Event(ProviderEvent::Text(text)) => {
                     record.on_text(&text);
                     yield chunk(ChunkType::TextChunk(text));
                 }
-                ProviderEvent::Usage(usage) => record.on_usage(usage),
-                ProviderEvent::Retried(n) => record.set_retries(n),
-                ProviderEvent::Failed(e) => {
+                Next::Event(ProviderEvent::Usage(usage)) => record.on_usage(usage),
+                Next::Event(ProviderEvent::Retried(n)) => record.set_retries(n),
+                Next::Event(ProviderEvent::Failed(e)) => {
+                    shared.metrics.provider_error(&model.provider, &model.id, &e.code());
                     let error = execution_failed(&model, &e, record.retries());
                     record.fail(EXECUTION_FAILED, error.error_details.as_deref(), &error.error_message);
                     yield chunk(ChunkType::Error(error));
@@ -151,9 +203,9 @@ struct Instrumented {
 }
 
 impl Stream for Instrumented {
-    type Item = StreamChunk;
+    type Item = Result<StreamChunk, Status>;
 
-    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<StreamChunk>> {
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let this = &mut *self;
         let _entered = this.span.enter();
         this.inner.as_mut().poll_next(cx)

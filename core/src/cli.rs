@@ -1,13 +1,19 @@
-//! The `vibectl-core` command line: `serve` and `models`, logging set-up,
-//! the signal that starts a drain, and the models table.
+//! The `vibectl-core` command line: `serve`, `models` and `health`, logging
+//! set-up, the signal that starts a drain, and the models table.
 
 use crate::{registry::Registry, secrets::Credentials};
 use clap::{Args, Parser, Subcommand};
-use std::path::PathBuf;
-use vibectl_config::Config;
+use std::{path::PathBuf, time::Duration};
+use vibectl_config::{Config, ProviderKind};
 
 /// Exit status for a configuration that cannot be used (EX_USAGE).
 pub const EXIT_BAD_CONFIG: u8 = 64;
+
+/// Exit status of `health` when the core is not SERVING or not reachable.
+pub const EXIT_UNHEALTHY: u8 = 1;
+
+/// Time `health` allows by default.
+pub const HEALTH_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// The vibectl LLM proxy core: plaintext gRPC on loopback, models, providers.
 #[derive(Debug, Parser)]
@@ -25,6 +31,33 @@ pub enum Command {
     Serve(ServeArgs),
     /// Print the configured models and whether their credentials are present.
     Models(ConfigArg),
+    /// Check that a running core is SERVING (grpc.health.v1); exit 0 if it
+    /// is, else 1 with the reason. For Kubernetes exec probes.
+    Health(HealthArgs),
+}
+
+/// Options of `health`.
+#[derive(Debug, Args)]
+pub struct HealthArgs {
+    /// The configuration file, read for `core.listen` when no `--address`
+    /// is given.
+    #[command(flatten)]
+    pub config: ConfigArg,
+    /// The core's address: `host:port` or `unix:/path` (default:
+    /// `core.listen` of the configuration).
+    #[arg(long, value_name = "ADDR")]
+    pub address: Option<String>,
+    /// Longest the whole check may take, e.g. `2s` or `500ms`.
+    #[arg(long, value_name = "DURATION", default_value = "2s", value_parser = parse_duration)]
+    pub timeout: Duration,
+}
+
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    match humantime::parse_duration(text) {
+        Ok(d) if d > Duration::ZERO => Ok(d),
+        Ok(_) => Err("must be more than 0".to_owned()),
+        Err(e) => Err(format!("{e} (e.g. 2s, 500ms)")),
+    }
 }
 
 /// Which configuration file to read.
@@ -49,6 +82,29 @@ pub struct ServeArgs {
     /// else `info`).
     #[arg(long, value_name = "LEVEL")]
     pub log_level: Option<String>,
+    /// Serve Prometheus `/metrics` (as `[metrics] enabled = true`), on
+    /// `[metrics] core_listen` (default 127.0.0.1:9096).
+    #[arg(long)]
+    pub enable_metrics: bool,
+    /// The port of `/metrics`, on the address of `[metrics] core_listen`
+    /// (loopback unless another address is configured).
+    #[arg(long, value_name = "PORT")]
+    pub metrics_port: Option<u16>,
+}
+
+impl ServeArgs {
+    /// Applies the command line over the configuration.
+    pub fn apply(&self, config: &mut Config) {
+        if let Some(listen) = &self.listen {
+            config.core.listen.clone_from(listen);
+        }
+        if self.enable_metrics {
+            config.metrics.enabled = true;
+        }
+        if let Some(port) = self.metrics_port {
+            config.metrics.core_listen.set_port(port);
+        }
+    }
 }
 
 impl ConfigArg {
@@ -111,7 +167,7 @@ pub fn models_table(config: &Config) -> String {
         };
         rows.push([
             format!("{}{default}", m.id),
-            m.provider.clone(),
+            provider_cell(config, &m.provider),
             if m.aliases.is_empty() {
                 "-".to_owned()
             } else {
@@ -143,6 +199,27 @@ pub fn models_table(config: &Config) -> String {
     out
 }
 
+/// The provider's name, with the echo benchmark knobs when set.
+fn provider_cell(config: &Config, name: &str) -> String {
+    let Some(p) = config.providers.get(name) else {
+        return name.to_owned();
+    };
+    let mut knobs = Vec::new();
+    if p.kind == ProviderKind::Echo {
+        if let Some(n) = p.chunks {
+            knobs.push(format!("chunks={n}"));
+        }
+        if let Some(n) = p.answer_chars {
+            knobs.push(format!("answer_chars={n}"));
+        }
+    }
+    if knobs.is_empty() {
+        name.to_owned()
+    } else {
+        format!("{name}[{}]", knobs.join(","))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -162,8 +239,64 @@ mod tests {
         .expect("parse");
         match cli.command {
             Command::Serve(a) => assert_eq!(a.listen.as_deref(), Some("unix:/tmp/x.sock")),
-            Command::Models(_) => panic!("wrong subcommand"),
+            _ => panic!("wrong subcommand"),
         }
+    }
+
+    #[test]
+    fn serve_metrics_flags_apply_over_the_config() {
+        let cli = Cli::try_parse_from([
+            "vibectl-core",
+            "serve",
+            "--enable-metrics",
+            "--metrics-port",
+            "9999",
+        ])
+        .expect("parse");
+        let Command::Serve(args) = cli.command else {
+            panic!("wrong subcommand")
+        };
+        let mut cfg = Config::default();
+        assert!(!cfg.metrics.enabled);
+        args.apply(&mut cfg);
+        assert!(cfg.metrics.enabled);
+        assert_eq!(cfg.metrics.core_listen.to_string(), "127.0.0.1:9999");
+    }
+
+    #[test]
+    fn health_parses_address_and_timeout() {
+        let cli = Cli::try_parse_from([
+            "vibectl-core",
+            "health",
+            "--address",
+            "unix:/run/core.sock",
+            "--timeout",
+            "500ms",
+        ])
+        .expect("parse");
+        let Command::Health(args) = cli.command else {
+            panic!("wrong subcommand")
+        };
+        assert_eq!(args.address.as_deref(), Some("unix:/run/core.sock"));
+        assert_eq!(args.timeout, Duration::from_millis(500));
+        let defaults = Cli::try_parse_from(["vibectl-core", "health"]).expect("parse");
+        let Command::Health(args) = defaults.command else {
+            panic!("wrong subcommand")
+        };
+        assert_eq!(args.timeout, HEALTH_TIMEOUT);
+        assert!(Cli::try_parse_from(["vibectl-core", "health", "--timeout", "0s"]).is_err());
+    }
+
+    #[test]
+    fn table_shows_echo_knobs() {
+        let text = "[providers.bench]\nkind = \"echo\"\nchunks = 200\nanswer_chars = 4096\n\
+                    [[models]]\nid = \"bench\"\nprovider = \"bench\"\n";
+        let cfg = Config::from_toml(text, std::path::Path::new("t.toml")).expect("config");
+        let table = models_table(&cfg);
+        assert!(
+            table.contains("bench[chunks=200,answer_chars=4096]"),
+            "{table}"
+        );
     }
 
     #[test]

@@ -42,6 +42,17 @@ pub enum CoreError {
     /// gRPC reflection could not load the descriptor set.
     #[error("cannot build the gRPC reflection service: {0}")]
     Reflection(String),
+    /// The metrics exporter could not be built.
+    #[error("cannot set up the metrics: {0}")]
+    Metrics(String),
+    /// Binding the `/metrics` listener failed.
+    #[error("cannot listen for /metrics on {address}: {source}")]
+    BindMetrics {
+        /// The address as given.
+        address: String,
+        /// The OS error.
+        source: std::io::Error,
+    },
     /// Accepting connections failed for good.
     #[error("accepting connections failed: {0}")]
     Accept(std::io::Error),

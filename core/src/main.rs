@@ -1,39 +1,36 @@
-//! `vibectl-core serve | models`: parse args → load config (on error print
-//! it and exit 64) → bind → serve → on SIGTERM/SIGINT drain and exit.
+//! `vibectl-core serve | models | health`: parse args → load config (on
+//! error print it and exit 64) → bind → serve → on SIGTERM/SIGINT drain and
+//! exit. `health` checks a running core and exits 0 when it is SERVING.
 
 use anyhow::Context;
 use std::{process::ExitCode, sync::Arc};
 use tokio_util::sync::CancellationToken;
 use vibectl_core::{
     CoreListener,
-    cli::{self, Cli, Command},
+    cli::{self, Cli, Command, ConfigArg, HealthArgs},
 };
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let cli = <Cli as clap::Parser>::parse();
-    let config_arg = match &cli.command {
-        Command::Serve(args) => &args.config,
-        Command::Models(args) => args,
-    };
-    let mut config = match config_arg.load() {
-        Ok(config) => config,
-        Err(e) => {
-            eprintln!("vibectl-core: {e}");
-            return ExitCode::from(cli::EXIT_BAD_CONFIG);
-        }
-    };
-    let args = match cli.command {
-        Command::Models(_) => {
-            print!("{}", cli::models_table(&config));
-            return ExitCode::SUCCESS;
+    let args = match <Cli as clap::Parser>::parse().command {
+        Command::Health(args) => return health(&args).await,
+        Command::Models(config_arg) => {
+            return match load(&config_arg) {
+                Ok(config) => {
+                    print!("{}", cli::models_table(&config));
+                    ExitCode::SUCCESS
+                }
+                Err(code) => code,
+            };
         }
         Command::Serve(args) => args,
     };
+    let mut config = match load(&args.config) {
+        Ok(config) => config,
+        Err(code) => return code,
+    };
     cli::init_logging(args.log_level.as_deref());
-    if let Some(listen) = args.listen {
-        config.core.listen = listen;
-    }
+    args.apply(&mut config);
     match run(config).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -44,11 +41,47 @@ async fn main() -> ExitCode {
     }
 }
 
+/// The configuration, or exit 64 after printing why it cannot be used.
+fn load(arg: &ConfigArg) -> Result<vibectl_config::Config, ExitCode> {
+    arg.load().map_err(|e| {
+        eprintln!("vibectl-core: {e}");
+        ExitCode::from(cli::EXIT_BAD_CONFIG)
+    })
+}
+
+/// `health`: one line on stdout when SERVING, one line on stderr otherwise.
+async fn health(args: &HealthArgs) -> ExitCode {
+    let address = match &args.address {
+        Some(address) => address.clone(),
+        None => match load(&args.config) {
+            Ok(config) => config.core.listen,
+            Err(code) => return code,
+        },
+    };
+    match vibectl_core::health::check(&address, args.timeout).await {
+        Ok(()) => {
+            println!("vibectl-core at {address} is SERVING");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("vibectl-core health: {e}");
+            ExitCode::from(cli::EXIT_UNHEALTHY)
+        }
+    }
+}
+
 async fn run(config: vibectl_config::Config) -> anyhow::Result<()> {
+    // Bind both listeners before serving, so a taken port fails at once.
     let listener = CoreListener::bind(&config.core.listen).await?;
+    let metrics = if config.metrics.enabled {
+        Some(vibectl_core::bind_metrics(config.metrics.core_listen).await?)
+    } else {
+        None
+    };
     let shutdown = CancellationToken::new();
-    let mut server = tokio::spawn(vibectl_core::serve(
+    let mut server = tokio::spawn(vibectl_core::serve_with_metrics(
         listener,
+        metrics,
         Arc::new(config),
         shutdown.clone(),
     ));

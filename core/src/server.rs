@@ -2,11 +2,13 @@
 //! tonic routes (the proxy service, `grpc.health.v1`, server reflection v1
 //! and v1alpha). On shutdown: stop accepting, report NOT_SERVING, send
 //! GOAWAY, let in-flight calls finish for at most `core.shutdown_grace`,
-//! then cancel what is left (each call's drop guard logs it).
+//! then cancel what is left (each call's drop guard logs it). With metrics
+//! on, `/metrics` is served on its own listener beside it.
 
 use crate::{
     error::CoreError,
     listener::{Accepted, CoreListener},
+    metrics::{Metrics, serve_metrics},
     service::{ProxyService, Shared},
 };
 use hyper_util::{
@@ -14,8 +16,8 @@ use hyper_util::{
     server::graceful::GracefulShutdown,
     service::TowerToHyperService,
 };
-use std::{sync::Arc, time::Duration};
-use tokio::task::JoinSet;
+use std::{net::SocketAddr, sync::Arc, time::Duration};
+use tokio::{net::TcpListener, task::JoinSet};
 use tokio_util::sync::CancellationToken;
 use tonic::service::Routes;
 use tonic_health::{ServingStatus, server::HealthReporter};
@@ -27,9 +29,36 @@ use vibectl_proto::vibectl_llm_proxy_server::VibectlLlmProxyServer;
 const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(100);
 
 /// Serves until `shutdown` is cancelled, then drains in-flight calls for at
-/// most `config.core.shutdown_grace`.
+/// most `config.core.shutdown_grace`. With `[metrics] enabled`, binds
+/// `[metrics] core_listen` first and serves `/metrics` there too.
 pub async fn serve(
     listener: CoreListener,
+    config: Arc<Config>,
+    shutdown: CancellationToken,
+) -> Result<(), CoreError> {
+    let metrics = if config.metrics.enabled {
+        Some(bind_metrics(config.metrics.core_listen).await?)
+    } else {
+        None
+    };
+    serve_with_metrics(listener, metrics, config, shutdown).await
+}
+
+/// Binds the `/metrics` listener.
+pub async fn bind_metrics(address: SocketAddr) -> Result<TcpListener, CoreError> {
+    TcpListener::bind(address)
+        .await
+        .map_err(|source| CoreError::BindMetrics {
+            address: address.to_string(),
+            source,
+        })
+}
+
+/// Like [`serve`], with `/metrics` on `metrics_listener` when one is given
+/// (and no metrics at all without one, whatever `[metrics] enabled` says).
+pub async fn serve_with_metrics(
+    listener: CoreListener,
+    metrics_listener: Option<TcpListener>,
     config: Arc<Config>,
     shutdown: CancellationToken,
 ) -> Result<(), CoreError> {
@@ -42,8 +71,19 @@ pub async fn serve(
              {address} can use them. Bind 127.0.0.1 or a unix: socket instead."
         );
     }
-    let shared = Arc::new(Shared::new(&config)?);
+    let metrics = match &metrics_listener {
+        Some(_) => Metrics::new(
+            config.models.iter().map(|m| m.id.clone()),
+            config.metrics.max_subjects,
+        )?,
+        None => Metrics::disabled(),
+    };
+    let shared = Arc::new(Shared::new(&config, metrics.clone())?);
     let (health, routes) = routes(shared.clone()).await?;
+    // Its own token: /metrics stays up while the calls drain.
+    let metrics_stop = CancellationToken::new();
+    let metrics_task =
+        metrics_listener.map(|l| tokio::spawn(serve_metrics(l, metrics, metrics_stop.clone())));
     tracing::info!(
         listen = %address,
         models = shared.registry.models().len(),
@@ -61,6 +101,10 @@ pub async fn serve(
     .await;
     if let Some(path) = unix_path {
         let _ = std::fs::remove_file(path);
+    }
+    metrics_stop.cancel();
+    if let Some(task) = metrics_task {
+        let _ = task.await;
     }
     result
 }

@@ -1,17 +1,27 @@
 //! The tonic implementation of `vibectl.llm_proxy.VibectlLLMProxy`:
 //! `StreamExecute` returns the call's chunk stream as is, `Execute` collects
-//! the same stream, `GetServerInfo` describes the registry. Model and
-//! provider errors travel in-band (status OK), as vibectl expects.
+//! the same stream, `GetServerInfo` describes the registry and the caller's
+//! limits. Model and provider errors travel in-band (status OK), as vibectl
+//! expects; the limits the core enforces (input length, deadline) end the
+//! call with a gRPC status.
 
-use crate::{call, error::CoreError, providers::Providers, registry::Registry};
+use crate::{
+    call::{self, CallContext},
+    error::CoreError,
+    limits::CallLimits,
+    metrics::{CallResult, CallSample, Metrics},
+    providers::Providers,
+    registry::Registry,
+};
 use futures::{Stream, StreamExt};
 use std::{pin::Pin, sync::Arc};
+use tokio::time::Instant;
 use tonic::{Request, Response, Status, metadata::MetadataMap};
 use vibectl_config::Config;
 use vibectl_proto::{
     ExecuteError, ExecuteRequest, ExecuteResponse, ExecuteSuccess, GetServerInfoRequest,
-    GetServerInfoResponse, ModelInfo, ServerLimits, StreamChunk, execute_response,
-    stream_chunk::ChunkType, vibectl_llm_proxy_server::VibectlLlmProxy,
+    GetServerInfoResponse, ModelInfo, StreamChunk, execute_response, stream_chunk::ChunkType,
+    vibectl_llm_proxy_server::VibectlLlmProxy,
 };
 
 /// The metadata header where the edge puts the verified JWT subject.
@@ -23,14 +33,16 @@ pub(crate) struct Shared {
     pub(crate) registry: Registry,
     pub(crate) providers: Providers,
     pub(crate) server_name: String,
+    pub(crate) metrics: Metrics,
 }
 
 impl Shared {
-    pub(crate) fn new(config: &Config) -> Result<Self, CoreError> {
+    pub(crate) fn new(config: &Config, metrics: Metrics) -> Result<Self, CoreError> {
         Ok(Self {
             registry: Registry::from_config(config),
             providers: Providers::from_config(config)?,
             server_name: config.core.server_name.clone(),
+            metrics,
         })
     }
 }
@@ -54,20 +66,66 @@ fn sub_of(metadata: &MetadataMap) -> Option<String> {
         .map(str::to_owned)
 }
 
+impl ProxyService {
+    /// Checks what the core enforces before any provider call (the input
+    /// length) and starts the call under its deadline.
+    fn start(
+        &self,
+        request: Request<ExecuteRequest>,
+        method: &'static str,
+    ) -> Result<(String, call::ChunkStream), Status> {
+        let started = Instant::now();
+        let limits = CallLimits::from_metadata(request.metadata());
+        let sub = sub_of(request.metadata());
+        let allowed_models = crate::scope::allowed_models(request.metadata());
+        let req = request.into_inner();
+        if let Err(refused) = limits.check_input(&req) {
+            let model = self.shared.registry.resolve(req.model_name.as_deref()).ok();
+            tracing::info!(
+                request_id = %req.request_id,
+                method,
+                sub = sub.as_deref().unwrap_or("-"),
+                characters = refused.characters,
+                limit = refused.limit,
+                "refused: input longer than max_input_length"
+            );
+            let metrics = &self.shared.metrics;
+            metrics.call_finished(&CallSample {
+                sub: &metrics.subject(sub.as_deref()),
+                method,
+                model: model.as_ref().map(|m| m.id.as_str()),
+                result: CallResult::InputLength,
+                duration: started.elapsed(),
+                tokens: None,
+                cost_usd: 0.0,
+            });
+            return Err(refused.status());
+        }
+        // The token's model scope (an unknown model is answered in-band by the call).
+        if let Ok(model) = self.shared.registry.resolve(req.model_name.as_deref()) {
+            crate::scope::check(allowed_models.as_deref(), &model.id, &model.aliases)?;
+        }
+        let ctx = CallContext {
+            method,
+            sub,
+            deadline: limits.deadline(started),
+        };
+        Ok(call::run(self.shared.clone(), req, ctx))
+    }
+}
+
 #[tonic::async_trait]
 impl VibectlLlmProxy for ProxyService {
     async fn execute(
         &self,
         request: Request<ExecuteRequest>,
     ) -> Result<Response<ExecuteResponse>, Status> {
-        let sub = sub_of(request.metadata());
-        let (request_id, mut chunks) =
-            call::run(self.shared.clone(), request.into_inner(), "Execute", sub);
+        let (request_id, mut chunks) = self.start(request, "Execute")?;
         let mut text = String::new();
         let mut model = String::new();
         let mut result = None;
         while let Some(chunk) = chunks.next().await {
-            match chunk.chunk_type {
+            match chunk?.chunk_type {
                 Some(ChunkType::TextChunk(t)) => text.push_str(&t),
                 Some(ChunkType::Complete(c)) => model = c.actual_model_used,
                 Some(ChunkType::FinalMetrics(metrics)) => {
@@ -100,20 +158,15 @@ impl VibectlLlmProxy for ProxyService {
         &self,
         request: Request<ExecuteRequest>,
     ) -> Result<Response<Self::StreamExecuteStream>, Status> {
-        let sub = sub_of(request.metadata());
-        let (_, chunks) = call::run(
-            self.shared.clone(),
-            request.into_inner(),
-            "StreamExecute",
-            sub,
-        );
-        Ok(Response::new(Box::pin(chunks.map(Ok))))
+        let (_, chunks) = self.start(request, "StreamExecute")?;
+        Ok(Response::new(chunks))
     }
 
     async fn get_server_info(
         &self,
-        _request: Request<GetServerInfoRequest>,
+        request: Request<GetServerInfoRequest>,
     ) -> Result<Response<GetServerInfoResponse>, Status> {
+        let limits = CallLimits::from_metadata(request.metadata());
         let registry = &self.shared.registry;
         let available_models = registry
             .models()
@@ -132,8 +185,8 @@ impl VibectlLlmProxy for ProxyService {
         Ok(Response::new(GetServerInfoResponse {
             available_models,
             default_model: registry.default_model().unwrap_or_default().to_owned(),
-            // No limits are enforced by the core yet: every field unset.
-            limits: Some(ServerLimits::default()),
+            // The caller's limits as the edge passed them; unset = none.
+            limits: Some(limits.server_limits()),
             server_version: env!("CARGO_PKG_VERSION").to_owned(),
             model_aliases: registry.aliases(),
             server_name: self.shared.server_name.clone(),

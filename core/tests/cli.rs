@@ -1,7 +1,9 @@
 //! The `vibectl-core` binary itself: a bad config exits 64 naming key and
 //! file, `models` prints the table without keys, `serve` warns about a
-//! non-loopback address and drains and exits 0 on SIGTERM. Every wait is
-//! bounded; readiness is read from the log, not guessed with sleeps.
+//! non-loopback address and drains and exits 0 on SIGTERM, `health` is 0
+//! against a running core and 1 with a one-line reason otherwise,
+//! `--enable-metrics` serves /metrics. Every wait is bounded; readiness is
+//! read from the log, not guessed with sleeps.
 
 use std::{
     io::{BufRead, BufReader},
@@ -84,57 +86,189 @@ fn models_prints_the_table_and_never_a_key() {
     assert!(!all.contains("sk-cli-secret-value"));
 }
 
-/// Starts `serve`, waits for the "serving" log line, sends SIGTERM, and
-/// returns the exit status and everything logged.
-fn serve_then_sigterm(args: &[&str]) -> (std::process::ExitStatus, String) {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let file = write_config(dir.path(), "[core]\nlisten = \"127.0.0.1:0\"\n");
-    let mut child = Command::new(BIN)
-        .args(["serve", "--config", &file, "--log-level", "info"])
-        .args(args)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn");
-    let stderr = child.stderr.take().expect("stderr");
-    let (lines_tx, lines) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if lines_tx.send(line).is_err() {
+/// A `serve` child process that has logged "vibectl-core serving".
+struct Served {
+    child: std::process::Child,
+    lines: mpsc::Receiver<String>,
+    log: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Served {
+    /// Starts `serve` with `config` and `args`; waits for the "serving" line.
+    fn start(config: &str, args: &[&str]) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = write_config(dir.path(), config);
+        let mut child = Command::new(BIN)
+            .args(["serve", "--config", &file, "--log-level", "info"])
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn");
+        let stderr = child.stderr.take().expect("stderr");
+        let (lines_tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if lines_tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut log = String::new();
+        loop {
+            let line = lines.recv_timeout(WAIT).unwrap_or_else(|_| {
+                let _ = child.kill();
+                panic!("no 'serving' line in time; log so far:\n{log}")
+            });
+            log.push_str(&line);
+            log.push('\n');
+            if line.contains("vibectl-core serving") {
                 break;
             }
         }
-    });
-    let mut log = String::new();
-    loop {
-        let line = lines.recv_timeout(WAIT).unwrap_or_else(|_| {
-            let _ = child.kill();
-            panic!("no 'serving' line in time; log so far:\n{log}")
-        });
-        log.push_str(&line);
-        log.push('\n');
-        if line.contains("vibectl-core serving") {
-            break;
+        Self {
+            child,
+            lines,
+            log,
+            _dir: dir,
         }
     }
-    let killed = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .expect("kill");
-    assert!(killed.success());
-    let (done_tx, done) = mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = done_tx.send(child.wait());
-    });
-    let status = done
-        .recv_timeout(WAIT)
-        .expect("exited in time after SIGTERM")
-        .expect("wait");
-    while let Ok(line) = lines.recv_timeout(WAIT) {
-        log.push_str(&line);
-        log.push('\n');
+
+    /// The address from the "serving" line (`listen=…`).
+    fn address(&self) -> String {
+        let line = self
+            .log
+            .lines()
+            .find(|l| l.contains("vibectl-core serving"))
+            .expect("serving line");
+        let from = line.find("listen=").expect("listen=") + "listen=".len();
+        line[from..]
+            .split_whitespace()
+            .next()
+            .expect("address")
+            .to_owned()
     }
-    (status, log)
+
+    /// Sends SIGTERM; returns the exit status and everything logged.
+    fn sigterm(mut self) -> (std::process::ExitStatus, String) {
+        let killed = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("kill");
+        assert!(killed.success());
+        let (done_tx, done) = mpsc::channel();
+        let mut child = self.child;
+        std::thread::spawn(move || {
+            let _ = done_tx.send(child.wait());
+        });
+        let status = done
+            .recv_timeout(WAIT)
+            .expect("exited in time after SIGTERM")
+            .expect("wait");
+        while let Ok(line) = self.lines.recv_timeout(WAIT) {
+            self.log.push_str(&line);
+            self.log.push('\n');
+        }
+        (status, self.log)
+    }
+}
+
+/// Starts `serve`, waits for the "serving" log line, sends SIGTERM, and
+/// returns the exit status and everything logged.
+fn serve_then_sigterm(args: &[&str]) -> (std::process::ExitStatus, String) {
+    Served::start("[core]\nlisten = \"127.0.0.1:0\"\n", args).sigterm()
+}
+
+/// Runs `vibectl-core health ARGS` (bounded by its own `--timeout`).
+fn health(args: &[&str]) -> std::process::Output {
+    Command::new(BIN)
+        .arg("health")
+        .args(args)
+        .output()
+        .expect("run health")
+}
+
+#[test]
+fn health_is_zero_against_a_running_core_over_tcp_and_unix() {
+    let served = Served::start("[core]\nlisten = \"127.0.0.1:0\"\n", &[]);
+    let address = served.address();
+    let out = health(&["--address", &address, "--timeout", "5s"]);
+    let (status, log) = served.sigterm();
+    assert!(
+        out.status.success(),
+        "{:?}: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("SERVING"));
+    assert!(status.success(), "{log}");
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let socket = dir.path().join("core.sock");
+    let config = format!("[core]\nlisten = \"unix:{}\"\n", socket.display());
+    let served = Served::start(&config, &[]);
+    // No --address: `core.listen` of the same configuration file.
+    let file = write_config(dir.path(), &config);
+    let out = health(&["--config", &file, "--timeout", "5s"]);
+    let (status, log) = served.sigterm();
+    assert!(
+        out.status.success(),
+        "{:?}: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(status.success(), "{log}");
+}
+
+#[test]
+fn health_is_nonzero_with_one_line_against_a_closed_port() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let address = listener.local_addr().expect("addr").to_string();
+    drop(listener);
+    let out = health(&["--address", &address, "--timeout", "5s"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+    assert!(
+        err.contains(&address) && err.contains("cannot connect"),
+        "{err}"
+    );
+    // A configuration that cannot be used is exit 64, naming the file.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = write_config(dir.path(), "[core]\nlisen = 1\n");
+    let out = health(&["--config", &file]);
+    assert_eq!(out.status.code(), Some(64));
+    assert!(String::from_utf8_lossy(&out.stderr).contains(&file));
+}
+
+#[test]
+fn serve_with_metrics_flag_answers_on_the_metrics_port() {
+    // A free port for /metrics (bound, read, released: the core binds it next).
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port();
+    let port_arg = port.to_string();
+    let served = Served::start(
+        "[core]\nlisten = \"127.0.0.1:0\"\n",
+        &["--enable-metrics", "--metrics-port", &port_arg],
+    );
+    let mut stream =
+        std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect to /metrics");
+    stream.set_read_timeout(Some(WAIT)).expect("timeout");
+    std::io::Write::write_all(
+        &mut stream,
+        b"GET /metrics HTTP/1.1\r\nhost: localhost\r\nconnection: close\r\n\r\n",
+    )
+    .expect("write");
+    let mut answer = String::new();
+    std::io::Read::read_to_string(&mut stream, &mut answer).expect("read");
+    let (status, log) = served.sigterm();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(answer.contains("text/plain; version=0.0.4"), "{answer}");
+    assert!(log.contains(&format!("127.0.0.1:{port}/metrics")), "{log}");
+    assert!(status.success(), "{log}");
 }
 
 #[test]

@@ -6,7 +6,7 @@
 #![allow(dead_code)]
 
 use futures::StreamExt;
-use std::{path::Path, sync::Arc, time::Duration};
+use std::{net::SocketAddr, path::Path, sync::Arc, time::Duration};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::{Channel, Endpoint};
@@ -29,6 +29,8 @@ pub struct Core {
     pub address: String,
     /// The gRPC channel (h2c).
     pub channel: Channel,
+    /// Where `/metrics` listens, when started with metrics.
+    pub metrics_addr: Option<SocketAddr>,
     shutdown: CancellationToken,
     task: JoinHandle<Result<(), CoreError>>,
 }
@@ -36,6 +38,16 @@ pub struct Core {
 impl Core {
     /// Binds `listen` (e.g. `127.0.0.1:0`), serves `config` and connects.
     pub async fn start_on(listen: &str, config: Config) -> Self {
+        Self::start_inner(listen, config, false).await
+    }
+
+    /// Serves `config` on 127.0.0.1:0 with `/metrics` on another
+    /// 127.0.0.1:0 listener ([`Core::metrics_addr`]).
+    pub async fn start_with_metrics(config: Config) -> Self {
+        Self::start_inner("127.0.0.1:0", config, true).await
+    }
+
+    async fn start_inner(listen: &str, config: Config, metrics: bool) -> Self {
         // Logs go to the test's captured output (shown when it fails).
         let filter = tracing_subscriber::EnvFilter::try_from_default_env()
             .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("vibectl_core=info"));
@@ -45,9 +57,22 @@ impl Core {
             .try_init();
         let listener = CoreListener::bind(listen).await.expect("bind");
         let address = listener.local_addr_string();
+        let metrics_listener = if metrics {
+            Some(
+                tokio::net::TcpListener::bind("127.0.0.1:0")
+                    .await
+                    .expect("bind metrics"),
+            )
+        } else {
+            None
+        };
+        let metrics_addr = metrics_listener
+            .as_ref()
+            .map(|l| l.local_addr().expect("metrics addr"));
         let shutdown = CancellationToken::new();
-        let task = tokio::spawn(vibectl_core::serve(
+        let task = tokio::spawn(vibectl_core::serve_with_metrics(
             listener,
+            metrics_listener,
             Arc::new(config),
             shutdown.clone(),
         ));
@@ -66,6 +91,7 @@ impl Core {
         Self {
             address,
             channel,
+            metrics_addr,
             shutdown,
             task,
         }
@@ -79,6 +105,39 @@ impl Core {
     /// A new client on the shared channel.
     pub fn client(&self) -> VibectlLlmProxyClient<Channel> {
         VibectlLlmProxyClient::new(self.channel.clone())
+    }
+
+    /// A client over a plain hyper HTTP/2 client (TCP only). Unlike a tonic
+    /// `Channel`, it does not enforce a `grpc-timeout` itself, so a test
+    /// sees the status the core sends, as the edge would.
+    pub fn raw_client(&self) -> VibectlLlmProxyClient<RawChannel> {
+        let http =
+            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+                .http2_only(true)
+                .build_http();
+        let origin: http::Uri = format!("http://{}", self.address).parse().expect("origin");
+        VibectlLlmProxyClient::with_origin(http, origin)
+    }
+
+    /// `GET /metrics` (the Prometheus text), bounded.
+    pub async fn scrape(&self) -> String {
+        let addr = self.metrics_addr.expect("started with metrics");
+        let http =
+            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+                .build_http::<http_body_util::Empty<bytes::Bytes>>();
+        let uri: http::Uri = format!("http://{addr}/metrics").parse().expect("uri");
+        let response = tokio::time::timeout(WAIT, http.get(uri))
+            .await
+            .expect("metrics answered in time")
+            .expect("GET /metrics");
+        assert_eq!(response.status(), 200);
+        let body =
+            tokio::time::timeout(WAIT, http_body_util::BodyExt::collect(response.into_body()))
+                .await
+                .expect("metrics body in time")
+                .expect("metrics body")
+                .to_bytes();
+        String::from_utf8(body.to_vec()).expect("UTF-8 metrics")
     }
 
     /// Unary `Execute`, bounded.
@@ -124,6 +183,54 @@ impl Core {
             .expect("serve task did not panic")
             .expect("serve returned Ok");
     }
+}
+
+/// The transport of [`Core::raw_client`].
+pub type RawChannel = hyper_util::client::legacy::Client<
+    hyper_util::client::legacy::connect::HttpConnector,
+    tonic::body::Body,
+>;
+
+/// The value of the Prometheus sample `name{labels…}` whose labels include
+/// every pair of `labels` (the first such line), if any.
+pub fn sample(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .find_map(|line| {
+            let (series, value) = line.rsplit_once(' ')?;
+            let (metric, rest) = match series.split_once('{') {
+                Some((m, rest)) => (m, rest.strip_suffix('}')?),
+                None => (series, ""),
+            };
+            if metric != name {
+                return None;
+            }
+            let found: Vec<(&str, &str)> = rest
+                .split("\",")
+                .filter(|p| !p.is_empty())
+                .filter_map(|p| {
+                    let (k, v) = p.split_once("=\"")?;
+                    Some((k, v.trim_end_matches('"')))
+                })
+                .collect();
+            labels
+                .iter()
+                .all(|l| found.contains(l))
+                .then(|| value.parse().ok())
+                .flatten()
+        })
+}
+
+/// Sets `name: value` metadata on a request (what the edge adds).
+pub fn with_header<T>(
+    mut request: tonic::Request<T>,
+    name: &'static str,
+    value: &str,
+) -> tonic::Request<T> {
+    request
+        .metadata_mut()
+        .insert(name, value.parse().expect("metadata value"));
+    request
 }
 
 async fn unix_channel(path: &str) -> Channel {

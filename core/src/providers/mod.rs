@@ -72,7 +72,7 @@ pub type EventStream = Pin<Box<dyn Stream<Item = ProviderEvent> + Send>>;
 /// One configured provider.
 #[derive(Debug, Clone)]
 enum Provider {
-    Echo,
+    Echo(echo::Knobs),
     Http(Arc<http::HttpProvider>),
 }
 
@@ -89,7 +89,7 @@ impl Providers {
         let mut by_name = HashMap::new();
         for (name, pcfg) in &cfg.providers {
             let provider = match pcfg.kind {
-                ProviderKind::Echo => Provider::Echo,
+                ProviderKind::Echo => Provider::Echo(echo::Knobs::from_config(pcfg)),
                 ProviderKind::Openai => Provider::Http(Arc::new(http::HttpProvider::new(
                     name,
                     pcfg,
@@ -110,7 +110,7 @@ impl Providers {
     /// stream is polled; dropping it cancels the call.
     pub fn stream(&self, request: ProviderRequest) -> EventStream {
         match self.by_name.get(&request.model.provider) {
-            Some(Provider::Echo) => echo::stream(&request),
+            Some(Provider::Echo(knobs)) => echo::stream(&request, *knobs),
             Some(Provider::Http(p)) => p.clone().stream(request),
             None => {
                 let name = request.model.provider.clone();

@@ -1,0 +1,375 @@
+//! The caller's limits, as the edge passes them in request headers after it
+//! verified the token (`x-vibectl-limit-*`; absent = unlimited), and the
+//! call's deadline (`grpc-timeout`). The core enforces the two it can only
+//! enforce itself: the input length (it decodes the request) and the
+//! deadline (it owns the provider call). Rate and concurrency are the
+//! edge's; the core only reports them in `GetServerInfo`.
+
+use std::time::Duration;
+use tokio::time::Instant;
+use tonic::{Status, metadata::MetadataMap};
+use vibectl_proto::{ExecuteRequest, ServerLimits};
+
+/// The caller's sustained requests per minute.
+pub const LIMIT_RPM_HEADER: &str = "x-vibectl-limit-rpm";
+/// The caller's calls in flight at once.
+pub const LIMIT_CONCURRENCY_HEADER: &str = "x-vibectl-limit-concurrency";
+/// The caller's maximum input, in characters of system + user fragments.
+pub const LIMIT_INPUT_LENGTH_HEADER: &str = "x-vibectl-limit-input-length";
+/// The caller's longest call, in seconds.
+pub const LIMIT_TIMEOUT_HEADER: &str = "x-vibectl-limit-timeout";
+/// The gRPC deadline header (`<digits><H|M|S|m|u|n>`).
+pub const GRPC_TIMEOUT_HEADER: &str = "grpc-timeout";
+/// Trailing metadata naming the limit that refused or ended a call.
+pub const LIMIT_TYPE_METADATA: &str = "limit-type";
+
+/// The edge may spend a moment before forwarding: a `grpc-timeout` within
+/// this much of the token's `request_timeout_seconds` is taken to be it.
+const TOKEN_DEADLINE_SLACK: Duration = Duration::from_secs(1);
+
+/// The limits in force for one call.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CallLimits {
+    /// `x-vibectl-limit-rpm`.
+    pub requests_per_minute: Option<u32>,
+    /// `x-vibectl-limit-concurrency`.
+    pub concurrency: Option<u32>,
+    /// `x-vibectl-limit-input-length`, in characters.
+    pub input_length: Option<u32>,
+    /// `x-vibectl-limit-timeout`, in seconds.
+    pub timeout_seconds: Option<u32>,
+    /// `grpc-timeout`.
+    pub grpc_timeout: Option<Duration>,
+}
+
+impl CallLimits {
+    /// Reads the headers; a malformed value counts as absent (and is logged:
+    /// only the edge sets them).
+    pub fn from_metadata(metadata: &MetadataMap) -> Self {
+        let text = |name: &str| metadata.get(name).and_then(|v| v.to_str().ok());
+        let number = |name: &str| {
+            let value = text(name)?;
+            match value.trim().parse::<u32>() {
+                Ok(n) if n > 0 => Some(n),
+                _ => {
+                    tracing::warn!(header = name, value, "ignoring a malformed limit header");
+                    None
+                }
+            }
+        };
+        let grpc_timeout = text(GRPC_TIMEOUT_HEADER).and_then(|value| {
+            let parsed = parse_grpc_timeout(value);
+            if parsed.is_none() {
+                tracing::warn!(value, "ignoring a malformed grpc-timeout header");
+            }
+            parsed
+        });
+        Self {
+            requests_per_minute: number(LIMIT_RPM_HEADER),
+            concurrency: number(LIMIT_CONCURRENCY_HEADER),
+            input_length: number(LIMIT_INPUT_LENGTH_HEADER),
+            timeout_seconds: number(LIMIT_TIMEOUT_HEADER),
+            grpc_timeout,
+        }
+    }
+
+    /// The limits as `GetServerInfo` reports them (unset when absent).
+    pub fn server_limits(&self) -> ServerLimits {
+        let as_i32 = |n: Option<u32>| n.map(|n| i32::try_from(n).unwrap_or(i32::MAX));
+        ServerLimits {
+            max_requests_per_minute: as_i32(self.requests_per_minute),
+            max_concurrent_requests: as_i32(self.concurrency),
+            max_input_length: as_i32(self.input_length),
+            request_timeout_seconds: as_i32(self.timeout_seconds),
+        }
+    }
+
+    /// `RESOURCE_EXHAUSTED` with `limit-type: input_length` when the
+    /// request's characters exceed the caller's limit. No `retry-after-ms`:
+    /// waiting does not make the input shorter.
+    pub fn check_input(&self, request: &ExecuteRequest) -> Result<(), InputTooLong> {
+        let Some(limit) = self.input_length else {
+            return Ok(());
+        };
+        let characters = input_characters(request);
+        if characters > u64::from(limit) {
+            return Err(InputTooLong { characters, limit });
+        }
+        Ok(())
+    }
+
+    /// The call's deadline, counted from `started`: the earlier of
+    /// `grpc-timeout` and the token's `request_timeout_seconds`.
+    pub fn deadline(&self, started: Instant) -> Option<Deadline> {
+        let token = self
+            .timeout_seconds
+            .map(|s| Duration::from_secs(u64::from(s)));
+        // (time allowed, the time named in the message, whose limit)
+        let (allowed, after, cause) = match (self.grpc_timeout, token) {
+            (None, None) => return None,
+            (Some(client), None) => (client, client, DeadlineCause::Client),
+            (None, Some(token)) => (token, token, DeadlineCause::Token),
+            (Some(client), Some(token)) if client + TOKEN_DEADLINE_SLACK >= token => {
+                (client.min(token), token, DeadlineCause::Token)
+            }
+            (Some(client), Some(_)) => (client, client, DeadlineCause::Client),
+        };
+        Some(Deadline {
+            at: started + allowed,
+            after,
+            cause,
+        })
+    }
+}
+
+/// Characters (Unicode scalar values) of every system and user fragment.
+pub fn input_characters(request: &ExecuteRequest) -> u64 {
+    request
+        .system_fragments
+        .iter()
+        .chain(&request.user_fragments)
+        .map(|f| f.chars().count() as u64)
+        .sum()
+}
+
+/// A request longer than the caller's `max_input_length`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InputTooLong {
+    /// The request's characters.
+    pub characters: u64,
+    /// The caller's limit.
+    pub limit: u32,
+}
+
+impl InputTooLong {
+    /// The gRPC status sent to the caller.
+    pub fn status(&self) -> Status {
+        let mut status = Status::resource_exhausted(format!(
+            "input is {} characters; this token's limit is {} (max_input_length)",
+            self.characters, self.limit
+        ));
+        status
+            .metadata_mut()
+            .insert(LIMIT_TYPE_METADATA, "input_length".parse().expect("ASCII"));
+        status
+    }
+}
+
+/// Whose limit a deadline is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeadlineCause {
+    /// The token's `request_timeout_seconds` (the edge's `grpc-timeout` is it).
+    Token,
+    /// The client's own, shorter `grpc-timeout`.
+    Client,
+}
+
+/// When a call must end, and why.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Deadline {
+    /// The instant the call is cut.
+    pub at: Instant,
+    /// The limit as the message names it (the token's value when it is the
+    /// token's limit, even if the edge forwarded a moment less).
+    pub after: Duration,
+    /// Whose limit it is.
+    pub cause: DeadlineCause,
+}
+
+impl Deadline {
+    /// `DEADLINE_EXCEEDED`, naming the time and the limit; with
+    /// `limit-type: timeout` when it is the token's limit.
+    pub fn status(&self) -> Status {
+        let after = human(self.after);
+        match self.cause {
+            DeadlineCause::Token => {
+                let mut status = Status::deadline_exceeded(format!(
+                    "request timed out after {after} (request_timeout_seconds)"
+                ));
+                status
+                    .metadata_mut()
+                    .insert(LIMIT_TYPE_METADATA, "timeout".parse().expect("ASCII"));
+                status
+            }
+            DeadlineCause::Client => Status::deadline_exceeded(format!(
+                "request timed out after {after} (the client's deadline, grpc-timeout)"
+            )),
+        }
+    }
+}
+
+/// `30 s`, `1.5 s`, `250 ms`.
+fn human(d: Duration) -> String {
+    if d < Duration::from_secs(1) {
+        format!("{} ms", d.as_millis())
+    } else if d.subsec_millis() == 0 {
+        format!("{} s", d.as_secs())
+    } else {
+        format!("{:.1} s", d.as_secs_f64())
+    }
+}
+
+/// Parses a `grpc-timeout` value: at most 8 digits, then `H`, `M`, `S`,
+/// `m`, `u` or `n` (hours … nanoseconds).
+pub fn parse_grpc_timeout(value: &str) -> Option<Duration> {
+    let value = value.trim();
+    let unit = value.chars().last()?;
+    let digits = &value[..value.len() - unit.len_utf8()];
+    if digits.is_empty() || digits.len() > 8 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let n: u64 = digits.parse().ok()?;
+    Some(match unit {
+        'H' => Duration::from_secs(n * 3600),
+        'M' => Duration::from_secs(n * 60),
+        'S' => Duration::from_secs(n),
+        'm' => Duration::from_millis(n),
+        'u' => Duration::from_micros(n),
+        'n' => Duration::from_nanos(n),
+        _ => return None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn grpc_timeout_units() {
+        assert_eq!(parse_grpc_timeout("2H"), Some(Duration::from_secs(7200)));
+        assert_eq!(parse_grpc_timeout("3M"), Some(Duration::from_secs(180)));
+        assert_eq!(parse_grpc_timeout("30S"), Some(Duration::from_secs(30)));
+        assert_eq!(parse_grpc_timeout("250m"), Some(Duration::from_millis(250)));
+        assert_eq!(parse_grpc_timeout("7u"), Some(Duration::from_micros(7)));
+        assert_eq!(
+            parse_grpc_timeout("99999999n"),
+            Some(Duration::from_nanos(99_999_999))
+        );
+        for bad in [
+            "",
+            "S",
+            "10",
+            "123456789S",
+            "1.5S",
+            "-1S",
+            "10s",
+            "10 S",
+            "1é",
+        ] {
+            assert_eq!(parse_grpc_timeout(bad), None, "{bad:?}");
+        }
+    }
+
+    fn metadata(pairs: &[(&'static str, &str)]) -> MetadataMap {
+        let mut m = MetadataMap::new();
+        for (k, v) in pairs {
+            m.insert(*k, v.parse().expect("value"));
+        }
+        m
+    }
+
+    #[test]
+    fn headers_become_limits_and_bad_ones_are_ignored() {
+        let l = CallLimits::from_metadata(&metadata(&[
+            (LIMIT_RPM_HEADER, "60"),
+            (LIMIT_CONCURRENCY_HEADER, "0"),
+            (LIMIT_INPUT_LENGTH_HEADER, "32000"),
+            (LIMIT_TIMEOUT_HEADER, "many"),
+            (GRPC_TIMEOUT_HEADER, "5S"),
+        ]));
+        assert_eq!(
+            l,
+            CallLimits {
+                requests_per_minute: Some(60),
+                concurrency: None,
+                input_length: Some(32000),
+                timeout_seconds: None,
+                grpc_timeout: Some(Duration::from_secs(5)),
+            }
+        );
+        let s = l.server_limits();
+        assert_eq!(s.max_requests_per_minute, Some(60));
+        assert_eq!(s.max_input_length, Some(32000));
+        assert_eq!(s.max_concurrent_requests, None);
+        assert_eq!(
+            CallLimits::default().server_limits(),
+            ServerLimits::default()
+        );
+    }
+
+    #[test]
+    fn input_is_counted_in_characters() {
+        let req = ExecuteRequest {
+            system_fragments: vec!["ab".into()],
+            user_fragments: vec!["héé".into(), "日本".into()],
+            ..ExecuteRequest::default()
+        };
+        assert_eq!(input_characters(&req), 7);
+        let limits = |n| CallLimits {
+            input_length: Some(n),
+            ..CallLimits::default()
+        };
+        assert!(limits(7).check_input(&req).is_ok());
+        let err = limits(6).check_input(&req).expect_err("too long");
+        let status = err.status();
+        assert_eq!(status.code(), tonic::Code::ResourceExhausted);
+        assert_eq!(
+            status.message(),
+            "input is 7 characters; this token's limit is 6 (max_input_length)"
+        );
+        assert_eq!(
+            status
+                .metadata()
+                .get(LIMIT_TYPE_METADATA)
+                .map(|v| v.to_str().ok()),
+            Some(Some("input_length"))
+        );
+        assert!(status.metadata().get("retry-after-ms").is_none());
+    }
+
+    #[test]
+    fn deadline_is_the_earlier_and_names_its_cause() {
+        let now = Instant::now();
+        let l = |grpc: Option<u64>, token: Option<u32>| CallLimits {
+            grpc_timeout: grpc.map(Duration::from_millis),
+            timeout_seconds: token,
+            ..CallLimits::default()
+        };
+        assert_eq!(l(None, None).deadline(now), None);
+        let d = l(Some(500), None).deadline(now).expect("client");
+        assert_eq!(
+            (d.after, d.cause),
+            (Duration::from_millis(500), DeadlineCause::Client)
+        );
+        assert!(d.status().message().contains("500 ms"));
+        assert!(d.status().metadata().get(LIMIT_TYPE_METADATA).is_none());
+        let d = l(None, Some(30)).deadline(now).expect("token");
+        assert_eq!(
+            (d.after, d.cause),
+            (Duration::from_secs(30), DeadlineCause::Token)
+        );
+        // The edge forwarded the token's 30 s, minus a moment.
+        let d = l(Some(29_990), Some(30)).deadline(now).expect("token");
+        assert_eq!(d.cause, DeadlineCause::Token);
+        let status = d.status();
+        assert_eq!(status.code(), tonic::Code::DeadlineExceeded);
+        assert_eq!(
+            status.message(),
+            "request timed out after 30 s (request_timeout_seconds)"
+        );
+        assert_eq!(d.at, now + Duration::from_millis(29_990));
+        assert_eq!(
+            status
+                .metadata()
+                .get(LIMIT_TYPE_METADATA)
+                .map(|v| v.to_str().ok()),
+            Some(Some("timeout"))
+        );
+        let d = l(Some(2_000), Some(30)).deadline(now).expect("client");
+        assert_eq!(
+            (d.after, d.cause),
+            (Duration::from_secs(2), DeadlineCause::Client)
+        );
+        assert_eq!(d.at, now + Duration::from_secs(2));
+    }
+}

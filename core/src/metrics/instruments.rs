@@ -1,0 +1,368 @@
+//! The core's instruments (OpenTelemetry, exported to a Prometheus registry
+//! of this [`Metrics`] alone, so several cores in one process never mix):
+//!
+//! | Prometheus name | kind | labels |
+//! | --- | --- | --- |
+//! | `vibectl_tokens_total` | counter | `sub`, `model`, `direction` = `input`/`output` |
+//! | `vibectl_cost_usd_total` | counter | `sub`, `model` |
+//! | `vibectl_core_requests_total` | counter | `sub`, `method`, `model`, `result` |
+//! | `vibectl_core_request_duration_seconds` | histogram | `method`, `model` |
+//! | `vibectl_core_time_to_first_chunk_seconds` | histogram | `model` |
+//! | `vibectl_provider_errors_total` | counter | `provider`, `model`, `kind` |
+//!
+//! Label values are bounded: `model` is a configured model id or `unknown`;
+//! `sub` takes at most `[metrics] max_subjects` distinct values, later
+//! subjects count as `other` (and a call without a subject as `-`).
+
+use crate::error::CoreError;
+use opentelemetry::{
+    KeyValue,
+    metrics::{Counter, Histogram, MeterProvider as _},
+};
+use opentelemetry_sdk::metrics::SdkMeterProvider;
+use std::{
+    collections::HashSet,
+    sync::{Arc, Mutex, PoisonError},
+    time::Duration,
+};
+
+/// The `sub` label of every subject past `max_subjects`.
+pub const OTHER_SUBJECT: &str = "other";
+/// The `sub` label of a call that carries no `x-vibectl-sub`.
+pub const NO_SUBJECT: &str = "-";
+/// The `model` label of a name that is not a configured model id.
+pub const UNKNOWN_MODEL: &str = "unknown";
+
+/// Buckets (seconds) of the duration histograms: LLM calls take from
+/// milliseconds (echo, cached) to minutes.
+const DURATION_BUCKETS: [f64; 16] = [
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0,
+];
+
+/// How a call ended, as the `result` label says it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CallResult {
+    /// `ok`.
+    Ok,
+    /// An in-band `ExecuteError` code, lower-cased (`no_model`,
+    /// `model_not_found`, `execution_failed`).
+    Error(&'static str),
+    /// `cancelled`: the client went away.
+    Cancelled,
+    /// `deadline_exceeded`.
+    DeadlineExceeded,
+    /// `input_length`: refused before any provider call.
+    InputLength,
+}
+
+impl CallResult {
+    /// The label value.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Ok => "ok",
+            Self::Error(code) => code,
+            Self::Cancelled => "cancelled",
+            Self::DeadlineExceeded => "deadline_exceeded",
+            Self::InputLength => "input_length",
+        }
+    }
+
+    /// The result of an in-band error code.
+    pub fn from_code(code: &str) -> Self {
+        match code {
+            "NO_MODEL" => Self::Error("no_model"),
+            "MODEL_NOT_FOUND" => Self::Error("model_not_found"),
+            _ => Self::Error("execution_failed"),
+        }
+    }
+}
+
+/// Everything known about a finished call, for the counters.
+#[derive(Debug, Clone)]
+pub struct CallSample<'a> {
+    /// The `sub` label (from [`Metrics::subject`]).
+    pub sub: &'a str,
+    /// `Execute` or `StreamExecute`.
+    pub method: &'static str,
+    /// The resolved model id, if the call got that far.
+    pub model: Option<&'a str>,
+    /// How it ended.
+    pub result: CallResult,
+    /// Wall time of the call.
+    pub duration: Duration,
+    /// `(input, output)` tokens to count, if the provider was engaged.
+    pub tokens: Option<(u32, u32)>,
+    /// Cost of those tokens (0 when the model has no price).
+    pub cost_usd: f64,
+}
+
+/// The core's metrics, or nothing when metrics are off (every method is
+/// then a no-op). Cheap to clone.
+#[derive(Debug, Clone, Default)]
+pub struct Metrics {
+    inner: Option<Arc<Instruments>>,
+}
+
+struct Instruments {
+    registry: prometheus::Registry,
+    provider: SdkMeterProvider,
+    tokens: Counter<u64>,
+    cost: Counter<f64>,
+    requests: Counter<u64>,
+    duration: Histogram<f64>,
+    first_chunk: Histogram<f64>,
+    provider_errors: Counter<u64>,
+    models: HashSet<String>,
+    max_subjects: usize,
+    subjects: Mutex<HashSet<String>>,
+}
+
+impl std::fmt::Debug for Instruments {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Instruments")
+            .field("models", &self.models)
+            .field("max_subjects", &self.max_subjects)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Drop for Instruments {
+    fn drop(&mut self) {
+        let _ = self.provider.shutdown();
+    }
+}
+
+impl Metrics {
+    /// No metrics.
+    pub fn disabled() -> Self {
+        Self::default()
+    }
+
+    /// Metrics with their own Prometheus registry; `models` are the
+    /// configured model ids (the only `model` label values besides
+    /// `unknown`).
+    pub fn new<I, S>(models: I, max_subjects: usize) -> Result<Self, CoreError>
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        let registry = prometheus::Registry::new();
+        let exporter = opentelemetry_prometheus::exporter()
+            .with_registry(registry.clone())
+            .scope_info_enabled(false)
+            .without_target_info()
+            .build()
+            .map_err(|e| CoreError::Metrics(e.to_string()))?;
+        let provider = SdkMeterProvider::builder().with_reader(exporter).build();
+        let meter = provider.meter("vibectl-core");
+        let instruments = Instruments {
+            tokens: meter
+                .u64_counter("vibectl_tokens")
+                .with_description("Tokens used, by subject, model and direction")
+                .build(),
+            cost: meter
+                .f64_counter("vibectl_cost_usd")
+                .with_description("Cost of the tokens used, in USD (0 for unpriced models)")
+                .build(),
+            requests: meter
+                .u64_counter("vibectl_core_requests")
+                .with_description("Execute and StreamExecute calls, by how they ended")
+                .build(),
+            duration: meter
+                .f64_histogram("vibectl_core_request_duration")
+                .with_unit("s")
+                .with_description("Wall time of a call in the core")
+                .with_boundaries(DURATION_BUCKETS.to_vec())
+                .build(),
+            first_chunk: meter
+                .f64_histogram("vibectl_core_time_to_first_chunk")
+                .with_unit("s")
+                .with_description("Time from the call's start to its first text chunk")
+                .with_boundaries(DURATION_BUCKETS.to_vec())
+                .build(),
+            provider_errors: meter
+                .u64_counter("vibectl_provider_errors")
+                .with_description("Failed provider calls, by error kind")
+                .build(),
+            registry,
+            provider,
+            models: models.into_iter().map(Into::into).collect(),
+            max_subjects,
+            subjects: Mutex::new(HashSet::new()),
+        };
+        Ok(Self {
+            inner: Some(Arc::new(instruments)),
+        })
+    }
+
+    /// True when metrics are collected.
+    pub fn is_enabled(&self) -> bool {
+        self.inner.is_some()
+    }
+
+    /// The `sub` label for a subject: itself while fewer than
+    /// `max_subjects` distinct subjects were seen, else `other`.
+    pub fn subject(&self, sub: Option<&str>) -> String {
+        let Some(inner) = &self.inner else {
+            return String::new();
+        };
+        let Some(sub) = sub else {
+            return NO_SUBJECT.to_owned();
+        };
+        let mut seen = inner
+            .subjects
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if seen.contains(sub) {
+            return sub.to_owned();
+        }
+        if seen.len() < inner.max_subjects {
+            seen.insert(sub.to_owned());
+            return sub.to_owned();
+        }
+        OTHER_SUBJECT.to_owned()
+    }
+
+    fn model<'a>(inner: &Instruments, model: Option<&'a str>) -> &'a str {
+        match model {
+            Some(m) if inner.models.contains(m) => m,
+            _ => UNKNOWN_MODEL,
+        }
+    }
+
+    /// Counts a finished call (requests, duration, tokens, cost).
+    pub fn call_finished(&self, call: &CallSample<'_>) {
+        let Some(inner) = &self.inner else { return };
+        let model = Self::model(inner, call.model);
+        inner.requests.add(
+            1,
+            &[
+                KeyValue::new("sub", call.sub.to_owned()),
+                KeyValue::new("method", call.method),
+                KeyValue::new("model", model.to_owned()),
+                KeyValue::new("result", call.result.label()),
+            ],
+        );
+        if call.result != CallResult::InputLength {
+            inner.duration.record(
+                call.duration.as_secs_f64(),
+                &[
+                    KeyValue::new("method", call.method),
+                    KeyValue::new("model", model.to_owned()),
+                ],
+            );
+        }
+        if let Some((input, output)) = call.tokens {
+            for (direction, n) in [("input", input), ("output", output)] {
+                inner.tokens.add(
+                    u64::from(n),
+                    &[
+                        KeyValue::new("sub", call.sub.to_owned()),
+                        KeyValue::new("model", model.to_owned()),
+                        KeyValue::new("direction", direction),
+                    ],
+                );
+            }
+            inner.cost.add(
+                call.cost_usd,
+                &[
+                    KeyValue::new("sub", call.sub.to_owned()),
+                    KeyValue::new("model", model.to_owned()),
+                ],
+            );
+        }
+    }
+
+    /// The call's first text chunk left, `elapsed` after its start.
+    pub fn first_chunk(&self, model: &str, elapsed: Duration) {
+        let Some(inner) = &self.inner else { return };
+        let model = Self::model(inner, Some(model));
+        inner.first_chunk.record(
+            elapsed.as_secs_f64(),
+            &[KeyValue::new("model", model.to_owned())],
+        );
+    }
+
+    /// A provider call failed with `kind` (`ProviderError::code`).
+    pub fn provider_error(&self, provider: &str, model: &str, kind: &str) {
+        let Some(inner) = &self.inner else { return };
+        let model = Self::model(inner, Some(model));
+        inner.provider_errors.add(
+            1,
+            &[
+                KeyValue::new("provider", provider.to_owned()),
+                KeyValue::new("model", model.to_owned()),
+                KeyValue::new("kind", kind.to_owned()),
+            ],
+        );
+    }
+
+    /// The Prometheus text exposition of every metric (empty when off).
+    pub fn render(&self) -> Result<String, String> {
+        let Some(inner) = &self.inner else {
+            return Ok(String::new());
+        };
+        let families = inner.registry.gather();
+        prometheus::TextEncoder::new()
+            .encode_to_string(&families)
+            .map_err(|e| e.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample<'a>(sub: &'a str, result: CallResult) -> CallSample<'a> {
+        CallSample {
+            sub,
+            method: "Execute",
+            model: Some("echo"),
+            result,
+            duration: Duration::from_millis(20),
+            tokens: Some((3, 5)),
+            cost_usd: 0.25,
+        }
+    }
+
+    #[test]
+    fn disabled_does_nothing() {
+        let m = Metrics::disabled();
+        assert!(!m.is_enabled());
+        m.call_finished(&sample("a", CallResult::Ok));
+        assert_eq!(m.render().expect("render"), "");
+    }
+
+    #[test]
+    fn renders_every_series_with_bounded_labels() {
+        let m = Metrics::new(["echo"], 2).expect("metrics");
+        assert_eq!(m.subject(Some("alice")), "alice");
+        assert_eq!(m.subject(Some("bob")), "bob");
+        assert_eq!(m.subject(Some("carol")), OTHER_SUBJECT);
+        assert_eq!(m.subject(Some("alice")), "alice");
+        assert_eq!(m.subject(None), NO_SUBJECT);
+        m.call_finished(&sample("alice", CallResult::Ok));
+        m.call_finished(&CallSample {
+            model: Some("gpt-9"),
+            tokens: None,
+            ..sample("other", CallResult::from_code("MODEL_NOT_FOUND"))
+        });
+        m.first_chunk("echo", Duration::from_millis(3));
+        m.provider_error("openai", "nope", "provider_http_500");
+        let text = m.render().expect("render");
+        for line in [
+            r#"vibectl_tokens_total{direction="input",model="echo",sub="alice"} 3"#,
+            r#"vibectl_tokens_total{direction="output",model="echo",sub="alice"} 5"#,
+            r#"vibectl_cost_usd_total{model="echo",sub="alice"} 0.25"#,
+            r#"vibectl_core_requests_total{method="Execute",model="echo",result="ok",sub="alice"} 1"#,
+            r#"vibectl_core_requests_total{method="Execute",model="unknown",result="model_not_found",sub="other"} 1"#,
+            r#"vibectl_core_request_duration_seconds_count{method="Execute",model="echo"} 1"#,
+            r#"vibectl_core_time_to_first_chunk_seconds_count{model="echo"} 1"#,
+            r#"vibectl_provider_errors_total{kind="provider_http_500",model="unknown",provider="openai"} 1"#,
+        ] {
+            assert!(text.contains(line), "missing {line} in\n{text}");
+        }
+        assert!(!text.contains("otel_scope"), "{text}");
+        assert!(!text.contains("target_info"), "{text}");
+    }
+}

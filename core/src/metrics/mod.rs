@@ -1,0 +1,10 @@
+//! Prometheus metrics of the core: the instruments ([`instruments`]: tokens,
+//! cost, calls, durations, time to first chunk, provider errors, with
+//! bounded labels) and the `/metrics` HTTP listener ([`endpoint`]), on when
+//! `[metrics] enabled = true` or `vibectl-core serve --enable-metrics`.
+
+mod endpoint;
+mod instruments;
+
+pub use endpoint::serve_metrics;
+pub use instruments::{CallResult, CallSample, Metrics, NO_SUBJECT, OTHER_SUBJECT, UNKNOWN_MODEL};
