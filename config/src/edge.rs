@@ -355,3 +355,29 @@ impl JwtConfig {
             .unwrap_or_else(|| state_dir.join(defaults::REVOCATION_FILE_NAME))
     }
 }
+
+#[cfg(test)]
+mod jwt_tests {
+    use crate::Config;
+    use std::{path::Path, time::Duration};
+
+    #[test]
+    fn jwt_keys_parse_and_paths_default_to_the_state_dir() {
+        let text = "[jwt]\naudience = \"llm-proxy\"\nmax_lifetime = \"90d\"\n\
+                    default_kid = \"k1\"\nreload_interval = \"250ms\"\nfailure_budget = 0\n";
+        let cfg = Config::from_toml(text, Path::new("t.toml")).expect("parse");
+        assert_eq!(cfg.jwt.audience.as_deref(), Some("llm-proxy"));
+        assert_eq!(cfg.jwt.max_lifetime, Some(Duration::from_secs(90 * 86_400)));
+        assert_eq!(cfg.jwt.reload_interval, Duration::from_millis(250));
+        let state = Path::new("/state");
+        assert_eq!(cfg.jwt.jwks_path(state), state.join("jwks.json"));
+        assert_eq!(cfg.jwt.keys_path(state), state.join("jwt-keys"));
+        assert_eq!(
+            cfg.jwt.revocation_path(state),
+            state.join("revoked-tokens.jsonl")
+        );
+        let typo = Config::from_toml("[jwt]\nmax_lifetme = \"1d\"\n", Path::new("t.toml"))
+            .expect_err("typo");
+        assert!(typo.to_string().contains("max_lifetme"), "{typo}");
+    }
+}

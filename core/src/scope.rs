@@ -53,7 +53,10 @@ mod tests {
     fn scopes() {
         assert!(check(None, "gpt-4o", &[]).is_ok());
         assert!(check(Some("echo,gpt-4o"), "gpt-4o", &[]).is_ok());
-        assert!(check(Some("echo, 4o"), "gpt-4o", &["4o".into()]).is_ok(), "by alias");
+        assert!(
+            check(Some("echo, 4o"), "gpt-4o", &["4o".into()]).is_ok(),
+            "by alias"
+        );
         let denied = check(Some("echo,4o-mini"), "gpt-4o", &["4o".into()]).expect_err("denied");
         assert_eq!(denied.code(), tonic::Code::PermissionDenied);
         assert_eq!(

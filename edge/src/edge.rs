@@ -2,7 +2,10 @@
 //! token verifier, the pooled client to the core, readiness — behind one
 //! `Arc`, cloned into every listener and connection.
 
-use crate::{EdgeError, http::CoreClient, jwt::TokenVerifier};
+use crate::{
+    EdgeError, http::CoreClient, jwt::TokenVerifier, limits::Limiter, metrics::Metrics,
+    tls::HandshakeStats,
+};
 use std::sync::{
     Arc,
     atomic::{AtomicBool, Ordering},
@@ -50,11 +53,16 @@ struct Inner {
     verifier: Option<Arc<TokenVerifier>>,
     core: CoreClient,
     readiness: Readiness,
+    handshake_stats: Arc<HandshakeStats>,
+    limiter: Arc<Limiter>,
+    metrics: Metrics,
 }
 
 impl Edge {
-    /// Builds an edge. `jwt_secret` is required unless
-    /// `edge.require_auth = false` (then it is ignored and a warning logged).
+    /// Builds an edge. `jwt_secret` (the legacy HS256 secret) is required
+    /// unless `edge.require_auth = false` (then it is ignored and a warning
+    /// logged) or `jwt.default_kid` names a key of the key set. With auth on,
+    /// the verifier's key set and revocation files are watched from now on.
     pub fn new(
         config: Arc<Config>,
         transport: Transport,
@@ -62,8 +70,12 @@ impl Edge {
     ) -> Result<Self, EdgeError> {
         crate::tls::install_crypto_provider();
         let verifier = if config.edge.require_auth {
-            let secret = jwt_secret.ok_or(EdgeError::JwtSecretMissing)?;
-            Some(Arc::new(TokenVerifier::new(&secret, &config.jwt)))
+            if jwt_secret.is_none() && config.jwt.default_kid.is_none() {
+                return Err(EdgeError::JwtSecretMissing);
+            }
+            let verifier = TokenVerifier::from_config(&config, jwt_secret.as_ref())?;
+            verifier.spawn_background();
+            Some(Arc::new(verifier))
         } else {
             tracing::warn!(
                 "AUTHENTICATION IS DISABLED (edge.require_auth = false): anyone who can reach \
@@ -72,6 +84,9 @@ impl Edge {
             None
         };
         let core = CoreClient::new(&config.edge)?;
+        let metrics = Metrics::from_config(&config.metrics).map_err(EdgeError::Metrics)?;
+        let limiter =
+            Limiter::new(&config.limits, metrics.clone()).map_err(|e| EdgeError::Limits(e.0))?;
         Ok(Self {
             inner: Arc::new(Inner {
                 config,
@@ -79,6 +94,9 @@ impl Edge {
                 verifier,
                 core,
                 readiness: Readiness::default(),
+                handshake_stats: Arc::default(),
+                limiter: Arc::new(limiter),
+                metrics,
             }),
         })
     }
@@ -106,5 +124,20 @@ impl Edge {
     /// Whether the main listener is serving.
     pub fn readiness(&self) -> &Readiness {
         &self.inner.readiness
+    }
+
+    /// The limits in force (hot-reloaded) and their state.
+    pub fn limiter(&self) -> &Arc<Limiter> {
+        &self.inner.limiter
+    }
+
+    /// The Prometheus metrics (a no-op when `[metrics]` is off).
+    pub fn metrics(&self) -> &Metrics {
+        &self.inner.metrics
+    }
+
+    /// Failed TLS handshakes by reason, counted by the accept loop.
+    pub fn handshake_stats(&self) -> &Arc<HandshakeStats> {
+        &self.inner.handshake_stats
     }
 }

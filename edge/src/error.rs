@@ -18,6 +18,17 @@ pub enum EdgeError {
     /// A token could not be made.
     #[error("cannot sign the token: {0}")]
     TokenSigning(String),
+    /// `[limits]` cannot be set up (an invalid `limits.redis_url`; the
+    /// message never holds the URL).
+    #[error("[limits]: {0}")]
+    Limits(String),
+    /// The Prometheus metrics cannot be set up.
+    #[error("[metrics]: {0}")]
+    Metrics(String),
+    /// A JWT key set, key file or revocation list cannot be used, or a
+    /// token command was refused.
+    #[error(transparent)]
+    Jwt(#[from] crate::jwt::JwtError),
     /// Authentication is required but no JWT secret was given.
     #[error("edge.require_auth is true but no JWT secret was given")]
     JwtSecretMissing,

@@ -5,8 +5,9 @@
 //! response over TLS, and forwards each HTTP/2 stream frame by frame over h2c
 //! to the core, which holds the provider keys. It never parses the gRPC
 //! messages it forwards, never holds a provider key, and never talks to an
-//! LLM itself. Rate limits, metrics, a private CA and ACME are added later in
-//! the slots this structure leaves for them (see [`http`] and [`tls`]).
+//! LLM itself. Per-token [`limits`] (rate, concurrency, deadline; in memory
+//! or shared through Redis; hot-reloaded by [`maintain`]) and Prometheus
+//! [`metrics`] sit in the request path of [`http`].
 //!
 //! Run it as the `vibectl-edge` binary, or in-process (as the end-to-end
 //! tests do): build an [`Edge`] from a [`vibectl_config::Config`] and a
@@ -15,12 +16,16 @@
 
 #![warn(missing_docs)]
 pub mod admin;
+pub mod audit;
 pub mod cli;
 mod edge;
 mod error;
 mod fsutil;
 pub mod http;
 pub mod jwt;
+pub mod limits;
+pub mod metrics;
+pub mod reload;
 mod server;
 pub mod shutdown;
 pub mod tls;
@@ -28,4 +33,5 @@ pub mod tls;
 pub use admin::serve_admin;
 pub use edge::{Edge, Readiness, Transport};
 pub use error::EdgeError;
+pub use reload::maintain;
 pub use server::serve;

@@ -3,10 +3,13 @@
 //! and returns a typed [`EdgeError`]. Later commands (`ca …`, `serve-ca`,
 //! `serve-acme`) join [`Command`] the same way.
 
+pub mod ca;
 mod commands;
 mod duration;
+pub mod keys;
 pub mod logging;
 mod serve;
+pub mod token;
 
 pub use commands::{generate_certs, generate_token, init_config};
 pub use duration::parse_expires_in;
@@ -14,7 +17,7 @@ pub use serve::{ServeArgs, ServeMode, serve};
 
 use crate::EdgeError;
 use clap::{Parser, Subcommand, ValueEnum};
-use std::{path::PathBuf, time::Duration};
+use std::path::PathBuf;
 use tokio_util::sync::CancellationToken;
 use vibectl_config::Config;
 
@@ -64,17 +67,30 @@ pub enum Command {
         #[arg(long, value_name = "FILE")]
         key_file: PathBuf,
     },
-    /// Mint a JWT for SUBJECT, signed with this edge's secret.
-    GenerateToken {
-        /// The token's `sub` (who it is for).
-        subject: String,
-        /// Lifetime: 30d, 12h, 90m, 45s, 2w (default: jwt.default_expiry).
-        #[arg(long, value_parser = parse_expires_in, value_name = "DURATION")]
-        expires_in: Option<Duration>,
-        /// Write the token to FILE (mode 0600) instead of stdout.
-        #[arg(long, value_name = "FILE")]
-        output: Option<PathBuf>,
+    /// Serve over TLS with a private CA's server certificate
+    /// (DIR/server.crt and DIR/server.key, reloaded when they change).
+    ServeCa {
+        /// Listener and core overrides.
+        #[command(flatten)]
+        serve: ServeArgs,
+        /// The CA directory (`vibectl-edge ca init` and `ca create-server-cert`).
+        #[arg(long, value_name = "DIR")]
+        ca_dir: PathBuf,
     },
+    /// Private CA: init, create-server-cert, create-client-cert, status,
+    /// check-expiry, bundle.
+    #[command(subcommand)]
+    Ca(ca::CaCommand),
+    /// Mint a JWT for SUBJECT (signed with jwt.default_kid, --kid, or the HS256 secret).
+    GenerateToken(token::GenerateTokenArgs),
+    /// Token tools (`token inspect`).
+    #[command(subcommand)]
+    Token(token::TokenCommand),
+    /// Revoke a token (by --jti, or the token from --token-file/--token-env).
+    RevokeToken(token::RevokeArgs),
+    /// The JWT key set: generate, import, list, retire.
+    #[command(subcommand)]
+    Keys(keys::KeysCommand),
     /// Generate the self-signed CA and server certificate now.
     GenerateCerts {
         /// Extra host name for the certificate (repeatable; added to edge.hostnames).
@@ -122,19 +138,48 @@ pub async fn run(
             )
             .await
         }
-        Command::GenerateToken {
-            subject,
-            expires_in,
-            output,
+        Command::ServeCa {
+            serve: args,
+            ca_dir,
         } => {
+            serve(
+                ServeMode::PrivateCa { dir: ca_dir },
+                &args,
+                config,
+                shutdown,
+            )
+            .await
+        }
+        Command::Ca(command) => ca::run(command, &config),
+        Command::GenerateToken(args) => {
             let env = crate::jwt::SecretEnv::from_process();
-            let token = generate_token(&config, &env, &subject, expires_in, output.as_deref())?;
-            match output {
-                Some(path) => eprintln!("token for `{subject}` written to {}", path.display()),
+            let token = token::generate_token(&config, &env, &args)?;
+            match &args.output {
+                Some(path) => {
+                    eprintln!("token for `{}` written to {}", args.subject, path.display())
+                }
                 None => println!("{token}"),
             }
             Ok(())
         }
+        Command::Token(token::TokenCommand::Inspect { source, url }) => {
+            if let Some(url) = &url {
+                token::check_url(url)?;
+                if source.token_file.is_none() && source.token_env.is_none() {
+                    println!("the URL holds no token");
+                    return Ok(());
+                }
+            }
+            let jwt = token::read_token(&source)?;
+            let env = crate::jwt::SecretEnv::from_process();
+            print!("{}", token::inspect(&config, &env, &jwt).await?);
+            Ok(())
+        }
+        Command::RevokeToken(args) => {
+            print!("{}", token::revoke(&config, &args).await?);
+            Ok(())
+        }
+        Command::Keys(command) => keys::run(command, &config),
         Command::GenerateCerts { hostnames, force } => {
             let made = generate_certs(&config, &hostnames, force)?;
             println!("CA certificate:     {}", made.ca_cert_path.display());

@@ -11,7 +11,7 @@ use clap::Args;
 use std::{net::SocketAddr, path::PathBuf, sync::Arc};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
-use vibectl_config::{Config, FilesTls};
+use vibectl_config::{Config, FilesTls, PrivateCaTls};
 
 /// Flags that override the configuration file for one run.
 #[derive(Debug, Clone, Default, Args)]
@@ -19,9 +19,15 @@ pub struct ServeArgs {
     /// Listen on this address instead of edge.listen.
     #[arg(long, value_name = "ADDR")]
     pub listen: Option<SocketAddr>,
-    /// Admin listener (/live, /ready) on this address instead of edge.admin_listen.
+    /// Admin listener (/live, /ready, /metrics) on this address instead of edge.admin_listen.
     #[arg(long, value_name = "ADDR")]
     pub admin_listen: Option<SocketAddr>,
+    /// Serve Prometheus /metrics on the admin listener (as `[metrics] enabled = true`).
+    #[arg(long)]
+    pub enable_metrics: bool,
+    /// The admin listener's port (where /metrics is), on edge.admin_listen's address.
+    #[arg(long, value_name = "PORT")]
+    pub metrics_port: Option<u16>,
     /// Core address (host:port or unix:/path) instead of edge.core_address.
     #[arg(long, value_name = "ADDR")]
     pub core: Option<String>,
@@ -38,6 +44,12 @@ impl ServeArgs {
         }
         if let Some(admin) = self.admin_listen {
             config.edge.admin_listen = admin;
+        }
+        if self.enable_metrics {
+            config.metrics.enabled = true;
+        }
+        if let Some(port) = self.metrics_port {
+            config.edge.admin_listen.set_port(port);
         }
         if let Some(core) = &self.core {
             config.edge.core_address = core.clone();
@@ -59,6 +71,11 @@ pub enum ServeMode {
         cert_file: PathBuf,
         /// Private key.
         key_file: PathBuf,
+    },
+    /// TLS from a private CA directory's `server.crt` and `server.key`.
+    PrivateCa {
+        /// The CA directory.
+        dir: PathBuf,
     },
     /// Plaintext h2c.
     Insecure,
@@ -85,20 +102,31 @@ pub async fn serve(
     } = &mode
     {
         config.tls.self_signed = None;
+        config.tls.private_ca = None;
         config.tls.files = Some(FilesTls {
             cert_file: cert_file.clone(),
             key_file: key_file.clone(),
         });
     }
+    if let ServeMode::PrivateCa { dir } = &mode {
+        config.tls.self_signed = None;
+        config.tls.files = None;
+        config.tls.private_ca = Some(PrivateCaTls { dir: dir.clone() });
+    }
     let config = Arc::new(config);
+    let mut rotation = None;
+    let mut resolver = None;
     let transport = match mode {
         ServeMode::Insecure => {
             eprintln!("{INSECURE_BANNER}");
             tracing::warn!(listen = %config.edge.listen, "serving plaintext h2c WITHOUT TLS: local development only");
             Transport::Insecure
         }
-        ServeMode::Tls | ServeMode::Custom { .. } => {
+        ServeMode::Tls | ServeMode::Custom { .. } | ServeMode::PrivateCa { .. } => {
             let setup = tls::load(&config)?;
+            resolver = Some(setup.resolver.clone());
+            // Files and private CA: swap renewed certificates in as they land.
+            rotation = setup.start_rotation(shutdown.clone())?;
             if let Some(made) = &setup.self_signed {
                 tracing::info!(
                     ca_bundle = %made.ca_bundle_path.display(),
@@ -121,6 +149,15 @@ pub async fn serve(
         None
     };
     let edge = Edge::new(config.clone(), transport, secret)?;
+    if let Some(resolver) = resolver {
+        edge.metrics().watch_certificate(resolver);
+    }
+    // Limits hot reload (from the file this config came from) and upkeep.
+    let upkeep = tokio::spawn(crate::maintain(
+        edge.clone(),
+        config.source.clone(),
+        shutdown.clone(),
+    ));
     let main = bind(config.edge.listen).await?;
     let admin = bind(config.edge.admin_listen).await?;
     let main = tokio::spawn(stop_all_on_error(
@@ -132,6 +169,14 @@ pub async fn serve(
         shutdown.clone(),
     ));
     let (main, admin) = tokio::join!(main, admin);
+    // Both listeners stopped, so `shutdown` has fired: the upkeep ends too.
+    if let Err(error) = upkeep.await {
+        tracing::warn!(%error, "the limits upkeep task failed");
+    }
+    if let Some(rotation) = rotation {
+        shutdown.cancel();
+        rotation.stopped().await;
+    }
     for result in [main, admin] {
         result.map_err(|e| EdgeError::Listener(std::io::Error::other(e.to_string())))??;
     }

@@ -2,52 +2,138 @@
 //! `authorization: Bearer <jwt>` never reaches the forwarder; it fails with a
 //! boxed [`AuthError`] that the rescue layer turns into `UNAUTHENTICATED`.
 //! A valid request carries its [`Identity`] in its extensions, for the rate
-//! limits (keyed by `sub`) and the forwarder (`x-vibectl-sub`).
+//! limits (keyed by `sub`, or the `kid`) and the forwarder (`x-vibectl-sub`,
+//! and [`ALLOWED_MODELS_HEADER`] when the token restricts models).
+//!
+//! Every decision is one line of the audit log ([`crate::audit`]). An
+//! address ([`PeerAddr`], put in the extensions by the listener) that keeps
+//! failing spends its [`FailureBudget`] and is then refused at once, without
+//! verification work, until its window ends.
 
 use crate::{
+    audit,
     http::BoxError,
-    jwt::{AuthError, TokenVerifier},
+    jwt::{AuthError, TokenVerifier, budget::FailureBudget},
 };
-use http::{HeaderMap, Request, header::AUTHORIZATION};
-use std::sync::Arc;
+use http::{HeaderMap, HeaderValue, Request, header::AUTHORIZATION};
+use std::{net::SocketAddr, sync::Arc};
 use tower::filter::{FilterLayer, Predicate};
 
+/// The header carrying the models a token may use to the core
+/// (comma-separated ids or aliases); absent when the token allows any.
+pub const ALLOWED_MODELS_HEADER: &str = "x-vibectl-allowed-models";
+
 /// Who a verified request is from.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Identity {
     /// The token's `sub`.
     pub sub: String,
+    /// The `kid` of the key that verified the token (`None`: the legacy
+    /// HS256 secret). Limits may key on it (`LimitsConfig::for_token`).
+    pub kid: Option<String>,
+    /// The token's `jti`.
+    pub jti: Option<String>,
+    /// The models the token may use (`models` claim); `None`: any.
+    pub models: Option<Arc<[String]>>,
 }
 
-/// The predicate: verifies the bearer token and records the `sub`.
+impl Identity {
+    /// The value of [`ALLOWED_MODELS_HEADER`] for this identity, if it is
+    /// restricted: `a,b` (names were checked to be header-safe, comma-free).
+    pub fn allowed_models_header(&self) -> Option<HeaderValue> {
+        let models = self.models.as_ref()?;
+        HeaderValue::from_str(&models.join(",")).ok()
+    }
+
+    /// Sets (or removes) [`ALLOWED_MODELS_HEADER`] on a request to the core.
+    /// Call it after client-sent `x-vibectl-*` headers were stripped.
+    pub fn apply_scope(&self, headers: &mut HeaderMap) {
+        headers.remove(ALLOWED_MODELS_HEADER);
+        if let Some(value) = self.allowed_models_header() {
+            headers.insert(ALLOWED_MODELS_HEADER, value);
+        }
+    }
+}
+
+/// The TCP peer of the connection a request came on. The listener inserts
+/// it into every request's extensions; the failure budget and the audit
+/// log read it (never `x-forwarded-for`: clients can write that).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PeerAddr(pub SocketAddr);
+
+/// The predicate: verifies the bearer token and records the [`Identity`].
 #[derive(Debug, Clone)]
 pub struct Authenticate {
     verifier: Arc<TokenVerifier>,
+    budget: Arc<FailureBudget>,
 }
 
-/// The auth layer for the request path.
+/// The auth layer for the request path (one failure budget per layer).
 pub fn layer(verifier: Arc<TokenVerifier>) -> FilterLayer<Authenticate> {
-    FilterLayer::new(Authenticate { verifier })
+    let policy = verifier.policy();
+    let budget = Arc::new(FailureBudget::new(
+        policy.failure_budget,
+        policy.failure_window,
+    ));
+    FilterLayer::new(Authenticate { verifier, budget })
+}
+
+impl Authenticate {
+    /// Decides on a request's headers; the identity, or why not.
+    fn decide(
+        &self,
+        headers: &HeaderMap,
+        peer: Option<SocketAddr>,
+        path: &str,
+    ) -> Result<Identity, AuthError> {
+        let now = tokio::time::Instant::now();
+        if let Some(peer) = peer
+            && let Err(wait) = self.budget.check(peer.ip(), now)
+        {
+            let error = AuthError::TooManyFailures {
+                retry_in_secs: audit::retry_secs(wait),
+            };
+            audit::refused_early(Some(peer), path, &error);
+            return Err(error);
+        }
+        let result = match bearer_token(headers) {
+            Err(error) => {
+                audit::refused_early(peer, path, &error);
+                Err(error)
+            }
+            Ok(token) => {
+                let decision = self.verifier.decide(token);
+                audit::decision(peer, path, &decision);
+                decision.verdict.map(|v| Identity {
+                    sub: v.claims.sub,
+                    kid: v.kid,
+                    jti: v.claims.jti,
+                    models: v.claims.models.map(Arc::from),
+                })
+            }
+        };
+        if result.is_err()
+            && let Some(peer) = peer
+        {
+            self.budget.record_failure(peer.ip(), now);
+        }
+        result
+    }
 }
 
 impl<B> Predicate<Request<B>> for Authenticate {
     type Request = Request<B>;
 
     fn check(&mut self, mut request: Request<B>) -> Result<Request<B>, BoxError> {
-        let span = tracing::Span::current();
-        let result = bearer_token(request.headers()).and_then(|t| self.verifier.verify(t));
-        match result {
-            Ok(claims) => {
-                span.record("sub", claims.sub.as_str());
-                request
-                    .extensions_mut()
-                    .insert(Identity { sub: claims.sub });
+        let peer = request.extensions().get::<PeerAddr>().map(|p| p.0);
+        match self.decide(request.headers(), peer, request.uri().path()) {
+            Ok(identity) => {
+                let span = tracing::Span::current();
+                span.record("sub", identity.sub.as_str());
+                request.extensions_mut().insert(identity);
                 Ok(request)
             }
-            Err(error) => {
-                tracing::debug!(%error, "refused: unauthenticated");
-                Err(Box::new(error))
-            }
+            Err(error) => Err(Box::new(error)),
         }
     }
 }
@@ -70,7 +156,6 @@ pub fn bearer_token(headers: &HeaderMap) -> Result<&str, AuthError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use http::HeaderValue;
 
     fn with(value: &str) -> HeaderMap {
         let mut h = HeaderMap::new();
@@ -113,5 +198,20 @@ mod tests {
                 .client_message()
                 .contains("not a Bearer")
         );
+    }
+
+    #[test]
+    fn scope_header_replaces_any_client_copy() {
+        let mut headers = HeaderMap::new();
+        headers.insert(ALLOWED_MODELS_HEADER, HeaderValue::from_static("*"));
+        let open = Identity::default();
+        open.apply_scope(&mut headers);
+        assert!(headers.get(ALLOWED_MODELS_HEADER).is_none());
+        let scoped = Identity {
+            models: Some(Arc::from(vec!["echo".to_owned(), "4o".to_owned()])),
+            ..Identity::default()
+        };
+        scoped.apply_scope(&mut headers);
+        assert_eq!(headers[ALLOWED_MODELS_HEADER], "echo,4o");
     }
 }

@@ -29,6 +29,12 @@ pub const SUB_HEADER: &str = "x-vibectl-sub";
 /// send none of them.
 pub const IDENTITY_PREFIX: &str = "x-vibectl-";
 
+/// Headers the edge's own layers send the core (e.g. the caller's
+/// `x-vibectl-limit-*`), put in the request extensions; the forwarder adds
+/// them after stripping every client-sent `x-vibectl-*`.
+#[derive(Debug, Clone, Default)]
+pub struct CoreHeaders(pub HeaderMap);
+
 /// Why a request could not be forwarded.
 #[derive(Debug, thiserror::Error)]
 pub enum ForwardError {
@@ -106,6 +112,15 @@ where
             let (mut parts, body) = request.into_parts();
             let identity = parts.extensions.get::<Identity>();
             rewrite_identity(&mut parts.headers, identity.map(|i| i.sub.as_str()));
+            // The token's model scope (`x-vibectl-allowed-models`), if any.
+            if let Some(identity) = identity {
+                identity.apply_scope(&mut parts.headers);
+            }
+            // The edge's own headers for the core (the caller's limits), set
+            // by the limits layer: added after the client's were stripped.
+            if let Some(CoreHeaders(extra)) = parts.extensions.remove::<CoreHeaders>() {
+                parts.headers.extend(extra);
+            }
             let body = IdleTimeout::new(body, idle).boxed_unsync();
             let response = core.send(Request::from_parts(parts, body)).await?;
             Ok(response.map(|b| GrpcResponseBody::new(b, idle).boxed_unsync()))

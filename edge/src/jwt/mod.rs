@@ -1,42 +1,52 @@
-//! JWT: HS256 tokens with claims `sub`, `iss`, `iat`, `exp`, `jti`, the
-//! format the Python vibectl-server mints (PyJWT), so its tokens verify here
-//! with the same secret. `exp` is required (the reference accepts tokens
-//! without it forever; we do not). [`secret`] finds the HS256 secret.
+//! JWT: the tokens the edge verifies and `generate-token` mints.
+//!
+//! - HS256 with the legacy secret ([`secret`]), the format the Python
+//!   vibectl-server mints (PyJWT): its tokens verify here unchanged. A token
+//!   without `kid` uses it, unless `jwt.default_kid` names a key of the set.
+//! - A key set ([`keys`], a JWKS file, hot-reloaded by [`reload`]) of ES256,
+//!   RS256, EdDSA (public keys only: the private key need not live on the
+//!   edge host) and HS256 keys, by `kid`. Each key pins its algorithm: a
+//!   token never picks its own, `alg: none` is never accepted, and a public
+//!   key can never serve as an HMAC secret. A retired key verifies nothing.
+//! - Claims `sub` and `exp` are required; `iss` (when `jwt.issuer` is set),
+//!   `aud` (when `jwt.audience` is set), `nbf`, `jwt.max_lifetime` and the
+//!   revocation list ([`revocation`], by `jti`, a file and optionally Redis)
+//!   are checked; an optional `models` claim restricts the models a token
+//!   may use (the core enforces it).
+//!
+//! [`TokenVerifier`] does all of it; [`budget`] slows down addresses that
+//! keep failing; [`fingerprint`] warns when a key in use changes.
 
+pub mod budget;
+mod claims;
+pub mod fingerprint;
+pub mod keygen;
+pub mod keys;
+mod pem;
+pub mod reload;
+pub mod revocation;
 pub mod secret;
+mod sign;
+mod verify;
 
-pub use secret::{SecretEnv, SecretError, SecretSource, lookup_secret};
-
-use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation, errors::ErrorKind};
-use serde::{Deserialize, Serialize};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
-use vibectl_config::{JwtConfig, Secret};
+pub use claims::{Audience, Claims};
+pub use keys::{KeyAlg, KeySet, KeyStatus, VerifyKey};
+pub use secret::{SecretEnv, SecretError, SecretSource, lookup_existing_secret, lookup_secret};
+pub use sign::{SigningKey, TokenSpec, mint, mint_token};
+pub use verify::{Decision, Policy, TokenVerifier, Verified};
 
 /// How a client sends a token; every authentication error ends with it.
 pub const HOW_TO_SEND: &str = "send gRPC metadata `authorization: Bearer <jwt>` \
 (e.g. `vibectl setup-proxy configure vibectl-server://HOST:PORT --jwt-path FILE`; \
 tokens come from `vibectl-edge generate-token SUBJECT`)";
 
-/// The claims of a vibectl token.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-pub struct Claims {
-    /// Who the token is for; rate limits and logs key on it.
-    pub sub: String,
-    /// Who minted it (checked against `jwt.issuer` when that is non-empty).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub iss: Option<String>,
-    /// Issued at, Unix seconds.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub iat: Option<i64>,
-    /// Expires at, Unix seconds. Required.
-    pub exp: i64,
-    /// Unique token id (a UUID).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub jti: Option<String>,
-}
+/// The longest token the edge reads (a JWT is a few hundred bytes; an RS256
+/// one with many claims well under 2 KiB).
+pub const MAX_TOKEN_BYTES: usize = 8 * 1024;
 
 /// Why a request was refused. Messages say what is wrong and how to send a
-/// token; none ever contains the token.
+/// token; none ever contains the token (a `kid` is shown only when it is a
+/// plain identifier).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum AuthError {
     /// No `authorization` metadata.
@@ -48,11 +58,41 @@ pub enum AuthError {
     /// The token is not a well-formed JWT.
     #[error("the token is malformed (not a JWT of three base64url parts with JSON claims)")]
     Malformed,
-    /// The token is signed with another algorithm than HS256.
-    #[error("the token is not signed with HS256")]
-    WrongAlgorithm,
-    /// The signature does not verify with this server's secret.
-    #[error("the token's signature is invalid (was it made with another secret?)")]
+    /// The token is longer than [`MAX_TOKEN_BYTES`].
+    #[error("the token is too long")]
+    TooLong,
+    /// `alg: none` (an unsigned token).
+    #[error("unsigned tokens (`alg: none`) are never accepted")]
+    Unsigned,
+    /// The header's `alg` is not the one pinned for the token's key.
+    #[error("the token is not signed with {expected}, the algorithm of its key")]
+    WrongAlgorithm {
+        /// The key's algorithm.
+        expected: String,
+    },
+    /// The header names extensions that must be understood (`crit`).
+    #[error("the token's header has critical extensions (`crit`) this server does not support")]
+    UnsupportedHeader,
+    /// The `kid` is not in the key set.
+    #[error("the token's key {} is not known to this server", show_kid(kid))]
+    UnknownKey {
+        /// The header's `kid`.
+        kid: String,
+    },
+    /// The `kid` names a retired key.
+    #[error(
+        "the token's key {} has been retired; ask for a new token",
+        show_kid(kid)
+    )]
+    KeyRetired {
+        /// The header's `kid`.
+        kid: String,
+    },
+    /// No `kid`, and no default key to verify it with.
+    #[error("the token has no `kid` and this server has no default key")]
+    NoDefaultKey,
+    /// The signature does not verify with the key.
+    #[error("the token's signature is invalid (was it made with another key or secret?)")]
     BadSignature,
     /// `exp` is in the past (beyond the leeway).
     #[error("the token has expired; ask for a new one")]
@@ -66,11 +106,42 @@ pub enum AuthError {
         /// The configured `jwt.issuer`.
         expected: String,
     },
+    /// `aud` is absent or does not name the configured audience.
+    #[error("the token's audience is wrong (expected `{expected}`)")]
+    WrongAudience {
+        /// The configured `jwt.audience`.
+        expected: String,
+    },
     /// A required claim is absent.
     #[error("the token has no `{claim}` claim (`sub` and `exp` are required)")]
     MissingClaim {
         /// The claim.
         claim: String,
+    },
+    /// A claim has the wrong shape (e.g. `models` is not a list of names).
+    #[error("the token's `{claim}` claim is invalid")]
+    InvalidClaim {
+        /// The claim.
+        claim: String,
+    },
+    /// `exp - iat` exceeds `jwt.max_lifetime`.
+    #[error("the token lives longer than this server allows ({max}); ask for a shorter one")]
+    LifetimeTooLong {
+        /// `jwt.max_lifetime`, human-readable.
+        max: String,
+    },
+    /// The token's `jti` is on the revocation list.
+    #[error("token revoked")]
+    Revoked,
+    /// Redis holds revocations, cannot be read, and the operator chose
+    /// `limits.on_backend_failure = "fail_closed"`.
+    #[error("cannot check whether the token is revoked right now; retry shortly")]
+    RevocationUnknown,
+    /// This address failed too often; refused without verification work.
+    #[error("too many failed authentications, retry in {retry_in_secs} s")]
+    TooManyFailures {
+        /// Seconds until the address's window ends.
+        retry_in_secs: u64,
     },
 }
 
@@ -79,115 +150,89 @@ impl AuthError {
     pub fn client_message(&self) -> String {
         format!("unauthenticated: {self}; {HOW_TO_SEND}")
     }
-}
 
-/// Verifies tokens with one secret and one policy.
-#[derive(Clone)]
-pub struct TokenVerifier {
-    key: DecodingKey,
-    validation: Validation,
-    issuer: String,
-}
-
-impl std::fmt::Debug for TokenVerifier {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TokenVerifier")
-            .field("issuer", &self.issuer)
-            .finish_non_exhaustive()
-    }
-}
-
-impl TokenVerifier {
-    /// A verifier for HS256 tokens signed with `secret`, checked against
-    /// `jwt.issuer` (when non-empty) with `jwt.leeway`.
-    pub fn new(secret: &Secret, jwt: &JwtConfig) -> Self {
-        let mut validation = Validation::new(Algorithm::HS256);
-        let mut required = vec!["exp", "sub"];
-        if !jwt.issuer.is_empty() {
-            validation.set_issuer(&[&jwt.issuer]);
-            required.push("iss");
-        }
-        validation.set_required_spec_claims(&required);
-        validation.leeway = jwt.leeway.as_secs();
-        validation.validate_exp = true;
-        validation.validate_nbf = true;
-        validation.validate_aud = false;
-        Self {
-            key: DecodingKey::from_secret(secret.expose().as_bytes()),
-            validation,
-            issuer: jwt.issuer.clone(),
-        }
-    }
-
-    /// Verifies `token` and returns its claims.
-    pub fn verify(&self, token: &str) -> Result<Claims, AuthError> {
-        jsonwebtoken::decode::<Claims>(token, &self.key, &self.validation)
-            .map(|data| data.claims)
-            .map_err(|e| self.classify(e.kind()))
-    }
-
-    fn classify(&self, kind: &ErrorKind) -> AuthError {
-        match kind {
-            ErrorKind::InvalidSignature => AuthError::BadSignature,
-            ErrorKind::ExpiredSignature => AuthError::TokenExpired,
-            ErrorKind::ImmatureSignature => AuthError::TokenNotYetValid,
-            ErrorKind::InvalidIssuer => self.wrong_issuer(),
-            ErrorKind::InvalidAlgorithm | ErrorKind::InvalidAlgorithmName => {
-                AuthError::WrongAlgorithm
-            }
-            ErrorKind::MissingRequiredClaim(claim) if claim == "iss" => self.wrong_issuer(),
-            ErrorKind::MissingRequiredClaim(claim) => AuthError::MissingClaim {
-                claim: claim.clone(),
-            },
-            // A claims object without `exp`/`sub` fails deserialisation
-            // before validation; report the missing claim, not "malformed".
-            ErrorKind::Json(e) => match missing_field(&e.to_string()) {
-                Some(claim) => AuthError::MissingClaim { claim },
-                None => AuthError::Malformed,
-            },
-            _ => AuthError::Malformed,
-        }
-    }
-
-    fn wrong_issuer(&self) -> AuthError {
-        AuthError::WrongIssuer {
-            expected: self.issuer.clone(),
+    /// A short stable name for logs and metrics (`bad_signature`, …).
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Self::MissingHeader => "missing_header",
+            Self::NotBearer => "not_bearer",
+            Self::Malformed => "malformed",
+            Self::TooLong => "too_long",
+            Self::Unsigned => "alg_none",
+            Self::WrongAlgorithm { .. } => "wrong_algorithm",
+            Self::UnsupportedHeader => "unsupported_header",
+            Self::UnknownKey { .. } => "unknown_kid",
+            Self::KeyRetired { .. } => "retired_kid",
+            Self::NoDefaultKey => "no_default_key",
+            Self::BadSignature => "bad_signature",
+            Self::TokenExpired => "expired",
+            Self::TokenNotYetValid => "not_yet_valid",
+            Self::WrongIssuer { .. } => "wrong_issuer",
+            Self::WrongAudience { .. } => "wrong_audience",
+            Self::MissingClaim { .. } => "missing_claim",
+            Self::InvalidClaim { .. } => "invalid_claim",
+            Self::LifetimeTooLong { .. } => "lifetime_too_long",
+            Self::Revoked => "revoked",
+            Self::RevocationUnknown => "revocation_unknown",
+            Self::TooManyFailures { .. } => "too_many_failures",
         }
     }
 }
 
-/// `missing field `exp`` → `exp` (serde's wording).
-fn missing_field(message: &str) -> Option<String> {
-    let rest = message.strip_prefix("missing field `")?;
-    Some(rest.split('`').next()?.to_owned())
+/// A `kid` as messages show it: quoted when it is a plain identifier (as
+/// `keys generate` makes them), else not at all (it came from the client).
+pub fn show_kid(kid: &str) -> String {
+    if keys::is_plain_kid(kid) {
+        format!("`{kid}`")
+    } else {
+        "(an invalid key id)".to_owned()
+    }
 }
 
-/// Mints an HS256 token for `subject` valid for `lifetime`, with `iss` (when
-/// `issuer` is non-empty), `iat`, `exp` and a fresh UUID `jti`.
-pub fn mint_token(
-    secret: &Secret,
-    issuer: &str,
-    subject: &str,
-    lifetime: Duration,
-) -> Result<String, crate::EdgeError> {
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default()
-        .as_secs();
-    let to_i64 = |secs: u64| i64::try_from(secs).unwrap_or(i64::MAX);
-    let claims = Claims {
-        sub: subject.to_owned(),
-        iss: (!issuer.is_empty()).then(|| issuer.to_owned()),
-        iat: Some(to_i64(now)),
-        exp: to_i64(now.saturating_add(lifetime.as_secs())),
-        jti: Some(uuid::Uuid::new_v4().to_string()),
-    };
-    jsonwebtoken::encode(
-        &Header::new(Algorithm::HS256),
-        &claims,
-        &EncodingKey::from_secret(secret.expose().as_bytes()),
-    )
-    .map_err(|e| crate::EdgeError::TokenSigning(e.to_string()))
+/// Errors of key sets, key files, revocation lists and the token commands.
+/// Messages name the file, never a key or token.
+#[derive(Debug, thiserror::Error)]
+pub enum JwtError {
+    /// A file could not be read or written.
+    #[error("{action} {}: {source}", path.display())]
+    File {
+        /// What was being done.
+        action: &'static str,
+        /// The file.
+        path: std::path::PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The key set file is not a valid JWKS of supported keys.
+    #[error("key set {}: {reason}", path.display())]
+    KeySet {
+        /// The file.
+        path: std::path::PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A private or public key file cannot be used.
+    #[error("key file {}: {reason}", path.display())]
+    KeyFile {
+        /// The file.
+        path: std::path::PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The configuration asks for something inconsistent.
+    #[error("{key}: {reason}")]
+    Config {
+        /// The dotted configuration key.
+        key: &'static str,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A command was asked for something it refuses to do.
+    #[error("{0}")]
+    Refused(String),
+    /// Redis could not record or read revocations.
+    #[error("redis: {0}")]
+    Redis(String),
 }
 
 #[cfg(test)]

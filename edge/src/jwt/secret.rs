@@ -5,7 +5,7 @@
 //! environment is passed in ([`SecretEnv`]) so tests never mutate the
 //! process environment. The source is logged, never the value.
 
-use crate::fsutil;
+use crate::{fsutil, jwt::fingerprint};
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use rand::RngCore;
 use std::{
@@ -89,8 +89,57 @@ pub enum SecretError {
 }
 
 /// Finds the HS256 secret (see the module doc for the order), generating and
-/// saving one under `state_dir` when no source names one.
+/// saving one under `state_dir` when no source names one. Its fingerprint is
+/// remembered in `state_dir` ([`fingerprint`]): a secret that differs from
+/// the one used before, or a saved secret that vanished and was generated
+/// anew, is logged loudly, since every token made before stops working.
 pub fn lookup_secret(
+    env: &SecretEnv,
+    jwt: &JwtConfig,
+    state_dir: &Path,
+) -> Result<(Secret, SecretSource), SecretError> {
+    let (secret, source) = find_secret(env, jwt, state_dir)?;
+    let fp = crate::jwt::VerifyKey::legacy(secret.expose()).thumbprint;
+    if let SecretSource::Generated(path) = &source
+        && let Some(old) = fingerprint::recalled(state_dir, fingerprint::HS256_SECRET)
+    {
+        tracing::error!(
+            file = %path.display(),
+            old_source = %old.source,
+            "THE JWT SECRET USED BEFORE (from {}) IS MISSING and a NEW one was generated: every \
+             token issued before is now refused. Restore the old secret file to keep them.",
+            old.source
+        );
+    }
+    fingerprint::remember(
+        state_dir,
+        fingerprint::HS256_SECRET,
+        &fp,
+        &source.to_string(),
+    );
+    Ok((secret, source))
+}
+
+/// As [`lookup_secret`], but never generates one: `Ok(None)` when no source
+/// names a secret and none was saved (for read-only commands such as
+/// `token inspect`).
+pub fn lookup_existing_secret(
+    env: &SecretEnv,
+    jwt: &JwtConfig,
+    state_dir: &Path,
+) -> Result<Option<(Secret, SecretSource)>, SecretError> {
+    let configured = env.secret.as_ref().is_some_and(|s| !s.is_empty())
+        || env.secret_file.is_some()
+        || jwt.secret_key.as_ref().is_some_and(|s| !s.is_empty())
+        || jwt.secret_key_file.is_some()
+        || state_dir.join(JWT_SECRET_FILE_NAME).exists();
+    if !configured {
+        return Ok(None);
+    }
+    find_secret(env, jwt, state_dir).map(Some)
+}
+
+fn find_secret(
     env: &SecretEnv,
     jwt: &JwtConfig,
     state_dir: &Path,
@@ -212,7 +261,7 @@ mod tests {
                 SecretSource::ConfigFile(cfg_file)
             )
         );
-        assert!(!state.exists());
+        assert!(!state.join("jwt-secret").exists());
         let (generated, src) = got(&no_env, &jwt(None, None));
         let saved = state.join("jwt-secret");
         assert_eq!(src, SecretSource::Generated(saved.clone()));
@@ -228,6 +277,25 @@ mod tests {
             got(&no_env, &jwt(None, None)),
             (generated, SecretSource::Saved(saved))
         );
+    }
+
+    #[test]
+    fn a_vanished_secret_is_replaced_but_remembered() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let env = SecretEnv::default();
+        let (first, _) = lookup_secret(&env, &jwt(None, None), tmp.path()).expect("first");
+        std::fs::remove_file(tmp.path().join("jwt-secret")).expect("lose it");
+        let (second, src) = lookup_secret(&env, &jwt(None, None), tmp.path()).expect("second");
+        assert!(matches!(src, SecretSource::Generated(_)));
+        assert_ne!(first.expose(), second.expose());
+        let record = fingerprint::recalled(tmp.path(), fingerprint::HS256_SECRET).expect("kept");
+        assert_eq!(
+            record.fingerprint,
+            crate::jwt::VerifyKey::legacy(second.expose()).thumbprint
+        );
+        let text =
+            std::fs::read_to_string(tmp.path().join("jwt-key-fingerprints.json")).expect("record");
+        assert!(!text.contains(second.expose()), "only a fingerprint");
     }
 
     #[test]

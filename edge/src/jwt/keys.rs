@@ -1,0 +1,538 @@
+//! The verification key set: a JWKS file (`{"keys": [...]}`) of ES256
+//! (EC P-256), RS256 (RSA ≥ 2048 bits), EdDSA (OKP Ed25519) and HS256
+//! (`oct`, ≥ 32 bytes) keys. Every key must name its `kid` and its `alg`,
+//! and the `alg` must fit the key type: that `alg` is the only one a token
+//! signed with the key may use. vibectl adds two members standard readers
+//! ignore: `status` (`active` or `retired`) and `created` (Unix seconds).
+//!
+//! [`KeySet::parse`] validates a whole document or refuses it (the caller
+//! keeps its last good set); [`JwksDoc`] edits the file for the `keys`
+//! commands, writing it atomically.
+
+use crate::{fsutil, jwt::JwtError};
+use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
+use jsonwebtoken::{Algorithm, DecodingKey};
+use serde_json::{Map, Value, json};
+use sha2::{Digest, Sha256};
+use std::{
+    collections::BTreeMap,
+    fmt,
+    path::{Path, PathBuf},
+    str::FromStr,
+    sync::Arc,
+};
+
+/// The algorithms a key may be pinned to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum KeyAlg {
+    /// HMAC-SHA256 with a shared secret (vibectl-server's).
+    HS256,
+    /// ECDSA P-256 with SHA-256.
+    ES256,
+    /// RSASSA-PKCS1-v1_5 with SHA-256.
+    RS256,
+    /// Ed25519.
+    EdDSA,
+}
+
+impl KeyAlg {
+    /// Every supported algorithm.
+    pub const ALL: [KeyAlg; 4] = [Self::HS256, Self::ES256, Self::RS256, Self::EdDSA];
+
+    /// The JOSE name (`ES256`, …).
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::HS256 => "HS256",
+            Self::ES256 => "ES256",
+            Self::RS256 => "RS256",
+            Self::EdDSA => "EdDSA",
+        }
+    }
+
+    /// The jsonwebtoken algorithm.
+    pub fn algorithm(self) -> Algorithm {
+        match self {
+            Self::HS256 => Algorithm::HS256,
+            Self::ES256 => Algorithm::ES256,
+            Self::RS256 => Algorithm::RS256,
+            Self::EdDSA => Algorithm::EdDSA,
+        }
+    }
+
+    /// Whether the key is a shared secret (its JWK is secret too).
+    pub fn is_symmetric(self) -> bool {
+        self == Self::HS256
+    }
+}
+
+impl fmt::Display for KeyAlg {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for KeyAlg {
+    type Err = String;
+
+    /// Case-insensitive JOSE name; `Ed25519` is taken for `EdDSA`.
+    fn from_str(s: &str) -> Result<Self, String> {
+        let s = s.trim();
+        Self::ALL
+            .into_iter()
+            .find(|a| a.name().eq_ignore_ascii_case(s))
+            .or_else(|| s.eq_ignore_ascii_case("ed25519").then_some(Self::EdDSA))
+            .ok_or_else(|| format!("`{s}` is not one of ES256, RS256, EdDSA, HS256"))
+    }
+}
+
+/// Whether a key verifies tokens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum KeyStatus {
+    /// Tokens signed with it verify.
+    #[default]
+    Active,
+    /// Tokens signed with it are refused (`keys retire`).
+    Retired,
+}
+
+impl KeyStatus {
+    /// `active` or `retired`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Active => "active",
+            Self::Retired => "retired",
+        }
+    }
+}
+
+/// One verification key, pinned to its algorithm. Its `Debug` shows no
+/// key material.
+#[derive(Clone)]
+pub struct VerifyKey {
+    /// The key id (`None` only for the legacy HS256 secret).
+    pub kid: Option<String>,
+    /// The one algorithm tokens signed with it may use.
+    pub alg: KeyAlg,
+    /// Active or retired.
+    pub status: KeyStatus,
+    /// When it was made (Unix seconds), if recorded.
+    pub created: Option<i64>,
+    /// SHA-256 thumbprint (RFC 7638 members), first 16 hex digits: safe to
+    /// show and log.
+    pub thumbprint: String,
+    pub(crate) decoding: DecodingKey,
+}
+
+impl fmt::Debug for VerifyKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("VerifyKey")
+            .field("kid", &self.kid)
+            .field("alg", &self.alg)
+            .field("status", &self.status)
+            .field("thumbprint", &self.thumbprint)
+            .finish_non_exhaustive()
+    }
+}
+
+impl VerifyKey {
+    /// The legacy HS256 key: the secret's UTF-8 bytes, as PyJWT uses them.
+    pub fn legacy(secret: &str) -> Self {
+        Self {
+            kid: None,
+            alg: KeyAlg::HS256,
+            status: KeyStatus::Active,
+            created: None,
+            thumbprint: short_hash(&[b"hs256-secret:", secret.as_bytes()]),
+            decoding: DecodingKey::from_secret(secret.as_bytes()),
+        }
+    }
+
+    /// Reads one JWK of a key set (see the module doc for what is required).
+    pub fn from_jwk(jwk: &Map<String, Value>) -> Result<Self, String> {
+        let text = |name: &str| jwk.get(name).and_then(Value::as_str);
+        let kid = text("kid").ok_or("a key has no `kid`")?;
+        if !is_plain_kid(kid) {
+            return Err(format!(
+                "kid {kid:?} must be 1-128 characters of A-Z a-z 0-9 . _ : -"
+            ));
+        }
+        let alg: KeyAlg = text("alg")
+            .ok_or(format!(
+                "key `{kid}` has no `alg` (its algorithm must be pinned)"
+            ))?
+            .parse()
+            .map_err(|e| format!("key `{kid}`: {e}"))?;
+        if let Some(usage) = text("use").filter(|u| *u != "sig") {
+            return Err(format!(
+                "key `{kid}` has `use: {usage}`; only signature keys belong here"
+            ));
+        }
+        let status = match text("status") {
+            None | Some("active") => KeyStatus::Active,
+            Some("retired") => KeyStatus::Retired,
+            Some(other) => return Err(format!("key `{kid}` has unknown status `{other}`")),
+        };
+        let created = jwk.get("created").and_then(Value::as_i64);
+        let field = |name: &str| -> Result<Vec<u8>, String> {
+            let value = text(name).ok_or(format!("key `{kid}` has no `{name}`"))?;
+            URL_SAFE_NO_PAD
+                .decode(value.trim_end_matches('='))
+                .map_err(|_| format!("key `{kid}`: `{name}` is not base64url"))
+        };
+        let kty = text("kty").ok_or(format!("key `{kid}` has no `kty`"))?;
+        let expect = |want: &str| {
+            if kty == want {
+                Ok(())
+            } else {
+                Err(format!(
+                    "key `{kid}`: alg {alg} needs kty `{want}`, the key is `{kty}` \
+                     (a key serves exactly one algorithm)"
+                ))
+            }
+        };
+        let (decoding, thumb_input) = match alg {
+            KeyAlg::ES256 => {
+                expect("EC")?;
+                if text("crv") != Some("P-256") {
+                    return Err(format!("key `{kid}`: ES256 needs crv `P-256`"));
+                }
+                let (x, y) = (field("x")?, field("y")?);
+                if x.len() != 32 || y.len() != 32 {
+                    return Err(format!("key `{kid}`: x and y must be 32 bytes each"));
+                }
+                let mut point = vec![0x04];
+                point.extend_from_slice(&x);
+                point.extend_from_slice(&y);
+                (DecodingKey::from_ec_der(&point), point)
+            }
+            KeyAlg::EdDSA => {
+                expect("OKP")?;
+                if text("crv") != Some("Ed25519") {
+                    return Err(format!("key `{kid}`: EdDSA needs crv `Ed25519`"));
+                }
+                let x = field("x")?;
+                if x.len() != 32 {
+                    return Err(format!("key `{kid}`: x must be 32 bytes"));
+                }
+                (DecodingKey::from_ed_der(&x), x)
+            }
+            KeyAlg::RS256 => {
+                expect("RSA")?;
+                let (n, e) = (field("n")?, field("e")?);
+                let bits = n.iter().skip_while(|b| **b == 0).count() * 8;
+                if bits < 2048 {
+                    return Err(format!(
+                        "key `{kid}`: RSA modulus of {bits} bits; at least 2048 needed"
+                    ));
+                }
+                if e.is_empty() {
+                    return Err(format!("key `{kid}`: empty RSA exponent"));
+                }
+                let mut input = n.clone();
+                input.extend_from_slice(&e);
+                (DecodingKey::from_rsa_raw_components(&n, &e), input)
+            }
+            KeyAlg::HS256 => {
+                expect("oct")?;
+                let k = field("k")?;
+                if k.len() < 32 {
+                    return Err(format!("key `{kid}`: an HS256 key needs at least 32 bytes"));
+                }
+                (DecodingKey::from_secret(&k), k)
+            }
+        };
+        Ok(Self {
+            kid: Some(kid.to_owned()),
+            alg,
+            status,
+            created,
+            thumbprint: short_hash(&[alg.name().as_bytes(), b":", &thumb_input]),
+            decoding,
+        })
+    }
+}
+
+/// A `kid` as `keys generate` makes them and as logs may show them.
+pub fn is_plain_kid(kid: &str) -> bool {
+    !kid.is_empty()
+        && kid.len() <= 128
+        && kid
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'))
+}
+
+/// SHA-256 over the parts, first 16 hex digits.
+pub(crate) fn short_hash(parts: &[&[u8]]) -> String {
+    let mut hasher = Sha256::new();
+    for part in parts {
+        hasher.update(part);
+    }
+    hex::encode(&hasher.finalize()[..8])
+}
+
+/// A validated key set, by `kid`.
+#[derive(Debug, Clone, Default)]
+pub struct KeySet {
+    keys: BTreeMap<String, Arc<VerifyKey>>,
+    /// SHA-256 of the file content it was read from (to skip unchanged re-reads).
+    pub(crate) digest: [u8; 32],
+    /// Whether it holds a shared (HS256) secret.
+    pub has_secret_keys: bool,
+}
+
+impl KeySet {
+    /// Parses and validates a JWKS document: every key or none.
+    pub fn parse(bytes: &[u8]) -> Result<Self, String> {
+        let doc: Value =
+            serde_json::from_slice(bytes).map_err(|e| format!("not valid JSON: {e}"))?;
+        let list = doc
+            .get("keys")
+            .and_then(Value::as_array)
+            .ok_or("not a JWKS: no `keys` array")?;
+        let mut keys = BTreeMap::new();
+        for jwk in list {
+            let jwk = jwk.as_object().ok_or("a key is not a JSON object")?;
+            let key = VerifyKey::from_jwk(jwk)?;
+            let kid = key.kid.clone().unwrap_or_default();
+            if keys.insert(kid.clone(), Arc::new(key)).is_some() {
+                return Err(format!("kid `{kid}` appears twice"));
+            }
+        }
+        Ok(Self {
+            has_secret_keys: keys.values().any(|k| k.alg.is_symmetric()),
+            keys,
+            digest: Sha256::digest(bytes).into(),
+        })
+    }
+
+    /// The key `kid`, if any.
+    pub fn get(&self, kid: &str) -> Option<&Arc<VerifyKey>> {
+        self.keys.get(kid)
+    }
+
+    /// Every key, by `kid`.
+    pub fn iter(&self) -> impl Iterator<Item = &Arc<VerifyKey>> {
+        self.keys.values()
+    }
+
+    /// How many keys.
+    pub fn len(&self) -> usize {
+        self.keys.len()
+    }
+
+    /// True when there is no key.
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty()
+    }
+
+    /// Reads `path`: `Ok(None)` when it does not exist.
+    pub fn read(path: &Path) -> Result<Option<Self>, JwtError> {
+        match read_optional(path)? {
+            None => Ok(None),
+            Some(bytes) => Self::parse(&bytes)
+                .map(Some)
+                .map_err(|reason| JwtError::KeySet {
+                    path: path.to_owned(),
+                    reason,
+                }),
+        }
+    }
+}
+
+/// Reads a file; `Ok(None)` when it does not exist.
+pub(crate) fn read_optional(path: &Path) -> Result<Option<Vec<u8>>, JwtError> {
+    match std::fs::read(path) {
+        Ok(bytes) => Ok(Some(bytes)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(source) => Err(JwtError::File {
+            action: "cannot read",
+            path: path.to_owned(),
+            source,
+        }),
+    }
+}
+
+/// The key set file as the `keys` commands edit it: unknown members are
+/// kept; every write is validated first and lands atomically (a temporary
+/// file renamed over it), mode 0600 when it holds a shared secret.
+#[derive(Debug, Clone)]
+pub struct JwksDoc {
+    path: PathBuf,
+    doc: Value,
+}
+
+impl JwksDoc {
+    /// Reads `path`, or starts an empty set when it does not exist.
+    pub fn open(path: &Path) -> Result<Self, JwtError> {
+        let doc = match read_optional(path)? {
+            Some(bytes) => {
+                KeySet::parse(&bytes).map_err(|reason| JwtError::KeySet {
+                    path: path.to_owned(),
+                    reason,
+                })?;
+                serde_json::from_slice(&bytes).map_err(|e| JwtError::KeySet {
+                    path: path.to_owned(),
+                    reason: e.to_string(),
+                })?
+            }
+            None => json!({ "keys": [] }),
+        };
+        Ok(Self {
+            path: path.to_owned(),
+            doc,
+        })
+    }
+
+    /// The file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn keys_mut(&mut self) -> &mut Vec<Value> {
+        if !self.doc.get("keys").is_some_and(Value::is_array) {
+            self.doc = json!({ "keys": [] });
+        }
+        match self.doc.get_mut("keys") {
+            Some(Value::Array(keys)) => keys,
+            _ => unreachable!("set just above"),
+        }
+    }
+
+    /// The validated set this document describes.
+    pub fn key_set(&self) -> Result<KeySet, JwtError> {
+        KeySet::parse(self.doc.to_string().as_bytes()).map_err(|reason| JwtError::KeySet {
+            path: self.path.clone(),
+            reason,
+        })
+    }
+
+    /// Adds a key; refuses a `kid` already present.
+    pub fn add(&mut self, jwk: Map<String, Value>) -> Result<(), JwtError> {
+        let kid = jwk.get("kid").and_then(Value::as_str).unwrap_or_default();
+        if self.key_set()?.get(kid).is_some() {
+            return Err(JwtError::Refused(format!(
+                "kid `{kid}` is already in {}; choose another --kid",
+                self.path.display()
+            )));
+        }
+        self.keys_mut().push(Value::Object(jwk));
+        self.key_set().map(|_| ())
+    }
+
+    /// Marks `kid` retired (with the time); false when it already was.
+    pub fn retire(&mut self, kid: &str, now: i64) -> Result<bool, JwtError> {
+        let path = self.path.clone();
+        let key = self
+            .keys_mut()
+            .iter_mut()
+            .filter_map(Value::as_object_mut)
+            .find(|k| k.get("kid").and_then(Value::as_str) == Some(kid))
+            .ok_or_else(|| JwtError::Refused(format!("no key `{kid}` in {}", path.display())))?;
+        if key.get("status").and_then(Value::as_str) == Some("retired") {
+            return Ok(false);
+        }
+        key.insert("status".into(), "retired".into());
+        key.insert("retired".into(), now.into());
+        Ok(true)
+    }
+
+    /// Validates and writes the file atomically.
+    pub fn save(&self) -> Result<(), JwtError> {
+        let set = self.key_set()?;
+        let file_err = |action, source| JwtError::File {
+            action,
+            path: self.path.clone(),
+            source,
+        };
+        if let Some(dir) = self.path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            fsutil::create_private_dir(dir)
+                .map_err(|e| file_err("cannot create the directory of", e))?;
+        }
+        let mut text = serde_json::to_string_pretty(&self.doc)
+            .map_err(|e| file_err("cannot encode", std::io::Error::other(e)))?;
+        text.push('\n');
+        let tmp = self.path.with_extension("json.tmp");
+        let written = if set.has_secret_keys {
+            fsutil::write_private(&tmp, text.as_bytes())
+        } else {
+            fsutil::write_public(&tmp, text.as_bytes())
+        };
+        written.map_err(|e| file_err("cannot write", e))?;
+        std::fs::rename(&tmp, &self.path).map_err(|e| file_err("cannot replace", e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ec_jwk(kid: &str) -> Value {
+        json!({"kty": "EC", "crv": "P-256", "alg": "ES256", "kid": kid, "use": "sig",
+               "x": URL_SAFE_NO_PAD.encode([1u8; 32]), "y": URL_SAFE_NO_PAD.encode([2u8; 32])})
+    }
+
+    #[test]
+    fn alg_must_be_pinned_and_fit_the_key_type() {
+        let parse = |key: Value| KeySet::parse(json!({ "keys": [key] }).to_string().as_bytes());
+        assert!(parse(ec_jwk("a")).is_ok());
+        let mut no_alg = ec_jwk("a");
+        no_alg.as_object_mut().expect("obj").remove("alg");
+        assert!(parse(no_alg).expect_err("no alg").contains("pinned"));
+        let mut as_hmac = ec_jwk("a");
+        as_hmac["alg"] = "HS256".into();
+        assert!(
+            parse(as_hmac)
+                .expect_err("EC key as HS256")
+                .contains("exactly one algorithm")
+        );
+        let mut as_none = ec_jwk("a");
+        as_none["alg"] = "none".into();
+        assert!(parse(as_none).is_err());
+        let small_rsa = json!({"kty": "RSA", "alg": "RS256", "kid": "r",
+            "n": URL_SAFE_NO_PAD.encode([0xffu8; 128]), "e": "AQAB"});
+        assert!(parse(small_rsa).expect_err("1024 bits").contains("2048"));
+        let short_secret = json!({"kty": "oct", "alg": "HS256", "kid": "h",
+            "k": URL_SAFE_NO_PAD.encode([7u8; 16])});
+        assert!(
+            parse(short_secret)
+                .expect_err("16 bytes")
+                .contains("32 bytes")
+        );
+        let dup = json!({ "keys": [ec_jwk("a"), ec_jwk("a")] }).to_string();
+        assert!(
+            KeySet::parse(dup.as_bytes())
+                .expect_err("dup")
+                .contains("twice")
+        );
+        let mut odd_kid = ec_jwk("a b");
+        odd_kid["kid"] = "a b".into();
+        assert!(parse(odd_kid).is_err());
+    }
+
+    #[test]
+    fn doc_add_retire_save_round_trip() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let path = tmp.path().join("keys/jwks.json");
+        let mut doc = JwksDoc::open(&path).expect("empty");
+        let Value::Object(jwk) = ec_jwk("k1") else {
+            panic!("object")
+        };
+        doc.add(jwk.clone()).expect("add");
+        assert!(doc.add(jwk).is_err(), "duplicate kid refused");
+        doc.save().expect("save");
+        let set = KeySet::read(&path).expect("read").expect("exists");
+        assert_eq!(
+            set.get("k1").expect("k1").status,
+            KeyStatus::Active,
+            "{set:?}"
+        );
+        let mut doc = JwksDoc::open(&path).expect("open");
+        assert!(doc.retire("k1", 5).expect("retire"));
+        assert!(!doc.retire("k1", 6).expect("again"));
+        assert!(doc.retire("nope", 6).is_err());
+        doc.save().expect("save");
+        let set = KeySet::read(&path).expect("read").expect("exists");
+        assert_eq!(set.get("k1").expect("k1").status, KeyStatus::Retired);
+        assert!(!format!("{set:?}").contains(&URL_SAFE_NO_PAD.encode([1u8; 32])));
+    }
+}

@@ -1,0 +1,148 @@
+//! The verifier's background work: re-read the key set and revocation
+//! files when the file system reports a change in their directories
+//! (notify) and every `jwt.reload_interval` anyway (events can be missed:
+//! network file systems, ConfigMap symlink swaps); poll Redis revocations.
+//! Each task holds only a weak reference to the verifier's state and ends
+//! when the verifier is dropped; every wait is bounded.
+
+use crate::jwt::{
+    TokenVerifier,
+    revocation::{REDIS_POLL, RedisTarget},
+    verify::Shared,
+};
+use notify::{RecursiveMode, Watcher};
+use std::{
+    path::{Path, PathBuf},
+    sync::{Arc, Weak},
+    time::Duration,
+};
+use tokio::sync::mpsc;
+
+/// Events closer together than this cause one re-read.
+const DEBOUNCE: Duration = Duration::from_millis(50);
+
+/// Spawns the tasks on the current runtime; false when there is none.
+pub(crate) fn spawn(verifier: &TokenVerifier) -> bool {
+    let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+        return false;
+    };
+    let shared = Arc::downgrade(&verifier.shared);
+    let mut dirs: Vec<PathBuf> = Vec::new();
+    let mut watch = |path: Option<&Path>| {
+        if let Some(dir) = path.and_then(Path::parent).filter(|d| d.is_dir())
+            && !dirs.iter().any(|d| d == dir)
+        {
+            dirs.push(dir.to_owned());
+        }
+    };
+    watch(verifier.shared.jwks_path.as_deref());
+    watch(verifier.shared.revocations.file());
+    let interval = verifier
+        .shared
+        .reload_interval
+        .max(Duration::from_millis(50));
+    runtime.spawn(watch_files(shared.clone(), dirs, interval));
+    if let Some(target) = verifier.shared.revocations.redis.clone() {
+        runtime.spawn(poll_redis(shared, target));
+    }
+    true
+}
+
+async fn watch_files(shared: Weak<Shared>, dirs: Vec<PathBuf>, interval: Duration) {
+    let (tx, mut rx) = mpsc::channel::<()>(1);
+    // The watcher lives as long as this task; without one, the interval
+    // alone picks changes up.
+    let _watcher = if dirs.is_empty() {
+        None
+    } else {
+        watcher(&dirs, tx)
+    };
+    let mut ticks = tokio::time::interval(interval);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = ticks.tick() => {}
+            Some(()) = rx.recv() => {
+                tokio::time::sleep(DEBOUNCE).await;
+                while rx.try_recv().is_ok() {}
+            }
+        }
+        let Some(shared) = shared.upgrade() else {
+            return;
+        };
+        // File reads are small and rare; do them off the async threads.
+        let _ = tokio::task::spawn_blocking(move || {
+            shared.reload_keys();
+            shared.revocations.reload_file();
+        })
+        .await;
+    }
+}
+
+fn watcher(dirs: &[PathBuf], tx: mpsc::Sender<()>) -> Option<notify::RecommendedWatcher> {
+    let on_event = move |event: notify::Result<notify::Event>| {
+        if event.is_ok() {
+            let _ = tx.try_send(());
+        }
+    };
+    let mut watcher = match notify::recommended_watcher(on_event) {
+        Ok(watcher) => watcher,
+        Err(error) => {
+            tracing::debug!(%error, "no file watcher; re-checking on the interval only");
+            return None;
+        }
+    };
+    for dir in dirs {
+        if let Err(error) = watcher.watch(dir, RecursiveMode::NonRecursive) {
+            tracing::debug!(%error, dir = %dir.display(), "cannot watch; re-checking on the interval only");
+        }
+    }
+    Some(watcher)
+}
+
+async fn poll_redis(shared: Weak<Shared>, target: RedisTarget) {
+    let mut conn = None;
+    let mut failing = false;
+    let mut ticks = tokio::time::interval(REDIS_POLL);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        let Some(shared) = shared.upgrade() else {
+            return;
+        };
+        if conn.is_none() {
+            match target.connect().await {
+                Ok(c) => conn = Some(c),
+                Err(error) => {
+                    if !failing {
+                        tracing::warn!(%error, "cannot reach Redis for token revocations; the last list read stays in force");
+                        failing = true;
+                    }
+                    continue;
+                }
+            }
+        }
+        let Some(connection) = conn.as_mut() else {
+            continue;
+        };
+        match target.read(connection).await {
+            Ok(jtis) => {
+                if failing {
+                    tracing::info!(
+                        revoked = jtis.len(),
+                        "reading token revocations from Redis again"
+                    );
+                    failing = false;
+                }
+                shared.revocations.store_redis(jtis);
+            }
+            Err(error) => {
+                conn = None;
+                if !failing {
+                    tracing::warn!(%error, "cannot read token revocations from Redis; the last list read stays in force");
+                    failing = true;
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,624 @@
+//! [`TokenVerifier`]: one decision per token. The header is read first
+//! (size, `alg: none`, `crit`), then the key is chosen by `kid` (or the
+//! default key) and the header's `alg` must be the key's pinned one; only
+//! then is the signature verified (jsonwebtoken, with exactly that
+//! algorithm), and after it the claims: `exp`, `nbf`, `iss`, `aud`,
+//! `jwt.max_lifetime`, `models`, revocation by `jti`.
+
+use crate::jwt::{
+    AuthError, Claims, JwtError, KeyAlg, KeySet, KeyStatus, MAX_TOKEN_BYTES, VerifyKey,
+    claims::is_valid_model_name, fingerprint, keys::is_plain_kid, revocation::Revocations,
+};
+use arc_swap::ArcSwap;
+use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
+use jsonwebtoken::{Validation, errors::ErrorKind};
+use serde::Deserialize;
+use sha2::Digest;
+use std::{
+    path::PathBuf,
+    sync::{Arc, Mutex},
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
+use vibectl_config::{Config, JwtConfig, Secret};
+
+/// Most entries a `models` claim may list.
+const MAX_MODELS: usize = 100;
+
+/// What a token must satisfy besides its signature.
+#[derive(Debug, Clone)]
+pub struct Policy {
+    /// `jwt.issuer` (empty: not checked).
+    pub issuer: String,
+    /// `jwt.audience` (absent: not checked).
+    pub audience: Option<String>,
+    /// `jwt.leeway`.
+    pub leeway: Duration,
+    /// `jwt.max_lifetime`.
+    pub max_lifetime: Option<Duration>,
+    /// `jwt.failure_budget` (0: off).
+    pub failure_budget: u32,
+    /// `jwt.failure_window`.
+    pub failure_window: Duration,
+}
+
+impl Policy {
+    /// The policy of `[jwt]`.
+    pub fn from_config(jwt: &JwtConfig) -> Self {
+        Self {
+            issuer: jwt.issuer.clone(),
+            audience: jwt.audience.clone().filter(|a| !a.is_empty()),
+            leeway: jwt.leeway,
+            max_lifetime: jwt.max_lifetime,
+            failure_budget: jwt.failure_budget,
+            failure_window: jwt.failure_window,
+        }
+    }
+
+    fn validation(&self, alg: KeyAlg) -> Validation {
+        let mut validation = Validation::new(alg.algorithm());
+        let mut required = vec!["exp", "sub"];
+        if !self.issuer.is_empty() {
+            validation.set_issuer(&[&self.issuer]);
+            required.push("iss");
+        }
+        match &self.audience {
+            Some(audience) => {
+                validation.set_audience(&[audience]);
+                validation.validate_aud = true;
+                required.push("aud");
+            }
+            None => validation.validate_aud = false,
+        }
+        validation.set_required_spec_claims(&required);
+        validation.leeway = self.leeway.as_secs();
+        validation.validate_exp = true;
+        validation.validate_nbf = true;
+        validation
+    }
+}
+
+/// A token that verified: its claims and the key that verified it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verified {
+    /// The claims.
+    pub claims: Claims,
+    /// The `kid` of the key (`None`: the legacy HS256 secret).
+    pub kid: Option<String>,
+    /// The algorithm.
+    pub alg: KeyAlg,
+}
+
+/// One decision, with what the audit log may say about the token.
+#[derive(Debug, Clone)]
+pub struct Decision {
+    /// Accepted, or why not.
+    pub verdict: Result<Verified, AuthError>,
+    /// The header's `kid`, when it is a plain identifier.
+    pub kid: Option<String>,
+    /// `sub` and `jti`, only when the signature verified (so they are
+    /// authentic even if the token was refused, e.g. as revoked).
+    pub sub: Option<String>,
+    /// See `sub`.
+    pub jti: Option<String>,
+}
+
+/// The header members the edge reads (`alg` as a string, so `none` and
+/// unknown names get their own answer).
+#[derive(Debug, Deserialize)]
+struct RawHeader {
+    alg: String,
+    #[serde(default)]
+    kid: Option<String>,
+    #[serde(default)]
+    crit: Option<serde_json::Value>,
+}
+
+/// Verifies tokens; cheap to clone (shared state behind an `Arc`).
+#[derive(Clone)]
+pub struct TokenVerifier {
+    pub(crate) shared: Arc<Shared>,
+}
+
+pub(crate) struct Shared {
+    pub(crate) policy: Policy,
+    legacy: Option<Arc<VerifyKey>>,
+    default_kid: Option<String>,
+    pub(crate) keys: ArcSwap<KeySet>,
+    pub(crate) jwks_path: Option<PathBuf>,
+    pub(crate) state_dir: Option<PathBuf>,
+    /// Digest of the last file refused, so a bad file is logged once.
+    bad_digest: Mutex<Option<[u8; 32]>>,
+    pub(crate) revocations: Revocations,
+    pub(crate) reload_interval: Duration,
+}
+
+impl std::fmt::Debug for TokenVerifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenVerifier")
+            .field("issuer", &self.shared.policy.issuer)
+            .field("default_kid", &self.shared.default_kid)
+            .field("keys", &self.shared.keys.load().len())
+            .finish_non_exhaustive()
+    }
+}
+
+fn now_secs() -> i64 {
+    let secs = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs();
+    i64::try_from(secs).unwrap_or(i64::MAX)
+}
+
+impl TokenVerifier {
+    /// A verifier of HS256 tokens signed with `secret` only (no key set, no
+    /// revocation list), with the policy of `jwt`.
+    pub fn new(secret: &Secret, jwt: &JwtConfig) -> Self {
+        Self::build(
+            Policy::from_config(jwt),
+            Some(secret),
+            None,
+            KeySet::default(),
+            None,
+            Revocations::none(),
+            jwt.reload_interval,
+            None,
+        )
+    }
+
+    /// The verifier of a running edge: the key set (`jwt.jwks_file`), the
+    /// default key (`jwt.default_kid`, else the legacy `secret`; with
+    /// neither, tokens without `kid` are refused), the
+    /// revocation file and, with `[limits] backend = "redis"`, Redis. A bad
+    /// key set or a default key that is not in it is an error here; later,
+    /// a bad file only keeps the last good set ([`TokenVerifier::reload`]).
+    pub fn from_config(config: &Config, secret: Option<&Secret>) -> Result<Self, JwtError> {
+        let jwt = &config.jwt;
+        let state_dir = config.edge.state_dir();
+        let jwks_path = jwt.jwks_path(&state_dir);
+        let keys = KeySet::read(&jwks_path)?.unwrap_or_default();
+        let default_kid = jwt.default_kid.clone().filter(|k| !k.is_empty());
+        if let Some(kid) = &default_kid {
+            match keys.get(kid) {
+                None => {
+                    return Err(JwtError::Config {
+                        key: "jwt.default_kid",
+                        reason: format!(
+                            "key `{kid}` is not in the key set {} (add it with `vibectl-edge keys generate --kid {kid}` or `keys import`)",
+                            jwks_path.display()
+                        ),
+                    });
+                }
+                Some(key) if key.status == KeyStatus::Retired => {
+                    return Err(JwtError::Config {
+                        key: "jwt.default_kid",
+                        reason: format!("key `{kid}` is retired"),
+                    });
+                }
+                Some(_) => {}
+            }
+        }
+        let secret = if default_kid.is_some() { None } else { secret };
+        if let Some(secret) = secret {
+            check_secret(secret)?;
+        }
+        check_jwks_mode(&jwks_path, &keys);
+        fingerprint::check_key_set(&state_dir, &keys);
+        let revocations = Revocations::from_config(config)?;
+        let verifier = Self::build(
+            Policy::from_config(jwt),
+            secret,
+            default_kid,
+            keys,
+            Some(jwks_path),
+            revocations,
+            jwt.reload_interval,
+            Some(state_dir),
+        );
+        Ok(verifier)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn build(
+        policy: Policy,
+        secret: Option<&Secret>,
+        default_kid: Option<String>,
+        keys: KeySet,
+        jwks_path: Option<PathBuf>,
+        revocations: Revocations,
+        reload_interval: Duration,
+        state_dir: Option<PathBuf>,
+    ) -> Self {
+        Self {
+            shared: Arc::new(Shared {
+                policy,
+                legacy: secret.map(|s| Arc::new(VerifyKey::legacy(s.expose()))),
+                default_kid,
+                keys: ArcSwap::from_pointee(keys),
+                jwks_path,
+                state_dir,
+                bad_digest: Mutex::new(None),
+                revocations,
+                reload_interval,
+            }),
+        }
+    }
+
+    /// The policy in force.
+    pub fn policy(&self) -> &Policy {
+        &self.shared.policy
+    }
+
+    /// The key set in force.
+    pub fn key_set(&self) -> Arc<KeySet> {
+        self.shared.keys.load_full()
+    }
+
+    /// The default `kid`, if one is configured.
+    pub fn default_kid(&self) -> Option<&str> {
+        self.shared.default_kid.as_deref()
+    }
+
+    /// Verifies `token` and returns its claims.
+    pub fn verify(&self, token: &str) -> Result<Claims, AuthError> {
+        self.verify_token(token).map(|v| v.claims)
+    }
+
+    /// Verifies `token`: its claims and key.
+    pub fn verify_token(&self, token: &str) -> Result<Verified, AuthError> {
+        self.decide(token).verdict
+    }
+
+    /// Verifies `token`, keeping what the audit log may show.
+    pub fn decide(&self, token: &str) -> Decision {
+        let mut decision = Decision {
+            verdict: Err(AuthError::Malformed),
+            kid: None,
+            sub: None,
+            jti: None,
+        };
+        decision.verdict = self.decide_into(token, &mut decision);
+        decision
+    }
+
+    fn decide_into(&self, token: &str, d: &mut Decision) -> Result<Verified, AuthError> {
+        if token.len() > MAX_TOKEN_BYTES {
+            return Err(AuthError::TooLong);
+        }
+        let header = read_header(token)?;
+        d.kid = header.kid.clone().filter(|k| is_plain_kid(k));
+        if header.alg.eq_ignore_ascii_case("none") {
+            return Err(AuthError::Unsigned);
+        }
+        if header.crit.is_some() {
+            return Err(AuthError::UnsupportedHeader);
+        }
+        let key = self.select_key(header.kid.as_deref())?;
+        if header.alg != key.alg.name() {
+            return Err(AuthError::WrongAlgorithm {
+                expected: key.alg.name().to_owned(),
+            });
+        }
+        let policy = &self.shared.policy;
+        let claims =
+            match jsonwebtoken::decode::<Claims>(token, &key.decoding, &policy.validation(key.alg))
+            {
+                Ok(data) => data.claims,
+                Err(e) => {
+                    let error = self.classify(e.kind());
+                    if signature_was_verified(e.kind()) {
+                        // The claims are authentic: the audit may name them.
+                        if let Ok(c) =
+                            jsonwebtoken::dangerous::insecure_decode_claims::<Claims>(token)
+                        {
+                            d.sub = Some(c.sub);
+                            d.jti = c.jti;
+                        }
+                    }
+                    return Err(error);
+                }
+            };
+        d.sub = Some(claims.sub.clone());
+        d.jti = claims.jti.clone();
+        self.check_claims(&claims)?;
+        Ok(Verified {
+            claims,
+            kid: key.kid.clone(),
+            alg: key.alg,
+        })
+    }
+
+    fn select_key(&self, kid: Option<&str>) -> Result<Arc<VerifyKey>, AuthError> {
+        let from_set = |kid: &str| {
+            let set = self.shared.keys.load();
+            match set.get(kid) {
+                None => Err(AuthError::UnknownKey {
+                    kid: kid.to_owned(),
+                }),
+                Some(key) if key.status == KeyStatus::Retired => Err(AuthError::KeyRetired {
+                    kid: kid.to_owned(),
+                }),
+                Some(key) => Ok(key.clone()),
+            }
+        };
+        match (kid, &self.shared.default_kid, &self.shared.legacy) {
+            (Some(kid), _, _) => from_set(kid),
+            (None, Some(default), _) => from_set(default).map_err(|e| match e {
+                AuthError::UnknownKey { .. } => AuthError::NoDefaultKey,
+                other => other,
+            }),
+            (None, None, Some(legacy)) => Ok(legacy.clone()),
+            (None, None, None) => Err(AuthError::NoDefaultKey),
+        }
+    }
+
+    fn check_claims(&self, claims: &Claims) -> Result<(), AuthError> {
+        let policy = &self.shared.policy;
+        if let Some(max) = policy.max_lifetime {
+            let leeway = i64::try_from(policy.leeway.as_secs()).unwrap_or(0);
+            let max_secs = i64::try_from(max.as_secs()).unwrap_or(i64::MAX);
+            // From `iat`, or from now when `iat` is absent or in the future.
+            let start = claims.iat.map_or(now_secs(), |iat| iat.min(now_secs()));
+            if claims.exp.saturating_sub(start) > max_secs.saturating_add(leeway) {
+                return Err(AuthError::LifetimeTooLong {
+                    max: humantime::format_duration(max).to_string(),
+                });
+            }
+        }
+        if let Some(models) = &claims.models
+            && (models.len() > MAX_MODELS || !models.iter().all(|m| is_valid_model_name(m)))
+        {
+            return Err(AuthError::InvalidClaim {
+                claim: "models".into(),
+            });
+        }
+        if let Some(jti) = &claims.jti {
+            self.shared.revocations.check(jti)?;
+        }
+        Ok(())
+    }
+
+    fn classify(&self, kind: &ErrorKind) -> AuthError {
+        match kind {
+            ErrorKind::InvalidSignature
+            | ErrorKind::InvalidEcdsaKey
+            | ErrorKind::InvalidEddsaKey
+            | ErrorKind::InvalidRsaKey(_)
+            | ErrorKind::InvalidKeyFormat => AuthError::BadSignature,
+            ErrorKind::ExpiredSignature => AuthError::TokenExpired,
+            ErrorKind::ImmatureSignature => AuthError::TokenNotYetValid,
+            ErrorKind::InvalidIssuer => self.wrong_issuer(),
+            ErrorKind::InvalidAudience => self.wrong_audience(),
+            ErrorKind::InvalidAlgorithm | ErrorKind::InvalidAlgorithmName => AuthError::Malformed,
+            ErrorKind::MissingRequiredClaim(claim) if claim == "iss" => self.wrong_issuer(),
+            ErrorKind::MissingRequiredClaim(claim) if claim == "aud" => self.wrong_audience(),
+            ErrorKind::MissingRequiredClaim(claim) => AuthError::MissingClaim {
+                claim: claim.clone(),
+            },
+            ErrorKind::InvalidClaimFormat(claim) => AuthError::InvalidClaim {
+                claim: claim.clone(),
+            },
+            // A claims object without `exp`/`sub` fails deserialisation
+            // before validation; report the missing claim, not "malformed".
+            ErrorKind::Json(e) => match missing_field(&e.to_string()) {
+                Some(claim) => AuthError::MissingClaim { claim },
+                None => AuthError::Malformed,
+            },
+            _ => AuthError::Malformed,
+        }
+    }
+
+    fn wrong_issuer(&self) -> AuthError {
+        AuthError::WrongIssuer {
+            expected: self.shared.policy.issuer.clone(),
+        }
+    }
+
+    fn wrong_audience(&self) -> AuthError {
+        AuthError::WrongAudience {
+            expected: self.shared.policy.audience.clone().unwrap_or_default(),
+        }
+    }
+
+    /// Re-reads the key set and revocation files now (the background task
+    /// calls this on every file-system event and every `jwt.reload_interval`).
+    /// A missing or invalid key set file keeps the last good set.
+    pub fn reload(&self) {
+        self.shared.reload_keys();
+        self.shared.revocations.reload_file();
+    }
+
+    /// Reads the Redis revocation set once now (when Redis is configured);
+    /// one-shot commands use it instead of the background poll.
+    pub async fn sync_redis_once(&self) {
+        let revocations = &self.shared.revocations;
+        let Some(target) = &revocations.redis else {
+            return;
+        };
+        let read = async {
+            let mut conn = target.connect().await?;
+            target.read(&mut conn).await
+        };
+        match read.await {
+            Ok(jtis) => revocations.store_redis(jtis),
+            Err(error) => tracing::warn!(%error, "cannot read token revocations from Redis"),
+        }
+    }
+
+    /// Starts the background work (file watching and periodic re-checks,
+    /// Redis revocation sync) on the current tokio runtime, if there is one.
+    /// It stops by itself when the last clone of this verifier is dropped.
+    pub fn spawn_background(&self) -> bool {
+        crate::jwt::reload::spawn(self)
+    }
+}
+
+impl Shared {
+    pub(crate) fn reload_keys(&self) {
+        let Some(path) = &self.jwks_path else { return };
+        let current = self.keys.load();
+        let bytes = match crate::jwt::keys::read_optional(path) {
+            Ok(Some(bytes)) => bytes,
+            Ok(None) => {
+                if !current.is_empty() && self.note_bad([0; 32]) {
+                    tracing::error!(
+                        file = %path.display(),
+                        keys = current.len(),
+                        "the JWT key set file has disappeared; keeping the last good set"
+                    );
+                }
+                return;
+            }
+            Err(error) => {
+                if self.note_bad([1; 32]) {
+                    tracing::error!(%error, "cannot read the JWT key set; keeping the last good set");
+                }
+                return;
+            }
+        };
+        let digest: [u8; 32] = sha2::Sha256::digest(&bytes).into();
+        if digest == current.digest {
+            return;
+        }
+        match KeySet::parse(&bytes) {
+            Ok(set) => {
+                for old in current.iter() {
+                    let kid = old.kid.as_deref().unwrap_or_default();
+                    if let Some(new) = set.get(kid)
+                        && new.thumbprint != old.thumbprint
+                    {
+                        tracing::error!(
+                            kid,
+                            old = %old.thumbprint,
+                            new = %new.thumbprint,
+                            "JWT key `{kid}` was REPLACED by a different key under the same kid: \
+                             tokens signed with the old key are now refused"
+                        );
+                    }
+                }
+                if let Some(kid) = &self.default_kid
+                    && set.get(kid).is_none_or(|k| k.status == KeyStatus::Retired)
+                {
+                    tracing::warn!(
+                        kid,
+                        "jwt.default_kid is missing or retired in the reloaded key set: \
+                         tokens without `kid` are refused"
+                    );
+                }
+                let kids: Vec<String> = set
+                    .iter()
+                    .map(|k| {
+                        format!(
+                            "{}({},{})",
+                            k.kid.as_deref().unwrap_or("-"),
+                            k.alg,
+                            k.status.name()
+                        )
+                    })
+                    .collect();
+                tracing::info!(file = %path.display(), keys = %kids.join(" "), "JWT key set reloaded");
+                if let Ok(mut bad) = self.bad_digest.lock() {
+                    *bad = None;
+                }
+                if let Some(state_dir) = &self.state_dir {
+                    fingerprint::check_key_set(state_dir, &set);
+                }
+                check_jwks_mode(path, &set);
+                self.keys.store(Arc::new(set));
+            }
+            Err(reason) => {
+                if self.note_bad(digest) {
+                    tracing::error!(
+                        file = %path.display(),
+                        %reason,
+                        keys = current.len(),
+                        "the JWT key set file is invalid; keeping the last good set"
+                    );
+                }
+            }
+        }
+    }
+
+    /// Records a refused file state; true the first time it is seen.
+    fn note_bad(&self, digest: [u8; 32]) -> bool {
+        match self.bad_digest.lock() {
+            Ok(mut bad) => bad.replace(digest) != Some(digest),
+            Err(_) => true,
+        }
+    }
+}
+
+/// Errors jsonwebtoken reports only after the signature verified.
+fn signature_was_verified(kind: &ErrorKind) -> bool {
+    matches!(
+        kind,
+        ErrorKind::ExpiredSignature
+            | ErrorKind::ImmatureSignature
+            | ErrorKind::InvalidIssuer
+            | ErrorKind::InvalidAudience
+            | ErrorKind::MissingRequiredClaim(_)
+            | ErrorKind::InvalidClaimFormat(_)
+    )
+}
+
+/// The header of a compact JWS of exactly three non-empty parts.
+fn read_header(token: &str) -> Result<RawHeader, AuthError> {
+    let mut parts = token.split('.');
+    let (Some(header), Some(payload), Some(signature), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err(AuthError::Malformed);
+    };
+    if header.is_empty() || payload.is_empty() || signature.is_empty() {
+        return Err(AuthError::Malformed);
+    }
+    let json = URL_SAFE_NO_PAD
+        .decode(header.trim_end_matches('='))
+        .map_err(|_| AuthError::Malformed)?;
+    serde_json::from_slice(&json).map_err(|_| AuthError::Malformed)
+}
+
+/// `missing field `exp`` → `exp` (serde's wording).
+fn missing_field(message: &str) -> Option<String> {
+    let rest = message.strip_prefix("missing field `")?;
+    Some(rest.split('`').next()?.to_owned())
+}
+
+/// Refuses a secret that is an asymmetric key: a public key is public, so
+/// HMAC with it would let anyone sign.
+fn check_secret(secret: &Secret) -> Result<(), JwtError> {
+    let value = secret.expose();
+    if value.contains("-----BEGIN") || value.trim_start().starts_with("{\"") {
+        return Err(JwtError::Config {
+            key: "jwt.secret_key",
+            reason: "the HS256 secret looks like a PEM or JWK key; an asymmetric key must \
+                     never serve as an HMAC secret (add it to the key set with \
+                     `vibectl-edge keys import` instead)"
+                .into(),
+        });
+    }
+    if value.len() < 32 {
+        tracing::warn!(
+            bytes = value.len(),
+            "the HS256 secret is shorter than 32 bytes; a short secret can be guessed offline \
+             from any token"
+        );
+    }
+    Ok(())
+}
+
+/// Warns when a key set holding shared secrets is readable by others.
+fn check_jwks_mode(path: &std::path::Path, keys: &KeySet) {
+    use std::os::unix::fs::PermissionsExt;
+    if !keys.has_secret_keys {
+        return;
+    }
+    if let Ok(meta) = std::fs::metadata(path)
+        && meta.permissions().mode() & 0o077 != 0
+    {
+        tracing::warn!(
+            file = %path.display(),
+            "the JWT key set holds HS256 secrets but is readable by other users; chmod 600 it"
+        );
+    }
+}
