@@ -1,5 +1,6 @@
 //! [`Edge`]: everything one running edge shares — configuration, transport,
-//! token verifier, the pooled client to the core, readiness — behind one
+//! token verifier, the pooled client to the core, readiness, the limiter
+//! (limits in force and their state) and the metrics — behind one
 //! `Arc`, cloned into every listener and connection.
 
 use crate::{

@@ -1,5 +1,6 @@
 //! The internet-facing half of the vibectl LLM proxy. The edge terminates
-//! TLS (rustls: self-signed or operator-supplied certificates, ALPN `h2`),
+//! TLS (rustls: self-signed, operator-supplied or private-CA certificates
+//! swapped in without dropping connections, optional mutual TLS, ALPN `h2`),
 //! verifies `authorization: Bearer <jwt>` (HS256, tokens of the Python
 //! vibectl-server verify unchanged), adds `Strict-Transport-Security` to every
 //! response over TLS, and forwards each HTTP/2 stream frame by frame over h2c

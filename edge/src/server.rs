@@ -1,12 +1,17 @@
 //! The main listener: accept, TLS handshake (unless h2c), HTTP/2, the
 //! request path of [`crate::http::service`], graceful drain. One span per
-//! connection (peer, SNI, ALPN); a failed handshake or a broken connection
-//! is logged at debug and dropped, never unwrapped.
+//! connection (peer, SNI, ALPN, TLS version and, under mutual TLS, the
+//! client certificate's CN and fingerprint); a failed handshake or a broken
+//! connection is logged at debug, counted by reason in
+//! [`crate::tls::HandshakeStats`] and dropped, never unwrapped. The verified
+//! client identity ([`ClientIdentity`]) is put into every request's
+//! extensions.
 
 use crate::{
     Edge, EdgeError, Transport,
     http::{EdgeService, service},
     shutdown,
+    tls::{ClientIdentity, HandshakeFailure, HandshakeStats},
 };
 use hyper::server::conn::http2;
 use hyper_util::{
@@ -73,12 +78,21 @@ pub async fn serve(
                 continue;
             }
         };
-        let span = tracing::info_span!("conn", %peer, sni = Empty, alpn = Empty);
+        let span = tracing::info_span!(
+            "conn",
+            %peer,
+            sni = Empty,
+            alpn = Empty,
+            tls = Empty,
+            client_cn = Empty,
+            client_sha256 = Empty
+        );
         let conn = Conn {
             service: service.clone(),
             tracker: tracker.clone(),
             shutdown: shutdown.clone(),
             hard_stop: hard_stop.clone(),
+            stats: edge.handshake_stats().clone(),
         };
         let tls = tls.clone();
         tracker.spawn(conn.run(tcp, tls, handshake_timeout).instrument(span));
@@ -97,6 +111,7 @@ struct Conn {
     tracker: TaskTracker,
     shutdown: CancellationToken,
     hard_stop: CancellationToken,
+    stats: Arc<HandshakeStats>,
 }
 
 impl Conn {
@@ -105,14 +120,21 @@ impl Conn {
             tracing::debug!(%error, "cannot set TCP_NODELAY");
         }
         let Some(acceptor) = tls else {
-            return self.serve_h2(tcp).await;
+            return self.serve_h2(tcp, None).await;
         };
         let handshake = tokio::time::timeout(handshake_timeout, acceptor.accept(tcp));
         let stream = tokio::select! {
             result = handshake => match result {
                 Ok(Ok(stream)) => stream,
-                Ok(Err(error)) => return tracing::debug!(%error, "TLS handshake failed"),
-                Err(_) => return tracing::debug!(?handshake_timeout, "TLS handshake timed out"),
+                Ok(Err(error)) => {
+                    let reason = HandshakeFailure::of_io_error(&error);
+                    self.stats.record(reason);
+                    return tracing::debug!(%error, %reason, "TLS handshake failed");
+                }
+                Err(_) => {
+                    self.stats.record(HandshakeFailure::Timeout);
+                    return tracing::debug!(?handshake_timeout, "TLS handshake timed out");
+                }
             },
             _ = self.shutdown.cancelled() => return,
         };
@@ -121,10 +143,20 @@ impl Conn {
         span.record("sni", session.server_name().unwrap_or("-"));
         let alpn = session.alpn_protocol().map(String::from_utf8_lossy);
         span.record("alpn", alpn.as_deref().unwrap_or("-"));
-        self.serve_h2(stream).await;
+        if let Some(version) = session.protocol_version() {
+            span.record("tls", version.as_str().unwrap_or("?"));
+        }
+        let identity = ClientIdentity::of_connection(session);
+        if let Some(identity) = &identity {
+            span.record("client_cn", identity.common_name.as_deref().unwrap_or("-"));
+            span.record("client_sha256", identity.sha256.as_str());
+        }
+        self.serve_h2(stream, identity).await;
     }
 
-    async fn serve_h2<I>(self, io: I)
+    /// Serves HTTP/2 on `io`; every request carries `identity` (the
+    /// verified client certificate's) in its extensions.
+    async fn serve_h2<I>(self, io: I, identity: Option<ClientIdentity>)
     where
         I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
@@ -140,8 +172,11 @@ impl Conn {
         let used = Arc::new(AtomicBool::new(false));
         let service = self.service.map_request({
             let used = used.clone();
-            move |request| {
+            move |mut request: http::Request<hyper::body::Incoming>| {
                 used.store(true, Ordering::Release);
+                if let Some(identity) = &identity {
+                    request.extensions_mut().insert(identity.clone());
+                }
                 request
             }
         });

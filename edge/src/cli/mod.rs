@@ -1,7 +1,7 @@
 //! The `vibectl-edge` command line (clap). `main.rs` parses it, loads the
 //! configuration and calls [`run`]; every command lives in a module here
-//! and returns a typed [`EdgeError`]. Later commands (`ca …`, `serve-ca`,
-//! `serve-acme`) join [`Command`] the same way.
+//! and returns a typed [`EdgeError`]. Later commands (`serve-acme`) join
+//! [`Command`] the same way.
 
 pub mod ca;
 mod commands;

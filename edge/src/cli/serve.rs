@@ -1,4 +1,4 @@
-//! `serve`, `serve-custom`, `serve-insecure`: apply the flags to the
+//! `serve`, `serve-custom`, `serve-ca`, `serve-insecure`: apply the flags to the
 //! configuration, build the [`Edge`], bind the main and admin listeners, serve
 //! until the shutdown token fires, drain.
 

@@ -6,21 +6,24 @@
 //!
 //! Files, in the certificate directory (0700): `ca.crt`, `ca.key` (0600),
 //! `ca-bundle.crt` (the CA certificate, for clients), `server.crt` (leaf then
-//! CA) and `server.key` (0600).
+//! CA) and `server.key` (0600), each written atomically.
+//!
+//! Issuing and reading go through [`crate::tls::pki`] and
+//! [`crate::tls::inspect`], the same code as the private CA (`ca …`).
 
-use crate::{fsutil, tls::TlsError};
-use rcgen::{
-    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
-    KeyPair, KeyUsagePurpose, SanType,
+use crate::tls::{
+    TlsError,
+    inspect::{self, CertInfo},
+    pki::{self, Issuer},
+    store,
 };
-use sha2::{Digest, Sha256};
 use std::{
     collections::BTreeSet,
-    net::IpAddr,
     path::{Path, PathBuf},
 };
-use time::OffsetDateTime;
 use vibectl_config::defaults::{SELF_SIGNED_CA_VALIDITY_DAYS, SELF_SIGNED_RENEW_BEFORE_DAYS};
+
+pub use crate::tls::inspect::fingerprint;
 
 /// Where the self-signed files are and what happened to them on this run.
 #[derive(Debug, Clone)]
@@ -48,6 +51,9 @@ pub struct SelfSigned {
 /// The names every generated certificate carries, beside `hostnames`.
 const ALWAYS: [&str; 3] = ["localhost", "127.0.0.1", "::1"];
 
+/// The common name of the local CA.
+const CA_NAME: &str = "vibectl-proxy local CA";
+
 /// Makes sure `dir` holds a CA and a server certificate for `hostnames`
 /// (plus `localhost`, `127.0.0.1`, `::1`), generating what is missing, stale
 /// or (with `force`) everything. Returns the paths and the CA fingerprint.
@@ -58,55 +64,47 @@ pub fn ensure(
     force: bool,
 ) -> Result<SelfSigned, TlsError> {
     let paths = SelfSigned::paths(dir);
-    fsutil::create_private_dir(dir).map_err(|source| TlsError::File {
-        action: "cannot create directory",
-        path: dir.to_owned(),
-        source,
-    })?;
+    store::private_dir(dir)?;
     let gen_err = |source| TlsError::Generate {
         dir: dir.to_owned(),
         source,
     };
-    let wanted = wanted_names(hostnames)?;
+    let names = wanted_names(hostnames).map_err(gen_err)?;
 
     let reuse_ca = !force && paths.ca_cert_path.exists() && paths.ca_key_path.exists();
-    let (ca_pem, ca_key) = if reuse_ca {
-        let pem = read(&paths.ca_cert_path)?;
-        let key = KeyPair::from_pem(&read(&paths.ca_key_path)?).map_err(gen_err)?;
-        (pem, key)
+    let issuer = if reuse_ca {
+        let pem = store::read(&paths.ca_cert_path)?;
+        let key = store::read(&paths.ca_key_path)?;
+        Issuer::from_pem(&pem, &key).map_err(gen_err)?
     } else {
-        let key = KeyPair::generate().map_err(gen_err)?;
-        let cert = ca_params().self_signed(&key).map_err(gen_err)?;
-        write_private(&paths.ca_key_path, key.serialize_pem().as_bytes())?;
-        write_public(&paths.ca_cert_path, cert.pem().as_bytes())?;
+        // A local CA that signs leaves only (path length 0).
+        let ca = pki::self_signed_ca(CA_NAME, SELF_SIGNED_CA_VALIDITY_DAYS, 0).map_err(gen_err)?;
+        store::write_key(&paths.ca_key_path, &ca.key_pem)?;
+        store::write_cert(&paths.ca_cert_path, &ca.cert_pem)?;
         tracing::info!(dir = %dir.display(), "generated a new local CA");
-        (cert.pem(), key)
+        Issuer::from_issued(&ca).map_err(gen_err)?
     };
-    // An issuer for rcgen: the persisted CA's subject and key identifier,
-    // re-signed in memory only (never written), so the leaf chains to the
-    // CA certificate clients already trust.
-    let ca_params = CertificateParams::from_ca_cert_pem(&ca_pem).map_err(gen_err)?;
-    let ca_der = pem_to_der(&paths.ca_cert_path, &ca_pem)?;
-    let issuer = ca_params.self_signed(&ca_key).map_err(gen_err)?;
+    let ca_der = inspect::chain_ders(&issuer.cert_pem)
+        .map(|chain| chain[0].to_vec())
+        .map_err(|source| TlsError::Certificate {
+            path: paths.ca_cert_path.clone(),
+            source,
+        })?;
     if !reuse_ca || !paths.ca_bundle_path.exists() {
-        write_public(&paths.ca_bundle_path, ca_pem.as_bytes())?;
+        store::write_cert(&paths.ca_bundle_path, &issuer.cert_pem)?;
     }
 
+    let wanted: BTreeSet<String> = names.iter().cloned().collect();
     let leaf_reason = if !reuse_ca {
         Some("new CA")
     } else {
         stale_leaf_reason(&paths, &wanted, &ca_der)
     };
     if let Some(reason) = leaf_reason {
-        let key = KeyPair::generate().map_err(gen_err)?;
-        let params = leaf_params(&wanted, validity_days)?;
-        let leaf = params.signed_by(&key, &issuer, &ca_key).map_err(gen_err)?;
-        write_private(&paths.key_path, key.serialize_pem().as_bytes())?;
-        write_public(
-            &paths.cert_path,
-            format!("{}{}", leaf.pem(), ca_pem).as_bytes(),
-        )?;
-        tracing::info!(reason, names = ?wanted, "issued a new server certificate");
+        let leaf = pki::server_cert(&issuer, &names, validity_days).map_err(gen_err)?;
+        store::write_key(&paths.key_path, &leaf.key_pem)?;
+        store::write_cert(&paths.cert_path, &leaf.cert_pem)?;
+        tracing::info!(reason, names = ?names, "issued a new server certificate");
     }
 
     Ok(SelfSigned {
@@ -133,92 +131,20 @@ impl SelfSigned {
     }
 }
 
-/// SHA-256 of a DER certificate as upper-case hex pairs joined by `:`.
-pub fn fingerprint(der: &[u8]) -> String {
-    let digest = Sha256::digest(der);
-    let hex = hex::encode_upper(digest);
-    hex.as_bytes()
-        .chunks(2)
-        .map(|pair| String::from_utf8_lossy(pair).into_owned())
-        .collect::<Vec<_>>()
-        .join(":")
-}
-
-/// The normalised set of names (DNS lower-case, IPs canonical) a leaf must carry.
-fn wanted_names(hostnames: &[String]) -> Result<BTreeSet<String>, TlsError> {
-    let mut names = BTreeSet::new();
-    for name in hostnames.iter().map(|h| h.trim()).chain(ALWAYS) {
-        if name.is_empty() {
+/// The names a leaf must carry, normalised (DNS lower-case, IPs canonical),
+/// the configured ones first (the first DNS name becomes the common name).
+fn wanted_names(hostnames: &[String]) -> Result<Vec<String>, pki::PkiError> {
+    let mut names = Vec::new();
+    for name in hostnames.iter().map(String::as_str).chain(ALWAYS) {
+        if name.trim().is_empty() {
             continue;
         }
-        let normal = match name.parse::<IpAddr>() {
-            Ok(ip) => ip.to_string(),
-            Err(_) => name.to_ascii_lowercase(),
-        };
-        names.insert(normal);
-    }
-    // Reject names rcgen cannot encode now, with the name in the message.
-    for name in &names {
-        if name.parse::<IpAddr>().is_err() {
-            rcgen::Ia5String::try_from(name.as_str()).map_err(|e| TlsError::BadHostname {
-                name: name.clone(),
-                message: e.to_string(),
-            })?;
+        let normal = pki::normalize_host(name)?;
+        if !names.contains(&normal) {
+            names.push(normal);
         }
     }
     Ok(names)
-}
-
-fn ca_params() -> CertificateParams {
-    let mut params = CertificateParams::default();
-    let mut dn = DistinguishedName::new();
-    dn.push(DnType::OrganizationName, "vibectl-proxy");
-    dn.push(DnType::CommonName, "vibectl-proxy local CA");
-    params.distinguished_name = dn;
-    params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
-    params.key_usages = vec![
-        KeyUsagePurpose::KeyCertSign,
-        KeyUsagePurpose::CrlSign,
-        KeyUsagePurpose::DigitalSignature,
-    ];
-    let now = OffsetDateTime::now_utc();
-    params.not_before = now - time::Duration::hours(1);
-    params.not_after = now + time::Duration::days(SELF_SIGNED_CA_VALIDITY_DAYS.into());
-    params
-}
-
-fn leaf_params(
-    names: &BTreeSet<String>,
-    validity_days: u32,
-) -> Result<CertificateParams, TlsError> {
-    let mut params = CertificateParams::default();
-    params.subject_alt_names = names
-        .iter()
-        .map(|name| match name.parse::<IpAddr>() {
-            Ok(ip) => Ok(SanType::IpAddress(ip)),
-            Err(_) => rcgen::Ia5String::try_from(name.as_str())
-                .map(SanType::DnsName)
-                .map_err(|e| TlsError::BadHostname {
-                    name: name.clone(),
-                    message: e.to_string(),
-                }),
-        })
-        .collect::<Result<_, _>>()?;
-    let mut dn = DistinguishedName::new();
-    let cn = names
-        .iter()
-        .find(|n| n.parse::<IpAddr>().is_err() && *n != "localhost")
-        .map_or("localhost", String::as_str);
-    dn.push(DnType::CommonName, cn);
-    params.distinguished_name = dn;
-    params.is_ca = IsCa::ExplicitNoCa;
-    params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-    params.use_authority_key_identifier_extension = true;
-    let now = OffsetDateTime::now_utc();
-    params.not_before = now - time::Duration::hours(1);
-    params.not_after = now + time::Duration::days(validity_days.max(1).into());
-    Ok(params)
 }
 
 /// Why the persisted leaf must be re-issued, or `None` if it can be reused.
@@ -230,89 +156,28 @@ fn stale_leaf_reason(
     if !paths.cert_path.exists() || !paths.key_path.exists() {
         return Some("no server certificate yet");
     }
-    let Ok(pem) = std::fs::read(&paths.cert_path) else {
+    let Ok(pem) = std::fs::read_to_string(&paths.cert_path) else {
         return Some("server certificate unreadable");
     };
-    let Ok((_, leaf_pem)) = x509_parser::pem::parse_x509_pem(&pem) else {
+    let Ok(chain) = inspect::chain_ders(&pem) else {
         return Some("server certificate unparsable");
     };
-    let Ok(leaf) = leaf_pem.parse_x509() else {
+    let Ok(leaf): Result<CertInfo, _> = inspect::describe(&chain[0]) else {
         return Some("server certificate unparsable");
     };
-    let Ok((_, ca)) = x509_parser::parse_x509_certificate(ca_der) else {
-        return Some("CA certificate unparsable");
-    };
-    if leaf.issuer().as_raw() != ca.subject().as_raw() {
+    if !inspect::issued_by(&chain[0], ca_der) {
         return Some("server certificate was issued by another CA");
     }
-    let renew_at =
-        OffsetDateTime::now_utc() + time::Duration::days(SELF_SIGNED_RENEW_BEFORE_DAYS.into());
-    if leaf.validity().not_after.timestamp() < renew_at.unix_timestamp() {
+    if leaf.expires_within(SELF_SIGNED_RENEW_BEFORE_DAYS, inspect::now_unix()) {
         return Some("server certificate expires soon");
     }
-    if &leaf_names(&leaf) != wanted {
+    if leaf.sans.iter().cloned().collect::<BTreeSet<_>>() != *wanted {
         return Some("host names changed");
     }
+    if crate::tls::files::load(&paths.cert_path, &paths.key_path).is_err() {
+        return Some("server key does not match the certificate");
+    }
     None
-}
-
-fn leaf_names(leaf: &x509_parser::certificate::X509Certificate<'_>) -> BTreeSet<String> {
-    use x509_parser::extensions::GeneralName;
-    let Ok(Some(san)) = leaf.subject_alternative_name() else {
-        return BTreeSet::new();
-    };
-    san.value
-        .general_names
-        .iter()
-        .filter_map(|name| match name {
-            GeneralName::DNSName(dns) => Some(dns.to_ascii_lowercase()),
-            GeneralName::IPAddress(bytes) => match bytes.len() {
-                4 => <[u8; 4]>::try_from(*bytes)
-                    .ok()
-                    .map(|b| IpAddr::from(b).to_string()),
-                16 => <[u8; 16]>::try_from(*bytes)
-                    .ok()
-                    .map(|b| IpAddr::from(b).to_string()),
-                _ => None,
-            },
-            _ => None,
-        })
-        .collect()
-}
-
-fn read(path: &Path) -> Result<String, TlsError> {
-    std::fs::read_to_string(path).map_err(|source| TlsError::File {
-        action: "cannot read",
-        path: path.to_owned(),
-        source,
-    })
-}
-
-fn pem_to_der(path: &Path, pem: &str) -> Result<Vec<u8>, TlsError> {
-    use rustls_pki_types::pem::PemObject;
-    rustls_pki_types::CertificateDer::from_pem_slice(pem.as_bytes())
-        .map(|der| der.to_vec())
-        .map_err(|e| TlsError::BadPem {
-            path: path.to_owned(),
-            what: "certificate",
-            message: e.to_string(),
-        })
-}
-
-fn write_private(path: &Path, bytes: &[u8]) -> Result<(), TlsError> {
-    fsutil::write_private(path, bytes).map_err(|source| TlsError::File {
-        action: "cannot write",
-        path: path.to_owned(),
-        source,
-    })
-}
-
-fn write_public(path: &Path, bytes: &[u8]) -> Result<(), TlsError> {
-    fsutil::write_public(path, bytes).map_err(|source| TlsError::File {
-        action: "cannot write",
-        path: path.to_owned(),
-        source,
-    })
 }
 
 #[cfg(test)]

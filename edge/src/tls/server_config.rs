@@ -1,7 +1,7 @@
 //! The one rustls `ServerConfig` builder. Every certificate mode goes through
 //! it; modes differ only in the `ResolvesServerCert` they pass in.
 
-use crate::tls::TlsError;
+use crate::tls::{TlsError, client_auth};
 use rustls::{
     ServerConfig, SupportedCipherSuite, SupportedProtocolVersion,
     crypto::{CryptoProvider, ring},
@@ -46,7 +46,8 @@ pub fn crypto_provider() -> CryptoProvider {
 
 /// Builds the edge's `ServerConfig`: TLS 1.3 and (unless
 /// `tls.min_version = "1.3"`) 1.2, the AEAD suites above in server order,
-/// ALPN `h2`, no client certificates, certificates from `resolver`.
+/// ALPN `h2`, client certificates as `tls.client_ca_file` and
+/// `tls.client_auth` say (none by default), certificates from `resolver`.
 pub fn server_config(
     tls: &TlsConfig,
     resolver: Arc<dyn ResolvesServerCert>,
@@ -55,10 +56,13 @@ pub fn server_config(
         TlsVersion::Tls12 => &[&version::TLS13, &version::TLS12],
         TlsVersion::Tls13 => &[&version::TLS13],
     };
-    let mut config = ServerConfig::builder_with_provider(Arc::new(crypto_provider()))
-        .with_protocol_versions(versions)?
-        .with_no_client_auth()
-        .with_cert_resolver(resolver);
+    let builder = ServerConfig::builder_with_provider(Arc::new(crypto_provider()))
+        .with_protocol_versions(versions)?;
+    let builder = match client_auth::verifier(tls)? {
+        Some(verifier) => builder.with_client_cert_verifier(verifier),
+        None => builder.with_no_client_auth(),
+    };
+    let mut config = builder.with_cert_resolver(resolver);
     config.alpn_protocols = vec![ALPN_H2.to_vec()];
     config.ignore_client_order = true;
     Ok(config)
@@ -87,5 +91,44 @@ mod tests {
     fn install_twice_does_not_panic() {
         install_crypto_provider();
         install_crypto_provider();
+    }
+
+    #[test]
+    fn tls_keys_parse_and_conflicts_are_named() {
+        let file = std::path::Path::new("edge.toml");
+        let config = vibectl_config::Config::from_toml(
+            "[tls]\nmin_version = \"1.3\"\nclient_ca_file = \"/etc/ca.pem\"\nreload_interval = \"5m\"\n\
+             [tls.private_ca]\ndir = \"/var/lib/ca\"\n",
+            file,
+        )
+        .expect("valid");
+        assert!(matches!(
+            config.tls.mode(),
+            vibectl_config::TlsMode::PrivateCa(ref ca) if ca.dir == std::path::Path::new("/var/lib/ca")
+        ));
+        assert_eq!(config.tls.client_auth, None, "required by default");
+        assert_eq!(
+            config.tls.reload_interval,
+            std::time::Duration::from_secs(300)
+        );
+        for (toml, key) in [
+            ("[tls]\nclient_auth = \"optional\"\n", "tls.client_auth"),
+            (
+                "[tls]\nclient_auth = \"sometimes\"\nclient_ca_file = \"x\"\n",
+                "tls.client_auth",
+            ),
+            (
+                "[tls.files]\ncert_file = \"a\"\nkey_file = \"b\"\n[tls.private_ca]\ndir = \"c\"\n",
+                "tls",
+            ),
+        ] {
+            let err = vibectl_config::Config::from_toml(toml, file)
+                .expect_err(toml)
+                .to_string();
+            assert!(
+                err.contains(&format!("`{key}`")) && err.contains("edge.toml"),
+                "{err}"
+            );
+        }
     }
 }
