@@ -126,3 +126,16 @@ pub const CA_INTERMEDIATE_VALIDITY_DAYS: u32 = 1825;
 /// create-server-cert` / `create-client-cert` (re-issue them, and watch
 /// them with `ca check-expiry`).
 pub const CA_LEAF_VALIDITY_DAYS: u32 = 90;
+/// The ACME directory of Let's Encrypt production (`serve-acme` default).
+pub const ACME_LETS_ENCRYPT_PRODUCTION: &str = "https://acme-v02.api.letsencrypt.org/directory";
+/// The ACME directory of Let's Encrypt staging (`serve-acme --staging`).
+pub const ACME_LETS_ENCRYPT_STAGING: &str =
+    "https://acme-staging-v02.api.letsencrypt.org/directory";
+/// Directory name, under the state directory, of the ACME cache (account
+/// key and certificates).
+pub const ACME_CACHE_DIR_NAME: &str = "acme";
+/// More ACME orders than this in one hour log a warning: something keeps
+/// failing or the cache is not kept (Let's Encrypt allows 5 failed
+/// validations per account and host name per hour, 5 duplicate
+/// certificates per week).
+pub const ACME_ORDERS_PER_HOUR_WARN: usize = 10;

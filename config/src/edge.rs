@@ -114,6 +114,8 @@ pub struct TlsConfig {
     pub files: Option<FilesTls>,
     /// `[tls.private_ca]`: the server certificate of a `vibectl-edge ca` directory.
     pub private_ca: Option<PrivateCaTls>,
+    /// `[tls.acme]`: certificates from an ACME CA (what `serve-acme` sets).
+    pub acme: Option<crate::acme::AcmeTls>,
 }
 
 impl Default for TlsConfig {
@@ -127,6 +129,7 @@ impl Default for TlsConfig {
             self_signed: None,
             files: None,
             private_ca: None,
+            acme: None,
         }
     }
 }
@@ -178,15 +181,20 @@ pub enum TlsMode {
     Files(FilesTls),
     /// The server certificate of a private CA directory.
     PrivateCa(PrivateCaTls),
+    /// Issued and renewed by an ACME CA (self-signed until the first one).
+    Acme(crate::acme::AcmeTls),
 }
 
 impl TlsConfig {
-    /// The certificate source: `files`, else `private_ca`, else
-    /// self-signed (validation allows only one of them).
+    /// The certificate source: `files`, else `private_ca`, else `acme`,
+    /// else self-signed (validation allows only one of them).
     pub fn mode(&self) -> TlsMode {
         match (&self.files, &self.private_ca, &self.self_signed) {
             (Some(files), _, _) => TlsMode::Files(files.clone()),
             (None, Some(ca), _) => TlsMode::PrivateCa(ca.clone()),
+            (None, None, _) if self.acme.is_some() => {
+                TlsMode::Acme(self.acme.clone().unwrap_or_default())
+            }
             (None, None, self_signed) => {
                 TlsMode::SelfSigned(self_signed.clone().unwrap_or_default())
             }
@@ -199,12 +207,16 @@ impl TlsConfig {
             self.files.is_some(),
             self.self_signed.is_some(),
             self.private_ca.is_some(),
+            self.acme.is_some(),
         ];
         if sources.iter().filter(|s| **s).count() > 1 {
             return Err((
                 "tls",
-                "choose one certificate source: [tls.files], [tls.private_ca] or [tls.self_signed]",
+                "choose one certificate source: [tls.files], [tls.private_ca], [tls.acme] or [tls.self_signed]",
             ));
+        }
+        if let Some(acme) = &self.acme {
+            acme.check()?;
         }
         if self.client_auth.is_some() && self.client_ca_file.is_none() {
             return Err((

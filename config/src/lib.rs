@@ -4,6 +4,7 @@
 //! name the key and the file. This crate reads and validates; it does not
 //! watch files, resolve secrets or open sockets.
 
+pub mod acme;
 pub mod core;
 pub mod defaults;
 pub mod edge;
@@ -12,6 +13,7 @@ pub mod limits;
 pub mod secret;
 mod validate;
 
+pub use acme::{AcmeChallenge, AcmeTls};
 pub use crate::core::{CoreConfig, ModelConfig, ProviderConfig, ProviderKind};
 pub use edge::{
     ClientAuth, EdgeConfig, FilesTls, HstsConfig, JwtConfig, PrivateCaTls, SelfSignedTls,

@@ -2,7 +2,8 @@
 //! (`edge.admin_listen`), unauthenticated, for probes. `/live` is 200 while
 //! the process runs; `/ready` is 200 once the main listener is serving and
 //! the core answers (its gRPC health check, or any gRPC answer), else 503
-//! with the reason. A later issue adds `/metrics` here.
+//! with the reason. `/metrics` is the Prometheus text of [`crate::metrics`]
+//! when `[metrics] enabled = true` (or `serve --enable-metrics`), else 404.
 
 use crate::{Edge, EdgeError, http::CoreHealth, shutdown};
 use bytes::Bytes;
@@ -17,15 +18,25 @@ use tracing::Instrument;
 
 /// How long in-flight admin requests may take to finish at shutdown.
 const ADMIN_GRACE: Duration = Duration::from_secs(5);
+/// The content type of the Prometheus text format.
+const PROMETHEUS_TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
 
-/// Serves `/live` and `/ready` on `listener` until `shutdown` fires.
+/// Serves `/live`, `/ready` (and `/metrics`) on `listener` until
+/// `shutdown` fires.
 pub async fn serve_admin(
     listener: TcpListener,
     edge: Edge,
     shutdown: CancellationToken,
 ) -> Result<(), EdgeError> {
     let local = listener.local_addr().map_err(EdgeError::Listener)?;
-    tracing::info!(%local, "admin listening (/live, /ready)");
+    if edge.metrics().is_enabled() {
+        if !local.ip().is_loopback() {
+            tracing::warn!(%local, "/metrics is unauthenticated and the admin listener is not on loopback");
+        }
+        tracing::info!(%local, "admin listening (/live, /ready, /metrics)");
+    } else {
+        tracing::info!(%local, "admin listening (/live, /ready)");
+    }
     let tracker = TaskTracker::new();
     let hard_stop = CancellationToken::new();
     loop {
@@ -78,7 +89,31 @@ async fn route(
                 &format!("not ready: {reason}"),
             ),
         },
-        _ => text(StatusCode::NOT_FOUND, "not found; try /live or /ready"),
+        "/metrics" if edge.metrics().is_enabled() => match edge.metrics().render() {
+            Ok(body) => {
+                let mut r = Response::new(Full::new(Bytes::from(body)));
+                r.headers_mut().insert(
+                    CONTENT_TYPE,
+                    http::HeaderValue::from_static(PROMETHEUS_TEXT),
+                );
+                r
+            }
+            Err(error) => {
+                tracing::warn!(%error, "cannot encode the metrics");
+                text(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "cannot encode the metrics",
+                )
+            }
+        },
+        "/metrics" => text(
+            StatusCode::NOT_FOUND,
+            "metrics are off; set [metrics] enabled = true or run serve --enable-metrics",
+        ),
+        _ => text(
+            StatusCode::NOT_FOUND,
+            "not found; try /live, /ready or /metrics",
+        ),
     })
 }
 

@@ -9,7 +9,7 @@
 
 use crate::{
     Edge, EdgeError, Transport,
-    http::{EdgeService, service},
+    http::{EdgeService, auth::PeerAddr, service},
     shutdown,
     tls::{ClientIdentity, HandshakeFailure, HandshakeStats},
 };
@@ -88,6 +88,7 @@ pub async fn serve(
             client_sha256 = Empty
         );
         let conn = Conn {
+            peer,
             service: service.clone(),
             tracker: tracker.clone(),
             shutdown: shutdown.clone(),
@@ -107,6 +108,8 @@ pub async fn serve(
 
 /// What one connection task needs.
 struct Conn {
+    /// The client's address, for the auth layer's audit log and failure budget.
+    peer: std::net::SocketAddr,
     service: EdgeService,
     tracker: TaskTracker,
     shutdown: CancellationToken,
@@ -170,10 +173,12 @@ impl Conn {
             .keep_alive_interval(Some(KEEP_ALIVE_INTERVAL))
             .keep_alive_timeout(KEEP_ALIVE_TIMEOUT);
         let used = Arc::new(AtomicBool::new(false));
+        let peer = PeerAddr(self.peer);
         let service = self.service.map_request({
             let used = used.clone();
             move |mut request: http::Request<hyper::body::Incoming>| {
                 used.store(true, Ordering::Release);
+                request.extensions_mut().insert(peer);
                 if let Some(identity) = &identity {
                     request.extensions_mut().insert(identity.clone());
                 }

@@ -52,6 +52,7 @@ pub struct StackBuilder {
     core_listen: Option<String>,
     external_core: Option<String>,
     trust: Option<PathBuf>,
+    watch_config: bool,
 }
 
 impl StackBuilder {
@@ -83,6 +84,13 @@ impl StackBuilder {
         self
     }
 
+    /// Write the configuration to [`Stack::config_path`] and let the edge
+    /// watch it (hot reload of `[limits]`, as `serve --config FILE` does).
+    pub fn watch_config(mut self) -> Self {
+        self.watch_config = true;
+        self
+    }
+
     /// Start no core; point the edge at `address` (another server, or a
     /// dead port).
     pub fn external_core(mut self, address: &str) -> Self {
@@ -95,7 +103,9 @@ impl StackBuilder {
     pub async fn start(self) -> Stack {
         init_logs();
         let dir = tempfile::tempdir().expect("tempdir");
-        let mut config = Config::from_toml(&self.toml, &dir.path().join("harness.toml"))
+        let config_path = dir.path().join("harness.toml");
+        std::fs::write(&config_path, &self.toml).expect("write harness.toml");
+        let mut config = Config::from_toml(&self.toml, &config_path)
             .unwrap_or_else(|e| panic!("harness config: {e}"));
         config.edge.state_dir = Some(dir.path().to_owned());
         config.jwt.secret_key = Some(Secret::new(JWT_SECRET));
@@ -142,6 +152,9 @@ impl StackBuilder {
         });
         let edge =
             Edge::new(config.clone(), transport, Some(Secret::new(JWT_SECRET))).expect("edge");
+        if let Some(resolver) = &cert_resolver {
+            edge.metrics().watch_certificate(resolver.clone());
+        }
         let main = TcpListener::bind("127.0.0.1:0").await.expect("bind edge");
         let admin = TcpListener::bind("127.0.0.1:0").await.expect("bind admin");
         let edge_addr = main.local_addr().expect("edge addr");
@@ -160,6 +173,14 @@ impl StackBuilder {
                     edge_token.clone(),
                 )),
             },
+            Task {
+                token: edge_token.clone(),
+                handle: tokio::spawn(vibectl_edge::maintain(
+                    edge.clone(),
+                    self.watch_config.then(|| config_path.clone()),
+                    edge_token.clone(),
+                )),
+            },
         ];
         let stack = Stack {
             core_address: config.edge.core_address.clone(),
@@ -172,6 +193,7 @@ impl StackBuilder {
             edge_token,
             core,
             edge_tasks,
+            config_path,
             dir,
         };
         if self.external_core.is_none() {
@@ -201,6 +223,9 @@ pub struct Stack {
     /// The edge's certificate resolver (TLS stacks only): swap certificates
     /// while it runs.
     pub cert_resolver: Option<Arc<CertResolver>>,
+    /// The configuration file (the builder's TOML), watched by the edge
+    /// with [`StackBuilder::watch_config`].
+    pub config_path: PathBuf,
     edge_token: CancellationToken,
     core: Option<Task<vibectl_core::CoreError>>,
     edge_tasks: Vec<Task<EdgeError>>,

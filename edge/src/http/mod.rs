@@ -1,6 +1,6 @@
 //! The request path, as one `ServiceBuilder` (read [`service`] top to
-//! bottom: outermost layer first). Each layer is its own module; the slots
-//! for metrics and rate limits are marked where they go.
+//! bottom: outermost layer first). Each layer is its own module (metrics in
+//! [`crate::metrics::layer`]).
 
 pub mod auth;
 pub mod body;
@@ -8,12 +8,13 @@ pub mod core_client;
 pub mod forward;
 pub mod grpc_status;
 pub mod hsts;
+pub mod limits;
 pub mod rescue;
 
 pub use core_client::{CoreClient, CoreHealth};
 pub use forward::ForwardError;
 
-use crate::Edge;
+use crate::{Edge, metrics::MetricsLayer};
 use bytes::Bytes;
 use http::{Request, Response, header::AUTHORIZATION};
 use http_body::Body;
@@ -59,6 +60,9 @@ impl std::error::Error for BodyError {
 /// Builds the request path of `edge`.
 pub fn service(edge: &Edge) -> EdgeService {
     let config = edge.config();
+    // `/metrics` reports this listener's failed handshakes.
+    edge.metrics()
+        .watch_handshakes(edge.handshake_stats().clone());
     let stack = ServiceBuilder::new()
         // Erases the body type so the stack has one nameable type (no behaviour).
         .map_response(erase_body)
@@ -78,8 +82,10 @@ pub fn service(edge: &Edge) -> EdgeService {
         )
         // Echo the request id on the response, for support.
         .layer(PropagateRequestIdLayer::x_request_id())
-        // [metrics: a later layer goes HERE, outside HSTS, rescue and auth,
-        //  so refused requests are counted too.]
+        // Metrics outside HSTS, rescue, auth and limits, so refused requests
+        // are counted too (by the status they got). Absent when metrics are
+        // off.
+        .option_layer(MetricsLayer::new(edge.metrics()))
         // HSTS outside rescue and auth: over TLS every response carries it,
         // the edge's own UNAUTHENTICATED / UNAVAILABLE included. None on h2c.
         .option_layer(hsts::layer(&config.hsts, edge.transport()))
@@ -88,8 +94,11 @@ pub fn service(edge: &Edge) -> EdgeService {
         // JWT: `authorization: Bearer <jwt>`, or UNAUTHENTICATED. Absent only
         // when `edge.require_auth = false`.
         .option_layer(edge.verifier().map(auth::layer))
-        // [rate limits: a later layer goes HERE, after auth, keyed by the
-        //  verified `sub` that auth put in the request extensions.]
+        // Limits after auth: keyed by the verified `sub` that auth put in
+        // the request extensions (never by a client-sent header or address);
+        // before forward, which carries the admitted call's limits to the
+        // core. Refusals are its own trailers-only RESOURCE_EXHAUSTED.
+        .layer(limits::LimitsLayer::new(edge))
         // Forward the stream to the core, frame by frame.
         .service(forward::Forward::new(
             edge.core().clone(),

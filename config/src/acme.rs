@@ -1,0 +1,245 @@
+//! `[tls.acme]`: certificates from an ACME CA (Let's Encrypt by default),
+//! the keys `vibectl-edge serve-acme` sets from its flags. Validated with
+//! the rest of `[tls]` by [`crate::TlsConfig::check`].
+
+use crate::defaults;
+use serde::Deserialize;
+use std::{net::SocketAddr, path::PathBuf};
+
+/// How the CA checks that this edge answers for the domains.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+pub enum AcmeChallenge {
+    /// On the TLS listener, ALPN `acme-tls/1` (the CA connects to port 443).
+    #[default]
+    #[serde(rename = "tls-alpn-01")]
+    TlsAlpn01,
+    /// `/.well-known/acme-challenge/<token>` on the plain HTTP listener
+    /// (`http_listen`; the CA connects to port 80).
+    #[serde(rename = "http-01")]
+    Http01,
+}
+
+/// `[tls.acme]` (`serve-acme` flags in brackets).
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct AcmeTls {
+    /// Contact address of the ACME account (`--email`), without `mailto:`.
+    pub email: String,
+    /// Names on the certificate (`--domain`, repeatable): DNS names, no
+    /// wildcards (neither challenge can prove a wildcard), no IP addresses.
+    pub domains: Vec<String>,
+    /// The CA's directory URL (`--directory-url`, https only). Default: Let's
+    /// Encrypt production, or staging with `staging = true`.
+    pub directory_url: Option<String>,
+    /// Let's Encrypt staging (`--staging`): untrusted certificates, generous
+    /// rate limits, for trying a setup out.
+    pub staging: bool,
+    /// `"tls-alpn-01"` (default) or `"http-01"` (`--challenge`).
+    pub challenge: AcmeChallenge,
+    /// PEM roots trusted for the CA's own HTTPS API besides the public
+    /// (webpki) roots (`--acme-ca-file`), e.g. Pebble's test CA. Not used
+    /// for client connections.
+    pub ca_file: Option<PathBuf>,
+    /// Where the account key and certificates are kept (`--cache-dir`; 0700,
+    /// files 0600). Default `<state_dir>/acme`.
+    pub cache_dir: Option<PathBuf>,
+    /// Keep the cache in a temporary directory (`--ephemeral-cache`): every
+    /// start orders a new certificate and may hit the CA's rate limits.
+    pub ephemeral_cache: bool,
+    /// Plain HTTP listener (`--http-listen`): answers HTTP-01 challenges and
+    /// redirects everything else to https. Not started when unset; required
+    /// with `challenge = "http-01"`.
+    pub http_listen: Option<SocketAddr>,
+    /// The port in the https URLs that the plain HTTP listener redirects to
+    /// (`--https-port`), when clients reach the TLS listener on another port
+    /// than it binds (a Service mapping 443 to 8443). Default: the TLS
+    /// listener's port (none in the URL when it is 443).
+    pub https_port: Option<u16>,
+}
+
+impl AcmeTls {
+    /// The directory URL in force: `directory_url`, else Let's Encrypt
+    /// staging or production.
+    pub fn directory(&self) -> &str {
+        match (&self.directory_url, self.staging) {
+            (Some(url), _) => url,
+            (None, true) => defaults::ACME_LETS_ENCRYPT_STAGING,
+            (None, false) => defaults::ACME_LETS_ENCRYPT_PRODUCTION,
+        }
+    }
+
+    /// Checks across keys: `(key, message)` of the first problem.
+    pub fn check(&self) -> Result<(), (&'static str, &'static str)> {
+        if self.domains.is_empty() {
+            return Err((
+                "tls.acme.domains",
+                "needs at least one domain (the name clients connect to)",
+            ));
+        }
+        if !self.domains.iter().all(|d| is_dns_name(d)) {
+            return Err((
+                "tls.acme.domains",
+                "must be DNS names such as proxy.example.com (no wildcards, IP addresses, ports or schemes)",
+            ));
+        }
+        if self.email.trim().is_empty() {
+            return Err((
+                "tls.acme.email",
+                "is required: the contact address of the ACME account",
+            ));
+        }
+        if !is_email(&self.email) {
+            return Err((
+                "tls.acme.email",
+                "is not an e-mail address (expected name@example.com, without mailto:)",
+            ));
+        }
+        if self.challenge == AcmeChallenge::Http01 && self.http_listen.is_none() {
+            return Err((
+                "tls.acme.http_listen",
+                "is required with the http-01 challenge: the CA fetches the challenge from this plain HTTP listener (port 80 as the CA sees it)",
+            ));
+        }
+        if self.staging && self.directory_url.is_some() {
+            return Err((
+                "tls.acme.staging",
+                "conflicts with tls.acme.directory_url (staging means the Let's Encrypt staging directory)",
+            ));
+        }
+        if self
+            .directory_url
+            .as_deref()
+            .is_some_and(|url| !url.starts_with("https://") || url.len() <= "https://".len())
+        {
+            return Err((
+                "tls.acme.directory_url",
+                "must be an https:// URL (ACME runs over HTTPS only)",
+            ));
+        }
+        if self.ephemeral_cache && self.cache_dir.is_some() {
+            return Err((
+                "tls.acme.ephemeral_cache",
+                "conflicts with tls.acme.cache_dir (choose a kept or a temporary cache)",
+            ));
+        }
+        if self.https_port == Some(0) {
+            return Err(("tls.acme.https_port", "must be a port number (1-65535)"));
+        }
+        Ok(())
+    }
+}
+
+/// A DNS name a CA can validate: labels of letters, digits and hyphens (not
+/// at either end), at most 63 bytes each and 253 in all, not all-numeric
+/// (an IP address).
+pub fn is_dns_name(name: &str) -> bool {
+    let labels: Vec<&str> = name.split('.').collect();
+    name.len() <= 253
+        && labels.iter().all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+        })
+        && !labels.iter().all(|l| l.bytes().all(|b| b.is_ascii_digit()))
+}
+
+/// A plausible e-mail address: `local@domain`, one `@`, a dotted domain,
+/// no spaces or characters that would break the `mailto:` URL.
+pub fn is_email(email: &str) -> bool {
+    let Some((local, domain)) = email.split_once('@') else {
+        return false;
+    };
+    !local.is_empty()
+        && !email.starts_with("mailto:")
+        && !email
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control() || "<>,;:\"()[]\\".contains(c))
+        && !domain.contains('@')
+        && domain.contains('.')
+        && is_dns_name(domain)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Config;
+    use std::path::Path;
+
+    fn parse(text: &str) -> Result<Config, String> {
+        Config::from_toml(text, Path::new("acme.toml")).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn acme_table_parses_and_defaults_to_lets_encrypt() {
+        let cfg = parse(
+            "[tls.acme]\nemail = \"ops@example.com\"\ndomains = [\"proxy.example.com\"]\n\
+             challenge = \"http-01\"\nhttp_listen = \"0.0.0.0:8080\"\nhttps_port = 443\n",
+        )
+        .expect("valid");
+        let crate::TlsMode::Acme(acme) = cfg.tls.mode() else {
+            panic!("acme mode")
+        };
+        assert_eq!(acme.challenge, AcmeChallenge::Http01);
+        assert_eq!(acme.directory(), defaults::ACME_LETS_ENCRYPT_PRODUCTION);
+        let staging = AcmeTls {
+            staging: true,
+            ..acme
+        };
+        assert_eq!(staging.directory(), defaults::ACME_LETS_ENCRYPT_STAGING);
+    }
+
+    #[test]
+    fn impossible_acme_setups_name_the_key() {
+        let base = "[tls.acme]\nemail = \"ops@example.com\"\ndomains = [\"proxy.example.com\"]\n";
+        for (extra, key) in [
+            ("", ""),
+            ("[tls.self_signed]\n", "tls"),
+            ("challenge = \"http-01\"\n", "tls.acme.http_listen"),
+            ("staging = true\ndirectory_url = \"https://ca/dir\"\n", "tls.acme.staging"),
+            ("directory_url = \"http://ca/dir\"\n", "tls.acme.directory_url"),
+            ("ephemeral_cache = true\ncache_dir = \"/x\"\n", "tls.acme.ephemeral_cache"),
+            ("challenge = \"dns-01\"\n", "tls.acme.challenge"),
+        ] {
+            let result = parse(&format!("{base}{extra}"));
+            if key.is_empty() {
+                result.expect("valid");
+                continue;
+            }
+            let err = result.expect_err(extra);
+            assert!(err.contains(&format!("`{key}`")), "{extra}: {err}");
+        }
+        for (toml, key) in [
+            ("[tls.acme]\nemail = \"ops@example.com\"\n", "tls.acme.domains"),
+            (
+                "[tls.acme]\nemail = \"ops@example.com\"\ndomains = [\"*.example.com\"]\n",
+                "tls.acme.domains",
+            ),
+            ("[tls.acme]\ndomains = [\"a.example.com\"]\n", "tls.acme.email"),
+            (
+                "[tls.acme]\nemail = \"not-an-address\"\ndomains = [\"a.example.com\"]\n",
+                "tls.acme.email",
+            ),
+        ] {
+            let err = parse(toml).expect_err(toml);
+            assert!(err.contains(&format!("`{key}`")), "{toml}: {err}");
+        }
+    }
+
+    #[test]
+    fn names_and_addresses() {
+        for good in ["proxy.example.com", "a-b.c.test", "localhost", "xn--bcher-kva.example"] {
+            assert!(is_dns_name(good), "{good}");
+        }
+        for bad in ["", "*.example.com", "10.0.0.1", "a..b", "-a.b", "a.b:443", "https://a.b", "a b"] {
+            assert!(!is_dns_name(bad), "{bad}");
+        }
+        for good in ["ops@example.com", "first.last+tag@sub.example.org"] {
+            assert!(is_email(good), "{good}");
+        }
+        for bad in ["ops", "@example.com", "ops@", "ops@localhost", "mailto:ops@example.com", "a b@example.com", "a@b@example.com", "ops@example.com,x@y.z"] {
+            assert!(!is_email(bad), "{bad}");
+        }
+    }
+}

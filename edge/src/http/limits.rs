@@ -1,0 +1,280 @@
+//! The limits layer. It runs after auth, so it keys every limit by the
+//! verified JWT `sub` that auth put in the request extensions — never by a
+//! client-sent header or address. For each request it asks the
+//! [`Limiter`] (requests per minute, calls in flight per token and in
+//! total); a refusal is answered here as a trailers-only gRPC status:
+//! `RESOURCE_EXHAUSTED` with `limit-type` and `retry-after-ms`, or
+//! `UNAVAILABLE` when the backend is down and the policy is to fail closed.
+//!
+//! An admitted call carries its limits to the core (`x-vibectl-limit-rpm`,
+//! `-concurrency`, `-input-length`, `-timeout`; absent = unlimited) and a
+//! `grpc-timeout` that is the shorter of the client's and the token's
+//! `request_timeout_seconds`. The core enforces input length and the
+//! deadline; this layer is the backstop that ends a call still running
+//! one second after its deadline with `DEADLINE_EXCEEDED` (see
+//! [`LimitedBody`]). The call's permit (its concurrency slots) is held by
+//! the response body, so the slot is taken for the whole stream and freed
+//! when the stream ends or the client drops it.
+
+use crate::{
+    Edge,
+    http::{
+        BoxError, EdgeBody,
+        auth::Identity,
+        forward::CoreHeaders,
+        grpc_status::{GrpcCode, response},
+    },
+    limits::{
+        Admit, CallKind, Limiter, Refusal,
+        body::{Backstop, Hold, LimitedBody, deadline_status},
+        deadline::{CallDeadline, GRPC_TIMEOUT, format_grpc_timeout, parse_grpc_timeout},
+        retry_ms,
+    },
+    metrics::{ANONYMOUS, Metrics, SubjectSlot},
+};
+use http::{HeaderMap, HeaderValue, Request, Response};
+use http_body_util::BodyExt;
+use std::{
+    future::Future,
+    pin::Pin,
+    sync::Arc,
+    task::{Context, Poll},
+};
+use tokio::time::Instant;
+use tower::{Layer, Service, ServiceExt};
+use vibectl_config::LimitSet;
+
+/// The caller's sustained requests per minute, for the core.
+pub const LIMIT_RPM_HEADER: &str = "x-vibectl-limit-rpm";
+/// The caller's calls in flight at once, for the core.
+pub const LIMIT_CONCURRENCY_HEADER: &str = "x-vibectl-limit-concurrency";
+/// The caller's maximum input in characters, for the core (which enforces it).
+pub const LIMIT_INPUT_LENGTH_HEADER: &str = "x-vibectl-limit-input-length";
+/// The caller's longest call in seconds, for the core (which enforces it).
+pub const LIMIT_TIMEOUT_HEADER: &str = "x-vibectl-limit-timeout";
+/// Metadata naming the limit that refused or ended a call.
+pub const LIMIT_TYPE: &str = "limit-type";
+/// Metadata: milliseconds until a retry can pass.
+pub const RETRY_AFTER_MS: &str = "retry-after-ms";
+
+/// The limits layer for the request path.
+#[derive(Debug, Clone)]
+pub struct LimitsLayer {
+    limiter: Arc<Limiter>,
+    metrics: Metrics,
+}
+
+impl LimitsLayer {
+    /// The layer of `edge` (its limiter and metrics).
+    pub fn new(edge: &Edge) -> Self {
+        Self {
+            limiter: edge.limiter().clone(),
+            metrics: edge.metrics().clone(),
+        }
+    }
+}
+
+impl<S> Layer<S> for LimitsLayer {
+    type Service = Limits<S>;
+
+    fn layer(&self, inner: S) -> Limits<S> {
+        Limits {
+            inner,
+            limiter: self.limiter.clone(),
+            metrics: self.metrics.clone(),
+        }
+    }
+}
+
+/// See the module doc.
+#[derive(Debug, Clone)]
+pub struct Limits<S> {
+    inner: S,
+    limiter: Arc<Limiter>,
+    metrics: Metrics,
+}
+
+impl<S, B> Service<Request<B>> for Limits<S>
+where
+    S: Service<Request<B>, Response = Response<EdgeBody>, Error = BoxError>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send,
+    B: Send + 'static,
+{
+    type Response = Response<EdgeBody>;
+    type Error = BoxError;
+    type Future = Pin<Box<dyn Future<Output = Result<Response<EdgeBody>, BoxError>> + Send>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        // The inner service is made ready in `call`, after admission.
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, mut request: Request<B>) -> Self::Future {
+        let clone = self.inner.clone();
+        let inner = std::mem::replace(&mut self.inner, clone);
+        let (limiter, metrics) = (self.limiter.clone(), self.metrics.clone());
+        // Without auth (`edge.require_auth = false`) every caller shares
+        // the `anonymous` limits.
+        let identity = request.extensions().get::<Identity>();
+        let sub = identity.map_or_else(|| ANONYMOUS.to_owned(), |i| i.sub.clone());
+        // The `kid` of the key that verified the token selects an override
+        // too (a `sub` override wins).
+        let kid = identity.and_then(|i| i.kid.clone());
+        if let (Some(slot), Some(identity)) = (
+            request.extensions().get::<SubjectSlot>(),
+            request.extensions().get::<Identity>(),
+        ) {
+            slot.set(&identity.sub);
+        }
+        let kind = CallKind::of_path(request.uri().path());
+        Box::pin(async move {
+            let permit = match limiter.admit(&sub, kid.as_deref(), kind).await {
+                Admit::Allowed(permit) => permit,
+                Admit::Refused(refusal) => return Ok(refused(&sub, &refusal)),
+            };
+            let client_timeout = request
+                .headers()
+                .get(GRPC_TIMEOUT)
+                .and_then(|v| v.to_str().ok())
+                .and_then(parse_grpc_timeout);
+            let deadline = CallDeadline::of(
+                client_timeout,
+                permit.limits.request_timeout_seconds.map(|n| n.get()),
+            );
+            stamp(&mut request, &permit.limits, deadline);
+            let hold = Hold {
+                permit,
+                in_flight: (kind == CallKind::Call).then(|| metrics.in_flight(&sub)),
+            };
+            let Some(deadline) = deadline else {
+                let response = inner.oneshot(request).await?;
+                return Ok(response.map(|b| LimitedBody::new(b, hold, None).boxed_unsync()));
+            };
+            let started = Instant::now();
+            let end = Backstop::new(deadline, sub.clone(), started);
+            match tokio::time::timeout_at(end.at(), inner.oneshot(request)).await {
+                Ok(response) => {
+                    Ok(response?.map(|b| LimitedBody::new(b, hold, Some(end)).boxed_unsync()))
+                }
+                // No response headers by then: dropping the future drops
+                // the core's stream, which cancels the call there.
+                Err(_) => {
+                    tracing::info!(%sub, after = ?deadline.after, "call ended by the edge's deadline backstop (no answer)");
+                    Ok(deadline_response(&deadline, &sub))
+                }
+            }
+        })
+    }
+}
+
+/// The caller's limits as headers for the core, and the call's
+/// `grpc-timeout`.
+fn stamp<B>(request: &mut Request<B>, limits: &LimitSet, deadline: Option<CallDeadline>) {
+    let mut core = HeaderMap::new();
+    for (name, value) in [
+        (LIMIT_RPM_HEADER, limits.max_requests_per_minute),
+        (LIMIT_CONCURRENCY_HEADER, limits.max_concurrent_requests),
+        (LIMIT_INPUT_LENGTH_HEADER, limits.max_input_length),
+        (LIMIT_TIMEOUT_HEADER, limits.request_timeout_seconds),
+    ] {
+        if let Some(n) = value {
+            core.insert(name, HeaderValue::from(n.get()));
+        }
+    }
+    request.extensions_mut().insert(CoreHeaders(core));
+    if let Some(deadline) = deadline
+        && let Ok(value) = HeaderValue::from_str(&format_grpc_timeout(deadline.after))
+    {
+        request.headers_mut().insert(GRPC_TIMEOUT, value);
+    }
+}
+
+/// The trailers-only answer to a refused call.
+fn refused(sub: &str, refusal: &Refusal) -> Response<EdgeBody> {
+    match refusal {
+        Refusal::Limited {
+            limit,
+            retry_after,
+            message,
+        } => {
+            let retry = retry_ms(*retry_after);
+            tracing::debug!(%sub, limit = limit.as_str(), retry_after_ms = retry, "refused: {message}");
+            let mut r = response(GrpcCode::ResourceExhausted, message);
+            r.headers_mut()
+                .insert(LIMIT_TYPE, HeaderValue::from_static(limit.as_str()));
+            r.headers_mut()
+                .insert(RETRY_AFTER_MS, HeaderValue::from(retry));
+            r
+        }
+        Refusal::BackendUnavailable => response(
+            GrpcCode::Unavailable,
+            "rate-limit backend unavailable; try again shortly",
+        ),
+    }
+}
+
+fn deadline_response(deadline: &CallDeadline, sub: &str) -> Response<EdgeBody> {
+    let mut r = response(GrpcCode::DeadlineExceeded, &deadline.message(sub));
+    r.headers_mut().extend(deadline_status(deadline, sub));
+    r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::limits::LimitType;
+    use std::{num::NonZeroU32, time::Duration};
+
+    #[test]
+    fn refusal_carries_limit_type_and_retry_after() {
+        let r = refused(
+            "alice",
+            &Refusal::Limited {
+                limit: LimitType::Rpm,
+                retry_after: Duration::from_micros(849_200),
+                message: "rate limit: 60 requests per minute for token `alice`; retry in 850 ms"
+                    .to_owned(),
+            },
+        );
+        assert_eq!(r.headers()["grpc-status"], "8");
+        assert_eq!(r.headers()[LIMIT_TYPE], "rpm");
+        assert_eq!(r.headers()[RETRY_AFTER_MS], "850");
+        assert!(
+            r.headers()["grpc-message"]
+                .to_str()
+                .expect("ascii")
+                .contains("60 requests per minute")
+        );
+        let down = refused("alice", &Refusal::BackendUnavailable);
+        assert_eq!(down.headers()["grpc-status"], "14");
+        assert!(down.headers().get(LIMIT_TYPE).is_none());
+    }
+
+    #[test]
+    fn limits_and_the_shorter_deadline_are_stamped() {
+        let limits = LimitSet {
+            max_requests_per_minute: NonZeroU32::new(60),
+            max_input_length: NonZeroU32::new(100),
+            request_timeout_seconds: NonZeroU32::new(5),
+            ..LimitSet::default()
+        };
+        let mut request = Request::new(());
+        request
+            .headers_mut()
+            .insert(GRPC_TIMEOUT, HeaderValue::from_static("1H"));
+        let deadline = CallDeadline::of(Some(Duration::from_secs(3600)), Some(5));
+        stamp(&mut request, &limits, deadline);
+        assert_eq!(request.headers()[GRPC_TIMEOUT], "5000m");
+        let core = &request.extensions().get::<CoreHeaders>().expect("set").0;
+        assert_eq!(core[LIMIT_RPM_HEADER], "60");
+        assert_eq!(core[LIMIT_INPUT_LENGTH_HEADER], "100");
+        assert_eq!(core[LIMIT_TIMEOUT_HEADER], "5");
+        assert!(
+            core.get(LIMIT_CONCURRENCY_HEADER).is_none(),
+            "unlimited = absent"
+        );
+    }
+}

@@ -1,0 +1,221 @@
+//! The response body of an admitted call: it holds the call's [`Hold`]
+//! (its concurrency slots and its place in the in-flight gauge) for the
+//! whole stream, releasing it when the stream ends or the client drops it,
+//! and it is the edge's deadline backstop: [`BACKSTOP_GRACE`] after the
+//! call's deadline it drops the core's stream (which cancels the call
+//! there) and ends the call with `DEADLINE_EXCEEDED` trailers.
+
+use super::{
+    LimitType, Permit,
+    deadline::{BACKSTOP_GRACE, CallDeadline, DeadlineSource},
+};
+use crate::{
+    http::{
+        BoxError, EdgeBody,
+        grpc_status::{GrpcCode, status_headers},
+        limits::LIMIT_TYPE,
+    },
+    metrics::InFlight,
+};
+use bytes::Bytes;
+use http::{HeaderMap, HeaderValue};
+use http_body::{Body, Frame, SizeHint};
+use std::{
+    future::Future,
+    pin::Pin,
+    task::{Context, Poll},
+};
+use tokio::time::{Instant, Sleep};
+
+/// The `DEADLINE_EXCEEDED` status (with `limit-type: timeout` when it is
+/// the token's deadline) of a call that outlived `deadline`.
+pub fn deadline_status(deadline: &CallDeadline, sub: &str) -> HeaderMap {
+    let mut headers = status_headers(GrpcCode::DeadlineExceeded, &deadline.message(sub));
+    if deadline.source == DeadlineSource::Token {
+        headers.insert(
+            LIMIT_TYPE,
+            HeaderValue::from_static(LimitType::Timeout.as_str()),
+        );
+    }
+    headers
+}
+
+/// What an admitted call holds until its response ends.
+pub struct Hold {
+    /// The call's permit (its concurrency slots).
+    pub permit: Permit,
+    /// Its place in `vibectl_concurrent_in_flight`.
+    pub in_flight: Option<InFlight>,
+}
+
+/// The edge's own end of a call that outlived its deadline.
+pub struct Backstop {
+    at: Instant,
+    sleep: Pin<Box<Sleep>>,
+    deadline: CallDeadline,
+    sub: String,
+}
+
+/// The response body of an admitted call: frames pass unchanged; the
+/// [`Hold`] is released at the end of the stream (or when the body is
+/// dropped); past the backstop the core's stream is dropped and
+/// `DEADLINE_EXCEEDED` trailers end the call.
+pub struct LimitedBody {
+    inner: Option<EdgeBody>,
+    hold: Option<Hold>,
+    backstop: Option<Backstop>,
+}
+
+impl LimitedBody {
+    /// Wraps the core's response body of an admitted call.
+    pub fn new(inner: EdgeBody, hold: Hold, backstop: Option<Backstop>) -> Self {
+        Self {
+            inner: Some(inner),
+            hold: Some(hold),
+            backstop,
+        }
+    }
+
+    fn end(&mut self) {
+        self.inner = None;
+        self.hold = None;
+        self.backstop = None;
+    }
+}
+
+impl Body for LimitedBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = &mut *self;
+        if let Some(backstop) = &mut this.backstop
+            && backstop.sleep.as_mut().poll(cx).is_ready()
+        {
+            let trailers = deadline_status(&backstop.deadline, &backstop.sub);
+            tracing::info!(sub = %backstop.sub, after = ?backstop.deadline.after, "call ended by the edge's deadline backstop");
+            this.end();
+            return Poll::Ready(Some(Ok(Frame::trailers(trailers))));
+        }
+        let Some(inner) = &mut this.inner else {
+            return Poll::Ready(None);
+        };
+        let frame = std::task::ready!(Pin::new(inner).poll_frame(cx));
+        match &frame {
+            Some(Ok(f)) if f.is_trailers() => this.end(),
+            None | Some(Err(_)) => this.end(),
+            Some(Ok(_)) => {}
+        }
+        Poll::Ready(frame)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.as_ref().is_none_or(|b| b.is_end_stream())
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner
+            .as_ref()
+            .map_or_else(|| SizeHint::with_exact(0), |b| b.size_hint())
+    }
+}
+
+impl Backstop {
+    /// The backstop of a call of `sub` that started at `started`.
+    pub fn new(deadline: CallDeadline, sub: String, started: Instant) -> Self {
+        let at = started + deadline.after + BACKSTOP_GRACE;
+        Self {
+            at,
+            sleep: Box::pin(tokio::time::sleep_until(at)),
+            deadline,
+            sub,
+        }
+    }
+
+    /// When the edge ends the call.
+    pub fn at(&self) -> Instant {
+        self.at
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{limits::Limiter, metrics::Metrics};
+    use futures::StreamExt;
+    use http_body_util::BodyExt;
+    use std::time::Duration;
+
+    #[tokio::test(start_paused = true)]
+    async fn the_backstop_ends_a_silent_stream_and_frees_the_slot() {
+        use crate::limits::{Admit, CallKind};
+        use futures::stream;
+        use http_body_util::StreamBody;
+        use std::sync::{
+            Arc,
+            atomic::{AtomicBool, Ordering},
+        };
+
+        let config: vibectl_config::LimitsConfig = vibectl_config::Config::from_toml(
+            "[limits.global]\nmax_concurrent_requests = 1",
+            std::path::Path::new("t.toml"),
+        )
+        .expect("valid")
+        .limits;
+        let limiter = Limiter::new(&config, Metrics::disabled()).expect("limiter");
+        let Admit::Allowed(permit) = limiter.admit("alice", None, CallKind::Call).await else {
+            panic!("admitted")
+        };
+        // The core's stream: one frame, then silence; notes being dropped.
+        struct Flag(Arc<AtomicBool>);
+        impl Drop for Flag {
+            fn drop(&mut self) {
+                self.0.store(true, Ordering::SeqCst);
+            }
+        }
+        let dropped = Arc::new(AtomicBool::new(false));
+        let flag = Flag(dropped.clone());
+        let frames = stream::iter([Ok::<_, BoxError>(Frame::data(Bytes::from_static(b"x")))])
+            .chain(stream::pending())
+            .map(move |f| {
+                let _held = &flag;
+                f
+            });
+        let deadline = CallDeadline::of(None, Some(2)).expect("deadline");
+        let started = Instant::now();
+        let backstop = Backstop::new(deadline, "alice".to_owned(), started);
+        assert_eq!(backstop.at() - started, Duration::from_secs(3));
+        let hold = Hold {
+            permit,
+            in_flight: None,
+        };
+        let mut body =
+            LimitedBody::new(StreamBody::new(frames).boxed_unsync(), hold, Some(backstop));
+        let first = body.frame().await.expect("frame").expect("ok");
+        assert!(first.is_data());
+        assert!(matches!(
+            limiter.admit("alice", None, CallKind::Call).await,
+            Admit::Refused(_)
+        ));
+        let last = body.frame().await.expect("frame").expect("ok");
+        assert_eq!(started.elapsed(), Duration::from_secs(3), "deadline + 1 s");
+        let trailers = last.into_trailers().expect("trailers");
+        assert_eq!(trailers["grpc-status"], "4");
+        assert_eq!(trailers[LIMIT_TYPE], "timeout");
+        assert!(
+            dropped.load(Ordering::SeqCst),
+            "the core's stream is dropped"
+        );
+        assert!(body.frame().await.is_none());
+        assert!(
+            matches!(
+                limiter.admit("alice", None, CallKind::Call).await,
+                Admit::Allowed(_)
+            ),
+            "the slot is free"
+        );
+    }
+}

@@ -1,0 +1,192 @@
+//! The metrics layer: wraps the whole request path below it (HSTS, rescue,
+//! auth, limits, forward), so refusals are counted like answers. A request
+//! is counted once, when its gRPC status is known: at once for a
+//! trailers-only answer (`grpc-status` in the headers: every refusal), else
+//! when the response stream's trailers pass; a stream the client drops
+//! first counts as `CANCELLED`. The first DATA frame is the time to first
+//! chunk. The `sub` comes from the [`SubjectSlot`] the limits layer fills.
+
+use super::{
+    Metrics,
+    labels::{self, SubjectSlot},
+};
+use crate::http::{BoxError, EdgeBody};
+use bytes::Bytes;
+use http::{HeaderMap, Request, Response};
+use http_body::{Body, Frame, SizeHint};
+use http_body_util::BodyExt;
+use std::{
+    future::Future,
+    pin::Pin,
+    task::{Context, Poll, ready},
+};
+use tokio::time::Instant;
+use tower::{Layer, Service};
+
+/// The metrics layer (see the module doc).
+#[derive(Debug, Clone)]
+pub struct MetricsLayer {
+    metrics: Metrics,
+}
+
+impl MetricsLayer {
+    /// The layer, or `None` when metrics are off (then there is no layer).
+    pub fn new(metrics: &Metrics) -> Option<Self> {
+        metrics.is_enabled().then(|| Self {
+            metrics: metrics.clone(),
+        })
+    }
+}
+
+impl<S> Layer<S> for MetricsLayer {
+    type Service = MetricsService<S>;
+
+    fn layer(&self, inner: S) -> MetricsService<S> {
+        MetricsService {
+            inner,
+            metrics: self.metrics.clone(),
+        }
+    }
+}
+
+/// See [`MetricsLayer`].
+#[derive(Debug, Clone)]
+pub struct MetricsService<S> {
+    inner: S,
+    metrics: Metrics,
+}
+
+impl<S, B> Service<Request<B>> for MetricsService<S>
+where
+    S: Service<Request<B>, Response = Response<EdgeBody>>,
+    S::Future: Send + 'static,
+    S::Error: Send + 'static,
+{
+    type Response = Response<EdgeBody>;
+    type Error = S::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<Response<EdgeBody>, S::Error>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: Request<B>) -> Self::Future {
+        let slot = SubjectSlot::default();
+        request.extensions_mut().insert(slot.clone());
+        let mut record = Record {
+            metrics: self.metrics.clone(),
+            method: labels::method(request.uri().path()),
+            slot,
+            started: Instant::now(),
+            done: false,
+        };
+        let future = self.inner.call(request);
+        Box::pin(async move {
+            let response = match future.await {
+                Ok(response) => response,
+                Err(error) => {
+                    record.finish("INTERNAL", None);
+                    return Err(error);
+                }
+            };
+            if let Some(code) = response.headers().get("grpc-status") {
+                // Trailers-only: the status is final now.
+                let code = labels::code_name(code.to_str().unwrap_or(""));
+                record.finish(code, response.headers());
+                return Ok(response);
+            }
+            Ok(response.map(|body| {
+                MetricsBody {
+                    inner: body,
+                    record,
+                    seen_data: false,
+                }
+                .boxed_unsync()
+            }))
+        })
+    }
+}
+
+/// One request's measurements until its status is known.
+struct Record {
+    metrics: Metrics,
+    method: &'static str,
+    slot: SubjectSlot,
+    started: Instant,
+    done: bool,
+}
+
+impl Record {
+    fn finish<'a>(&mut self, code: &'static str, status: impl Into<Option<&'a HeaderMap>>) {
+        if std::mem::replace(&mut self.done, true) {
+            return;
+        }
+        let sub = self.metrics.subject(self.slot.get());
+        self.metrics
+            .request(&sub, self.method, code, self.started.elapsed());
+        let limit = status
+            .into()
+            .and_then(|h| h.get("limit-type"))
+            .and_then(|v| v.to_str().ok());
+        if let Some(limit) = limit {
+            self.metrics.rate_limited(&sub, labels::limit_type(limit));
+        }
+    }
+}
+
+impl Drop for Record {
+    fn drop(&mut self) {
+        // Dropped before a status: the client went away.
+        self.finish("CANCELLED", None);
+    }
+}
+
+/// The response body, watched for its first DATA frame and its trailers.
+struct MetricsBody {
+    inner: EdgeBody,
+    record: Record,
+    seen_data: bool,
+}
+
+impl Body for MetricsBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = &mut *self;
+        let frame = ready!(Pin::new(&mut this.inner).poll_frame(cx));
+        match &frame {
+            Some(Ok(f)) if f.is_data() => {
+                if !std::mem::replace(&mut this.seen_data, true) {
+                    this.record
+                        .metrics
+                        .first_chunk(this.record.method, this.record.started.elapsed());
+                }
+            }
+            Some(Ok(f)) => {
+                if let Some(trailers) = f.trailers_ref() {
+                    let code = trailers
+                        .get("grpc-status")
+                        .map_or("UNKNOWN", |c| labels::code_name(c.to_str().unwrap_or("")));
+                    this.record.finish(code, trailers);
+                }
+            }
+            // A broken stream: hyper resets it; the client sees no status.
+            Some(Err(_)) => this.record.finish("UNKNOWN", None),
+            // Ended without trailers: not a valid gRPC response.
+            None => this.record.finish("UNKNOWN", None),
+        }
+        Poll::Ready(frame)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}

@@ -1,0 +1,376 @@
+//! Prometheus metrics of the edge (OpenTelemetry instruments exported to a
+//! Prometheus registry of this [`Metrics`] alone, no scope labels), served
+//! as `/metrics` on the admin listener when `[metrics] enabled = true` or
+//! `serve --enable-metrics`:
+//!
+//! | Prometheus name | kind | labels | where it is counted |
+//! | --- | --- | --- | --- |
+//! | `vibectl_requests_total` | counter | `sub`, `method`, `code` | [`layer`], every request, refusals included |
+//! | `vibectl_rate_limited_total` | counter | `sub`, `limit_type` | [`layer`], from the final status's `limit-type` (the edge's rpm/concurrency, the core's input_length/timeout) |
+//! | `vibectl_concurrent_in_flight` | gauge | `sub` | the limits layer, while a call holds its permit |
+//! | `vibectl_request_duration_seconds` | histogram | `method` | [`layer`], request start → end of the response stream |
+//! | `vibectl_time_to_first_chunk_seconds` | histogram | `method` | [`layer`], request start → first response DATA frame |
+//! | `vibectl_limits_backend_errors_total` | counter | `backend` | the limiter, once per call the backend failed |
+//! | `vibectl_tls_handshake_failures_total` | counter | `reason` | read from the TLS listener's counters at scrape time |
+//! | `vibectl_certificate_expiry_seconds` | gauge | — | read from the certificate resolver at scrape time |
+//!
+//! Label values are bounded: `sub` takes at most `[metrics] max_subjects`
+//! distinct values (later subjects are `other`; unauthenticated requests
+//! `anonymous`), `method` is one of the three RPCs or `other`, `code` a
+//! gRPC status name. Token counts and cost are the core's (its own
+//! `/metrics` port). Every method is a no-op when metrics are off.
+
+pub mod labels;
+pub mod layer;
+
+pub use labels::{ANONYMOUS, OTHER, SubjectSlot};
+pub use layer::MetricsLayer;
+
+use crate::tls::{CertResolver, HandshakeStats};
+use arc_swap::ArcSwapOption;
+use opentelemetry::{
+    KeyValue,
+    metrics::{
+        Counter, Histogram, MeterProvider as _, ObservableCounter, ObservableGauge, UpDownCounter,
+    },
+};
+use opentelemetry_sdk::metrics::SdkMeterProvider;
+use std::{
+    sync::Arc,
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
+use vibectl_config::MetricsConfig;
+
+/// Buckets (seconds) of the duration histograms: from a refusal (well
+/// under a millisecond) to a long LLM stream (minutes).
+const DURATION_BUCKETS: [f64; 17] = [
+    0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0,
+    300.0,
+];
+
+/// The edge's metrics; cheap to clone.
+#[derive(Clone, Default)]
+pub struct Metrics {
+    inner: Option<Arc<Instruments>>,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Metrics")
+            .field("enabled", &self.is_enabled())
+            .finish()
+    }
+}
+
+struct Instruments {
+    registry: prometheus::Registry,
+    provider: SdkMeterProvider,
+    subjects: labels::Subjects,
+    requests: Counter<u64>,
+    rate_limited: Counter<u64>,
+    in_flight: UpDownCounter<i64>,
+    duration: Histogram<f64>,
+    first_chunk: Histogram<f64>,
+    backend_errors: Counter<u64>,
+    tls: Arc<TlsSources>,
+    _observed: (ObservableCounter<u64>, ObservableGauge<f64>),
+}
+
+/// What the scrape-time instruments read; filled in once TLS is set up.
+#[derive(Default)]
+struct TlsSources {
+    certificate: ArcSwapOption<CertResolver>,
+    handshakes: ArcSwapOption<HandshakeStats>,
+}
+
+impl Drop for Instruments {
+    fn drop(&mut self) {
+        let _ = self.provider.shutdown();
+    }
+}
+
+impl Metrics {
+    /// No metrics: every method does nothing.
+    pub fn disabled() -> Self {
+        Self::default()
+    }
+
+    /// Metrics per `config` (disabled unless `config.enabled`).
+    pub fn from_config(config: &MetricsConfig) -> Result<Self, String> {
+        if config.enabled {
+            Self::new(config.max_subjects)
+        } else {
+            Ok(Self::disabled())
+        }
+    }
+
+    /// Metrics with their own Prometheus registry.
+    pub fn new(max_subjects: usize) -> Result<Self, String> {
+        let registry = prometheus::Registry::new();
+        let exporter = opentelemetry_prometheus::exporter()
+            .with_registry(registry.clone())
+            .scope_info_enabled(false)
+            .without_target_info()
+            .build()
+            .map_err(|e| format!("cannot set up the Prometheus exporter: {e}"))?;
+        let provider = SdkMeterProvider::builder().with_reader(exporter).build();
+        let meter = provider.meter("vibectl-edge");
+        let tls = Arc::new(TlsSources::default());
+        let handshakes = {
+            let tls = tls.clone();
+            meter
+                .u64_observable_counter("vibectl_tls_handshake_failures")
+                .with_description("Failed TLS handshakes on the main listener, by reason")
+                .with_callback(move |observer| {
+                    if let Some(stats) = tls.handshakes.load().as_ref() {
+                        for (reason, n) in stats.snapshot() {
+                            observer.observe(n, &[KeyValue::new("reason", reason.as_str())]);
+                        }
+                    }
+                })
+                .build()
+        };
+        let expiry = {
+            let tls = tls.clone();
+            meter
+                .f64_observable_gauge("vibectl_certificate_expiry")
+                .with_unit("s")
+                .with_description(
+                    "Seconds until the served certificate expires (negative: expired)",
+                )
+                .with_callback(move |observer| {
+                    let served = tls.certificate.load().as_ref().and_then(|r| r.served());
+                    if let Some(served) = served {
+                        observer.observe(seconds_until(served.not_after_unix), &[]);
+                    }
+                })
+                .build()
+        };
+        let histogram = |name: &'static str, description: &'static str| {
+            meter
+                .f64_histogram(name)
+                .with_unit("s")
+                .with_description(description)
+                .with_boundaries(DURATION_BUCKETS.to_vec())
+                .build()
+        };
+        let instruments = Instruments {
+            requests: meter
+                .u64_counter("vibectl_requests")
+                .with_description("Requests to the edge, by subject, method and gRPC status")
+                .build(),
+            rate_limited: meter
+                .u64_counter("vibectl_rate_limited")
+                .with_description("Calls refused or ended by a limit, by subject and limit type")
+                .build(),
+            in_flight: meter
+                .i64_up_down_counter("vibectl_concurrent_in_flight")
+                .with_description("Calls in flight (holding a limits permit), by subject")
+                .build(),
+            duration: histogram(
+                "vibectl_request_duration",
+                "Wall time of a request at the edge, to the end of its response stream",
+            ),
+            first_chunk: histogram(
+                "vibectl_time_to_first_chunk",
+                "Time from a request's start to its first response DATA frame",
+            ),
+            backend_errors: meter
+                .u64_counter("vibectl_limits_backend_errors")
+                .with_description("Calls for which the rate-limit backend could not answer")
+                .build(),
+            subjects: labels::Subjects::new(max_subjects),
+            registry,
+            provider,
+            tls,
+            _observed: (handshakes, expiry),
+        };
+        Ok(Self {
+            inner: Some(Arc::new(instruments)),
+        })
+    }
+
+    /// True when metrics are collected.
+    pub fn is_enabled(&self) -> bool {
+        self.inner.is_some()
+    }
+
+    /// The `sub` label of a subject (`anonymous` for none, `other` past
+    /// `max_subjects`).
+    pub fn subject(&self, sub: Option<&str>) -> String {
+        match &self.inner {
+            Some(inner) => inner.subjects.label(sub),
+            None => String::new(),
+        }
+    }
+
+    /// Reports `vibectl_certificate_expiry_seconds` from `resolver`.
+    pub fn watch_certificate(&self, resolver: Arc<CertResolver>) {
+        if let Some(inner) = &self.inner {
+            inner.tls.certificate.store(Some(resolver));
+        }
+    }
+
+    /// Reports `vibectl_tls_handshake_failures_total` from `stats` (the
+    /// main listener's counters).
+    pub fn watch_handshakes(&self, stats: Arc<HandshakeStats>) {
+        if let Some(inner) = &self.inner {
+            inner.tls.handshakes.store(Some(stats));
+        }
+    }
+
+    /// A finished request (`sub` is already a label).
+    pub fn request(&self, sub: &str, method: &'static str, code: &'static str, took: Duration) {
+        let Some(inner) = &self.inner else { return };
+        inner.requests.add(
+            1,
+            &[
+                KeyValue::new("sub", sub.to_owned()),
+                KeyValue::new("method", method),
+                KeyValue::new("code", code),
+            ],
+        );
+        inner
+            .duration
+            .record(took.as_secs_f64(), &[KeyValue::new("method", method)]);
+    }
+
+    /// A call refused or ended by the limit `limit_type`.
+    pub fn rate_limited(&self, sub: &str, limit_type: &'static str) {
+        let Some(inner) = &self.inner else { return };
+        inner.rate_limited.add(
+            1,
+            &[
+                KeyValue::new("sub", sub.to_owned()),
+                KeyValue::new("limit_type", limit_type),
+            ],
+        );
+    }
+
+    /// The first DATA frame of a response left, `elapsed` after the start.
+    pub fn first_chunk(&self, method: &'static str, elapsed: Duration) {
+        let Some(inner) = &self.inner else { return };
+        inner
+            .first_chunk
+            .record(elapsed.as_secs_f64(), &[KeyValue::new("method", method)]);
+    }
+
+    /// The rate-limit backend (`memory`, `redis`) failed a call.
+    pub fn backend_error(&self, backend: &'static str) {
+        let Some(inner) = &self.inner else { return };
+        inner
+            .backend_errors
+            .add(1, &[KeyValue::new("backend", backend)]);
+    }
+
+    /// Shows `vibectl_limits_backend_errors_total{backend}` at 0.
+    pub fn backend_errors_start(&self, backend: &'static str) {
+        let Some(inner) = &self.inner else { return };
+        inner
+            .backend_errors
+            .add(0, &[KeyValue::new("backend", backend)]);
+    }
+
+    /// Counts a call of `sub` in flight until the guard drops.
+    pub fn in_flight(&self, sub: &str) -> InFlight {
+        let label = self.subject(Some(sub));
+        if let Some(inner) = &self.inner {
+            inner
+                .in_flight
+                .add(1, &[KeyValue::new("sub", label.clone())]);
+        }
+        InFlight {
+            metrics: self.clone(),
+            label,
+        }
+    }
+
+    /// The Prometheus text exposition (empty when off).
+    pub fn render(&self) -> Result<String, String> {
+        let Some(inner) = &self.inner else {
+            return Ok(String::new());
+        };
+        prometheus::TextEncoder::new()
+            .encode_to_string(&inner.registry.gather())
+            .map_err(|e| e.to_string())
+    }
+}
+
+/// One call in `vibectl_concurrent_in_flight`; dropping it ends it.
+#[derive(Debug)]
+pub struct InFlight {
+    metrics: Metrics,
+    label: String,
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        if let Some(inner) = &self.metrics.inner {
+            inner
+                .in_flight
+                .add(-1, &[KeyValue::new("sub", std::mem::take(&mut self.label))]);
+        }
+    }
+}
+
+fn seconds_until(unix: i64) -> f64 {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64());
+    // Unix seconds fit an f64 exactly for the next hundred million years.
+    #[allow(clippy::cast_precision_loss)]
+    let at = unix as f64;
+    at - now
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn disabled_renders_nothing_and_counts_nothing() {
+        let m = Metrics::disabled();
+        m.request("a", "Execute", "OK", Duration::from_millis(1));
+        let _f = m.in_flight("a");
+        assert_eq!(m.render().expect("render"), "");
+    }
+
+    #[test]
+    fn names_units_and_no_scope_labels() {
+        let m = Metrics::new(2).expect("metrics");
+        let alice = m.subject(Some("alice"));
+        m.request(&alice, "Execute", "OK", Duration::from_millis(20));
+        m.rate_limited(&alice, "rpm");
+        m.first_chunk("StreamExecute", Duration::from_millis(5));
+        m.backend_error("redis");
+        let stats = Arc::new(HandshakeStats::default());
+        for _ in 0..3 {
+            stats.record(crate::tls::HandshakeFailure::Timeout);
+        }
+        m.watch_handshakes(stats);
+        let held = m.in_flight("bob");
+        let text = m.render().expect("render");
+        for needle in [
+            r#"vibectl_requests_total{code="OK",method="Execute",sub="alice"} 1"#,
+            r#"vibectl_rate_limited_total{limit_type="rpm",sub="alice"} 1"#,
+            r#"vibectl_concurrent_in_flight{sub="bob"} 1"#,
+            r#"vibectl_request_duration_seconds_bucket{method="Execute",le="0.025"} 1"#,
+            r#"vibectl_time_to_first_chunk_seconds_count{method="StreamExecute"} 1"#,
+            r#"vibectl_limits_backend_errors_total{backend="redis"} 1"#,
+            r#"vibectl_tls_handshake_failures_total{reason="timeout"} 3"#,
+            r#"vibectl_tls_handshake_failures_total{reason="protocol_version"} 0"#,
+        ] {
+            assert!(text.contains(needle), "{needle} in\n{text}");
+        }
+        assert!(!text.contains("otel_scope"), "{text}");
+        assert!(!text.contains("target_info"), "{text}");
+        drop(held);
+        let text = m.render().expect("render");
+        assert!(
+            text.contains(r#"vibectl_concurrent_in_flight{sub="bob"} 0"#),
+            "{text}"
+        );
+        assert_eq!(m.subject(Some("carol")), OTHER, "max_subjects = 2");
+        assert_eq!(m.subject(None), ANONYMOUS);
+    }
+}

@@ -1,0 +1,251 @@
+//! The edge's side of the limits contract with the core, against a
+//! recording core: an admitted call carries the caller's limits in
+//! `x-vibectl-limit-*` (absent = unlimited; client-sent ones never pass)
+//! and a `grpc-timeout` that is the shorter of the client's and the
+//! token's; a core that ignores the deadline is cut off by the edge's
+//! backstop one second after it, with `DEADLINE_EXCEEDED` and
+//! `limit-type: timeout`, and its stream is dropped.
+
+use futures::{Stream, StreamExt, stream};
+use std::{
+    net::SocketAddr,
+    pin::Pin,
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+use tokio::{sync::watch, task::JoinHandle};
+use tokio_util::sync::CancellationToken;
+use tonic::{Code, Request, Response, Status, metadata::MetadataMap};
+use vibectl_proto::{
+    ExecuteRequest, ExecuteResponse, GetServerInfoRequest, GetServerInfoResponse, StreamChunk,
+    stream_chunk::ChunkType,
+    vibectl_llm_proxy_server::{VibectlLlmProxy, VibectlLlmProxyServer},
+};
+use vibectl_tests::harness::{Stack, WAIT, authed, execute_request};
+
+/// A core that records the metadata of every call; its `StreamExecute`
+/// sends one chunk and then never ends (it ignores deadlines), and notes
+/// when its stream is dropped.
+#[derive(Clone, Default)]
+struct StubbornCore {
+    seen: Arc<Mutex<Vec<MetadataMap>>>,
+    dropped: Arc<watch::Sender<usize>>,
+}
+
+struct OnDrop(Arc<watch::Sender<usize>>);
+
+impl Drop for OnDrop {
+    fn drop(&mut self) {
+        self.0.send_modify(|n| *n += 1);
+    }
+}
+
+type ChunkStream = Pin<Box<dyn Stream<Item = Result<StreamChunk, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl VibectlLlmProxy for StubbornCore {
+    type StreamExecuteStream = ChunkStream;
+
+    async fn execute(
+        &self,
+        request: Request<ExecuteRequest>,
+    ) -> Result<Response<ExecuteResponse>, Status> {
+        self.seen
+            .lock()
+            .expect("lock")
+            .push(request.metadata().clone());
+        Ok(Response::new(ExecuteResponse::default()))
+    }
+
+    async fn stream_execute(
+        &self,
+        request: Request<ExecuteRequest>,
+    ) -> Result<Response<ChunkStream>, Status> {
+        self.seen
+            .lock()
+            .expect("lock")
+            .push(request.metadata().clone());
+        let guard = OnDrop(self.dropped.clone());
+        let first = StreamChunk {
+            request_id: "r".into(),
+            chunk_type: Some(ChunkType::TextChunk("first".into())),
+        };
+        let chunks = stream::iter([Ok(first)])
+            .chain(stream::pending())
+            .map(move |chunk| {
+                let _held = &guard;
+                chunk
+            });
+        Ok(Response::new(Box::pin(chunks)))
+    }
+
+    async fn get_server_info(
+        &self,
+        request: Request<GetServerInfoRequest>,
+    ) -> Result<Response<GetServerInfoResponse>, Status> {
+        self.seen
+            .lock()
+            .expect("lock")
+            .push(request.metadata().clone());
+        Ok(Response::new(GetServerInfoResponse::default()))
+    }
+}
+
+impl StubbornCore {
+    async fn start(&self) -> (SocketAddr, CancellationToken, JoinHandle<()>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let token = CancellationToken::new();
+        let server = tonic::transport::Server::builder()
+            .add_service(VibectlLlmProxyServer::new(self.clone()))
+            .serve_with_incoming_shutdown(
+                tokio_stream::wrappers::TcpListenerStream::new(listener),
+                token.clone().cancelled_owned(),
+            );
+        let task = tokio::spawn(async move { server.await.expect("stubborn core") });
+        (addr, token, task)
+    }
+
+    fn last(&self) -> MetadataMap {
+        self.seen
+            .lock()
+            .expect("lock")
+            .last()
+            .cloned()
+            .expect("a call")
+    }
+}
+
+fn header<'a>(meta: &'a MetadataMap, name: &str) -> Option<&'a str> {
+    meta.get(name).and_then(|v| v.to_str().ok())
+}
+
+#[tokio::test]
+async fn admitted_calls_carry_the_callers_limits_and_the_shorter_deadline() {
+    let core = StubbornCore::default();
+    let (addr, token, task) = core.start().await;
+    let stack = Stack::builder()
+        .config(
+            "[limits.per_token.alice]\nmax_requests_per_minute = 600\nmax_concurrent_requests = 4\n\
+             max_input_length = 1000\nrequest_timeout_seconds = 7\n",
+        )
+        .external_core(&addr.to_string())
+        .start()
+        .await;
+    let mut client = stack.client().await;
+
+    let mut request = authed(GetServerInfoRequest {}, &stack.token("alice"));
+    request
+        .metadata_mut()
+        .insert("x-vibectl-limit-rpm", "999999".parse().expect("ascii"));
+    request.set_timeout(Duration::from_secs(60));
+    client.get_server_info(request).await.expect("OK");
+    let seen = core.last();
+    let limits: Vec<_> = seen.get_all("x-vibectl-limit-rpm").iter().collect();
+    assert_eq!(limits, ["600"], "the edge's value only, never the client's");
+    assert_eq!(header(&seen, "x-vibectl-limit-concurrency"), Some("4"));
+    assert_eq!(header(&seen, "x-vibectl-limit-input-length"), Some("1000"));
+    assert_eq!(header(&seen, "x-vibectl-limit-timeout"), Some("7"));
+    assert_eq!(
+        header(&seen, "grpc-timeout"),
+        Some("7000m"),
+        "the token's 7 s beats the client's 60 s"
+    );
+
+    // A client deadline shorter than the token's passes unchanged.
+    let mut request = authed(GetServerInfoRequest {}, &stack.token("alice"));
+    request.set_timeout(Duration::from_secs(2));
+    client.get_server_info(request).await.expect("OK");
+    let timeout = header(&core.last(), "grpc-timeout").map(str::to_owned);
+    let millis: u64 = timeout
+        .as_deref()
+        .and_then(|t| t.strip_suffix('m'))
+        .and_then(|t| t.parse().ok())
+        .unwrap_or_else(|| panic!("grpc-timeout {timeout:?}"));
+    assert!(millis <= 2000 && millis > 1000, "{millis}");
+
+    // No limits configured: no headers at all (absent = unlimited).
+    let mut request = authed(GetServerInfoRequest {}, &stack.token("bob"));
+    request
+        .metadata_mut()
+        .insert("x-vibectl-limit-timeout", "1".parse().expect("ascii"));
+    client.get_server_info(request).await.expect("OK");
+    let seen = core.last();
+    for name in [
+        "x-vibectl-limit-rpm",
+        "x-vibectl-limit-concurrency",
+        "x-vibectl-limit-input-length",
+        "x-vibectl-limit-timeout",
+        "grpc-timeout",
+    ] {
+        assert!(seen.get(name).is_none(), "{name}: {:?}", seen.get(name));
+    }
+
+    stack.shutdown().await;
+    token.cancel();
+    tokio::time::timeout(WAIT, task)
+        .await
+        .expect("in time")
+        .expect("exited");
+}
+
+#[tokio::test]
+async fn a_core_that_ignores_the_deadline_is_cut_off_by_the_edge() {
+    let core = StubbornCore::default();
+    let (addr, token, task) = core.start().await;
+    let stack = Stack::builder()
+        .config("[limits.per_token.alice]\nrequest_timeout_seconds = 1\n")
+        .external_core(&addr.to_string())
+        .start()
+        .await;
+    let mut client = stack.client().await;
+    let started = Instant::now();
+    let mut stream = client
+        .stream_execute(authed(execute_request(None, "hang"), &stack.token("alice")))
+        .await
+        .expect("admitted")
+        .into_inner();
+    let first = tokio::time::timeout(WAIT, stream.next())
+        .await
+        .expect("in time")
+        .expect("a chunk")
+        .expect("ok");
+    assert_eq!(first.chunk_type, Some(ChunkType::TextChunk("first".into())));
+    let status = tokio::time::timeout(WAIT, stream.next())
+        .await
+        .expect("ended in time")
+        .expect("a status")
+        .expect_err("DEADLINE_EXCEEDED");
+    let took = started.elapsed();
+    assert_eq!(status.code(), Code::DeadlineExceeded, "{status:?}");
+    assert_eq!(
+        status
+            .metadata()
+            .get("limit-type")
+            .and_then(|v| v.to_str().ok()),
+        Some("timeout")
+    );
+    assert!(
+        status.message().contains("request_timeout_seconds"),
+        "{}",
+        status.message()
+    );
+    // One second of deadline, then the backstop's grace second.
+    assert!(
+        took >= Duration::from_secs(2) && took < Duration::from_secs(6),
+        "{took:?}"
+    );
+    let mut dropped = core.dropped.subscribe();
+    tokio::time::timeout(WAIT, dropped.wait_for(|n| *n >= 1))
+        .await
+        .expect("the core's stream was dropped")
+        .expect("watch");
+    stack.shutdown().await;
+    token.cancel();
+    tokio::time::timeout(WAIT, task)
+        .await
+        .expect("in time")
+        .expect("exited");
+}
