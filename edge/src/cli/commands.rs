@@ -1,47 +1,11 @@
-//! The one-shot commands: `generate-token`, `generate-certs`, `init-config`.
+//! The one-shot commands `generate-certs` and `init-config` (tokens: [`super::token`]).
 
 use crate::{
     EdgeError, fsutil,
-    jwt::{SecretEnv, lookup_secret, mint_token},
     tls::{SelfSigned, self_signed},
 };
-use std::{
-    path::{Path, PathBuf},
-    time::Duration,
-};
+use std::path::{Path, PathBuf};
 use vibectl_config::{Config, DEFAULT_CONFIG_TOML, defaults};
-
-/// Mints a token for `subject` with the edge's secret (looked up as `serve`
-/// does, so both agree; generated and saved if there is none yet) and
-/// issuer, valid `expires_in` (default `jwt.default_expiry`). With
-/// `output`, writes it there (mode 0600) and returns it too.
-pub fn generate_token(
-    config: &Config,
-    env: &SecretEnv,
-    subject: &str,
-    expires_in: Option<Duration>,
-    output: Option<&Path>,
-) -> Result<String, EdgeError> {
-    if subject.trim().is_empty() {
-        return Err(EdgeError::TokenSigning(
-            "the subject must not be empty".to_owned(),
-        ));
-    }
-    let (secret, source) = lookup_secret(env, &config.jwt, &config.edge.state_dir())?;
-    tracing::info!(%source, "JWT secret");
-    let lifetime = expires_in.unwrap_or(config.jwt.default_expiry);
-    let token = mint_token(&secret, &config.jwt.issuer, subject, lifetime)?;
-    if let Some(path) = output {
-        fsutil::write_private(path, format!("{token}\n").as_bytes()).map_err(|source| {
-            EdgeError::File {
-                action: "cannot write",
-                path: path.to_owned(),
-                source,
-            }
-        })?;
-    }
-    Ok(token)
-}
 
 /// Generates (or refreshes) the self-signed CA and server certificate in
 /// `tls.self_signed.dir` or `<state_dir>/certs`, for `edge.hostnames` plus
@@ -91,39 +55,11 @@ pub fn init_config(output: Option<&Path>, force: bool) -> Result<PathBuf, EdgeEr
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::jwt::TokenVerifier;
-    use std::os::unix::fs::PermissionsExt;
 
     fn config_in(dir: &Path) -> Config {
         let mut config = Config::default();
         config.edge.state_dir = Some(dir.to_owned());
         config
-    }
-
-    #[test]
-    fn token_file_is_private_and_verifies_with_the_saved_secret() {
-        let tmp = tempfile::tempdir().expect("tempdir");
-        let config = config_in(tmp.path());
-        let out = tmp.path().join("dev.jwt");
-        let env = SecretEnv::default();
-        let token = generate_token(
-            &config,
-            &env,
-            "dev-user",
-            Some(Duration::from_secs(3600)),
-            Some(&out),
-        )
-        .expect("token");
-        assert_eq!(std::fs::read_to_string(&out).expect("read").trim(), token);
-        let mode = std::fs::metadata(&out).expect("meta").permissions().mode();
-        assert_eq!(mode & 0o777, 0o600);
-        // `serve` finds the same (generated, saved) secret.
-        let (secret, _) = lookup_secret(&env, &config.jwt, tmp.path()).expect("secret");
-        let claims = TokenVerifier::new(&secret, &config.jwt)
-            .verify(&token)
-            .expect("valid");
-        assert_eq!(claims.sub, "dev-user");
-        assert!(claims.jti.is_some());
     }
 
     #[test]

@@ -11,7 +11,7 @@ pub mod logging;
 mod serve;
 pub mod token;
 
-pub use commands::{generate_certs, generate_token, init_config};
+pub use commands::{generate_certs, init_config};
 pub use duration::parse_expires_in;
 pub use serve::{ServeArgs, ServeMode, serve};
 

@@ -137,7 +137,9 @@ pub async fn serve(
             Transport::Tls(setup.server_config)
         }
     };
-    let secret = if config.edge.require_auth {
+    // With a default key id, tokens without `kid` verify against the key
+    // set: no legacy HS256 secret is looked up (or generated).
+    let secret = if config.edge.require_auth && config.jwt.default_kid.is_none() {
         let (secret, source) = lookup_secret(
             &SecretEnv::from_process(),
             &config.jwt,
