@@ -133,6 +133,9 @@ async fn routes(shared: Arc<Shared>) -> Result<(HealthReporter, Routes), CoreErr
     Ok((reporter, routes))
 }
 
+/// Concurrent streams (and pending resets) allowed on one connection from the edge.
+const MAX_STREAMS_PER_CONNECTION: u32 = 100_000;
+
 async fn accept_loop(
     listener: CoreListener,
     routes: Routes,
@@ -141,7 +144,16 @@ async fn accept_loop(
     grace: Duration,
 ) -> Result<(), CoreError> {
     let mut http2 = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
-    http2.timer(TokioTimer::new());
+    // The core's only client is the edge (loopback), which multiplexes every
+    // client's stream over one connection: hyper's per-connection defaults
+    // (200 streams; GOAWAY after 20 resets of not-yet-accepted streams, a
+    // rapid-reset guard meant for untrusted peers) would cap the whole edge
+    // at 200 calls in flight and kill every stream when many clients cancel
+    // at once. The edge enforces the per-client limits.
+    http2
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(MAX_STREAMS_PER_CONNECTION)
+        .max_pending_accept_reset_streams(MAX_STREAMS_PER_CONNECTION as usize);
     let graceful = GracefulShutdown::new();
     let mut connections = JoinSet::new();
     loop {
