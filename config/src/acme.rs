@@ -138,7 +138,9 @@ pub fn is_dns_name(name: &str) -> bool {
         && labels.iter().all(|label| {
             !label.is_empty()
                 && label.len() <= 63
-                && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
                 && !label.starts_with('-')
                 && !label.ends_with('-')
         })
@@ -197,9 +199,18 @@ mod tests {
             ("", ""),
             ("[tls.self_signed]\n", "tls"),
             ("challenge = \"http-01\"\n", "tls.acme.http_listen"),
-            ("staging = true\ndirectory_url = \"https://ca/dir\"\n", "tls.acme.staging"),
-            ("directory_url = \"http://ca/dir\"\n", "tls.acme.directory_url"),
-            ("ephemeral_cache = true\ncache_dir = \"/x\"\n", "tls.acme.ephemeral_cache"),
+            (
+                "staging = true\ndirectory_url = \"https://ca/dir\"\n",
+                "tls.acme.staging",
+            ),
+            (
+                "directory_url = \"http://ca/dir\"\n",
+                "tls.acme.directory_url",
+            ),
+            (
+                "ephemeral_cache = true\ncache_dir = \"/x\"\n",
+                "tls.acme.ephemeral_cache",
+            ),
             ("challenge = \"dns-01\"\n", "tls.acme.challenge"),
         ] {
             let result = parse(&format!("{base}{extra}"));
@@ -211,12 +222,18 @@ mod tests {
             assert!(err.contains(&format!("`{key}`")), "{extra}: {err}");
         }
         for (toml, key) in [
-            ("[tls.acme]\nemail = \"ops@example.com\"\n", "tls.acme.domains"),
+            (
+                "[tls.acme]\nemail = \"ops@example.com\"\n",
+                "tls.acme.domains",
+            ),
             (
                 "[tls.acme]\nemail = \"ops@example.com\"\ndomains = [\"*.example.com\"]\n",
                 "tls.acme.domains",
             ),
-            ("[tls.acme]\ndomains = [\"a.example.com\"]\n", "tls.acme.email"),
+            (
+                "[tls.acme]\ndomains = [\"a.example.com\"]\n",
+                "tls.acme.email",
+            ),
             (
                 "[tls.acme]\nemail = \"not-an-address\"\ndomains = [\"a.example.com\"]\n",
                 "tls.acme.email",
@@ -229,16 +246,39 @@ mod tests {
 
     #[test]
     fn names_and_addresses() {
-        for good in ["proxy.example.com", "a-b.c.test", "localhost", "xn--bcher-kva.example"] {
+        for good in [
+            "proxy.example.com",
+            "a-b.c.test",
+            "localhost",
+            "xn--bcher-kva.example",
+        ] {
             assert!(is_dns_name(good), "{good}");
         }
-        for bad in ["", "*.example.com", "10.0.0.1", "a..b", "-a.b", "a.b:443", "https://a.b", "a b"] {
+        for bad in [
+            "",
+            "*.example.com",
+            "10.0.0.1",
+            "a..b",
+            "-a.b",
+            "a.b:443",
+            "https://a.b",
+            "a b",
+        ] {
             assert!(!is_dns_name(bad), "{bad}");
         }
         for good in ["ops@example.com", "first.last+tag@sub.example.org"] {
             assert!(is_email(good), "{good}");
         }
-        for bad in ["ops", "@example.com", "ops@", "ops@localhost", "mailto:ops@example.com", "a b@example.com", "a@b@example.com", "ops@example.com,x@y.z"] {
+        for bad in [
+            "ops",
+            "@example.com",
+            "ops@",
+            "ops@localhost",
+            "mailto:ops@example.com",
+            "a b@example.com",
+            "a@b@example.com",
+            "ops@example.com,x@y.z",
+        ] {
             assert!(!is_email(bad), "{bad}");
         }
     }

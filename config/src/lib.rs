@@ -13,8 +13,8 @@ pub mod limits;
 pub mod secret;
 mod validate;
 
-pub use acme::{AcmeChallenge, AcmeTls};
 pub use crate::core::{CoreConfig, ModelConfig, ProviderConfig, ProviderKind};
+pub use acme::{AcmeChallenge, AcmeTls};
 pub use edge::{
     ClientAuth, EdgeConfig, FilesTls, HstsConfig, JwtConfig, PrivateCaTls, SelfSignedTls,
     TlsConfig, TlsMode, TlsVersion,

@@ -1,8 +1,9 @@
 //! The admin listener: plain HTTP/1.1, loopback by default
 //! (`edge.admin_listen`), unauthenticated, for probes. `/live` is 200 while
-//! the process runs; `/ready` is 200 once the main listener is serving and
-//! the core answers (its gRPC health check, or any gRPC answer), else 503
-//! with the reason. `/metrics` is the Prometheus text of [`crate::metrics`]
+//! the process runs; `/ready` is 200 once the main listener is serving, its
+//! certificate is the wanted one (not while ACME is pending) and the core
+//! answers (its gRPC health check, or any gRPC answer), else 503 with the
+//! reason. `/metrics` is the Prometheus text of [`crate::metrics`]
 //! when `[metrics] enabled = true` (or `serve --enable-metrics`), else 404.
 
 use crate::{Edge, EdgeError, http::CoreHealth, shutdown};
@@ -121,6 +122,9 @@ async fn route(
 pub async fn readiness(edge: &Edge) -> Result<(), String> {
     if !edge.readiness().is_serving() {
         return Err("the edge listener is not serving".to_owned());
+    }
+    if let Some(reason) = edge.readiness().certificate_pending() {
+        return Err(reason);
     }
     let core = edge.core();
     match core.check_health().await {

@@ -23,10 +23,13 @@ pub enum Transport {
     Insecure,
 }
 
-/// Whether the main listener is accepting connections (for `/ready`).
+/// Whether the main listener is accepting connections, and whether the
+/// certificate it should serve is there yet (for `/ready`).
 #[derive(Debug, Default)]
 pub struct Readiness {
     serving: AtomicBool,
+    /// Why the wanted certificate is not served yet (ACME pending), if so.
+    certificate_pending: std::sync::Mutex<Option<String>>,
 }
 
 impl Readiness {
@@ -37,6 +40,23 @@ impl Readiness {
 
     pub(crate) fn set_serving(&self, serving: bool) {
         self.serving.store(serving, Ordering::Release);
+    }
+
+    /// Why the certificate the edge should serve is not served yet (e.g.
+    /// "waiting for ACME certificate … (last error: …)"), else `None`.
+    pub fn certificate_pending(&self) -> Option<String> {
+        self.certificate_pending
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Sets (or, with `None`, clears) why the certificate is not ready.
+    pub fn set_certificate_pending(&self, reason: Option<String>) {
+        *self
+            .certificate_pending
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = reason;
     }
 }
 

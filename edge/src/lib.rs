@@ -1,6 +1,7 @@
 //! The internet-facing half of the vibectl LLM proxy. The edge terminates
-//! TLS (rustls: self-signed, operator-supplied or private-CA certificates
-//! swapped in without dropping connections, optional mutual TLS, ALPN `h2`),
+//! TLS (rustls: self-signed, operator-supplied, private-CA or ACME
+//! certificates swapped in without dropping connections, optional mutual
+//! TLS, ALPN `h2`; the ACME plain HTTP listener is [`http01`]),
 //! verifies `authorization: Bearer <jwt>` (HS256, tokens of the Python
 //! vibectl-server verify unchanged), adds `Strict-Transport-Security` to every
 //! response over TLS, and forwards each HTTP/2 stream frame by frame over h2c
@@ -23,6 +24,7 @@ mod edge;
 mod error;
 mod fsutil;
 pub mod http;
+pub mod http01;
 pub mod jwt;
 pub mod limits;
 pub mod metrics;

@@ -5,13 +5,15 @@
 //! connection is logged at debug, counted by reason in
 //! [`crate::tls::HandshakeStats`] and dropped, never unwrapped. The verified
 //! client identity ([`ClientIdentity`]) is put into every request's
-//! extensions.
+//! extensions. A connection that negotiated ALPN `acme-tls/1` (an ACME
+//! TLS-ALPN-01 validation, [`crate::tls::acme`]) is closed right after its
+//! handshake: HTTP/2 is never served on it.
 
 use crate::{
     Edge, EdgeError, Transport,
     http::{EdgeService, auth::PeerAddr, service},
     shutdown,
-    tls::{ClientIdentity, HandshakeFailure, HandshakeStats},
+    tls::{ClientIdentity, HandshakeFailure, HandshakeStats, acme::ACME_TLS_ALPN},
 };
 use hyper::server::conn::http2;
 use hyper_util::{
@@ -27,7 +29,7 @@ use std::{
     time::Duration,
 };
 use tokio::{
-    io::{AsyncRead, AsyncWrite},
+    io::{AsyncRead, AsyncWrite, AsyncWriteExt},
     net::{TcpListener, TcpStream},
 };
 use tokio_rustls::TlsAcceptor;
@@ -41,6 +43,8 @@ use tracing::{Instrument, Span, field::Empty};
 const KEEP_ALIVE_INTERVAL: Duration = Duration::from_secs(30);
 /// How long a PING may go unanswered before the connection is closed.
 const KEEP_ALIVE_TIMEOUT: Duration = Duration::from_secs(20);
+/// Longest wait for the close_notify of an ACME validation connection.
+const ACME_CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// Serves `edge` on `listener` (already bound) until `shutdown` fires, then
 /// stops accepting, sends GOAWAY and drains in-flight streams for at most
@@ -148,6 +152,14 @@ impl Conn {
         span.record("alpn", alpn.as_deref().unwrap_or("-"));
         if let Some(version) = session.protocol_version() {
             span.record("tls", version.as_str().unwrap_or("?"));
+        }
+        if session.alpn_protocol() == Some(ACME_TLS_ALPN) {
+            // A TLS-ALPN-01 validation: the handshake was the answer. Never
+            // serve HTTP on it.
+            tracing::debug!("ACME TLS-ALPN-01 validation handshake done; closing");
+            let mut stream = stream;
+            let _ = tokio::time::timeout(ACME_CLOSE_TIMEOUT, stream.shutdown()).await;
+            return;
         }
         let identity = ClientIdentity::of_connection(session);
         if let Some(identity) = &identity {

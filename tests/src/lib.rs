@@ -1,8 +1,10 @@
 //! Test support for the vibectl LLM proxy's end-to-end tests: fake LLM
 //! providers that are real HTTP servers speaking the OpenAI and Anthropic
-//! streaming wire formats, and a harness that starts core and edge on
-//! 127.0.0.1:0 with real TLS. Nothing here is mocked at the trait level.
+//! streaming wire formats, a harness that starts core and edge on
+//! 127.0.0.1:0 with real TLS, and a real ACME server ([`pebble`]). Nothing
+//! here is mocked at the trait level.
 
 pub mod fake_anthropic;
 pub mod fake_openai;
 pub mod harness;
+pub mod pebble;

@@ -1,8 +1,8 @@
 //! The `vibectl-edge` command line (clap). `main.rs` parses it, loads the
 //! configuration and calls [`run`]; every command lives in a module here
-//! and returns a typed [`EdgeError`]. Later commands (`serve-acme`) join
-//! [`Command`] the same way.
+//! and returns a typed [`EdgeError`].
 
+pub mod acme;
 pub mod ca;
 mod commands;
 mod duration;
@@ -77,6 +77,10 @@ pub enum Command {
         #[arg(long, value_name = "DIR")]
         ca_dir: PathBuf,
     },
+    /// Serve over TLS with certificates from an ACME CA (Let's Encrypt by
+    /// default), ordered and renewed in the background; self-signed until
+    /// the first one is issued.
+    ServeAcme(acme::ServeAcmeArgs),
     /// Private CA: init, create-server-cert, create-client-cert, status,
     /// check-expiry, bundle.
     #[command(subcommand)]
@@ -150,6 +154,7 @@ pub async fn run(
             )
             .await
         }
+        Command::ServeAcme(args) => acme::serve_acme(&args, config, shutdown).await,
         Command::Ca(command) => ca::run(command, &config),
         Command::GenerateToken(args) => {
             let env = crate::jwt::SecretEnv::from_process();

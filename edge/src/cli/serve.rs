@@ -95,6 +95,14 @@ pub async fn serve(
     mut config: Config,
     shutdown: CancellationToken,
 ) -> Result<(), EdgeError> {
+    if matches!(mode, ServeMode::Tls) && config.tls.acme.is_some() {
+        // `[tls.acme]` in the file: the same program as `serve-acme`.
+        let args = super::acme::ServeAcmeArgs {
+            serve: args.clone(),
+            ..Default::default()
+        };
+        return super::acme::serve_acme(&args, config, shutdown).await;
+    }
     args.apply(&mut config);
     if let ServeMode::Custom {
         cert_file,
@@ -185,14 +193,14 @@ pub async fn serve(
     Ok(())
 }
 
-async fn bind(address: SocketAddr) -> Result<TcpListener, EdgeError> {
+pub(super) async fn bind(address: SocketAddr) -> Result<TcpListener, EdgeError> {
     TcpListener::bind(address)
         .await
         .map_err(|source| EdgeError::Bind { address, source })
 }
 
 /// If one listener fails, stop the other too.
-async fn stop_all_on_error(
+pub(super) async fn stop_all_on_error(
     task: impl Future<Output = Result<(), EdgeError>>,
     shutdown: CancellationToken,
 ) -> Result<(), EdgeError> {

@@ -3,8 +3,9 @@
 //! [`CertResolver`] into it: [`self_signed`] (generated once with rcgen,
 //! persisted), [`files`] (operator PEM) and [`ca`] (the private CA of
 //! `vibectl-edge ca …`, served by `serve-ca`). Files and private-CA
-//! certificates are reloaded when they change ([`rotation`]). ACME is a
-//! later module beside these; it too only produces a `CertifiedKey`.
+//! certificates are reloaded when they change ([`rotation`]). [`acme`]
+//! orders and renews certificates from an ACME CA and swaps them into the
+//! same [`CertResolver`] (`serve-acme`).
 //!
 //! Issuing ([`pki`]), reading ([`inspect`]) and writing ([`store`])
 //! certificates is shared by the self-signed mode and the private CA: one
@@ -15,6 +16,7 @@
 //! reason) and [`CertResolver::served`] (the served certificate's
 //! fingerprint and expiry).
 
+pub mod acme;
 pub mod ca;
 pub mod client_auth;
 pub mod files;
@@ -214,6 +216,14 @@ pub enum TlsError {
     /// rustls refused the configuration.
     #[error("TLS configuration rejected: {0}")]
     Rustls(#[from] rustls::Error),
+    /// ACME cannot start (settings, cache directory, directory URL).
+    #[error(transparent)]
+    Acme(#[from] acme::AcmeError),
+    /// `[tls.acme]` given to [`load`], which cannot order certificates.
+    #[error(
+        "[tls.acme] certificates are ordered by `vibectl-edge serve` or `serve-acme` (tls::acme::start), not by tls::load"
+    )]
+    AcmeNeedsServe,
 }
 
 /// The TLS side of an edge: the `ServerConfig` to serve with, and the
@@ -319,6 +329,8 @@ pub fn load(config: &Config) -> Result<TlsSetup, TlsError> {
             let key = files::load(&made.cert_path, &made.key_path)?;
             TlsSetup::from_key(config, key, Some(made))?
         }
+        // Ordering and renewing needs tasks and listeners: `acme::start`.
+        TlsMode::Acme(_) => return Err(TlsError::AcmeNeedsServe),
     };
     if let Some(served) = setup.resolver.served() {
         tracing::info!(
