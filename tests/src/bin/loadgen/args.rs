@@ -1,5 +1,6 @@
 //! Command-line arguments of `loadgen`.
 
+use crate::procstat::{Watch, parse_watch};
 use clap::{Parser, ValueEnum};
 use std::{path::PathBuf, time::Duration};
 
@@ -66,4 +67,20 @@ pub struct Args {
     /// Print the result as JSON.
     #[arg(long)]
     pub json: bool,
+    /// Watch a process under test (repeatable): report its RSS at the end
+    /// and the CPU it spent in the measured window (`/proc/PID`).
+    #[arg(long = "watch-pid", value_name = "NAME=PID", value_parser = parse_watch)]
+    pub watch: Vec<Watch>,
+    /// Hold mode: open connections × concurrency `StreamExecute` calls, wait
+    /// until every one received its first text chunk, report (with the
+    /// watched processes' RSS at that moment), keep them open for
+    /// `--hold-for`, then drop them all. For a provider that holds streams.
+    #[arg(long, conflicts_with_all = ["fresh_connections", "requests"])]
+    pub hold: bool,
+    /// Hold mode: how long to keep the streams open after all are held.
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "1s")]
+    pub hold_for: Duration,
+    /// Hold mode: give up waiting for first chunks after this long.
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "60s")]
+    pub hold_timeout: Duration,
 }

@@ -1,6 +1,6 @@
 //! The result of a run, as text for people and JSON for `scripts/bench`.
 
-use crate::{args::Args, run::WorkerStats};
+use crate::{args::Args, procstat, run::WorkerStats};
 use hdrhistogram::Histogram;
 use serde_json::{Value, json};
 use std::time::Duration;
@@ -10,11 +10,12 @@ pub struct RunResult {
     label: String,
     stats: WorkerStats,
     elapsed: Duration,
+    procs: Value,
 }
 
 impl RunResult {
     /// Wraps merged stats with the run's description.
-    pub fn new(args: &Args, stats: WorkerStats, elapsed: Duration) -> Self {
+    pub fn new(args: &Args, stats: WorkerStats, elapsed: Duration, procs: Value) -> Self {
         let label = format!(
             "{:?} {} conn x {} streams{}",
             args.method,
@@ -30,6 +31,7 @@ impl RunResult {
             label,
             stats,
             elapsed,
+            procs,
         }
     }
 
@@ -53,6 +55,7 @@ impl RunResult {
             "errors": self.stats.errors,
             "latency_us": summary(self.stats.latency_us.as_ref()),
             "ttfc_us": summary(self.stats.ttfc_us.as_ref()),
+            "procs": self.procs,
         })
     }
 
@@ -72,6 +75,7 @@ impl RunResult {
         if !self.stats.errors.is_empty() {
             out += &format!("  errors: {:?}\n", self.stats.errors);
         }
+        out += &procstat::text(&self.procs);
         out
     }
 }

@@ -4,6 +4,7 @@
 use crate::{
     args::{Args, Method},
     connect::Target,
+    procstat,
     report::RunResult,
 };
 use hdrhistogram::Histogram;
@@ -32,27 +33,21 @@ pub struct WorkerStats {
     pub errors: BTreeMap<String, u64>,
 }
 
-fn histogram() -> Histogram<u64> {
+pub(crate) fn histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, 120_000_000, 3).expect("valid histogram bounds")
 }
 
-struct Shared {
-    args: Args,
-    target: Target,
-    token: Option<MetadataValue<tonic::metadata::Ascii>>,
+pub(crate) struct Shared {
+    pub(crate) args: Args,
+    pub(crate) target: Target,
+    pub(crate) token: Option<MetadataValue<tonic::metadata::Ascii>>,
     issued: AtomicU64,
     barrier: Barrier,
 }
 
 /// Runs the whole load and merges what every worker saw.
 pub async fn run(args: &Args, target: &Target) -> anyhow::Result<RunResult> {
-    let token = match &args.token_file {
-        Some(path) => {
-            let jwt = std::fs::read_to_string(path)?;
-            Some(format!("Bearer {}", jwt.trim()).parse()?)
-        }
-        None => None,
-    };
+    let token = read_token(args)?;
     let workers = args.connections * args.concurrency;
     let shared = Arc::new(Shared {
         args: args.clone(),
@@ -76,6 +71,7 @@ pub async fn run(args: &Args, target: &Target) -> anyhow::Result<RunResult> {
     }
     shared.barrier.wait().await;
     let start = Instant::now();
+    let cpu_before = procstat::sample_all(&args.watch);
     let mut total = WorkerStats {
         latency_us: Some(histogram()),
         ttfc_us: Some(histogram()),
@@ -85,7 +81,36 @@ pub async fn run(args: &Args, target: &Target) -> anyhow::Result<RunResult> {
         let stats = handle.await??;
         merge(&mut total, stats)?;
     }
-    Ok(RunResult::new(args, total, start.elapsed()))
+    let elapsed = start.elapsed();
+    let procs = procstat::delta_json(
+        &cpu_before,
+        &procstat::sample_all(&args.watch),
+        total.ok,
+        elapsed,
+    );
+    Ok(RunResult::new(args, total, elapsed, procs))
+}
+
+/// The `authorization` value from `--token-file`, if given.
+pub(crate) fn read_token(
+    args: &Args,
+) -> anyhow::Result<Option<MetadataValue<tonic::metadata::Ascii>>> {
+    Ok(match &args.token_file {
+        Some(path) => {
+            let jwt = std::fs::read_to_string(path)?;
+            Some(format!("Bearer {}", jwt.trim()).parse()?)
+        }
+        None => None,
+    })
+}
+
+/// The request every call sends.
+pub(crate) fn execute_request(args: &Args) -> ExecuteRequest {
+    ExecuteRequest {
+        user_fragments: vec![args.text.clone()],
+        model_name: args.model.clone(),
+        ..Default::default()
+    }
 }
 
 fn merge(total: &mut WorkerStats, stats: WorkerStats) -> anyhow::Result<()> {
@@ -161,11 +186,7 @@ async fn call(shared: &Shared, channel: Option<Channel>) -> Result<Outcome, Stri
     };
     let mut client = VibectlLlmProxyClient::new(channel);
     let args = &shared.args;
-    let body = ExecuteRequest {
-        user_fragments: vec![args.text.clone()],
-        model_name: args.model.clone(),
-        ..Default::default()
-    };
+    let body = execute_request(args);
     let status = |s: tonic::Status| format!("{:?}", s.code());
     match args.method {
         Method::Info => {
@@ -218,7 +239,7 @@ async fn call(shared: &Shared, channel: Option<Channel>) -> Result<Outcome, Stri
     }
 }
 
-fn request<T>(shared: &Shared, body: T) -> Request<T> {
+pub(crate) fn request<T>(shared: &Shared, body: T) -> Request<T> {
     let mut req = Request::new(body);
     if let Some(token) = &shared.token {
         req.metadata_mut().insert("authorization", token.clone());

@@ -1,0 +1,582 @@
+#!/usr/bin/env python3
+"""Turns one `scripts/bench` run (results/ROUND.SCENARIO.SYSTEM.{json,h2load})
+into docs/benchmarks.md: ratios and differences computed per round between
+systems measured side by side, then min / median / max over the rounds, the
+targets with pass/miss, absolute figures for orientation, the edge's profile,
+the machine and the exact commands.
+
+    summarize.py --results DIR --meta FILE --commands FILE --mode full --out docs/benchmarks.md
+    summarize.py ... --check        # smoke: print the table, fail on a broken run
+"""
+import argparse
+import collections
+import json
+import os
+import re
+import statistics
+import sys
+
+
+# ------------------------------------------------------------------ loading
+
+def load(results_dir):
+    """{round: {(scenario, system): data}} for numbered rounds, plus extras."""
+    rounds = collections.defaultdict(dict)
+    extra = {}
+    for name in sorted(os.listdir(results_dir)):
+        path = os.path.join(results_dir, name)
+        parts = name.split(".")
+        if name.startswith("profile.") and name.endswith(".txt"):
+            extra[name] = open(path).read()
+            continue
+        if len(parts) < 4:
+            continue
+        rnd, scenario, system, ext = parts[0], parts[1], ".".join(parts[2:-1]), parts[-1]
+        if ext == "json":
+            try:
+                data = json.load(open(path))
+            except (ValueError, OSError):
+                data = None
+        elif ext == "h2load":
+            data = parse_h2load(open(path).read())
+            cpu_path = path[: -len("h2load")] + "h2cpu"
+            if os.path.exists(cpu_path):
+                add_h2_cpu(data, open(cpu_path).read())
+        else:
+            continue
+        if rnd.isdigit():
+            rounds[int(rnd)][(scenario, system)] = data
+        else:
+            extra[(rnd, scenario, system)] = data
+    return dict(sorted(rounds.items())), extra
+
+
+def parse_h2load(text):
+    out = {}
+    m = re.search(r"finished in ([\d.]+)(m?s), ([\d.]+) req/s", text)
+    if m:
+        out["rate_per_s"] = float(m.group(3))
+        out["elapsed_s"] = float(m.group(1)) / (1000 if m.group(2) == "ms" else 1)
+    m = re.search(r"requests: (\d+) total, \d+ started, \d+ done, (\d+) succeeded, (\d+) failed, (\d+) errored", text)
+    if m:
+        out["ok"] = int(m.group(2))
+        out["failed"] = int(m.group(3)) + int(m.group(4))
+    m = re.search(r"time for request:\s+(\S+)\s+(\S+)\s+(\S+)", text)
+    if m:
+        out["mean_us"] = to_us(m.group(3))
+    return out
+
+
+CLK_TCK = 100.0
+
+
+def add_h2_cpu(data, text):
+    """Turns `NAME TICKS` lines (CPU spent during the h2load run) into the
+    same `procs` shape loadgen reports."""
+    procs = {}
+    for line in text.splitlines():
+        parts = line.split()
+        if len(parts) != 2:
+            continue
+        cpu_s = int(parts[1]) / CLK_TCK
+        ok, secs = data.get("ok"), data.get("elapsed_s")
+        procs[parts[0]] = {
+            "cpu_ms": cpu_s * 1000,
+            "cpu_us_per_call": cpu_s * 1e6 / ok if ok else None,
+            "cpu_util": cpu_s / secs if secs else None,
+        }
+    data["procs"] = procs
+
+
+def to_us(s):
+    m = re.match(r"([\d.]+)(us|ms|s)", s)
+    if not m:
+        return None
+    return float(m.group(1)) * {"us": 1, "ms": 1e3, "s": 1e6}[m.group(2)]
+
+
+def get(d, *path):
+    for p in path:
+        if not isinstance(d, dict) or p not in d or d[p] is None:
+            return None
+        d = d[p]
+    return d
+
+
+# ------------------------------------------------------------------ metrics
+
+class Row:
+    """One line of a table: a value per round, summarised."""
+
+    def __init__(self, label, values, unit="", fmt="{:.2f}", target=None, check=None, note=""):
+        self.label, self.unit, self.fmt, self.note = label, unit, fmt, note
+        self.values = [v for v in values if v is not None]
+        self.target, self.check = target, check
+
+    @property
+    def median(self):
+        return statistics.median(self.values) if self.values else None
+
+    def cell(self, v):
+        return "–" if v is None else self.fmt.format(v)
+
+    def summary(self):
+        if not self.values:
+            return "–"
+        lo, mid, hi = min(self.values), self.median, max(self.values)
+        return f"{self.cell(lo)} / **{self.cell(mid)}** / {self.cell(hi)}"
+
+    def verdict(self):
+        if self.check is None or self.median is None:
+            return ""
+        return "PASS" if self.check(self.median) else "MISS"
+
+
+def per_round(rounds, fn):
+    out = []
+    for r, data in rounds.items():
+        try:
+            out.append(fn(data))
+        except (TypeError, ZeroDivisionError, KeyError):
+            out.append(None)
+    return out
+
+
+def ratio(a, b):
+    return None if a is None or not b else a / b
+
+
+def diff(a, b):
+    return None if a is None or b is None else a - b
+
+
+def rate(d, sc, sys):
+    return get(d.get((sc, sys)), "rate_per_s")
+
+
+def lat(d, sc, sys, q="p50", kind="latency_us"):
+    return get(d.get((sc, sys)), kind, q)
+
+
+def cpu(d, sc, sys, proc):
+    return get(d.get((sc, sys)), "procs", proc, "cpu_us_per_call")
+
+
+def build(rounds):
+    """Every table: [(title, [Row])]."""
+    have = set()
+    for data in rounds.values():
+        have |= {k for k, v in data.items() if v}
+    tables = []
+
+    t = []
+    for s in (1, 64):
+        sc = f"unary{s}"
+        t.append(Row(f"Execute, {s} stream{'s' if s > 1 else ''}: throughput edge / core direct",
+                     per_round(rounds, lambda d: ratio(rate(d, sc, "edge"), rate(d, sc, "core"))),
+                     "×", target="≥ 0.95" if s == 64 else None,
+                     check=(lambda v: v >= 0.95) if s == 64 else None))
+        if (sc, "edge_noauth") in have:
+            t.append(Row(f"Execute, {s}: throughput edge (no auth) / core direct",
+                         per_round(rounds, lambda d: ratio(rate(d, sc, "edge_noauth"), rate(d, sc, "core"))), "×"))
+        t.append(Row(f"Execute, {s}: added p50 latency (edge − core)",
+                     per_round(rounds, lambda d: diff(lat(d, sc, "edge"), lat(d, sc, "core"))), "µs", "{:.0f}",
+                     target="≤ 100 µs" if s == 1 else None, check=(lambda v: v <= 100) if s == 1 else None))
+        t.append(Row(f"Execute, {s}: added p99 latency (edge − core)",
+                     per_round(rounds, lambda d: diff(lat(d, sc, "edge", "p99"), lat(d, sc, "core", "p99"))), "µs", "{:.0f}"))
+        t.append(Row(f"Execute, {s}: server CPU per call, edge+core / core alone",
+                     per_round(rounds, lambda d: ratio(cpu(d, sc, "edge", "edge") + cpu(d, sc, "edge", "core"),
+                                                      cpu(d, sc, "core", "core"))), "×"))
+        t.append(Row(f"Execute, {s}: edge CPU per call / core CPU per call (same run)",
+                     per_round(rounds, lambda d: ratio(cpu(d, sc, "edge", "edge"), cpu(d, sc, "edge", "core"))), "×"))
+        if (f"h2load{s}", "edge") in have:
+            h2 = f"h2load{s}"
+            t.append(Row(f"h2load, {s}: throughput edge / core direct",
+                         per_round(rounds, lambda d: ratio(rate(d, h2, "edge"), rate(d, h2, "core"))), "×"))
+            t.append(Row(f"h2load, {s}: server CPU per call, edge+core / core alone",
+                         per_round(rounds, lambda d: ratio(cpu(d, h2, "edge", "edge") + cpu(d, h2, "edge", "core"),
+                                                          cpu(d, h2, "core", "core"))), "×"))
+    tables.append(("1. Unary Execute: the edge (TLS 1.3 + JWT + limits) against the core direct (h2c)", t))
+
+    t = [
+        Row("StreamExecute, 200 chunks: added time to first chunk, p50 (edge − core)",
+            per_round(rounds, lambda d: diff(lat(d, "stream200", "edge", kind="ttfc_us"), lat(d, "stream200", "core", kind="ttfc_us"))),
+            "µs", "{:.0f}", target="≤ 1000 µs", check=lambda v: v <= 1000),
+        Row("added time to first chunk, p99",
+            per_round(rounds, lambda d: diff(lat(d, "stream200", "edge", "p99", "ttfc_us"), lat(d, "stream200", "core", "p99", "ttfc_us"))),
+            "µs", "{:.0f}"),
+        Row("added total stream time, p50",
+            per_round(rounds, lambda d: diff(lat(d, "stream200", "edge"), lat(d, "stream200", "core"))), "µs", "{:.0f}"),
+        Row("total stream time p50, edge / core",
+            per_round(rounds, lambda d: ratio(lat(d, "stream200", "edge"), lat(d, "stream200", "core"))), "×"),
+    ]
+    tables.append(("2. StreamExecute, 200 chunks of 10 characters, one stream at a time", t))
+
+    t = [
+        Row("edge: full TLS 1.3 handshakes/s (new connection per call, no resumption)",
+            per_round(rounds, lambda d: rate(d, "hsfull", "edge")), "/s", "{:.0f}"),
+        Row("edge: resumed handshakes/s (new connection per call)",
+            per_round(rounds, lambda d: rate(d, "hsresumed", "edge")), "/s", "{:.0f}"),
+        Row("edge: resumed / full",
+            per_round(rounds, lambda d: ratio(rate(d, "hsresumed", "edge"), rate(d, "hsfull", "edge"))), "×"),
+    ]
+    for peer in ("nginx", "caddy"):
+        if ("hsfull", peer) in have:
+            t.append(Row(f"full handshakes/s, edge / {peer}",
+                         per_round(rounds, lambda d: ratio(rate(d, "hsfull", "edge"), rate(d, "hsfull", peer))), "×"))
+            t.append(Row(f"resumed handshakes/s, edge / {peer}",
+                         per_round(rounds, lambda d: ratio(rate(d, "hsresumed", "edge"), rate(d, "hsresumed", peer))), "×"))
+    tables.append(("3. New connections (16 at a time): TLS handshakes per second", t))
+
+    def idle(d):
+        return get(d.get(("memidle_rss", "edge")), "rss_kib")
+
+    def per_stream(d, sc):
+        held = d.get((sc, "edge"))
+        return (get(held, "procs", "edge", "rss_kib") - idle(d)) / held["requested"]
+
+    n = next((get(d.get(("hold1000", "edge")), "requested") for d in rounds.values()
+              if get(d.get(("hold1000", "edge")), "requested")), 1000)
+    t = [
+        Row("edge RSS idle (after start and one call)", per_round(rounds, lambda d: idle(d) / 1024), "MiB", "{:.1f}",
+            target="≤ 20 MiB", check=lambda v: v <= 20),
+        Row(f"edge RSS with {n:,} streams open", per_round(rounds, lambda d: get(d.get(("hold1000", "edge")), "procs", "edge", "rss_kib") / 1024),
+            "MiB", "{:.1f}"),
+        Row(f"per open stream, {n:,} streams: (RSS_{n} − RSS_idle) / {n}", per_round(rounds, lambda d: per_stream(d, "hold1000")),
+            "KiB", "{:.1f}", target="≤ 50 KiB", check=lambda v: v <= 50),
+        Row(f"of those {n:,}, streams that got their first chunk through the edge",
+            per_round(rounds, lambda d: get(d.get(("hold1000", "edge")), "held")), "", "{:.0f}",
+            target=f"{n}", check=lambda v: v >= n),
+        Row(f"an unrelated stream in flight through the same edge survives the {n:,} being dropped (1 = yes)",
+            per_round(rounds, lambda d: None if d.get(("bystander", "edge")) is None
+                      else float(get(d.get(("bystander", "edge")), "ok") == 1)), "", "{:.0f}",
+            target="1", check=lambda v: v >= 1),
+        Row(f"same {n:,} straight to the core: streams held", per_round(rounds, lambda d: get(d.get(("hold1000", "core")), "held")), "", "{:.0f}"),
+        Row("per open stream, 200 streams (all held): (RSS_200 − RSS_idle) / 200", per_round(rounds, lambda d: per_stream(d, "hold200")),
+            "KiB", "{:.1f}"),
+    ]
+    tables.append(("4. Memory of the edge (auth on, limits on; streams held by the fake provider)", t))
+
+    t = []
+    for peer in ("nginx", "caddy"):
+        if ("unary64", peer) not in have:
+            continue
+        for edge, tag in (("edge", "auth on"), ("edge_noauth", "no auth, like for like")):
+            for s in (1, 64):
+                sc = f"unary{s}"
+                t.append(Row(f"{s} stream{'s' if s > 1 else ''}: throughput edge ({tag}) / {peer}",
+                             per_round(rounds, lambda d: ratio(rate(d, sc, edge), rate(d, sc, peer))), "×",
+                             target="≥ 1" if s == 64 else None, check=(lambda v: v >= 1) if s == 64 else None))
+                t.append(Row(f"{s}: p99 edge ({tag}) / {peer}",
+                             per_round(rounds, lambda d: ratio(lat(d, sc, edge, "p99"), lat(d, sc, peer, "p99"))), "×",
+                             target="≤ 1" if s == 64 else None, check=(lambda v: v <= 1) if s == 64 else None))
+        t.append(Row(f"64: server CPU per call, edge+core / {peer}+core",
+                     per_round(rounds, lambda d: ratio(cpu(d, "unary64", "edge", "edge") + cpu(d, "unary64", "edge", "core"),
+                                                      cpu(d, "unary64", peer, peer) + cpu(d, "unary64", peer, "core"))), "×"))
+    if t:
+        tables.append(("5. Peers in the edge's place, same core, same load (nginx and Caddy do no JWT check)", t))
+
+    t = []
+    for s in (1, 64):
+        for ours, py, tag in (("edge_insecure", "py_insecure", "h2c, no auth"), ("edge", "py_tls", "TLS + JWT")):
+            sc = f"python{s}"
+            if (sc, py) not in have:
+                continue
+            t.append(Row(f"{s} stream{'s' if s > 1 else ''}, {tag}: throughput edge+core / Python",
+                         per_round(rounds, lambda d: ratio(rate(d, sc, ours), rate(d, sc, py))), "×", "{:.1f}",
+                         target="≥ 20", check=lambda v: v >= 20))
+            t.append(Row(f"{s}, {tag}: p99 edge+core / Python",
+                         per_round(rounds, lambda d: ratio(lat(d, sc, ours, "p99"), lat(d, sc, py, "p99"))), "×", "{:.3f}",
+                         target="≤ 0.1", check=lambda v: v <= 0.1))
+    for ours, py, tag in (("edge_insecure", "py_insecure", "h2c, no auth"), ("edge", "py_tls", "TLS + JWT")):
+        if ("h2python64", py) not in have:
+            continue
+        t.append(Row(f"h2load, 64 streams, {tag}: throughput edge+core / Python",
+                     per_round(rounds, lambda d: ratio(rate(d, "h2python64", ours), rate(d, "h2python64", py))), "×", "{:.1f}",
+                     target="≥ 20", check=lambda v: v >= 20))
+    if t:
+        tables.append(("6. Against the Python vibectl-server 0.11.6 (echo model), same transport", t))
+    t = []
+    for exp, what in (("edge_jemalloc", "jemalloc preloaded"), ("edge_unix", "core over a Unix socket")):
+        if ("unary64", exp) not in have:
+            continue
+        for sc_, s in (("unary1", 1), ("unary64", 64)):
+            t.append(Row(f"{s} stream{'s' if s > 1 else ''}: throughput edge ({what}) / edge",
+                         per_round(rounds, lambda d: ratio(rate(d, sc_, exp), rate(d, sc_, "edge"))), "×"))
+            t.append(Row(f"{s}: p50 edge ({what}) − edge",
+                         per_round(rounds, lambda d: diff(lat(d, sc_, exp), lat(d, sc_, "edge"))), "µs", "{:.0f}"))
+            t.append(Row(f"{s}: edge CPU per call, edge ({what}) / edge",
+                         per_round(rounds, lambda d: ratio(cpu(d, sc_, exp, "edge"), cpu(d, sc_, "edge", "edge"))), "×"))
+    if t:
+        tables.append(("7. What-if experiments for fix candidates (same edge binary, same run)", t))
+    return tables
+
+
+def absolutes(rounds):
+    """Median absolute figures per scenario and system, for orientation."""
+    rows = collections.defaultdict(lambda: collections.defaultdict(list))
+    for data in rounds.values():
+        for (sc, sys), v in data.items():
+            if not v or sc.startswith(("hold", "memidle", "bystander")):
+                continue
+            rows[(sc, sys)]["rate"].append(get(v, "rate_per_s"))
+            rows[(sc, sys)]["p50"].append(get(v, "latency_us", "p50") or get(v, "mean_us"))
+            rows[(sc, sys)]["p99"].append(get(v, "latency_us", "p99"))
+            rows[(sc, sys)]["ttfc"].append(get(v, "ttfc_us", "p50"))
+            cpu_sum = util_sum = None
+            procs = {k: p for k, p in (get(v, "procs") or {}).items() if k != "loadgen"}
+            per = [get(p, "cpu_us_per_call") for p in procs.values()]
+            if per and all(x is not None for x in per):
+                cpu_sum = sum(per)
+            utils = [get(p, "cpu_util") for p in procs.values()]
+            if utils and all(x is not None for x in utils):
+                util_sum = sum(utils)
+            rows[(sc, sys)]["cpu"].append(cpu_sum)
+            rows[(sc, sys)]["util"].append(util_sum)
+            rows[(sc, sys)]["client"].append(get(v, "procs", "loadgen", "cpu_util"))
+            errs = sum((get(v, "errors") or {}).values()) if isinstance(get(v, "errors"), dict) else (get(v, "failed") or 0)
+            rows[(sc, sys)]["errors"].append(errs)
+    out = []
+    for (sc, sys), m in sorted(rows.items()):
+        def med(k):
+            xs = [x for x in m[k] if x is not None]
+            return statistics.median(xs) if xs else None
+        out.append((sc, sys, med("rate"), med("p50"), med("p99"), med("ttfc"), med("cpu"), med("util"), med("client"),
+                    sum(x or 0 for x in m["errors"])))
+    return out
+
+
+# ------------------------------------------------------------------ report
+
+SCENARIO_NAMES = {
+    "unary1": "Execute, 1 stream (loadgen)", "unary64": "Execute, 64 streams (loadgen)",
+    "h2load1": "Execute, 1 stream (h2load)", "h2load64": "Execute, 64 streams (h2load)",
+    "stream200": "StreamExecute, 200 chunks", "hsfull": "full handshake per call",
+    "hsresumed": "resumed handshake per call", "python1": "Execute, 1 stream", "python64": "Execute, 64 streams",
+    "h2python64": "Execute, 64 streams (h2load, Python pairs)",
+}
+SYSTEM_NAMES = {
+    "core": "core direct (h2c)", "edge": "edge TLS+JWT → core", "edge_noauth": "edge TLS, no auth → core",
+    "edge_insecure": "edge h2c, no auth → core", "nginx": "nginx TLS → core", "caddy": "Caddy TLS → core",
+    "py_insecure": "Python serve-insecure", "py_tls": "Python serve-custom TLS+JWT",
+    "edge_jemalloc": "edge TLS+JWT, jemalloc preloaded → core", "edge_unix": "edge TLS+JWT → core over Unix socket",
+}
+
+
+def fmt(v, f="{:.0f}"):
+    return "–" if v is None else f.format(v)
+
+
+def reading(tables):
+    """A few sentences generated from the medians."""
+    by = {r.label: r for _, rows in tables for r in rows}
+
+    def m(label):
+        r = by.get(label)
+        return r.median if r else None
+
+    out = []
+    thr = m("Execute, 64 streams: throughput edge / core direct")
+    cpu_ratio = m("Execute, 64: server CPU per call, edge+core / core alone")
+    edge_core = m("Execute, 64: edge CPU per call / core CPU per call (same run)")
+    if thr is not None:
+        out.append(f"At 64 streams the edge delivers {thr:.0%} of the direct core's throughput. "
+                   + (f"Per call, edge and core together burn {cpu_ratio:.2f}× the CPU the core alone does "
+                      f"(the edge itself {edge_core:.2f}× the core's share): with both on one CPU, that CPU, not the "
+                      f"network, sets the ceiling, so the throughput ratio follows the CPU ratio. "
+                      if cpu_ratio and edge_core else ""))
+    p50 = m("Execute, 1: added p50 latency (edge − core)")
+    ttfc = m("StreamExecute, 200 chunks: added time to first chunk, p50 (edge − core)")
+    if p50 is not None:
+        out.append(f"One call at a time, the edge adds {p50:.0f} µs at the median"
+                   + (f" and {ttfc:.0f} µs to the first streamed chunk" if ttfc is not None else "") + ".")
+    peers = []
+    for peer, name in (("nginx", "nginx"), ("caddy", "Caddy")):
+        a = m(f"64 streams: throughput edge (no auth, like for like) / {peer}")
+        b = m(f"64 streams: throughput edge (auth on) / {peer}")
+        if a is not None:
+            peers.append(f"{a:.2f}× {name}'s throughput like for like ({b:.2f}× with JWT on)")
+    if peers:
+        out.append("Against the peers at 64 streams the edge reaches " + " and ".join(peers) + ".")
+    py = m("64 streams, TLS + JWT: throughput edge+core / Python")
+    pyi = m("64 streams, h2c, no auth: throughput edge+core / Python")
+    if py is not None:
+        out.append(f"Against the Python vibectl-server, edge+core serve {py:.0f}× (TLS) and {pyi or 0:.0f}× (h2c) its throughput at 64 streams.")
+    n = next((int(k.split()[2].replace(",", "")) for k in by if k.startswith("of those ")), 1000)
+    held = m(f"of those {n:,}, streams that got their first chunk through the edge")
+    core_held = m(f"same {n:,} straight to the core: streams held")
+    if held is not None and held < n:
+        out.append(f"Only {held:.0f} of {n:,} concurrent streams got through the edge, while the core alone held "
+                   f"{core_held:.0f}: the edge multiplexes every client stream over one h2c connection to the core, "
+                   f"and the core's HTTP/2 server allows 200 concurrent streams per connection (hyper's default), so "
+                   f"stream 201 onwards waits in the edge until another ends. With real LLM streams lasting "
+                   f"seconds to minutes, this caps a whole edge at 200 calls in flight.")
+    je = m("64: edge CPU per call, edge (jemalloc preloaded) / edge")
+    ux = m("64: edge CPU per call, edge (core over a Unix socket) / edge")
+    if je is not None or ux is not None:
+        parts = []
+        if je is not None:
+            parts.append(f"preloading jemalloc under the unchanged edge binary takes its CPU per call to {je:.2f}× of glibc malloc's")
+        if ux is not None:
+            parts.append(f"reaching the core over a Unix socket instead of loopback TCP takes it to {ux:.2f}×")
+        out.append("Fix candidates, measured in the same rounds at 64 streams: " + "; ".join(parts) + ".")
+    bys = m(f"an unrelated stream in flight through the same edge survives the {n:,} being dropped (1 = yes)")
+    if bys is not None and bys < 1:
+        out.append(f"When the {n:,} streams are dropped at once, an unrelated stream in flight through the same edge dies "
+                   "with UNAVAILABLE: the edge forwards the cancellations (RST_STREAM) on its one connection to the core, "
+                   "more than 20 of them hit streams the core has not accepted yet, h2's rapid-reset guard "
+                   "(`max_pending_accept_reset_streams`, default 20) answers with GOAWAY, and every stream on that "
+                   "connection fails (the core logs `remotely-reset pending-accept streams reached limit (20)`).")
+    return out
+
+
+def write_markdown(args, tables, rounds, extra, meta, commands):
+    lines = []
+    w = lines.append
+    w("# Benchmarks: what the edge costs")
+    w("")
+    w("Generated by `scripts/bench` (do not edit by hand: rerun it). Every figure below is a ratio or a "
+      "difference between systems measured **side by side in the same round**, on the same core process and "
+      "the same load; the order of the systems rotates each round. Cells are **min / median / max over "
+      f"{len(rounds)} rounds**; pass/miss is judged on the median. Absolute numbers depend on this small, "
+      "shared machine: compare ratios, not raw rates.")
+    w("")
+    w("## Machine and load")
+    w("")
+    w("```")
+    w(meta.strip())
+    w("```")
+    w("")
+    w("Other engineers were compiling on this machine during the run; the load average above (start and end) "
+      "says how busy it was. Interleaving the systems in every round spreads that noise over all of them.")
+    w("")
+    w("## Reading")
+    w("")
+    for s in reading(tables):
+        w(f"- {s}")
+    w("")
+    w("## Results")
+    w("")
+    for title, rows in tables:
+        w(f"### {title}")
+        w("")
+        w("| measure | min / **median** / max | unit | target | verdict |")
+        w("| --- | --- | --- | --- | --- |")
+        for r in rows:
+            w(f"| {r.label} | {r.summary()} | {r.unit} | {r.target or ''} | {r.verdict()} |")
+        w("")
+    w("## Targets")
+    w("")
+    w("| target | median | verdict |")
+    w("| --- | --- | --- |")
+    for _, rows in tables:
+        for r in rows:
+            if r.check is not None:
+                w(f"| {r.label} {r.target} | {r.cell(r.median)} {r.unit} | {r.verdict()} |")
+    w("")
+    w("## Absolute figures (medians over the rounds, for orientation only)")
+    w("")
+    w("Server CPU is the user + system time of the processes under test (`/proc/PID/stat`) during the measured "
+      "window, divided by the calls (for proxies: proxy + core together); \"busy\" is that time over the "
+      "window's length (100% = one CPU). The processes under test share CPU 1, so server CPU busy near 100% "
+      "means the servers were the bottleneck; loadgen CPU busy near 100% means the client was (h2load is "
+      "far lighter). h2load's p50 column is its mean.")
+    w("")
+    w("| scenario | system | calls/s | p50 µs | p99 µs | first chunk p50 µs | server CPU µs/call | server CPU busy | loadgen CPU busy | errors |")
+    w("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    for sc, sys, rate, p50, p99, ttfc, cpu_, util, client, errs in absolutes(rounds):
+        w(f"| {SCENARIO_NAMES.get(sc, sc)} | {SYSTEM_NAMES.get(sys, sys)} | {fmt(rate)} | {fmt(p50)} | {fmt(p99)} "
+          f"| {fmt(ttfc)} | {fmt(cpu_, '{:.1f}')} | {fmt(util and util * 100, '{:.0f}%')} "
+          f"| {fmt(client and client * 100, '{:.0f}%')} | {errs} |")
+    w("")
+    for streams in (1, 64):
+        prof = extra.get(f"profile.edge{streams}.txt")
+        if not prof:
+            continue
+        w(f"## Profile of the edge: unary Execute under h2load, {streams} stream{'s' if streams > 1 else ''}, 3 s of perf")
+        w("")
+        w("`perf record -F 999 -g --call-graph dwarf` on the edge process, summarised by "
+          "`scripts/bench.d/perf_summary.py`: the share of samples per component (self = the leaf-most "
+          "frame of that component; inclusive = anywhere on the stack), the hottest leaf symbols, who calls the "
+          "allocator and memcpy, and our own functions by source file.")
+        w("")
+        w("```")
+        w(prof.strip())
+        w("```")
+        w("")
+    w("## Setup")
+    w("")
+    w("- Core: one `vibectl-core` process for every proxy, `echo` model (answers the prompt back), and `echo200` "
+      "(the echo provider with `chunks = 200`, `answer_chars = 2000`) for streaming; `held` points `[providers.openai]` "
+      "at `fake_provider` (tests/src/bin/fake_provider.rs), which sends one chunk and holds each stream.")
+    w("- Edge: `vibectl-edge serve-custom` with the certificate made by `generate-certs`; `[limits.global]` set "
+      "(100,000,000 rpm, 100,000 concurrent) so the limit code runs but never refuses. A second edge runs with "
+      "`edge.require_auth = false` for the like-for-like comparison with nginx and Caddy, which check no JWT.")
+    w("- nginx 1.22 (`nginx-light`): one worker, `listen … ssl http2`, `ssl_protocols TLSv1.2 TLSv1.3`, "
+      "`grpc_pass grpc://core` with an upstream keepalive pool (nginx uses one upstream connection per in-flight "
+      "stream), access log off. Caddy 2.6: `reverse_proxy h2c://core`, `tls cert key`. Same certificate for all.")
+    w("- Python: `vibectl-server serve-insecure` and `serve-custom --require-auth` (same certificate, same JWT "
+      "secret, so the same token works), `--model echo` from `llm-echo`, default 10 worker threads, limits raised.")
+    w("- Load: `loadgen` (tests/src/bin/loadgen: tonic client, one HTTP/2 connection × N concurrent calls, HDR "
+      "histograms, warm-up excluded) and `h2load` (nghttp2) with a length-prefixed `ExecuteRequest` body, checked "
+      "once with `nghttp` to return `grpc-status: 0`.")
+    w("")
+    w("## Exact commands (round 1)")
+    w("")
+    w("<details><summary>every process started and every load run</summary>")
+    w("")
+    w("```")
+    w(commands.strip())
+    w("```")
+    w("")
+    w("</details>")
+    w("")
+    w("Reproduce: `scripts/bench` (full, ~10 min), `scripts/bench --quick` (short rounds), "
+      "`scripts/bench --smoke` (ours only, prints a table). Options: `--rounds N`, `--out FILE`, "
+      "`--skip-peers`, `--skip-python`, `--no-profile`, `--keep` (keep the work directory with every JSON result).")
+    w("")
+    return "\n".join(lines)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--results", required=True)
+    ap.add_argument("--meta", required=True)
+    ap.add_argument("--commands", required=True)
+    ap.add_argument("--mode", default="full")
+    ap.add_argument("--out")
+    ap.add_argument("--check", action="store_true")
+    args = ap.parse_args()
+    rounds, extra = load(args.results)
+    if not rounds:
+        sys.exit("summarize: no results")
+    tables = build(rounds)
+    meta = open(args.meta).read()
+    commands = open(args.commands).read() if os.path.exists(args.commands) else ""
+    commands = commands.replace(os.path.dirname(os.path.abspath(args.results)), "$WORK")
+    commands = commands.replace(os.getcwd() + "/", "")
+    if args.out:
+        with open(args.out, "w") as f:
+            f.write(write_markdown(args, tables, rounds, extra, meta, commands))
+    # Smoke / check: print the table, fail if any run did nothing.
+    for title, rows in tables:
+        print(title)
+        for r in rows:
+            print(f"  {r.label}: {r.summary()} {r.unit} {r.verdict()}")
+    broken = []
+    for rnd, data in rounds.items():
+        for (sc, sysname), v in data.items():
+            if v is None:
+                broken.append(f"{rnd}.{sc}.{sysname}: no result")
+            elif "held" in v or sc == "bystander":
+                continue
+            elif (get(v, "ok") or 0) == 0 and "rss_kib" not in v:
+                broken.append(f"{rnd}.{sc}.{sysname}: no successful call")
+    if broken:
+        print("broken runs:\n  " + "\n  ".join(broken), file=sys.stderr)
+        if args.check:
+            sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

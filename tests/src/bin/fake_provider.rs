@@ -1,0 +1,237 @@
+//! `fake_provider`: a standalone OpenAI-compatible Chat Completions server
+//! for benchmarks. Every `POST …/chat/completions` gets the documented
+//! `chat.completion.chunk` SSE stream: a role delta, one content delta, then
+//! the stream is held open for `--hold` (or until the client hangs up), then
+//! the finish chunk, the usage chunk (when `stream_options.include_usage`)
+//! and `data: [DONE]`. It is what keeps 1,000 streams open through the core
+//! and the edge while `scripts/bench` measures the edge's memory.
+//!
+//! ```text
+//! fake_provider --listen 127.0.0.1:0 --hold 60s --exit-after 10m --addr-file addr
+//! # prints and writes `http://127.0.0.1:PORT/v1`: the core's base_url
+//! ```
+//!
+//! A prompt containing `hold:DURATION` (e.g. `hold:15s`) is held for that
+//! long instead of `--hold`.
+//!
+//! Unlike `vibectl_tests::fake_openai` (scripted replies, a global gate,
+//! every request recorded for assertions), each stream here is held for its
+//! own time and nothing is recorded, so its memory stays flat however many
+//! calls it serves. HTTP/1.1 only, as reqwest speaks to a plain `http://`
+//! base URL. Binds loopback by default; exits by itself after
+//! `--exit-after`, or at SIGINT/SIGTERM.
+
+use bytes::Bytes;
+use clap::Parser;
+use futures::StreamExt;
+use http::{Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full, StreamBody, combinators::BoxBody};
+use hyper::body::{Frame, Incoming};
+use hyper_util::rt::TokioIo;
+use serde_json::{Value, json};
+use std::{
+    convert::Infallible,
+    net::SocketAddr,
+    path::PathBuf,
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::Duration,
+};
+use tokio::net::TcpListener;
+
+/// A fake OpenAI-compatible provider that holds every stream open.
+#[derive(Debug, Parser)]
+#[command(name = "fake_provider")]
+struct Args {
+    /// Address to listen on (loopback only is sensible).
+    #[arg(long, default_value = "127.0.0.1:0")]
+    listen: SocketAddr,
+    /// How long each stream stays open after its first content chunk.
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "60s")]
+    hold: Duration,
+    /// The text of the one content chunk sent before holding.
+    #[arg(long, default_value = "held")]
+    text: String,
+    /// Exit after this long whatever happens (a bound for scripts).
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "30m")]
+    exit_after: Duration,
+    /// Also write the base URL (`http://ADDR/v1`) to this file once listening.
+    #[arg(long)]
+    addr_file: Option<PathBuf>,
+}
+
+/// Counters printed at exit.
+#[derive(Default)]
+struct Stats {
+    requests: AtomicU64,
+    completed: AtomicU64,
+}
+
+type Body = BoxBody<Bytes, Infallible>;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let listener = TcpListener::bind(args.listen).await?;
+    let base_url = format!("http://{}/v1", listener.local_addr()?);
+    if let Some(path) = &args.addr_file {
+        // Written whole, then renamed: a reader never sees half a URL.
+        let tmp = path.with_extension("tmp");
+        std::fs::write(&tmp, format!("{base_url}\n"))?;
+        std::fs::rename(&tmp, path)?;
+    }
+    println!("fake_provider listening {base_url} hold={:?}", args.hold);
+    let stats = Arc::new(Stats::default());
+    let args = Arc::new(args);
+    let serve = accept_loop(listener, args.clone(), stats.clone());
+    tokio::select! {
+        () = serve => {}
+        () = tokio::time::sleep(args.exit_after) => eprintln!("fake_provider: --exit-after reached"),
+        () = shutdown_signal() => {}
+    }
+    println!(
+        "fake_provider: {} requests, {} streams completed",
+        stats.requests.load(Ordering::Relaxed),
+        stats.completed.load(Ordering::Relaxed)
+    );
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => tokio::select! {
+            _ = term.recv() => {}
+            _ = tokio::signal::ctrl_c() => {}
+        },
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
+
+async fn accept_loop(listener: TcpListener, args: Arc<Args>, stats: Arc<Stats>) {
+    loop {
+        let stream = match listener.accept().await {
+            Ok((stream, _)) => stream,
+            Err(error) => {
+                // EMFILE and friends: back off a moment, never spin.
+                eprintln!("fake_provider: accept failed: {error}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let args = args.clone();
+        let stats = stats.clone();
+        tokio::spawn(async move {
+            let service =
+                hyper::service::service_fn(move |req| handle(args.clone(), stats.clone(), req));
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
+        });
+    }
+}
+
+async fn handle(
+    args: Arc<Args>,
+    stats: Arc<Stats>,
+    req: Request<Incoming>,
+) -> Result<Response<Body>, Infallible> {
+    let path = req.uri().path().to_owned();
+    let bytes = req
+        .into_body()
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default();
+    if !path.ends_with("/chat/completions") {
+        return Ok(error(StatusCode::NOT_FOUND, &format!("no route {path}")));
+    }
+    let request: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+    if request["stream"] != json!(true) {
+        return Ok(error(
+            StatusCode::BAD_REQUEST,
+            "fake_provider only streams: send \"stream\": true",
+        ));
+    }
+    stats.requests.fetch_add(1, Ordering::Relaxed);
+    let model = request["model"]
+        .as_str()
+        .unwrap_or("gpt-4o-mini")
+        .to_owned();
+    let usage = request["stream_options"]["include_usage"] == json!(true);
+    let chunk = move |choices: Value, with_usage: Option<Value>| {
+        let mut c = json!({
+            "id": "chatcmpl-bench",
+            "object": "chat.completion.chunk",
+            "created": 1_700_000_000u64,
+            "model": model,
+            "choices": choices,
+        });
+        if usage {
+            c["usage"] = with_usage.unwrap_or(Value::Null);
+        }
+        Bytes::from(format!("data: {c}\n\n"))
+    };
+    let delta = |delta: Value, finish: Value| json!([{"index": 0, "delta": delta, "logprobs": null, "finish_reason": finish}]);
+    let mut head = chunk(
+        delta(json!({"role": "assistant", "content": ""}), Value::Null),
+        None,
+    )
+    .to_vec();
+    head.extend_from_slice(&chunk(
+        delta(json!({"content": args.text}), Value::Null),
+        None,
+    ));
+    let mut tail = chunk(delta(json!({}), json!("stop")), None).to_vec();
+    if usage {
+        let u = json!({"prompt_tokens": 10, "completion_tokens": 1, "total_tokens": 11});
+        tail.extend_from_slice(&chunk(json!([]), Some(u)));
+    }
+    tail.extend_from_slice(b"data: [DONE]\n\n");
+
+    // Head now, then the tail after `hold`. A client that hangs up drops
+    // the body, and with it the pending sleep: nothing lingers.
+    let hold = hold_override(&request).unwrap_or(args.hold);
+    let head = futures::stream::once(async move { Bytes::from(head) });
+    let tail = futures::stream::once(async move {
+        tokio::time::sleep(hold).await;
+        stats.completed.fetch_add(1, Ordering::Relaxed);
+        Bytes::from(tail)
+    });
+    let body = head
+        .chain(tail)
+        .map(|bytes| Ok::<_, Infallible>(Frame::data(bytes)));
+    let response = Response::builder()
+        .header("content-type", "text/event-stream; charset=utf-8")
+        .header("cache-control", "no-cache")
+        .body(BodyExt::boxed(StreamBody::new(body)))
+        .unwrap_or_else(|_| error(StatusCode::INTERNAL_SERVER_ERROR, "response"));
+    Ok(response)
+}
+
+/// `hold:DURATION` in any message of the request, e.g. `hold:15s`.
+fn hold_override(request: &Value) -> Option<Duration> {
+    let messages = request["messages"].as_array()?;
+    messages.iter().find_map(|m| {
+        let content = m["content"].as_str()?;
+        let (_, rest) = content.split_once("hold:")?;
+        let word = rest.split_whitespace().next()?;
+        humantime::parse_duration(word).ok()
+    })
+}
+
+fn error(status: StatusCode, message: &str) -> Response<Body> {
+    let body = json!({"error": {"message": message, "type": "invalid_request_error", "param": null, "code": null}});
+    let mut response = Response::new(Full::new(Bytes::from(body.to_string())).boxed());
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
+    );
+    response
+}
