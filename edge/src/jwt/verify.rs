@@ -39,29 +39,52 @@ pub struct Policy {
     pub failure_budget: u32,
     /// `jwt.failure_window`.
     pub failure_window: Duration,
+    /// The claim checks of each algorithm, built once (not per request).
+    validations: [Validation; 4],
 }
 
 impl Policy {
     /// The policy of `[jwt]`.
     pub fn from_config(jwt: &JwtConfig) -> Self {
+        let issuer = jwt.issuer.clone();
+        let audience = jwt.audience.clone().filter(|a| !a.is_empty());
+        let leeway = jwt.leeway;
+        let validations = [KeyAlg::HS256, KeyAlg::ES256, KeyAlg::RS256, KeyAlg::EdDSA]
+            .map(|alg| Self::build_validation(&issuer, audience.as_deref(), leeway, alg));
         Self {
-            issuer: jwt.issuer.clone(),
-            audience: jwt.audience.clone().filter(|a| !a.is_empty()),
-            leeway: jwt.leeway,
+            issuer,
+            audience,
+            leeway,
             max_lifetime: jwt.max_lifetime,
             failure_budget: jwt.failure_budget,
             failure_window: jwt.failure_window,
+            validations,
         }
     }
 
-    fn validation(&self, alg: KeyAlg) -> Validation {
+    fn validation(&self, alg: KeyAlg) -> &Validation {
+        let index = match alg {
+            KeyAlg::HS256 => 0,
+            KeyAlg::ES256 => 1,
+            KeyAlg::RS256 => 2,
+            KeyAlg::EdDSA => 3,
+        };
+        &self.validations[index]
+    }
+
+    fn build_validation(
+        issuer: &str,
+        audience: Option<&str>,
+        leeway: Duration,
+        alg: KeyAlg,
+    ) -> Validation {
         let mut validation = Validation::new(alg.algorithm());
         let mut required = vec!["exp", "sub"];
-        if !self.issuer.is_empty() {
-            validation.set_issuer(&[&self.issuer]);
+        if !issuer.is_empty() {
+            validation.set_issuer(&[issuer]);
             required.push("iss");
         }
-        match &self.audience {
+        match audience {
             Some(audience) => {
                 validation.set_audience(&[audience]);
                 validation.validate_aud = true;
@@ -70,7 +93,7 @@ impl Policy {
             None => validation.validate_aud = false,
         }
         validation.set_required_spec_claims(&required);
-        validation.leeway = self.leeway.as_secs();
+        validation.leeway = leeway.as_secs();
         validation.validate_exp = true;
         validation.validate_nbf = true;
         validation
@@ -300,24 +323,25 @@ impl TokenVerifier {
             });
         }
         let policy = &self.shared.policy;
-        let claims =
-            match jsonwebtoken::decode::<Claims>(token, &key.decoding, &policy.validation(key.alg))
-            {
-                Ok(data) => data.claims,
-                Err(e) => {
-                    let error = self.classify(e.kind());
-                    if signature_was_verified(e.kind()) {
-                        // The claims are authentic: the audit may name them.
-                        if let Ok(c) =
-                            jsonwebtoken::dangerous::insecure_decode_claims::<Claims>(token)
-                        {
-                            d.sub = Some(c.sub);
-                            d.jti = c.jti;
-                        }
+        let claims = match jsonwebtoken::decode::<Claims>(
+            token,
+            &key.decoding,
+            policy.validation(key.alg),
+        ) {
+            Ok(data) => data.claims,
+            Err(e) => {
+                let error = self.classify(e.kind());
+                if signature_was_verified(e.kind()) {
+                    // The claims are authentic: the audit may name them.
+                    if let Ok(c) = jsonwebtoken::dangerous::insecure_decode_claims::<Claims>(token)
+                    {
+                        d.sub = Some(c.sub);
+                        d.jti = c.jti;
                     }
-                    return Err(error);
                 }
-            };
+                return Err(error);
+            }
+        };
         d.sub = Some(claims.sub.clone());
         d.jti = claims.jti.clone();
         self.check_claims(&claims)?;
