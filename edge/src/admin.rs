@@ -6,19 +6,15 @@
 //! reason. `/metrics` is the Prometheus text of [`crate::metrics`]
 //! when `[metrics] enabled = true` (or `serve --enable-metrics`), else 404.
 
-use crate::{Edge, EdgeError, http::CoreHealth, shutdown};
+use crate::{Edge, EdgeError, http::CoreHealth};
 use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode, header::CONTENT_TYPE};
 use http_body_util::Full;
-use hyper::{body::Incoming, server::conn::http1, service::service_fn};
-use hyper_util::rt::{TokioIo, TokioTimer};
-use std::{convert::Infallible, time::Duration};
+use hyper::body::Incoming;
+use std::convert::Infallible;
 use tokio::net::TcpListener;
-use tokio_util::{sync::CancellationToken, task::TaskTracker};
-use tracing::Instrument;
+use tokio_util::sync::CancellationToken;
 
-/// How long in-flight admin requests may take to finish at shutdown.
-const ADMIN_GRACE: Duration = Duration::from_secs(5);
 /// The content type of the Prometheus text format.
 const PROMETHEUS_TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
 
@@ -38,39 +34,8 @@ pub async fn serve_admin(
     } else {
         tracing::info!(%local, "admin listening (/live, /ready)");
     }
-    let tracker = TaskTracker::new();
-    let hard_stop = CancellationToken::new();
-    loop {
-        let accepted = tokio::select! {
-            biased;
-            _ = shutdown.cancelled() => break,
-            accepted = listener.accept() => accepted,
-        };
-        let (tcp, peer) = match accepted {
-            Ok(pair) => pair,
-            Err(error) => {
-                tracing::warn!(%error, "admin accept failed");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                continue;
-            }
-        };
-        let edge = edge.clone();
-        let (shutdown, hard_stop) = (shutdown.clone(), hard_stop.clone());
-        let span = tracing::debug_span!("admin", %peer);
-        tracker.spawn(
-            async move {
-                let svc = service_fn(move |req| route(edge.clone(), req));
-                let conn = http1::Builder::new()
-                    .timer(TokioTimer::new())
-                    .header_read_timeout(Duration::from_secs(10))
-                    .serve_connection(TokioIo::new(tcp), svc);
-                shutdown::drive(conn, &shutdown, &hard_stop, None).await;
-            }
-            .instrument(span),
-        );
-    }
-    drop(listener);
-    shutdown::drain(&tracker, ADMIN_GRACE, &hard_stop).await;
+    let handler = move |request| route(edge.clone(), request);
+    crate::plain_http::serve(listener, "admin", handler, shutdown).await;
     Ok(())
 }
 

@@ -11,7 +11,7 @@
 //! No `Strict-Transport-Security` here: browsers ignore it over plain HTTP
 //! and RFC 6797 §7.2 says not to send it; the TLS listener sends it.
 
-use crate::{EdgeError, shutdown, tls::acme::KeyAuthorizations};
+use crate::{EdgeError, tls::acme::KeyAuthorizations};
 use bytes::Bytes;
 use http::{
     HeaderValue, Method, Request, Response, StatusCode,
@@ -19,19 +19,13 @@ use http::{
     uri::Authority,
 };
 use http_body_util::Full;
-use hyper::{body::Incoming, server::conn::http1, service::service_fn};
-use hyper_util::rt::{TokioIo, TokioTimer};
-use std::{convert::Infallible, sync::Arc, time::Duration};
+use hyper::body::Incoming;
+use std::{convert::Infallible, sync::Arc};
 use tokio::net::TcpListener;
-use tokio_util::{sync::CancellationToken, task::TaskTracker};
-use tracing::Instrument;
+use tokio_util::sync::CancellationToken;
 
 /// The HTTP-01 challenge path prefix (RFC 8555 §8.3).
 pub const CHALLENGE_PREFIX: &str = "/.well-known/acme-challenge/";
-/// How long in-flight requests may take to finish at shutdown.
-const GRACE: Duration = Duration::from_secs(5);
-/// Longest a client may take to send its request headers.
-const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// What the plain HTTP listener needs.
 #[derive(Clone)]
@@ -59,41 +53,11 @@ pub async fn serve_http01(
         "plain HTTP listening: ACME HTTP-01 answers, everything else redirected to https"
     );
     let http01 = Arc::new(http01);
-    let tracker = TaskTracker::new();
-    let hard_stop = CancellationToken::new();
-    loop {
-        let accepted = tokio::select! {
-            biased;
-            _ = shutdown.cancelled() => break,
-            accepted = listener.accept() => accepted,
-        };
-        let (tcp, peer) = match accepted {
-            Ok(pair) => pair,
-            Err(error) => {
-                tracing::warn!(%error, "plain HTTP accept failed");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                continue;
-            }
-        };
-        let http01 = http01.clone();
-        let (shutdown, hard_stop) = (shutdown.clone(), hard_stop.clone());
-        tracker.spawn(
-            async move {
-                let svc = service_fn(move |request| {
-                    let response = route(&http01, &request);
-                    async move { Ok::<_, Infallible>(response) }
-                });
-                let conn = http1::Builder::new()
-                    .timer(TokioTimer::new())
-                    .header_read_timeout(HEADER_READ_TIMEOUT)
-                    .serve_connection(TokioIo::new(tcp), svc);
-                shutdown::drive(conn, &shutdown, &hard_stop, None).await;
-            }
-            .instrument(tracing::debug_span!("http", %peer)),
-        );
-    }
-    drop(listener);
-    shutdown::drain(&tracker, GRACE, &hard_stop).await;
+    let handler = move |request: Request<Incoming>| {
+        let response = route(&http01, &request);
+        async move { Ok::<_, Infallible>(response) }
+    };
+    crate::plain_http::serve(listener, "http01", handler, shutdown).await;
     Ok(())
 }
 

@@ -28,6 +28,7 @@ pub mod http01;
 pub mod jwt;
 pub mod limits;
 pub mod metrics;
+mod plain_http;
 pub mod reload;
 mod server;
 pub mod shutdown;
