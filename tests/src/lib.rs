@@ -5,6 +5,7 @@
 //! here is mocked at the trait level.
 
 pub mod fake_anthropic;
+pub mod fake_core;
 pub mod fake_openai;
 pub mod harness;
 pub mod pebble;

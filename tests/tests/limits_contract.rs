@@ -18,8 +18,7 @@ use tokio_util::sync::CancellationToken;
 use tonic::{Code, Request, Response, Status, metadata::MetadataMap};
 use vibectl_proto::{
     ExecuteRequest, ExecuteResponse, GetServerInfoRequest, GetServerInfoResponse, StreamChunk,
-    stream_chunk::ChunkType,
-    vibectl_llm_proxy_server::{VibectlLlmProxy, VibectlLlmProxyServer},
+    stream_chunk::ChunkType, vibectl_llm_proxy_server::VibectlLlmProxy,
 };
 use vibectl_tests::harness::{Stack, WAIT, authed, execute_request};
 
@@ -93,19 +92,7 @@ impl VibectlLlmProxy for StubbornCore {
 
 impl StubbornCore {
     async fn start(&self) -> (SocketAddr, CancellationToken, JoinHandle<()>) {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let addr = listener.local_addr().expect("addr");
-        let token = CancellationToken::new();
-        let server = tonic::transport::Server::builder()
-            .add_service(VibectlLlmProxyServer::new(self.clone()))
-            .serve_with_incoming_shutdown(
-                tokio_stream::wrappers::TcpListenerStream::new(listener),
-                token.clone().cancelled_owned(),
-            );
-        let task = tokio::spawn(async move { server.await.expect("stubborn core") });
-        (addr, token, task)
+        vibectl_tests::fake_core::serve(self.clone()).await
     }
 
     fn last(&self) -> MetadataMap {
