@@ -39,6 +39,19 @@ use vibectl_proto::{ExecuteRequest, vibectl_llm_proxy_client::VibectlLlmProxyCli
 
 /// The bound on every wait.
 pub const WAIT: Duration = Duration::from_secs(10);
+
+/// The next chunk of `stream` within [`WAIT`]; panics on a timeout, the
+/// end of the stream or a status.
+pub async fn next_chunk(
+    stream: &mut tonic::Streaming<vibectl_proto::StreamChunk>,
+) -> vibectl_proto::StreamChunk {
+    use futures::StreamExt;
+    tokio::time::timeout(WAIT, stream.next())
+        .await
+        .expect("chunk in time")
+        .expect("stream not ended")
+        .expect("chunk, not a status")
+}
 /// The HS256 secret of every stack.
 pub const JWT_SECRET: &str = "e2e-test-secret-5c1f0b7e9a3d4c2b8e6f0a1b";
 /// The issuer the stacks check (the default, `vibectl-server`).

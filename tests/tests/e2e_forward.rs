@@ -5,7 +5,8 @@
 
 use futures::StreamExt;
 use std::time::Duration;
-use vibectl_proto::{GetServerInfoRequest, StreamChunk, execute_response, stream_chunk::ChunkType};
+use vibectl_proto::{GetServerInfoRequest, execute_response, stream_chunk::ChunkType};
+use vibectl_tests::harness::next_chunk;
 use vibectl_tests::{
     fake_openai::{FakeOpenAi, Script},
     harness::{Stack, WAIT, authed, execute_request},
@@ -41,14 +42,6 @@ output_usd_per_mtok = 0.6
         key = key_file.display(),
     );
     (Stack::builder().config(&toml).start().await, key_dir)
-}
-
-async fn next_chunk(stream: &mut tonic::Streaming<StreamChunk>) -> StreamChunk {
-    tokio::time::timeout(WAIT, stream.next())
-        .await
-        .expect("chunk in time")
-        .expect("stream not ended")
-        .expect("chunk, not a status")
 }
 
 #[tokio::test]

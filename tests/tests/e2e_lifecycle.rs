@@ -5,7 +5,8 @@
 use futures::StreamExt;
 use std::time::{Duration, Instant};
 use tonic::{Code, Request};
-use vibectl_proto::{GetServerInfoRequest, StreamChunk, execute_response, stream_chunk::ChunkType};
+use vibectl_proto::{GetServerInfoRequest, execute_response, stream_chunk::ChunkType};
+use vibectl_tests::harness::next_chunk;
 use vibectl_tests::{
     fake_openai::{FakeOpenAi, Script},
     harness::{Stack, WAIT, authed, execute_request},
@@ -24,14 +25,6 @@ async fn stack_with_openai(fake: &FakeOpenAi, edge_extra: &str) -> (Stack, tempf
         key_file.display()
     );
     (Stack::builder().config(&toml).start().await, key_dir)
-}
-
-async fn next_chunk(stream: &mut tonic::Streaming<StreamChunk>) -> StreamChunk {
-    tokio::time::timeout(WAIT, stream.next())
-        .await
-        .expect("chunk in time")
-        .expect("stream not ended")
-        .expect("chunk, not a status")
 }
 
 #[tokio::test]

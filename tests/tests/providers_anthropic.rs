@@ -8,8 +8,9 @@ mod support;
 
 use futures::StreamExt;
 use support::{Core, WAIT, assert_cost, config, key_file, kinds, request, texts};
-use vibectl_proto::{StreamChunk, execute_response, stream_chunk::ChunkType};
+use vibectl_proto::{execute_response, stream_chunk::ChunkType};
 use vibectl_tests::fake_anthropic::{FakeAnthropic, Script};
+use vibectl_tests::harness::next_chunk;
 
 const KEY: &str = "sk-ant-test-fedcba9876543210";
 
@@ -43,14 +44,6 @@ output_usd_per_mtok = 5.0
         key = key_file(dir, KEY),
     ));
     Core::start(cfg).await
-}
-
-async fn next_chunk(stream: &mut tonic::Streaming<StreamChunk>) -> StreamChunk {
-    tokio::time::timeout(WAIT, stream.next())
-        .await
-        .expect("chunk in time")
-        .expect("stream not ended")
-        .expect("chunk, not a status")
 }
 
 #[tokio::test]
