@@ -1,9 +1,7 @@
-//! Shared by the core's tests (`core_*.rs`, `providers_*.rs`, which include
-//! it with `#[path]`): runs the real `vibectl_core::serve` in-process on
+//! Shared by the core's tests (`core_*`, `providers_*`, `limits_core`,
+//! `metrics_core`): runs the real `vibectl_core::serve` in-process on
 //! 127.0.0.1:0 (or a Unix socket) and talks to it with the generated tonic
-//! client over h2c. Every wait is bounded by [`WAIT`]. As a test target of
-//! its own it runs no test.
-#![allow(dead_code)]
+//! client over h2c. Every wait is bounded by [`WAIT`].
 
 use futures::StreamExt;
 use std::{net::SocketAddr, path::Path, sync::Arc, time::Duration};

@@ -2,8 +2,7 @@
 //! `core.shutdown_grace`; past it, the call is cancelled, which reaches the
 //! provider (its connection closes) and `serve` returns.
 
-#[path = "core_support.rs"]
-mod support;
+use crate::support;
 
 use futures::StreamExt;
 use support::{Core, WAIT, config, key_file, kinds, request};

@@ -6,7 +6,7 @@
 //!
 //! Set `VIBECTL_SKIP_TESTSSL=1` to skip it where testssl cannot be installed.
 
-mod tls_common;
+use crate::tls_common;
 
 use serde_json::Value;
 use std::{path::PathBuf, process::Stdio, time::Duration};

@@ -6,7 +6,7 @@
 //! `jwt.max_lifetime`; and an audit log that names every decision and
 //! holds no token material.
 
-mod token_common;
+use crate::token_common;
 
 use std::{
     io::Write,

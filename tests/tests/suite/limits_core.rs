@@ -5,8 +5,7 @@
 //! `GetServerInfo` reporting the caller's limits. The real `serve` runs
 //! in-process; providers are the built-in echo or a fake OpenAI server.
 
-#[path = "core_support.rs"]
-mod support;
+use crate::support;
 
 use futures::StreamExt;
 use std::time::{Duration, Instant};

@@ -3,10 +3,8 @@
 //! tonic, `openssl s_client`) and what they saw. Every wait is bounded by
 //! [`WAIT`].
 
-#![allow(dead_code)]
-
 use rustls::{ClientConfig, RootCertStore, SupportedProtocolVersion, crypto::ring, version};
-use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName, pem::PemObject};
+use rustls_pki_types::{CertificateDer, ServerName, pem::PemObject};
 use std::{
     net::SocketAddr,
     path::{Path, PathBuf},
@@ -197,19 +195,6 @@ pub async fn s_client(addr: SocketAddr, args: &[&str]) -> SClient {
             String::from_utf8_lossy(&output.stderr)
         ),
     }
-}
-
-/// Reads a PEM key (for rustls client identities).
-pub fn private_key(path: &Path) -> PrivateKeyDer<'static> {
-    PrivateKeyDer::from_pem_file(path).expect("key")
-}
-
-/// Reads a PEM chain.
-pub fn chain(path: &Path) -> Vec<CertificateDer<'static>> {
-    CertificateDer::pem_file_iter(path)
-        .expect("chain")
-        .map(|c| c.expect("cert"))
-        .collect()
 }
 
 /// Waits (bounded) until the edge counted `n` failed handshakes of

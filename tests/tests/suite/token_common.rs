@@ -3,8 +3,6 @@
 //! code), stacks that verify with that key set, calls that report the
 //! status, and bounded polling. Every wait is bounded.
 
-#![allow(dead_code)]
-
 use std::{future::Future, path::PathBuf, time::Duration};
 use tonic::{Code, Status};
 use vibectl_config::Config;

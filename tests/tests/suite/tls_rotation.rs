@@ -6,7 +6,7 @@
 //! of another certificate; garbage) are refused and the previous
 //! certificate keeps serving.
 
-mod tls_common;
+use crate::tls_common;
 
 use std::{
     sync::{

@@ -3,7 +3,7 @@
 //! and a tonic client that trusts only the bundle calls `GetServerInfo`
 //! through an edge serving the CA's server certificate.
 
-mod tls_common;
+use crate::tls_common;
 
 use std::process::Command;
 use tls_common::{bundle, private_ca, private_ca_stack, served_fingerprint, server_info};

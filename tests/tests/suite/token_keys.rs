@@ -4,7 +4,7 @@
 //! accepted during the overlap, the old refused after `keys retire` within
 //! the reload interval); tokens made like the Python server's still verify.
 
-mod token_common;
+use crate::token_common;
 
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use std::time::Duration;

@@ -4,8 +4,7 @@
 //! `x-vibectl-sub` bounded by `[metrics] max_subjects` (later subjects are
 //! `other`), and model labels limited to configured ids.
 
-#[path = "core_support.rs"]
-mod support;
+use crate::support;
 
 use futures::StreamExt;
 use support::{

@@ -3,8 +3,7 @@
 //! the Unix socket listener. The real `serve` runs in-process on
 //! 127.0.0.1:0; the client is the generated tonic client over h2c.
 
-#[path = "core_support.rs"]
-mod support;
+use crate::support;
 
 use support::{Core, UNSET_KEY_ENV, WAIT, config, kinds, request, texts};
 use tonic_health::pb::{

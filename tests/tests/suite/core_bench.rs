@@ -2,8 +2,7 @@
 //! and `answer_chars` (the input repeated to that many characters), with no
 //! artificial delay; refused with the key and file named on any other kind.
 
-#[path = "core_support.rs"]
-mod support;
+use crate::support;
 
 use std::path::Path;
 use support::{Core, WAIT, config, kinds, request, texts};

@@ -4,7 +4,7 @@
 //! through, and with auth on it still needs a JWT. Optional mode lets
 //! certificate-less clients in but still refuses a bad certificate.
 
-mod tls_common;
+use crate::tls_common;
 
 use std::path::Path;
 use tls_common::{channel, counted, private_ca, private_ca_stack, server_info};

@@ -3,8 +3,7 @@
 //! on the wire, usage from `message_start`/`message_delta`, errors, retries,
 //! broken streams and cancellation reaching the provider.
 
-#[path = "core_support.rs"]
-mod support;
+use crate::support;
 
 use futures::StreamExt;
 use support::{Core, WAIT, assert_cost, config, key_file, kinds, request, texts};

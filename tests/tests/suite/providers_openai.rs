@@ -3,8 +3,7 @@
 //! the request on the wire, usage and cost, HTTP errors, retries, broken
 //! streams and cancellation reaching the provider.
 
-#[path = "core_support.rs"]
-mod support;
+use crate::support;
 
 use futures::StreamExt;
 use support::{Core, WAIT, assert_cost, config, key_file, kinds, request, texts};

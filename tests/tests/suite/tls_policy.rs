@@ -3,7 +3,7 @@
 //! negotiated when offered, `min_version = "1.3"` refuses TLS 1.2, and
 //! every refusal is counted by reason in `HandshakeStats`.
 
-mod tls_common;
+use crate::tls_common;
 
 use rustls::version;
 use tls_common::{client_config, counted, handshake, private_ca, private_ca_stack, s_client};

@@ -1,0 +1,7 @@
+//! The edge's integration tests: one test binary (one link, one copy on disk).
+
+mod ca_cli;
+mod ca_serve;
+mod cli;
+mod token_cli;
+mod token_layer;
