@@ -18,6 +18,7 @@
 //! keep failing; [`fingerprint`] warns when a key in use changes.
 
 pub mod budget;
+mod cache;
 mod claims;
 pub mod fingerprint;
 pub mod keygen;

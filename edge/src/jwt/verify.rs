@@ -7,7 +7,8 @@
 
 use crate::jwt::{
     AuthError, Claims, JwtError, KeyAlg, KeySet, KeyStatus, MAX_TOKEN_BYTES, VerifyKey,
-    claims::is_valid_model_name, fingerprint, keys::is_plain_kid, revocation::Revocations,
+    cache::VerifiedCache, claims::is_valid_model_name, fingerprint, keys::is_plain_kid,
+    revocation::Revocations,
 };
 use arc_swap::ArcSwap;
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
@@ -153,6 +154,8 @@ pub(crate) struct Shared {
     bad_digest: Mutex<Option<[u8; 32]>>,
     pub(crate) revocations: Revocations,
     pub(crate) reload_interval: Duration,
+    /// Tokens that verified (per key set, until `exp`).
+    cache: VerifiedCache,
 }
 
 impl std::fmt::Debug for TokenVerifier {
@@ -263,6 +266,7 @@ impl TokenVerifier {
                 bad_digest: Mutex::new(None),
                 revocations,
                 reload_interval,
+                cache: VerifiedCache::default(),
             }),
         }
     }
@@ -292,8 +296,21 @@ impl TokenVerifier {
         self.decide(token).verdict
     }
 
-    /// Verifies `token`, keeping what the audit log may show.
+    /// Verifies `token`, keeping what the audit log may show. A token
+    /// accepted before under the same key set and not yet expired is not
+    /// verified again; its revocation is checked on every call.
     pub fn decide(&self, token: &str) -> Decision {
+        let shared = &self.shared;
+        let keys = shared.keys.load_full();
+        let now = now_secs();
+        if let Some(mut hit) = shared.cache.get(token, &keys, now) {
+            if let Some(jti) = &hit.jti
+                && let Err(error) = shared.revocations.check(jti)
+            {
+                hit.verdict = Err(error);
+            }
+            return hit;
+        }
         let mut decision = Decision {
             verdict: Err(AuthError::Malformed),
             kid: None,
@@ -301,6 +318,10 @@ impl TokenVerifier {
             jti: None,
         };
         decision.verdict = self.decide_into(token, &mut decision);
+        if let Ok(verified) = &decision.verdict {
+            let exp = verified.claims.exp;
+            shared.cache.insert(token, keys, &decision, exp, now);
+        }
         decision
     }
 
