@@ -41,9 +41,13 @@ impl VerifiedCache {
     }
 
     /// Remembers an accepted `decision` for `token`, verified under `keys`,
-    /// until `exp`.
-    pub fn insert(&self, token: &str, keys: Arc<KeySet>, decision: &Decision, exp: i64, now: i64) {
-        if decision.verdict.is_err() || exp <= now {
+    /// until the token's `exp`.
+    pub fn insert(&self, token: &str, keys: Arc<KeySet>, decision: &Decision, now: i64) {
+        let Ok(verified) = &decision.verdict else {
+            return;
+        };
+        let exp = verified.claims.exp;
+        if exp <= now {
             return;
         }
         let Ok(mut map) = self.map.lock() else {
@@ -104,7 +108,7 @@ mod tests {
     fn serves_until_exp_and_only_for_the_same_key_set() {
         let cache = VerifiedCache::default();
         let keys = Arc::new(KeySet::default());
-        cache.insert("t", keys.clone(), &accepted("alice"), 100, 10);
+        cache.insert("t", keys.clone(), &accepted("alice"), 10);
         let hit = cache.get("t", &keys, 99).expect("hit before exp");
         assert_eq!(hit.sub.as_deref(), Some("alice"));
         assert!(cache.get("t", &keys, 100).is_none(), "expired at exp");
@@ -119,8 +123,8 @@ mod tests {
         let keys = Arc::new(KeySet::default());
         let mut refused = accepted("mallory");
         refused.verdict = Err(AuthError::BadSignature);
-        cache.insert("bad", keys.clone(), &refused, 100, 10);
-        cache.insert("old", keys.clone(), &accepted("bob"), 10, 10);
+        cache.insert("bad", keys.clone(), &refused, 10);
+        cache.insert("old", keys.clone(), &accepted("bob"), 100);
         assert!(cache.is_empty());
     }
 
@@ -129,7 +133,7 @@ mod tests {
         let cache = VerifiedCache::default();
         let keys = Arc::new(KeySet::default());
         for i in 0..MAX_ENTRIES + 10 {
-            cache.insert(&format!("t{i}"), keys.clone(), &accepted("a"), 100, 10);
+            cache.insert(&format!("t{i}"), keys.clone(), &accepted("a"), 10);
         }
         assert!(cache.len() <= MAX_ENTRIES);
         assert!(

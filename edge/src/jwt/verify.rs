@@ -301,7 +301,7 @@ impl TokenVerifier {
     /// verified again; its revocation is checked on every call.
     pub fn decide(&self, token: &str) -> Decision {
         let shared = &self.shared;
-        let keys = shared.keys.load_full();
+        let keys = shared.keys.load();
         let now = now_secs();
         if let Some(mut hit) = shared.cache.get(token, &keys, now) {
             if let Some(jti) = &hit.jti
@@ -318,10 +318,9 @@ impl TokenVerifier {
             jti: None,
         };
         decision.verdict = self.decide_into(token, &mut decision);
-        if let Ok(verified) = &decision.verdict {
-            let exp = verified.claims.exp;
-            shared.cache.insert(token, keys, &decision, exp, now);
-        }
+        shared
+            .cache
+            .insert(token, arc_swap::Guard::into_inner(keys), &decision, now);
         decision
     }
 
