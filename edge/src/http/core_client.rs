@@ -88,9 +88,14 @@ pub enum CoreHealth {
     Reachable,
 }
 
-/// A cloneable handle to the pooled h2c connection to the core.
+/// A cloneable handle to the pooled h2c connection to the core (cloned
+/// per request: one reference count).
 #[derive(Clone)]
 pub struct CoreClient {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
     client: Client<CoreConnector, EdgeBody>,
     target: Arc<CoreTarget>,
     address: Arc<str>,
@@ -101,7 +106,7 @@ pub struct CoreClient {
 impl std::fmt::Debug for CoreClient {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("CoreClient")
-            .field("address", &self.address)
+            .field("address", &self.shared.address)
             .finish()
     }
 }
@@ -122,17 +127,19 @@ impl CoreClient {
             .set_host(false)
             .build(connector);
         Ok(Self {
-            client,
-            target,
-            address: edge.core_address.as_str().into(),
-            response_timeout: edge.core_response_timeout,
-            connect_timeout: edge.core_connect_timeout,
+            shared: Arc::new(Shared {
+                client,
+                target,
+                address: edge.core_address.as_str().into(),
+                response_timeout: edge.core_response_timeout,
+                connect_timeout: edge.core_connect_timeout,
+            }),
         })
     }
 
     /// `edge.core_address`.
     pub fn address(&self) -> &str {
-        &self.address
+        &self.shared.address
     }
 
     /// Sends `request` (its path kept, its authority replaced by the core's)
@@ -141,7 +148,8 @@ impl CoreClient {
         &self,
         request: Request<EdgeBody>,
     ) -> Result<Response<Incoming>, ForwardError> {
-        self.send_within(request, self.response_timeout).await
+        self.send_within(request, self.shared.response_timeout)
+            .await
     }
 
     async fn send_within(
@@ -156,16 +164,16 @@ impl CoreClient {
             .to_owned();
         *request.uri_mut() = Uri::builder()
             .scheme("http")
-            .authority(self.target.authority())
+            .authority(self.shared.target.authority())
             .path_and_query(path)
             .build()
             .map_err(|e| self.unavailable(&e))?;
         *request.version_mut() = Version::HTTP_2;
-        match tokio::time::timeout(timeout, self.client.request(request)).await {
+        match tokio::time::timeout(timeout, self.shared.client.request(request)).await {
             Ok(Ok(response)) => Ok(response),
             Ok(Err(e)) => Err(self.unavailable(&e)),
             Err(_) => Err(ForwardError::CoreResponseTimeout {
-                address: self.address.to_string(),
+                address: self.shared.address.to_string(),
                 after: timeout,
             }),
         }
@@ -173,7 +181,7 @@ impl CoreClient {
 
     fn unavailable(&self, error: &(dyn std::error::Error + 'static)) -> ForwardError {
         ForwardError::CoreUnavailable {
-            address: self.address.to_string(),
+            address: self.shared.address.to_string(),
             reason: error_chain(error),
         }
     }
@@ -181,7 +189,7 @@ impl CoreClient {
     /// Asks the core's `grpc.health.v1.Health/Check` (whole server), within
     /// the connect timeout plus two seconds.
     pub async fn check_health(&self) -> Result<CoreHealth, ForwardError> {
-        let timeout = self.connect_timeout + Duration::from_secs(2);
+        let timeout = self.shared.connect_timeout + Duration::from_secs(2);
         let body = Full::new(Bytes::from_static(&[0, 0, 0, 0, 0]))
             .map_err(|never| match never {})
             .boxed_unsync();
@@ -195,7 +203,7 @@ impl CoreClient {
         let collected = tokio::time::timeout(timeout, response.into_body().collect())
             .await
             .map_err(|_| ForwardError::CoreResponseTimeout {
-                address: self.address.to_string(),
+                address: self.shared.address.to_string(),
                 after: timeout,
             })?
             .map_err(|e| self.unavailable(&e))?;

@@ -19,7 +19,7 @@ use std::{
     pin::Pin,
     task::{Context, Poll},
 };
-use tower::{Layer, Service, ServiceExt};
+use tower::{Layer, Service};
 
 /// The rescue layer (see the module doc).
 #[derive(Debug, Clone, Copy, Default)]
@@ -29,15 +29,29 @@ impl<S> Layer<S> for RescueLayer {
     type Service = Rescue<S>;
 
     fn layer(&self, inner: S) -> Rescue<S> {
-        Rescue { inner }
+        Rescue {
+            inner,
+            not_ready: None,
+        }
     }
 }
 
 /// Turns every error of `S` (readiness included) into a gRPC status
 /// response; its own error type is `Infallible`.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Rescue<S> {
     inner: S,
+    /// Why `inner` could not become ready; the next call answers with it.
+    not_ready: Option<BoxError>,
+}
+
+impl<S: Clone> Clone for Rescue<S> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: self.inner.clone(),
+            not_ready: None,
+        }
+    }
 }
 
 impl<S, R> Service<R> for Rescue<S>
@@ -50,16 +64,23 @@ where
     type Error = Infallible;
     type Future = Pin<Box<dyn Future<Output = Result<Response<EdgeBody>, Infallible>> + Send>>;
 
-    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-        // Readiness is awaited in `call`, so its errors are rescued too.
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        // A readiness error is kept and answered by the next call, so it is
+        // rescued too and this service stays infallible.
+        if self.not_ready.is_none()
+            && let Err(error) = std::task::ready!(self.inner.poll_ready(cx))
+        {
+            self.not_ready = Some(error);
+        }
         Poll::Ready(Ok(()))
     }
 
     fn call(&mut self, request: R) -> Self::Future {
-        // The clone-and-swap idiom: keep the instance that was polled ready.
-        let clone = self.inner.clone();
-        let inner = std::mem::replace(&mut self.inner, clone);
-        Box::pin(async move { rescue(inner.oneshot(request).await) })
+        if let Some(error) = self.not_ready.take() {
+            return Box::pin(std::future::ready(rescue(Err(error))));
+        }
+        let response = self.inner.call(request);
+        Box::pin(async move { rescue(response.await) })
     }
 }
 
@@ -111,5 +132,42 @@ mod tests {
         let (code, message) = status("some internal detail".into());
         assert_eq!(code, "13");
         assert!(!message.contains("detail"), "{message}");
+    }
+
+    /// Fails readiness once (the core unreachable), then answers OK.
+    #[derive(Clone, Default)]
+    struct FlakyReady {
+        failed: bool,
+    }
+
+    impl Service<()> for FlakyReady {
+        type Response = Response<EdgeBody>;
+        type Error = BoxError;
+        type Future = std::future::Ready<Result<Response<EdgeBody>, BoxError>>;
+
+        fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+            if std::mem::replace(&mut self.failed, true) {
+                return Poll::Ready(Ok(()));
+            }
+            Poll::Ready(Err(Box::new(ForwardError::CoreUnavailable {
+                address: "127.0.0.1:1".into(),
+                reason: "connection refused".into(),
+            })))
+        }
+
+        fn call(&mut self, (): ()) -> Self::Future {
+            std::future::ready(Ok(response(GrpcCode::Cancelled, "from the service")))
+        }
+    }
+
+    #[tokio::test]
+    async fn a_readiness_error_is_answered_and_the_next_call_goes_through() {
+        use tower::ServiceExt;
+        let mut service = RescueLayer.layer(FlakyReady::default());
+        let code = |r: &Response<EdgeBody>| r.headers()["grpc-status"].to_str().unwrap().to_owned();
+        let first = service.ready().await.unwrap().call(()).await.unwrap();
+        assert_eq!(code(&first), "14", "UNAVAILABLE, from the readiness error");
+        let second = service.ready().await.unwrap().call(()).await.unwrap();
+        assert_eq!(code(&second), "1", "the service's own answer");
     }
 }
