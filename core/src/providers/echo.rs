@@ -4,7 +4,9 @@
 //! need no key and no network. For benchmarks, two knobs of its
 //! `[providers.NAME]` shape the answer: `answer_chars` (the input repeated
 //! to exactly that many characters) and `chunks` (that many text chunks of
-//! equal size); still no artificial delay.
+//! equal size); still no artificial delay. Asked for structured output
+//! (`response_model_schema`), it answers with the smallest JSON the schema
+//! accepts ([`super::schema_instance`]), strings holding the echoed text.
 
 use super::{EventStream, ProviderEvent, ProviderRequest, Usage};
 use crate::tokenizer::{count_fragments, count_tokens};
@@ -42,7 +44,9 @@ impl Knobs {
 pub(super) fn stream(request: &ProviderRequest, knobs: Knobs) -> EventStream {
     let input = count_fragments(&request.system).saturating_add(count_fragments(&request.user));
     let mut text = request.user_prompt();
-    if let Some(n) = knobs.answer_chars {
+    if let Some(schema) = &request.schema {
+        text = super::schema_instance::instance(schema, &text).to_string();
+    } else if let Some(n) = knobs.answer_chars {
         text = fill(&text, n);
     }
     let usage = Usage {

@@ -10,6 +10,7 @@ mod echo;
 mod error;
 mod http;
 mod openai;
+mod schema_instance;
 
 pub use error::ProviderError;
 

@@ -269,6 +269,39 @@ async fn missing_api_key_is_execution_failed_naming_the_variable() {
 }
 
 #[tokio::test]
+async fn echo_answers_structured_output_with_json_the_schema_accepts() {
+    let core = Core::start(echo_config("")).await;
+    let mut req = request(Some("echo"), &[], &["list the pods"], "r-json");
+    // The shape of vibectl's planner response: a discriminated union.
+    req.response_model_schema = Some(
+        serde_json::json!({
+            "$defs": {
+                "Thought": {"type": "object", "required": ["action_type", "text"],
+                    "properties": {"action_type": {"const": "THOUGHT"}, "text": {"type": "string"}}},
+                "Done": {"type": "object", "required": ["action_type"],
+                    "properties": {"action_type": {"const": "DONE"}}}
+            },
+            "type": "object",
+            "required": ["action"],
+            "properties": {"action": {"oneOf": [{"$ref": "#/$defs/Thought"}, {"$ref": "#/$defs/Done"}]}}
+        })
+        .to_string(),
+    );
+    let resp = core.execute(req).await;
+    let Some(execute_response::Result::Success(ok)) = resp.result else {
+        panic!("expected success: {resp:?}");
+    };
+    let answer: serde_json::Value =
+        serde_json::from_str(&ok.response_text).expect("the answer is JSON");
+    assert_eq!(
+        answer,
+        serde_json::json!({"action": {"action_type": "THOUGHT", "text": "list the pods"}})
+    );
+    assert!(ok.metrics.and_then(|m| m.output_tokens).unwrap_or(0) > 0);
+    core.stop().await;
+}
+
+#[tokio::test]
 async fn invalid_response_schema_fails_clearly() {
     let core = Core::start(echo_config("")).await;
     let mut req = request(Some("echo"), &[], &["hi"], "r");
