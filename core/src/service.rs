@@ -168,8 +168,15 @@ impl VibectlLlmProxy for ProxyService {
     ) -> Result<Response<GetServerInfoResponse>, Status> {
         let limits = CallLimits::from_metadata(request.metadata());
         let registry = &self.shared.registry;
-        let available_models = registry
+        // A scoped token sees only the models it may use (and their
+        // aliases); the default only when it is one of them.
+        let allowed = crate::scope::allowed_models(request.metadata());
+        let visible: Vec<_> = registry
             .models()
+            .iter()
+            .filter(|m| crate::scope::check(allowed.as_deref(), &m.id, &m.aliases).is_ok())
+            .collect();
+        let available_models = visible
             .iter()
             .map(|m| ModelInfo {
                 model_id: m.id.clone(),
@@ -182,13 +189,22 @@ impl VibectlLlmProxy for ProxyService {
                 aliases: m.aliases.clone(),
             })
             .collect();
+        let default_model = registry
+            .default_model()
+            .filter(|id| visible.iter().any(|m| m.id == *id))
+            .unwrap_or_default()
+            .to_owned();
+        let model_aliases = visible
+            .iter()
+            .flat_map(|m| m.aliases.iter().map(|a| (a.clone(), m.id.clone())))
+            .collect();
         Ok(Response::new(GetServerInfoResponse {
             available_models,
-            default_model: registry.default_model().unwrap_or_default().to_owned(),
+            default_model,
             // The caller's limits as the edge passed them; unset = none.
             limits: Some(limits.server_limits()),
             server_version: env!("CARGO_PKG_VERSION").to_owned(),
-            model_aliases: registry.aliases(),
+            model_aliases,
             server_name: self.shared.server_name.clone(),
         }))
     }

@@ -199,6 +199,42 @@ async fn model_scopes_are_enforced_by_the_core() {
     execute(&stack, &scoped, "echo")
         .await
         .expect("echo allowed");
+    // GetServerInfo lists only the models (and aliases) the token may use.
+    let info = |token: String| {
+        let stack = &stack;
+        async move {
+            let mut client = stack.client().await;
+            tokio::time::timeout(
+                WAIT,
+                client.get_server_info(authed(vibectl_proto::GetServerInfoRequest {}, &token)),
+            )
+            .await
+            .expect("in time")
+            .expect("OK")
+            .into_inner()
+        }
+    };
+    let seen = info(scoped.clone()).await;
+    let mut ids: Vec<_> = seen
+        .available_models
+        .iter()
+        .map(|m| m.model_id.as_str())
+        .collect();
+    ids.sort_unstable();
+    assert_eq!(ids, ["echo", "gpt-4o-mini"]);
+    assert!(
+        seen.model_aliases
+            .values()
+            .all(|id| ids.contains(&id.as_str())),
+        "{:?}",
+        seen.model_aliases
+    );
+    assert_eq!(seen.default_model, "echo");
+    let everything = info(signer.token("k1", "frank", &[])).await;
+    assert!(
+        everything.available_models.len() > 2,
+        "an unscoped token sees every model"
+    );
     for model in ["gpt-4o", "claude-haiku-4-5"] {
         let status = execute(&stack, &scoped, model)
             .await
