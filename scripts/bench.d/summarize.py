@@ -461,7 +461,7 @@ def write_markdown(args, tables, rounds, extra, meta, commands):
     w(meta.strip())
     w("```")
     w("")
-    w("Other engineers were compiling on this machine during the run; the load average above (start and end) "
+    w("This machine is shared (other work may have run beside the benchmark); the load average above (start and end, the benchmark itself included) "
       "says how busy it was. Interleaving the systems in every round spreads that noise over all of them.")
     w("")
     w("## Reading")
