@@ -299,26 +299,30 @@ def build(rounds):
     t = []
     if ("unary64", "edge_baseline") in have:
         for sc_, s in (("unary1", 1), ("unary64", 64)):
-            t.append(Row(f"{s} stream{'s' if s > 1 else ''}: throughput edge (this build) / baseline edge",
-                         per_round(rounds, lambda d: ratio(rate(d, sc_, "edge"), rate(d, sc_, "edge_baseline"))), "×"))
-            t.append(Row(f"{s}: p50 edge (this build) − baseline edge",
-                         per_round(rounds, lambda d: diff(lat(d, sc_, "edge"), lat(d, sc_, "edge_baseline"))), "µs", "{:.0f}"))
-            t.append(Row(f"{s}: edge CPU per call, this build / baseline edge",
-                         per_round(rounds, lambda d: ratio(cpu(d, sc_, "edge", "edge"), cpu(d, sc_, "edge_baseline", "edge"))), "×"))
+            t += versus(rounds, sc_, s, ("edge", "edge (this build)"), ("edge_baseline", "baseline edge"),
+                        "this build / baseline edge")
             t.append(Row(f"{s}: throughput baseline edge / core direct",
                          per_round(rounds, lambda d: ratio(rate(d, sc_, "edge_baseline"), rate(d, sc_, "core"))), "×"))
     if ("unary64", "edge_unix") in have:
-        what = "core over a Unix socket"
+        what = "edge (core over a Unix socket)"
         for sc_, s in (("unary1", 1), ("unary64", 64)):
-            t.append(Row(f"{s} stream{'s' if s > 1 else ''}: throughput edge ({what}) / edge",
-                         per_round(rounds, lambda d: ratio(rate(d, sc_, "edge_unix"), rate(d, sc_, "edge"))), "×"))
-            t.append(Row(f"{s}: p50 edge ({what}) − edge",
-                         per_round(rounds, lambda d: diff(lat(d, sc_, "edge_unix"), lat(d, sc_, "edge"))), "µs", "{:.0f}"))
-            t.append(Row(f"{s}: edge CPU per call, edge ({what}) / edge",
-                         per_round(rounds, lambda d: ratio(cpu(d, sc_, "edge_unix", "edge"), cpu(d, sc_, "edge", "edge"))), "×"))
+            t += versus(rounds, sc_, s, ("edge_unix", what), ("edge", "edge"), f"{what} / edge")
     if t:
         tables.append(("7. Before/after (this edge against the baseline build, same core, same rounds) and a fix candidate", t))
     return tables
+
+
+def versus(rounds, sc, s, a, b, cpu_label):
+    """Throughput, p50 and edge CPU per call of system a against b in
+    scenario sc (s streams); a and b are (system, name) pairs."""
+    (sa, na), (sb, nb) = a, b
+    return [
+        Row(f"{s} stream{'s' if s > 1 else ''}: throughput {na} / {nb}",
+            per_round(rounds, lambda d: ratio(rate(d, sc, sa), rate(d, sc, sb))), "×"),
+        Row(f"{s}: p50 {na} − {nb}", per_round(rounds, lambda d: diff(lat(d, sc, sa), lat(d, sc, sb))), "µs", "{:.0f}"),
+        Row(f"{s}: edge CPU per call, {cpu_label}",
+            per_round(rounds, lambda d: ratio(cpu(d, sc, sa, "edge"), cpu(d, sc, sb, "edge"))), "×"),
+    ]
 
 
 def absolutes(rounds):
