@@ -317,14 +317,21 @@ impl TokenVerifier {
             sub: None,
             jti: None,
         };
-        decision.verdict = self.decide_into(token, &mut decision);
+        // Verified under `keys`, the same snapshot the cache entry is tagged
+        // with: a reload in between cannot mix two key sets.
+        decision.verdict = self.decide_into(token, &keys, &mut decision);
         shared
             .cache
             .insert(token, arc_swap::Guard::into_inner(keys), &decision, now);
         decision
     }
 
-    fn decide_into(&self, token: &str, d: &mut Decision) -> Result<Verified, AuthError> {
+    fn decide_into(
+        &self,
+        token: &str,
+        keys: &KeySet,
+        d: &mut Decision,
+    ) -> Result<Verified, AuthError> {
         if token.len() > MAX_TOKEN_BYTES {
             return Err(AuthError::TooLong);
         }
@@ -336,7 +343,7 @@ impl TokenVerifier {
         if header.crit.is_some() {
             return Err(AuthError::UnsupportedHeader);
         }
-        let key = self.select_key(header.kid.as_deref())?;
+        let key = self.select_key(keys, header.kid.as_deref())?;
         if header.alg != key.alg.name() {
             return Err(AuthError::WrongAlgorithm {
                 expected: key.alg.name().to_owned(),
@@ -372,18 +379,15 @@ impl TokenVerifier {
         })
     }
 
-    fn select_key(&self, kid: Option<&str>) -> Result<Arc<VerifyKey>, AuthError> {
-        let from_set = |kid: &str| {
-            let set = self.shared.keys.load();
-            match set.get(kid) {
-                None => Err(AuthError::UnknownKey {
-                    kid: kid.to_owned(),
-                }),
-                Some(key) if key.status == KeyStatus::Retired => Err(AuthError::KeyRetired {
-                    kid: kid.to_owned(),
-                }),
-                Some(key) => Ok(key.clone()),
-            }
+    fn select_key(&self, keys: &KeySet, kid: Option<&str>) -> Result<Arc<VerifyKey>, AuthError> {
+        let from_set = |kid: &str| match keys.get(kid) {
+            None => Err(AuthError::UnknownKey {
+                kid: kid.to_owned(),
+            }),
+            Some(key) if key.status == KeyStatus::Retired => Err(AuthError::KeyRetired {
+                kid: kid.to_owned(),
+            }),
+            Some(key) => Ok(key.clone()),
         };
         match (kid, &self.shared.default_kid, &self.shared.legacy) {
             (Some(kid), _, _) => from_set(kid),
