@@ -187,14 +187,6 @@ impl Registry {
         self.default_model.as_deref()
     }
 
-    /// `alias → model id` for every alias.
-    pub fn aliases(&self) -> HashMap<String, String> {
-        self.models
-            .iter()
-            .flat_map(|m| m.aliases.iter().map(|a| (a.clone(), m.id.clone())))
-            .collect()
-    }
-
     /// `echo, gpt-4o (aliases: 4o), …` for error messages.
     fn known(&self) -> String {
         if self.models.is_empty() {
@@ -210,6 +202,16 @@ impl Registry {
             .collect();
         list.join(", ")
     }
+}
+
+/// `alias → model id` for every alias of `models`.
+pub fn alias_map<'a>(
+    models: impl IntoIterator<Item = &'a Arc<ModelEntry>>,
+) -> HashMap<String, String> {
+    models
+        .into_iter()
+        .flat_map(|m| m.aliases.iter().map(|a| (a.clone(), m.id.clone())))
+        .collect()
 }
 
 #[cfg(test)]
@@ -259,7 +261,10 @@ mod tests {
         let r = registry("[core]\ndefault_model = \"x\"\n");
         assert_eq!(r.default_model(), Some("gpt-x"));
         assert_eq!(r.resolve(Some("x")).expect("alias").id, "gpt-x");
-        assert_eq!(r.aliases().get("x").map(String::as_str), Some("gpt-x"));
+        assert_eq!(
+            alias_map(r.models()).get("x").map(String::as_str),
+            Some("gpt-x")
+        );
     }
 
     #[test]

@@ -194,10 +194,7 @@ impl VibectlLlmProxy for ProxyService {
             .filter(|id| visible.iter().any(|m| m.id == *id))
             .unwrap_or_default()
             .to_owned();
-        let model_aliases = visible
-            .iter()
-            .flat_map(|m| m.aliases.iter().map(|a| (a.clone(), m.id.clone())))
-            .collect();
+        let model_aliases = crate::registry::alias_map(visible.iter().copied());
         Ok(Response::new(GetServerInfoResponse {
             available_models,
             default_model,
