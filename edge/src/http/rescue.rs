@@ -134,7 +134,8 @@ mod tests {
         assert!(!message.contains("detail"), "{message}");
     }
 
-    /// Fails readiness once (the core unreachable), then answers OK.
+    /// Fails readiness once (the core unreachable), then answers with its
+    /// own status (CANCELLED, to tell it from the rescued one).
     #[derive(Clone, Default)]
     struct FlakyReady {
         failed: bool,

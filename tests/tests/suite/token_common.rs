@@ -13,7 +13,7 @@ use vibectl_edge::{
     },
     jwt::{KeyAlg, SecretEnv},
 };
-use vibectl_proto::GetServerInfoRequest;
+use vibectl_proto::{GetServerInfoRequest, GetServerInfoResponse};
 use vibectl_tests::harness::{Stack, WAIT, authed, execute_request};
 
 /// How often the test stacks re-read their key set and revocation files.
@@ -93,8 +93,8 @@ impl Signer {
     }
 }
 
-/// `GetServerInfo` with `token`: OK or the status.
-pub async fn call(stack: &Stack, token: &str) -> Result<(), Status> {
+/// `GetServerInfo` with `token`: the answer or the status.
+pub async fn server_info(stack: &Stack, token: &str) -> Result<GetServerInfoResponse, Status> {
     let mut client = stack.client().await;
     tokio::time::timeout(
         WAIT,
@@ -102,7 +102,12 @@ pub async fn call(stack: &Stack, token: &str) -> Result<(), Status> {
     )
     .await
     .expect("answered in time")
-    .map(|_| ())
+    .map(tonic::Response::into_inner)
+}
+
+/// `GetServerInfo` with `token`: OK or the status.
+pub async fn call(stack: &Stack, token: &str) -> Result<(), Status> {
+    server_info(stack, token).await.map(|_| ())
 }
 
 /// `Execute` on `model` with `token`: OK (in-band errors included) or the status.
