@@ -15,6 +15,15 @@ pub struct CoreConfig {
     /// Model used when a request names none. Default: `echo` unless a
     /// provider key is configured, then the first model with credentials.
     pub default_model: Option<String>,
+    /// Resolve the model names the vibectl client and its `llm` libraries
+    /// know (see [`crate::catalogue`]) to a configured model of the same
+    /// provider kind. `false`: only ids and `aliases` of `[[models]]`.
+    pub client_model_names: bool,
+    /// With no provider key configured at all, the offline `echo` model
+    /// answers every model name (logged at start, and said in
+    /// `GetServerInfo`). `false`: names keep their models, which then fail
+    /// with the missing key named.
+    pub echo_fallback: bool,
     /// Grace period for in-flight calls at shutdown.
     #[serde(with = "humantime_serde")]
     pub shutdown_grace: Duration,
@@ -26,6 +35,8 @@ impl Default for CoreConfig {
             listen: defaults::CORE_LISTEN.to_owned(),
             server_name: defaults::SERVER_NAME.to_owned(),
             default_model: None,
+            client_model_names: true,
+            echo_fallback: true,
             shutdown_grace: defaults::SHUTDOWN_GRACE,
         }
     }
@@ -241,8 +252,9 @@ fn model(
     }
 }
 
-/// The models when the file names none: the offline `echo` and a few
-/// well-known OpenAI and Anthropic models (usable once their key is set).
+/// The models when the file names none: the offline `echo` and the current
+/// OpenAI and Anthropic models (usable once their key is set). Every name the
+/// client knows resolves to one of them ([`crate::catalogue`]).
 pub fn default_models() -> Vec<ModelConfig> {
     vec![
         model(
@@ -263,6 +275,31 @@ pub fn default_models() -> Vec<ModelConfig> {
             (0.15, 0.6),
         ),
         model(
+            "gpt-4.1",
+            "openai",
+            "GPT-4.1",
+            &["4.1"],
+            1_047_576,
+            (2.0, 8.0),
+        ),
+        model(
+            "gpt-4.1-mini",
+            "openai",
+            "GPT-4.1 mini",
+            &["4.1-mini"],
+            1_047_576,
+            (0.4, 1.6),
+        ),
+        model("gpt-5", "openai", "GPT-5", &[], 400_000, (1.25, 10.0)),
+        model(
+            "gpt-5-mini",
+            "openai",
+            "GPT-5 mini",
+            &[],
+            400_000,
+            (0.25, 2.0),
+        ),
+        model(
             "claude-sonnet-4-5",
             "anthropic",
             "Claude Sonnet 4.5",
@@ -277,6 +314,14 @@ pub fn default_models() -> Vec<ModelConfig> {
             &["haiku"],
             200_000,
             (1.0, 5.0),
+        ),
+        model(
+            "claude-opus-4-1",
+            "anthropic",
+            "Claude Opus 4.1",
+            &["opus"],
+            200_000,
+            (15.0, 75.0),
         ),
     ]
 }

@@ -5,6 +5,7 @@
 //! watch files, resolve secrets or open sockets.
 
 pub mod acme;
+pub mod catalogue;
 pub mod core;
 pub mod defaults;
 pub mod edge;

@@ -30,6 +30,7 @@ pub mod registry;
 pub mod scope;
 pub mod secrets;
 mod server;
+pub mod server_info;
 mod service;
 pub mod tokenizer;
 

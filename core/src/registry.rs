@@ -5,7 +5,7 @@
 
 use crate::secrets::Credentials;
 use std::{collections::HashMap, fmt, sync::Arc};
-use vibectl_config::{Config, ProviderKind, defaults};
+use vibectl_config::{Config, ProviderKind, catalogue, defaults};
 
 /// One model clients may name.
 #[derive(Debug, Clone)]
@@ -89,22 +89,36 @@ impl fmt::Display for ResolveError {
     }
 }
 
-/// All models, by id and alias, and the default.
+/// All models, by id, alias and client model name, and the default.
 #[derive(Debug)]
 pub struct Registry {
     models: Vec<Arc<ModelEntry>>,
+    /// Ids and configured aliases first, then the client's model names
+    /// ([`catalogue::CLIENT_NAMES`]) not already taken.
     by_name: HashMap<String, usize>,
+    /// Per model: its provider had credentials at start (echo always).
+    usable: Vec<bool>,
+    /// When no provider but echo has credentials: the echo model that
+    /// answers every name.
+    offline_echo: Option<usize>,
     default_model: Option<String>,
 }
+
+/// The one line said at start and in `GetServerInfo` when echo answers for
+/// every model because no provider key is configured.
+pub const OFFLINE_NOTE: &str = "no provider API key configured: the offline echo model answers \
+     every model name (set OPENAI_API_KEY or ANTHROPIC_API_KEY for the core to use real models)";
 
 impl Registry {
     /// Builds the registry. Without `core.default_model`, the default is the
     /// first model of a non-`echo` provider whose credentials are present,
     /// else `echo`. A model naming an unknown provider is skipped (config
-    /// validation already rejects that in files).
+    /// validation already rejects that in files). Credentials are looked up
+    /// once, here: which models are listed is decided at start.
     pub fn from_config(cfg: &Config) -> Self {
         let mut models = Vec::new();
         let mut by_name = HashMap::new();
+        let mut usable = Vec::new();
         for m in &cfg.models {
             let Some(provider) = cfg.providers.get(&m.provider) else {
                 tracing::warn!(model = %m.id, provider = %m.provider, "model names an unknown provider; skipped");
@@ -114,6 +128,7 @@ impl Registry {
             for name in std::iter::once(&m.id).chain(&m.aliases) {
                 by_name.entry(name.clone()).or_insert(index);
             }
+            usable.push(Credentials::lookup(&m.provider, provider).usable());
             models.push(Arc::new(ModelEntry {
                 id: m.id.clone(),
                 display_name: m.display_name.clone().unwrap_or_else(|| m.id.clone()),
@@ -127,9 +142,26 @@ impl Registry {
                 max_output_tokens: m.max_output_tokens,
             }));
         }
+        if cfg.core.client_model_names {
+            add_client_names(&models, &mut by_name);
+        }
+        let no_provider_key = models
+            .iter()
+            .zip(&usable)
+            .all(|(m, usable)| m.kind == ProviderKind::Echo || !usable);
+        let offline_echo = (no_provider_key && cfg.core.echo_fallback)
+            .then(|| {
+                models
+                    .iter()
+                    .position(|m| m.id == defaults::ECHO_MODEL)
+                    .or_else(|| models.iter().position(|m| m.kind == ProviderKind::Echo))
+            })
+            .flatten();
         let mut registry = Self {
             models,
             by_name,
+            usable,
+            offline_echo,
             default_model: None,
         };
         registry.default_model = registry.pick_default(cfg);
@@ -140,27 +172,36 @@ impl Registry {
         if let Some(name) = &cfg.core.default_model {
             return self.get(name).map(|m| m.id.clone());
         }
-        let with_credentials = self.models.iter().find(|m| {
-            m.kind != ProviderKind::Echo
-                && cfg
-                    .providers
-                    .get(&m.provider)
-                    .is_some_and(|p| Credentials::lookup(&m.provider, p).usable())
-        });
+        let with_credentials = self
+            .models
+            .iter()
+            .zip(&self.usable)
+            .find(|(m, usable)| m.kind != ProviderKind::Echo && **usable)
+            .map(|(m, _)| m);
         with_credentials
             .or_else(|| self.models.iter().find(|m| m.id == defaults::ECHO_MODEL))
             .or_else(|| self.models.iter().find(|m| m.kind == ProviderKind::Echo))
             .map(|m| m.id.clone())
     }
 
-    fn get(&self, name: &str) -> Option<&Arc<ModelEntry>> {
+    /// The model `name` means (id, alias or client model name), without the
+    /// offline fallback.
+    pub fn get(&self, name: &str) -> Option<&Arc<ModelEntry>> {
         self.by_name.get(name).and_then(|&i| self.models.get(i))
     }
 
     /// The model to call for a request's `model_name` (`None` or empty
-    /// means the default).
+    /// means the default). With no provider key configured, every name but
+    /// another echo model's is answered by echo.
     pub fn resolve(&self, requested: Option<&str>) -> Result<Arc<ModelEntry>, ResolveError> {
         let requested = requested.map(str::trim).filter(|n| !n.is_empty());
+        if let Some(echo) = self.offline_echo.and_then(|i| self.models.get(i)) {
+            let named = requested.and_then(|n| self.get(n));
+            return Ok(named
+                .filter(|m| m.kind == ProviderKind::Echo)
+                .unwrap_or(echo)
+                .clone());
+        }
         let name = match requested.or(self.default_model.as_deref()) {
             Some(name) => name,
             None => {
@@ -177,116 +218,93 @@ impl Registry {
             })
     }
 
+    /// For a model scope: the id of the model `name` means (or `name` when
+    /// it means none) and every name that means the same model.
+    pub fn scope_names(&self, name: &str) -> (String, Vec<String>) {
+        match self.by_name.get(name) {
+            Some(&index) => {
+                let names = self
+                    .by_name
+                    .iter()
+                    .filter(|(_, i)| **i == index)
+                    .map(|(n, _)| n.clone())
+                    .collect();
+                (self.models[index].id.clone(), names)
+            }
+            None => (name.to_owned(), Vec::new()),
+        }
+    }
+
+    /// Every name a client may send (ids, aliases, client model names).
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.by_name.keys().map(String::as_str)
+    }
+
     /// Every model, in configuration order.
     pub fn models(&self) -> &[Arc<ModelEntry>] {
         &self.models
     }
 
-    /// The default model's id, if there is one.
-    pub fn default_model(&self) -> Option<&str> {
-        self.default_model.as_deref()
+    /// The models that can answer, in configuration order: those whose
+    /// provider has credentials, or only echo when no provider has any.
+    pub fn listed(&self) -> impl Iterator<Item = &Arc<ModelEntry>> {
+        self.models
+            .iter()
+            .zip(&self.usable)
+            .filter(|(m, usable)| match self.offline_echo {
+                Some(_) => m.kind == ProviderKind::Echo,
+                None => **usable,
+            })
+            .map(|(m, _)| m)
     }
 
-    /// `echo, gpt-4o (aliases: 4o), …` for error messages.
+    /// True when no provider key is configured and echo answers every name.
+    pub fn offline(&self) -> bool {
+        self.offline_echo.is_some()
+    }
+
+    /// The default model's id, if there is one (echo when offline).
+    pub fn default_model(&self) -> Option<&str> {
+        match self.offline_echo {
+            Some(i) => Some(self.models[i].id.as_str()),
+            None => self.default_model.as_deref(),
+        }
+    }
+
+    /// `echo, gpt-4o (aliases: 4o), …` (the models that can answer, else
+    /// every model) for error messages.
     fn known(&self) -> String {
+        let describe = |m: &Arc<ModelEntry>| match m.aliases.as_slice() {
+            [] => m.id.clone(),
+            aliases => format!("{} (aliases: {})", m.id, aliases.join(", ")),
+        };
+        let listed: Vec<String> = self.listed().map(describe).collect();
+        if !listed.is_empty() {
+            return listed.join(", ");
+        }
         if self.models.is_empty() {
             return "(none configured)".to_owned();
         }
-        let list: Vec<String> = self
-            .models
-            .iter()
-            .map(|m| match m.aliases.as_slice() {
-                [] => m.id.clone(),
-                aliases => format!("{} (aliases: {})", m.id, aliases.join(", ")),
-            })
-            .collect();
-        list.join(", ")
+        let all: Vec<String> = self.models.iter().map(describe).collect();
+        format!("{} (none has credentials)", all.join(", "))
     }
 }
 
-/// `alias → model id` for every alias of `models`.
-pub fn alias_map<'a>(
-    models: impl IntoIterator<Item = &'a Arc<ModelEntry>>,
-) -> HashMap<String, String> {
-    models
-        .into_iter()
-        .flat_map(|m| m.aliases.iter().map(|a| (a.clone(), m.id.clone())))
-        .collect()
+/// Adds every client model name not already an id or alias: to its target
+/// model when configured, else to the first model of a provider of its kind.
+fn add_client_names(models: &[Arc<ModelEntry>], by_name: &mut HashMap<String, usize>) {
+    for group in catalogue::CLIENT_NAMES {
+        let target = models
+            .iter()
+            .position(|m| m.id == group.target && m.kind == group.kind)
+            .or_else(|| models.iter().position(|m| m.kind == group.kind));
+        let Some(target) = target else { continue };
+        for name in group.names {
+            by_name.entry((*name).to_owned()).or_insert(target);
+        }
+    }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn registry(extra: &str) -> Registry {
-        let text = format!(
-            "[providers.echo]\nkind = \"echo\"\n\
-             [providers.openai]\nkind = \"openai\"\napi_key_env = \"VIBECTL_TEST_NEVER_SET_KEY\"\n\
-             [[models]]\nid = \"gpt-x\"\nprovider = \"openai\"\naliases = [\"x\"]\n\
-             input_usd_per_mtok = 2.0\noutput_usd_per_mtok = 8.0\n\
-             [[models]]\nid = \"echo\"\nprovider = \"echo\"\n{extra}"
-        );
-        let cfg = Config::from_toml(&text, std::path::Path::new("t.toml")).expect("config");
-        Registry::from_config(&cfg)
-    }
-
-    #[test]
-    fn echo_is_default_without_credentials() {
-        let r = registry("");
-        assert_eq!(r.default_model(), Some("echo"));
-        assert_eq!(r.resolve(None).expect("default").id, "echo");
-        assert_eq!(r.resolve(Some("")).expect("default").id, "echo");
-    }
-
-    #[test]
-    fn first_model_with_credentials_is_default() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let key = dir.path().join("key");
-        std::fs::write(&key, "sk-x\n").expect("write");
-        let text = format!(
-            "[providers.echo]\nkind = \"echo\"\n\
-             [providers.a]\nkind = \"anthropic\"\napi_key_env = \"VIBECTL_TEST_NEVER_SET_KEY\"\n\
-             [providers.o]\nkind = \"openai\"\napi_key_file = \"{}\"\n\
-             [[models]]\nid = \"echo\"\nprovider = \"echo\"\n\
-             [[models]]\nid = \"claude\"\nprovider = \"a\"\n\
-             [[models]]\nid = \"gpt\"\nprovider = \"o\"\n",
-            key.display()
-        );
-        let cfg = Config::from_toml(&text, std::path::Path::new("t.toml")).expect("config");
-        assert_eq!(Registry::from_config(&cfg).default_model(), Some("gpt"));
-    }
-
-    #[test]
-    fn configured_default_and_aliases() {
-        let r = registry("[core]\ndefault_model = \"x\"\n");
-        assert_eq!(r.default_model(), Some("gpt-x"));
-        assert_eq!(r.resolve(Some("x")).expect("alias").id, "gpt-x");
-        assert_eq!(
-            alias_map(r.models()).get("x").map(String::as_str),
-            Some("gpt-x")
-        );
-    }
-
-    #[test]
-    fn unknown_model_lists_what_exists() {
-        let err = registry("").resolve(Some("gpt-9")).expect_err("must fail");
-        assert_eq!(err.code(), "MODEL_NOT_FOUND");
-        let msg = err.to_string();
-        assert!(
-            msg.contains("gpt-9") && msg.contains("gpt-x (aliases: x)") && msg.contains("echo"),
-            "{msg}"
-        );
-    }
-
-    #[test]
-    fn cost_uses_prices_per_million() {
-        let r = registry("");
-        let m = r.resolve(Some("gpt-x")).expect("model");
-        let cost = m.cost_usd(1_000, 500).expect("priced");
-        assert!((cost - (0.002 + 0.004)).abs() < 1e-12, "{cost}");
-        assert_eq!(
-            r.resolve(Some("echo")).expect("echo").cost_usd(10, 10),
-            None
-        );
-    }
-}
+#[path = "registry_tests.rs"]
+mod tests;

@@ -90,6 +90,9 @@ pub async fn serve_with_metrics(
         default_model = shared.registry.default_model().unwrap_or("(none)"),
         "vibectl-core serving"
     );
+    if shared.registry.offline() {
+        tracing::warn!("{}", crate::registry::OFFLINE_NOTE);
+    }
     let unix_path = listener.unix_path();
     let result = accept_loop(
         listener,

@@ -20,7 +20,7 @@ use tonic::{Request, Response, Status, metadata::MetadataMap};
 use vibectl_config::Config;
 use vibectl_proto::{
     ExecuteError, ExecuteRequest, ExecuteResponse, ExecuteSuccess, GetServerInfoRequest,
-    GetServerInfoResponse, ModelInfo, StreamChunk, execute_response, stream_chunk::ChunkType,
+    GetServerInfoResponse, StreamChunk, execute_response, stream_chunk::ChunkType,
     vibectl_llm_proxy_server::VibectlLlmProxy,
 };
 
@@ -38,10 +38,11 @@ pub(crate) struct Shared {
 
 impl Shared {
     pub(crate) fn new(config: &Config, metrics: Metrics) -> Result<Self, CoreError> {
+        let registry = Registry::from_config(config);
         Ok(Self {
-            registry: Registry::from_config(config),
+            server_name: crate::server_info::server_name(&config.core.server_name, &registry),
+            registry,
             providers: Providers::from_config(config)?,
-            server_name: config.core.server_name.clone(),
             metrics,
         })
     }
@@ -78,7 +79,16 @@ impl ProxyService {
         let limits = CallLimits::from_metadata(request.metadata());
         let sub = sub_of(request.metadata());
         let allowed_models = crate::scope::allowed_models(request.metadata());
-        let req = request.into_inner();
+        let mut req = request.into_inner();
+        let unnamed = req
+            .model_name
+            .as_deref()
+            .is_none_or(|n| n.trim().is_empty());
+        if unnamed && allowed_models.is_some() {
+            // A scoped token's default is the first model of its scope.
+            req.model_name =
+                crate::server_info::default_for(&self.shared.registry, allowed_models.as_deref());
+        }
         if let Err(refused) = limits.check_input(&req) {
             let model = self.shared.registry.resolve(req.model_name.as_deref()).ok();
             tracing::info!(
@@ -103,7 +113,9 @@ impl ProxyService {
         }
         // The token's model scope (an unknown model is answered in-band by the call).
         if let Ok(model) = self.shared.registry.resolve(req.model_name.as_deref()) {
-            crate::scope::check(allowed_models.as_deref(), &model.id, &model.aliases)?;
+            let name = req.model_name.as_deref().unwrap_or(&model.id);
+            let (id, names) = self.shared.registry.scope_names(name);
+            crate::scope::check(allowed_models.as_deref(), &id, &names)?;
         }
         let ctx = CallContext {
             method,
@@ -167,42 +179,12 @@ impl VibectlLlmProxy for ProxyService {
         request: Request<GetServerInfoRequest>,
     ) -> Result<Response<GetServerInfoResponse>, Status> {
         let limits = CallLimits::from_metadata(request.metadata());
-        let registry = &self.shared.registry;
-        // A scoped token sees only the models it may use (and their
-        // aliases); the default only when it is one of them.
         let allowed = crate::scope::allowed_models(request.metadata());
-        let visible: Vec<_> = registry
-            .models()
-            .iter()
-            .filter(|m| crate::scope::check(allowed.as_deref(), &m.id, &m.aliases).is_ok())
-            .collect();
-        let available_models = visible
-            .iter()
-            .map(|m| ModelInfo {
-                model_id: m.id.clone(),
-                display_name: m.display_name.clone(),
-                provider: m.provider.clone(),
-                supports_streaming: true,
-                max_context_length: m
-                    .max_context_length
-                    .map(|n| i32::try_from(n).unwrap_or(i32::MAX)),
-                aliases: m.aliases.clone(),
-            })
-            .collect();
-        let default_model = registry
-            .default_model()
-            .filter(|id| visible.iter().any(|m| m.id == *id))
-            .unwrap_or_default()
-            .to_owned();
-        let model_aliases = crate::registry::alias_map(visible.iter().copied());
-        Ok(Response::new(GetServerInfoResponse {
-            available_models,
-            default_model,
-            // The caller's limits as the edge passed them; unset = none.
-            limits: Some(limits.server_limits()),
-            server_version: env!("CARGO_PKG_VERSION").to_owned(),
-            model_aliases,
-            server_name: self.shared.server_name.clone(),
-        }))
+        Ok(Response::new(crate::server_info::answer(
+            &self.shared.registry,
+            allowed.as_deref(),
+            limits.server_limits(),
+            self.shared.server_name.clone(),
+        )))
     }
 }

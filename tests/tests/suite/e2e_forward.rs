@@ -158,7 +158,11 @@ async fn echo_stream_has_several_chunks() {
 
 #[tokio::test]
 async fn unknown_model_is_model_not_found_in_band() {
-    let stack = Stack::start().await;
+    // Without the echo fallback (no provider key here), as with a key.
+    let stack = Stack::builder()
+        .config("[core]\necho_fallback = false\n")
+        .start()
+        .await;
     let mut client = stack.client().await;
     let request = execute_request(Some("no-such-model"), "hi");
     let reply = client
