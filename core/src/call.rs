@@ -13,7 +13,7 @@ use crate::{
     limits::Deadline,
     providers::{ProviderError, ProviderEvent, ProviderRequest},
     registry::ModelEntry,
-    service::Shared,
+    shared::Shared,
     tokenizer::count_fragments,
 };
 use futures::{Stream, StreamExt};

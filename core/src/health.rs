@@ -69,7 +69,7 @@ pub async fn check(address: &str, timeout: Duration) -> Result<(), HealthError> 
 async fn check_unbounded(address: &str, timeout: Duration) -> Result<(), HealthError> {
     let unreachable = |e: &(dyn std::error::Error + 'static)| HealthError::Unreachable {
         address: address.to_owned(),
-        reason: error_chain(e),
+        reason: vibectl_proto::wire::error_chain(e),
     };
     let channel = connect(address, timeout)
         .await?
@@ -150,20 +150,6 @@ async fn connect(
         .map_err(|_| HealthError::InvalidAddress(address.to_owned()))?
         .connect_timeout(timeout);
     Ok(endpoint.connect().await)
-}
-
-/// An error and its sources on one line.
-fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut parts = vec![e.to_string()];
-    let mut source = e.source();
-    while let Some(s) = source {
-        let text = s.to_string();
-        if !parts.iter().any(|p| p.contains(&text)) {
-            parts.push(text);
-        }
-        source = s.source();
-    }
-    parts.join(": ")
 }
 
 #[cfg(test)]

@@ -32,9 +32,9 @@ pub mod secrets;
 mod server;
 pub mod server_info;
 mod service;
+mod shared;
 pub mod tokenizer;
 
 pub use error::CoreError;
 pub use listener::CoreListener;
 pub use server::{bind_metrics, serve, serve_with_metrics};
-pub use service::SUB_HEADER;

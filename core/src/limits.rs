@@ -10,18 +10,10 @@ use tokio::time::Instant;
 use tonic::{Status, metadata::MetadataMap};
 use vibectl_proto::{ExecuteRequest, ServerLimits};
 
-/// The caller's sustained requests per minute.
-pub const LIMIT_RPM_HEADER: &str = "x-vibectl-limit-rpm";
-/// The caller's calls in flight at once.
-pub const LIMIT_CONCURRENCY_HEADER: &str = "x-vibectl-limit-concurrency";
-/// The caller's maximum input, in characters of system + user fragments.
-pub const LIMIT_INPUT_LENGTH_HEADER: &str = "x-vibectl-limit-input-length";
-/// The caller's longest call, in seconds.
-pub const LIMIT_TIMEOUT_HEADER: &str = "x-vibectl-limit-timeout";
-/// The gRPC deadline header (`<digits><H|M|S|m|u|n>`).
-pub const GRPC_TIMEOUT_HEADER: &str = "grpc-timeout";
-/// Trailing metadata naming the limit that refused or ended a call.
-pub const LIMIT_TYPE_METADATA: &str = "limit-type";
+use vibectl_proto::wire::{
+    GRPC_TIMEOUT, LIMIT_CONCURRENCY_HEADER, LIMIT_INPUT_LENGTH_HEADER, LIMIT_RPM_HEADER,
+    LIMIT_TIMEOUT_HEADER, LIMIT_TYPE, LimitType, parse_grpc_timeout,
+};
 
 /// The edge may spend a moment before forwarding: a `grpc-timeout` within
 /// this much of the token's `request_timeout_seconds` is taken to be it.
@@ -57,7 +49,7 @@ impl CallLimits {
                 }
             }
         };
-        let grpc_timeout = text(GRPC_TIMEOUT_HEADER).and_then(|value| {
+        let grpc_timeout = text(GRPC_TIMEOUT).and_then(|value| {
             let parsed = parse_grpc_timeout(value);
             if parsed.is_none() {
                 tracing::warn!(value, "ignoring a malformed grpc-timeout header");
@@ -148,9 +140,10 @@ impl InputTooLong {
             "input is {} characters; this token's limit is {} (max_input_length)",
             self.characters, self.limit
         ));
-        status
-            .metadata_mut()
-            .insert(LIMIT_TYPE_METADATA, "input_length".parse().expect("ASCII"));
+        status.metadata_mut().insert(
+            LIMIT_TYPE,
+            LimitType::InputLength.as_str().parse().expect("ASCII"),
+        );
         status
     }
 }
@@ -186,9 +179,10 @@ impl Deadline {
                 let mut status = Status::deadline_exceeded(format!(
                     "request timed out after {after} (request_timeout_seconds)"
                 ));
-                status
-                    .metadata_mut()
-                    .insert(LIMIT_TYPE_METADATA, "timeout".parse().expect("ASCII"));
+                status.metadata_mut().insert(
+                    LIMIT_TYPE,
+                    LimitType::Timeout.as_str().parse().expect("ASCII"),
+                );
                 status
             }
             DeadlineCause::Client => Status::deadline_exceeded(format!(
@@ -209,56 +203,9 @@ fn human(d: Duration) -> String {
     }
 }
 
-/// Parses a `grpc-timeout` value: at most 8 digits, then `H`, `M`, `S`,
-/// `m`, `u` or `n` (hours … nanoseconds).
-pub fn parse_grpc_timeout(value: &str) -> Option<Duration> {
-    let value = value.trim();
-    let unit = value.chars().last()?;
-    let digits = &value[..value.len() - unit.len_utf8()];
-    if digits.is_empty() || digits.len() > 8 || !digits.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    let n: u64 = digits.parse().ok()?;
-    Some(match unit {
-        'H' => Duration::from_secs(n * 3600),
-        'M' => Duration::from_secs(n * 60),
-        'S' => Duration::from_secs(n),
-        'm' => Duration::from_millis(n),
-        'u' => Duration::from_micros(n),
-        'n' => Duration::from_nanos(n),
-        _ => return None,
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn grpc_timeout_units() {
-        assert_eq!(parse_grpc_timeout("2H"), Some(Duration::from_secs(7200)));
-        assert_eq!(parse_grpc_timeout("3M"), Some(Duration::from_secs(180)));
-        assert_eq!(parse_grpc_timeout("30S"), Some(Duration::from_secs(30)));
-        assert_eq!(parse_grpc_timeout("250m"), Some(Duration::from_millis(250)));
-        assert_eq!(parse_grpc_timeout("7u"), Some(Duration::from_micros(7)));
-        assert_eq!(
-            parse_grpc_timeout("99999999n"),
-            Some(Duration::from_nanos(99_999_999))
-        );
-        for bad in [
-            "",
-            "S",
-            "10",
-            "123456789S",
-            "1.5S",
-            "-1S",
-            "10s",
-            "10 S",
-            "1é",
-        ] {
-            assert_eq!(parse_grpc_timeout(bad), None, "{bad:?}");
-        }
-    }
 
     fn metadata(pairs: &[(&'static str, &str)]) -> MetadataMap {
         let mut m = MetadataMap::new();
@@ -275,7 +222,7 @@ mod tests {
             (LIMIT_CONCURRENCY_HEADER, "0"),
             (LIMIT_INPUT_LENGTH_HEADER, "32000"),
             (LIMIT_TIMEOUT_HEADER, "many"),
-            (GRPC_TIMEOUT_HEADER, "5S"),
+            (GRPC_TIMEOUT, "5S"),
         ]));
         assert_eq!(
             l,
@@ -318,13 +265,15 @@ mod tests {
             "input is 7 characters; this token's limit is 6 (max_input_length)"
         );
         assert_eq!(
-            status
-                .metadata()
-                .get(LIMIT_TYPE_METADATA)
-                .map(|v| v.to_str().ok()),
+            status.metadata().get(LIMIT_TYPE).map(|v| v.to_str().ok()),
             Some(Some("input_length"))
         );
-        assert!(status.metadata().get("retry-after-ms").is_none());
+        assert!(
+            status
+                .metadata()
+                .get(vibectl_proto::wire::RETRY_AFTER_MS)
+                .is_none()
+        );
     }
 
     #[test]
@@ -342,7 +291,7 @@ mod tests {
             (Duration::from_millis(500), DeadlineCause::Client)
         );
         assert!(d.status().message().contains("500 ms"));
-        assert!(d.status().metadata().get(LIMIT_TYPE_METADATA).is_none());
+        assert!(d.status().metadata().get(LIMIT_TYPE).is_none());
         let d = l(None, Some(30)).deadline(now).expect("token");
         assert_eq!(
             (d.after, d.cause),
@@ -359,10 +308,7 @@ mod tests {
         );
         assert_eq!(d.at, now + Duration::from_millis(29_990));
         assert_eq!(
-            status
-                .metadata()
-                .get(LIMIT_TYPE_METADATA)
-                .map(|v| v.to_str().ok()),
+            status.metadata().get(LIMIT_TYPE).map(|v| v.to_str().ok()),
             Some(Some("timeout"))
         );
         let d = l(Some(2_000), Some(30)).deadline(now).expect("client");

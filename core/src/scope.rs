@@ -7,7 +7,7 @@
 use tonic::{Status, metadata::MetadataMap};
 
 /// The header the edge sets from the token's `models` claim.
-pub const ALLOWED_MODELS_HEADER: &str = "x-vibectl-allowed-models";
+pub use vibectl_proto::wire::ALLOWED_MODELS_HEADER;
 
 /// The allowed-models header of a request, if the edge set one.
 pub fn allowed_models(metadata: &MetadataMap) -> Option<String> {

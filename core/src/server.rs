@@ -9,7 +9,8 @@ use crate::{
     error::CoreError,
     listener::{Accepted, CoreListener},
     metrics::{Metrics, serve_metrics},
-    service::{ProxyService, Shared},
+    service::ProxyService,
+    shared::Shared,
 };
 use hyper_util::{
     rt::{TokioExecutor, TokioIo, TokioTimer},

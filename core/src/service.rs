@@ -7,46 +7,20 @@
 
 use crate::{
     call::{self, CallContext},
-    error::CoreError,
     limits::CallLimits,
-    metrics::{CallResult, CallSample, Metrics},
-    providers::Providers,
-    registry::Registry,
+    metrics::{CallResult, CallSample},
+    shared::Shared,
 };
 use futures::{Stream, StreamExt};
 use std::{pin::Pin, sync::Arc};
 use tokio::time::Instant;
 use tonic::{Request, Response, Status, metadata::MetadataMap};
-use vibectl_config::Config;
 use vibectl_proto::{
     ExecuteError, ExecuteRequest, ExecuteResponse, ExecuteSuccess, GetServerInfoRequest,
     GetServerInfoResponse, StreamChunk, execute_response, stream_chunk::ChunkType,
     vibectl_llm_proxy_server::VibectlLlmProxy,
+    wire::{Method, SUB_HEADER},
 };
-
-/// The metadata header where the edge puts the verified JWT subject.
-pub const SUB_HEADER: &str = "x-vibectl-sub";
-
-/// What every call shares: built once at start.
-#[derive(Debug)]
-pub(crate) struct Shared {
-    pub(crate) registry: Registry,
-    pub(crate) providers: Providers,
-    pub(crate) server_name: String,
-    pub(crate) metrics: Metrics,
-}
-
-impl Shared {
-    pub(crate) fn new(config: &Config, metrics: Metrics) -> Result<Self, CoreError> {
-        let registry = Registry::from_config(config);
-        Ok(Self {
-            server_name: crate::server_info::server_name(&config.core.server_name, &registry),
-            registry,
-            providers: Providers::from_config(config)?,
-            metrics,
-        })
-    }
-}
 
 /// The gRPC service.
 #[derive(Debug, Clone)]
@@ -132,7 +106,7 @@ impl VibectlLlmProxy for ProxyService {
         &self,
         request: Request<ExecuteRequest>,
     ) -> Result<Response<ExecuteResponse>, Status> {
-        let (request_id, mut chunks) = self.start(request, "Execute")?;
+        let (request_id, mut chunks) = self.start(request, Method::Execute.name())?;
         let mut text = String::new();
         let mut model = String::new();
         let mut result = None;
@@ -170,7 +144,7 @@ impl VibectlLlmProxy for ProxyService {
         &self,
         request: Request<ExecuteRequest>,
     ) -> Result<Response<Self::StreamExecuteStream>, Status> {
-        let (_, chunks) = self.start(request, "StreamExecute")?;
+        let (_, chunks) = self.start(request, Method::StreamExecute.name())?;
         Ok(Response::new(chunks))
     }
 

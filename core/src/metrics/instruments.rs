@@ -26,10 +26,10 @@ use std::{
     time::Duration,
 };
 
-/// The `sub` label of every subject past `max_subjects`.
-pub const OTHER_SUBJECT: &str = "other";
 /// The `sub` label of a call that carries no `x-vibectl-sub`.
-pub const NO_SUBJECT: &str = "-";
+pub use vibectl_proto::wire::NO_SUBJECT;
+/// The `sub` label of every subject past `max_subjects`.
+pub use vibectl_proto::wire::OTHER_LABEL as OTHER_SUBJECT;
 /// The `model` label of a name that is not a configured model id.
 pub const UNKNOWN_MODEL: &str = "unknown";
 

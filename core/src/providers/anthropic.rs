@@ -3,7 +3,10 @@
 //! `message_start` (input tokens), `content_block_delta` (`text_delta`),
 //! `message_delta` (output tokens), `message_stop`, `ping` and `error`.
 
-use super::{ProviderError, ProviderRequest, Usage, http::Parsed, openai::as_u32};
+use super::{
+    ProviderError, ProviderRequest, Usage,
+    format::{Parsed, WireFormat, as_u32},
+};
 use eventsource_stream::Event;
 use serde_json::{Value, json};
 use vibectl_config::{Secret, defaults};
@@ -11,9 +14,34 @@ use vibectl_config::{Secret, defaults};
 /// The API version this client speaks.
 pub(super) const API_VERSION: &str = "2023-06-01";
 
+/// The Anthropic Messages format.
+#[derive(Debug)]
+pub(super) struct Anthropic;
+
+impl WireFormat for Anthropic {
+    fn default_base_url(&self) -> &'static str {
+        "https://api.anthropic.com/v1"
+    }
+    fn path(&self) -> &'static str {
+        "/messages"
+    }
+    fn body(&self, req: &ProviderRequest) -> Value {
+        body(req)
+    }
+    fn authorize(&self, rb: reqwest::RequestBuilder, key: &Secret) -> reqwest::RequestBuilder {
+        authorize(rb, key)
+    }
+    fn parse(&self, event: &Event) -> Result<Parsed, ProviderError> {
+        parse(event)
+    }
+    fn error_message(&self, body: &str) -> Option<String> {
+        error_message(body)
+    }
+}
+
 /// The request body: the system fragments as the `system` string (plus the
 /// schema instruction, if any), the user fragments as one user message.
-pub(super) fn body(req: &ProviderRequest) -> Value {
+fn body(req: &ProviderRequest) -> Value {
     let mut system = req.system_prompt();
     if let Some(schema) = &req.schema {
         if !system.is_empty() {
@@ -38,7 +66,7 @@ pub(super) fn body(req: &ProviderRequest) -> Value {
 }
 
 /// `x-api-key` (marked sensitive) and `anthropic-version`.
-pub(super) fn authorize(rb: reqwest::RequestBuilder, key: &Secret) -> reqwest::RequestBuilder {
+fn authorize(rb: reqwest::RequestBuilder, key: &Secret) -> reqwest::RequestBuilder {
     let rb = rb.header("anthropic-version", API_VERSION);
     match reqwest::header::HeaderValue::from_str(key.expose()) {
         Ok(mut value) => {
@@ -50,7 +78,7 @@ pub(super) fn authorize(rb: reqwest::RequestBuilder, key: &Secret) -> reqwest::R
 }
 
 /// One SSE event, by its `type`.
-pub(super) fn parse(event: &Event) -> Result<Parsed, ProviderError> {
+fn parse(event: &Event) -> Result<Parsed, ProviderError> {
     let data = event.data.trim();
     if data.is_empty() {
         return Ok(Parsed::default());
@@ -105,7 +133,7 @@ fn input_tokens(usage: &Value) -> Option<u32> {
 }
 
 /// The message of an error body `{"type":"error","error":{"type","message"}}`.
-pub(super) fn error_message(body: &str) -> Option<String> {
+fn error_message(body: &str) -> Option<String> {
     let v: Value = serde_json::from_str(body).ok()?;
     let error = v.get("error")?;
     let message = error["message"].as_str().unwrap_or("no message");

@@ -8,8 +8,9 @@
 //! (`response_model_schema`), it answers with the smallest JSON the schema
 //! accepts ([`super::schema_instance`]), strings holding the echoed text.
 
-use super::{EventStream, ProviderEvent, ProviderRequest, Usage};
+use super::{EventStream, Provider, ProviderEvent, ProviderRequest, Usage};
 use crate::tokenizer::{count_fragments, count_tokens};
+use std::sync::Arc;
 use vibectl_config::ProviderConfig;
 
 /// At most this many chunks per answer (fewer for short inputs: one word per
@@ -21,7 +22,7 @@ const FILLER: &str = "echo ";
 
 /// The benchmark knobs of one echo provider.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub(super) struct Knobs {
+struct Knobs {
     /// Number of text chunks (`chunks`).
     chunks: Option<usize>,
     /// Size of the answer in characters (`answer_chars`).
@@ -29,7 +30,7 @@ pub(super) struct Knobs {
 }
 
 impl Knobs {
-    pub(super) fn from_config(cfg: &ProviderConfig) -> Self {
+    fn from_config(cfg: &ProviderConfig) -> Self {
         let size = |n: Option<std::num::NonZeroU32>| {
             n.map(|n| usize::try_from(n.get()).unwrap_or(usize::MAX))
         };
@@ -40,8 +41,24 @@ impl Knobs {
     }
 }
 
+/// An echo provider.
+#[derive(Debug)]
+pub(super) struct Echo(Knobs);
+
+impl Echo {
+    pub(super) fn from_config(cfg: &ProviderConfig) -> Self {
+        Self(Knobs::from_config(cfg))
+    }
+}
+
+impl Provider for Echo {
+    fn stream(self: Arc<Self>, request: ProviderRequest) -> EventStream {
+        stream(&request, self.0)
+    }
+}
+
 /// The events of one echo call.
-pub(super) fn stream(request: &ProviderRequest, knobs: Knobs) -> EventStream {
+fn stream(request: &ProviderRequest, knobs: Knobs) -> EventStream {
     let input = count_fragments(&request.system).saturating_add(count_fragments(&request.user));
     let mut text = request.user_prompt();
     if let Some(schema) = &request.schema {

@@ -2,83 +2,33 @@
 //! request with its key, retries with bounded exponential backoff before any
 //! output (connect errors, 429, 5xx; `retry-after` honoured, capped), the
 //! SSE loop under the provider's `timeout`, and error bodies. The wire
-//! formats themselves live in `openai` and `anthropic`.
+//! formats themselves are [`WireFormat`]s (`openai`, `anthropic`).
 
-use super::{EventStream, ProviderError, ProviderEvent, ProviderRequest, Usage, anthropic, openai};
+use super::{
+    EventStream, Provider, ProviderError, ProviderEvent, ProviderRequest, format::WireFormat,
+};
 use crate::{
     error::CoreError,
     secrets::{Credentials, redact},
 };
-use eventsource_stream::{Event, Eventsource};
+use eventsource_stream::Eventsource;
 use futures::StreamExt;
 use reqwest::header::HeaderMap;
 use std::{sync::Arc, time::Duration};
 use tokio::time::{Instant, timeout_at};
 use vibectl_config::{ProviderConfig, Secret};
+// URLs in errors are the configured base URL, never a key.
+use vibectl_proto::wire::error_chain;
 
 /// The most of an error body read (the rest is not worth holding).
 const MAX_ERROR_BODY: usize = 64 * 1024;
 
-/// One provider event stream's SSE event, parsed.
-#[derive(Debug, Default)]
-pub(super) struct Parsed {
-    pub text: Option<String>,
-    pub usage: Option<Usage>,
-    pub done: bool,
-}
-
-/// Which wire format an HTTP provider speaks.
-#[derive(Debug, Clone, Copy)]
-pub(super) enum Wire {
-    OpenAi,
-    Anthropic,
-}
-
-impl Wire {
-    fn default_base_url(self) -> &'static str {
-        match self {
-            Self::OpenAi => "https://api.openai.com/v1",
-            Self::Anthropic => "https://api.anthropic.com/v1",
-        }
-    }
-    fn path(self) -> &'static str {
-        match self {
-            Self::OpenAi => "/chat/completions",
-            Self::Anthropic => "/messages",
-        }
-    }
-    fn body(self, req: &ProviderRequest) -> serde_json::Value {
-        match self {
-            Self::OpenAi => openai::body(req),
-            Self::Anthropic => anthropic::body(req),
-        }
-    }
-    fn authorize(self, rb: reqwest::RequestBuilder, key: &Secret) -> reqwest::RequestBuilder {
-        match self {
-            Self::OpenAi => openai::authorize(rb, key),
-            Self::Anthropic => anthropic::authorize(rb, key),
-        }
-    }
-    fn parse(self, event: &Event) -> Result<Parsed, ProviderError> {
-        match self {
-            Self::OpenAi => openai::parse(event),
-            Self::Anthropic => anthropic::parse(event),
-        }
-    }
-    fn error_message(self, body: &str) -> Option<String> {
-        match self {
-            Self::OpenAi => openai::error_message(body),
-            Self::Anthropic => anthropic::error_message(body),
-        }
-    }
-}
-
-/// An OpenAI-compatible or Anthropic provider.
+/// A provider spoken to over HTTP/SSE in some [`WireFormat`].
 #[derive(Debug)]
 pub(super) struct HttpProvider {
     name: String,
     cfg: ProviderConfig,
-    wire: Wire,
+    wire: &'static dyn WireFormat,
     url: String,
     client: reqwest::Client,
 }
@@ -91,7 +41,11 @@ struct Failure {
 }
 
 impl HttpProvider {
-    pub(super) fn new(name: &str, cfg: &ProviderConfig, wire: Wire) -> Result<Self, CoreError> {
+    pub(super) fn new(
+        name: &str,
+        cfg: &ProviderConfig,
+        wire: &'static dyn WireFormat,
+    ) -> Result<Self, CoreError> {
         let base = cfg.base_url.as_deref().unwrap_or(wire.default_base_url());
         let client = reqwest::Client::builder()
             .connect_timeout(cfg.connect_timeout)
@@ -109,9 +63,11 @@ impl HttpProvider {
             client,
         })
     }
+}
 
+impl Provider for HttpProvider {
     /// The call as a stream of events; see [`super::EventStream`].
-    pub(super) fn stream(self: Arc<Self>, req: ProviderRequest) -> EventStream {
+    fn stream(self: Arc<Self>, req: ProviderRequest) -> EventStream {
         Box::pin(async_stream::stream! {
             let deadline = Instant::now() + self.cfg.timeout;
             let key = match Credentials::lookup(&self.name, &self.cfg) {
@@ -179,7 +135,9 @@ impl HttpProvider {
             }
         })
     }
+}
 
+impl HttpProvider {
     /// Sends the request, retrying before any output; returns the streaming
     /// response (status 2xx) or the last failure, with the retry count.
     async fn open(
@@ -292,21 +250,6 @@ fn fallback_message(status: reqwest::StatusCode, body: &str) -> String {
         return status.canonical_reason().unwrap_or("error").to_owned();
     }
     body.chars().take(300).collect()
-}
-
-/// An error and its sources on one line (URLs are the configured base URL,
-/// never a key).
-fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut parts = vec![e.to_string()];
-    let mut source = e.source();
-    while let Some(s) = source {
-        let text = s.to_string();
-        if !parts.iter().any(|p| p.contains(&text)) {
-            parts.push(text);
-        }
-        source = s.source();
-    }
-    parts.join(": ")
 }
 
 fn scrub(error: ProviderError, key: &Secret) -> ProviderError {

@@ -1,13 +1,17 @@
 //! LLM providers behind one interface: each call becomes a stream of
 //! [`ProviderEvent`]s (text deltas as they arrive, usage, the retry count,
-//! or one failure that ends the stream). `echo` is built in and offline;
-//! `openai` and `anthropic` are HTTP/SSE clients sharing [`http`].
+//! or one failure that ends the stream): a [`Provider`]. `echo` is built in
+//! and offline; `openai` and `anthropic` are [`format::WireFormat`]s of one
+//! HTTP/SSE client ([`http`]). To add a provider kind: one file here (a
+//! `WireFormat`, or a `Provider` of its own) and its line in
+//! [`Providers::from_config`] (plus the kind in `vibectl_config`).
 //! Dropping a provider stream drops the HTTP response, which closes the
 //! provider connection: that is how cancellation reaches the provider.
 
 mod anthropic;
 mod echo;
 mod error;
+mod format;
 mod http;
 mod openai;
 mod schema_instance;
@@ -70,17 +74,17 @@ impl ProviderRequest {
 /// end marker; a stream cut short yields `Failed(StreamBroken)`.
 pub type EventStream = Pin<Box<dyn Stream<Item = ProviderEvent> + Send>>;
 
-/// One configured provider.
-#[derive(Debug, Clone)]
-enum Provider {
-    Echo(echo::Knobs),
-    Http(Arc<http::HttpProvider>),
+/// One configured provider: turns a call into its events.
+trait Provider: std::fmt::Debug + Send + Sync {
+    /// Starts the call. Nothing happens until the stream is polled;
+    /// dropping it cancels the call.
+    fn stream(self: Arc<Self>, request: ProviderRequest) -> EventStream;
 }
 
 /// Every `[providers.NAME]`, ready to call.
 #[derive(Debug)]
 pub struct Providers {
-    by_name: HashMap<String, Provider>,
+    by_name: HashMap<String, Arc<dyn Provider>>,
 }
 
 impl Providers {
@@ -89,18 +93,11 @@ impl Providers {
         install_crypto_provider();
         let mut by_name = HashMap::new();
         for (name, pcfg) in &cfg.providers {
-            let provider = match pcfg.kind {
-                ProviderKind::Echo => Provider::Echo(echo::Knobs::from_config(pcfg)),
-                ProviderKind::Openai => Provider::Http(Arc::new(http::HttpProvider::new(
-                    name,
-                    pcfg,
-                    http::Wire::OpenAi,
-                )?)),
-                ProviderKind::Anthropic => Provider::Http(Arc::new(http::HttpProvider::new(
-                    name,
-                    pcfg,
-                    http::Wire::Anthropic,
-                )?)),
+            let http = |wire| http::HttpProvider::new(name, pcfg, wire);
+            let provider: Arc<dyn Provider> = match pcfg.kind {
+                ProviderKind::Echo => Arc::new(echo::Echo::from_config(pcfg)),
+                ProviderKind::Openai => Arc::new(http(&openai::OpenAi)?),
+                ProviderKind::Anthropic => Arc::new(http(&anthropic::Anthropic)?),
             };
             by_name.insert(name.clone(), provider);
         }
@@ -111,8 +108,7 @@ impl Providers {
     /// stream is polled; dropping it cancels the call.
     pub fn stream(&self, request: ProviderRequest) -> EventStream {
         match self.by_name.get(&request.model.provider) {
-            Some(Provider::Echo(knobs)) => echo::stream(&request, *knobs),
-            Some(Provider::Http(p)) => p.clone().stream(request),
+            Some(provider) => provider.clone().stream(request),
             None => {
                 let name = request.model.provider.clone();
                 Box::pin(futures::stream::iter([ProviderEvent::Failed(

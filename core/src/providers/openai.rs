@@ -3,15 +3,43 @@
 //! `stream: true` and `stream_options.include_usage`, answered by SSE
 //! `chat.completion.chunk`s, a final usage chunk and `data: [DONE]`.
 
-use super::{ProviderError, ProviderRequest, Usage, http::Parsed};
+use super::{
+    ProviderError, ProviderRequest, Usage,
+    format::{Parsed, WireFormat, as_u32},
+};
 use eventsource_stream::Event;
 use serde_json::{Value, json};
 use vibectl_config::Secret;
 
+/// The OpenAI Chat Completions format.
+#[derive(Debug)]
+pub(super) struct OpenAi;
+
+impl WireFormat for OpenAi {
+    fn default_base_url(&self) -> &'static str {
+        "https://api.openai.com/v1"
+    }
+    fn path(&self) -> &'static str {
+        "/chat/completions"
+    }
+    fn body(&self, req: &ProviderRequest) -> Value {
+        body(req)
+    }
+    fn authorize(&self, rb: reqwest::RequestBuilder, key: &Secret) -> reqwest::RequestBuilder {
+        authorize(rb, key)
+    }
+    fn parse(&self, event: &Event) -> Result<Parsed, ProviderError> {
+        parse(event)
+    }
+    fn error_message(&self, body: &str) -> Option<String> {
+        error_message(body)
+    }
+}
+
 /// The request body: system fragments as one `system` message, user
 /// fragments as one `user` message; a schema becomes a strict
 /// `json_schema` response format.
-pub(super) fn body(req: &ProviderRequest) -> Value {
+fn body(req: &ProviderRequest) -> Value {
     let mut messages = Vec::new();
     if !req.system.is_empty() {
         messages.push(json!({"role": "system", "content": req.system_prompt()}));
@@ -36,7 +64,7 @@ pub(super) fn body(req: &ProviderRequest) -> Value {
 }
 
 /// `Authorization: Bearer KEY` (marked sensitive so it is never logged).
-pub(super) fn authorize(rb: reqwest::RequestBuilder, key: &Secret) -> reqwest::RequestBuilder {
+fn authorize(rb: reqwest::RequestBuilder, key: &Secret) -> reqwest::RequestBuilder {
     match reqwest::header::HeaderValue::from_str(&format!("Bearer {}", key.expose())) {
         Ok(mut value) => {
             value.set_sensitive(true);
@@ -48,7 +76,7 @@ pub(super) fn authorize(rb: reqwest::RequestBuilder, key: &Secret) -> reqwest::R
 }
 
 /// One SSE event: a `chat.completion.chunk`, or `[DONE]`.
-pub(super) fn parse(event: &Event) -> Result<Parsed, ProviderError> {
+fn parse(event: &Event) -> Result<Parsed, ProviderError> {
     let data = event.data.trim();
     if data == "[DONE]" {
         return Ok(Parsed {
@@ -84,7 +112,7 @@ pub(super) fn parse(event: &Event) -> Result<Parsed, ProviderError> {
 }
 
 /// The message of an error body `{"error":{"message","type","code"}}`.
-pub(super) fn error_message(body: &str) -> Option<String> {
+fn error_message(body: &str) -> Option<String> {
     let v: Value = serde_json::from_str(body).ok()?;
     let error = v.get("error")?;
     let mut message = error_text(error);
@@ -112,10 +140,6 @@ fn error_kind(error: &Value) -> String {
         .or_else(|| error["code"].as_str())
         .unwrap_or("error")
         .to_owned()
-}
-
-pub(super) fn as_u32(v: &Value) -> Option<u32> {
-    v.as_u64().map(|n| u32::try_from(n).unwrap_or(u32::MAX))
 }
 
 #[cfg(test)]

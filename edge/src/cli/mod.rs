@@ -124,6 +124,14 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> Result<(), EdgeError> {
     match command {
+        Command::Serve(args) if config.tls.acme.is_some() => {
+            // `[tls.acme]` in the file: the same program as `serve-acme`.
+            let args = acme::ServeAcmeArgs {
+                serve: args,
+                ..Default::default()
+            };
+            acme::serve_acme(&args, config, shutdown).await
+        }
         Command::Serve(args) => serve(ServeMode::Tls, &args, config, shutdown).await,
         Command::ServeInsecure(args) => serve(ServeMode::Insecure, &args, config, shutdown).await,
         Command::ServeCustom {

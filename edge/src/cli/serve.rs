@@ -95,14 +95,6 @@ pub async fn serve(
     mut config: Config,
     shutdown: CancellationToken,
 ) -> Result<(), EdgeError> {
-    if matches!(mode, ServeMode::Tls) && config.tls.acme.is_some() {
-        // `[tls.acme]` in the file: the same program as `serve-acme`.
-        let args = super::acme::ServeAcmeArgs {
-            serve: args.clone(),
-            ..Default::default()
-        };
-        return super::acme::serve_acme(&args, config, shutdown).await;
-    }
     args.apply(&mut config);
     if let ServeMode::Custom {
         cert_file,

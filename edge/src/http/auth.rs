@@ -18,10 +18,7 @@ use crate::{
 use http::{HeaderMap, HeaderValue, Request, header::AUTHORIZATION};
 use std::{net::SocketAddr, sync::Arc};
 use tower::filter::{FilterLayer, Predicate};
-
-/// The header carrying the models a token may use to the core
-/// (comma-separated ids or aliases); absent when the token allows any.
-pub const ALLOWED_MODELS_HEADER: &str = "x-vibectl-allowed-models";
+use vibectl_proto::wire::ALLOWED_MODELS_HEADER;
 
 /// Who a verified request is from.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]

@@ -137,7 +137,7 @@ where
                         "the LLM proxy core ended the stream abnormally".to_owned(),
                     ),
                 };
-                tracing::warn!(error = %super::core_client::error_chain(error.as_ref()), "core stream failed");
+                tracing::warn!(error = %vibectl_proto::wire::error_chain(error.as_ref()), "core stream failed");
                 Poll::Ready(Some(Ok(Frame::trailers(status_headers(code, &message)))))
             }
         }

@@ -34,6 +34,7 @@ use tokio::{
     net::{TcpStream, UnixStream},
 };
 use vibectl_config::EdgeConfig;
+use vibectl_proto::wire::error_chain;
 
 /// Where the core listens.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -227,19 +228,6 @@ impl CoreClient {
             n => CoreHealth::NotServing(n),
         })
     }
-}
-
-/// An error and its sources, `: `-joined (hyper's top-level errors alone
-/// say little: "client error (Connect)").
-pub(crate) fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(e) = source {
-        text.push_str(": ");
-        text.push_str(&e.to_string());
-        source = e.source();
-    }
-    text
 }
 
 /// Opens TCP or Unix connections to the core, bounded by the connect timeout.

@@ -21,13 +21,7 @@ use std::{
     task::{Context, Poll},
     time::Duration,
 };
-
-/// The header carrying the verified `sub` to the core (percent-encoded
-/// when the `sub` has bytes outside printable ASCII).
-pub const SUB_HEADER: &str = "x-vibectl-sub";
-/// Every identity header the core trusts starts with this; clients may
-/// send none of them.
-pub const IDENTITY_PREFIX: &str = "x-vibectl-";
+use vibectl_proto::wire::{IDENTITY_PREFIX, SUB_HEADER};
 
 /// Headers the edge's own layers send the core (e.g. the caller's
 /// `x-vibectl-limit-*`), put in the request extensions; the forwarder adds
@@ -167,20 +161,20 @@ mod tests {
             "authorization",
             HeaderValue::from_static("Bearer secret.token.here"),
         );
-        h.insert("x-vibectl-sub", HeaderValue::from_static("admin"));
+        h.insert(SUB_HEADER, HeaderValue::from_static("admin"));
         h.insert("X-Vibectl-Role", HeaderValue::from_static("root"));
         h.insert("te", HeaderValue::from_static("trailers"));
         h.insert("content-type", HeaderValue::from_static("application/grpc"));
         rewrite_identity(&mut h, Some("alice"));
-        assert_eq!(h["x-vibectl-sub"], "alice");
+        assert_eq!(h[SUB_HEADER], "alice");
         assert!(h.get("x-vibectl-role").is_none());
         assert!(h.get("authorization").is_none());
         assert_eq!(h["te"], "trailers");
         assert_eq!(h["content-type"], "application/grpc");
-        assert_eq!(h.get_all("x-vibectl-sub").iter().count(), 1);
+        assert_eq!(h.get_all(SUB_HEADER).iter().count(), 1);
 
         let mut anonymous = HeaderMap::new();
-        anonymous.insert("x-vibectl-sub", HeaderValue::from_static("admin"));
+        anonymous.insert(SUB_HEADER, HeaderValue::from_static("admin"));
         rewrite_identity(&mut anonymous, None);
         assert!(anonymous.is_empty());
     }

@@ -16,21 +16,17 @@
 //! the response body, so the slot is taken for the whole stream and freed
 //! when the stream ends or the client drops it.
 
+use super::{
+    BoxError, EdgeBody,
+    auth::Identity,
+    forward::CoreHeaders,
+    grpc_status::{GrpcCode, response},
+    limited_body::{Backstop, Hold, LimitedBody, deadline_status},
+};
 use crate::{
     Edge,
-    http::{
-        BoxError, EdgeBody,
-        auth::Identity,
-        forward::CoreHeaders,
-        grpc_status::{GrpcCode, response},
-    },
-    limits::{
-        Admit, CallKind, Limiter, Refusal,
-        body::{Backstop, Hold, LimitedBody, deadline_status},
-        deadline::{CallDeadline, GRPC_TIMEOUT, format_grpc_timeout, parse_grpc_timeout},
-        retry_ms,
-    },
-    metrics::{ANONYMOUS, Metrics, SubjectSlot},
+    limits::{Admit, CallKind, Limiter, Refusal, deadline::CallDeadline, retry_ms},
+    metrics::{Metrics, SubjectSlot},
 };
 use http::{HeaderMap, HeaderValue, Request, Response};
 use http_body_util::BodyExt;
@@ -43,19 +39,11 @@ use std::{
 use tokio::time::Instant;
 use tower::{Layer, Service, ServiceExt};
 use vibectl_config::LimitSet;
-
-/// The caller's sustained requests per minute, for the core.
-pub const LIMIT_RPM_HEADER: &str = "x-vibectl-limit-rpm";
-/// The caller's calls in flight at once, for the core.
-pub const LIMIT_CONCURRENCY_HEADER: &str = "x-vibectl-limit-concurrency";
-/// The caller's maximum input in characters, for the core (which enforces it).
-pub const LIMIT_INPUT_LENGTH_HEADER: &str = "x-vibectl-limit-input-length";
-/// The caller's longest call in seconds, for the core (which enforces it).
-pub const LIMIT_TIMEOUT_HEADER: &str = "x-vibectl-limit-timeout";
-/// Metadata naming the limit that refused or ended a call.
-pub const LIMIT_TYPE: &str = "limit-type";
-/// Metadata: milliseconds until a retry can pass.
-pub const RETRY_AFTER_MS: &str = "retry-after-ms";
+use vibectl_proto::wire::{
+    ANONYMOUS_SUBJECT, GRPC_TIMEOUT, LIMIT_CONCURRENCY_HEADER, LIMIT_INPUT_LENGTH_HEADER,
+    LIMIT_RPM_HEADER, LIMIT_TIMEOUT_HEADER, LIMIT_TYPE, RETRY_AFTER_MS, format_grpc_timeout,
+    parse_grpc_timeout,
+};
 
 /// The limits layer for the request path.
 #[derive(Debug, Clone)]
@@ -119,7 +107,7 @@ where
         // Without auth (`edge.require_auth = false`) every caller shares
         // the `anonymous` limits.
         let identity = request.extensions().get::<Identity>();
-        let sub = identity.map_or_else(|| ANONYMOUS.to_owned(), |i| i.sub.clone());
+        let sub = identity.map_or_else(|| ANONYMOUS_SUBJECT.to_owned(), |i| i.sub.clone());
         // The `kid` of the key that verified the token selects an override
         // too (a `sub` override wins).
         let kid = identity.and_then(|i| i.kid.clone());

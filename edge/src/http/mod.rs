@@ -8,6 +8,7 @@ pub mod core_client;
 pub mod forward;
 pub mod grpc_status;
 pub mod hsts;
+pub mod limited_body;
 pub mod limits;
 pub mod rescue;
 

@@ -7,7 +7,6 @@
 use crate::{
     http::{
         BoxError, EdgeBody, ForwardError,
-        core_client::error_chain,
         grpc_status::{GrpcCode, response},
     },
     jwt::AuthError,
@@ -20,6 +19,7 @@ use std::{
     task::{Context, Poll},
 };
 use tower::{Layer, Service};
+use vibectl_proto::wire::error_chain;
 
 /// The rescue layer (see the module doc).
 #[derive(Debug, Clone, Copy, Default)]

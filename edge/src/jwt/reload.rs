@@ -2,18 +2,15 @@
 //! files when the file system reports a change in their directories
 //! (notify) and every `jwt.reload_interval` anyway (events can be missed:
 //! network file systems, ConfigMap symlink swaps); poll Redis revocations.
-//! Each task holds only a weak reference to the verifier's state and ends
-//! when the verifier is dropped; every wait is bounded.
+//! Each task holds only a weak reference to the verifier's state (anything
+//! [`Reloadable`]) and ends when the verifier is dropped; every wait is
+//! bounded.
 
-use crate::jwt::{
-    TokenVerifier,
-    revocation::{REDIS_POLL, RedisTarget},
-    verify::Shared,
-};
+use crate::jwt::revocation::{REDIS_POLL, RedisTarget, Revocations};
 use notify::{RecursiveMode, Watcher};
 use std::{
     path::{Path, PathBuf},
-    sync::{Arc, Weak},
+    sync::Weak,
     time::Duration,
 };
 use tokio::sync::mpsc;
@@ -21,34 +18,42 @@ use tokio::sync::mpsc;
 /// Events closer together than this cause one re-read.
 const DEBOUNCE: Duration = Duration::from_millis(50);
 
+/// The verifier's state, as its background work sees it.
+pub(crate) trait Reloadable: Send + Sync + 'static {
+    /// Re-reads the key set and revocation files (blocking file reads).
+    fn reload_files(&self);
+    /// The revocations the Redis poll refreshes.
+    fn revocations(&self) -> &Revocations;
+}
+
 /// Spawns the tasks on the current runtime; false when there is none.
-pub(crate) fn spawn(verifier: &TokenVerifier) -> bool {
+/// `files` are the files to watch (their directories are watched).
+pub(crate) fn spawn<T: Reloadable>(
+    state: Weak<T>,
+    files: &[Option<&Path>],
+    interval: Duration,
+    redis: Option<RedisTarget>,
+) -> bool {
     let Ok(runtime) = tokio::runtime::Handle::try_current() else {
         return false;
     };
-    let shared = Arc::downgrade(&verifier.shared);
     let mut dirs: Vec<PathBuf> = Vec::new();
-    let mut watch = |path: Option<&Path>| {
+    for path in files {
         if let Some(dir) = path.and_then(Path::parent).filter(|d| d.is_dir())
             && !dirs.iter().any(|d| d == dir)
         {
             dirs.push(dir.to_owned());
         }
-    };
-    watch(verifier.shared.jwks_path.as_deref());
-    watch(verifier.shared.revocations.file());
-    let interval = verifier
-        .shared
-        .reload_interval
-        .max(Duration::from_millis(50));
-    runtime.spawn(watch_files(shared.clone(), dirs, interval));
-    if let Some(target) = verifier.shared.revocations.redis.clone() {
-        runtime.spawn(poll_redis(shared, target));
+    }
+    let interval = interval.max(Duration::from_millis(50));
+    runtime.spawn(watch_files(state.clone(), dirs, interval));
+    if let Some(target) = redis {
+        runtime.spawn(poll_redis(state, target));
     }
     true
 }
 
-async fn watch_files(shared: Weak<Shared>, dirs: Vec<PathBuf>, interval: Duration) {
+async fn watch_files<T: Reloadable>(shared: Weak<T>, dirs: Vec<PathBuf>, interval: Duration) {
     let (tx, mut rx) = mpsc::channel::<()>(1);
     // The watcher lives as long as this task; without one, the interval
     // alone picks changes up.
@@ -71,11 +76,7 @@ async fn watch_files(shared: Weak<Shared>, dirs: Vec<PathBuf>, interval: Duratio
             return;
         };
         // File reads are small and rare; do them off the async threads.
-        let _ = tokio::task::spawn_blocking(move || {
-            shared.reload_keys();
-            shared.revocations.reload_file();
-        })
-        .await;
+        let _ = tokio::task::spawn_blocking(move || shared.reload_files()).await;
     }
 }
 
@@ -100,7 +101,7 @@ fn watcher(dirs: &[PathBuf], tx: mpsc::Sender<()>) -> Option<notify::Recommended
     Some(watcher)
 }
 
-async fn poll_redis(shared: Weak<Shared>, target: RedisTarget) {
+async fn poll_redis<T: Reloadable>(shared: Weak<T>, target: RedisTarget) {
     let mut conn = None;
     let mut failing = false;
     let mut ticks = tokio::time::interval(REDIS_POLL);
@@ -134,7 +135,7 @@ async fn poll_redis(shared: Weak<Shared>, target: RedisTarget) {
                     );
                     failing = false;
                 }
-                shared.revocations.store_redis(jtis);
+                shared.revocations().store_redis(jtis);
             }
             Err(error) => {
                 conn = None;

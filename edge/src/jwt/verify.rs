@@ -7,7 +7,7 @@
 
 use crate::jwt::{
     AuthError, Claims, JwtError, KeyAlg, KeySet, KeyStatus, MAX_TOKEN_BYTES, VerifyKey,
-    cache::VerifiedCache, claims::is_valid_model_name, fingerprint, keys::is_plain_kid,
+    cache::VerifiedCache, claims::is_valid_model_name, fingerprint, keys::is_plain_kid, reload,
     revocation::Revocations,
 };
 use arc_swap::ArcSwap;
@@ -497,7 +497,24 @@ impl TokenVerifier {
     /// Redis revocation sync) on the current tokio runtime, if there is one.
     /// It stops by itself when the last clone of this verifier is dropped.
     pub fn spawn_background(&self) -> bool {
-        crate::jwt::reload::spawn(self)
+        let shared = &self.shared;
+        reload::spawn(
+            Arc::downgrade(shared),
+            &[shared.jwks_path.as_deref(), shared.revocations.file()],
+            shared.reload_interval,
+            shared.revocations.redis.clone(),
+        )
+    }
+}
+
+impl reload::Reloadable for Shared {
+    fn reload_files(&self) {
+        self.reload_keys();
+        self.revocations.reload_file();
+    }
+
+    fn revocations(&self) -> &Revocations {
+        &self.revocations
     }
 }
 

@@ -7,8 +7,6 @@
 
 use std::time::Duration;
 
-/// The gRPC deadline header.
-pub const GRPC_TIMEOUT: &str = "grpc-timeout";
 /// How long past its deadline a call may run before the edge ends it.
 pub const BACKSTOP_GRACE: Duration = Duration::from_secs(1);
 
@@ -67,64 +65,9 @@ impl CallDeadline {
     }
 }
 
-/// Parses a `grpc-timeout` value: 1–8 ASCII digits and a unit
-/// (`H`, `M`, `S`, `m`, `u`, `n`). `None` when malformed.
-pub fn parse_grpc_timeout(value: &str) -> Option<Duration> {
-    let value = value.trim();
-    let split = value.len().checked_sub(1)?;
-    if !value.is_char_boundary(split) {
-        return None;
-    }
-    let (digits, unit) = value.split_at(split);
-    if digits.is_empty() || digits.len() > 8 || !digits.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    let n: u64 = digits.parse().ok()?;
-    Some(match unit {
-        "H" => Duration::from_secs(n * 3600),
-        "M" => Duration::from_secs(n * 60),
-        "S" => Duration::from_secs(n),
-        "m" => Duration::from_millis(n),
-        "u" => Duration::from_micros(n),
-        "n" => Duration::from_nanos(n),
-        _ => return None,
-    })
-}
-
-/// Formats `timeout` as a `grpc-timeout` value (at most 8 digits): in
-/// milliseconds (rounded up) when that fits, else seconds, else hours.
-pub fn format_grpc_timeout(timeout: Duration) -> String {
-    const MAX: u128 = 99_999_999;
-    let millis = timeout.as_nanos().div_ceil(1_000_000);
-    if millis <= MAX {
-        return format!("{millis}m");
-    }
-    let secs = timeout.as_secs() + u64::from(timeout.subsec_nanos() > 0);
-    if u128::from(secs) <= MAX {
-        return format!("{secs}S");
-    }
-    format!("{}H", (secs.div_ceil(3600)).min(99_999_999))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn grpc_timeout_round_trips_and_rejects_garbage() {
-        assert_eq!(parse_grpc_timeout("5S"), Some(Duration::from_secs(5)));
-        assert_eq!(parse_grpc_timeout("250m"), Some(Duration::from_millis(250)));
-        assert_eq!(parse_grpc_timeout("2H"), Some(Duration::from_secs(7200)));
-        assert_eq!(parse_grpc_timeout("7u"), Some(Duration::from_micros(7)));
-        for bad in ["", "S", "5", "123456789S", "5s", "-5S", "5 S", "é"] {
-            assert_eq!(parse_grpc_timeout(bad), None, "{bad:?}");
-        }
-        assert_eq!(format_grpc_timeout(Duration::from_secs(30)), "30000m");
-        assert_eq!(format_grpc_timeout(Duration::from_micros(1500)), "2m");
-        assert_eq!(format_grpc_timeout(Duration::from_secs(200_000)), "200000S");
-        let back = parse_grpc_timeout(&format_grpc_timeout(Duration::from_millis(1234)));
-        assert_eq!(back, Some(Duration::from_millis(1234)));
-    }
 
     #[test]
     fn the_shorter_deadline_wins() {

@@ -18,6 +18,7 @@ use std::{
     time::{Duration, Instant},
 };
 use vibectl_config::{BackendFailure, LimitSet, LimitsBackend, LimitsConfig};
+use vibectl_proto::wire::Method;
 
 /// Assumed length of a call before any call of a key has finished.
 const DEFAULT_CALL_ESTIMATE: Duration = Duration::from_secs(1);
@@ -46,49 +47,15 @@ pub enum CallKind {
 impl CallKind {
     /// The kind of the gRPC method at `path`.
     pub fn of_path(path: &str) -> Self {
-        match path {
-            "/vibectl.llm_proxy.VibectlLLMProxy/Execute"
-            | "/vibectl.llm_proxy.VibectlLLMProxy/StreamExecute" => Self::Call,
+        match Method::from_path(path) {
+            Some(method) if method.is_call() => Self::Call,
             _ => Self::Info,
         }
     }
 }
 
 /// Which limit refused or ended a call (the `limit-type` metadata).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LimitType {
-    /// Requests per minute.
-    Rpm,
-    /// Calls in flight (per token or across all tokens).
-    Concurrency,
-    /// Characters of input (enforced by the core).
-    InputLength,
-    /// The token's `request_timeout_seconds`.
-    Timeout,
-}
-
-impl LimitType {
-    /// The metadata value.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Rpm => "rpm",
-            Self::Concurrency => "concurrency",
-            Self::InputLength => "input_length",
-            Self::Timeout => "timeout",
-        }
-    }
-
-    /// Parses a metadata value.
-    pub fn parse(value: &str) -> Option<Self> {
-        Some(match value {
-            "rpm" => Self::Rpm,
-            "concurrency" => Self::Concurrency,
-            "input_length" => Self::InputLength,
-            "timeout" => Self::Timeout,
-            _ => return None,
-        })
-    }
-}
+pub use vibectl_proto::wire::LimitType;
 
 /// Why a call may not start.
 #[derive(Debug, Clone, PartialEq, Eq)]

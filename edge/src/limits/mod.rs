@@ -11,7 +11,6 @@
 //!
 //! [`LimitsConfig`]: vibectl_config::LimitsConfig
 
-pub mod body;
 pub mod deadline;
 pub mod diff;
 mod limiter;

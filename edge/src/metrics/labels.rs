@@ -7,10 +7,11 @@ use std::{
 };
 
 /// The `sub` of requests without a verified subject.
-pub const ANONYMOUS: &str = "anonymous";
+pub use vibectl_proto::wire::ANONYMOUS_SUBJECT as ANONYMOUS;
 /// The `sub` of every subject past `max_subjects`, and the `method` of any
 /// path that is not one of the three RPCs.
-pub const OTHER: &str = "other";
+pub use vibectl_proto::wire::OTHER_LABEL as OTHER;
+use vibectl_proto::wire::{LimitType, Method};
 
 /// The first `max` distinct subjects keep their own label.
 #[derive(Debug)]
@@ -63,12 +64,7 @@ impl SubjectSlot {
 
 /// The `method` label of a request path.
 pub fn method(path: &str) -> &'static str {
-    match path {
-        "/vibectl.llm_proxy.VibectlLLMProxy/Execute" => "Execute",
-        "/vibectl.llm_proxy.VibectlLLMProxy/StreamExecute" => "StreamExecute",
-        "/vibectl.llm_proxy.VibectlLLMProxy/GetServerInfo" => "GetServerInfo",
-        _ => OTHER,
-    }
+    Method::from_path(path).map_or(OTHER, Method::name)
 }
 
 /// The name of a numeric `grpc-status`.
@@ -96,7 +92,7 @@ pub fn code_name(code: &str) -> &'static str {
 
 /// The `limit_type` label of a `limit-type` value.
 pub fn limit_type(value: &str) -> &'static str {
-    crate::limits::LimitType::parse(value.trim()).map_or(OTHER, |t| t.as_str())
+    LimitType::parse(value.trim()).map_or(OTHER, |t| t.as_str())
 }
 
 #[cfg(test)]
@@ -112,10 +108,7 @@ mod tests {
         assert_eq!(s.label(Some("a")), "a");
         assert_eq!(s.label(None), ANONYMOUS);
         assert_eq!(method("/grpc.health.v1.Health/Check"), OTHER);
-        assert_eq!(
-            method("/vibectl.llm_proxy.VibectlLLMProxy/Execute"),
-            "Execute"
-        );
+        assert_eq!(method(Method::Execute.path()), "Execute");
         assert_eq!(code_name("8"), "RESOURCE_EXHAUSTED");
         assert_eq!(code_name("99"), "UNKNOWN");
         assert_eq!(limit_type("rpm"), "rpm");

@@ -126,7 +126,7 @@ impl Record {
             .request(&sub, self.method, code, self.started.elapsed());
         let limit = status
             .into()
-            .and_then(|h| h.get("limit-type"))
+            .and_then(|h| h.get(vibectl_proto::wire::LIMIT_TYPE))
             .and_then(|v| v.to_str().ok());
         if let Some(limit) = limit {
             self.metrics.rate_limited(&sub, labels::limit_type(limit));

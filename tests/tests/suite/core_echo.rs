@@ -453,7 +453,7 @@ async fn calls_with_the_edge_identity_header_work() {
     let core = Core::start(echo_config("")).await;
     let mut req = tonic::Request::new(request(Some("echo"), &[], &["from the edge"], "sub-1"));
     req.metadata_mut().insert(
-        vibectl_core::SUB_HEADER,
+        vibectl_proto::wire::SUB_HEADER,
         "alice@example".parse().expect("header"),
     );
     let resp = tokio::time::timeout(WAIT, core.client().execute(req))

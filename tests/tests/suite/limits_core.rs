@@ -11,12 +11,13 @@ use futures::StreamExt;
 use std::time::{Duration, Instant};
 use support::{Core, WAIT, config, key_file, request, sample, with_header};
 use tonic::{Code, Request, Status};
-use vibectl_core::limits::{
-    GRPC_TIMEOUT_HEADER, LIMIT_CONCURRENCY_HEADER, LIMIT_INPUT_LENGTH_HEADER, LIMIT_RPM_HEADER,
-    LIMIT_TIMEOUT_HEADER,
-};
 use vibectl_proto::{
-    ExecuteRequest, GetServerInfoRequest, execute_response, stream_chunk::ChunkType,
+    ExecuteRequest, GetServerInfoRequest, execute_response,
+    stream_chunk::ChunkType,
+    wire::{
+        GRPC_TIMEOUT, LIMIT_CONCURRENCY_HEADER, LIMIT_INPUT_LENGTH_HEADER, LIMIT_RPM_HEADER,
+        LIMIT_TIMEOUT_HEADER,
+    },
 };
 use vibectl_tests::fake_openai::{FakeOpenAi, Script};
 
@@ -162,7 +163,7 @@ async fn deadline_ends_a_stream_that_sent_chunks_and_closes_the_provider() {
     let core = core_for(&fake, dir.path()).await;
     let req = with_header(
         Request::new(request(Some("gpt-4o-mini"), &[], &["slow"], "dl-1")),
-        GRPC_TIMEOUT_HEADER,
+        GRPC_TIMEOUT,
         "400m",
     );
     let started = Instant::now();
@@ -219,7 +220,7 @@ async fn deadline_ends_a_unary_call_and_closes_the_provider() {
     let core = core_for(&fake, dir.path()).await;
     let req = with_header(
         Request::new(request(Some("gpt-4o-mini"), &[], &["slow"], "dl-2")),
-        GRPC_TIMEOUT_HEADER,
+        GRPC_TIMEOUT,
         "300m",
     );
     let started = Instant::now();
@@ -249,7 +250,7 @@ async fn the_tokens_timeout_is_named_and_typed() {
             LIMIT_TIMEOUT_HEADER,
             "1",
         ),
-        GRPC_TIMEOUT_HEADER,
+        GRPC_TIMEOUT,
         "995m",
     );
     let status = tokio::time::timeout(WAIT, core.raw_client().execute(req))

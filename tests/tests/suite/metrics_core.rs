@@ -11,7 +11,7 @@ use support::{
     Core, UNSET_KEY_ENV, WAIT, assert_cost, config, key_file, request, sample, with_header,
 };
 use tonic::Request;
-use vibectl_core::SUB_HEADER;
+use vibectl_proto::wire::SUB_HEADER;
 use vibectl_proto::{ExecuteRequest, ExecutionMetrics, execute_response, stream_chunk::ChunkType};
 use vibectl_tests::fake_openai::{FakeOpenAi, Script};
 

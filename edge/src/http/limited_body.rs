@@ -6,14 +6,13 @@
 //! there) and ends the call with `DEADLINE_EXCEEDED` trailers.
 
 use super::{
-    LimitType, Permit,
-    deadline::{BACKSTOP_GRACE, CallDeadline, DeadlineSource},
+    BoxError, EdgeBody,
+    grpc_status::{GrpcCode, status_headers},
 };
 use crate::{
-    http::{
-        BoxError, EdgeBody,
-        grpc_status::{GrpcCode, status_headers},
-        limits::LIMIT_TYPE,
+    limits::{
+        Permit,
+        deadline::{BACKSTOP_GRACE, CallDeadline, DeadlineSource},
     },
     metrics::InFlight,
 };
@@ -26,6 +25,7 @@ use std::{
     task::{Context, Poll},
 };
 use tokio::time::{Instant, Sleep};
+use vibectl_proto::wire::{LIMIT_TYPE, LimitType};
 
 /// The `DEADLINE_EXCEEDED` status (with `limit-type: timeout` when it is
 /// the token's deadline) of a call that outlived `deadline`.
