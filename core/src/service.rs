@@ -17,7 +17,8 @@ use tokio::time::Instant;
 use tonic::{Request, Response, Status, metadata::MetadataMap};
 use vibectl_proto::{
     ExecuteError, ExecuteRequest, ExecuteResponse, ExecuteSuccess, GetServerInfoRequest,
-    GetServerInfoResponse, StreamChunk, execute_response, stream_chunk::ChunkType,
+    GetServerInfoResponse, StreamChunk, execute_response,
+    stream_chunk::ChunkType,
     vibectl_llm_proxy_server::VibectlLlmProxy,
     wire::{Method, SUB_HEADER},
 };
