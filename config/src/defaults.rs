@@ -11,9 +11,13 @@ pub const CORE_LISTEN: &str = "127.0.0.1:50052";
 pub const SERVER_NAME: &str = "vibectl-llm-proxy";
 /// Time allowed to open the h2c connection from the edge to the core.
 pub const CORE_CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
-/// Longest wait for the core's response headers. A unary `Execute` only sends
-/// headers once the model has answered, so this is as long as a model call.
-pub const CORE_RESPONSE_TIMEOUT: Duration = Duration::from_secs(600);
+/// Longest wait for the core's first response bytes (its response
+/// headers) on a call that carries no deadline of its own (client
+/// `grpc-timeout` or token timeout). A unary `Execute` only answers once the
+/// model has finished: a slower model needs a longer value or a deadline.
+pub const CORE_RESPONSE_TIMEOUT: Duration = Duration::from_secs(60);
+/// Longest a call with no deadline of its own may stream, in total.
+pub const MAX_CALL_DURATION: Duration = Duration::from_secs(30 * 60);
 /// Longest silence between two frames of a forwarded stream.
 pub const STREAM_IDLE_TIMEOUT: Duration = Duration::from_secs(300);
 /// Grace period for draining in-flight streams at shutdown (shorter than a
@@ -139,3 +143,24 @@ pub const ACME_CACHE_DIR_NAME: &str = "acme";
 /// validations per account and host name per hour, 5 duplicate
 /// certificates per week).
 pub const ACME_ORDERS_PER_HOUR_WARN: usize = 10;
+/// Time from the TLS handshake (h2c, plain HTTP: from accept) to the first
+/// request's headers before a silent connection is closed.
+pub const FIRST_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// A client connection with no request in flight for this long is closed.
+pub const CONNECTION_IDLE_TIMEOUT: Duration = Duration::from_secs(300);
+/// HTTP/2 PING interval towards clients (a peer that vanished is noticed).
+pub const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(30);
+/// How long a PING may go unanswered.
+pub const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(20);
+/// Most client connections at once (also bounded by the fd limit).
+pub const MAX_CONNECTIONS: usize = 20_000;
+/// Most client connections from one address (IPv6: one /64). High enough
+/// for a NAT or a benchmark host; at the cap the oldest idle one is closed.
+pub const MAX_CONNECTIONS_PER_ADDRESS: usize = 5_000;
+/// Premature-reset guard: GOAWAY past this share of streams reset by the
+/// client within a second of opening (Envoy's default is 50 %).
+pub const MAX_PREMATURE_RESET_PERCENT: u8 = 50;
+/// Longest token lifetime accepted (`exp` - `iat`, or `exp` - now): one year.
+pub const JWT_MAX_LIFETIME: Duration = Duration::from_secs(365 * 24 * 3600);
+/// Longest `sub` a token may carry, in bytes.
+pub const JWT_MAX_SUB_BYTES: usize = 256;

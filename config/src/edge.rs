@@ -23,9 +23,19 @@ pub struct EdgeConfig {
     /// Time allowed to connect to the core.
     #[serde(with = "humantime_serde")]
     pub core_connect_timeout: Duration,
-    /// Longest wait for the core's response headers.
+    /// Longest wait for the core's response headers (the first response
+    /// bytes) on a call without a deadline; a call with one (client
+    /// `grpc-timeout`, token timeout) waits up to its deadline.
     #[serde(with = "humantime_serde")]
     pub core_response_timeout: Duration,
+    /// Longest a call without a deadline may stream in total; it then ends
+    /// with `DEADLINE_EXCEEDED`.
+    #[serde(with = "humantime_serde")]
+    pub max_call_duration: Duration,
+    /// Forward gRPC server reflection to the core (off: only the vibectl
+    /// service and gRPC health are forwarded; reflection stays on the
+    /// core's loopback port).
+    pub forward_reflection: bool,
     /// Longest silence between two frames of a forwarded stream.
     #[serde(with = "humantime_serde")]
     pub stream_idle_timeout: Duration,
@@ -49,6 +59,8 @@ impl Default for EdgeConfig {
             require_auth: true,
             core_connect_timeout: defaults::CORE_CONNECT_TIMEOUT,
             core_response_timeout: defaults::CORE_RESPONSE_TIMEOUT,
+            max_call_duration: defaults::MAX_CALL_DURATION,
+            forward_reflection: false,
             stream_idle_timeout: defaults::STREAM_IDLE_TIMEOUT,
             shutdown_grace: defaults::SHUTDOWN_GRACE,
             admin_listen: defaults::EDGE_ADMIN_LISTEN
@@ -292,10 +304,11 @@ pub struct JwtConfig {
     pub default_expiry: Duration,
     /// `aud` put into and required on tokens; absent: not checked.
     pub audience: Option<String>,
-    /// Longest lifetime (`exp - iat`) a token may have, enforced when one is
-    /// generated and when one is verified (e.g. `"90d"`); absent: no bound.
-    #[serde(default, with = "humantime_serde")]
-    pub max_lifetime: Option<Duration>,
+    /// Longest lifetime (`exp - iat`, or `exp` - now without `iat`) a token
+    /// may have, enforced when one is generated and when one is verified.
+    /// Default one year; `"0s"` turns the bound off (a warning at start).
+    #[serde(with = "humantime_serde")]
+    pub max_lifetime: Duration,
     /// The verification key set (JWKS: public keys, and HS256 `oct` keys,
     /// each with `kid` and a pinned `alg`), re-read when it changes. Default
     /// `<state_dir>/jwks.json`; a missing file is an empty set.
@@ -332,7 +345,7 @@ impl Default for JwtConfig {
             leeway: defaults::JWT_LEEWAY,
             default_expiry: defaults::JWT_DEFAULT_EXPIRY,
             audience: None,
-            max_lifetime: None,
+            max_lifetime: defaults::JWT_MAX_LIFETIME,
             jwks_file: None,
             keys_dir: None,
             default_kid: None,
@@ -345,6 +358,11 @@ impl Default for JwtConfig {
 }
 
 impl JwtConfig {
+    /// `max_lifetime` in force: `None` when set to 0 (no bound).
+    pub fn max_lifetime(&self) -> Option<Duration> {
+        Some(self.max_lifetime).filter(|d| !d.is_zero())
+    }
+
     /// The key set file in force (`jwks_file`, else `<state_dir>/jwks.json`).
     pub fn jwks_path(&self, state_dir: &std::path::Path) -> PathBuf {
         self.jwks_file
@@ -379,7 +397,7 @@ mod jwt_tests {
                     default_kid = \"k1\"\nreload_interval = \"250ms\"\nfailure_budget = 0\n";
         let cfg = Config::from_toml(text, Path::new("t.toml")).expect("parse");
         assert_eq!(cfg.jwt.audience.as_deref(), Some("llm-proxy"));
-        assert_eq!(cfg.jwt.max_lifetime, Some(Duration::from_secs(90 * 86_400)));
+        assert_eq!(cfg.jwt.max_lifetime, Duration::from_secs(90 * 86_400));
         assert_eq!(cfg.jwt.reload_interval, Duration::from_millis(250));
         let state = Path::new("/state");
         assert_eq!(cfg.jwt.jwks_path(state), state.join("jwks.json"));

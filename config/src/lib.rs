@@ -6,6 +6,7 @@
 
 pub mod acme;
 pub mod catalogue;
+pub mod connections;
 pub mod core;
 pub mod defaults;
 pub mod edge;
@@ -16,6 +17,7 @@ mod validate;
 
 pub use crate::core::{CoreConfig, ModelConfig, ProviderConfig, ProviderKind};
 pub use acme::{AcmeChallenge, AcmeTls};
+pub use connections::ConnectionsConfig;
 pub use edge::{
     ClientAuth, EdgeConfig, FilesTls, HstsConfig, JwtConfig, PrivateCaTls, SelfSignedTls,
     TlsConfig, TlsMode, TlsVersion,
@@ -47,6 +49,8 @@ pub struct Config {
     pub tls: TlsConfig,
     /// `[hsts]`.
     pub hsts: HstsConfig,
+    /// `[connections]`.
+    pub connections: ConnectionsConfig,
     /// `[limits]`.
     pub limits: LimitsConfig,
     /// `[metrics]`.
@@ -68,6 +72,7 @@ impl Default for Config {
             jwt: JwtConfig::default(),
             tls: TlsConfig::default(),
             hsts: HstsConfig::default(),
+            connections: ConnectionsConfig::default(),
             limits: LimitsConfig::default(),
             metrics: MetricsConfig::default(),
             providers: crate::core::default_providers(),

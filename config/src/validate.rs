@@ -16,6 +16,15 @@ pub(crate) fn validate(cfg: &Config) -> Result<(), ConfigError> {
     if let Err((key, message)) = cfg.tls.check() {
         return Err(err(key.into(), message.into()));
     }
+    if let Err((key, message)) = cfg.connections.check() {
+        return Err(err(key.into(), message.into()));
+    }
+    if cfg.edge.max_call_duration.is_zero() {
+        return Err(err(
+            "edge.max_call_duration".into(),
+            "must be > 0 (it bounds calls that carry no deadline)".into(),
+        ));
+    }
     if cfg.hsts.enabled && cfg.hsts.max_age == 0 {
         return Err(err(
             "hsts.max_age".into(),

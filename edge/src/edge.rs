@@ -4,7 +4,12 @@
 //! `Arc`, cloned into every listener and connection.
 
 use crate::{
-    EdgeError, http::CoreClient, jwt::TokenVerifier, limits::Limiter, metrics::Metrics,
+    EdgeError,
+    conn::{ConnTable, Limits, fd},
+    http::CoreClient,
+    jwt::{TokenVerifier, budget::FailureBudget},
+    limits::Limiter,
+    metrics::Metrics,
     tls::HandshakeStats,
 };
 use std::sync::{
@@ -77,6 +82,8 @@ struct Inner {
     handshake_stats: Arc<HandshakeStats>,
     limiter: Arc<Limiter>,
     metrics: Metrics,
+    connections: Arc<ConnTable>,
+    failure_budget: Arc<FailureBudget>,
 }
 
 impl Edge {
@@ -104,8 +111,23 @@ impl Edge {
             );
             None
         };
+        if config.jwt.max_lifetime().is_none() {
+            tracing::warn!(
+                "jwt.max_lifetime = 0: tokens of any lifetime are accepted (a leaked token \
+                 signed with a far-future exp works until its key is retired)"
+            );
+        }
         let core = CoreClient::new(&config.edge)?;
+        let connections = ConnTable::new(
+            Limits::from_config(&config.connections),
+            fd::connection_cap(fd::nofile()),
+        );
+        let failure_budget = Arc::new(FailureBudget::new(
+            config.jwt.failure_budget,
+            config.jwt.failure_window,
+        ));
         let metrics = Metrics::from_config(&config.metrics).map_err(EdgeError::Metrics)?;
+        metrics.watch_connections(connections.stats().clone(), failure_budget.clone());
         let limiter =
             Limiter::new(&config.limits, metrics.clone()).map_err(|e| EdgeError::Limits(e.0))?;
         Ok(Self {
@@ -118,6 +140,8 @@ impl Edge {
                 handshake_stats: Arc::default(),
                 limiter: Arc::new(limiter),
                 metrics,
+                connections,
+                failure_budget,
             }),
         })
     }
@@ -155,6 +179,16 @@ impl Edge {
     /// The Prometheus metrics (a no-op when `[metrics]` is off).
     pub fn metrics(&self) -> &Metrics {
         &self.inner.metrics
+    }
+
+    /// Every client connection of the main listener, and its caps.
+    pub fn connections(&self) -> &Arc<ConnTable> {
+        &self.inner.connections
+    }
+
+    /// The per-address budget of failed authentications.
+    pub fn failure_budget(&self) -> &Arc<FailureBudget> {
+        &self.inner.failure_budget
     }
 
     /// Failed TLS handshakes by reason, counted by the accept loop.

@@ -20,6 +20,7 @@
 pub mod admin;
 pub mod audit;
 pub mod cli;
+pub mod conn;
 mod edge;
 mod error;
 mod fsutil;

@@ -1,8 +1,14 @@
-//! A plain HTTP/1.1 listener with a bounded header read and a graceful
-//! drain: the one accept loop behind the admin listener and the ACME
-//! HTTP-01 / redirect listener.
+//! A plain HTTP/1.1 listener with a bounded header read, the connection
+//! lifecycle limits of [`crate::conn`] (its own table, default limits) and a
+//! graceful drain, through the one accept loop: the admin listener and the
+//! ACME HTTP-01 / redirect listener.
 
-use crate::shutdown;
+use crate::conn::{
+    ConnTable, Limits,
+    accept::{self, Accepted},
+    fd, lifecycle,
+    streams::{GuardedBody, StreamGuard},
+};
 use bytes::Bytes;
 use http::{Request, Response};
 use http_body_util::Full;
@@ -10,8 +16,9 @@ use hyper::{body::Incoming, server::conn::http1, service::service_fn};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use std::{convert::Infallible, future::Future, time::Duration};
 use tokio::net::TcpListener;
-use tokio_util::{sync::CancellationToken, task::TaskTracker};
+use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
+use vibectl_config::ConnectionsConfig;
 
 /// Longest a client may take to send its request headers.
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
@@ -29,37 +36,36 @@ pub(crate) async fn serve<F, Fut>(
     F: Fn(Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
     Fut: Future<Output = Result<Response<Full<Bytes>>, Infallible>> + Send + 'static,
 {
-    let tracker = TaskTracker::new();
-    let hard_stop = CancellationToken::new();
-    loop {
-        let accepted = tokio::select! {
-            biased;
-            _ = shutdown.cancelled() => break,
-            accepted = listener.accept() => accepted,
-        };
-        let (tcp, peer) = match accepted {
-            Ok(pair) => pair,
-            Err(error) => {
-                // Per-connection failures (reset before accept, EMFILE): log,
-                // back off a moment so a persistent one cannot spin, go on.
-                tracing::warn!(%error, listener = name, "accept failed");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                continue;
-            }
-        };
-        let handler = handler.clone();
-        let (shutdown, hard_stop) = (shutdown.clone(), hard_stop.clone());
-        tracker.spawn(
+    let limits = Limits::from_config(&ConnectionsConfig::default());
+    let table = ConnTable::new(limits, fd::connection_cap(fd::nofile()));
+    accept::serve(
+        listener,
+        name,
+        table,
+        shutdown,
+        GRACE,
+        move |a: Accepted| {
+            let handler = handler.clone();
+            let span = tracing::debug_span!("plain_http", listener = name, peer = %a.peer);
             async move {
+                let state = a.guard.state().clone();
+                let service = service_fn(move |request| {
+                    let guard = StreamGuard::open(&state, 0);
+                    let call = handler(request);
+                    async move {
+                        let response = call.await?;
+                        Ok::<_, Infallible>(response.map(|body| GuardedBody::new(body, guard)))
+                    }
+                });
                 let conn = http1::Builder::new()
                     .timer(TokioTimer::new())
                     .header_read_timeout(HEADER_READ_TIMEOUT)
-                    .serve_connection(TokioIo::new(tcp), service_fn(handler));
-                shutdown::drive(conn, &shutdown, &hard_stop, None).await;
+                    .serve_connection(TokioIo::new(a.tcp), service);
+                let limits = a.guard.limits().clone();
+                lifecycle::drive(conn, a.guard.state(), &limits, &a.ctx).await;
             }
-            .instrument(tracing::debug_span!("plain_http", listener = name, %peer)),
-        );
-    }
-    drop(listener);
-    shutdown::drain(&tracker, GRACE, &hard_stop).await;
+            .instrument(span)
+        },
+    )
+    .await;
 }

@@ -1,8 +1,14 @@
-//! The main listener: accept, TLS handshake (unless h2c), HTTP/2, the
-//! request path of [`crate::http::service`], graceful drain. One span per
-//! connection (peer, SNI, ALPN, TLS version and, under mutual TLS, the
-//! client certificate's CN and fingerprint); a failed handshake or a broken
-//! connection is logged at debug, counted by reason in
+//! The main listener: through the one accept loop ([`crate::conn::accept`],
+//! caps and fd exhaustion), an optional PROXY protocol header, the TLS
+//! handshake (unless h2c) within `tls.handshake_timeout` (a deadline for the
+//! whole handshake, so a client dribbling bytes gains nothing), HTTP/2 with
+//! keepalive PINGs, the request path of [`crate::http::service`], and the
+//! connection's lifecycle ([`crate::conn::lifecycle`]: first-request and
+//! idle timeouts, eviction, premature resets, graceful drain).
+//!
+//! One span per connection (peer, SNI, ALPN, TLS version and, under mutual
+//! TLS, the client certificate's CN and fingerprint); a failed handshake or
+//! a broken connection is logged at debug, counted by reason in
 //! [`crate::tls::HandshakeStats`] and dropped, never unwrapped. The verified
 //! client identity ([`ClientIdentity`]) is put into every request's
 //! extensions. A connection that negotiated ALPN `acme-tls/1` (an ACME
@@ -11,38 +17,29 @@
 
 use crate::{
     Edge, EdgeError, Transport,
+    conn::{
+        ConnGuard,
+        accept::{self, Accepted, ConnCtx},
+        lifecycle, proxy,
+        streams::{GuardedBody, StreamGuard},
+    },
     http::{EdgeService, auth::PeerAddr, service},
-    shutdown,
     tls::{ClientIdentity, HandshakeFailure, HandshakeStats, acme::ACME_TLS_ALPN},
 };
+use http_body_util::BodyExt;
 use hyper::server::conn::http2;
-use hyper_util::{
-    rt::{TokioIo, TokioTimer},
-    service::TowerToHyperService,
-};
-use std::{
-    future::Future,
-    sync::{
-        Arc,
-        atomic::{AtomicBool, Ordering},
-    },
-    time::Duration,
-};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
 use tokio::{
     io::{AsyncRead, AsyncWrite, AsyncWriteExt},
     net::{TcpListener, TcpStream},
 };
 use tokio_rustls::TlsAcceptor;
-use tokio_util::{sync::CancellationToken, task::TaskTracker};
+use tokio_util::task::TaskTracker;
 use tower::ServiceExt;
 use tracing::{Instrument, Span, field::Empty};
+use vibectl_config::ConnectionsConfig;
 
-/// HTTP/2 PING interval towards clients: a peer that vanished without a
-/// FIN or RST (a dropped laptop, a NAT that forgot us) is noticed, and its
-/// streams to the core are dropped, instead of waiting on TCP.
-const KEEP_ALIVE_INTERVAL: Duration = Duration::from_secs(30);
-/// How long a PING may go unanswered before the connection is closed.
-const KEEP_ALIVE_TIMEOUT: Duration = Duration::from_secs(20);
 /// Longest wait for the close_notify of an ACME validation connection.
 const ACME_CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
 
@@ -52,154 +49,230 @@ const ACME_CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
 pub async fn serve(
     listener: TcpListener,
     edge: Edge,
-    shutdown: CancellationToken,
+    shutdown: tokio_util::sync::CancellationToken,
 ) -> Result<(), EdgeError> {
     let local = listener.local_addr().map_err(EdgeError::Listener)?;
-    let service = service(&edge);
     let tls = match edge.transport() {
         Transport::Tls(config) => Some(TlsAcceptor::from(config.clone())),
         Transport::Insecure => None,
     };
-    let handshake_timeout = edge.config().tls.handshake_timeout;
-    let tracker = TaskTracker::new();
-    let hard_stop = CancellationToken::new();
+    let config = edge.config();
+    let service = service(&edge);
+    let shared = Arc::new(Shared {
+        tls,
+        handshake_timeout: config.tls.handshake_timeout,
+        connections: config.connections.clone(),
+        stats: edge.handshake_stats().clone(),
+    });
+    let table = edge.connections().clone();
     edge.readiness().set_serving(true);
-    tracing::info!(%local, tls = tls.is_some(), core = edge.core().address(), "edge listening");
-
-    loop {
-        let accepted = tokio::select! {
-            biased;
-            _ = shutdown.cancelled() => break,
-            accepted = listener.accept() => accepted,
-        };
-        let (tcp, peer) = match accepted {
-            Ok(pair) => pair,
-            Err(error) => {
-                // Per-connection failures (reset before accept, EMFILE): log,
-                // back off a moment so a persistent one cannot spin, go on.
-                tracing::warn!(%error, "accept failed");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                continue;
-            }
-        };
-        let span = tracing::info_span!(
-            "conn",
-            %peer,
-            sni = Empty,
-            alpn = Empty,
-            tls = Empty,
-            client_cn = Empty,
-            client_sha256 = Empty
-        );
-        let conn = Conn {
-            peer,
-            service: service.clone(),
-            tracker: tracker.clone(),
-            shutdown: shutdown.clone(),
-            hard_stop: hard_stop.clone(),
-            stats: edge.handshake_stats().clone(),
-        };
-        let tls = tls.clone();
-        tracker.spawn(conn.run(tcp, tls, handshake_timeout).instrument(span));
-    }
-
+    tracing::info!(
+        %local, tls = shared.tls.is_some(), core = edge.core().address(),
+        max_connections = table.max_total(), "edge listening"
+    );
+    let grace = config.edge.shutdown_grace;
+    accept::serve(
+        listener,
+        "main",
+        table,
+        shutdown,
+        grace,
+        move |a: Accepted| {
+            let span = tracing::info_span!(
+                "conn",
+                peer = %a.peer,
+                client = Empty,
+                sni = Empty,
+                alpn = Empty,
+                tls = Empty,
+                client_cn = Empty,
+                client_sha256 = Empty
+            );
+            let conn = Conn {
+                peer: a.peer,
+                guard: a.guard,
+                ctx: a.ctx,
+                shared: shared.clone(),
+                service: service.clone(),
+            };
+            conn.run(a.tcp).instrument(span)
+        },
+    )
+    .await;
     edge.readiness().set_serving(false);
-    drop(listener);
-    tracing::info!(%local, "edge stopped accepting");
-    shutdown::drain(&tracker, edge.config().edge.shutdown_grace, &hard_stop).await;
+    tracing::info!(%local, "edge stopped");
     Ok(())
 }
 
-/// What one connection task needs.
-struct Conn {
-    /// The client's address, for the auth layer's audit log and failure budget.
-    peer: std::net::SocketAddr,
-    service: EdgeService,
-    tracker: TaskTracker,
-    shutdown: CancellationToken,
-    hard_stop: CancellationToken,
+/// What every connection of the listener shares.
+struct Shared {
+    tls: Option<TlsAcceptor>,
+    handshake_timeout: Duration,
+    connections: ConnectionsConfig,
     stats: Arc<HandshakeStats>,
 }
 
+/// One connection task.
+struct Conn {
+    /// The client's address (from the PROXY header when one was read), for
+    /// the auth layer's audit log and failure budget.
+    peer: SocketAddr,
+    guard: ConnGuard,
+    ctx: ConnCtx,
+    shared: Arc<Shared>,
+    service: EdgeService,
+}
+
 impl Conn {
-    async fn run(self, tcp: TcpStream, tls: Option<TlsAcceptor>, handshake_timeout: Duration) {
+    async fn run(mut self, tcp: TcpStream) {
         if let Err(error) = tcp.set_nodelay(true) {
             tracing::debug!(%error, "cannot set TCP_NODELAY");
         }
-        let Some(acceptor) = tls else {
-            return self.serve_h2(tcp, None).await;
+        let state = self.guard.state().clone();
+        let deadline = tokio::time::Instant::now() + self.shared.handshake_timeout;
+        let shutdown = self.ctx.shutdown.clone();
+        // Before HTTP: PROXY header and TLS handshake, within one deadline,
+        // abandoned at eviction or shutdown.
+        let setup = async {
+            let tcp = self.proxy_header(tcp).await?;
+            handshake(&self.shared, tcp).await
         };
-        let handshake = tokio::time::timeout(handshake_timeout, acceptor.accept(tcp));
         let stream = tokio::select! {
-            result = handshake => match result {
-                Ok(Ok(stream)) => stream,
-                Ok(Err(error)) => {
-                    let reason = HandshakeFailure::of_io_error(&error);
-                    self.stats.record(reason);
-                    return tracing::debug!(%error, %reason, "TLS handshake failed");
-                }
+            result = tokio::time::timeout_at(deadline, setup) => match result {
+                Ok(Some(stream)) => stream,
+                Ok(None) => return,
                 Err(_) => {
-                    self.stats.record(HandshakeFailure::Timeout);
-                    return tracing::debug!(?handshake_timeout, "TLS handshake timed out");
+                    self.shared.stats.record(HandshakeFailure::Timeout);
+                    let timeout = self.shared.handshake_timeout;
+                    return tracing::debug!(?timeout, "TLS handshake timed out");
                 }
             },
-            _ = self.shutdown.cancelled() => return,
+            _ = state.closing().cancelled() => return,
+            _ = shutdown.cancelled() => return,
         };
-        let (_, session) = stream.get_ref();
-        let span = Span::current();
-        span.record("sni", session.server_name().unwrap_or("-"));
-        let alpn = session.alpn_protocol().map(String::from_utf8_lossy);
-        span.record("alpn", alpn.as_deref().unwrap_or("-"));
-        if let Some(version) = session.protocol_version() {
-            span.record("tls", version.as_str().unwrap_or("?"));
+        state.mark_ready();
+        match stream {
+            Io::Plain(tcp) => self.serve_h2(tcp, None).await,
+            Io::Tls(tls, identity) => self.serve_h2(*tls, identity).await,
         }
-        if session.alpn_protocol() == Some(ACME_TLS_ALPN) {
-            // A TLS-ALPN-01 validation: the handshake was the answer. Never
-            // serve HTTP on it.
-            tracing::debug!("ACME TLS-ALPN-01 validation handshake done; closing");
-            let mut stream = stream;
-            let _ = tokio::time::timeout(ACME_CLOSE_TIMEOUT, stream.shutdown()).await;
-            return;
-        }
-        let identity = ClientIdentity::of_connection(session);
-        if let Some(identity) = &identity {
-            span.record("client_cn", identity.common_name.as_deref().unwrap_or("-"));
-            span.record("client_sha256", identity.sha256.as_str());
-        }
-        self.serve_h2(stream, identity).await;
     }
 
-    /// Serves HTTP/2 on `io`; every request carries `identity` (the
-    /// verified client certificate's) in its extensions.
+    /// With the PROXY protocol on: the client address from the header.
+    /// `None` when the connection is refused.
+    async fn proxy_header(&mut self, mut tcp: TcpStream) -> Option<TcpStream> {
+        let connections = &self.shared.connections;
+        if !connections.proxy_protocol {
+            return Some(tcp);
+        }
+        let trusted = &connections.proxy_protocol_trusted;
+        match proxy::read_client(&mut tcp, self.peer, trusted).await {
+            Ok(client) => {
+                if client != self.peer {
+                    Span::current().record("client", tracing::field::display(client));
+                    self.peer = client;
+                    if !self.guard.rekey(client.ip()) {
+                        return None;
+                    }
+                }
+                Some(tcp)
+            }
+            Err(error) => {
+                self.guard.stats().proxy_refused();
+                tracing::debug!(%error, "connection refused");
+                None
+            }
+        }
+    }
+
+    /// Serves HTTP/2 on `io`; every request carries the peer and `identity`
+    /// (the verified client certificate's) in its extensions, and counts as
+    /// in flight on the connection until its response ends.
     async fn serve_h2<I>(self, io: I, identity: Option<ClientIdentity>)
     where
         I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
         let executor = SpanExecutor {
             span: Span::current(),
-            tracker: self.tracker.clone(),
+            tracker: self.ctx.tracker.clone(),
         };
+        let connections = &self.shared.connections;
         let mut builder = http2::Builder::new(executor);
-        builder
-            .timer(TokioTimer::new())
-            .keep_alive_interval(Some(KEEP_ALIVE_INTERVAL))
-            .keep_alive_timeout(KEEP_ALIVE_TIMEOUT);
-        let used = Arc::new(AtomicBool::new(false));
+        builder.timer(TokioTimer::new());
+        if !connections.keepalive_interval.is_zero() {
+            builder
+                .keep_alive_interval(Some(connections.keepalive_interval))
+                .keep_alive_timeout(connections.keepalive_timeout);
+        }
+        let state = self.guard.state().clone();
+        let max_percent = self.guard.limits().max_premature_reset_percent;
         let peer = PeerAddr(self.peer);
-        let service = self.service.map_request({
-            let used = used.clone();
-            move |mut request: http::Request<hyper::body::Incoming>| {
-                used.store(true, Ordering::Release);
-                request.extensions_mut().insert(peer);
-                if let Some(identity) = &identity {
-                    request.extensions_mut().insert(identity.clone());
-                }
-                request
+        let service = self.service.clone();
+        let per_request = hyper::service::service_fn(move |mut request| {
+            let guard = StreamGuard::open(&state, max_percent);
+            request.extensions_mut().insert(peer);
+            if let Some(identity) = &identity {
+                request.extensions_mut().insert(identity.clone());
+            }
+            let call = service.clone().oneshot(request);
+            async move {
+                let response = call.await?;
+                Ok::<_, std::convert::Infallible>(
+                    response.map(|body| GuardedBody::new(body, guard).boxed_unsync()),
+                )
             }
         });
-        let conn = builder.serve_connection(TokioIo::new(io), TowerToHyperService::new(service));
-        shutdown::drive(conn, &self.shutdown, &self.hard_stop, Some(&used)).await;
+        let conn = builder.serve_connection(TokioIo::new(io), per_request);
+        let limits = self.guard.limits().clone();
+        lifecycle::drive(conn, self.guard.state(), &limits, &self.ctx).await;
     }
+}
+
+/// The TLS handshake (none on h2c); `None` when it failed or the
+/// connection was an ACME validation.
+async fn handshake(shared: &Shared, tcp: TcpStream) -> Option<Io> {
+    let Some(acceptor) = &shared.tls else {
+        return Some(Io::Plain(tcp));
+    };
+    let stream = match acceptor.accept(tcp).await {
+        Ok(stream) => stream,
+        Err(error) => {
+            let reason = HandshakeFailure::of_io_error(&error);
+            shared.stats.record(reason);
+            tracing::debug!(%error, %reason, "TLS handshake failed");
+            return None;
+        }
+    };
+    let (_, session) = stream.get_ref();
+    let span = Span::current();
+    span.record("sni", session.server_name().unwrap_or("-"));
+    let alpn = session.alpn_protocol().map(String::from_utf8_lossy);
+    span.record("alpn", alpn.as_deref().unwrap_or("-"));
+    if let Some(version) = session.protocol_version() {
+        span.record("tls", version.as_str().unwrap_or("?"));
+    }
+    if session.alpn_protocol() == Some(ACME_TLS_ALPN) {
+        // A TLS-ALPN-01 validation: the handshake was the answer. Never
+        // serve HTTP on it.
+        tracing::debug!("ACME TLS-ALPN-01 validation handshake done; closing");
+        let mut stream = stream;
+        let _ = tokio::time::timeout(ACME_CLOSE_TIMEOUT, stream.shutdown()).await;
+        return None;
+    }
+    let identity = ClientIdentity::of_connection(session);
+    if let Some(identity) = &identity {
+        span.record("client_cn", identity.common_name.as_deref().unwrap_or("-"));
+        span.record("client_sha256", identity.sha256.as_str());
+    }
+    Some(Io::Tls(Box::new(stream), identity))
+}
+
+/// A connection after its handshake.
+enum Io {
+    Plain(TcpStream),
+    Tls(
+        Box<tokio_rustls::server::TlsStream<TcpStream>>,
+        Option<ClientIdentity>,
+    ),
 }
 
 /// Runs hyper's per-stream tasks inside the connection's span and under the

@@ -168,7 +168,7 @@ pub fn generate_token(
     args: &GenerateTokenArgs,
 ) -> Result<String, EdgeError> {
     let lifetime = args.expires_in.unwrap_or(config.jwt.default_expiry);
-    if let Some(max) = config.jwt.max_lifetime
+    if let Some(max) = config.jwt.max_lifetime()
         && lifetime > max
     {
         return Err(refused(format!(
@@ -417,7 +417,7 @@ pub async fn revoke(config: &Config, args: &RevokeArgs) -> Result<Revoked, EdgeE
             if jti.is_empty() {
                 return Err(refused("--jti must not be empty"));
             }
-            let keep = args.keep_for.or(config.jwt.max_lifetime);
+            let keep = args.keep_for.or(config.jwt.max_lifetime());
             Revocation {
                 jti: jti.to_owned(),
                 exp: keep

@@ -7,8 +7,9 @@
 //!
 //! Every decision is one line of the audit log ([`crate::audit`]). An
 //! address ([`PeerAddr`], put in the extensions by the listener) that keeps
-//! failing spends its [`FailureBudget`] and is then refused at once, without
-//! verification work, until its window ends.
+//! failing spends its [`FailureBudget`]; until its window ends, its tokens
+//! that fail the checks needing no signature are refused without
+//! verification work, and a token that verifies is still served.
 
 use crate::{
     audit,
@@ -65,13 +66,11 @@ pub struct Authenticate {
     budget: Arc<FailureBudget>,
 }
 
-/// The auth layer for the request path (one failure budget per layer).
-pub fn layer(verifier: Arc<TokenVerifier>) -> FilterLayer<Authenticate> {
-    let policy = verifier.policy();
-    let budget = Arc::new(FailureBudget::new(
-        policy.failure_budget,
-        policy.failure_window,
-    ));
+/// The auth layer for the request path, spending `budget`.
+pub fn layer(
+    verifier: Arc<TokenVerifier>,
+    budget: Arc<FailureBudget>,
+) -> FilterLayer<Authenticate> {
     FilterLayer::new(Authenticate { verifier, budget })
 }
 
@@ -84,21 +83,18 @@ impl Authenticate {
         path: &str,
     ) -> Result<Identity, AuthError> {
         let now = tokio::time::Instant::now();
-        if let Some(peer) = peer
-            && let Err(wait) = self.budget.check(peer.ip(), now)
-        {
-            let error = AuthError::TooManyFailures {
-                retry_in_secs: audit::retry_secs(wait),
-            };
-            audit::refused_early(Some(peer), path, &error);
-            return Err(error);
-        }
+        let over_budget = peer.is_some_and(|p| self.budget.check(p.ip(), now).is_err());
         let result = match bearer_token(headers) {
             Err(error) => {
                 audit::refused_early(peer, path, &error);
                 Err(error)
             }
             Ok(token) => {
+                if over_budget && let Err(error) = self.verifier.precheck(token) {
+                    self.budget.refused();
+                    audit::refused_early(peer, path, &error);
+                    return Err(error);
+                }
                 let decision = self.verifier.decide(token);
                 audit::decision(peer, path, &decision);
                 decision.verdict.map(|v| Identity {

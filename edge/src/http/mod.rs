@@ -94,7 +94,10 @@ pub fn service(edge: &Edge) -> EdgeService {
         .layer(rescue::RescueLayer)
         // JWT: `authorization: Bearer <jwt>`, or UNAUTHENTICATED. Absent only
         // when `edge.require_auth = false`.
-        .option_layer(edge.verifier().map(auth::layer))
+        .option_layer(
+            edge.verifier()
+                .map(|v| auth::layer(v, edge.failure_budget().clone())),
+        )
         // Limits after auth: keyed by the verified `sub` that auth put in
         // the request extensions (never by a client-sent header or address);
         // before forward, which carries the admitted call's limits to the

@@ -1,15 +1,23 @@
 //! The per-address failure budget: an address (an IPv4 address, or the /64
 //! of an IPv6 one, which one host usually holds whole) may fail
-//! authentication `jwt.failure_budget` times per `jwt.failure_window`;
-//! past that, its calls are refused at once, without parsing or verifying
-//! anything, until its window ends. Memory is bounded: at most
-//! [`MAX_TRACKED`] addresses are tracked; when full, ended windows are
-//! dropped first, then the oldest.
+//! authentication `jwt.failure_budget` times per `jwt.failure_window`.
+//! Past that, until its window ends, its tokens are first put through the
+//! checks that need no signature ([`crate::jwt::TokenVerifier::precheck`]:
+//! header, key, expiry, issuer, audience, subject, lifetime, revocation) and
+//! refused cheaply when they fail. A token that passes is verified in full:
+//! a valid token is never refused for its address's failures, so behind a
+//! NAT or a load balancer one bad client cannot lock out the others.
+//! Memory is bounded: at most [`MAX_TRACKED`] addresses are tracked; when
+//! full, ended windows are dropped first, then the oldest.
 
+use crate::conn::address_key as key;
 use std::{
     collections::HashMap,
-    net::{IpAddr, Ipv6Addr},
-    sync::Mutex,
+    net::IpAddr,
+    sync::{
+        Mutex,
+        atomic::{AtomicU64, Ordering},
+    },
     time::Duration,
 };
 use tokio::time::Instant;
@@ -30,20 +38,7 @@ pub struct FailureBudget {
     window: Duration,
     max_tracked: usize,
     windows: Mutex<HashMap<IpAddr, Window>>,
-}
-
-/// The key of an address: IPv4 as is (IPv4-mapped IPv6 too), IPv6 by /64.
-fn key(addr: IpAddr) -> IpAddr {
-    match addr {
-        IpAddr::V4(v4) => IpAddr::V4(v4),
-        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-            Some(v4) => IpAddr::V4(v4),
-            None => {
-                let s = v6.segments();
-                IpAddr::V6(Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0))
-            }
-        },
-    }
+    refusals: AtomicU64,
 }
 
 impl FailureBudget {
@@ -59,11 +54,12 @@ impl FailureBudget {
             window: window.max(Duration::from_secs(1)),
             max_tracked: max_tracked.max(1),
             windows: Mutex::new(HashMap::new()),
+            refusals: AtomicU64::new(0),
         }
     }
 
-    /// `Err(wait)` when `addr` has spent its budget: how long until it may
-    /// try again.
+    /// `Err(wait)` when `addr` has spent its budget: how long until its
+    /// window ends.
     pub fn check(&self, addr: IpAddr, now: Instant) -> Result<(), Duration> {
         if self.limit == 0 {
             return Ok(());
@@ -109,6 +105,16 @@ impl FailureBudget {
             };
         }
         entry.failures = entry.failures.saturating_add(1);
+    }
+
+    /// Counts a token refused cheaply because its address is over budget.
+    pub fn refused(&self) {
+        self.refusals.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Tokens refused cheaply so far (`vibectl_auth_budget_refusals_total`).
+    pub fn refusals(&self) -> u64 {
+        self.refusals.load(Ordering::Relaxed)
     }
 
     /// How many addresses are tracked.

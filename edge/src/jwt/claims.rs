@@ -1,6 +1,11 @@
 //! The claims of a vibectl token: PyJWT's `sub`, `iss`, `iat`, `exp`, `jti`,
 //! plus the optional `nbf`, `aud` and `models` this edge understands.
 //! Unknown claims are ignored (tokens of other minters verify).
+//!
+//! Rules a verified token must also meet (besides `exp`, `iss`, `aud`):
+//! `sub` is 1 to [`MAX_SUB_BYTES`] bytes with no control character
+//! ([`check_subject`]; limits, metrics and logs key on it), and the token
+//! lives at most `jwt.max_lifetime` (default one year).
 
 use serde::{Deserialize, Serialize};
 
@@ -31,6 +36,24 @@ pub struct Claims {
     pub models: Option<Vec<String>>,
 }
 
+/// Longest `sub` accepted, in bytes.
+pub const MAX_SUB_BYTES: usize = vibectl_config::defaults::JWT_MAX_SUB_BYTES;
+
+/// Whether `sub` may name a caller: not empty, at most [`MAX_SUB_BYTES`]
+/// bytes, no control characters. `Err` says what is wrong.
+pub fn check_subject(sub: &str) -> Result<(), &'static str> {
+    if sub.trim().is_empty() {
+        return Err("is empty");
+    }
+    if sub.len() > MAX_SUB_BYTES {
+        return Err("is longer than 256 bytes");
+    }
+    if sub.chars().any(char::is_control) {
+        return Err("contains control characters");
+    }
+    Ok(())
+}
+
 /// `aud`: one string or a list (RFC 7519 §4.1.3).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(untagged)]
@@ -55,4 +78,22 @@ impl Audience {
 /// comma (the separator), only visible ASCII, not empty, at most 200 bytes.
 pub fn is_valid_model_name(name: &str) -> bool {
     !name.is_empty() && name.len() <= 200 && name.bytes().all(|b| b.is_ascii_graphic() && b != b',')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn subject_rules() {
+        assert_eq!(check_subject("alice"), Ok(()));
+        assert_eq!(check_subject(""), Err("is empty"));
+        assert_eq!(check_subject("  "), Err("is empty"));
+        assert_eq!(
+            check_subject(&"a".repeat(257)),
+            Err("is longer than 256 bytes")
+        );
+        assert_eq!(check_subject(&"a".repeat(256)), Ok(()));
+        assert_eq!(check_subject("a\nb"), Err("contains control characters"));
+    }
 }

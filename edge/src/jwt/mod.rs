@@ -24,6 +24,7 @@ pub mod fingerprint;
 pub mod keygen;
 pub mod keys;
 mod pem;
+mod precheck;
 pub mod reload;
 pub mod revocation;
 pub mod secret;
@@ -125,6 +126,12 @@ pub enum AuthError {
         /// The claim.
         claim: String,
     },
+    /// `sub` breaks the subject rules ([`claims::check_subject`]).
+    #[error("the token's `sub` claim {why}")]
+    InvalidSubject {
+        /// What is wrong with it ("is empty", …).
+        why: &'static str,
+    },
     /// `exp - iat` exceeds `jwt.max_lifetime`.
     #[error("the token lives longer than this server allows ({max}); ask for a shorter one")]
     LifetimeTooLong {
@@ -172,6 +179,7 @@ impl AuthError {
             Self::WrongAudience { .. } => "wrong_audience",
             Self::MissingClaim { .. } => "missing_claim",
             Self::InvalidClaim { .. } => "invalid_claim",
+            Self::InvalidSubject { .. } => "invalid_sub",
             Self::LifetimeTooLong { .. } => "lifetime_too_long",
             Self::Revoked => "revoked",
             Self::RevocationUnknown => "revocation_unknown",

@@ -169,7 +169,14 @@ fn token_minted_by_real_pyjwt_verifies() {
     // does (datetimes for iat/exp), secret "python-secret-for-tests",
     // exp 2099-12-31.
     let token = "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiJkZXYtdXNlciIsImlzcyI6InZpYmVjdGwtc2VydmVyIiwiaWF0IjoxNzM1Njg5NjAwLCJleHAiOjQxMDIzNTg0MDAsImp0aSI6IjZmMWM1YThlLTNhNDMtNGJkMi05YTRlLTJiN2MxZjBkOWUxMSJ9.TU3GOTdIpcI4TpyzQhxfbAXv5TqmvfqdsfC5eI7VEZ4";
-    let verifier = TokenVerifier::new(&Secret::new("python-secret-for-tests"), &config());
+    // It lives 75 years: past the default jwt.max_lifetime (one year) ...
+    let strict = TokenVerifier::new(&Secret::new("python-secret-for-tests"), &config());
+    let refused = strict.verify(token).expect_err("75-year token");
+    assert_eq!(refused.reason(), "lifetime_too_long", "{refused}");
+    // ... and verifies where the operator turned the bound off.
+    let mut unbounded = config();
+    unbounded.max_lifetime = std::time::Duration::ZERO;
+    let verifier = TokenVerifier::new(&Secret::new("python-secret-for-tests"), &unbounded);
     let claims = verifier.verify(token).expect("PyJWT token verifies");
     assert_eq!(claims.sub, "dev-user");
     assert_eq!(
@@ -181,7 +188,7 @@ fn token_minted_by_real_pyjwt_verifies() {
     assert_eq!(verifier.verify(expired), Err(AuthError::TokenExpired));
     // Still so with a key set beside the secret and no default kid.
     let tmp = tempfile::tempdir().expect("tempdir");
-    let config = edge_config(tmp.path(), &all_keys(), "");
+    let config = edge_config(tmp.path(), &all_keys(), "[jwt]\nmax_lifetime = \"0s\"\n");
     let with_set =
         TokenVerifier::from_config(&config, Some(&Secret::new("python-secret-for-tests")))
             .expect("verifier");

@@ -7,7 +7,11 @@
 
 use crate::jwt::{
     AuthError, Claims, JwtError, KeyAlg, KeySet, KeyStatus, MAX_TOKEN_BYTES, VerifyKey,
-    cache::VerifiedCache, claims::is_valid_model_name, fingerprint, keys::is_plain_kid, reload,
+    cache::VerifiedCache,
+    claims::{check_subject, is_valid_model_name},
+    fingerprint,
+    keys::is_plain_kid,
+    reload,
     revocation::Revocations,
 };
 use arc_swap::ArcSwap;
@@ -56,7 +60,7 @@ impl Policy {
             issuer,
             audience,
             leeway,
-            max_lifetime: jwt.max_lifetime,
+            max_lifetime: jwt.max_lifetime(),
             failure_budget: jwt.failure_budget,
             failure_window: jwt.failure_window,
             validations,
@@ -168,7 +172,7 @@ impl std::fmt::Debug for TokenVerifier {
     }
 }
 
-fn now_secs() -> i64 {
+pub(super) fn now_secs() -> i64 {
     let secs = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default()
@@ -332,23 +336,7 @@ impl TokenVerifier {
         keys: &KeySet,
         d: &mut Decision,
     ) -> Result<Verified, AuthError> {
-        if token.len() > MAX_TOKEN_BYTES {
-            return Err(AuthError::TooLong);
-        }
-        let header = read_header(token)?;
-        d.kid = header.kid.clone().filter(|k| is_plain_kid(k));
-        if header.alg.eq_ignore_ascii_case("none") {
-            return Err(AuthError::Unsigned);
-        }
-        if header.crit.is_some() {
-            return Err(AuthError::UnsupportedHeader);
-        }
-        let key = self.select_key(keys, header.kid.as_deref())?;
-        if header.alg != key.alg.name() {
-            return Err(AuthError::WrongAlgorithm {
-                expected: key.alg.name().to_owned(),
-            });
-        }
+        let key = self.header_and_key(token, keys, &mut d.kid)?;
         let policy = &self.shared.policy;
         let claims = match jsonwebtoken::decode::<Claims>(
             token,
@@ -379,6 +367,35 @@ impl TokenVerifier {
         })
     }
 
+    /// The checks before the signature: size, header (`alg: none`,
+    /// `crit`), the key by `kid` and its pinned `alg`. `kid` gets the
+    /// header's `kid` when it is a plain identifier.
+    pub(super) fn header_and_key(
+        &self,
+        token: &str,
+        keys: &KeySet,
+        kid: &mut Option<String>,
+    ) -> Result<Arc<VerifyKey>, AuthError> {
+        if token.len() > MAX_TOKEN_BYTES {
+            return Err(AuthError::TooLong);
+        }
+        let header = read_header(token)?;
+        *kid = header.kid.clone().filter(|k| is_plain_kid(k));
+        if header.alg.eq_ignore_ascii_case("none") {
+            return Err(AuthError::Unsigned);
+        }
+        if header.crit.is_some() {
+            return Err(AuthError::UnsupportedHeader);
+        }
+        let key = self.select_key(keys, header.kid.as_deref())?;
+        if header.alg != key.alg.name() {
+            return Err(AuthError::WrongAlgorithm {
+                expected: key.alg.name().to_owned(),
+            });
+        }
+        Ok(key)
+    }
+
     fn select_key(&self, keys: &KeySet, kid: Option<&str>) -> Result<Arc<VerifyKey>, AuthError> {
         let from_set = |kid: &str| match keys.get(kid) {
             None => Err(AuthError::UnknownKey {
@@ -400,8 +417,9 @@ impl TokenVerifier {
         }
     }
 
-    fn check_claims(&self, claims: &Claims) -> Result<(), AuthError> {
+    pub(super) fn check_claims(&self, claims: &Claims) -> Result<(), AuthError> {
         let policy = &self.shared.policy;
+        check_subject(&claims.sub).map_err(|why| AuthError::InvalidSubject { why })?;
         if let Some(max) = policy.max_lifetime {
             let leeway = i64::try_from(policy.leeway.as_secs()).unwrap_or(0);
             let max_secs = i64::try_from(max.as_secs()).unwrap_or(i64::MAX);
@@ -456,13 +474,13 @@ impl TokenVerifier {
         }
     }
 
-    fn wrong_issuer(&self) -> AuthError {
+    pub(super) fn wrong_issuer(&self) -> AuthError {
         AuthError::WrongIssuer {
             expected: self.shared.policy.issuer.clone(),
         }
     }
 
-    fn wrong_audience(&self) -> AuthError {
+    pub(super) fn wrong_audience(&self) -> AuthError {
         AuthError::WrongAudience {
             expected: self.shared.policy.audience.clone().unwrap_or_default(),
         }

@@ -13,6 +13,7 @@
 //! | `vibectl_limits_backend_errors_total` | counter | `backend` | the limiter, once per call the backend failed |
 //! | `vibectl_tls_handshake_failures_total` | counter | `reason` | read from the TLS listener's counters at scrape time |
 //! | `vibectl_certificate_expiry_seconds` | gauge | — | read from the certificate resolver at scrape time |
+//! | `vibectl_connections_*`, `vibectl_accept_errors_total`, … | | | [`connections`]: the connection limits and the failure budget |
 //!
 //! Label values are bounded: `sub` takes at most `[metrics] max_subjects`
 //! distinct values (later subjects are `other`; unauthenticated requests
@@ -20,6 +21,7 @@
 //! gRPC status name. Token counts and cost are the core's (its own
 //! `/metrics` port). Every method is a no-op when metrics are off.
 
+mod connections;
 pub mod labels;
 pub mod layer;
 
@@ -73,7 +75,12 @@ struct Instruments {
     first_chunk: Histogram<f64>,
     backend_errors: Counter<u64>,
     tls: Arc<TlsSources>,
-    _observed: (ObservableCounter<u64>, ObservableGauge<f64>),
+    conns: Arc<connections::Sources>,
+    _observed: (
+        ObservableCounter<u64>,
+        ObservableGauge<f64>,
+        connections::Observed,
+    ),
 }
 
 /// What the scrape-time instruments read; filled in once TLS is set up.
@@ -146,6 +153,8 @@ impl Metrics {
                 })
                 .build()
         };
+        let conns = Arc::new(connections::Sources::default());
+        let conn_instruments = connections::register(&meter, &conns);
         let histogram = |name: &'static str, description: &'static str| {
             meter
                 .f64_histogram(name)
@@ -183,7 +192,8 @@ impl Metrics {
             registry,
             provider,
             tls,
-            _observed: (handshakes, expiry),
+            conns,
+            _observed: (handshakes, expiry, conn_instruments),
         };
         Ok(Self {
             inner: Some(Arc::new(instruments)),
@@ -216,6 +226,19 @@ impl Metrics {
     pub fn watch_handshakes(&self, stats: Arc<HandshakeStats>) {
         if let Some(inner) = &self.inner {
             inner.tls.handshakes.store(Some(stats));
+        }
+    }
+
+    /// Reports the connection-limit series from `stats` and the failure
+    /// budget's refusals from `budget`.
+    pub fn watch_connections(
+        &self,
+        stats: Arc<crate::conn::ConnStats>,
+        budget: Arc<crate::jwt::budget::FailureBudget>,
+    ) {
+        if let Some(inner) = &self.inner {
+            inner.conns.stats.store(Some(stats));
+            inner.conns.budget.store(Some(budget));
         }
     }
 

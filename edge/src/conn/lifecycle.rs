@@ -1,0 +1,105 @@
+//! One connection's life after accept: served until it ends, or closed
+//! when it sends no first request in time, stays idle too long, is
+//! evicted at a cap or trips the premature-reset guard, or at shutdown.
+//! HTTP/2 connections get GOAWAY and their in-flight requests finish; one
+//! that never sent a request is dropped at once (hyper would wait for a
+//! preface first); a premature-reset offender's streams are cancelled.
+
+use crate::conn::{CloseReason, ConnState, Limits, accept::ConnCtx};
+use hyper_util::server::graceful::GracefulConnection;
+use std::{pin::pin, time::Duration};
+
+/// At shutdown, how long a connection that never sent a request may take
+/// to send one (hyper waits for the client preface before GOAWAY).
+const UNUSED_CONNECTION_GRACE: Duration = Duration::from_secs(1);
+/// How long a premature-reset offender has to read its GOAWAY before the
+/// connection, and every stream on it, is dropped.
+const OFFENDER_GRACE: Duration = Duration::from_millis(100);
+
+/// Serves `conn` until it ends or must close (see the module doc). Errors
+/// of a connection are expected (clients go away) and logged at debug.
+pub(crate) async fn drive<C>(conn: C, state: &ConnState, limits: &Limits, ctx: &ConnCtx)
+where
+    C: GracefulConnection,
+    C::Error: std::fmt::Display,
+{
+    let mut conn = pin!(conn);
+    let result = tokio::select! {
+        result = conn.as_mut() => result,
+        _ = ctx.shutdown.cancelled() => {
+            conn.as_mut().graceful_shutdown();
+            let unused_grace = async {
+                if state.used() {
+                    std::future::pending::<()>().await;
+                }
+                tokio::time::sleep(UNUSED_CONNECTION_GRACE).await;
+            };
+            tokio::select! {
+                result = conn.as_mut() => result,
+                _ = ctx.hard_stop.cancelled() => {
+                    return tracing::debug!("grace period over: closing the connection");
+                }
+                _ = unused_grace => {
+                    return tracing::debug!("closing a connection that never sent a request");
+                }
+            }
+        }
+        reason = closing(state, limits) => {
+            tracing::debug!(reason = reason.as_str(), "closing the connection");
+            if !state.used() {
+                return;
+            }
+            conn.as_mut().graceful_shutdown();
+            let offender = async {
+                if reason != CloseReason::PrematureReset {
+                    std::future::pending::<()>().await;
+                }
+                tokio::time::sleep(OFFENDER_GRACE).await;
+            };
+            tokio::select! {
+                result = conn.as_mut() => result,
+                _ = ctx.hard_stop.cancelled() => return,
+                _ = offender => return,
+            }
+        }
+    };
+    match result {
+        Ok(()) => tracing::debug!("connection closed"),
+        Err(error) => tracing::debug!(%error, "connection ended with an error"),
+    }
+}
+
+/// Resolves with the reason once the connection must close: asked to
+/// (evicted, premature resets), or a timeout of its own passed.
+pub(crate) async fn closing(state: &ConnState, limits: &Limits) -> CloseReason {
+    tokio::select! {
+        _ = state.closing().cancelled() => {
+            state.close_reason().unwrap_or(CloseReason::EvictedTotal)
+        }
+        reason = watchdog(state, limits) => {
+            state.close(reason);
+            reason
+        }
+    }
+}
+
+async fn watchdog(state: &ConnState, limits: &Limits) -> CloseReason {
+    loop {
+        let now = tokio::time::Instant::now();
+        if !state.used() {
+            let at = state.ready_at() + limits.first_request_timeout;
+            if now >= at {
+                return CloseReason::FirstRequestTimeout;
+            }
+            tokio::time::sleep_until(at).await;
+        } else if state.streams() == 0 {
+            let at = state.last_active() + limits.idle_timeout;
+            if now >= at {
+                return CloseReason::IdleTimeout;
+            }
+            tokio::time::sleep_until(at).await;
+        } else {
+            tokio::time::sleep(limits.idle_timeout).await;
+        }
+    }
+}
