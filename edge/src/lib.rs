@@ -12,12 +12,14 @@
 //! [`metrics`] sit in the request path of [`http`].
 //!
 //! Run it as the `vibectl-edge` binary, or in-process (as the end-to-end
-//! tests do): build an [`Edge`] from a [`vibectl_config::Config`] and a
-//! [`Transport`], then [`serve`] it on a bound listener until a
+//! tests do): bind [`app::Binds`], then [`app::EdgeApp::build`] from a
+//! [`vibectl_config::Config`] — the one place an edge is assembled — and
+//! wait on the [`app::Running`] edge until a
 //! [`CancellationToken`](tokio_util::sync::CancellationToken) fires.
 
 #![warn(missing_docs)]
 pub mod admin;
+pub mod app;
 pub mod audit;
 pub mod cli;
 pub mod conn;

@@ -1,8 +1,9 @@
 //! The end-to-end harness: the real core (`vibectl_core::serve`) and the
-//! real edge (`vibectl_edge::serve` and `serve_admin`) in-process, every
-//! listener bound on 127.0.0.1:0 *before* its task is spawned (no port
-//! races), real TLS with certificates the edge's own self-signed code makes
-//! at test time in a temporary directory, a known JWT secret, and tonic
+//! real edge, assembled by its one composition root
+//! (`vibectl_edge::app::EdgeApp::build`, what every `serve*` command runs)
+//! in-process, every listener bound on 127.0.0.1:0 *before* anything starts
+//! (no port races), real TLS with certificates the edge's own self-signed
+//! code makes at test time in a temporary directory, a known JWT secret, and tonic
 //! clients that verify the CA chain for `localhost`. Every wait is bounded
 //! by [`WAIT`]; [`Stack::shutdown`] stops each part and asserts that every
 //! task exited cleanly.
@@ -30,11 +31,16 @@ use std::{
     },
     time::Duration,
 };
-use tokio::{net::TcpListener, task::JoinHandle};
+use tokio::{sync::watch, task::JoinHandle};
 use tokio_util::sync::CancellationToken;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
 use vibectl_config::{Config, Secret, SelfSignedTls};
-use vibectl_edge::{Edge, EdgeError, Transport, tls::CertResolver};
+use vibectl_edge::{
+    Edge,
+    app::{Binds, EdgeApp, Running},
+    jwt::SecretEnv,
+    tls::{CertResolver, RotationStatus},
+};
 use vibectl_proto::{ExecuteRequest, vibectl_llm_proxy_client::VibectlLlmProxyClient};
 
 /// The bound on every wait.
@@ -142,70 +148,45 @@ impl StackBuilder {
                 Some(listener)
             }
         };
-        let (transport, ca_bundle, cert_resolver) = if self.insecure {
-            (Transport::Insecure, None, None)
-        } else {
-            let setup = vibectl_edge::tls::load(&config).expect("TLS setup");
-            let bundle = match (setup.self_signed, self.trust) {
-                (Some(made), _) => made.ca_bundle_path,
-                (None, Some(trust)) => trust,
-                (None, None) => panic!("[tls.files] stacks need StackBuilder::trust(ca_bundle)"),
-            };
-            (
-                Transport::Tls(setup.server_config),
-                Some(bundle),
-                Some(setup.resolver),
-            )
-        };
         let config = Arc::new(config);
         let core = core_listener.map(|listener| {
             let token = CancellationToken::new();
             let handle = tokio::spawn(vibectl_core::serve(listener, config.clone(), token.clone()));
             Task { token, handle }
         });
-        let edge =
-            Edge::new(config.clone(), transport, Some(Secret::new(JWT_SECRET))).expect("edge");
-        if let Some(resolver) = &cert_resolver {
-            edge.metrics().watch_certificate(resolver.clone());
+        let binds = Binds::loopback(false).await.expect("bind edge");
+        // The secret is the configuration's (`jwt.secret_key`), whatever
+        // the environment of the test process says.
+        let mut app = EdgeApp::new(Config::clone(&config))
+            .secret_env(SecretEnv::default())
+            .watch_config(self.watch_config);
+        if self.insecure {
+            app = app.plaintext();
         }
-        let main = TcpListener::bind("127.0.0.1:0").await.expect("bind edge");
-        let admin = TcpListener::bind("127.0.0.1:0").await.expect("bind admin");
-        let edge_addr = main.local_addr().expect("edge addr");
-        let admin_addr = admin.local_addr().expect("admin addr");
         let edge_token = CancellationToken::new();
-        let edge_tasks = vec![
-            Task {
-                token: edge_token.clone(),
-                handle: tokio::spawn(vibectl_edge::serve(main, edge.clone(), edge_token.clone())),
-            },
-            Task {
-                token: edge_token.clone(),
-                handle: tokio::spawn(vibectl_edge::serve_admin(
-                    admin,
-                    edge.clone(),
-                    edge_token.clone(),
-                )),
-            },
-            Task {
-                token: edge_token.clone(),
-                handle: tokio::spawn(vibectl_edge::maintain(
-                    edge.clone(),
-                    self.watch_config.then(|| config_path.clone()),
-                    edge_token.clone(),
-                )),
-            },
-        ];
+        let running = app
+            .build(binds, edge_token.clone())
+            .await
+            .unwrap_or_else(|e| panic!("the edge did not start: {e}"));
+        let ca_bundle = match (running.self_signed(), self.trust, self.insecure) {
+            (_, _, true) => None,
+            (Some(made), _, false) => Some(made.ca_bundle_path.clone()),
+            (None, Some(trust), false) => Some(trust),
+            (None, None, false) => {
+                panic!("[tls.files] stacks need StackBuilder::trust(ca_bundle)")
+            }
+        };
         let stack = Stack {
             core_address: config.edge.core_address.clone(),
             config,
-            edge,
-            edge_addr,
-            admin_addr,
+            edge: running.edge().clone(),
+            edge_addr: running.main_addr(),
+            admin_addr: running.admin_addr(),
             ca_bundle,
-            cert_resolver,
+            cert_resolver: running.resolver().cloned(),
             edge_token,
             core,
-            edge_tasks,
+            running: Some(running),
             config_path,
             dir,
         };
@@ -241,7 +222,7 @@ pub struct Stack {
     pub config_path: PathBuf,
     edge_token: CancellationToken,
     core: Option<Task<vibectl_core::CoreError>>,
-    edge_tasks: Vec<Task<EdgeError>>,
+    running: Option<Running>,
 }
 
 impl Stack {
@@ -316,9 +297,19 @@ impl Stack {
     /// Shuts the edge down and waits (bounded) until its listener, admin
     /// and every connection task exited cleanly.
     pub async fn stop_edge(&mut self) {
-        for task in self.edge_tasks.drain(..) {
-            task.stop("edge").await;
+        if let Some(running) = self.running.take() {
+            self.edge_token.cancel();
+            tokio::time::timeout(WAIT, running.wait())
+                .await
+                .unwrap_or_else(|_| panic!("edge did not exit within {WAIT:?}"))
+                .unwrap_or_else(|e| panic!("edge exited with an error: {e:?}"));
         }
+    }
+
+    /// What the edge's certificate rotation did (files and private-CA
+    /// stacks, whose certificate files the edge watches).
+    pub fn rotation(&self) -> Option<watch::Receiver<RotationStatus>> {
+        self.running.as_ref().and_then(Running::rotation_status)
     }
 
     /// Stops the edge, then the core, asserting each exited cleanly.

@@ -1,15 +1,13 @@
-//! `serve`, `serve-custom`, `serve-ca`, `serve-insecure`: apply the flags to the
-//! configuration, build the [`Edge`], bind the main and admin listeners, serve
-//! until the shutdown token fires, drain.
+//! `serve`, `serve-custom`, `serve-ca`, `serve-insecure`: apply the flags to
+//! the configuration, bind the listeners, then [`EdgeApp::build`] (the one
+//! composition root) and serve until the shutdown token fires, drain.
 
 use crate::{
-    Edge, EdgeError, Transport,
-    jwt::{SecretEnv, lookup_secret},
-    tls,
+    EdgeError,
+    app::{Binds, EdgeApp},
 };
 use clap::Args;
-use std::{net::SocketAddr, path::PathBuf, sync::Arc};
-use tokio::net::TcpListener;
+use std::{net::SocketAddr, path::PathBuf};
 use tokio_util::sync::CancellationToken;
 use vibectl_config::{Config, FilesTls, PrivateCaTls};
 
@@ -96,109 +94,30 @@ pub async fn serve(
     shutdown: CancellationToken,
 ) -> Result<(), EdgeError> {
     args.apply(&mut config);
-    if let ServeMode::Custom {
-        cert_file,
-        key_file,
-    } = &mode
-    {
-        config.tls.self_signed = None;
-        config.tls.private_ca = None;
-        config.tls.files = Some(FilesTls {
-            cert_file: cert_file.clone(),
-            key_file: key_file.clone(),
-        });
-    }
-    if let ServeMode::PrivateCa { dir } = &mode {
-        config.tls.self_signed = None;
-        config.tls.files = None;
-        config.tls.private_ca = Some(PrivateCaTls { dir: dir.clone() });
-    }
-    let config = Arc::new(config);
-    let mut rotation = None;
-    let mut resolver = None;
-    let transport = match mode {
-        ServeMode::Insecure => {
-            eprintln!("{INSECURE_BANNER}");
-            tracing::warn!(listen = %config.edge.listen, "serving plaintext h2c WITHOUT TLS: local development only");
-            Transport::Insecure
+    match &mode {
+        ServeMode::Tls | ServeMode::Insecure => {}
+        ServeMode::Custom {
+            cert_file,
+            key_file,
+        } => {
+            config.tls.self_signed = None;
+            config.tls.private_ca = None;
+            config.tls.files = Some(FilesTls {
+                cert_file: cert_file.clone(),
+                key_file: key_file.clone(),
+            });
         }
-        ServeMode::Tls | ServeMode::Custom { .. } | ServeMode::PrivateCa { .. } => {
-            let setup = tls::load(&config)?;
-            resolver = Some(setup.resolver.clone());
-            // Files and private CA: swap renewed certificates in as they land.
-            rotation = setup.start_rotation(shutdown.clone())?;
-            if let Some(made) = &setup.self_signed {
-                tracing::info!(
-                    ca_bundle = %made.ca_bundle_path.display(),
-                    sha256 = %made.ca_fingerprint,
-                    "self-signed TLS: give clients the CA bundle (--ca-bundle)"
-                );
-            }
-            Transport::Tls(setup.server_config)
+        ServeMode::PrivateCa { dir } => {
+            config.tls.self_signed = None;
+            config.tls.files = None;
+            config.tls.private_ca = Some(PrivateCaTls { dir: dir.clone() });
         }
-    };
-    // With a default key id, tokens without `kid` verify against the key
-    // set: no legacy HS256 secret is looked up (or generated).
-    let secret = if config.edge.require_auth && config.jwt.default_kid.is_none() {
-        let (secret, source) = lookup_secret(
-            &SecretEnv::from_process(),
-            &config.jwt,
-            &config.edge.state_dir(),
-        )?;
-        tracing::info!(%source, "JWT secret");
-        Some(secret)
-    } else {
-        None
-    };
-    let edge = Edge::new(config.clone(), transport, secret)?;
-    if let Some(resolver) = resolver {
-        edge.metrics().watch_certificate(resolver);
     }
-    // Limits hot reload (from the file this config came from) and upkeep.
-    let upkeep = tokio::spawn(crate::maintain(
-        edge.clone(),
-        config.source.clone(),
-        shutdown.clone(),
-    ));
-    let main = bind(config.edge.listen).await?;
-    let admin = bind(config.edge.admin_listen).await?;
-    let main = tokio::spawn(stop_all_on_error(
-        crate::serve(main, edge.clone(), shutdown.clone()),
-        shutdown.clone(),
-    ));
-    let admin = tokio::spawn(stop_all_on_error(
-        crate::serve_admin(admin, edge, shutdown.clone()),
-        shutdown.clone(),
-    ));
-    let (main, admin) = tokio::join!(main, admin);
-    // Both listeners stopped, so `shutdown` has fired: the upkeep ends too.
-    if let Err(error) = upkeep.await {
-        tracing::warn!(%error, "the limits upkeep task failed");
+    let binds = Binds::from_config(&config).await?;
+    let mut app = EdgeApp::new(config);
+    if matches!(mode, ServeMode::Insecure) {
+        eprintln!("{INSECURE_BANNER}");
+        app = app.plaintext();
     }
-    if let Some(rotation) = rotation {
-        shutdown.cancel();
-        rotation.stopped().await;
-    }
-    for result in [main, admin] {
-        result.map_err(|e| EdgeError::Listener(std::io::Error::other(e.to_string())))??;
-    }
-    Ok(())
-}
-
-pub(super) async fn bind(address: SocketAddr) -> Result<TcpListener, EdgeError> {
-    TcpListener::bind(address)
-        .await
-        .map_err(|source| EdgeError::Bind { address, source })
-}
-
-/// If one listener fails, stop the other too.
-pub(super) async fn stop_all_on_error(
-    task: impl Future<Output = Result<(), EdgeError>>,
-    shutdown: CancellationToken,
-) -> Result<(), EdgeError> {
-    let result = task.await;
-    if result.is_err() {
-        shutdown.cancel();
-    }
-    result
+    app.build(binds, shutdown).await?.wait().await
 }

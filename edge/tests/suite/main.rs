@@ -3,5 +3,6 @@
 mod ca_cli;
 mod ca_serve;
 mod cli;
+mod start_order;
 mod token_cli;
 mod token_layer;

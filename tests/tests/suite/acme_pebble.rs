@@ -1,5 +1,5 @@
 //! ACME against a real ACME server (Pebble, on 127.0.0.1): the real edge
-//! in ACME mode (`AcmeServer`, what `serve-acme` runs) in front of the real
+//! in ACME mode (`EdgeApp::build`, what `serve-acme` runs) in front of the real
 //! core. Certificates issued through TLS-ALPN-01 and HTTP-01 verify against
 //! Pebble's issuing root only; `/ready` is 503 until then; a short-lived
 //! certificate is renewed and swapped in while clients keep calling; a
@@ -20,11 +20,8 @@ use tokio_util::sync::CancellationToken;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
 use vibectl_config::Config;
 use vibectl_edge::{
-    cli::acme::{AcmeListeners, AcmeServer},
-    tls::{
-        acme::{AcmeStatus, ProbePolicy},
-        inspect::fingerprint,
-    },
+    app::{Binds, EdgeApp, Running},
+    tls::{acme::AcmeStatus, inspect::fingerprint},
 };
 use vibectl_proto::{GetServerInfoRequest, vibectl_llm_proxy_client::VibectlLlmProxyClient};
 use vibectl_tests::{
@@ -81,17 +78,8 @@ impl Core {
 }
 
 /// Listeners on 127.0.0.1:0: TLS, admin, and plain HTTP if asked.
-async fn bind_listeners(http: bool) -> AcmeListeners {
-    let bind = || TcpListener::bind("127.0.0.1:0");
-    AcmeListeners {
-        main: bind().await.expect("bind"),
-        admin: bind().await.expect("bind"),
-        http: if http {
-            Some(bind().await.expect("bind"))
-        } else {
-            None
-        },
-    }
+async fn bind_listeners(http: bool) -> Binds {
+    Binds::loopback(http).await.expect("bind")
 }
 
 fn port(listener: &TcpListener) -> u16 {
@@ -126,37 +114,31 @@ fn config(state: &Path, core: &str, pebble: &Pebble, acme_extra: &str) -> Config
 /// A running ACME-mode edge.
 struct Edge {
     shutdown: CancellationToken,
-    server: AcmeServer,
+    server: Running,
     tls: SocketAddr,
     admin: SocketAddr,
     http: Option<SocketAddr>,
 }
 
 impl Edge {
-    async fn start(listeners: AcmeListeners, config: Config) -> Self {
+    async fn start(listeners: Binds, config: Config) -> Self {
         init_logs();
-        let tls = listeners.main.local_addr().expect("addr");
-        let admin = listeners.admin.local_addr().expect("addr");
-        let http = listeners
-            .http
-            .as_ref()
-            .map(|l| l.local_addr().expect("addr"));
         let shutdown = CancellationToken::new();
-        let server =
-            AcmeServer::start(listeners, config, &ProbePolicy::default(), shutdown.clone())
-                .await
-                .unwrap_or_else(|e| panic!("serve-acme did not start: {e}"));
+        let server = EdgeApp::new(config)
+            .build(listeners, shutdown.clone())
+            .await
+            .unwrap_or_else(|e| panic!("serve-acme did not start: {e}"));
         Self {
             shutdown,
+            tls: server.main_addr(),
+            admin: server.admin_addr(),
+            http: server.http_addr(),
             server,
-            tls,
-            admin,
-            http,
         }
     }
 
     fn status(&self) -> watch::Receiver<AcmeStatus> {
-        self.server.status()
+        self.server.acme_status().expect("ACME mode")
     }
 
     /// Waits (bounded) until `done` holds for the ACME status.
@@ -349,12 +331,12 @@ async fn issue(challenge: &str) -> (Edge, Pebble, Core, tempfile::TempDir) {
         "{body}"
     );
     assert!(
-        edge.server.resolver().served().is_some(),
+        edge.server.resolver().expect("TLS").served().is_some(),
         "the fallback is served"
     );
 
     edge.wait_for("issued", &pebble, |s| s.issued >= 1).await;
-    assert_private(&edge.server.cache_dir());
+    assert_private(edge.server.acme_cache_dir().expect("ACME mode"));
     wait_ready(&edge, Duration::from_secs(1)).await;
 
     // A client that trusts ONLY Pebble's issuing root, SNI = the domain.
@@ -363,7 +345,7 @@ async fn issue(challenge: &str) -> (Edge, Pebble, Core, tempfile::TempDir) {
     let served = edge.status().borrow().served.clone().expect("served");
     assert_eq!(leaf, served.sha256);
     assert_eq!(
-        edge.server.resolver().served(),
+        edge.server.resolver().expect("TLS").served(),
         Some(served),
         "served() reports ACME"
     );

@@ -8,17 +8,13 @@
 
 use crate::tls_common;
 
-use std::{
-    sync::{
-        Arc,
-        atomic::{AtomicBool, Ordering},
-    },
-    time::Duration,
+use std::sync::{
+    Arc,
+    atomic::{AtomicBool, Ordering},
 };
 use tls_common::{bundle, channel, hosts, private_ca, private_ca_stack, served_fingerprint};
 use tokio::sync::watch;
-use tokio_util::sync::CancellationToken;
-use vibectl_edge::tls::{RotationStatus, WatchedPair, ca, rotation, store};
+use vibectl_edge::tls::{RotationStatus, WatchedPair, ca, store};
 use vibectl_proto::{GetServerInfoRequest, vibectl_llm_proxy_client::VibectlLlmProxyClient};
 use vibectl_tests::harness::{WAIT, authed};
 
@@ -104,22 +100,17 @@ async fn rotation_reaches(
 async fn certificates_rotate_under_load_without_a_failed_call() {
     let dir = private_ca();
     let trust = bundle(dir.path());
-    let stack = private_ca_stack(dir.path(), "").await;
-    // What `serve-ca` does after loading: watch the pair it serves.
+    // The edge watches the pair it serves, as `serve-ca` does (file events
+    // only: no periodic re-check).
+    let stack = private_ca_stack(dir.path(), "reload_interval = \"0s\"").await;
     let resolver = stack.cert_resolver.clone().expect("tls");
-    let stop_rotation = CancellationToken::new();
     let pair = WatchedPair {
         cert_file: dir.path().join(ca::files::SERVER_CRT),
         key_file: dir.path().join(ca::files::SERVER_KEY),
     };
-    let rotation = rotation::spawn(
-        pair.clone(),
-        &resolver,
-        Duration::ZERO,
-        stop_rotation.clone(),
-    )
-    .expect("watch");
-    let mut status = rotation.status();
+    let mut status = stack
+        .rotation()
+        .expect("the edge rotates private-CA certificates");
     rotation_reaches(&mut status, "initial check", |s| s.checks >= 1).await;
     let first = served_fingerprint(stack.edge_addr, &trust).await;
 
@@ -220,9 +211,5 @@ async fn certificates_rotate_under_load_without_a_failed_call() {
         "rotation under load: {} calls on the existing connection, {} on new connections, 0 failed",
         kept.ok, fresh.ok
     );
-    stop_rotation.cancel();
-    tokio::time::timeout(WAIT, rotation.stopped())
-        .await
-        .expect("rotation stopped");
     stack.shutdown().await;
 }
