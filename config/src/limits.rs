@@ -32,10 +32,11 @@ pub enum BackendFailure {
 #[derive(Debug, Clone, Copy, Deserialize, Default, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct LimitSet {
-    /// Sustained requests per minute (GCRA).
+    /// Requests per minute (GCRA): a token idle for a minute may make this
+    /// many calls back to back, then one every `60 s / N`.
     pub max_requests_per_minute: Option<NonZeroU32>,
-    /// Requests that may arrive at once; default: a sixth of the per-minute
-    /// rate (ten seconds' worth), at least 1.
+    /// Requests that may arrive at once; default: the per-minute rate (a
+    /// full minute's worth), as vibectl-server allows.
     pub burst: Option<NonZeroU32>,
     /// Calls (streams) in flight at once.
     pub max_concurrent_requests: Option<NonZeroU32>,
@@ -66,11 +67,7 @@ impl LimitSet {
     /// The burst in force for the per-minute rate.
     pub fn effective_burst(&self) -> Option<NonZeroU32> {
         let rpm = self.max_requests_per_minute?;
-        Some(
-            self.burst.unwrap_or_else(|| {
-                NonZeroU32::new(rpm.get().div_ceil(6)).unwrap_or(NonZeroU32::MIN)
-            }),
-        )
+        Some(self.burst.unwrap_or(rpm))
     }
 }
 

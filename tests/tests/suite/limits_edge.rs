@@ -79,9 +79,9 @@ async fn rpm_passes_exactly_the_bucket_and_refuses_the_rest_with_rpm_metadata() 
         .await;
     let mut client = stack.client().await;
 
-    // 60/min: the burst is a sixth of the rate (10), then one per second.
+    // 60/min: a minute's worth (60) back to back, then one per second.
     let (passed, refusals, min, max) = burst(&mut client, &stack.token("alice"), 200).await;
-    assert_bucket(passed, 10, Duration::from_secs(1), min, max);
+    assert_bucket(passed, 60, Duration::from_secs(1), min, max);
     assert_eq!(passed + refusals.len(), 200);
     for status in &refusals {
         assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
@@ -102,8 +102,8 @@ async fn rpm_passes_exactly_the_bucket_and_refuses_the_rest_with_rpm_metadata() 
     assert!(waits.iter().any(|&w| w < 1000), "{waits:?}");
 
     // Another token has its own bucket.
-    let (passed, _, min, max) = burst(&mut client, &stack.token("bob"), 15).await;
-    assert_bucket(passed, 10, Duration::from_secs(1), min, max);
+    let (passed, _, min, max) = burst(&mut client, &stack.token("bob"), 70).await;
+    assert_bucket(passed, 60, Duration::from_secs(1), min, max);
 
     // The override: 600/min, burst 50 (one per 100 ms after it).
     let (passed, refusals, min, max) = burst(&mut client, &stack.token("vip"), 200).await;
