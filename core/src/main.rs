@@ -34,8 +34,8 @@ async fn main() -> ExitCode {
     match run(config).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            tracing::error!("{e:#}");
-            eprintln!("vibectl-core: {e:#}");
+            // Once, on stderr (where the log goes too).
+            eprintln!("vibectl-core: {}", one_line(&e));
             ExitCode::FAILURE
         }
     }
@@ -95,4 +95,22 @@ async fn run(config: vibectl_config::Config) -> anyhow::Result<()> {
     shutdown.cancel();
     server.await.context("the server task failed")??;
     Ok(())
+}
+
+/// `error: cause: cause…`, each message once: a cause whose text the
+/// message before it already contains (errors that print their source) is
+/// not repeated.
+fn one_line(error: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in error.chain() {
+        let text = cause.to_string();
+        if line.contains(&text) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&text);
+    }
+    line
 }

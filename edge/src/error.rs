@@ -32,7 +32,7 @@ pub enum EdgeError {
     /// Authentication is required but no JWT secret was given.
     #[error("edge.require_auth is true but no JWT secret was given")]
     JwtSecretMissing,
-    /// `edge.core_address` is neither `host:port` nor `unix:/path`.
+    /// `edge.core_address` is not `host:port`, `http://host:port` or `unix:/path`.
     #[error("edge.core_address `{address}` is invalid: {reason}")]
     CoreAddressInvalid {
         /// The configured address.

@@ -54,8 +54,26 @@ fn report<E: Into<anyhow::Error>>(result: Result<(), E>) -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
-            eprintln!("error: {:#}", error.into());
+            eprintln!("error: {}", one_line(&error.into()));
             ExitCode::FAILURE
         }
     }
+}
+
+/// `error: cause: cause…`, each message once: a cause whose text the
+/// message before it already contains (errors that print their source) is
+/// not repeated.
+fn one_line(error: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in error.chain() {
+        let text = cause.to_string();
+        if line.contains(&text) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&text);
+    }
+    line
 }

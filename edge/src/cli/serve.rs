@@ -26,7 +26,7 @@ pub struct ServeArgs {
     /// The admin listener's port (where /metrics is), on edge.admin_listen's address.
     #[arg(long, value_name = "PORT")]
     pub metrics_port: Option<u16>,
-    /// Core address (host:port or unix:/path) instead of edge.core_address.
+    /// Core address (host:port, http://host:port or unix:/path) instead of edge.core_address.
     #[arg(long, value_name = "ADDR")]
     pub core: Option<String>,
     /// Host name for the certificate (repeatable; replaces edge.hostnames).

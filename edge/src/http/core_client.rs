@@ -46,11 +46,23 @@ pub enum CoreTarget {
 }
 
 impl CoreTarget {
-    /// Parses `edge.core_address`.
+    /// Parses `edge.core_address`: `host:port`, `http://host:port` (the
+    /// core speaks plaintext h2c) or `unix:/path`; anything else is refused
+    /// naming these forms.
     pub fn parse(address: &str) -> Result<Self, EdgeError> {
+        let original = address;
         let invalid = |reason: &str| EdgeError::CoreAddressInvalid {
-            address: address.to_owned(),
-            reason: reason.to_owned(),
+            address: original.to_owned(),
+            reason: format!("{reason}; accepted forms: host:port, http://host:port, unix:/path"),
+        };
+        let address = match address.strip_prefix("http://") {
+            Some(rest) => rest.strip_suffix('/').unwrap_or(rest),
+            None if address.contains("://") => {
+                return Err(invalid(
+                    "the core speaks plaintext h2c on loopback; no other scheme",
+                ));
+            }
+            None => address,
         };
         if let Some(path) = address.strip_prefix("unix:") {
             if path.is_empty() {
@@ -62,9 +74,10 @@ impl CoreTarget {
         }
         let (host, port) = address
             .rsplit_once(':')
-            .ok_or_else(|| invalid("expected host:port or unix:/path"))?;
-        if host.is_empty() || port.parse::<u16>().is_err() {
-            return Err(invalid("expected host:port (port 1-65535) or unix:/path"));
+            .ok_or_else(|| invalid("no port"))?;
+        let bad_host = host.is_empty() || host.contains(['/', '@', '?', '#', ' ']);
+        if bad_host || port.parse::<u16>().map_or(true, |p| p == 0) {
+            return Err(invalid("expected a host and a port 1-65535"));
         }
         Ok(Self::Tcp(address.to_owned()))
     }
@@ -353,9 +366,26 @@ mod tests {
             CoreTarget::parse("unix:/run/core.sock").expect("unix"),
             CoreTarget::Unix("/run/core.sock".into())
         );
-        for bad in ["", "unix:", "nohost", ":80", "host:notaport", "host:70000"] {
+        assert_eq!(
+            CoreTarget::parse("http://127.0.0.1:50052/").expect("http"),
+            CoreTarget::Tcp("127.0.0.1:50052".into())
+        );
+        for bad in [
+            "",
+            "unix:",
+            "nohost",
+            ":80",
+            "host:notaport",
+            "host:70000",
+            "https://127.0.0.1:50052",
+            "grpc://h:1",
+            "http://h:1/path",
+        ] {
             let err = CoreTarget::parse(bad).expect_err(bad).to_string();
-            assert!(err.contains("edge.core_address"), "{err}");
+            assert!(
+                err.contains("edge.core_address") && err.contains("http://host:port"),
+                "{err}"
+            );
         }
     }
 

@@ -195,6 +195,11 @@ impl Metrics {
             conns,
             _observed: (handshakes, expiry, conn_instruments),
         };
+        // Exported from start (at 0), so alerts and dashboards see it
+        // before the first call.
+        instruments
+            .in_flight
+            .add(0, &[KeyValue::new("sub", labels::ANONYMOUS)]);
         Ok(Self {
             inner: Some(Arc::new(instruments)),
         })
