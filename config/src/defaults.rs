@@ -20,6 +20,10 @@ pub const CORE_RESPONSE_TIMEOUT: Duration = Duration::from_secs(60);
 pub const MAX_CALL_DURATION: Duration = Duration::from_secs(30 * 60);
 /// Longest silence between two frames of a forwarded stream.
 pub const STREAM_IDLE_TIMEOUT: Duration = Duration::from_secs(300);
+/// Largest request message (4 MiB, gRPC's usual default): larger ones are
+/// refused at the edge with `limit-type: message_size`.
+pub const MAX_MESSAGE_BYTES: std::num::NonZeroU32 =
+    std::num::NonZeroU32::new(4 * 1024 * 1024).expect("non-zero");
 /// Grace period for draining in-flight streams at shutdown (shorter than a
 /// pod's default `terminationGracePeriodSeconds` of 30 s).
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(25);

@@ -2,7 +2,7 @@
 
 use crate::{defaults, secret::Secret};
 use serde::Deserialize;
-use std::{net::SocketAddr, path::PathBuf, time::Duration};
+use std::{net::SocketAddr, num::NonZeroU32, path::PathBuf, time::Duration};
 
 /// `[edge]`: the internet-facing process.
 #[derive(Debug, Clone, Deserialize)]
@@ -42,6 +42,10 @@ pub struct EdgeConfig {
     /// Grace period for in-flight streams at shutdown.
     #[serde(with = "humantime_serde")]
     pub shutdown_grace: Duration,
+    /// Largest request message, in bytes: a larger one is refused at the
+    /// edge, before forwarding, with `RESOURCE_EXHAUSTED` and `limit-type:
+    /// message_size` (the core accepts up to the same size).
+    pub max_message_bytes: NonZeroU32,
     /// Address of the plain HTTP/1.1 admin listener (`/live`, `/ready`).
     /// Loopback by default: it is unauthenticated.
     pub admin_listen: SocketAddr,
@@ -63,6 +67,7 @@ impl Default for EdgeConfig {
             forward_reflection: false,
             stream_idle_timeout: defaults::STREAM_IDLE_TIMEOUT,
             shutdown_grace: defaults::SHUTDOWN_GRACE,
+            max_message_bytes: defaults::MAX_MESSAGE_BYTES,
             admin_listen: defaults::EDGE_ADMIN_LISTEN
                 .parse()
                 .expect("valid default address"),

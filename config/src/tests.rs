@@ -127,7 +127,11 @@ fn limits_per_token_override_field_by_field() {
     let demo = cfg.limits.for_token("demo-user", None);
     assert_eq!(demo.max_requests_per_minute.map(|n| n.get()), Some(5));
     assert_eq!(demo.max_concurrent_requests.map(|n| n.get()), Some(10));
-    assert_eq!(demo.effective_burst().map(|n| n.get()), Some(5), "a minute's worth");
+    assert_eq!(
+        demo.effective_burst().map(|n| n.get()),
+        Some(5),
+        "a minute's worth"
+    );
     let other = cfg.limits.for_token("someone", None);
     assert_eq!(other.max_requests_per_minute.map(|n| n.get()), Some(120));
     assert_eq!(other.effective_burst().map(|n| n.get()), Some(120));

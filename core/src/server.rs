@@ -80,7 +80,7 @@ pub async fn serve_with_metrics(
         None => Metrics::disabled(),
     };
     let shared = Arc::new(Shared::new(&config, metrics.clone())?);
-    let (health, routes) = routes(shared.clone()).await?;
+    let (health, routes) = routes(shared.clone(), config.edge.max_message_bytes.get()).await?;
     // Its own token: /metrics stays up while the calls drain.
     let metrics_stop = CancellationToken::new();
     let metrics_task =
@@ -113,7 +113,12 @@ pub async fn serve_with_metrics(
     result
 }
 
-async fn routes(shared: Arc<Shared>) -> Result<(HealthReporter, Routes), CoreError> {
+/// `max_message` is the edge's `max_message_bytes` (the core accepts what
+/// the edge lets through; the same file configures both).
+async fn routes(
+    shared: Arc<Shared>,
+    max_message: u32,
+) -> Result<(HealthReporter, Routes), CoreError> {
     let (reporter, health) = tonic_health::server::health_reporter();
     reporter
         .set_serving::<VibectlLlmProxyServer<ProxyService>>()
@@ -132,7 +137,10 @@ async fn routes(shared: Arc<Shared>) -> Result<(HealthReporter, Routes), CoreErr
     let routes = Routes::new(health)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
-        .add_service(VibectlLlmProxyServer::new(ProxyService::new(shared)))
+        .add_service(
+            VibectlLlmProxyServer::new(ProxyService::new(shared))
+                .max_decoding_message_size(usize::try_from(max_message).unwrap_or(usize::MAX)),
+        )
         .prepare();
     Ok((reporter, routes))
 }

@@ -60,20 +60,7 @@ fn report<E: Into<anyhow::Error>>(result: Result<(), E>) -> ExitCode {
     }
 }
 
-/// `error: cause: cause…`, each message once: a cause whose text the
-/// message before it already contains (errors that print their source) is
-/// not repeated.
+/// The error and its causes on one line, each text once.
 fn one_line(error: &anyhow::Error) -> String {
-    let mut line = String::new();
-    for cause in error.chain() {
-        let text = cause.to_string();
-        if line.contains(&text) {
-            continue;
-        }
-        if !line.is_empty() {
-            line.push_str(": ");
-        }
-        line.push_str(&text);
-    }
-    line
+    vibectl_proto::wire::error_chain(error.as_ref())
 }

@@ -115,15 +115,18 @@ pub enum LimitType {
     InputLength,
     /// The token's `request_timeout_seconds`.
     Timeout,
+    /// A request message over `edge.max_message_bytes` (refused by the edge).
+    MessageSize,
 }
 
 impl LimitType {
     /// Every limit type.
-    pub const ALL: [Self; 4] = [
+    pub const ALL: [Self; 5] = [
         Self::Rpm,
         Self::Concurrency,
         Self::InputLength,
         Self::Timeout,
+        Self::MessageSize,
     ];
 
     /// The metadata value.
@@ -133,6 +136,7 @@ impl LimitType {
             Self::Concurrency => "concurrency",
             Self::InputLength => "input_length",
             Self::Timeout => "timeout",
+            Self::MessageSize => "message_size",
         }
     }
 

@@ -185,7 +185,14 @@ pub async fn run(
             }
             let jwt = token::read_token(&source)?;
             let env = crate::jwt::SecretEnv::from_process();
-            print!("{}", token::inspect(&config, &env, &jwt).await?);
+            let inspection = token::inspect(&config, &env, &jwt).await?;
+            print!("{inspection}");
+            if !inspection.accepted() {
+                // Non-zero, for scripts: the edge would refuse this token.
+                return Err(EdgeError::Jwt(crate::jwt::JwtError::Refused(
+                    "this edge would refuse the token (see above)".to_owned(),
+                )));
+            }
             Ok(())
         }
         Command::RevokeToken(args) => {

@@ -219,7 +219,7 @@ pub fn check_url(url: &str) -> Result<(), EdgeError> {
             "this URL carries a token (the part before `@`): a URL ends up in shell history, \
              process lists, logs and screenshots. Remove it from the URL, store the token in a \
              file readable only by you (chmod 600) and pass it with `--jwt-path FILE` (vibectl \
-             setup-proxy configure vibectl-server://HOST:PORT --jwt-path FILE). If the URL was \
+             setup-proxy configure PROFILE_NAME vibectl-server://HOST:PORT --jwt-path FILE). If the URL was \
              shared or logged, revoke the token (`vibectl-edge revoke-token --token-file FILE`) \
              and get a new one.",
         ));
@@ -301,6 +301,16 @@ pub struct Inspection {
     pub claims: Value,
     /// This edge's decision, by the real verifier.
     pub verdict: Result<Verified, crate::jwt::AuthError>,
+    /// What the edge verifies with: the state dir, the HS256 secret's
+    /// source (or none), the key set file.
+    pub keys: String,
+}
+
+impl Inspection {
+    /// True when the edge would accept the token.
+    pub fn accepted(&self) -> bool {
+        self.verdict.is_ok()
+    }
 }
 
 impl std::fmt::Display for Inspection {
@@ -328,7 +338,8 @@ impl std::fmt::Display for Inspection {
                     ))
             ),
             Err(e) => writeln!(f, "this edge would REFUSE it: {e} [{}]", e.reason()),
-        }
+        }?;
+        writeln!(f, "{}", self.keys)
     }
 }
 
@@ -342,7 +353,19 @@ pub async fn inspect(
 ) -> Result<Inspection, EdgeError> {
     let (header, claims) = unverified_parts(token)?;
     let state_dir = config.edge.state_dir();
-    let secret = lookup_existing_secret(env, &config.jwt, &state_dir)?.map(|(s, _)| s);
+    let found = lookup_existing_secret(env, &config.jwt, &state_dir)?;
+    let jwks = config.jwt.jwks_path(&state_dir);
+    let keys = format!(
+        "this edge (state dir {}) verifies with: HS256 secret from {}; key set {}{}",
+        state_dir.display(),
+        found.as_ref().map_or(
+            "(none: no secret configured or saved yet)".to_owned(),
+            |(_, source)| { source.to_string() }
+        ),
+        jwks.display(),
+        if jwks.exists() { "" } else { " (absent)" },
+    );
+    let secret = found.map(|(s, _)| s);
     let verdict = match TokenVerifier::from_config(config, secret.as_ref()) {
         Ok(verifier) => {
             verifier.sync_redis_once().await;
@@ -356,6 +379,7 @@ pub async fn inspect(
         header,
         claims,
         verdict,
+        keys,
     })
 }
 

@@ -72,9 +72,7 @@ impl CoreTarget {
             }
             return Ok(Self::Unix(PathBuf::from(path)));
         }
-        let (host, port) = address
-            .rsplit_once(':')
-            .ok_or_else(|| invalid("no port"))?;
+        let (host, port) = address.rsplit_once(':').ok_or_else(|| invalid("no port"))?;
         let bad_host = host.is_empty() || host.contains(['/', '@', '?', '#', ' ']);
         if bad_host || port.parse::<u16>().map_or(true, |p| p == 0) {
             return Err(invalid("expected a host and a port 1-65535"));

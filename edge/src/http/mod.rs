@@ -10,6 +10,7 @@ pub mod grpc_status;
 pub mod hsts;
 pub mod limited_body;
 pub mod limits;
+pub mod message_size;
 pub mod rescue;
 
 pub use core_client::{CoreClient, CoreHealth};
@@ -98,6 +99,13 @@ pub fn service(edge: &Edge) -> EdgeService {
             edge.verifier()
                 .map(|v| auth::layer(v, edge.failure_budget().clone())),
         )
+        // A request message over edge.max_message_bytes: RESOURCE_EXHAUSTED
+        // (`limit-type: message_size`) before it costs a rate token or
+        // reaches the core.
+        .layer(message_size::MessageSizeLayer::new(
+            config.edge.max_message_bytes,
+            config.edge.stream_idle_timeout,
+        ))
         // Limits after auth: keyed by the verified `sub` that auth put in
         // the request extensions (never by a client-sent header or address);
         // before forward, which carries the admitted call's limits to the

@@ -39,7 +39,7 @@ pub use verify::{Decision, Policy, TokenVerifier, Verified};
 
 /// How a client sends a token; every authentication error ends with it.
 pub const HOW_TO_SEND: &str = "send gRPC metadata `authorization: Bearer <jwt>` \
-(e.g. `vibectl setup-proxy configure vibectl-server://HOST:PORT --jwt-path FILE`; \
+(e.g. `vibectl setup-proxy configure PROFILE_NAME vibectl-server://HOST:PORT --jwt-path FILE`; \
 tokens come from `vibectl-edge generate-token SUBJECT`)";
 
 /// The longest token the edge reads (a JWT is a few hundred bytes; an RS256

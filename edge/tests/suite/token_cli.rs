@@ -97,6 +97,10 @@ fn keys_tokens_inspect_revoke_retire() {
         out.contains("ACCEPT") && out.contains("\"models\""),
         "{out}"
     );
+    assert!(
+        out.contains("verifies with") && out.contains("jwks.json"),
+        "says which key set the edge uses: {out}"
+    );
     assert!(!out.contains(&signature) && !err.contains(&signature));
 
     // A token in a URL is refused, and not echoed.
@@ -104,6 +108,10 @@ fn keys_tokens_inspect_revoke_retire() {
     let (ok, out, err) = run(state, &["token", "inspect", "--url", &url]);
     assert!(!ok);
     assert!(err.contains("--jwt-path") && err.contains("URL"), "{err}");
+    assert!(
+        err.contains("setup-proxy configure PROFILE_NAME vibectl-server://"),
+        "a hint that pastes: {err}"
+    );
     assert!(
         !out.contains(&signature) && !err.contains(&signature),
         "{err}"
@@ -130,11 +138,12 @@ fn keys_tokens_inspect_revoke_retire() {
         "{out}"
     );
     assert!(!out.contains(&signature));
-    let (ok, out, _) = run(state, &["token", "inspect", "--token-file", file_arg]);
+    let (ok, out, err) = run(state, &["token", "inspect", "--token-file", file_arg]);
     assert!(
-        ok && out.contains("REFUSE") && out.contains("token revoked"),
-        "{out}"
+        !ok && out.contains("REFUSE") && out.contains("token revoked"),
+        "non-zero exit on a refusal: {out}"
     );
+    assert!(err.contains("would refuse"), "{err}");
 
     // A second key, then retiring the first: its tokens say "retired".
     let other = state.join("bob.jwt");
@@ -166,7 +175,7 @@ fn keys_tokens_inspect_revoke_retire() {
             other.to_str().expect("utf-8"),
         ],
     );
-    assert!(ok && out.contains("retired"), "{out}");
+    assert!(!ok && out.contains("retired"), "{out}");
     let (ok, _, err) = run(state, &["generate-token", "bob", "--kid", "ops-1"]);
     assert!(!ok && err.contains("retired"), "{err}");
     let (ok, out, _) = run(state, &["keys", "list"]);

@@ -1,0 +1,265 @@
+//! The request-size check: before forwarding, read the first gRPC message's
+//! 5-byte prefix (compressed flag, 4-byte big-endian length) and refuse a
+//! message over `edge.max_message_bytes` with `RESOURCE_EXHAUSTED` and
+//! `limit-type: message_size`, so it never reaches the core. The bytes
+//! read are handed on unchanged, ahead of the rest of the body. (The
+//! service's three RPCs each send one request message.)
+
+use crate::http::{
+    BoxError, EdgeBody,
+    grpc_status::{GrpcCode, response},
+};
+use bytes::{Bytes, BytesMut};
+use http::{HeaderValue, Request, Response};
+use http_body::{Body, Frame, SizeHint};
+use http_body_util::BodyExt;
+use std::{
+    collections::VecDeque,
+    future::Future,
+    num::NonZeroU32,
+    pin::Pin,
+    task::{Context, Poll},
+    time::Duration,
+};
+use tower::{Layer, Service, ServiceExt};
+use vibectl_proto::wire::{LIMIT_TYPE, LimitType};
+
+/// Length of a gRPC message prefix.
+const PREFIX: usize = 5;
+
+/// The layer: `max` bytes per message; `idle` bounds the wait for the
+/// first message's prefix.
+#[derive(Debug, Clone, Copy)]
+pub struct MessageSizeLayer {
+    max: NonZeroU32,
+    idle: Duration,
+}
+
+impl MessageSizeLayer {
+    /// A check of every request's first message against `max` bytes.
+    pub fn new(max: NonZeroU32, idle: Duration) -> Self {
+        Self { max, idle }
+    }
+}
+
+impl<S> Layer<S> for MessageSizeLayer {
+    type Service = MessageSize<S>;
+
+    fn layer(&self, inner: S) -> MessageSize<S> {
+        MessageSize {
+            inner,
+            max: self.max,
+            idle: self.idle,
+        }
+    }
+}
+
+/// See the module doc.
+#[derive(Debug, Clone)]
+pub struct MessageSize<S> {
+    inner: S,
+    max: NonZeroU32,
+    idle: Duration,
+}
+
+impl<S, B> Service<Request<B>> for MessageSize<S>
+where
+    S: Service<Request<Replayed<B>>, Response = Response<EdgeBody>, Error = BoxError>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send,
+    B: Body<Data = Bytes> + Send + Unpin + 'static,
+    B::Error: Into<BoxError>,
+{
+    type Response = Response<EdgeBody>;
+    type Error = BoxError;
+    type Future = Pin<Box<dyn Future<Output = Result<Response<EdgeBody>, BoxError>> + Send>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        // The inner service is made ready in `call`, after the check.
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: Request<B>) -> Self::Future {
+        let clone = self.inner.clone();
+        let inner = std::mem::replace(&mut self.inner, clone);
+        let (max, idle) = (self.max, self.idle);
+        Box::pin(async move {
+            let (parts, mut body) = request.into_parts();
+            let mut read = VecDeque::new();
+            let mut head = BytesMut::new();
+            let mut ended = false;
+            while head.len() < PREFIX && !ended {
+                let frame = tokio::time::timeout(idle, body.frame()).await;
+                match frame {
+                    Err(_) => {
+                        return Ok(response(
+                            GrpcCode::DeadlineExceeded,
+                            &format!("no request message within {idle:?}"),
+                        ));
+                    }
+                    Ok(None) => ended = true,
+                    Ok(Some(Err(e))) => return Err(e.into()),
+                    Ok(Some(Ok(frame))) => {
+                        if let Some(data) = frame.data_ref() {
+                            head.extend_from_slice(data);
+                        }
+                        ended = !frame.is_data();
+                        read.push_back(frame);
+                    }
+                }
+            }
+            if let Some(length) = message_length(&head)
+                && length > max.get()
+            {
+                return Ok(too_large(length, max));
+            }
+            let body = Replayed { read, rest: body };
+            inner.oneshot(Request::from_parts(parts, body)).await
+        })
+    }
+}
+
+/// The length in a complete prefix at the start of `head`.
+fn message_length(head: &[u8]) -> Option<u32> {
+    let bytes: [u8; 4] = head.get(1..PREFIX)?.try_into().ok()?;
+    Some(u32::from_be_bytes(bytes))
+}
+
+/// `RESOURCE_EXHAUSTED`, `limit-type: message_size` (no `retry-after-ms`:
+/// waiting does not make the message smaller).
+fn too_large(length: u32, max: NonZeroU32) -> Response<EdgeBody> {
+    tracing::info!(
+        length,
+        max,
+        "refused: request message over edge.max_message_bytes"
+    );
+    let mut r = response(
+        GrpcCode::ResourceExhausted,
+        &format!(
+            "request message of {length} bytes is over the maximum of {max} bytes \
+             (edge.max_message_bytes)"
+        ),
+    );
+    r.headers_mut().insert(
+        LIMIT_TYPE,
+        HeaderValue::from_static(LimitType::MessageSize.as_str()),
+    );
+    r
+}
+
+/// A body whose first frames were already read: those, then the rest.
+#[derive(Debug)]
+pub struct Replayed<B> {
+    read: VecDeque<Frame<Bytes>>,
+    rest: B,
+}
+
+impl<B> Body for Replayed<B>
+where
+    B: Body<Data = Bytes> + Unpin,
+{
+    type Data = Bytes;
+    type Error = B::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
+        if let Some(frame) = self.read.pop_front() {
+            return Poll::Ready(Some(Ok(frame)));
+        }
+        Pin::new(&mut self.rest).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.read.is_empty() && self.rest.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        if self.read.is_empty() {
+            self.rest.size_hint()
+        } else {
+            SizeHint::default()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body_util::{Full, StreamBody};
+
+    fn message(len: u32) -> Bytes {
+        let mut b = BytesMut::from(&[0u8][..]);
+        b.extend_from_slice(&len.to_be_bytes());
+        b.extend_from_slice(&vec![b'x'; len as usize]);
+        b.freeze()
+    }
+
+    async fn run(body: Bytes, max: u32) -> (Response<EdgeBody>, Option<Bytes>) {
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(None));
+        let store = seen.clone();
+        let inner = tower::service_fn(move |r: Request<Replayed<Full<Bytes>>>| {
+            let store = store.clone();
+            async move {
+                let bytes = r.into_body().collect().await.expect("body").to_bytes();
+                *store.lock().expect("lock") = Some(bytes);
+                Ok::<_, BoxError>(response(GrpcCode::Cancelled, "forwarded"))
+            }
+        });
+        let layer =
+            MessageSizeLayer::new(NonZeroU32::new(max).expect("nz"), Duration::from_secs(1));
+        let r = layer
+            .layer(inner)
+            .oneshot(Request::new(Full::new(body)))
+            .await
+            .expect("answer");
+        let forwarded = seen.lock().expect("lock").take();
+        (r, forwarded)
+    }
+
+    #[tokio::test]
+    async fn over_the_maximum_is_refused_before_forwarding() {
+        let (r, forwarded) = run(message(101), 100).await;
+        assert_eq!(r.headers()["grpc-status"], "8");
+        assert_eq!(r.headers()[LIMIT_TYPE], "message_size");
+        assert!(forwarded.is_none());
+    }
+
+    #[tokio::test]
+    async fn within_the_maximum_is_forwarded_unchanged() {
+        let (r, forwarded) = run(message(100), 100).await;
+        assert_eq!(r.headers()["grpc-status"], "1", "the inner answer");
+        assert_eq!(forwarded, Some(message(100)));
+    }
+
+    #[tokio::test]
+    async fn a_prefix_split_over_frames_is_read_and_replayed() {
+        let whole = message(50);
+        let chunks: Vec<Result<Frame<Bytes>, BoxError>> = vec![
+            Ok(Frame::data(whole.slice(0..2))),
+            Ok(Frame::data(whole.slice(2..))),
+        ];
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(None));
+        let store = seen.clone();
+        let inner = tower::service_fn(move |r: Request<Replayed<_>>| {
+            let store = store.clone();
+            async move {
+                let bytes = r.into_body().collect().await?.to_bytes();
+                *store.lock().expect("lock") = Some(bytes);
+                Ok::<_, BoxError>(response(GrpcCode::Cancelled, "forwarded"))
+            }
+        });
+        let body = StreamBody::new(futures::stream::iter(chunks));
+        let layer = MessageSizeLayer::new(NonZeroU32::new(40).expect("nz"), Duration::from_secs(1));
+        let r = layer
+            .layer(inner)
+            .oneshot(Request::new(body))
+            .await
+            .expect("answer");
+        assert_eq!(r.headers()["grpc-status"], "8", "50 > 40");
+        assert!(seen.lock().expect("lock").is_none());
+    }
+}
