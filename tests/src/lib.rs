@@ -4,6 +4,7 @@
 //! 127.0.0.1:0 with real TLS, and a real ACME server ([`pebble`]). Nothing
 //! here is mocked at the trait level.
 
+pub mod acme_proxy;
 pub mod fake_anthropic;
 pub mod fake_core;
 pub mod fake_openai;

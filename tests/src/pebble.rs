@@ -3,9 +3,12 @@
 //! 127.0.0.1, Pebble's HTTPS certificate made with rcgen in a temporary
 //! directory. Pebble validates HTTP-01 on the `http_port` and TLS-ALPN-01
 //! on the `tls_port` it is given: the edge's listeners, bound by the test
-//! first. `PEBBLE_VA_NOSLEEP=1` skips its random validation delays; its
-//! default nonce rejection (5 % `badNonce`) stays on, as real CAs reject
-//! nonces too. Both processes are killed when the [`Pebble`] is dropped.
+//! first. By default Pebble runs with its own defaults: a random 0–15 s
+//! wait before each validation and 5 % of nonces refused (`badNonce`), as
+//! a real CA may; `nosleep` skips the waits (`PEBBLE_VA_NOSLEEP=1`) for
+//! tests of other behaviour. [`Pebble::orders_added`] counts the orders
+//! from Pebble's own log. Both processes are killed when the [`Pebble`] is
+//! dropped.
 //!
 //! ```ignore
 //! let pebble = Pebble::start(PebbleOptions { http_port, tls_port, validity: None }).await;
@@ -35,6 +38,15 @@ pub struct PebbleOptions {
     /// Lifetime of issued certificates (`certificateValidityPeriod`);
     /// `None`: Pebble's default (about 5 years).
     pub validity: Option<Duration>,
+    /// Skip the random 0–15 s wait before each validation
+    /// (`PEBBLE_VA_NOSLEEP=1`); `false` keeps Pebble's default.
+    pub nosleep: bool,
+    /// Percentage of nonces refused (`PEBBLE_WFE_NONCEREJECT`); `None`:
+    /// Pebble's default, 5 %.
+    pub nonce_reject: Option<u8>,
+    /// Resolve names through this DNS server (`-dnsserver`) instead of
+    /// `pebble-challtestsrv` (which resolves every name to 127.0.0.1).
+    pub dns_server: Option<std::net::SocketAddr>,
 }
 
 /// A running Pebble and its DNS.
@@ -79,11 +91,21 @@ impl Pebble {
             .spawn()
             .expect("pebble-challtestsrv (Debian package `pebble`; scripts/test installs it)");
         let mut children = vec![dns];
-        let server = Command::new("pebble")
+        let dns_server = options
+            .dns_server
+            .map_or_else(|| format!("127.0.0.1:{dns_port}"), |a| a.to_string());
+        let mut server = Command::new("pebble");
+        server
             .arg("-config")
             .arg(&config)
-            .args(["-dnsserver", &format!("127.0.0.1:{dns_port}")])
-            .env("PEBBLE_VA_NOSLEEP", "1")
+            .args(["-dnsserver", &dns_server]);
+        if options.nosleep {
+            server.env("PEBBLE_VA_NOSLEEP", "1");
+        }
+        if let Some(percent) = options.nonce_reject {
+            server.env("PEBBLE_WFE_NONCEREJECT", percent.to_string());
+        }
+        let server = server
             .stdout(log_file(dir.path(), "pebble.log"))
             .stderr(log_file(dir.path(), "pebble.err"))
             .spawn();
@@ -109,6 +131,33 @@ impl Pebble {
         format!("https://127.0.0.1:{}/dir", self.api_port)
     }
 
+    /// Pebble's ACME API address.
+    pub fn api_address(&self) -> std::net::SocketAddr {
+        std::net::SocketAddr::from(([127, 0, 0, 1], self.api_port))
+    }
+
+    /// Pebble's own HTTPS certificate and key (for a proxy in front of it).
+    pub fn api_certificate_files(&self) -> (PathBuf, PathBuf) {
+        (
+            self.dir.path().join("api.crt"),
+            self.dir.path().join("api.key"),
+        )
+    }
+
+    /// An HTTPS client trusting Pebble's API certificate.
+    pub fn api_client(
+        &self,
+    ) -> hyper_util::client::legacy::Client<PebbleConnector, http_body_util::Full<bytes::Bytes>>
+    {
+        let connector = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(client_config(&self.api_ca_pem))
+            .https_only()
+            .enable_http1()
+            .build();
+        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+            .build(connector)
+    }
+
     /// The CA of Pebble's own HTTPS certificate (`--acme-ca-file`).
     pub fn api_ca_file(&self) -> PathBuf {
         self.dir.path().join("api-ca.crt")
@@ -120,6 +169,11 @@ impl Pebble {
         let pem = https_get(&self.api_ca_pem, self.management_port, "/roots/0").await;
         assert!(pem.contains("BEGIN CERTIFICATE"), "not a root: {pem}");
         pem
+    }
+
+    /// Orders Pebble created, from its own log ("Added order … to the db").
+    pub fn orders_added(&self) -> usize {
+        self.log().matches("Added order").count()
     }
 
     /// Pebble's log (for failure messages).
@@ -189,19 +243,26 @@ fn write_api_certificate(dir: &Path) -> String {
     ca.pem()
 }
 
-/// `GET https://127.0.0.1:port/path` trusting `ca_pem`: the body.
-async fn https_get(ca_pem: &str, port: u16, path: &str) -> String {
+/// The connector of [`Pebble::api_client`].
+pub type PebbleConnector =
+    hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>;
+
+/// A TLS client trusting only `ca_pem`.
+fn client_config(ca_pem: &str) -> rustls::ClientConfig {
     let mut roots = rustls::RootCertStore::empty();
     for cert in CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
         roots.add(cert.expect("pem")).expect("root");
     }
-    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .expect("versions")
-    .with_root_certificates(roots)
-    .with_no_client_auth();
+    rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .expect("versions")
+        .with_root_certificates(roots)
+        .with_no_client_auth()
+}
+
+/// `GET https://127.0.0.1:port/path` trusting `ca_pem`: the body.
+async fn https_get(ca_pem: &str, port: u16, path: &str) -> String {
+    let config = client_config(ca_pem);
     let exchange = async {
         let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
             .await

@@ -6,295 +6,20 @@
 //! restart with the CA gone serves the cached certificate at once; the
 //! plain HTTP listener answers challenges and redirects everything else.
 
-use http_body_util::{BodyExt, Empty};
-use hyper_util::rt::TokioIo;
+use super::acme_common::{
+    Core, DOMAIN, Edge, ISSUE_WAIT, assert_private, bind_listeners, channel, config, plain_http,
+    port, ready, served_leaf, server_info, wait_ready,
+};
 use rustls_pki_types::{CertificateDer, ServerName, pem::PemObject};
 use std::{
-    net::SocketAddr,
-    path::Path,
     sync::Arc,
     time::{Duration, Instant},
 };
-use tokio::{net::TcpListener, sync::watch, task::JoinHandle};
-use tokio_util::sync::CancellationToken;
-use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
-use vibectl_config::Config;
-use vibectl_edge::{
-    app::{Binds, EdgeApp, Running},
-    tls::{acme::AcmeStatus, inspect::fingerprint},
-};
-use vibectl_proto::{GetServerInfoRequest, vibectl_llm_proxy_client::VibectlLlmProxyClient};
+use tokio::net::TcpListener;
 use vibectl_tests::{
-    harness::{JWT_SECRET, WAIT, authed, claims, http_get, init_logs, mint},
+    harness::WAIT,
     pebble::{Pebble, PebbleOptions},
 };
-
-const DOMAIN: &str = "edge.vibectl.test";
-/// Issuance takes 1–3 s with Pebble (rustls-acme polls the authorization
-/// after 1 s; a `badNonce` — Pebble refuses 5 % of nonces — costs a fresh
-/// order, about 1.5 s).
-const ISSUE_WAIT: Duration = Duration::from_secs(30);
-
-/// The real core on 127.0.0.1:0.
-struct Core {
-    address: String,
-    token: CancellationToken,
-    task: Option<JoinHandle<Result<(), vibectl_core::CoreError>>>,
-    listener: Option<vibectl_core::CoreListener>,
-}
-
-impl Core {
-    async fn bind() -> Self {
-        let listener = vibectl_core::CoreListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind core");
-        Self {
-            address: listener.local_addr_string(),
-            token: CancellationToken::new(),
-            task: None,
-            listener: Some(listener),
-        }
-    }
-
-    fn serve(&mut self, config: &Config) {
-        let listener = self.listener.take().expect("not started");
-        self.task = Some(tokio::spawn(vibectl_core::serve(
-            listener,
-            Arc::new(config.clone()),
-            self.token.clone(),
-        )));
-    }
-
-    async fn stop(self) {
-        self.token.cancel();
-        if let Some(task) = self.task {
-            tokio::time::timeout(WAIT, task)
-                .await
-                .expect("core stopped in time")
-                .expect("core task")
-                .expect("core exited cleanly");
-        }
-    }
-}
-
-/// Listeners on 127.0.0.1:0: TLS, admin, and plain HTTP if asked.
-async fn bind_listeners(http: bool) -> Binds {
-    Binds::loopback(http).await.expect("bind")
-}
-
-fn port(listener: &TcpListener) -> u16 {
-    listener.local_addr().expect("addr").port()
-}
-
-/// The one configuration of core and edge: `[tls.acme]` towards `pebble`.
-fn config(state: &Path, core: &str, pebble: &Pebble, acme_extra: &str) -> Config {
-    let text = format!(
-        "[edge]\nstate_dir = \"{state}\"\ncore_address = \"{core}\"\n\
-         [jwt]\nsecret_key = \"{JWT_SECRET}\"\n\
-         [tls.acme]\nemail = \"ops@vibectl.test\"\ndomains = [\"{DOMAIN}\"]\n\
-         directory_url = \"{url}\"\nca_file = \"{ca}\"\n{acme_extra}",
-        state = state.display(),
-        url = pebble.directory_url(),
-        ca = pebble.api_ca_file().display(),
-    );
-    // Kept beside the state: the restart needs it after Pebble is gone.
-    let ca = state.join("pebble-api-ca.crt");
-    if !ca.exists() {
-        std::fs::copy(pebble.api_ca_file(), &ca).expect("copy Pebble's API CA");
-    }
-    let text = text.replace(
-        &pebble.api_ca_file().display().to_string(),
-        &ca.display().to_string(),
-    );
-    let file = state.join("acme.toml");
-    std::fs::write(&file, &text).expect("write the config");
-    Config::from_toml(&text, &file).expect("valid config")
-}
-
-/// A running ACME-mode edge.
-struct Edge {
-    shutdown: CancellationToken,
-    server: Running,
-    tls: SocketAddr,
-    admin: SocketAddr,
-    http: Option<SocketAddr>,
-}
-
-impl Edge {
-    async fn start(listeners: Binds, config: Config) -> Self {
-        init_logs();
-        let shutdown = CancellationToken::new();
-        let server = EdgeApp::new(config)
-            .build(listeners, shutdown.clone())
-            .await
-            .unwrap_or_else(|e| panic!("serve-acme did not start: {e}"));
-        Self {
-            shutdown,
-            tls: server.main_addr(),
-            admin: server.admin_addr(),
-            http: server.http_addr(),
-            server,
-        }
-    }
-
-    fn status(&self) -> watch::Receiver<AcmeStatus> {
-        self.server.acme_status().expect("ACME mode")
-    }
-
-    /// Waits (bounded) until `done` holds for the ACME status.
-    async fn wait_for(&self, what: &str, pebble: &Pebble, done: impl FnMut(&AcmeStatus) -> bool) {
-        let mut status = self.status();
-        let waited = tokio::time::timeout(ISSUE_WAIT, status.wait_for(done)).await;
-        assert!(
-            matches!(waited, Ok(Ok(_))),
-            "{what}: not within {ISSUE_WAIT:?}; status {:?}\nPebble log:\n{}",
-            self.status().borrow(),
-            pebble.log()
-        );
-    }
-
-    async fn stop(self) {
-        self.shutdown.cancel();
-        tokio::time::timeout(WAIT, self.server.wait())
-            .await
-            .expect("edge stopped in time")
-            .expect("edge exited cleanly");
-    }
-}
-
-/// A gRPC channel to the edge at 127.0.0.1 for [`DOMAIN`], trusting ONLY `root_pem`.
-async fn channel(tls: SocketAddr, root_pem: &str) -> Result<Channel, tonic::transport::Error> {
-    let config = ClientTlsConfig::new()
-        .ca_certificate(Certificate::from_pem(root_pem))
-        .domain_name(DOMAIN);
-    let endpoint = Endpoint::from_shared(format!("https://{tls}"))
-        .expect("endpoint")
-        .tls_config(config)
-        .expect("client TLS")
-        .connect_timeout(WAIT);
-    tokio::time::timeout(WAIT, endpoint.connect())
-        .await
-        .expect("connected (or refused) in time")
-}
-
-/// `GetServerInfo` on `channel`: the server name, or the error.
-async fn server_info(channel: Channel) -> Result<String, String> {
-    let token = mint(JWT_SECRET, &claims("acme-test", 3600));
-    let mut client = VibectlLlmProxyClient::new(channel);
-    let call = client.get_server_info(authed(GetServerInfoRequest {}, &token));
-    match tokio::time::timeout(WAIT, call).await {
-        Ok(Ok(reply)) => Ok(reply.into_inner().server_name),
-        Ok(Err(status)) => Err(status.to_string()),
-        Err(_) => Err("no answer in time".to_owned()),
-    }
-}
-
-/// SHA-256 of the leaf a TLS client (ALPN h2, SNI [`DOMAIN`], verifying
-/// against `root_pem`) receives.
-async fn served_leaf(tls: SocketAddr, root_pem: &str) -> String {
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in CertificateDer::pem_slice_iter(root_pem.as_bytes()) {
-        roots.add(cert.expect("pem")).expect("root");
-    }
-    let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .expect("versions")
-    .with_root_certificates(roots)
-    .with_no_client_auth();
-    config.alpn_protocols = vec![b"h2".to_vec()];
-    let tcp = tokio::net::TcpStream::connect(tls).await.expect("connect");
-    let stream = tokio::time::timeout(
-        WAIT,
-        tokio_rustls::TlsConnector::from(Arc::new(config))
-            .connect(ServerName::try_from(DOMAIN).expect("name"), tcp),
-    )
-    .await
-    .expect("handshake in time")
-    .expect("handshake verified against Pebble's root");
-    let (_, session) = stream.get_ref();
-    assert_eq!(session.alpn_protocol(), Some(&b"h2"[..]));
-    fingerprint(&session.peer_certificates().expect("certificates")[0])
-}
-
-/// `/ready` on the admin listener.
-async fn ready(edge: &Edge) -> (u16, String) {
-    http_get(edge.admin, "/ready").await
-}
-
-/// Polls `/ready` (every 20 ms) until it is 200, at most `bound`: it follows
-/// the ACME status a moment later.
-async fn wait_ready(edge: &Edge, bound: Duration) {
-    let deadline = tokio::time::Instant::now() + bound;
-    loop {
-        let (status, body) = ready(edge).await;
-        if status == 200 {
-            return;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "not ready within {bound:?}: {body}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
-/// An HTTP/1.1 request with a chosen `Host`: status, headers, body.
-async fn plain_http(
-    addr: SocketAddr,
-    method: &str,
-    path: &str,
-    host: &str,
-) -> (u16, http::HeaderMap, String) {
-    let exchange = async {
-        let tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
-        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
-            .await
-            .expect("handshake");
-        tokio::spawn(conn);
-        let request = http::Request::builder()
-            .method(method)
-            .uri(path)
-            .header("host", host)
-            .body(Empty::<bytes::Bytes>::new())
-            .expect("request");
-        let response = sender.send_request(request).await.expect("response");
-        let (parts, body) = response.into_parts();
-        let body = body.collect().await.expect("body").to_bytes();
-        (
-            parts.status.as_u16(),
-            parts.headers,
-            String::from_utf8_lossy(&body).into_owned(),
-        )
-    };
-    tokio::time::timeout(WAIT, exchange)
-        .await
-        .expect("answered in time")
-}
-
-fn assert_private(dir: &Path) {
-    use std::os::unix::fs::PermissionsExt;
-    let mode = |p: &Path| std::fs::metadata(p).expect("meta").permissions().mode() & 0o777;
-    assert_eq!(mode(dir), 0o700, "{}", dir.display());
-    let files: Vec<_> = std::fs::read_dir(dir)
-        .expect("cache")
-        .map(|e| e.expect("entry").path())
-        .collect();
-    assert!(
-        files
-            .iter()
-            .any(|f| f.to_string_lossy().contains("cached_cert_"))
-            && files
-                .iter()
-                .any(|f| f.to_string_lossy().contains("cached_account_")),
-        "{files:?}"
-    );
-    for file in files {
-        assert_eq!(mode(&file), 0o600, "{}", file.display());
-    }
-}
-
 /// Issues through `challenge`, checks `/ready` before and after and a
 /// gRPC call trusting only Pebble's root; returns what the plain HTTP
 /// checks need.
@@ -305,6 +30,8 @@ async fn issue(challenge: &str) -> (Edge, Pebble, Core, tempfile::TempDir) {
         http_port: listeners.http.as_ref().map_or(0, port),
         tls_port: port(&listeners.main),
         validity: None,
+        nosleep: true,
+        ..Default::default()
     })
     .await;
     let state = tempfile::tempdir().expect("tempdir");
@@ -444,6 +171,8 @@ async fn a_failing_validation_keeps_the_fallback_and_ready_names_the_error() {
         http_port: 0,
         tls_port: dead_port,
         validity: None,
+        nosleep: true,
+        ..Default::default()
     })
     .await;
     let state = tempfile::tempdir().expect("tempdir");
@@ -479,6 +208,8 @@ async fn renewal_swaps_while_clients_call_then_a_restart_serves_the_cache_withou
         http_port: 0,
         tls_port: port(&listeners.main),
         validity: Some(validity),
+        nosleep: true,
+        ..Default::default()
     })
     .await;
     let state = tempfile::tempdir().expect("tempdir");

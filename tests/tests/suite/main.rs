@@ -5,6 +5,8 @@ mod support;
 mod tls_common;
 mod token_common;
 
+mod acme_common;
+mod acme_orders;
 mod acme_pebble;
 mod acme_startup;
 mod core_bench;

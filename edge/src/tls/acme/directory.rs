@@ -1,7 +1,10 @@
 //! The ACME API client's trust (webpki roots, plus `--acme-ca-file`) and the
 //! start-up check that the directory URL answers as an ACME directory.
 
-use super::AcmeError;
+use super::{
+    AcmeError,
+    client::{AcmeHttp, RetryAfter},
+};
 use crate::tls::crypto_provider;
 use rustls_pki_types::{CertificateDer, pem::PemObject};
 use std::{path::Path, sync::Arc, time::Duration};
@@ -55,7 +58,7 @@ pub fn client_config(ca_file: Option<&Path>) -> Result<Arc<rustls::ClientConfig>
     Ok(Arc::new(config))
 }
 
-/// Fetches the ACME directory at `url` with the client rustls-acme will
+/// Fetches the ACME directory at `url` with the client the orders will
 /// use, retrying as `policy` says; the last error if it never answers with
 /// a directory.
 pub async fn probe(
@@ -63,17 +66,20 @@ pub async fn probe(
     url: &str,
     policy: &ProbePolicy,
 ) -> Result<(), AcmeError> {
+    let http = AcmeHttp::new(client.clone(), RetryAfter::default());
     let mut pauses = policy.pauses.iter();
     let mut tries = 0;
     loop {
         tries += 1;
-        let fetch = rustls_acme::acme::Directory::discover(client, url);
-        let error = match tokio::time::timeout(policy.timeout, fetch).await {
-            Ok(Ok(_)) => {
-                tracing::debug!(url, "ACME directory answered");
-                return Ok(());
-            }
-            Ok(Err(error)) => error.to_string(),
+        let error = match tokio::time::timeout(policy.timeout, http.get(url)).await {
+            Ok(Ok((status, body))) => match directory_error(status, &body) {
+                None => {
+                    tracing::debug!(url, "ACME directory answered");
+                    return Ok(());
+                }
+                Some(error) => error,
+            },
+            Ok(Err(error)) => error,
             Err(_) => format!("no answer within {:?}", policy.timeout),
         };
         match pauses.next() {
@@ -90,4 +96,20 @@ pub async fn probe(
             }
         }
     }
+}
+
+/// Why an answer is not an ACME directory (RFC 8555 §7.1.1), if it is not.
+fn directory_error(status: http::StatusCode, body: &[u8]) -> Option<String> {
+    if !status.is_success() {
+        return Some(format!("HTTP {status}: not an ACME directory"));
+    }
+    let json: serde_json::Value = match serde_json::from_slice(body) {
+        Ok(json) => json,
+        Err(_) => return Some("the answer is not JSON: not an ACME directory".to_owned()),
+    };
+    let missing: Vec<&str> = ["newNonce", "newAccount", "newOrder"]
+        .into_iter()
+        .filter(|key| !json[key].is_string())
+        .collect();
+    (!missing.is_empty()).then(|| format!("not an ACME directory: {} missing", missing.join(", ")))
 }

@@ -1,69 +1,62 @@
-//! ACME certificates (`[tls.acme]`, `serve-acme`) with rustls-acme:
-//! TLS-ALPN-01 on the TLS listener or HTTP-01 on the plain HTTP listener
-//! ([`crate::http01`]), the account key and certificates cached on disk
-//! (0700/0600) and reused across restarts, renewal in the background, and
-//! the self-signed fallback ([`crate::tls::self_signed`]) served until the
-//! first ACME certificate is.
+//! ACME certificates (`[tls.acme]`, `serve-acme`): the order flow runs on
+//! instant-acme ([`flow`]); the challenge answers — TLS-ALPN-01 on the TLS
+//! listener, HTTP-01 on the plain HTTP listener ([`crate::http01`]) — and
+//! the served certificate are ours. The account and the certificate are
+//! cached on disk (0700/0600) and reused across restarts; the self-signed
+//! fallback ([`crate::tls::self_signed`]) is served until the first ACME
+//! certificate is.
 //!
 //! - **One `ServerConfig`** from [`crate::tls::server_config`] (the edge's
 //!   versions, suites and client-certificate policy), whose
-//!   [`AcmeResolver`] answers `acme-tls/1` hellos with the challenge
-//!   certificate and everything else with the served certificate. ALPN is
-//!   `h2`, plus `acme-tls/1` with TLS-ALPN-01; the accept loop closes an
-//!   `acme-tls/1` connection right after its handshake.
-//! - **One task** polls rustls-acme's `AcmeState` until shutdown (nothing
-//!   is ordered or renewed otherwise) and logs every event.
-//! - **Renewal** starts when two thirds of the certificate's lifetime have
-//!   passed (a 90-day certificate: 30 days before expiry); the new
-//!   certificate is swapped in for new handshakes, live connections keep
-//!   theirs. A failed order is retried after `2^n` s (n failures in a row,
-//!   capped at 2^16 s ≈ 18 h); `Retry-After` is honoured only through that
-//!   backoff. rustls-acme does not retry a request the CA refused with
-//!   `badNonce` (RFC 8555 §6.5 says a client should): the whole order fails
-//!   and waits for the backoff. The edge instead starts a fresh order at
-//!   once, up to [`BAD_NONCE_RETRIES`] times in a row. More than
-//!   [`ACME_ORDERS_PER_HOUR_WARN`] orders in an hour log a warning.
+//!   [`AcmeResolver`] answers `acme-tls/1` hellos with the pending
+//!   challenge certificate and everything else with the served
+//!   certificate. ALPN is `h2`, plus `acme-tls/1` with TLS-ALPN-01; the
+//!   accept loop closes an `acme-tls/1` connection right after its
+//!   handshake.
+//! - **One task** ([`task`]) orders when no certificate is served or a
+//!   third of its lifetime is left, one order at a time; each request is
+//!   retried on `badNonce` without starting over ([`steps`]); a failed
+//!   order waits 30 s, doubling up to 12 h, or until the time a
+//!   `rateLimited` answer names.
 //! - **Readiness**: [`AcmeStatus`] says whether an ACME certificate is
-//!   served, and the last error; `serve-acme` turns it into `/ready`.
+//!   served (and not expired), and the last error; `serve-acme` turns it
+//!   into `/ready`.
 //! - **Start-up**: a kept cache must be usable (its parent exists, it is
 //!   writable); unless the cache holds a valid certificate, the directory
-//!   URL must answer (3 tries, ~10 s at most).
+//!   URL must answer as an ACME directory (3 tries, ~10 s at most).
 //!
-//! rustls-acme limits: ECDSA P-256 keys, one certificate for all domains,
-//! no DNS-01 (so no wildcards), no external account binding, no ARI.
+//! Why instant-acme rather than rustls-acme: docs/deployment.md ("ACME
+//! order flow").
 
+mod account;
+mod answers;
 mod cache;
+mod client;
 pub mod directory;
+mod flow;
 mod orders;
 mod prepare;
 mod resolver;
+mod steps;
 mod task;
 
+pub use answers::{Answers, challenge_certificate};
 pub use directory::ProbePolicy;
 pub use resolver::AcmeResolver;
 
 use crate::tls::{CertResolver, ServedCert, TlsError, files, server_config};
-use arc_swap::ArcSwap;
-use resolver::{Deployer, Source};
+use resolver::Deployer;
 use std::{
+    collections::BTreeMap,
     path::{Path, PathBuf},
     sync::Arc,
-    time::Duration,
 };
-use task::{Challenges, StateFactory};
 use tokio::{sync::watch, task::JoinHandle};
 use tokio_util::sync::CancellationToken;
 use vibectl_config::{AcmeChallenge, AcmeTls, ClientAuth, Config, TlsMode};
 
 /// The ALPN protocol of TLS-ALPN-01 validation connections (RFC 8737).
-pub const ACME_TLS_ALPN: &[u8] = rustls_acme::acme::ACME_TLS_ALPN_NAME;
-/// Orders failed by `badNonce` that are started again at once (after
-/// [`BAD_NONCE_PAUSE`]) instead of after rustls-acme's backoff, in a row.
-pub const BAD_NONCE_RETRIES: u32 = 5;
-/// The pause before such a fresh order.
-const BAD_NONCE_PAUSE: Duration = Duration::from_millis(200);
-/// The ACME error type of a refused nonce.
-const BAD_NONCE: &str = "urn:ietf:params:acme:error:badNonce";
+pub const ACME_TLS_ALPN: &[u8] = b"acme-tls/1";
 
 /// Why ACME cannot start (or a cache file could not be used).
 #[derive(Debug, thiserror::Error)]
@@ -120,6 +113,9 @@ pub enum AcmeError {
     /// A blocking file task failed.
     #[error("ACME cache task failed: {0}")]
     Task(String),
+    /// A challenge answer could not be made.
+    #[error("ACME challenge: {0}")]
+    Challenge(String),
 }
 
 /// Where the ACME certificate stands, for `/ready`, logs and tests.
@@ -132,18 +128,33 @@ pub struct AcmeStatus {
     pub deployed: u64,
     /// Of those, newly issued by the CA.
     pub issued: u64,
+    /// Orders started since start.
+    pub orders_started: u64,
     /// Orders that finished (issued or failed) since start.
     pub orders: u64,
     /// Of those, failed.
     pub failed_orders: u64,
+    /// Failed orders by reason (`bad_nonce`, `rate_limited`, `validation`,
+    /// `refused`, `network`, `timeout`, `cache`, `local`).
+    pub failures_by_reason: BTreeMap<&'static str, u64>,
     /// The last error, until the next certificate is served.
     pub last_error: Option<String>,
+    /// The URL of the last order that issued a certificate.
+    pub last_order_url: Option<String>,
+    /// No order before this time (Unix seconds): the CA said `rateLimited`.
+    pub rate_limited_until: Option<i64>,
+    /// How long the last successful order took, in milliseconds.
+    pub issue_millis: Option<u64>,
+    /// When its certificate was downloaded (Unix milliseconds).
+    pub downloaded_at_unix_ms: Option<u64>,
+    /// The served ACME certificate has expired (and none replaced it yet).
+    pub expired: bool,
 }
 
 impl AcmeStatus {
-    /// True once an ACME certificate is served.
+    /// True while an ACME certificate is served and has not expired.
     pub fn serving(&self) -> bool {
-        self.served.is_some()
+        self.served.is_some() && !self.expired
     }
 }
 
@@ -165,7 +176,7 @@ pub struct AcmeSetup {
 /// The running ACME task and what it reports.
 pub struct Acme {
     status: watch::Receiver<AcmeStatus>,
-    challenges: Challenges,
+    answers: Answers,
     domains: Vec<String>,
     directory_url: String,
     cache_dir: PathBuf,
@@ -191,12 +202,14 @@ impl Acme {
 
     /// The answers of the plain HTTP listener to HTTP-01 challenges.
     pub fn key_authorizations(&self) -> KeyAuthorizations {
-        let challenges = self.challenges.clone();
-        Arc::new(move |token| challenges.load().get_http_01_key_auth(token))
+        let answers = self.answers.clone();
+        Arc::new(move |token| answers.http(token))
     }
 
-    /// Why `/ready` must wait, or `None` once an ACME certificate is served:
-    /// "waiting for ACME certificate for D from URL (last error: …)".
+    /// Why `/ready` must wait, or `None` while an ACME certificate is
+    /// served: "waiting for ACME certificate for D from URL (last error:
+    /// …)", with "rate limited by the CA until T" or "the served
+    /// certificate expired at T" when that is so.
     pub fn waiting_reason(&self, status: &AcmeStatus) -> Option<String> {
         self.waiting_reasons()(status)
     }
@@ -210,9 +223,22 @@ impl Acme {
                 return None;
             }
             let error = status.last_error.as_deref().unwrap_or("none yet");
-            Some(format!(
+            let mut reason = format!(
                 "waiting for ACME certificate for {domains} from {directory_url} (last error: {error})"
-            ))
+            );
+            if let Some(until) = status.rate_limited_until {
+                reason.push_str(&format!(
+                    "; rate limited by the CA until {}",
+                    files::unix_to_rfc3339(until)
+                ));
+            }
+            if let (true, Some(served)) = (status.expired, &status.served) {
+                reason.push_str(&format!(
+                    "; the served certificate expired at {}",
+                    served.not_after()
+                ));
+            }
+            Some(reason)
         }
     }
 
@@ -269,19 +295,26 @@ pub async fn start(
         served: served.clone(),
         status: status_tx.clone(),
     });
-    let factory = StateFactory {
+    let answers = Answers::default();
+    let steps = steps::Steps::default();
+    let driver = task::Driver {
+        source: account::AccountSource {
+            tls: client,
+            retry_after: steps.retry_after.clone(),
+            contact: format!("mailto:{}", opts.email),
+            directory_url: directory_url.clone(),
+            cache_dir: cache_dir.clone(),
+        },
         domains: domains.clone(),
-        client,
-        contact: format!("mailto:{}", opts.email),
-        directory_url: directory_url.clone(),
         challenge: opts.challenge,
-        cache_dir: cache_dir.clone(),
+        answers: answers.clone(),
+        steps,
+        cert_path: cached,
         deployer,
+        status: status_tx,
     };
-    let state = factory.state();
-    let challenges: Challenges = Arc::new(ArcSwap::new(state.resolver()));
     let resolver = Arc::new(AcmeResolver {
-        challenges: challenges.clone(),
+        answers: answers.clone(),
         served: served.clone(),
     });
     let mut server_config = server_config(&config.tls, resolver)?;
@@ -295,20 +328,13 @@ pub async fn start(
         cache = %cache_dir.display(),
         "ACME: serving the self-signed fallback until the ACME certificate is deployed"
     );
-    let task = tokio::spawn(task::drive(
-        factory,
-        state,
-        challenges.clone(),
-        status_tx,
-        ephemeral,
-        shutdown,
-    ));
+    let task = tokio::spawn(driver.drive(ephemeral, shutdown));
     Ok(AcmeSetup {
         server_config: Arc::new(server_config),
         resolver: served,
         acme: Acme {
             status,
-            challenges,
+            answers,
             domains,
             directory_url,
             cache_dir,

@@ -1,9 +1,7 @@
-//! A guard on how often certificates are ordered. rustls-acme retries a
-//! failed order after `2^n` seconds (n = failures in a row, at most 16:
-//! about 18 h) and ignores `Retry-After`; a CA's rate limits are therefore
-//! honoured only through that backoff. This counts the orders of the last
-//! hour so the log says loudly when something keeps ordering (a failing
-//! validation, a cache that is not kept) before the CA starts refusing.
+//! How often certificates are ordered: the pause after failed orders in
+//! a row, and a count of the orders of the last hour so the log says loudly
+//! when something keeps ordering (a failing validation, a cache that is
+//! not kept) before the CA starts refusing.
 
 use std::{
     collections::VecDeque,
@@ -11,8 +9,10 @@ use std::{
 };
 
 const HOUR: Duration = Duration::from_secs(3600);
-/// rustls-acme's largest backoff exponent.
-const MAX_BACKOFF_EXPONENT: u32 = 16;
+/// The pause after the first failure.
+const FIRST_BACKOFF: Duration = Duration::from_secs(30);
+/// The longest pause between orders.
+const MAX_BACKOFF: Duration = Duration::from_secs(12 * 3600);
 
 /// Orders (finished, successful or not) of the last hour.
 #[derive(Debug)]
@@ -45,9 +45,12 @@ impl OrderRate {
     }
 }
 
-/// rustls-acme's wait before the next order after `failures` failures in a row.
+/// The pause before the next order after `failures` failures in a row:
+/// 30 s, doubling, at most 12 h.
 pub(super) fn backoff(failures: u32) -> Duration {
-    Duration::from_secs(1 << failures.saturating_sub(1).min(MAX_BACKOFF_EXPONENT))
+    FIRST_BACKOFF
+        .saturating_mul(1 << failures.saturating_sub(1).min(16))
+        .min(MAX_BACKOFF)
 }
 
 #[cfg(test)]
@@ -70,11 +73,11 @@ mod tests {
     }
 
     #[test]
-    fn backoff_doubles_up_to_about_18_hours() {
-        assert_eq!(backoff(1), Duration::from_secs(1));
-        assert_eq!(backoff(2), Duration::from_secs(2));
-        assert_eq!(backoff(5), Duration::from_secs(16));
-        assert_eq!(backoff(17), Duration::from_secs(65_536));
-        assert_eq!(backoff(100), Duration::from_secs(65_536));
+    fn backoff_doubles_up_to_12_hours() {
+        assert_eq!(backoff(1), Duration::from_secs(30));
+        assert_eq!(backoff(2), Duration::from_secs(60));
+        assert_eq!(backoff(5), Duration::from_secs(480));
+        assert_eq!(backoff(12), MAX_BACKOFF);
+        assert_eq!(backoff(100), MAX_BACKOFF);
     }
 }

@@ -1,32 +1,31 @@
 //! What the TLS listener's resolver does in ACME mode, and how a new ACME
 //! certificate gets there.
 
-use super::AcmeStatus;
+use super::{ACME_TLS_ALPN, AcmeStatus, answers::Answers};
 use crate::tls::{CertResolver, ServedCert, files, files::unix_to_rfc3339, inspect};
-use arc_swap::ArcSwap;
 use rustls::{
     server::{ClientHello, ResolvesServerCert},
     sign::CertifiedKey,
 };
-use rustls_acme::{ResolvesServerCertAcme, is_tls_alpn_challenge};
 use std::{path::Path, sync::Arc};
 use tokio::sync::watch;
 
-/// Answers TLS-ALPN-01 validation handshakes (ALPN exactly `acme-tls/1`)
-/// with rustls-acme's challenge certificate, and every other handshake with
-/// the served certificate: the self-signed fallback until an ACME
-/// certificate is deployed, then that one.
+/// Answers TLS-ALPN-01 validation handshakes (ALPN exactly `acme-tls/1`,
+/// RFC 8737 §4) with the pending challenge certificate for the SNI, and
+/// every other handshake with the served certificate: the self-signed
+/// fallback until an ACME certificate is deployed, then that one.
 #[derive(Debug)]
 pub struct AcmeResolver {
-    pub(super) challenges: Arc<ArcSwap<ResolvesServerCertAcme>>,
+    pub(super) answers: Answers,
     pub(super) served: Arc<CertResolver>,
 }
 
 impl ResolvesServerCert for AcmeResolver {
     fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
-        if is_tls_alpn_challenge(&hello) {
+        let mut alpn = hello.alpn().into_iter().flatten();
+        if alpn.next() == Some(ACME_TLS_ALPN) && alpn.next().is_none() {
             // `None` (no challenge pending for this SNI) fails the handshake.
-            return self.challenges.load().resolve(hello);
+            return self.answers.tls_alpn(hello.server_name()?);
         }
         Some(self.served.current())
     }
@@ -41,8 +40,8 @@ pub(super) enum Source {
     Issued,
 }
 
-/// Checks ACME certificates (the PEM rustls-acme caches: key, then chain)
-/// and swaps the servable ones into the served resolver.
+/// Checks ACME certificates (the cached PEM: key, then chain) and swaps
+/// the servable ones into the served resolver.
 #[derive(Debug)]
 pub(super) struct Deployer {
     pub(super) served: Arc<CertResolver>,
@@ -51,8 +50,9 @@ pub(super) struct Deployer {
 
 impl Deployer {
     /// Serves `pem` from now on if it is a valid chain with its key (not
-    /// expired); otherwise keeps what is served and records why.
-    pub(super) fn deploy(&self, pem: &[u8], path: &Path, source: Source) {
+    /// expired); otherwise keeps what is served and records why. Returns
+    /// the leaf's validity, `(notBefore, notAfter)` in Unix seconds.
+    pub(super) fn deploy(&self, pem: &[u8], path: &Path, source: Source) -> Option<(i64, i64)> {
         let what = match source {
             Source::Cache => "cached",
             Source::Issued => "new",
@@ -61,13 +61,9 @@ impl Deployer {
             Ok(key) => {
                 let leaf = key.cert.first().and_then(|c| inspect::describe(c).ok());
                 let served = ServedCert::of(&key);
-                if served.is_some() && self.status.borrow().served == served {
-                    // Read again by a fresh ACME state: already served.
-                    return;
-                }
+                let validity = leaf.as_ref().map(|l| (l.not_before, l.not_after));
                 self.served.swap(key);
                 if let Some(leaf) = &leaf {
-                    // rustls-acme renews once two thirds of the lifetime are gone.
                     let renew_at = leaf.not_after - (leaf.not_after - leaf.not_before) / 3;
                     tracing::info!(
                         sha256 = %leaf.sha256,
@@ -82,13 +78,16 @@ impl Deployer {
                     status.deployed += 1;
                     status.issued += u64::from(source == Source::Issued);
                     status.last_error = None;
+                    status.expired = false;
                 });
+                validity
             }
             Err(error) => {
                 let message = format!("the {what} certificate cannot be served: {error}");
                 tracing::warn!("ACME: {message}; a new one will be ordered");
                 self.status
                     .send_modify(|status| status.last_error = Some(message));
+                None
             }
         }
     }

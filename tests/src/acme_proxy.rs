@@ -1,0 +1,235 @@
+//! A fault-injecting HTTPS proxy in front of [`Pebble`]'s ACME API, on
+//! 127.0.0.1:0, serving Pebble's own API certificate. It forwards every
+//! request with its `Host` kept, so Pebble's directory and `Location`s
+//! name the proxy and the client never bypasses it. What it adds:
+//!
+//! - `badNonce`: the first `bad_nonces` POSTs of each step (new-account,
+//!   new-order, authorization, challenge, finalize, order poll,
+//!   certificate) are answered `400 urn:ietf:params:acme:error:badNonce`
+//!   without reaching Pebble; [`AcmeProxy::injected`] counts them by step.
+//! - ARI (RFC 9773): with a [`RenewalInfo`], the directory gains
+//!   `renewalInfo` and `GET /renewal-info/<id>` answers the window and
+//!   `Retry-After` given; [`AcmeProxy::renewal_info_requests`] counts them.
+
+use crate::pebble::Pebble;
+use bytes::Bytes;
+use http::{Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper::{body::Incoming, service::service_fn};
+use hyper_util::rt::TokioIo;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject};
+use std::{
+    collections::BTreeMap,
+    net::SocketAddr,
+    sync::{Arc, Mutex},
+};
+use tokio::net::TcpListener;
+
+/// What `GET /renewal-info/<id>` answers.
+#[derive(Debug, Clone)]
+pub struct RenewalInfo {
+    /// `suggestedWindow.start`, RFC 3339.
+    pub start: String,
+    /// `suggestedWindow.end`, RFC 3339.
+    pub end: String,
+    /// `Retry-After`, seconds.
+    pub retry_after_secs: u64,
+}
+
+#[derive(Default)]
+struct State {
+    injected: BTreeMap<&'static str, u32>,
+    renewal_info_requests: u32,
+}
+
+/// The running proxy (stops when dropped).
+pub struct AcmeProxy {
+    address: SocketAddr,
+    state: Arc<Mutex<State>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for AcmeProxy {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// The step of an ACME POST, by Pebble's paths.
+fn step(path: &str) -> Option<&'static str> {
+    [
+        ("/sign-me-up", "new-account"),
+        ("/order-plz", "new-order"),
+        ("/authZ/", "authorization"),
+        ("/chalZ/", "challenge"),
+        ("/finalize-order/", "finalize"),
+        ("/my-order/", "order poll"),
+        ("/certZ/", "certificate"),
+    ]
+    .into_iter()
+    .find(|(prefix, _)| path.starts_with(prefix))
+    .map(|(_, step)| step)
+}
+
+impl AcmeProxy {
+    /// Starts the proxy in front of `pebble`.
+    pub async fn start(pebble: &Pebble, bad_nonces: u32, ari: Option<RenewalInfo>) -> Self {
+        let (cert, key) = pebble.api_certificate_files();
+        let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&cert)
+            .expect("cert")
+            .map(|c| c.expect("pem"))
+            .collect();
+        let key = PrivateKeyDer::from_pem_file(&key).expect("key");
+        let mut tls = rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .expect("versions")
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .expect("server config");
+        tls.alpn_protocols = vec![b"http/1.1".to_vec()];
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls));
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let address = listener.local_addr().expect("addr");
+        let upstream = pebble.api_address();
+        let client = pebble.api_client();
+        let state = Arc::new(Mutex::new(State::default()));
+        let shared = state.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((tcp, _)) = listener.accept().await else {
+                    return;
+                };
+                let acceptor = acceptor.clone();
+                let client = client.clone();
+                let state = shared.clone();
+                let ari = ari.clone();
+                tokio::spawn(async move {
+                    let Ok(tls) = acceptor.accept(tcp).await else {
+                        return;
+                    };
+                    let service = service_fn(move |request: Request<Incoming>| {
+                        let client = client.clone();
+                        let state = state.clone();
+                        let ari = ari.clone();
+                        async move {
+                            Ok::<_, hyper::Error>(
+                                handle(request, upstream, &client, &state, bad_nonces, ari).await,
+                            )
+                        }
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(tls), service)
+                        .await;
+                });
+            }
+        });
+        Self {
+            address,
+            state,
+            task,
+        }
+    }
+
+    /// `https://127.0.0.1:PORT/dir` through the proxy.
+    pub fn directory_url(&self) -> String {
+        format!("https://{}/dir", self.address)
+    }
+
+    /// `badNonce` answers injected, by step.
+    pub fn injected(&self) -> BTreeMap<&'static str, u32> {
+        self.state.lock().expect("state").injected.clone()
+    }
+
+    /// `GET /renewal-info/…` requests answered.
+    pub fn renewal_info_requests(&self) -> u32 {
+        self.state.lock().expect("state").renewal_info_requests
+    }
+}
+
+type Client = hyper_util::client::legacy::Client<crate::pebble::PebbleConnector, Full<Bytes>>;
+
+fn answer(status: StatusCode, body: String) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(Bytes::from(body)));
+    *response.status_mut() = status;
+    response
+}
+
+async fn handle(
+    request: Request<Incoming>,
+    upstream: SocketAddr,
+    client: &Client,
+    state: &Mutex<State>,
+    bad_nonces: u32,
+    ari: Option<RenewalInfo>,
+) -> Response<Full<Bytes>> {
+    let path = request.uri().path().to_owned();
+    let host = request
+        .headers()
+        .get(http::header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    if let (Some(info), true) = (&ari, path.starts_with("/renewal-info/")) {
+        state.lock().expect("state").renewal_info_requests += 1;
+        let body = serde_json::json!({
+            "suggestedWindow": { "start": info.start, "end": info.end }
+        });
+        let mut response = answer(StatusCode::OK, body.to_string());
+        response.headers_mut().insert(
+            http::header::RETRY_AFTER,
+            info.retry_after_secs.to_string().parse().expect("value"),
+        );
+        return response;
+    }
+    if let (&http::Method::POST, Some(step)) = (request.method(), step(&path)) {
+        let mut state = state.lock().expect("state");
+        let count = state.injected.entry(step).or_default();
+        if *count < bad_nonces {
+            *count += 1;
+            let mut response = answer(
+                StatusCode::BAD_REQUEST,
+                serde_json::json!({
+                    "type": "urn:ietf:params:acme:error:badNonce",
+                    "detail": "JWS has an invalid anti-replay nonce (injected by the test)",
+                    "status": 400
+                })
+                .to_string(),
+            );
+            response.headers_mut().insert(
+                http::header::CONTENT_TYPE,
+                "application/problem+json".parse().expect("value"),
+            );
+            return response;
+        }
+    }
+    let (mut parts, body) = request.into_parts();
+    let body = body.collect().await.expect("body").to_bytes();
+    let target = format!(
+        "https://{upstream}{}",
+        parts.uri.path_and_query().map_or("/", |p| p.as_str())
+    );
+    parts.uri = target.parse().expect("uri");
+    parts.version = http::Version::HTTP_11;
+    parts
+        .headers
+        .insert(http::header::HOST, host.parse().expect("host"));
+    let response = client
+        .request(Request::from_parts(parts, Full::new(body)))
+        .await
+        .expect("Pebble answered the proxy");
+    let (parts, body) = response.into_parts();
+    let mut body = body.collect().await.expect("body").to_bytes();
+    if let (Some(_), "/dir") = (&ari, path.as_str()) {
+        let mut directory: serde_json::Value = serde_json::from_slice(&body).expect("json");
+        directory["renewalInfo"] = format!("https://{host}/renewal-info/").into();
+        body = Bytes::from(directory.to_string());
+    }
+    let mut response = Response::from_parts(parts, Full::new(body.clone()));
+    response.headers_mut().remove(http::header::CONTENT_LENGTH);
+    response
+        .headers_mut()
+        .remove(http::header::TRANSFER_ENCODING);
+    response
+}

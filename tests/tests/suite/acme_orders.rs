@@ -1,0 +1,182 @@
+//! The order flow against a real Pebble with its defaults — a random
+//! 0–15 s wait before each validation and 5 % of nonces refused — never
+//! wastes an order: each issuance is exactly one order (counted from
+//! Pebble's own log), no order fails, and the edge serves the new
+//! certificate to a client that trusts only Pebble's root within 1 s of
+//! its download. A `badNonce` at every step of the flow is retried with a
+//! fresh nonce, never answered with a new order.
+//!
+//! `ACME_ISSUANCES` (default 3) sets the issuances per challenge type;
+//! each runs against its own Pebble, all at once. `scripts/acme-soak`
+//! runs 20 per type.
+
+use super::acme_common::{
+    Core, Edge, bind_listeners, config, config_with_directory, port, try_served_leaf,
+};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use vibectl_edge::tls::acme::AcmeStatus;
+use vibectl_tests::{
+    acme_proxy::AcmeProxy,
+    harness::WAIT,
+    pebble::{Pebble, PebbleOptions},
+};
+
+/// What one issuance showed.
+#[derive(Debug)]
+struct Run {
+    /// Orders Pebble created.
+    orders: usize,
+    /// The edge's ACME status after it.
+    status: AcmeStatus,
+    /// From the download to the first handshake that verified against
+    /// Pebble's root.
+    serve_lag: Duration,
+    /// From start to the download.
+    took: Duration,
+}
+
+fn issuances() -> usize {
+    std::env::var("ACME_ISSUANCES")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(3)
+}
+
+/// One edge, one Pebble with its defaults, one certificate.
+async fn issue_once(challenge: &'static str) -> Run {
+    let started = SystemTime::now();
+    let http = challenge == "http-01";
+    let listeners = bind_listeners(http).await;
+    let pebble = Pebble::start(PebbleOptions {
+        http_port: listeners.http.as_ref().map_or(0, port),
+        tls_port: port(&listeners.main),
+        ..Default::default()
+    })
+    .await;
+    let state = tempfile::tempdir().expect("tempdir");
+    let mut core = Core::bind().await;
+    let http_listen = listeners
+        .http
+        .as_ref()
+        .map(|l| format!("http_listen = \"{}\"\n", l.local_addr().expect("addr")))
+        .unwrap_or_default();
+    let config = config(
+        state.path(),
+        &core.address,
+        &pebble,
+        &format!("challenge = \"{challenge}\"\n{http_listen}"),
+    );
+    core.serve(&config);
+    let edge = Edge::start(listeners, config).await;
+    let root = pebble.issuing_root().await;
+
+    // A client that keeps connecting, trusting only Pebble's root: the
+    // first handshake it verifies.
+    let tls = edge.tls;
+    let prober = tokio::spawn(async move {
+        loop {
+            if try_served_leaf(tls, &root).await.is_ok() {
+                return SystemTime::now();
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    });
+    edge.wait_for("issued", &pebble, |s| s.issued >= 1).await;
+    let verified = tokio::time::timeout(WAIT, prober)
+        .await
+        .expect("a verified handshake")
+        .expect("prober");
+    let status = edge.status().borrow().clone();
+    let downloaded =
+        UNIX_EPOCH + Duration::from_millis(status.downloaded_at_unix_ms.expect("downloaded"));
+    let run = Run {
+        orders: pebble.orders_added(),
+        serve_lag: verified.duration_since(downloaded).unwrap_or_default(),
+        took: downloaded.duration_since(started).unwrap_or_default(),
+        status,
+    };
+    edge.stop().await;
+    core.stop().await;
+    run
+}
+
+async fn every_issuance_is_one_order(challenge: &'static str) {
+    let runs = futures::future::join_all((0..issuances()).map(|_| issue_once(challenge))).await;
+    let mut took: Vec<_> = runs.iter().map(|r| r.took.as_secs_f64()).collect();
+    took.sort_by(f64::total_cmp);
+    let lag = runs.iter().map(|r| r.serve_lag).max().unwrap_or_default();
+    eprintln!(
+        "{challenge}: {} issuances, orders {:?}, issuance s {took:.1?}, worst serve lag {lag:?}",
+        runs.len(),
+        runs.iter().map(|r| r.orders).collect::<Vec<_>>(),
+    );
+    for run in &runs {
+        assert_eq!(run.orders, 1, "one order per issuance: {run:?}");
+        assert_eq!(
+            (
+                run.status.orders,
+                run.status.failed_orders,
+                run.status.issued
+            ),
+            (1, 0, 1),
+            "the one order issued, none failed or was left invalid: {run:?}"
+        );
+        assert!(
+            run.serve_lag < Duration::from_secs(1),
+            "served within 1 s of the download: {run:?}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_alpn_01_each_issuance_is_one_order_with_pebbles_defaults() {
+    every_issuance_is_one_order("tls-alpn-01").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_01_each_issuance_is_one_order_with_pebbles_defaults() {
+    every_issuance_is_one_order("http-01").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_nonce_at_every_step_is_retried_not_reordered() {
+    let listeners = bind_listeners(false).await;
+    let pebble = Pebble::start(PebbleOptions {
+        tls_port: port(&listeners.main),
+        nosleep: true,
+        ..Default::default()
+    })
+    .await;
+    // Three in a row at each step: more than instant-acme re-sends by itself.
+    let proxy = AcmeProxy::start(&pebble, 3, None).await;
+    let state = tempfile::tempdir().expect("tempdir");
+    let mut core = Core::bind().await;
+    let config = config_with_directory(
+        state.path(),
+        &core.address,
+        &pebble,
+        &proxy.directory_url(),
+        "",
+    );
+    core.serve(&config);
+    let edge = Edge::start(listeners, config).await;
+    edge.wait_for("issued", &pebble, |s| s.issued >= 1).await;
+    let injected = proxy.injected();
+    eprintln!("badNonce injected: {injected:?}");
+    for step in [
+        "new-account",
+        "new-order",
+        "authorization",
+        "challenge",
+        "finalize",
+        "order poll",
+        "certificate",
+    ] {
+        assert_eq!(injected.get(step), Some(&3), "{step}: {injected:?}");
+    }
+    assert_eq!(pebble.orders_added(), 1, "retried, not re-ordered");
+    let status = edge.status().borrow().clone();
+    assert_eq!((status.orders, status.failed_orders), (1, 0), "{status:?}");
+    edge.stop().await;
+    core.stop().await;
+}
