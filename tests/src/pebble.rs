@@ -186,7 +186,8 @@ impl Pebble {
     }
 
     async fn wait_port(&self, port: u16) {
-        let deadline = tokio::time::Instant::now() + WAIT;
+        // Many Pebbles starting at once on a busy machine take a while.
+        let deadline = tokio::time::Instant::now() + 3 * WAIT;
         while tokio::net::TcpStream::connect(("127.0.0.1", port))
             .await
             .is_err()

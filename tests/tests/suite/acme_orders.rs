@@ -7,8 +7,8 @@
 //! fresh nonce, never answered with a new order.
 //!
 //! `ACME_ISSUANCES` (default 3) sets the issuances per challenge type;
-//! each runs against its own Pebble, all at once. `scripts/acme-soak`
-//! runs 20 per type.
+//! each runs against its own Pebble, `ACME_CONCURRENCY` (default 5) at
+//! once. `scripts/acme-soak` runs 20 per type.
 
 use super::acme_common::{
     Core, Edge, bind_listeners, config, config_with_directory, port, try_served_leaf,
@@ -35,11 +35,11 @@ struct Run {
     took: Duration,
 }
 
-fn issuances() -> usize {
-    std::env::var("ACME_ISSUANCES")
+fn env_count(name: &str, default: usize) -> usize {
+    std::env::var(name)
         .ok()
         .and_then(|n| n.parse().ok())
-        .unwrap_or(3)
+        .unwrap_or(default)
 }
 
 /// One edge, one Pebble with its defaults, one certificate.
@@ -101,7 +101,12 @@ async fn issue_once(challenge: &'static str) -> Run {
 }
 
 async fn every_issuance_is_one_order(challenge: &'static str) {
-    let runs = futures::future::join_all((0..issuances()).map(|_| issue_once(challenge))).await;
+    use futures::StreamExt;
+    let runs: Vec<Run> =
+        futures::stream::iter((0..env_count("ACME_ISSUANCES", 3)).map(|_| issue_once(challenge)))
+            .buffer_unordered(env_count("ACME_CONCURRENCY", 5))
+            .collect()
+            .await;
     let mut took: Vec<_> = runs.iter().map(|r| r.took.as_secs_f64()).collect();
     took.sort_by(f64::total_cmp);
     let lag = runs.iter().map(|r| r.serve_lag).max().unwrap_or_default();
