@@ -12,6 +12,7 @@ pub mod defaults;
 pub mod edge;
 mod error;
 pub mod limits;
+pub mod logging;
 pub mod secret;
 mod validate;
 

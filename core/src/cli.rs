@@ -114,19 +114,21 @@ impl ConfigArg {
     }
 }
 
-/// Logs to stderr, filtered by `level`, else `RUST_LOG`, else `info`.
-pub fn init_logging(level: Option<&str>) {
+/// Logs to stderr, filtered by `level` (`--log-level`), else `RUST_LOG`,
+/// else `info`: the edge's rule ([`vibectl_config::logging::directives`]),
+/// with the crates that could log about our own log writes kept quiet.
+/// Errors name the bad level.
+pub fn init_logging(level: Option<&str>) -> Result<(), String> {
     use tracing_subscriber::EnvFilter;
-    let filter = match level {
-        Some(level) => EnvFilter::try_new(level).ok(),
-        None => EnvFilter::try_from_default_env().ok(),
-    }
-    .unwrap_or_else(|| EnvFilter::new("info"));
+    let rust_log = std::env::var("RUST_LOG").ok();
+    let directives = vibectl_config::logging::directives(level, rust_log.as_deref())?;
+    let filter = EnvFilter::try_new(directives).map_err(|e| format!("bad log filter: {e}"))?;
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr)
         .try_init();
+    Ok(())
 }
 
 /// Resolves at the first SIGTERM or SIGINT.

@@ -29,7 +29,10 @@ async fn main() -> ExitCode {
         Ok(config) => config,
         Err(code) => return code,
     };
-    cli::init_logging(args.log_level.as_deref());
+    if let Err(message) = cli::init_logging(args.log_level.as_deref()) {
+        eprintln!("vibectl-core: {message}");
+        return ExitCode::from(cli::EXIT_BAD_CONFIG);
+    }
     args.apply(&mut config);
     match run(config).await {
         Ok(()) => ExitCode::SUCCESS,

@@ -17,7 +17,7 @@ const EXIT_CONFIG: u8 = 64;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    if let Err(message) = cli::logging::init(&cli.log_level, cli.log_format) {
+    if let Err(message) = cli::logging::init(cli.log_level.as_deref(), cli.log_format) {
         eprintln!("error: {message}");
         return ExitCode::from(EXIT_CONFIG);
     }
@@ -37,6 +37,16 @@ fn main() -> ExitCode {
 }
 
 fn run(command: Command, config: Config) -> anyhow::Result<()> {
+    // Every client connection is a file descriptor: take the whole hard limit.
+    match vibectl_edge::conn::fd::raise_nofile() {
+        Some(limit) if limit.now > limit.before => tracing::info!(
+            from = limit.before,
+            to = limit.now,
+            "raised the file-descriptor limit (RLIMIT_NOFILE)"
+        ),
+        Some(_) => {}
+        None => tracing::warn!("cannot read or raise the file-descriptor limit (RLIMIT_NOFILE)"),
+    }
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     runtime.block_on(async {
         let token = CancellationToken::new();

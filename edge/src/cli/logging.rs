@@ -1,28 +1,20 @@
-//! Log set-up: `--log-level` (or `RUST_LOG`), `--log-format text|json`,
-//! to stderr. HTTP/2 internals stay at info even at debug, so debug shows
-//! the edge's own decisions.
+//! Log set-up: `--log-level` (else `RUST_LOG`, else info),
+//! `--log-format text|json`, to stderr. HTTP/2, TLS and runtime internals
+//! stay at info even at debug or trace, so debug shows the edge's own
+//! decisions and a log write never causes another log event.
 
 use crate::cli::LogFormat;
 use std::io::IsTerminal;
 use tracing_subscriber::EnvFilter;
 
-/// Installs the global subscriber. Errors name the bad level.
-pub fn init(level: &str, format: LogFormat) -> Result<(), String> {
-    let filter = match std::env::var("RUST_LOG") {
-        Ok(directives) if !directives.is_empty() => EnvFilter::try_new(directives),
-        _ => {
-            let level = level.to_ascii_lowercase();
-            if !["error", "warn", "info", "debug", "trace"].contains(&level.as_str()) {
-                return Err(format!(
-                    "--log-level `{level}`: use error, warn, info, debug or trace"
-                ));
-            }
-            EnvFilter::try_new(format!(
-                "{level},h2=info,hyper=info,hyper_util=info,rustls=info"
-            ))
-        }
-    }
-    .map_err(|e| format!("bad log filter: {e}"))?;
+/// Installs the global subscriber: `level` (`--log-level`) wins over
+/// `RUST_LOG`, else `info` ([`vibectl_config::logging::directives`]: one
+/// rule for both binaries, with the crates that could log about our own log
+/// writes kept quiet). Errors name the bad level.
+pub fn init(level: Option<&str>, format: LogFormat) -> Result<(), String> {
+    let rust_log = std::env::var("RUST_LOG").ok();
+    let directives = vibectl_config::logging::directives(level, rust_log.as_deref())?;
+    let filter = EnvFilter::try_new(directives).map_err(|e| format!("bad log filter: {e}"))?;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(std::io::stderr().is_terminal())

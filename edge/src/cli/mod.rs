@@ -28,9 +28,10 @@ pub struct Cli {
     /// Configuration file (TOML). Default: <state dir>/config.toml if present.
     #[arg(long, global = true, env = "VIBECTL_PROXY_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
-    /// Log level: error, warn, info, debug, trace (RUST_LOG overrides).
-    #[arg(long, global = true, default_value = "info", value_name = "LEVEL")]
-    pub log_level: String,
+    /// Log level: error, warn, info, debug, trace. The flag wins over
+    /// RUST_LOG (full filter directives), which is used without it; else info.
+    #[arg(long, global = true, value_name = "LEVEL")]
+    pub log_level: Option<String>,
     /// Log format.
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,

@@ -164,7 +164,8 @@ impl CoreClient {
             .await
     }
 
-    async fn send_within(
+    /// As [`CoreClient::send`], waiting at most `timeout` for the headers.
+    pub async fn send_within(
         &self,
         mut request: Request<EdgeBody>,
         timeout: Duration,

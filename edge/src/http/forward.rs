@@ -5,12 +5,15 @@
 //! token. Dropping the response (a client reset) drops the core stream, so
 //! the cancellation reaches the provider.
 
-use crate::http::{
-    BoxError, EdgeBody,
-    auth::Identity,
-    body::{GrpcResponseBody, IdleTimeout},
-    core_client::CoreClient,
-    grpc_status::{GrpcCode, percent_encode},
+use crate::{
+    http::{
+        BoxError, EdgeBody,
+        auth::Identity,
+        body::{GrpcResponseBody, IdleTimeout},
+        core_client::CoreClient,
+        grpc_status::{GrpcCode, percent_encode},
+    },
+    limits::deadline::ResponseWait,
 };
 use http::{HeaderMap, HeaderValue, Request, Response, header};
 use http_body::Body;
@@ -65,9 +68,11 @@ impl ForwardError {
             Self::CoreUnavailable { .. } => {
                 "the LLM proxy core is unavailable; try again shortly".to_owned()
             }
-            Self::CoreResponseTimeout { after, .. } => {
-                format!("the LLM proxy core did not answer within {after:?}")
-            }
+            Self::CoreResponseTimeout { after, .. } => format!(
+                "the LLM proxy core sent no response within {} s (edge.core_response_timeout \
+                 for calls without a deadline); the call was cancelled",
+                after.as_secs_f64()
+            ),
         }
     }
 }
@@ -115,8 +120,15 @@ where
             if let Some(CoreHeaders(extra)) = parts.extensions.remove::<CoreHeaders>() {
                 parts.headers.extend(extra);
             }
+            // A call with a deadline waits for the core up to it; one without,
+            // `edge.core_response_timeout`.
+            let wait = parts.extensions.remove::<ResponseWait>();
             let body = IdleTimeout::new(body, idle).boxed_unsync();
-            let response = core.send(Request::from_parts(parts, body)).await?;
+            let request = Request::from_parts(parts, body);
+            let response = match wait {
+                Some(ResponseWait(wait)) => core.send_within(request, wait).await?,
+                None => core.send(request).await?,
+            };
             Ok(response.map(|b| GrpcResponseBody::new(b, idle).boxed_unsync()))
         })
     }

@@ -17,6 +17,8 @@ pub enum GrpcCode {
     DeadlineExceeded = 4,
     /// A limit was hit (used by the later rate-limit layer).
     ResourceExhausted = 8,
+    /// The method is not served (request policy).
+    Unimplemented = 12,
     /// A bug or an unexpected failure in the edge.
     Internal = 13,
     /// The core cannot be reached; retrying may help.

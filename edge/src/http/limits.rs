@@ -25,7 +25,11 @@ use super::{
 };
 use crate::{
     Edge,
-    limits::{Admit, CallKind, Limiter, Refusal, deadline::CallDeadline, retry_ms},
+    limits::{
+        Admit, CallKind, Limiter, Refusal,
+        deadline::{CallDeadline, DeadlineSource},
+        retry_ms,
+    },
     metrics::{Metrics, SubjectSlot},
 };
 use http::{HeaderMap, HeaderValue, Request, Response};
@@ -50,6 +54,8 @@ use vibectl_proto::wire::{
 pub struct LimitsLayer {
     limiter: Arc<Limiter>,
     metrics: Metrics,
+    /// `edge.max_call_duration`: the deadline of a call without one.
+    max_call: std::time::Duration,
 }
 
 impl LimitsLayer {
@@ -58,6 +64,7 @@ impl LimitsLayer {
         Self {
             limiter: edge.limiter().clone(),
             metrics: edge.metrics().clone(),
+            max_call: edge.config().edge.max_call_duration,
         }
     }
 }
@@ -70,6 +77,7 @@ impl<S> Layer<S> for LimitsLayer {
             inner,
             limiter: self.limiter.clone(),
             metrics: self.metrics.clone(),
+            max_call: self.max_call,
         }
     }
 }
@@ -80,6 +88,7 @@ pub struct Limits<S> {
     inner: S,
     limiter: Arc<Limiter>,
     metrics: Metrics,
+    max_call: std::time::Duration,
 }
 
 impl<S, B> Service<Request<B>> for Limits<S>
@@ -104,6 +113,7 @@ where
         let clone = self.inner.clone();
         let inner = std::mem::replace(&mut self.inner, clone);
         let (limiter, metrics) = (self.limiter.clone(), self.metrics.clone());
+        let max_call = self.max_call;
         // Without auth (`edge.require_auth = false`) every caller shares
         // the `anonymous` limits.
         let identity = request.extensions().get::<Identity>();
@@ -131,8 +141,16 @@ where
             let deadline = CallDeadline::of(
                 client_timeout,
                 permit.limits.request_timeout_seconds.map(|n| n.get()),
-            );
-            stamp(&mut request, &permit.limits, deadline);
+            )
+            .unwrap_or(CallDeadline::default_bound(max_call));
+            if let Some(wait) = deadline.response_wait() {
+                request.extensions_mut().insert(wait);
+            }
+            // The edge's own default bound is not sent to the core (absent
+            // there = no deadline asked); the backstop below enforces it.
+            let asked = Some(deadline).filter(|d| d.source != DeadlineSource::Default);
+            stamp(&mut request, &permit.limits, asked);
+            let deadline = Some(deadline);
             let hold = Hold {
                 permit,
                 in_flight: (kind == CallKind::Call).then(|| metrics.in_flight(&sub)),

@@ -11,6 +11,7 @@ pub mod hsts;
 pub mod limited_body;
 pub mod limits;
 pub mod message_size;
+pub mod policy;
 pub mod rescue;
 
 pub use core_client::{CoreClient, CoreHealth};
@@ -93,6 +94,9 @@ pub fn service(edge: &Edge) -> EdgeService {
         .option_layer(hsts::layer(&config.hsts, edge.transport()))
         // Rescue: typed errors from below become gRPC statuses, here only.
         .layer(rescue::RescueLayer)
+        // Request policy before any auth work: POST, gRPC content type, an
+        // allowlisted method (405 / 415 / UNIMPLEMENTED otherwise).
+        .layer(policy::PolicyLayer::new(config.edge.forward_reflection))
         // JWT: `authorization: Bearer <jwt>`, or UNAUTHENTICATED. Absent only
         // when `edge.require_auth = false`.
         .option_layer(
