@@ -168,3 +168,18 @@ pub const MAX_PREMATURE_RESET_PERCENT: u8 = 50;
 pub const JWT_MAX_LIFETIME: Duration = Duration::from_secs(365 * 24 * 3600);
 /// Longest `sub` a token may carry, in bytes.
 pub const JWT_MAX_SUB_BYTES: usize = 256;
+
+/// The time zone of the quota windows (calendar day and month).
+pub const QUOTA_TIME_ZONE: &str = "UTC";
+/// How long a quota reservation of a call that never ends (its core
+/// crashed) keeps counting: longer than any provider call may take.
+pub const QUOTA_RESERVATION_TTL: Duration = Duration::from_secs(600);
+/// The usage ledger's SQLite file, in the state directory.
+pub const LEDGER_SQLITE_FILE: &str = "usage.db";
+/// Rows the ledger writes in one transaction at most.
+pub const LEDGER_BATCH_ROWS: usize = 500;
+/// Longest a finished call's row waits before it is written.
+pub const LEDGER_FLUSH_INTERVAL: Duration = Duration::from_millis(200);
+/// Rows the ledger holds in memory while the database cannot take them;
+/// beyond this, new rows are dropped (and counted).
+pub const LEDGER_QUEUE_ROWS: usize = 100_000;

@@ -11,8 +11,10 @@ pub mod core;
 pub mod defaults;
 pub mod edge;
 mod error;
+pub mod ledger;
 pub mod limits;
 pub mod logging;
+pub mod quota;
 pub mod secret;
 mod validate;
 
@@ -24,7 +26,9 @@ pub use edge::{
     TlsConfig, TlsMode, TlsVersion,
 };
 pub use error::ConfigError;
+pub use ledger::LedgerConfig;
 pub use limits::{BackendFailure, LimitSet, LimitsBackend, LimitsConfig, MetricsConfig};
+pub use quota::{QuotaConfig, QuotaSet, Usd};
 pub use secret::Secret;
 
 use serde::Deserialize;
@@ -56,6 +60,10 @@ pub struct Config {
     pub limits: LimitsConfig,
     /// `[metrics]`.
     pub metrics: MetricsConfig,
+    /// `[quota]`.
+    pub quota: QuotaConfig,
+    /// `[ledger]`.
+    pub ledger: LedgerConfig,
     /// `[providers.NAME]`; when empty, `echo`, `openai` and `anthropic`.
     pub providers: BTreeMap<String, ProviderConfig>,
     /// `[[models]]`; when empty, `echo` plus well-known models.
@@ -76,6 +84,8 @@ impl Default for Config {
             connections: ConnectionsConfig::default(),
             limits: LimitsConfig::default(),
             metrics: MetricsConfig::default(),
+            quota: QuotaConfig::default(),
+            ledger: LedgerConfig::default(),
             providers: crate::core::default_providers(),
             models: crate::core::default_models(),
             source: None,

@@ -1,7 +1,11 @@
 //! `[limits]` and `[metrics]`: per-token limits (enforced by the edge, and by
 //! the core for input length) and the Prometheus endpoints.
 
-use crate::{defaults, secret::Secret};
+use crate::{
+    defaults,
+    quota::{QuotaSet, Tokens, Usd},
+    secret::Secret,
+};
 use serde::Deserialize;
 use std::{collections::BTreeMap, net::SocketAddr, num::NonZeroU32};
 
@@ -44,6 +48,17 @@ pub struct LimitSet {
     pub max_input_length: Option<NonZeroU32>,
     /// Longest a call may take, in seconds.
     pub request_timeout_seconds: Option<NonZeroU32>,
+    /// Tokens (input + output) per calendar day (enforced by the core).
+    pub max_tokens_per_day: Option<Tokens>,
+    /// Tokens (input + output) per calendar month.
+    pub max_tokens_per_month: Option<Tokens>,
+    /// USD per calendar day, from the models' prices.
+    pub max_cost_usd_per_day: Option<Usd>,
+    /// USD per calendar month.
+    pub max_cost_usd_per_month: Option<Usd>,
+    /// `false`: the token and cost budgets run in shadow mode (counted,
+    /// reported, logged as "would have refused", never refusing).
+    pub enforce: Option<bool>,
 }
 
 impl LimitSet {
@@ -61,6 +76,22 @@ impl LimitSet {
             request_timeout_seconds: self
                 .request_timeout_seconds
                 .or(base.request_timeout_seconds),
+            max_tokens_per_day: self.max_tokens_per_day.or(base.max_tokens_per_day),
+            max_tokens_per_month: self.max_tokens_per_month.or(base.max_tokens_per_month),
+            max_cost_usd_per_day: self.max_cost_usd_per_day.or(base.max_cost_usd_per_day),
+            max_cost_usd_per_month: self.max_cost_usd_per_month.or(base.max_cost_usd_per_month),
+            enforce: self.enforce.or(base.enforce),
+        }
+    }
+
+    /// The token and cost budgets of this set.
+    pub fn quota(&self) -> QuotaSet {
+        QuotaSet {
+            max_tokens_per_day: self.max_tokens_per_day,
+            max_tokens_per_month: self.max_tokens_per_month,
+            max_cost_usd_per_day: self.max_cost_usd_per_day,
+            max_cost_usd_per_month: self.max_cost_usd_per_month,
+            enforce: self.enforce,
         }
     }
 
@@ -91,6 +122,9 @@ pub struct LimitsConfig {
     pub global: LimitSet,
     /// Overrides by JWT `sub` (or `kid`), field by field over `global`.
     pub per_token: BTreeMap<String, LimitSet>,
+    /// Token and cost budgets of a model's whole spend (all callers), by
+    /// model id.
+    pub per_model: BTreeMap<String, QuotaSet>,
 }
 
 impl LimitsConfig {

@@ -155,3 +155,73 @@ fn zero_limit_is_rejected() {
         "{msg}"
     );
 }
+
+#[test]
+fn quota_budgets_parse_and_override_per_token() {
+    let cfg = parse(
+        "[limits.global]\nmax_tokens_per_day = 1000\nmax_cost_usd_per_month = 12.5\n\
+         [limits.per_token.alice]\nmax_tokens_per_day = 50\nenforce = false\n\
+         [limits.per_model.echo]\nmax_tokens_per_month = 7\n\
+         [quota]\ntime_zone = \"Europe/Berlin\"\nreservation_ttl = \"2s\"\n",
+    )
+    .expect("valid");
+    let alice = cfg.limits.for_token("alice", None).quota();
+    assert_eq!(alice.max_tokens_per_day, Some(50));
+    assert_eq!(alice.enforce, Some(false));
+    assert_eq!(
+        alice.max_cost_usd_per_month.map(|u| u.nanos()),
+        Some(12_500_000_000)
+    );
+    assert_eq!(
+        cfg.limits.for_token("bob", None).quota().max_tokens_per_day,
+        Some(1000)
+    );
+    assert_eq!(cfg.limits.per_model["echo"].max_tokens_per_month, Some(7));
+    assert_eq!(cfg.quota.reservation_ttl, std::time::Duration::from_secs(2));
+}
+
+#[test]
+fn bad_budgets_name_key_and_file() {
+    for (text, key) in [
+        (
+            "[limits.global]\nmax_tokens_per_day = -5\n",
+            "limits.global.max_tokens_per_day",
+        ),
+        (
+            "[limits.global]\nmax_tokens_per_day = \"lots\"\n",
+            "limits.global.max_tokens_per_day",
+        ),
+        (
+            "[limits.per_token.a]\nmax_cost_usd_per_day = -1.5\n",
+            "limits.per_token.a.max_cost_usd_per_day",
+        ),
+        (
+            "[limits.global]\nmax_cost_usd_per_month = \"ten\"\n",
+            "limits.global.max_cost_usd_per_month",
+        ),
+        (
+            "[limits.per_model.nope]\nmax_tokens_per_day = 5\n",
+            "limits.per_model.nope",
+        ),
+        ("[quota]\ntime_zone = \"Mars/Olympus\"\n", "quota.time_zone"),
+    ] {
+        let msg = parse(text).expect_err(text).to_string();
+        assert!(
+            msg.contains("test.toml") && msg.contains(key),
+            "{text}: {msg}"
+        );
+    }
+}
+
+#[test]
+fn ledger_url_is_checked_without_echoing_it() {
+    let msg = parse("[ledger]\nurl = \"mysql://u:hunter2@h/db\"\n")
+        .expect_err("not postgres")
+        .to_string();
+    assert!(
+        msg.contains("ledger.url") && !msg.contains("hunter2"),
+        "{msg}"
+    );
+    let cfg = parse("[ledger]\nurl = \"postgres://u:hunter2@127.0.0.1:5/db\"\n").expect("pg");
+    assert!(!format!("{cfg:?}").contains("hunter2"));
+}

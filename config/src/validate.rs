@@ -82,6 +82,10 @@ pub(crate) fn validate(cfg: &Config) -> Result<(), ConfigError> {
             }
         }
     }
+    crate::quota::validate(cfg).map_err(|(key, message)| err(key, message))?;
+    if let Err((key, message)) = cfg.ledger.check() {
+        return Err(err(key.into(), message));
+    }
     if let Some(default) = &cfg.core.default_model
         && !names.contains(default)
     {

@@ -8,6 +8,10 @@
 use crate::{
     metrics::{CallResult, CallSample, Metrics},
     providers::Usage,
+    quota::{
+        Reservation,
+        settle::{CallUsage, Ending},
+    },
     registry::ModelEntry,
     tokenizer::count_tokens,
 };
@@ -45,6 +49,8 @@ pub(crate) struct CallRecord {
     first_chunk_seen: bool,
     finished: bool,
     telemetry: Telemetry,
+    /// Quota reservation and ledger row.
+    hooks: CallUsage,
 }
 
 impl CallRecord {
@@ -62,7 +68,41 @@ impl CallRecord {
             first_chunk_seen: false,
             finished: false,
             telemetry,
+            hooks: CallUsage::default(),
         }
+    }
+
+    /// Where the call's quota settlement and ledger row go.
+    pub(crate) fn attach(&mut self, hooks: CallUsage) {
+        self.hooks = hooks;
+    }
+
+    /// The call's quota reservation, settled when it ends.
+    pub(crate) fn hold(&mut self, reservation: Option<Reservation>) {
+        self.hooks.reservation = reservation;
+    }
+
+    /// Settles the quota and records the ledger row (once, at the end).
+    fn settle(&mut self, outcome: &'static str, status: &str, engaged: bool) {
+        let mut estimated = self.usage.input_tokens.is_none() || self.usage.output_tokens.is_none();
+        let tokens = (self.model.is_some() && engaged).then(|| {
+            let (input, output) = self.tokens();
+            // A stream cut short: the provider's count (if any) is of its
+            // start; charge at least what was streamed.
+            if outcome != "ok" && self.output_estimate > output {
+                estimated = true;
+                return (input, self.output_estimate);
+            }
+            (input, output)
+        });
+        self.hooks.finish(&Ending {
+            outcome,
+            status,
+            model: self.model.as_deref(),
+            tokens,
+            estimated,
+            duration: self.started.elapsed(),
+        });
     }
 
     pub(crate) fn set_model(&mut self, model: Arc<ModelEntry>) {
@@ -144,6 +184,7 @@ impl CallRecord {
     pub(crate) fn complete(&mut self) -> ExecutionMetrics {
         self.finished = true;
         self.count(CallResult::Ok, true);
+        self.settle("ok", "OK", true);
         let m = self.metrics();
         tracing::info!(
             parent: &self.span,
@@ -162,6 +203,8 @@ impl CallRecord {
         self.finished = true;
         let engaged = self.usage_reported || self.output_estimate > 0;
         self.count(CallResult::from_code(code), engaged);
+        let refused = matches!(code, "RESOURCE_EXHAUSTED" | "UNAVAILABLE");
+        self.settle(if refused { "refused" } else { "failed" }, code, engaged);
         let (input, output) = self.tokens();
         if self.model.is_some() {
             tracing::warn!(parent: &self.span, code, details, input_tokens = input, output_tokens = output, retries = self.retries, error = message, "failed");
@@ -175,6 +218,7 @@ impl CallRecord {
     pub(crate) fn deadline_exceeded(&mut self, allowed: Duration) {
         self.finished = true;
         self.count(CallResult::DeadlineExceeded, true);
+        self.settle("deadline_exceeded", "DEADLINE_EXCEEDED", true);
         let (input, output) = self.tokens();
         let cost_usd = self.model.as_ref().and_then(|m| m.cost_usd(input, output));
         // A limit doing its job, not a fault: info, like a cancellation.
@@ -196,6 +240,7 @@ impl Drop for CallRecord {
             return;
         }
         self.count(CallResult::Cancelled, true);
+        self.settle("cancelled", "CANCELLED", true);
         let (input, output) = self.tokens();
         let cost_usd = self.model.as_ref().and_then(|m| m.cost_usd(input, output));
         tracing::info!(

@@ -42,6 +42,9 @@ pub(crate) struct CallContext {
     pub(crate) method: &'static str,
     /// The verified subject the edge passed, if any.
     pub(crate) sub: Option<String>,
+    /// The token's `kid` and `jti` the edge passed, if any.
+    pub(crate) kid: Option<String>,
+    pub(crate) jti: Option<String>,
     /// When the call must end.
     pub(crate) deadline: Option<Deadline>,
 }
@@ -85,6 +88,7 @@ pub(crate) fn run(
         let input_estimate = count_fragments(&req.system_fragments)
             .saturating_add(count_fragments(&req.user_fragments));
         let mut record = CallRecord::new(call_span.clone(), input_estimate, telemetry);
+        record.attach(shared.usage.call(&id, &ctx));
         let model = match shared.registry.resolve(req.model_name.as_deref()) {
             Ok(model) => model,
             Err(e) => {
@@ -109,6 +113,14 @@ pub(crate) fn run(
                 return;
             }
         };
+        match shared.usage.admit(&ctx, &model, input_estimate).await {
+            Ok(reservation) => record.hold(reservation),
+            Err(status) => {
+                record.fail(crate::quota::code_name(&status), None, status.message());
+                yield Err(status);
+                return;
+            }
+        }
         let mut events = shared.providers.stream(ProviderRequest {
             model: model.clone(),
             system: req.system_fragments,

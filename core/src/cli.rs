@@ -34,6 +34,11 @@ pub enum Command {
     /// Check that a running core is SERVING (grpc.health.v1); exit 0 if it
     /// is, else 1 with the reason. For Kubernetes exec probes.
     Health(HealthArgs),
+    /// Usage from the ledger: calls, tokens and cost by subject, model, day.
+    Usage(crate::usage_cli::UsageArgs),
+    /// Token and cost quotas.
+    #[command(subcommand)]
+    Quota(crate::usage_cli::QuotaCommand),
 }
 
 /// Options of `health`.

@@ -53,6 +53,12 @@ pub enum CoreError {
         /// The OS error.
         source: std::io::Error,
     },
+    /// The usage ledger cannot be opened.
+    #[error(transparent)]
+    Ledger(#[from] crate::ledger::LedgerError),
+    /// The quota backend cannot be set up.
+    #[error("quotas: {0}")]
+    Quota(String),
     /// Accepting connections failed for good.
     #[error("accepting connections failed: {0}")]
     Accept(std::io::Error),

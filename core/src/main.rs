@@ -23,6 +23,20 @@ async fn main() -> ExitCode {
                 Err(code) => code,
             };
         }
+        Command::Usage(args) => {
+            let config = match load(&args.config) {
+                Ok(config) => config,
+                Err(code) => return code,
+            };
+            return report(vibectl_core::usage_cli::usage(&config, &args).await);
+        }
+        Command::Quota(vibectl_core::usage_cli::QuotaCommand::Status(args)) => {
+            let config = match load(&args.config) {
+                Ok(config) => config,
+                Err(code) => return code,
+            };
+            return report(vibectl_core::usage_cli::quota_status(&config, &args).await);
+        }
         Command::Serve(args) => args,
     };
     let mut config = match load(&args.config) {
@@ -50,6 +64,20 @@ fn load(arg: &ConfigArg) -> Result<vibectl_config::Config, ExitCode> {
         eprintln!("vibectl-core: {e}");
         ExitCode::from(cli::EXIT_BAD_CONFIG)
     })
+}
+
+/// `usage` / `quota status`: the report on stdout, or the error on stderr (exit 1).
+fn report(result: Result<String, vibectl_core::usage_cli::ReportError>) -> ExitCode {
+    match result {
+        Ok(text) => {
+            print!("{text}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("vibectl-core: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 /// `health`: one line on stdout when SERVING, one line on stderr otherwise.

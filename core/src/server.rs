@@ -79,7 +79,8 @@ pub async fn serve_with_metrics(
         )?,
         None => Metrics::disabled(),
     };
-    let shared = Arc::new(Shared::new(&config, metrics.clone())?);
+    let usage = crate::quota::start(&config, &metrics).await?;
+    let shared = Arc::new(Shared::new(&config, metrics.clone(), usage)?);
     let (health, routes) = routes(shared.clone(), config.edge.max_message_bytes.get()).await?;
     // Its own token: /metrics stays up while the calls drain.
     let metrics_stop = CancellationToken::new();
@@ -106,6 +107,8 @@ pub async fn serve_with_metrics(
     if let Some(path) = unix_path {
         let _ = std::fs::remove_file(path);
     }
+    // Every call has ended (its row is queued): write the ledger's queue.
+    shared.usage.close().await;
     metrics_stop.cancel();
     if let Some(task) = metrics_task {
         let _ = task.await;

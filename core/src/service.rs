@@ -42,6 +42,13 @@ fn sub_of(metadata: &MetadataMap) -> Option<String> {
         .map(str::to_owned)
 }
 
+fn header_of(metadata: &MetadataMap, name: &str) -> Option<String> {
+    metadata
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+}
+
 impl ProxyService {
     /// Checks what the core enforces before any provider call (the input
     /// length) and starts the call under its deadline.
@@ -53,6 +60,8 @@ impl ProxyService {
         let started = Instant::now();
         let limits = CallLimits::from_metadata(request.metadata());
         let sub = sub_of(request.metadata());
+        let kid = header_of(request.metadata(), crate::quota::KID_HEADER);
+        let jti = header_of(request.metadata(), crate::quota::JTI_HEADER);
         let allowed_models = crate::scope::allowed_models(request.metadata());
         let mut req = request.into_inner();
         let unnamed = req
@@ -95,6 +104,8 @@ impl ProxyService {
         let ctx = CallContext {
             method,
             sub,
+            kid,
+            jti,
             deadline: limits.deadline(started),
         };
         Ok(call::run(self.shared.clone(), req, ctx))

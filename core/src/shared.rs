@@ -12,16 +12,23 @@ pub(crate) struct Shared {
     pub(crate) providers: Providers,
     pub(crate) server_name: String,
     pub(crate) metrics: Metrics,
+    /// Quotas and the usage ledger.
+    pub(crate) usage: crate::quota::Usage,
 }
 
 impl Shared {
-    pub(crate) fn new(config: &Config, metrics: Metrics) -> Result<Self, CoreError> {
+    pub(crate) fn new(
+        config: &Config,
+        metrics: Metrics,
+        usage: crate::quota::Usage,
+    ) -> Result<Self, CoreError> {
         let registry = Registry::from_config(config);
         Ok(Self {
             server_name: crate::server_info::server_name(&config.core.server_name, &registry),
             registry,
             providers: Providers::from_config(config)?,
             metrics,
+            usage,
         })
     }
 }

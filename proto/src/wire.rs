@@ -28,6 +28,11 @@ pub const SERVICE_NAME: &str = service_name!();
 pub const IDENTITY_PREFIX: &str = "x-vibectl-";
 /// The verified subject (`sub` claim) of the caller.
 pub const SUB_HEADER: &str = "x-vibectl-sub";
+/// The `kid` of the key that verified the caller's token (quotas may key
+/// on it; the usage ledger records it).
+pub const KID_HEADER: &str = "x-vibectl-kid";
+/// The caller's token id (`jti` claim), recorded in the usage ledger.
+pub const JTI_HEADER: &str = "x-vibectl-jti";
 /// The models the caller's token may use (comma-separated ids or aliases);
 /// absent = every model.
 pub const ALLOWED_MODELS_HEADER: &str = "x-vibectl-allowed-models";
@@ -117,16 +122,22 @@ pub enum LimitType {
     Timeout,
     /// A request message over `edge.max_message_bytes` (refused by the edge).
     MessageSize,
+    /// A token budget (`max_tokens_per_day` / `_month`; enforced by the core).
+    Token,
+    /// A cost budget (`max_cost_usd_per_day` / `_month`; enforced by the core).
+    Cost,
 }
 
 impl LimitType {
     /// Every limit type.
-    pub const ALL: [Self; 5] = [
+    pub const ALL: [Self; 7] = [
         Self::Rpm,
         Self::Concurrency,
         Self::InputLength,
         Self::Timeout,
         Self::MessageSize,
+        Self::Token,
+        Self::Cost,
     ];
 
     /// The metadata value.
@@ -137,6 +148,8 @@ impl LimitType {
             Self::InputLength => "input_length",
             Self::Timeout => "timeout",
             Self::MessageSize => "message_size",
+            Self::Token => "token",
+            Self::Cost => "cost",
         }
     }
 

@@ -72,6 +72,7 @@ impl CallResult {
         match code {
             "NO_MODEL" => Self::Error("no_model"),
             "MODEL_NOT_FOUND" => Self::Error("model_not_found"),
+            "RESOURCE_EXHAUSTED" => Self::Error("quota"),
             _ => Self::Error("execution_failed"),
         }
     }
@@ -193,6 +194,14 @@ impl Metrics {
         Ok(Self {
             inner: Some(Arc::new(instruments)),
         })
+    }
+
+    /// The meter of this registry, for instruments kept elsewhere (quotas,
+    /// the ledger); `None` when metrics are off.
+    pub fn meter(&self) -> Option<opentelemetry::metrics::Meter> {
+        self.inner
+            .as_ref()
+            .map(|i| i.provider.meter("vibectl-core"))
     }
 
     /// True when metrics are collected.

@@ -24,7 +24,7 @@ use std::{
     task::{Context, Poll},
     time::Duration,
 };
-use vibectl_proto::wire::{IDENTITY_PREFIX, SUB_HEADER};
+use vibectl_proto::wire::{IDENTITY_PREFIX, JTI_HEADER, KID_HEADER, SUB_HEADER};
 
 /// Headers the edge's own layers send the core (e.g. the caller's
 /// `x-vibectl-limit-*`), put in the request extensions; the forwarder adds
@@ -114,6 +114,15 @@ where
             // The token's model scope (`x-vibectl-allowed-models`), if any.
             if let Some(identity) = identity {
                 identity.apply_scope(&mut parts.headers);
+                // The key and token ids, for the core's quotas and ledger.
+                for (name, value) in [(KID_HEADER, &identity.kid), (JTI_HEADER, &identity.jti)] {
+                    if let Some(v) = value
+                        .as_deref()
+                        .and_then(|v| HeaderValue::from_str(&percent_encode(v)).ok())
+                    {
+                        parts.headers.insert(name, v);
+                    }
+                }
             }
             // The edge's own headers for the core (the caller's limits), set
             // by the limits layer: added after the client's were stripped.

@@ -251,7 +251,13 @@ async fn unix_channel(path: &str) -> Channel {
 
 /// Parses a test configuration.
 pub fn config(toml: &str) -> Config {
-    Config::from_toml(toml, Path::new("test.toml")).unwrap_or_else(|e| panic!("{e}"))
+    let mut cfg = Config::from_toml(toml, Path::new("test.toml")).unwrap_or_else(|e| panic!("{e}"));
+    // No usage ledger in the state dir of whoever runs the tests, unless
+    // the test configures one (`[ledger] sqlite_path` in a temp dir).
+    if !toml.contains("[ledger]") {
+        cfg.ledger.enabled = false;
+    }
+    cfg
 }
 
 /// Writes `key` to a file in `dir` and returns its path, for `api_key_file`

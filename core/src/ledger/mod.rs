@@ -1,0 +1,58 @@
+//! The usage ledger: one row per call (who, which model, tokens, cost,
+//! duration, how it ended), kept in a database — SQLite in the state
+//! directory by default, PostgreSQL for many replicas. Calls never wait for
+//! it: [`Ledger::record`] queues the row and a writer task stores rows in
+//! batches ([`writer`]); a graceful shutdown flushes the queue
+//! ([`Ledger::close`]). `vibectl-core usage` reports from it ([`report`]).
+
+mod metrics;
+mod open;
+mod postgres;
+pub mod report;
+mod sql;
+mod sqlite;
+mod store;
+mod writer;
+
+pub use metrics::LedgerMetrics;
+pub use open::open_store;
+pub use store::{LedgerError, LedgerStore, Total};
+pub use writer::Ledger;
+
+use serde::Serialize;
+
+/// One call, as the ledger keeps it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LedgerRow {
+    /// When the call ended, unix milliseconds.
+    pub ts_ms: i64,
+    /// The call's request id.
+    pub request_id: String,
+    /// The token's `sub` (`-` without one).
+    pub sub: String,
+    /// The key id that verified the token.
+    pub kid: Option<String>,
+    /// The token's `jti`.
+    pub jti: Option<String>,
+    /// The model id (empty when none resolved).
+    pub model: String,
+    /// The provider's name.
+    pub provider: String,
+    /// `Execute` or `StreamExecute`.
+    pub method: String,
+    /// Input tokens charged.
+    pub input_tokens: i64,
+    /// Output tokens charged.
+    pub output_tokens: i64,
+    /// True when a count is the core's estimate, not the provider's.
+    pub estimated: bool,
+    /// Cost in nano-USD.
+    pub cost_nanousd: i64,
+    /// Wall time of the call.
+    pub duration_ms: i64,
+    /// `ok`, `failed`, `cancelled`, `deadline_exceeded`, `refused`.
+    pub outcome: String,
+    /// The status or in-band error code (`OK`, `EXECUTION_FAILED`,
+    /// `RESOURCE_EXHAUSTED`, …).
+    pub status: String,
+}

@@ -1,0 +1,202 @@
+//! The writer task: rows wait in a bounded queue (a call never waits for
+//! the database), and are stored in batches of up to `batch_rows`, at least
+//! every `flush_interval`. A batch the database refuses (full disk, lost
+//! connection) is retried with backoff while new rows queue; a full queue
+//! drops rows (counted). [`Ledger::close`] writes what is queued.
+
+use super::{LedgerMetrics, LedgerRow, LedgerStore};
+use std::{
+    sync::{
+        Arc, Mutex, PoisonError,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
+use tokio::{sync::mpsc, task::JoinHandle};
+use tokio_util::sync::CancellationToken;
+use vibectl_config::LedgerConfig;
+
+/// First wait after a failed batch; doubled up to [`MAX_BACKOFF`].
+const FIRST_BACKOFF: Duration = Duration::from_millis(200);
+const MAX_BACKOFF: Duration = Duration::from_secs(10);
+/// Tries of each batch at shutdown.
+const CLOSE_TRIES: u32 = 3;
+
+/// The handle calls record through.
+#[derive(Debug)]
+pub struct Ledger {
+    tx: mpsc::Sender<LedgerRow>,
+    failing: Arc<AtomicBool>,
+    stop: CancellationToken,
+    task: Mutex<Option<JoinHandle<()>>>,
+    metrics: LedgerMetrics,
+    store: &'static str,
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+impl Ledger {
+    /// Starts the writer over `store`.
+    pub fn start(
+        store: Arc<dyn LedgerStore>,
+        config: &LedgerConfig,
+        metrics: LedgerMetrics,
+    ) -> Arc<Ledger> {
+        let (tx, rx) = mpsc::channel(config.queue_rows);
+        let failing = Arc::new(AtomicBool::new(false));
+        let stop = CancellationToken::new();
+        let name = store.name();
+        let writer = Writer {
+            store,
+            rx,
+            batch_rows: config.batch_rows,
+            flush_interval: config.flush_interval,
+            failing: failing.clone(),
+            metrics: metrics.clone(),
+        };
+        let task = tokio::spawn(writer.run(stop.clone()));
+        Arc::new(Ledger {
+            tx,
+            failing,
+            stop,
+            task: Mutex::new(Some(task)),
+            metrics,
+            store: name,
+        })
+    }
+
+    /// Queues a row; never waits. A full queue drops it (logged, counted).
+    pub fn record(&self, row: LedgerRow) {
+        if let Err(e) = self.tx.try_send(row) {
+            self.metrics.dropped(1);
+            let row = match e {
+                mpsc::error::TrySendError::Full(r) | mpsc::error::TrySendError::Closed(r) => r,
+            };
+            tracing::error!(request_id = %row.request_id, store = self.store, "usage ledger queue full: row dropped");
+        }
+        self.metrics
+            .queue(self.tx.max_capacity() - self.tx.capacity());
+    }
+
+    /// True while the database refuses writes.
+    pub fn is_failing(&self) -> bool {
+        self.failing.load(Ordering::Relaxed)
+    }
+
+    /// Writes every queued row (within `timeout`) and stops the writer.
+    pub async fn close(&self, timeout: Duration) {
+        self.stop.cancel();
+        let task = self
+            .task
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        if let Some(task) = task
+            && tokio::time::timeout(timeout, task).await.is_err()
+        {
+            tracing::error!(
+                ?timeout,
+                "usage ledger: queued rows not written before the deadline"
+            );
+        }
+    }
+}
+
+struct Writer {
+    store: Arc<dyn LedgerStore>,
+    rx: mpsc::Receiver<LedgerRow>,
+    batch_rows: usize,
+    flush_interval: Duration,
+    failing: Arc<AtomicBool>,
+    metrics: LedgerMetrics,
+}
+
+impl Writer {
+    async fn run(mut self, stop: CancellationToken) {
+        let mut batch = Vec::with_capacity(self.batch_rows);
+        loop {
+            // Wait for a first row, then gather more for at most flush_interval.
+            tokio::select! {
+                _ = stop.cancelled() => break,
+                n = self.rx.recv_many(&mut batch, self.batch_rows) => if n == 0 { break },
+            }
+            let until = tokio::time::Instant::now() + self.flush_interval;
+            while batch.len() < self.batch_rows {
+                let room = self.batch_rows - batch.len();
+                tokio::select! {
+                    _ = stop.cancelled() => break,
+                    _ = tokio::time::sleep_until(until) => break,
+                    n = self.rx.recv_many(&mut batch, room) => if n == 0 { break },
+                }
+            }
+            let mut backoff = FIRST_BACKOFF;
+            let mut written = self.write(&batch).await;
+            while !written && !stop.is_cancelled() {
+                tokio::select! {
+                    _ = stop.cancelled() => {}
+                    _ = tokio::time::sleep(backoff) => written = self.write(&batch).await,
+                }
+                backoff = (backoff * 2).min(MAX_BACKOFF);
+            }
+            if written {
+                batch.clear();
+            }
+            if stop.is_cancelled() {
+                // An unwritten batch is retried with the rest below.
+                break;
+            }
+        }
+        // Shutdown: everything still queued, a few tries per batch.
+        self.rx.close();
+        while let Ok(row) = self.rx.try_recv() {
+            batch.push(row);
+        }
+        for chunk in batch.chunks(self.batch_rows) {
+            let mut written = false;
+            for _ in 0..CLOSE_TRIES {
+                if self.write(chunk).await {
+                    written = true;
+                    break;
+                }
+                tokio::time::sleep(FIRST_BACKOFF).await;
+            }
+            if !written {
+                self.metrics.dropped(chunk.len());
+                tracing::error!(
+                    rows = chunk.len(),
+                    "usage ledger: rows lost at shutdown (the database refused them)"
+                );
+            }
+        }
+    }
+
+    /// One batch; true when stored.
+    async fn write(&self, batch: &[LedgerRow]) -> bool {
+        if batch.is_empty() {
+            return true;
+        }
+        match self.store.insert(batch).await {
+            Ok(()) => {
+                let oldest = batch.iter().map(|r| r.ts_ms).min().unwrap_or_else(now_ms);
+                self.metrics
+                    .written(batch.len(), (now_ms() - oldest).max(0) as f64 / 1000.0);
+                if self.failing.swap(false, Ordering::Relaxed) {
+                    tracing::info!("usage ledger writes again");
+                }
+                self.metrics.queue(self.rx.len());
+                true
+            }
+            Err(e) => {
+                self.metrics.error();
+                self.failing.store(true, Ordering::Relaxed);
+                tracing::error!(error = %e, rows = batch.len(), queued = self.rx.len(), "usage ledger write failed; retrying (calls go on)");
+                false
+            }
+        }
+    }
+}

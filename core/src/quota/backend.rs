@@ -1,0 +1,81 @@
+//! Where the quota counters live: a trait with one implementation per
+//! backend (this process's memory, or Redis shared by every replica). Each
+//! step is atomic in the backend: a reservation checks every budget of the
+//! call and reserves in all of them, or in none.
+
+use std::{fmt, time::Duration};
+
+/// One budget of a reservation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Line {
+    /// The counter (without the backend's prefix).
+    pub key: String,
+    /// Its limit.
+    pub limit: u64,
+    /// What the call reserves.
+    pub amount: u64,
+    /// `false`: shadow mode, reserve even if over the limit.
+    pub enforce: bool,
+}
+
+/// One budget of a settlement: the reservation is replaced by the actual use.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Settle {
+    /// The counter.
+    pub key: String,
+    /// What was reserved.
+    pub reserved: u64,
+    /// What the call actually used.
+    pub actual: u64,
+    /// When the counter may be forgotten (unix seconds: its window's end
+    /// plus a margin, so `quota status` can still show yesterday).
+    pub expire_at: i64,
+}
+
+/// A counter's state.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counts {
+    /// Settled use in the window.
+    pub used: u64,
+    /// Open reservations.
+    pub reserved: u64,
+}
+
+/// What a reservation found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReserveOutcome {
+    /// The backend's clock (Redis `TIME`), unix milliseconds.
+    pub now_ms: i64,
+    /// Each line's counts before this call.
+    pub counts: Vec<Counts>,
+    /// The first enforced line that did not fit (nothing was reserved).
+    pub refused: Option<usize>,
+}
+
+/// The backend could not answer.
+#[derive(Debug, thiserror::Error)]
+#[error("quota backend {backend} failed: {reason}")]
+pub struct BackendError {
+    /// `memory` or `redis`.
+    pub backend: &'static str,
+    /// What went wrong (never a URL or password).
+    pub reason: String,
+}
+
+/// A place for the quota counters.
+#[async_trait::async_trait]
+pub trait QuotaBackend: Send + Sync + fmt::Debug {
+    /// `memory` or `redis`.
+    fn name(&self) -> &'static str;
+    /// Reserves `lines` under `id` for at most `ttl`, atomically: all or none.
+    async fn reserve(
+        &self,
+        id: &str,
+        lines: &[Line],
+        ttl: Duration,
+    ) -> Result<ReserveOutcome, BackendError>;
+    /// Replaces reservation `id` by the actual use, atomically.
+    async fn settle(&self, id: &str, lines: &[Settle]) -> Result<(), BackendError>;
+    /// The counts of `keys` (expired reservations dropped).
+    async fn counts(&self, keys: &[String]) -> Result<Vec<Counts>, BackendError>;
+}

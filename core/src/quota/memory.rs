@@ -1,0 +1,193 @@
+//! The quota counters in this process's memory (one core). Restarting
+//! loses them; the core restores the used amounts from the ledger at start
+//! ([`MemoryBackend::add_used`]).
+
+use super::backend::{BackendError, Counts, Line, QuotaBackend, ReserveOutcome, Settle};
+use std::{
+    collections::HashMap,
+    sync::{Mutex, PoisonError},
+    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
+};
+
+#[derive(Debug, Default)]
+struct Counter {
+    used: u64,
+    /// Reservation id → (amount, expiry).
+    reservations: HashMap<String, (u64, Instant)>,
+    /// Unix seconds after which the counter is dropped (0: not yet known).
+    expire_at: i64,
+}
+
+impl Counter {
+    fn counts(&mut self, now: Instant) -> Counts {
+        self.reservations.retain(|_, (_, until)| *until > now);
+        Counts {
+            used: self.used,
+            reserved: self.reservations.values().map(|(a, _)| a).sum(),
+        }
+    }
+}
+
+/// Counters in a mutex-guarded map; every step holds the lock once.
+#[derive(Debug, Default)]
+pub struct MemoryBackend {
+    counters: Mutex<HashMap<String, Counter>>,
+}
+
+fn unix_now() -> (i64, i64) {
+    let d = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    (
+        i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
+        i64::try_from(d.as_millis()).unwrap_or(i64::MAX),
+    )
+}
+
+impl MemoryBackend {
+    /// Adds settled use to `key` (the ledger's totals at start).
+    pub fn add_used(&self, key: &str, amount: u64, expire_at: i64) {
+        let mut map = self.counters.lock().unwrap_or_else(PoisonError::into_inner);
+        let c = map.entry(key.to_owned()).or_default();
+        c.used = c.used.saturating_add(amount);
+        c.expire_at = c.expire_at.max(expire_at);
+    }
+}
+
+#[async_trait::async_trait]
+impl QuotaBackend for MemoryBackend {
+    fn name(&self) -> &'static str {
+        "memory"
+    }
+
+    async fn reserve(
+        &self,
+        id: &str,
+        lines: &[Line],
+        ttl: Duration,
+    ) -> Result<ReserveOutcome, BackendError> {
+        let now = Instant::now();
+        let (now_s, now_ms) = unix_now();
+        let mut map = self.counters.lock().unwrap_or_else(PoisonError::into_inner);
+        // Windows that ended are forgotten (bounded memory).
+        map.retain(|_, c| c.expire_at == 0 || c.expire_at > now_s || !c.reservations.is_empty());
+        let counts: Vec<Counts> = lines
+            .iter()
+            .map(|l| map.entry(l.key.clone()).or_default().counts(now))
+            .collect();
+        let refused = lines.iter().zip(&counts).position(|(l, c)| {
+            l.enforce && c.used.saturating_add(c.reserved).saturating_add(l.amount) > l.limit
+        });
+        if refused.is_none() {
+            for l in lines {
+                if let Some(c) = map.get_mut(&l.key) {
+                    c.reservations.insert(id.to_owned(), (l.amount, now + ttl));
+                }
+            }
+        }
+        Ok(ReserveOutcome {
+            now_ms,
+            counts,
+            refused,
+        })
+    }
+
+    async fn settle(&self, id: &str, lines: &[Settle]) -> Result<(), BackendError> {
+        let mut map = self.counters.lock().unwrap_or_else(PoisonError::into_inner);
+        for l in lines {
+            let c = map.entry(l.key.clone()).or_default();
+            c.reservations.remove(id);
+            c.used = c.used.saturating_add(l.actual);
+            c.expire_at = c.expire_at.max(l.expire_at);
+        }
+        Ok(())
+    }
+
+    async fn counts(&self, keys: &[String]) -> Result<Vec<Counts>, BackendError> {
+        let now = Instant::now();
+        let mut map = self.counters.lock().unwrap_or_else(PoisonError::into_inner);
+        Ok(keys
+            .iter()
+            .map(|k| map.get_mut(k).map(|c| c.counts(now)).unwrap_or_default())
+            .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn line(key: &str, limit: u64, amount: u64) -> Line {
+        Line {
+            key: key.into(),
+            limit,
+            amount,
+            enforce: true,
+        }
+    }
+
+    #[tokio::test]
+    async fn reserve_all_or_none_then_settle() {
+        let b = MemoryBackend::default();
+        let ttl = Duration::from_secs(60);
+        let ok = b
+            .reserve("a", &[line("d", 100, 60), line("m", 1000, 60)], ttl)
+            .await
+            .expect("reserve");
+        assert_eq!(ok.refused, None);
+        // 60 reserved in "d": another 60 does not fit, and "m" stays untouched.
+        let no = b
+            .reserve("b", &[line("m", 1000, 60), line("d", 100, 60)], ttl)
+            .await
+            .expect("reserve");
+        assert_eq!(no.refused, Some(1));
+        assert_eq!(
+            no.counts[1],
+            Counts {
+                used: 0,
+                reserved: 60
+            }
+        );
+        let m = b.counts(&["m".into()]).await.expect("counts");
+        assert_eq!(
+            m[0],
+            Counts {
+                used: 0,
+                reserved: 60
+            }
+        );
+        let settle = |key: &str| Settle {
+            key: key.into(),
+            reserved: 60,
+            actual: 25,
+            expire_at: i64::MAX,
+        };
+        b.settle("a", &[settle("d"), settle("m")])
+            .await
+            .expect("settle");
+        let d = b.counts(&["d".into()]).await.expect("counts");
+        assert_eq!(
+            d[0],
+            Counts {
+                used: 25,
+                reserved: 0
+            }
+        );
+        // Shadow lines reserve even over the limit.
+        let mut shadow = line("d", 10, 60);
+        shadow.enforce = false;
+        let s = b.reserve("c", &[shadow], ttl).await.expect("reserve");
+        assert_eq!(s.refused, None);
+    }
+
+    #[tokio::test]
+    async fn reservations_expire() {
+        let b = MemoryBackend::default();
+        b.reserve("a", &[line("d", 100, 60)], Duration::from_millis(1))
+            .await
+            .expect("reserve");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        let d = b.counts(&["d".into()]).await.expect("counts");
+        assert_eq!(d[0], Counts::default());
+    }
+}

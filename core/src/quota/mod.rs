@@ -1,0 +1,271 @@
+//! Token and cost quotas, enforced by the core (it sees tokens and prices).
+//! Before the provider is called, [`Quotas::reserve`] reserves the input
+//! estimate plus the model's maximum output (and their cost) in every
+//! budget of the call, atomically in the [`backend`]; a call that does not
+//! fit is refused with `RESOURCE_EXHAUSTED`, `limit-type: token` or
+//! `cost`, and `retry-after-ms` until the window resets. When the call ends,
+//! [`Reservation::settle`] replaces the reservation by the actual use.
+//! Budgets in shadow mode (`enforce = false`) count and report, never refuse.
+
+pub mod backend;
+pub mod memory;
+mod metrics;
+pub mod policy;
+pub mod redis;
+pub mod reload;
+pub(crate) mod settle;
+mod start;
+mod status;
+
+pub use metrics::QuotaMetrics;
+pub use settle::Identity;
+pub(crate) use start::restore;
+pub use start::{Usage, start};
+pub use status::{StatusRow, status_rows};
+
+use crate::registry::ModelEntry;
+use arc_swap::ArcSwap;
+use backend::{Line, QuotaBackend, Settle};
+use jiff::Timestamp;
+use policy::{Budget, Policy, Unit};
+use std::sync::Arc;
+use tonic::Status;
+use vibectl_config::{BackendFailure, Config, Usd, defaults};
+
+pub use vibectl_proto::wire::{JTI_HEADER, KID_HEADER};
+
+/// The name a ledger row and the logs give a refusal's status.
+pub fn code_name(status: &Status) -> &'static str {
+    match status.code() {
+        tonic::Code::ResourceExhausted => "RESOURCE_EXHAUSTED",
+        tonic::Code::Unavailable => "UNAVAILABLE",
+        _ => "INTERNAL",
+    }
+}
+
+/// Counters are kept this long past their window's end.
+const KEEP_AFTER_WINDOW_SECS: i64 = 7 * 24 * 3600;
+
+/// The quota engine of one core.
+#[derive(Debug)]
+pub struct Quotas {
+    policy: ArcSwap<Policy>,
+    backend: Arc<dyn QuotaBackend>,
+    on_failure: BackendFailure,
+    metrics: QuotaMetrics,
+}
+
+/// Who calls.
+#[derive(Debug, Clone, Copy)]
+pub struct Caller<'a> {
+    /// The token's `sub` (`-` without one).
+    pub sub: &'a str,
+    /// The key id that verified it.
+    pub kid: Option<&'a str>,
+}
+
+impl Quotas {
+    /// An engine over `backend`.
+    pub fn new(config: &Config, backend: Arc<dyn QuotaBackend>, metrics: QuotaMetrics) -> Self {
+        Self {
+            policy: ArcSwap::new(Policy::from_config(config)),
+            backend,
+            on_failure: config.limits.on_backend_failure,
+            metrics,
+        }
+    }
+
+    /// Puts a reloaded configuration's budgets in force.
+    pub fn reload(&self, config: &Config) {
+        self.policy.store(Policy::from_config(config));
+    }
+
+    /// The policy in force.
+    pub fn policy(&self) -> Arc<Policy> {
+        self.policy.load_full()
+    }
+
+    /// The backend.
+    pub fn backend(&self) -> &Arc<dyn QuotaBackend> {
+        &self.backend
+    }
+
+    /// Reserves what a call to `model` may use, or the status refusing it.
+    /// `None`: no budget applies (or the backend failed open).
+    pub async fn reserve(
+        self: &Arc<Self>,
+        caller: Caller<'_>,
+        model: &ModelEntry,
+        input_estimate: u32,
+    ) -> Result<Option<Reservation>, Status> {
+        let policy = self.policy.load();
+        if policy.is_empty() {
+            return Ok(None);
+        }
+        let budgets = policy.budgets(caller.sub, caller.kid, &model.id, Timestamp::now());
+        if budgets.is_empty() {
+            return Ok(None);
+        }
+        let max_output = model
+            .max_output_tokens
+            .unwrap_or(defaults::MAX_OUTPUT_TOKENS);
+        let tokens = u64::from(input_estimate) + u64::from(max_output);
+        let cost = nanos(model.cost_usd(input_estimate, max_output));
+        let amount = |b: &Budget| match b.unit {
+            Unit::Tokens => tokens,
+            Unit::Cost => cost,
+        };
+        let lines: Vec<Line> = budgets
+            .iter()
+            .map(|b| Line {
+                key: b.key.clone(),
+                limit: b.limit,
+                amount: amount(b),
+                enforce: b.enforce,
+            })
+            .collect();
+        let id = uuid::Uuid::new_v4().to_string();
+        let outcome = match self
+            .backend
+            .reserve(&id, &lines, policy.reservation_ttl)
+            .await
+        {
+            Ok(outcome) => outcome,
+            Err(e) => {
+                self.metrics.backend_error();
+                return match self.on_failure {
+                    BackendFailure::FailOpen => {
+                        tracing::warn!(error = %e, "quota backend failed: letting the call through (on_backend_failure = fail_open)");
+                        Ok(None)
+                    }
+                    BackendFailure::FailClosed => {
+                        tracing::warn!(error = %e, "quota backend failed: refusing the call (on_backend_failure = fail_closed)");
+                        Err(Status::unavailable(
+                            "the quota backend is unavailable; try again shortly",
+                        ))
+                    }
+                };
+            }
+        };
+        for (b, c) in budgets.iter().zip(&outcome.counts) {
+            self.metrics.observe(caller.sub, b, c.used);
+        }
+        if let Some(i) = outcome.refused {
+            let b = &budgets[i];
+            self.metrics.refused(b.unit, true);
+            let c = outcome.counts[i];
+            tracing::info!(sub = caller.sub, budget = b.name, owner = %b.owner, used = c.used, reserved = c.reserved, needs = lines[i].amount, limit = b.limit, "refused: quota exhausted");
+            return Err(refusal(&policy, b, c, lines[i].amount, outcome.now_ms));
+        }
+        for (i, (b, c)) in budgets.iter().zip(&outcome.counts).enumerate() {
+            if !b.enforce && c.used + c.reserved + lines[i].amount > b.limit {
+                self.metrics.refused(b.unit, false);
+                tracing::warn!(sub = caller.sub, budget = b.name, owner = %b.owner, used = c.used, reserved = c.reserved, needs = lines[i].amount, limit = b.limit, "would have refused: quota exhausted (shadow mode, enforce = false)");
+            }
+        }
+        self.metrics.reservation_opened();
+        Ok(Some(Reservation {
+            quotas: self.clone(),
+            id,
+            budgets: budgets
+                .into_iter()
+                .zip(lines)
+                .map(|(b, l)| (b, l.amount))
+                .collect(),
+            settled: false,
+        }))
+    }
+}
+
+/// USD as whole nano-dollars (0 when unpriced).
+pub fn nanos(usd: Option<f64>) -> u64 {
+    usd.and_then(Usd::from_f64).map_or(0, Usd::nanos)
+}
+
+/// The `RESOURCE_EXHAUSTED` status of a budget that does not fit.
+fn refusal(policy: &Policy, b: &Budget, c: backend::Counts, needs: u64, now_ms: i64) -> Status {
+    let show = |n: u64| match b.unit {
+        Unit::Tokens => format!("{n} tokens"),
+        Unit::Cost => format!("{} USD", Usd::from_nanos(n)),
+    };
+    let resets = b.window.resets;
+    let retry_after_ms = (resets.as_millisecond() - now_ms).max(0);
+    let mut status = Status::resource_exhausted(format!(
+        "{} budget of {} exhausted: {} = {} per {} ({} {} in {}); used {}, reserved {}, this call needs up to {}; resets at {}",
+        b.unit.limit_type().as_str(),
+        b.owner,
+        b.name,
+        show(b.limit),
+        b.period.name(),
+        b.period.name(),
+        b.window.label,
+        policy.tz_name,
+        show(c.used),
+        show(c.reserved),
+        show(needs),
+        resets,
+    ));
+    let md = status.metadata_mut();
+    md.insert(
+        vibectl_proto::wire::LIMIT_TYPE,
+        b.unit.limit_type().as_str().parse().expect("ASCII"),
+    );
+    if let Ok(v) = retry_after_ms.to_string().parse() {
+        md.insert(vibectl_proto::wire::RETRY_AFTER_MS, v);
+    }
+    status
+}
+
+/// A call's open reservation; settle it when the call ends.
+#[derive(Debug)]
+pub struct Reservation {
+    quotas: Arc<Quotas>,
+    id: String,
+    budgets: Vec<(Budget, u64)>,
+    settled: bool,
+}
+
+impl Reservation {
+    /// Replaces the reservation by what the call used (off the call's path).
+    pub fn settle(mut self, tokens: u64, cost_nanos: u64) {
+        self.settled = true;
+        self.finish(tokens, cost_nanos);
+    }
+
+    fn finish(&mut self, tokens: u64, cost_nanos: u64) {
+        let lines: Vec<Settle> = self
+            .budgets
+            .iter()
+            .map(|(b, reserved)| Settle {
+                key: b.key.clone(),
+                reserved: *reserved,
+                actual: match b.unit {
+                    Unit::Tokens => tokens,
+                    Unit::Cost => cost_nanos,
+                },
+                expire_at: b.window.resets.as_second() + KEEP_AFTER_WINDOW_SECS,
+            })
+            .collect();
+        let quotas = self.quotas.clone();
+        let id = std::mem::take(&mut self.id);
+        quotas.metrics.reservation_closed();
+        let Ok(rt) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        rt.spawn(async move {
+            if let Err(e) = quotas.backend.settle(&id, &lines).await {
+                quotas.metrics.backend_error();
+                tracing::warn!(error = %e, "quota settlement failed; the reservation expires on its own");
+            }
+        });
+    }
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        if !self.settled {
+            // Not settled by the call (a bug): release it, charge nothing.
+            self.finish(0, 0);
+        }
+    }
+}

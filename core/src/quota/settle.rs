@@ -1,0 +1,84 @@
+//! What a call leaves behind when it ends, however it ends: its quota
+//! reservation replaced by the tokens and cost it used, and one ledger
+//! row. [`crate::accounting::CallRecord`] calls [`CallUsage::finish`] once.
+
+use super::{Reservation, nanos};
+use crate::{
+    ledger::{Ledger, LedgerRow},
+    registry::ModelEntry,
+};
+use std::{
+    sync::Arc,
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
+
+/// Who made the call, as the edge passed it (`x-vibectl-sub`, `-kid`, `-jti`).
+#[derive(Debug, Clone, Default)]
+pub struct Identity {
+    /// The token's `sub` (`-` without one).
+    pub sub: String,
+    /// The key id that verified it.
+    pub kid: Option<String>,
+    /// The token's `jti`.
+    pub jti: Option<String>,
+}
+
+/// A call's quota reservation and ledger handle.
+#[derive(Debug, Default)]
+pub(crate) struct CallUsage {
+    pub(crate) ledger: Option<Arc<Ledger>>,
+    pub(crate) reservation: Option<Reservation>,
+    pub(crate) request_id: String,
+    pub(crate) method: &'static str,
+    pub(crate) identity: Identity,
+}
+
+/// How a call ended.
+#[derive(Debug)]
+pub(crate) struct Ending<'a> {
+    /// `ok`, `failed`, `refused`, `cancelled`, `deadline_exceeded`.
+    pub(crate) outcome: &'static str,
+    /// The status or in-band code.
+    pub(crate) status: &'a str,
+    pub(crate) model: Option<&'a ModelEntry>,
+    /// Tokens charged, `None` when nothing was billed.
+    pub(crate) tokens: Option<(u32, u32)>,
+    /// A count is the core's estimate.
+    pub(crate) estimated: bool,
+    pub(crate) duration: Duration,
+}
+
+impl CallUsage {
+    /// Settles the reservation and records the row.
+    pub(crate) fn finish(&mut self, e: &Ending<'_>) {
+        let (input, output) = e.tokens.unwrap_or((0, 0));
+        let cost = match (e.model, e.tokens) {
+            (Some(m), Some(_)) => nanos(m.cost_usd(input, output)),
+            _ => 0,
+        };
+        if let Some(r) = self.reservation.take() {
+            r.settle(u64::from(input) + u64::from(output), cost);
+        }
+        let Some(ledger) = &self.ledger else { return };
+        ledger.record(LedgerRow {
+            ts_ms: SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+                .unwrap_or(0),
+            request_id: self.request_id.clone(),
+            sub: self.identity.sub.clone(),
+            kid: self.identity.kid.clone(),
+            jti: self.identity.jti.clone(),
+            model: e.model.map(|m| m.id.clone()).unwrap_or_default(),
+            provider: e.model.map(|m| m.provider.clone()).unwrap_or_default(),
+            method: self.method.to_owned(),
+            input_tokens: i64::from(input),
+            output_tokens: i64::from(output),
+            estimated: e.tokens.is_some() && e.estimated,
+            cost_nanousd: i64::try_from(cost).unwrap_or(i64::MAX),
+            duration_ms: i64::try_from(e.duration.as_millis()).unwrap_or(i64::MAX),
+            outcome: e.outcome.to_owned(),
+            status: e.status.to_owned(),
+        });
+    }
+}

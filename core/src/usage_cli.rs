@@ -1,0 +1,203 @@
+//! `vibectl-core usage` (the ledger, summed) and `vibectl-core quota
+//! status` (each budget's used, reserved, limit and reset time).
+
+use crate::{
+    ledger::{
+        self, LedgerError,
+        report::{self, Format, GroupBy},
+    },
+    quota::{
+        backend::QuotaBackend, memory::MemoryBackend, policy::Policy, redis::RedisQuota,
+        status_rows,
+    },
+};
+use clap::{Args, Subcommand};
+use jiff::{Timestamp, ToSpan, civil::Date};
+use std::{fmt::Write as _, sync::Arc};
+use vibectl_config::{Config, LimitsBackend};
+
+/// Options of `usage`.
+#[derive(Debug, Args)]
+pub struct UsageArgs {
+    /// The configuration file.
+    #[command(flatten)]
+    pub config: crate::cli::ConfigArg,
+    /// Calls of the last DURATION (e.g. `7d`, `12h`); default: this month.
+    #[arg(long, value_name = "DURATION", conflicts_with = "month")]
+    pub since: Option<humantime::Duration>,
+    /// Calls of one calendar month, e.g. `2026-11` (in `[quota] time_zone`).
+    #[arg(long, value_name = "YYYY-MM")]
+    pub month: Option<String>,
+    /// Group by these columns: sub, model, day, kid (comma-separated).
+    #[arg(long, value_delimiter = ',', default_value = "sub,model")]
+    pub by: Vec<GroupBy>,
+    /// Only this subject's calls.
+    #[arg(long)]
+    pub sub: Option<String>,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "table")]
+    pub format: Format,
+}
+
+/// `quota …`.
+#[derive(Debug, Subcommand)]
+pub enum QuotaCommand {
+    /// Each budget's used, reserved and limit in its window, and when it resets.
+    Status(QuotaStatusArgs),
+}
+
+/// Options of `quota status`.
+#[derive(Debug, Args)]
+pub struct QuotaStatusArgs {
+    /// The configuration file.
+    #[command(flatten)]
+    pub config: crate::cli::ConfigArg,
+    /// Only this subject (default: every subject with a `[limits.per_token]`
+    /// table or calls this month, and every `[limits.per_model]` model).
+    #[arg(long)]
+    pub sub: Option<String>,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "table")]
+    pub format: Format,
+}
+
+/// Why a report cannot be made.
+#[derive(Debug, thiserror::Error)]
+pub enum ReportError {
+    /// A bad option.
+    #[error("{0}")]
+    Usage(String),
+    /// The ledger cannot be read.
+    #[error(transparent)]
+    Ledger(#[from] LedgerError),
+    /// The quota backend cannot be read.
+    #[error(transparent)]
+    Backend(#[from] crate::quota::backend::BackendError),
+}
+
+/// The `usage` report.
+pub async fn usage(config: &Config, args: &UsageArgs) -> Result<String, ReportError> {
+    let policy = Policy::from_config(config);
+    let now = Timestamp::now();
+    let (since, until) = if let Some(d) = args.since {
+        let d = std::time::Duration::from(d);
+        let ms = i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
+        (now.as_millisecond().saturating_sub(ms), i64::MAX)
+    } else {
+        let first = match &args.month {
+            Some(m) => Date::strptime("%Y-%m-%d", format!("{m}-01")).map_err(|_| {
+                ReportError::Usage(format!("--month {m}: expected YYYY-MM, e.g. 2026-11"))
+            })?,
+            None => now.to_zoned(policy.tz.clone()).date().first_of_month(),
+        };
+        let start = |d: Date| {
+            d.to_zoned(policy.tz.clone())
+                .map(|z| z.timestamp().as_millisecond())
+                .unwrap_or(0)
+        };
+        let next = first.checked_add(1.month()).map(start).unwrap_or(i64::MAX);
+        (start(first), next)
+    };
+    let store = ledger::open_store(config).await?;
+    let rows = store.rows(since, until, args.sub.as_deref()).await?;
+    let report = report::aggregate(&rows, &args.by, &policy.tz);
+    Ok(report::render(&report, &args.by, args.format))
+}
+
+/// The `quota status` report.
+pub async fn quota_status(config: &Config, args: &QuotaStatusArgs) -> Result<String, ReportError> {
+    let policy = Policy::from_config(config);
+    let backend: Arc<dyn QuotaBackend> = match config.limits.backend {
+        LimitsBackend::Redis => Arc::new(RedisQuota::new(
+            config
+                .limits
+                .redis_url
+                .as_ref()
+                .map(|u| u.expose())
+                .unwrap_or_default(),
+            config.limits.key_prefix(),
+        )?),
+        // The serving core's reservations live in its memory: show what the
+        // ledger says was used (what the core restores at start).
+        LimitsBackend::Memory => Arc::new(MemoryBackend::default()),
+    };
+    let (mut subs, models) = policy.configured();
+    let store = if config.ledger.enabled {
+        Some(ledger::open_store(config).await?)
+    } else {
+        None
+    };
+    if let Some(store) = &store {
+        let month = crate::quota::policy::Window::of(
+            crate::quota::policy::Period::Month,
+            Timestamp::now(),
+            &policy.tz,
+        );
+        let totals = store.totals(month.starts.as_millisecond()).await?;
+        subs.extend(totals.iter().map(|t| t.sub.clone()));
+        if config.limits.backend == LimitsBackend::Memory {
+            let memory = MemoryBackend::default();
+            crate::quota::restore(&memory, store.as_ref(), &policy).await?;
+            return render_status(&policy, &memory, args, subs, models).await;
+        }
+    }
+    render_status(&policy, backend.as_ref(), args, subs, models).await
+}
+
+async fn render_status(
+    policy: &Policy,
+    backend: &dyn QuotaBackend,
+    args: &QuotaStatusArgs,
+    mut subs: Vec<String>,
+    mut models: Vec<String>,
+) -> Result<String, ReportError> {
+    if let Some(sub) = &args.sub {
+        subs = vec![sub.clone()];
+        models.clear();
+    }
+    subs.sort();
+    subs.dedup();
+    let rows = status_rows(policy, backend, &subs, &models).await?;
+    if args.format == Format::Json {
+        return Ok(serde_json::to_string_pretty(&rows).unwrap_or_default() + "\n");
+    }
+    let sep = if args.format == Format::Csv {
+        ","
+    } else {
+        "  "
+    };
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{}",
+        [
+            "OWNER",
+            "BUDGET",
+            "WINDOW",
+            "USED",
+            "RESERVED",
+            "LIMIT",
+            "ENFORCE",
+            "RESETS_AT"
+        ]
+        .join(sep)
+    );
+    for r in rows {
+        let _ = writeln!(
+            out,
+            "{}",
+            [
+                r.owner,
+                r.budget.to_owned(),
+                r.window,
+                r.used.to_string(),
+                r.reserved.to_string(),
+                r.limit.to_string(),
+                r.enforce.to_string(),
+                r.resets_at,
+            ]
+            .join(sep)
+        );
+    }
+    Ok(out)
+}

@@ -1,0 +1,289 @@
+//! Token quotas with the memory backend, against the fake OpenAI and
+//! Anthropic servers: a call that does not fit its daily budget is refused
+//! with `limit-type: token` and `retry-after-ms` until midnight; every call
+//! leaves one ledger row (SQLite in a temp dir) with what was charged; a
+//! cancelled stream is charged what it produced; a provider error charges
+//! nothing; a restarted core keeps the day's use (restored from the ledger);
+//! shadow mode refuses nothing and counts would-be refusals.
+
+use crate::support::{self, Core, WAIT, with_header};
+use std::path::Path;
+use tonic::Code;
+use vibectl_core::{
+    ledger::{LedgerRow, open_store},
+    usage_cli::{QuotaStatusArgs, quota_status},
+};
+use vibectl_tests::{
+    fake_anthropic::FakeAnthropic,
+    fake_openai::{FakeOpenAi, Script},
+    harness::next_chunk,
+};
+
+/// A config: model `m` served by `kind` at `base`, a ledger in `dir`.
+fn cfg_text(kind: &str, base: &str, dir: &Path, limits: &str) -> String {
+    let key = support::key_file(dir, "sk-quota-test-key");
+    format!(
+        r#"
+[providers.p]
+kind = "{kind}"
+base_url = "{base}"
+api_key_file = "{key}"
+max_retries = 0
+
+[[models]]
+id = "m"
+provider = "p"
+max_output_tokens = 20
+input_usd_per_mtok = 1.0
+output_usd_per_mtok = 2.0
+
+[ledger]
+sqlite_path = "{db}"
+flush_interval = "10ms"
+
+{limits}
+"#,
+        db = dir.join("usage.db").display(),
+    )
+}
+
+fn request(id: &str) -> vibectl_proto::ExecuteRequest {
+    support::request(Some("m"), &[], &["hello world"], id)
+}
+
+async fn call(
+    core: &Core,
+    sub: &str,
+    id: &str,
+) -> Result<vibectl_proto::ExecuteResponse, tonic::Status> {
+    let req = with_header(tonic::Request::new(request(id)), "x-vibectl-sub", sub);
+    tokio::time::timeout(WAIT, core.client().execute(req))
+        .await
+        .expect("answered in time")
+        .map(tonic::Response::into_inner)
+}
+
+async fn rows(config_text: &str) -> Vec<LedgerRow> {
+    let cfg = support::config(config_text);
+    let store = open_store(&cfg).await.expect("ledger");
+    store.rows(0, i64::MAX, None).await.expect("rows")
+}
+
+const DAILY_100: &str = "[limits.global]\nmax_tokens_per_day = 100\n";
+
+#[tokio::test]
+async fn over_budget_is_refused_until_midnight_and_every_call_is_in_the_ledger() {
+    // Each call reserves 2 (input estimate) + 20 (max output) and is charged
+    // the provider's 30 + 2 = 32: three fit in 100, the fourth cannot.
+    let fake = FakeOpenAi::start(Script::text(["a", "b"]).usage(30, 2)).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let text = cfg_text("openai", &fake.base_url(), dir.path(), DAILY_100);
+    let core = Core::start(support::config(&text)).await;
+    for i in 0..3 {
+        call(&core, "alice", &format!("ok-{i}"))
+            .await
+            .expect("fits");
+    }
+    let refused = call(&core, "alice", "over").await.expect_err("over budget");
+    assert_eq!(refused.code(), Code::ResourceExhausted, "{refused:?}");
+    let md = refused.metadata();
+    assert_eq!(
+        md.get("limit-type").and_then(|v| v.to_str().ok()),
+        Some("token")
+    );
+    let retry: i64 = md
+        .get("retry-after-ms")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+        .expect("retry-after-ms");
+    let now = jiff::Timestamp::now();
+    let midnight = now
+        .to_zoned(jiff::tz::TimeZone::UTC)
+        .date()
+        .tomorrow()
+        .expect("tomorrow")
+        .to_zoned(jiff::tz::TimeZone::UTC)
+        .expect("zoned")
+        .timestamp();
+    let expected = midnight.as_millisecond() - now.as_millisecond();
+    assert!(
+        (retry - expected).abs() < 5_000,
+        "retry {retry} vs {expected}"
+    );
+    assert!(
+        refused.message().contains("max_tokens_per_day") && refused.message().contains("day"),
+        "{}",
+        refused.message()
+    );
+    // Another subject has its own budget.
+    call(&core, "bob", "bob-1").await.expect("bob fits");
+    core.stop().await;
+
+    let rows = rows(&text).await;
+    assert_eq!(rows.len(), 5, "{rows:#?}");
+    let alice: Vec<_> = rows.iter().filter(|r| r.sub == "alice").collect();
+    assert_eq!(alice.iter().filter(|r| r.outcome == "ok").count(), 3);
+    for r in alice.iter().filter(|r| r.outcome == "ok") {
+        assert_eq!(
+            (r.input_tokens, r.output_tokens, r.estimated),
+            (30, 2, false)
+        );
+        assert_eq!(r.cost_nanousd, 30 * 1_000 + 2 * 2_000);
+        assert_eq!((r.model.as_str(), r.provider.as_str()), ("m", "p"));
+    }
+    let over = alice
+        .iter()
+        .find(|r| r.request_id == "over")
+        .expect("refused row");
+    assert_eq!(
+        (over.outcome.as_str(), over.status.as_str()),
+        ("refused", "RESOURCE_EXHAUSTED")
+    );
+    assert_eq!((over.input_tokens, over.output_tokens), (0, 0));
+}
+
+#[tokio::test]
+async fn a_restarted_core_keeps_the_days_use_from_the_ledger() {
+    let fake = FakeOpenAi::start(Script::text(["a", "b"]).usage(30, 2)).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let text = cfg_text("openai", &fake.base_url(), dir.path(), DAILY_100);
+    let core = Core::start(support::config(&text)).await;
+    call(&core, "alice", "1").await.expect("fits");
+    call(&core, "alice", "2").await.expect("fits");
+    core.stop().await;
+    // 64 used: one more call fits (64 + 22 <= 100), a second does not.
+    let core = Core::start(support::config(&text)).await;
+    call(&core, "alice", "3").await.expect("fits after restart");
+    let refused = call(&core, "alice", "4")
+        .await
+        .expect_err("use was restored");
+    assert_eq!(refused.code(), Code::ResourceExhausted);
+    core.stop().await;
+    // `quota status` reads the same numbers from the ledger.
+    let cfg = support::config(&text);
+    let status = quota_status(
+        &cfg,
+        &QuotaStatusArgs {
+            config: vibectl_core::cli::ConfigArg { config: None },
+            sub: Some("alice".into()),
+            format: vibectl_core::ledger::report::Format::Csv,
+        },
+    )
+    .await
+    .expect("status");
+    assert!(
+        status.contains("max_tokens_per_day") && status.contains(",96,0,100,"),
+        "{status}"
+    );
+}
+
+#[tokio::test]
+async fn a_cancelled_stream_is_charged_what_it_produced_and_an_error_nothing() {
+    // Anthropic reports the input tokens at the start of the stream.
+    let fake = FakeAnthropic::start(
+        Script::text(["one", " two", " three", " four"])
+            .usage(17, 4)
+            .gated(),
+    )
+    .await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let text = cfg_text("anthropic", &fake.base_url(), dir.path(), DAILY_100);
+    let core = Core::start(support::config(&text)).await;
+    let req = with_header(
+        tonic::Request::new(request("cancelled")),
+        "x-vibectl-sub",
+        "carol",
+    );
+    let mut stream = core
+        .client()
+        .stream_execute(req)
+        .await
+        .expect("OK")
+        .into_inner();
+    let first = next_chunk(&mut stream).await;
+    assert!(first.chunk_type.is_some());
+    drop(stream);
+    // Wait (bounded) until the core saw the cancellation and wrote the row.
+    let deadline = std::time::Instant::now() + WAIT;
+    let row = loop {
+        if let Some(r) = rows(&text)
+            .await
+            .into_iter()
+            .find(|r| r.request_id == "cancelled")
+        {
+            break r;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no ledger row for the cancelled call"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
+    assert_eq!(row.outcome, "cancelled");
+    assert_eq!(row.input_tokens, 17, "the provider's own input count");
+    // The provider's count at the start of the stream (1), which is also
+    // what was streamed: one text chunk.
+    assert_eq!(row.output_tokens, 1);
+    fake.release_gate();
+    core.stop().await;
+
+    let failing = FakeOpenAi::start(Script::error(500, "boom")).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let text = cfg_text("openai", &failing.base_url(), dir.path(), DAILY_100);
+    let core = Core::start(support::config(&text)).await;
+    let answer = call(&core, "dave", "failed").await.expect("in-band error");
+    assert!(matches!(
+        answer.result,
+        Some(vibectl_proto::execute_response::Result::Error(_))
+    ));
+    core.stop().await;
+    let rows = rows(&text).await;
+    assert_eq!(rows.len(), 1);
+    assert_eq!(
+        (
+            rows[0].outcome.as_str(),
+            rows[0].input_tokens,
+            rows[0].output_tokens
+        ),
+        ("failed", 0, 0)
+    );
+}
+
+#[tokio::test]
+async fn shadow_mode_refuses_nothing_and_counts_would_be_refusals() {
+    let fake = FakeOpenAi::start(Script::text(["a"]).usage(30, 1)).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let limits = "[limits.global]\nmax_tokens_per_day = 10\nenforce = false\n";
+    let text = cfg_text("openai", &fake.base_url(), dir.path(), limits);
+    let core = Core::start_with_metrics(support::config(&text)).await;
+    for i in 0..3 {
+        call(&core, "erin", &format!("s-{i}"))
+            .await
+            .expect("shadow mode refuses nothing");
+    }
+    let metrics = core.scrape().await;
+    let would = support::sample(
+        &metrics,
+        "vibectl_quota_refusals_total",
+        &[("limit_type", "token"), ("mode", "shadow")],
+    );
+    assert_eq!(would, Some(3.0), "{metrics}");
+    assert!(
+        support::sample(
+            &metrics,
+            "vibectl_quota_refusals_total",
+            &[("mode", "enforced")]
+        )
+        .is_none(),
+        "{metrics}"
+    );
+    assert!(
+        support::sample(
+            &metrics,
+            "vibectl_quota_limit",
+            &[("budget", "max_tokens_per_day")]
+        ) == Some(10.0),
+        "{metrics}"
+    );
+    core.stop().await;
+}
