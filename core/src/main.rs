@@ -24,14 +24,18 @@ async fn main() -> ExitCode {
             };
         }
         Command::Usage(args) => {
-            let config = match load(&args.config) {
+            let config = match load(&ConfigArg {
+                config: args.config.clone(),
+            }) {
                 Ok(config) => config,
                 Err(code) => return code,
             };
             return report(vibectl_core::usage_cli::usage(&config, &args).await);
         }
         Command::Quota(vibectl_core::usage_cli::QuotaCommand::Status(args)) => {
-            let config = match load(&args.config) {
+            let config = match load(&ConfigArg {
+                config: args.config.clone(),
+            }) {
                 Ok(config) => config,
                 Err(code) => return code,
             };

@@ -19,9 +19,10 @@ use vibectl_config::{Config, LimitsBackend};
 /// Options of `usage`.
 #[derive(Debug, Args)]
 pub struct UsageArgs {
-    /// The configuration file.
-    #[command(flatten)]
-    pub config: crate::cli::ConfigArg,
+    /// Configuration file (default: $VIBECTL_PROXY_CONFIG, else
+    /// <state dir>/config.toml if it exists, else built-in defaults).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<std::path::PathBuf>,
     /// Calls of the last DURATION (e.g. `7d`, `12h`); default: this month.
     #[arg(long, value_name = "DURATION", conflicts_with = "month")]
     pub since: Option<humantime::Duration>,
@@ -49,9 +50,10 @@ pub enum QuotaCommand {
 /// Options of `quota status`.
 #[derive(Debug, Args)]
 pub struct QuotaStatusArgs {
-    /// The configuration file.
-    #[command(flatten)]
-    pub config: crate::cli::ConfigArg,
+    /// Configuration file (default: $VIBECTL_PROXY_CONFIG, else
+    /// <state dir>/config.toml if it exists, else built-in defaults).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<std::path::PathBuf>,
     /// Only this subject (default: every subject with a `[limits.per_token]`
     /// table or calls this month, and every `[limits.per_model]` model).
     #[arg(long)]

@@ -90,7 +90,7 @@ sqlite_path = "{}"
     assert_eq!(ids.len(), 2 * CALLS_PER_RUN, "every call once");
 
     let args = UsageArgs {
-        config: vibectl_core::cli::ConfigArg { config: None },
+        config: None,
         since: Some("1d".parse().expect("duration")),
         month: None,
         by: vec![GroupBy::Sub],

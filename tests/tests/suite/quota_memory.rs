@@ -164,7 +164,7 @@ async fn a_restarted_core_keeps_the_days_use_from_the_ledger() {
     let status = quota_status(
         &cfg,
         &QuotaStatusArgs {
-            config: vibectl_core::cli::ConfigArg { config: None },
+            config: None,
             sub: Some("alice".into()),
             format: vibectl_core::ledger::report::Format::Csv,
         },
