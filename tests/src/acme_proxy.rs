@@ -8,8 +8,11 @@
 //!   certificate) are answered `400 urn:ietf:params:acme:error:badNonce`
 //!   without reaching Pebble; [`AcmeProxy::injected`] counts them by step.
 //! - ARI (RFC 9773): with a [`RenewalInfo`], the directory gains
-//!   `renewalInfo` and `GET /renewal-info/<id>` answers the window and
-//!   `Retry-After` given; [`AcmeProxy::renewal_info_requests`] counts them.
+//!   `renewalInfo` and `GET /renewal-info/<id>` answers, for the first
+//!   certificate asked about, the window and `Retry-After` set by
+//!   [`AcmeProxy::set_renewal_info`] (for any later certificate: a window
+//!   30–60 days ahead, `Retry-After` 1 h);
+//!   [`AcmeProxy::renewal_info_requests`] counts the requests.
 
 use crate::pebble::Pebble;
 use bytes::Bytes;
@@ -40,6 +43,8 @@ pub struct RenewalInfo {
 struct State {
     injected: BTreeMap<&'static str, u32>,
     renewal_info_requests: u32,
+    renewal_info: Option<RenewalInfo>,
+    first_certificate: Option<String>,
 }
 
 /// The running proxy (stops when dropped).
@@ -94,7 +99,11 @@ impl AcmeProxy {
         let address = listener.local_addr().expect("addr");
         let upstream = pebble.api_address();
         let client = pebble.api_client();
-        let state = Arc::new(Mutex::new(State::default()));
+        let ari_on = ari.is_some();
+        let state = Arc::new(Mutex::new(State {
+            renewal_info: ari,
+            ..State::default()
+        }));
         let shared = state.clone();
         let task = tokio::spawn(async move {
             loop {
@@ -104,7 +113,6 @@ impl AcmeProxy {
                 let acceptor = acceptor.clone();
                 let client = client.clone();
                 let state = shared.clone();
-                let ari = ari.clone();
                 tokio::spawn(async move {
                     let Ok(tls) = acceptor.accept(tcp).await else {
                         return;
@@ -112,10 +120,10 @@ impl AcmeProxy {
                     let service = service_fn(move |request: Request<Incoming>| {
                         let client = client.clone();
                         let state = state.clone();
-                        let ari = ari.clone();
                         async move {
                             Ok::<_, hyper::Error>(
-                                handle(request, upstream, &client, &state, bad_nonces, ari).await,
+                                handle(request, upstream, &client, &state, bad_nonces, ari_on)
+                                    .await,
                             )
                         }
                     });
@@ -142,6 +150,11 @@ impl AcmeProxy {
         self.state.lock().expect("state").injected.clone()
     }
 
+    /// What `GET /renewal-info/<first certificate>` answers from now on.
+    pub fn set_renewal_info(&self, info: RenewalInfo) {
+        self.state.lock().expect("state").renewal_info = Some(info);
+    }
+
     /// `GET /renewal-info/…` requests answered.
     pub fn renewal_info_requests(&self) -> u32 {
         self.state.lock().expect("state").renewal_info_requests
@@ -162,7 +175,7 @@ async fn handle(
     client: &Client,
     state: &Mutex<State>,
     bad_nonces: u32,
-    ari: Option<RenewalInfo>,
+    ari: bool,
 ) -> Response<Full<Bytes>> {
     let path = request.uri().path().to_owned();
     let host = request
@@ -171,8 +184,21 @@ async fn handle(
         .and_then(|h| h.to_str().ok())
         .unwrap_or_default()
         .to_owned();
-    if let (Some(info), true) = (&ari, path.starts_with("/renewal-info/")) {
-        state.lock().expect("state").renewal_info_requests += 1;
+    if let (true, Some(id)) = (ari, path.strip_prefix("/renewal-info/")) {
+        let id = id.trim_start_matches('/').to_owned();
+        let info = {
+            let mut state = state.lock().expect("state");
+            state.renewal_info_requests += 1;
+            let first = state.first_certificate.get_or_insert_with(|| id.clone());
+            match (*first == id, state.renewal_info.clone()) {
+                (true, Some(info)) => info,
+                _ => RenewalInfo {
+                    start: rfc3339_in(30 * 86_400),
+                    end: rfc3339_in(60 * 86_400),
+                    retry_after_secs: 3600,
+                },
+            }
+        };
         let body = serde_json::json!({
             "suggestedWindow": { "start": info.start, "end": info.end }
         });
@@ -221,9 +247,9 @@ async fn handle(
         .expect("Pebble answered the proxy");
     let (parts, body) = response.into_parts();
     let mut body = body.collect().await.expect("body").to_bytes();
-    if let (Some(_), "/dir") = (&ari, path.as_str()) {
+    if let (true, "/dir") = (ari, path.as_str()) {
         let mut directory: serde_json::Value = serde_json::from_slice(&body).expect("json");
-        directory["renewalInfo"] = format!("https://{host}/renewal-info/").into();
+        directory["renewalInfo"] = format!("https://{host}/renewal-info").into();
         body = Bytes::from(directory.to_string());
     }
     let mut response = Response::from_parts(parts, Full::new(body.clone()));
@@ -232,4 +258,13 @@ async fn handle(
         .headers_mut()
         .remove(http::header::TRANSFER_ENCODING);
     response
+}
+
+/// RFC 3339 (UTC) for `seconds` from now (negative: ago).
+pub fn rfc3339_in(seconds: i64) -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs() as i64;
+    vibectl_edge::tls::files::unix_to_rfc3339(now + seconds)
 }

@@ -221,6 +221,13 @@ async fn renewal_swaps_while_clients_call_then_a_restart_serves_the_cache_withou
     let root = pebble.issuing_root().await;
     let first = served_leaf(edge.tls, &root).await;
     let issued_at = Instant::now();
+    let first_not_after = edge
+        .status()
+        .borrow()
+        .served
+        .as_ref()
+        .expect("served")
+        .not_after_unix;
 
     // Renewal at 2/3 of the lifetime, while one connection keeps calling
     // and new connections keep coming: not one call may fail.
@@ -248,6 +255,15 @@ async fn renewal_swaps_while_clients_call_then_a_restart_serves_the_cache_withou
         }
     }
     let renewed_after = issued_at.elapsed();
+    // The renewal order started when a third of the lifetime was left.
+    let status = edge.status().borrow().clone();
+    let ordered_at_ms = status.downloaded_at_unix_ms.expect("downloaded") as i64
+        - status.issue_millis.expect("took") as i64;
+    let third_left_ms = (first_not_after - validity.as_secs() as i64 / 3) * 1000;
+    assert!(
+        (third_left_ms - 2000..=third_left_ms + 2000).contains(&ordered_at_ms),
+        "renewal ordered at {ordered_at_ms} ms, a third of the lifetime left at {third_left_ms} ms"
+    );
     let second = served_leaf(edge.tls, &root).await;
     assert_ne!(
         first, second,
@@ -261,7 +277,7 @@ async fn renewal_swaps_while_clients_call_then_a_restart_serves_the_cache_withou
         .expect("new connection");
     assert!(calls > 20, "{calls} calls");
     eprintln!(
-        "renewed {renewed_after:?} after issuance ({validity:?} certificates); {calls} calls, 0 failed; {} failed orders (badNonce)",
+        "renewed {renewed_after:?} after issuance ({validity:?} certificates); {calls} calls, 0 failed; {} failed orders",
         edge.status().borrow().failed_orders
     );
     drop(existing);

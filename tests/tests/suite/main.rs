@@ -8,6 +8,7 @@ mod token_common;
 mod acme_common;
 mod acme_orders;
 mod acme_pebble;
+mod acme_renewal;
 mod acme_startup;
 mod core_bench;
 mod core_echo;

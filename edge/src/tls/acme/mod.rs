@@ -30,6 +30,7 @@
 
 mod account;
 mod answers;
+mod ari;
 mod cache;
 mod client;
 pub mod directory;
@@ -149,6 +150,12 @@ pub struct AcmeStatus {
     pub downloaded_at_unix_ms: Option<u64>,
     /// The served ACME certificate has expired (and none replaced it yet).
     pub expired: bool,
+    /// Certificates issued to replace a served one.
+    pub renewals: u64,
+    /// The start of the CA's ARI renewal window (Unix seconds), if it gave one.
+    pub ari_window_start: Option<i64>,
+    /// When the ARI window says to renew (Unix seconds).
+    pub renew_at: Option<i64>,
 }
 
 impl AcmeStatus {

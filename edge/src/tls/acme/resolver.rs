@@ -40,6 +40,14 @@ pub(super) enum Source {
     Issued,
 }
 
+/// A certificate now served: its validity (Unix seconds) and its leaf.
+#[derive(Debug, Clone)]
+pub(super) struct Deployed {
+    pub(super) not_before: i64,
+    pub(super) not_after: i64,
+    pub(super) leaf: Vec<u8>,
+}
+
 /// Checks ACME certificates (the cached PEM: key, then chain) and swaps
 /// the servable ones into the served resolver.
 #[derive(Debug)]
@@ -50,9 +58,8 @@ pub(super) struct Deployer {
 
 impl Deployer {
     /// Serves `pem` from now on if it is a valid chain with its key (not
-    /// expired); otherwise keeps what is served and records why. Returns
-    /// the leaf's validity, `(notBefore, notAfter)` in Unix seconds.
-    pub(super) fn deploy(&self, pem: &[u8], path: &Path, source: Source) -> Option<(i64, i64)> {
+    /// expired); otherwise keeps what is served and records why.
+    pub(super) fn deploy(&self, pem: &[u8], path: &Path, source: Source) -> Option<Deployed> {
         let what = match source {
             Source::Cache => "cached",
             Source::Issued => "new",
@@ -61,7 +68,14 @@ impl Deployer {
             Ok(key) => {
                 let leaf = key.cert.first().and_then(|c| inspect::describe(c).ok());
                 let served = ServedCert::of(&key);
-                let validity = leaf.as_ref().map(|l| (l.not_before, l.not_after));
+                let deployed = match (&leaf, key.cert.first()) {
+                    (Some(l), Some(der)) => Some(Deployed {
+                        not_before: l.not_before,
+                        not_after: l.not_after,
+                        leaf: der.to_vec(),
+                    }),
+                    _ => None,
+                };
                 self.served.swap(key);
                 if let Some(leaf) = &leaf {
                     let renew_at = leaf.not_after - (leaf.not_after - leaf.not_before) / 3;
@@ -80,7 +94,7 @@ impl Deployer {
                     status.last_error = None;
                     status.expired = false;
                 });
-                validity
+                deployed
             }
             Err(error) => {
                 let message = format!("the {what} certificate cannot be served: {error}");

@@ -1,6 +1,7 @@
 //! The one ACME task: serves the cached certificate, then orders when no
-//! certificate is served or a third of its lifetime is left, one order at
-//! a time ([`Flow`]). A failed order is followed by a pause that doubles
+//! certificate is served, or inside the CA's ARI window ([`ari`]), or
+//! else when a third of its lifetime is left; one order at a time
+//! ([`Flow`]). A failed order is followed by a pause that doubles
 //! (30 s, 1 min, … at most 12 h) or, after `rateLimited`, by the time the
 //! CA named. The status says when the served certificate has expired.
 
@@ -8,10 +9,10 @@ use super::{
     AcmeStatus,
     account::AccountSource,
     answers::Answers,
-    cache,
+    ari, cache,
     flow::{Flow, Issued},
     orders::{self, OrderRate},
-    resolver::{Deployer, Source},
+    resolver::{Deployed, Deployer, Source},
     steps::{OrderError, Steps},
 };
 use instant_acme::Account;
@@ -36,14 +37,24 @@ pub(super) struct Driver {
     pub(super) status: watch::Sender<AcmeStatus>,
 }
 
-fn unix_now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
-}
-
 fn at_unix(unix: i64) -> SystemTime {
     UNIX_EPOCH + Duration::from_secs(unix.max(0) as u64)
+}
+
+/// Why the task wakes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Wake {
+    /// To order (no certificate, renewal due).
+    Order,
+    /// To ask the CA for the renewal window.
+    Ari,
+    /// The served certificate expires.
+    Expiry,
+}
+
+fn unix_of(at: SystemTime) -> i64 {
+    at.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
 }
 
 /// When a certificate valid from `not_before` to `not_after` is renewed:
@@ -59,7 +70,7 @@ impl Driver {
         _ephemeral: Option<tempfile::TempDir>,
         shutdown: CancellationToken,
     ) {
-        let mut validity = match cache::read(self.cert_path.clone()).await {
+        let mut served = match cache::read(self.cert_path.clone()).await {
             Ok(Some(pem)) => self.deployer.deploy(&pem, &self.cert_path, Source::Cache),
             Ok(None) => None,
             Err(error) => {
@@ -71,36 +82,56 @@ impl Driver {
         let mut failures = 0u32;
         let mut not_before: Option<SystemTime> = None;
         let mut rate = OrderRate::new(ACME_ORDERS_PER_HOUR_WARN);
+        // ARI: the CA's window for the served certificate, and when to ask.
+        let mut window: Option<ari::Window> = None;
+        let mut ari_check = served.as_ref().map(|_| SystemTime::now());
         loop {
-            let now = unix_now();
-            let due = validity.map_or(now, |(from, to)| renew_at(from, to));
-            let mut wake = at_unix(due.max(now));
-            if let Some(after) = not_before {
-                wake = wake.max(after);
+            let now = SystemTime::now();
+            let due = match (&served, &window) {
+                (None, _) => now,
+                (Some(_), Some(window)) => window.renew_at,
+                (Some(d), None) => at_unix(renew_at(d.not_before, d.not_after)),
+            };
+            let mut wake = due.max(not_before.unwrap_or(now));
+            let mut why = Wake::Order;
+            if let Some(check) = ari_check.filter(|c| *c < wake) {
+                (wake, why) = (check, Wake::Ari);
             }
             // Wake at expiry too, so `/ready` says the certificate expired.
-            let expiry = validity
-                .map(|(_, to)| at_unix(to))
-                .filter(|_| !self.status.borrow().expired);
-            let expiring = expiry.is_some_and(|e| e < wake);
-            if expiring {
-                wake = expiry.unwrap_or(wake);
+            if let Some(expiry) = served
+                .as_ref()
+                .map(|d| at_unix(d.not_after))
+                .filter(|e| *e < wake && !self.status.borrow().expired)
+            {
+                (wake, why) = (expiry, Wake::Expiry);
             }
-            let pause = wake
-                .duration_since(SystemTime::now())
-                .unwrap_or(Duration::ZERO);
+            let pause = wake.duration_since(now).unwrap_or(Duration::ZERO);
             tokio::select! {
                 biased;
                 () = shutdown.cancelled() => break,
                 () = tokio::time::sleep(pause) => {}
             }
-            if expiring {
-                tracing::error!(
-                    "ACME: the served certificate has expired; not ready until a new one is issued"
-                );
-                self.status.send_modify(|s| s.expired = true);
-                continue;
+            match why {
+                Wake::Expiry => {
+                    tracing::error!(
+                        "ACME: the served certificate has expired; not ready until a new one is issued"
+                    );
+                    self.status.send_modify(|s| s.expired = true);
+                    continue;
+                }
+                Wake::Ari => {
+                    let leaf = served.as_ref().map(|d| d.leaf.clone()).unwrap_or_default();
+                    let checked = tokio::select! {
+                        biased;
+                        () = shutdown.cancelled() => break,
+                        checked = self.renewal_info(&mut account, &leaf) => checked,
+                    };
+                    (window, ari_check) = checked;
+                    continue;
+                }
+                Wake::Order => {}
             }
+            let renewal = served.is_some();
             self.status.send_modify(|s| s.orders_started += 1);
             let started = Instant::now();
             let result = tokio::select! {
@@ -118,31 +149,14 @@ impl Driver {
             }
             match result {
                 Ok(issued) => {
-                    let (pem, order_url) = (issued.pem, issued.order_url);
-                    let downloaded_ms = issued
-                        .downloaded_at
-                        .duration_since(UNIX_EPOCH)
-                        .map_or(0, |d| d.as_millis() as u64);
                     failures = 0;
                     not_before = None;
-                    if let Err(error) =
-                        cache::write(self.cert_path.clone(), pem.clone().into_bytes()).await
-                    {
-                        // Served even if it could not be kept.
-                        tracing::error!(%error, "ACME: the new certificate could not be cached");
+                    let deployed = self.serve_issued(issued, started.elapsed(), renewal).await;
+                    if deployed.is_some() {
+                        served = deployed;
+                        window = None;
+                        ari_check = Some(SystemTime::now());
                     }
-                    let took = started.elapsed();
-                    self.status.send_modify(|s| {
-                        s.orders += 1;
-                        s.last_order_url = Some(order_url.clone());
-                        s.rate_limited_until = None;
-                        s.issue_millis = Some(took.as_millis() as u64);
-                        s.downloaded_at_unix_ms = Some(downloaded_ms);
-                    });
-                    validity =
-                        self.deployer
-                            .deploy(pem.as_bytes(), &self.cert_path, Source::Issued);
-                    tracing::info!(order = %order_url, ?took, "ACME: new certificate served");
                 }
                 Err(error) => {
                     failures += 1;
@@ -157,11 +171,7 @@ impl Driver {
                         s.failed_orders += 1;
                         *s.failures_by_reason.entry(error.reason()).or_default() += 1;
                         s.last_error = Some(format!("order failed: {error}"));
-                        s.rate_limited_until = limited.then(|| {
-                            after
-                                .duration_since(UNIX_EPOCH)
-                                .map_or(0, |d| d.as_secs() as i64)
-                        });
+                        s.rate_limited_until = limited.then(|| unix_of(after));
                     });
                     tracing::warn!(
                         %error,
@@ -174,6 +184,83 @@ impl Driver {
             }
         }
         tracing::debug!("ACME task stopped");
+    }
+
+    /// Caches and serves a new certificate; records it in the status.
+    async fn serve_issued(
+        &self,
+        issued: Issued,
+        took: Duration,
+        renewal: bool,
+    ) -> Option<Deployed> {
+        if let Err(error) =
+            cache::write(self.cert_path.clone(), issued.pem.clone().into_bytes()).await
+        {
+            // Served even if it could not be kept.
+            tracing::error!(%error, "ACME: the new certificate could not be cached");
+        }
+        let downloaded_ms = issued
+            .downloaded_at
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        self.status.send_modify(|s| {
+            s.orders += 1;
+            s.renewals += u64::from(renewal);
+            s.last_order_url = Some(issued.order_url.clone());
+            s.rate_limited_until = None;
+            s.issue_millis = Some(took.as_millis() as u64);
+            s.downloaded_at_unix_ms = Some(downloaded_ms);
+        });
+        let deployed = self
+            .deployer
+            .deploy(issued.pem.as_bytes(), &self.cert_path, Source::Issued);
+        tracing::info!(order = %issued.order_url, ?took, renewal, "ACME: new certificate served");
+        deployed
+    }
+
+    /// Asks the CA for the served certificate's renewal window (ARI):
+    /// the window (if the CA has one) and when to ask again (`None`: never).
+    async fn renewal_info(
+        &self,
+        account: &mut Option<Account>,
+        leaf: &[u8],
+    ) -> (Option<ari::Window>, Option<SystemTime>) {
+        let account = match account {
+            Some(account) => account,
+            None => match self.source.account(&self.steps).await {
+                Ok(found) => account.insert(found),
+                Err(error) => {
+                    tracing::warn!(%error, "ACME: no account to ask for the renewal window; asking again in 1 h");
+                    return (None, Some(SystemTime::now() + Duration::from_secs(3600)));
+                }
+            },
+        };
+        match ari::fetch(account, leaf).await {
+            Ok(Some(window)) => {
+                tracing::info!(
+                    start = %httpdate::fmt_http_date(window.start),
+                    end = %httpdate::fmt_http_date(window.end),
+                    renew_at = %httpdate::fmt_http_date(window.renew_at),
+                    next_check = %httpdate::fmt_http_date(window.next_check),
+                    "ACME: renewal window (ARI)"
+                );
+                self.status.send_modify(|s| {
+                    s.ari_window_start = Some(unix_of(window.start));
+                    s.renew_at = Some(unix_of(window.renew_at));
+                });
+                (Some(window), Some(window.next_check))
+            }
+            Ok(None) => {
+                tracing::debug!(
+                    "ACME: the CA offers no renewal information; renewing at a third of the lifetime left"
+                );
+                (None, None)
+            }
+            Err(error) => {
+                tracing::warn!(%error, "ACME: renewal window (ARI) unavailable; asking again in 1 h");
+                (None, Some(SystemTime::now() + Duration::from_secs(3600)))
+            }
+        }
     }
 
     /// The account (registered once), then one order.
