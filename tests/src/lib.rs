@@ -10,3 +10,5 @@ pub mod fake_core;
 pub mod fake_openai;
 pub mod harness;
 pub mod pebble;
+pub mod postgres;
+pub mod redis_server;

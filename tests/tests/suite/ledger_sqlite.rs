@@ -55,6 +55,16 @@ async fn run_calls(core: &Core, run: usize) -> (i64, f64) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ten_thousand_calls_across_a_graceful_restart_lose_no_row() {
     let dir = tempfile::tempdir().expect("tempdir");
+    let ledger = format!(
+        "[ledger]\nsqlite_path = \"{}\"\n",
+        dir.path().join("usage.db").display()
+    );
+    ten_thousand_calls(&ledger).await;
+}
+
+/// 2 × 5,000 calls with a graceful restart between, with `ledger` (the
+/// `[ledger]` table): every row there once, `usage` equal to the calls' sums.
+pub(crate) async fn ten_thousand_calls(ledger: &str) {
     let text = format!(
         r#"
 [providers.echo]
@@ -66,10 +76,8 @@ provider = "echo"
 input_usd_per_mtok = 1.5
 output_usd_per_mtok = 3.0
 
-[ledger]
-sqlite_path = "{}"
-"#,
-        dir.path().join("usage.db").display()
+{ledger}
+"#
     );
     let mut tokens = 0;
     let mut cost = 0.0;
