@@ -166,11 +166,24 @@ impl VibectlLlmProxy for ProxyService {
     ) -> Result<Response<GetServerInfoResponse>, Status> {
         let limits = CallLimits::from_metadata(request.metadata());
         let allowed = crate::scope::allowed_models(request.metadata());
-        Ok(Response::new(crate::server_info::answer(
+        let sub = sub_of(request.metadata());
+        let kid = header_of(request.metadata(), crate::quota::KID_HEADER);
+        let mut response = Response::new(crate::server_info::answer(
             &self.shared.registry,
             allowed.as_deref(),
             limits.server_limits(),
             self.shared.server_name.clone(),
-        )))
+        ));
+        // The caller's remaining token and cost budgets, as response metadata.
+        let caller = crate::quota::Caller {
+            sub: sub.as_deref().unwrap_or("-"),
+            kid: kid.as_deref(),
+        };
+        if let Some(value) = self.shared.usage.quotas.remaining_header(caller).await {
+            response
+                .metadata_mut()
+                .insert(crate::quota::REMAINING_METADATA, value);
+        }
+        Ok(response)
     }
 }

@@ -177,6 +177,40 @@ impl Quotas {
     }
 }
 
+/// Response metadata of `GetServerInfo`: the caller's remaining budgets,
+/// `max_tokens_per_day=904;resets=2026-12-07T00:00:00Z, …` (cost in USD).
+pub const REMAINING_METADATA: &str = "x-vibectl-quota-remaining";
+
+impl Quotas {
+    /// The [`REMAINING_METADATA`] value for `caller` (`None` without budgets,
+    /// or when the backend cannot answer).
+    pub async fn remaining_header(
+        &self,
+        caller: Caller<'_>,
+    ) -> Option<tonic::metadata::MetadataValue<tonic::metadata::Ascii>> {
+        let policy = self.policy.load();
+        let budgets = policy.caller_budgets(caller.sub, caller.kid, Timestamp::now());
+        if budgets.is_empty() {
+            return None;
+        }
+        let keys: Vec<String> = budgets.iter().map(|b| b.key.clone()).collect();
+        let counts = self.backend.counts(&keys).await.ok()?;
+        let parts: Vec<String> = budgets
+            .iter()
+            .zip(counts)
+            .map(|(b, c)| {
+                let left = b.limit.saturating_sub(c.used + c.reserved);
+                let left = match b.unit {
+                    Unit::Tokens => left.to_string(),
+                    Unit::Cost => Usd::from_nanos(left).to_string(),
+                };
+                format!("{}={left};resets={}", b.name, b.window.resets)
+            })
+            .collect();
+        parts.join(", ").parse().ok()
+    }
+}
+
 /// USD as whole nano-dollars (0 when unpriced).
 pub fn nanos(usd: Option<f64>) -> u64 {
     usd.and_then(Usd::from_f64).map_or(0, Usd::nanos)

@@ -127,3 +127,73 @@ output_usd_per_mtok = 3.0
         sum("cost_usd")
     );
 }
+
+/// The value of a counter in the core's `/metrics` (0 when absent).
+fn counter(metrics: &str, name: &str) -> f64 {
+    support::sample(metrics, name, &[]).unwrap_or(0.0)
+}
+
+/// Sets this process's soft file-size limit (`prlimit`, util-linux): past
+/// it every write to a regular file fails, as on a full disk.
+fn file_size_limit(soft: &str) {
+    let status = std::process::Command::new("prlimit")
+        .arg("--pid")
+        .arg(std::process::id().to_string())
+        .arg(format!("--fsize={soft}:"))
+        .status()
+        .expect("prlimit (util-linux)");
+    assert!(status.success(), "prlimit");
+}
+
+#[tokio::test]
+async fn a_full_disk_keeps_calls_working_counts_errors_and_loses_no_row_once_it_has_room() {
+    // A write past the limit must fail (EFBIG), not kill the process.
+    let _ignore = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::from_raw(25))
+        .expect("SIGXFSZ handler");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let text = format!(
+        "[ledger]\nsqlite_path = \"{}\"\nflush_interval = \"10ms\"\n",
+        dir.path().join("usage.db").display()
+    );
+    let core = Core::start_with_metrics(support::config(&text)).await;
+    let call = |i: usize| {
+        let req = support::request(Some("echo"), &[], &["disk test"], &format!("d{i}"));
+        core.execute(req)
+    };
+    call(0).await;
+    let wait_for = |name: &'static str| {
+        let core = &core;
+        async move {
+            let deadline = std::time::Instant::now() + support::WAIT;
+            loop {
+                if counter(&core.scrape().await, name) >= 1.0 {
+                    return;
+                }
+                assert!(std::time::Instant::now() < deadline, "{name} never counted");
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
+        }
+    };
+    wait_for("vibectl_ledger_rows_written_total").await;
+    // The disk is full: every call still answers.
+    file_size_limit("1");
+    for i in 1..=20 {
+        let answer = call(i).await;
+        assert!(
+            matches!(answer.result, Some(execute_response::Result::Success(_))),
+            "{answer:?}"
+        );
+    }
+    wait_for("vibectl_ledger_write_errors_total").await;
+    // Room again: the queued rows are written, none lost.
+    file_size_limit("unlimited");
+    core.stop().await;
+    let cfg = support::config(&text);
+    let rows = open_store(&cfg)
+        .await
+        .expect("ledger")
+        .rows(0, i64::MAX, None)
+        .await
+        .expect("rows");
+    assert_eq!(rows.len(), 21, "every call once");
+}

@@ -115,6 +115,24 @@ async fn over_budget_is_refused_until_midnight_and_every_call_is_in_the_ledger()
         "{}",
         refused.message()
     );
+    // GetServerInfo tells the caller what is left, in response metadata.
+    let info = tokio::time::timeout(
+        WAIT,
+        core.client().get_server_info(with_header(
+            tonic::Request::new(vibectl_proto::GetServerInfoRequest {}),
+            "x-vibectl-sub",
+            "alice",
+        )),
+    )
+    .await
+    .expect("in time")
+    .expect("server info");
+    let left = info
+        .metadata()
+        .get("x-vibectl-quota-remaining")
+        .and_then(|v| v.to_str().ok())
+        .expect("remaining quota");
+    assert!(left.starts_with("max_tokens_per_day=4;resets="), "{left}");
     // Another subject has its own budget.
     call(&core, "bob", "bob-1").await.expect("bob fits");
     core.stop().await;
@@ -285,5 +303,35 @@ async fn shadow_mode_refuses_nothing_and_counts_would_be_refusals() {
         ) == Some(10.0),
         "{metrics}"
     );
+    core.stop().await;
+}
+
+#[tokio::test]
+async fn budgets_are_hot_reloaded_from_the_config_file() {
+    let fake = FakeOpenAi::start(Script::text(["a", "b"]).usage(30, 2)).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("core.toml");
+    let write = |limits: &str| {
+        let text = cfg_text("openai", &fake.base_url(), dir.path(), limits)
+            .replace("[ledger]", "[ledger]\nenabled = false");
+        std::fs::write(&path, text).expect("write config");
+    };
+    write("[limits.global]\nmax_tokens_per_day = 1000\n");
+    let config = vibectl_config::Config::load(Some(&path)).expect("config");
+    let core = Core::start(config).await;
+    call(&core, "frank", "before").await.expect("fits 1000");
+    // The operator lowers the budget below what one call reserves.
+    write("[limits.global]\nmax_tokens_per_day = 10\n");
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        match call(&core, "frank", "after").await {
+            Err(status) => {
+                assert_eq!(status.code(), Code::ResourceExhausted);
+                break;
+            }
+            Ok(_) => assert!(std::time::Instant::now() < deadline, "never reloaded"),
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
     core.stop().await;
 }
