@@ -1,7 +1,8 @@
 //! [`ConnTable`]: every open client connection of the edge (all
 //! listeners), with the caps in total and per client address (IPv4, or
 //! the /64 of IPv6). At a cap the connection idle the longest (no request
-//! in flight) is closed to make room; with none idle, the newcomer is
+//! in flight; silent ones first, see [`ConnState`]) is closed to make
+//! room; with none idle, the newcomer is
 //! refused. Each connection's [`ConnState`] says whether it is idle, since
 //! when, and carries its close signal.
 
@@ -30,6 +31,8 @@ pub struct ConnState {
     /// When the connection became ready for requests (TLS: handshake done).
     ready_ms: AtomicU64,
     used: AtomicBool,
+    /// Set by [`ConnState::mark_ready`]: set-up (TLS, PROXY header) done.
+    ready: AtomicBool,
     close: CancellationToken,
     reason: OnceLock<CloseReason>,
     /// Premature-reset accounting: (streams ended, of which premature).
@@ -67,6 +70,11 @@ impl ConnState {
 
     /// The TLS handshake (or PROXY header) is done: the first-request timer starts.
     pub fn mark_ready(&self) {
+        self.ready.store(true, Ordering::Release);
+        self.start_timers();
+    }
+
+    fn start_timers(&self) {
         let now = self.ms(Instant::now());
         self.ready_ms.store(now, Ordering::Release);
         self.last_active_ms.store(now, Ordering::Release);
@@ -123,6 +131,19 @@ impl ConnState {
 
     fn is_idle(&self) -> bool {
         self.streams() == 0 && !self.close.is_cancelled()
+    }
+
+    /// Which idle connections go first at a cap: silent ones that finished
+    /// their set-up and never sent a request (what an attacker holds), then
+    /// ones still in set-up (bounded by the handshake timeout anyway), then
+    /// clients' idle keep-alive connections; within a class, the oldest.
+    fn eviction_order(&self) -> (u8, u64) {
+        let class = match (self.used(), self.ready.load(Ordering::Acquire)) {
+            (false, true) => 0,
+            (false, false) => 1,
+            (true, _) => 2,
+        };
+        (class, self.last_active_ms.load(Ordering::Acquire))
     }
 }
 
@@ -241,11 +262,12 @@ impl ConnTable {
             last_active_ms: AtomicU64::new(0),
             ready_ms: AtomicU64::new(0),
             used: AtomicBool::new(false),
+            ready: AtomicBool::new(false),
             close: CancellationToken::new(),
             reason: OnceLock::new(),
             resets: Mutex::new((0, 0)),
         });
-        state.mark_ready();
+        state.start_timers();
         inner.conns.insert(id, (key, state.clone()));
         *inner.per_address.entry(key).or_default() += 1;
         self.stats.set_open(inner.conns.len());
@@ -299,7 +321,7 @@ impl ConnTable {
             .conns
             .iter()
             .filter(|(_, (k, s))| key.is_none_or(|key| *k == key) && s.is_idle())
-            .min_by_key(|(_, (_, s))| s.last_active_ms.load(Ordering::Acquire))
+            .min_by_key(|(_, (_, s))| s.eviction_order())
             .map(|(id, _)| *id);
         let Some(id) = oldest else {
             return false;

@@ -1,0 +1,138 @@
+//! Shared by the hardening tests: silent TLS clients (an attacker's), a
+//! victim client measured beside an attack, raw HTTP/2 requests.
+
+use std::{
+    net::SocketAddr,
+    path::Path,
+    sync::Arc,
+    time::{Duration, Instant},
+};
+use tokio::{io::AsyncReadExt, net::TcpStream};
+use tokio_rustls::{TlsConnector, client::TlsStream};
+use vibectl_proto::llm_proxy::{
+    GetServerInfoRequest, vibectl_llm_proxy_client::VibectlLlmProxyClient,
+};
+use vibectl_tests::harness::authed;
+
+/// A rustls client trusting `ca_bundle`, ALPN `h2`.
+pub fn tls_client(ca_bundle: &Path) -> TlsConnector {
+    vibectl_edge::tls::install_crypto_provider();
+    let mut roots = rustls::RootCertStore::empty();
+    let pem = std::fs::read(ca_bundle).expect("CA bundle");
+    for cert in rustls_pki_types::pem::PemObject::pem_slice_iter(&pem) {
+        roots.add(cert.expect("pem")).expect("root");
+    }
+    let mut config = rustls::ClientConfig::builder()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    TlsConnector::from(Arc::new(config))
+}
+
+/// A TLS connection that completed its handshake and will send nothing
+/// (no HTTP/2 preface); `None` when the edge refused or closed it first.
+pub async fn silent_tls(addr: SocketAddr, tls: &TlsConnector) -> Option<TlsStream<TcpStream>> {
+    let tcp = TcpStream::connect(addr).await.ok()?;
+    let name = rustls_pki_types::ServerName::try_from("localhost").expect("name");
+    tokio::time::timeout(Duration::from_secs(5), tls.connect(name, tcp))
+        .await
+        .ok()?
+        .ok()
+}
+
+/// Waits (at most `within`) until the edge closes `stream`; whether it did.
+pub async fn closed_within<S: tokio::io::AsyncRead + Unpin>(
+    stream: &mut S,
+    within: Duration,
+) -> bool {
+    let mut buf = [0u8; 512];
+    let read_to_end = async {
+        loop {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    };
+    tokio::time::timeout(within, read_to_end).await.is_ok()
+}
+
+/// What a victim client saw.
+#[derive(Debug, Default)]
+pub struct VictimReport {
+    /// Calls made.
+    pub calls: u32,
+    /// Calls that succeeded.
+    pub ok: u32,
+    /// Latencies of the successful calls.
+    pub latencies: Vec<Duration>,
+    /// The first few errors.
+    pub errors: Vec<String>,
+}
+
+impl VictimReport {
+    /// Successful share, 0..=1.
+    pub fn success_rate(&self) -> f64 {
+        if self.calls == 0 {
+            return 0.0;
+        }
+        f64::from(self.ok) / f64::from(self.calls)
+    }
+
+    /// The 99th percentile latency.
+    pub fn p99(&self) -> Duration {
+        let mut l = self.latencies.clone();
+        l.sort();
+        l.get(l.len().saturating_mul(99) / 100)
+            .copied()
+            .unwrap_or_default()
+    }
+}
+
+/// A legitimate client: `GetServerInfo` calls back to back for `run`, on a
+/// new connection every `calls_per_connection` calls (a new channel is what
+/// an attack on accept hurts first). Each call is bounded by 5 s.
+pub async fn victim(
+    connect: impl AsyncFn() -> Option<VibectlLlmProxyClient<tonic::transport::Channel>>,
+    token: &str,
+    run: Duration,
+    calls_per_connection: u32,
+) -> VictimReport {
+    let mut report = VictimReport::default();
+    let end = Instant::now() + run;
+    let mut client = None;
+    while Instant::now() < end {
+        if report.calls % calls_per_connection == 0 {
+            client = None;
+        }
+        report.calls += 1;
+        let started = Instant::now();
+        if client.is_none() {
+            client = connect().await;
+        }
+        let Some(c) = client.as_mut() else {
+            report.errors.push("connect failed".into());
+            continue;
+        };
+        let call = c.get_server_info(authed(GetServerInfoRequest {}, token));
+        match tokio::time::timeout(Duration::from_secs(5), call).await {
+            Ok(Ok(_)) => {
+                report.ok += 1;
+                report.latencies.push(started.elapsed());
+            }
+            Ok(Err(status)) => {
+                client = None;
+                if report.errors.len() < 5 {
+                    report.errors.push(status.to_string());
+                }
+            }
+            Err(_) => {
+                client = None;
+                if report.errors.len() < 5 {
+                    report.errors.push("timed out".into());
+                }
+            }
+        }
+    }
+    report
+}
