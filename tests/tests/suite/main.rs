@@ -1,6 +1,7 @@
 //! The end-to-end suite: one test binary (one link, one copy on disk) holding
 //! every scenario module. cargo-nextest still runs each test in its own process.
 
+mod journey_support;
 mod support;
 mod tls_common;
 mod token_common;
@@ -21,6 +22,7 @@ mod edge_tls;
 mod hardening_common;
 mod hardening_connections;
 mod hardening_fdlimit;
+mod journey_manual;
 mod ledger_postgres;
 mod ledger_sqlite;
 mod limits_contract;
