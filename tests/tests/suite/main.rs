@@ -22,6 +22,7 @@ mod edge_tls;
 mod hardening_common;
 mod hardening_connections;
 mod hardening_fdlimit;
+mod hardening_requests;
 mod journey_manual;
 mod ledger_postgres;
 mod ledger_sqlite;

@@ -1,0 +1,262 @@
+//! The request path against misuse: non-gRPC requests get 405 / 415 before
+//! any auth work (no audit line), reflection is not forwarded, a storm of
+//! bad tokens from one address (a NAT) never locks out a valid token from
+//! the same address, and a hung core gives a clear DEADLINE_EXCEEDED to a
+//! call without a deadline.
+
+use crate::{hardening_common::victim, support::sample};
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use std::{
+    io::Write,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+use vibectl_proto::llm_proxy::{
+    GetServerInfoRequest, vibectl_llm_proxy_client::VibectlLlmProxyClient,
+};
+use vibectl_tests::harness::{Stack, authed, claims, mint};
+
+/// Log lines of the whole process, for the audit assertions.
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().expect("lock").extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// `(HTTP status, grpc-status)` of one raw HTTP/2 request to an h2c edge.
+async fn raw(
+    addr: std::net::SocketAddr,
+    method: &str,
+    path: &str,
+    content_type: Option<&str>,
+    token: Option<&str>,
+) -> (u16, Option<String>) {
+    let tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let (mut send, conn) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tcp))
+            .await
+            .expect("h2 handshake");
+    tokio::spawn(conn);
+    let mut request = http::Request::builder()
+        .method(method)
+        .uri(format!("http://{addr}{path}"));
+    if let Some(ct) = content_type {
+        request = request.header("content-type", ct);
+    }
+    if let Some(token) = token {
+        request = request.header("authorization", format!("Bearer {token}"));
+    }
+    // An empty GetServerInfoRequest as one gRPC message.
+    let body = Full::new(Bytes::from_static(&[0, 0, 0, 0, 0]));
+    let response = tokio::time::timeout(
+        Duration::from_secs(10),
+        send.send_request(request.body(body).expect("request")),
+    )
+    .await
+    .expect("answered in time")
+    .expect("response");
+    let status = response.status().as_u16();
+    let in_headers = response
+        .headers()
+        .get("grpc-status")
+        .map(|v| v.to_str().unwrap_or("?").to_owned());
+    let collected = response.into_body().collect().await.expect("body");
+    let in_trailers = collected
+        .trailers()
+        .and_then(|t| t.get("grpc-status"))
+        .map(|v| v.to_str().unwrap_or("?").to_owned());
+    (status, in_headers.or(in_trailers))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn non_grpc_requests_are_refused_before_auth_and_reflection_is_not_forwarded() {
+    let logs = Captured::default();
+    let writer = logs.clone();
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter("vibectl_edge::audit=info")
+        .with_writer(move || writer.clone())
+        .try_init();
+    let stack = Stack::builder().insecure().start().await;
+    let token = stack.token("policy");
+    let info = "/vibectl.llm_proxy.VibectlLLMProxy/GetServerInfo";
+    for ct in [
+        Some("application/json"),
+        Some("text/plain"),
+        None,
+        Some("application/grpc-web"),
+    ] {
+        let (status, grpc) = raw(stack.edge_addr, "POST", info, ct, None).await;
+        assert_eq!(status, 415, "content-type {ct:?}");
+        assert_eq!(grpc.as_deref(), Some("12"));
+    }
+    for method in ["GET", "PUT"] {
+        let (status, _) = raw(
+            stack.edge_addr,
+            method,
+            info,
+            Some("application/grpc"),
+            None,
+        )
+        .await;
+        assert_eq!(status, 405, "{method}");
+    }
+    let audit = String::from_utf8_lossy(&logs.0.lock().expect("lock")).into_owned();
+    assert!(
+        !audit.contains("authentication"),
+        "no auth work for refused requests:\n{audit}"
+    );
+    // Reflection, even with a valid token: UNIMPLEMENTED, never the core's.
+    for path in [
+        "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
+        "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
+        "/vibectl.llm_proxy.VibectlLLMProxy/Unknown",
+    ] {
+        let (status, grpc) = raw(
+            stack.edge_addr,
+            "POST",
+            path,
+            Some("application/grpc"),
+            Some(&token),
+        )
+        .await;
+        assert_eq!((status, grpc.as_deref()), (200, Some("12")), "{path}");
+    }
+    // A real gRPC call passes (and is audited).
+    let (status, grpc) = raw(
+        stack.edge_addr,
+        "POST",
+        info,
+        Some("application/grpc+proto"),
+        Some(&token),
+    )
+    .await;
+    assert_eq!((status, grpc.as_deref()), (200, Some("0")));
+    let audit = String::from_utf8_lossy(&logs.0.lock().expect("lock")).into_owned();
+    assert!(audit.contains("authentication"), "{audit}");
+    stack.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_storm_of_bad_tokens_from_one_address_never_refuses_a_valid_token() {
+    let stack = Stack::builder()
+        .config(
+            "[metrics]\nenabled = true\ncore_listen = \"127.0.0.1:0\"\n[jwt]\nfailure_budget = 3\n",
+        )
+        .start()
+        .await;
+    let ca_pem = std::fs::read_to_string(stack.ca_bundle.as_ref().expect("TLS")).expect("ca");
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut storm = Vec::new();
+    // Four clients behind the same address (127.0.0.1) with bad tokens.
+    for i in 0..4 {
+        let mut client = stack.client().await;
+        let stop = stop.clone();
+        let bad = match i {
+            0 => "garbage".to_owned(),
+            1 => mint("not-the-secret", &claims("mallory", 3600)),
+            2 => mint(
+                vibectl_tests::harness::JWT_SECRET,
+                &claims("expired", -3600),
+            ),
+            _ => "a.b.c".to_owned(),
+        };
+        storm.push(tokio::spawn(async move {
+            let mut refused = 0u32;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let r = client
+                    .get_server_info(authed(GetServerInfoRequest {}, &bad))
+                    .await;
+                assert_eq!(
+                    r.expect_err("bad token").code(),
+                    tonic::Code::Unauthenticated
+                );
+                refused += 1;
+            }
+            refused
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let token = stack.token("alice");
+    let connect = async || {
+        stack
+            .try_channel(Some(&ca_pem))
+            .await
+            .ok()
+            .map(VibectlLlmProxyClient::new)
+    };
+    let report = victim(connect, &token, Duration::from_secs(3), 10).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut bad_calls = 0;
+    for s in storm {
+        bad_calls += s.await.expect("storm task");
+    }
+    assert!(bad_calls >= 100, "the storm made only {bad_calls} calls");
+    assert_eq!(
+        report.ok, report.calls,
+        "every valid call is served during the storm: {:?}",
+        report.errors
+    );
+    let text = stack.admin_get("/metrics").await.1;
+    let cheap = sample(&text, "vibectl_auth_budget_refusals_total", &[]).unwrap_or(0.0);
+    assert!(
+        cheap >= 10.0,
+        "bad tokens past the budget are refused cheaply: {cheap}"
+    );
+    stack.shutdown().await;
+}
+
+/// A core that accepts calls and never answers.
+async fn hung_core() -> std::net::SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let service = hyper::service::service_fn(|_req| async {
+                    std::future::pending::<
+                        Result<http::Response<Full<Bytes>>, std::convert::Infallible>,
+                    >()
+                    .await
+                });
+                let _ = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+                    .serve_connection(TokioIo::new(tcp), service)
+                    .await;
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hung_core_gives_a_call_without_deadline_a_clear_deadline_exceeded() {
+    let core = hung_core().await;
+    let stack = Stack::builder()
+        .config("[edge]\ncore_response_timeout = \"1s\"\n")
+        .external_core(&core.to_string())
+        .start()
+        .await;
+    let mut client = stack.client().await;
+    let call = client.get_server_info(authed(GetServerInfoRequest {}, &stack.token("bob")));
+    let status = tokio::time::timeout(Duration::from_secs(10), call)
+        .await
+        .expect("answered well before the old 10-minute default")
+        .expect_err("the core never answers");
+    assert_eq!(status.code(), tonic::Code::DeadlineExceeded, "{status:?}");
+    assert!(
+        status.message().contains("core_response_timeout"),
+        "{}",
+        status.message()
+    );
+    stack.shutdown().await;
+}
