@@ -551,7 +551,7 @@ def write_markdown(args, tables, rounds, extra, meta, commands):
     w("")
     w("</details>")
     w("")
-    w("Reproduce: `scripts/bench` (full, ~10 min), `scripts/bench --quick` (short rounds), "
+    w("Reproduce: `scripts/bench` (full, ~11 min), `scripts/bench --quick` (short rounds), "
       "`scripts/bench --smoke` (ours only, prints a table). Options: `--rounds N`, `--out FILE`, "
       "`--skip-peers`, `--skip-python`, `--no-profile`, `--keep` (keep the work directory with every JSON result).")
     w("")
