@@ -32,7 +32,7 @@ const SCRUBBED: &[&str] = &[
 ];
 
 /// `target/<profile>`, where the test binary's `deps/` directory is.
-fn profile_dir() -> PathBuf {
+pub fn profile_dir() -> PathBuf {
     let exe = std::env::current_exe().expect("test binary path");
     let deps = exe.parent().expect("deps dir");
     deps.parent().expect("profile dir").to_owned()
@@ -209,7 +209,7 @@ pub fn text(out: &Output) -> String {
 
 /// A server process whose output goes to a file; killed when dropped.
 pub struct Server {
-    _child: Child,
+    child: Child,
     log: PathBuf,
 }
 
@@ -220,9 +220,20 @@ impl Server {
         let err = file.try_clone().expect("log file");
         command.stdout(file).stderr(err).stdin(Stdio::null());
         Self {
-            _child: command.spawn().expect("spawn"),
+            child: command.spawn().expect("spawn"),
             log,
         }
+    }
+
+    /// SIGTERM, then waits (bounded) for the exit.
+    pub async fn terminate(mut self) {
+        if let Some(pid) = self.child.id() {
+            let _ = Command::new("kill")
+                .args(["-TERM", &pid.to_string()])
+                .status()
+                .await;
+        }
+        let _ = tokio::time::timeout(PATIENCE, self.child.wait()).await;
     }
 
     /// Everything logged so far.

@@ -23,6 +23,7 @@ mod hardening_common;
 mod hardening_connections;
 mod hardening_fdlimit;
 mod hardening_requests;
+mod journey_dev;
 mod journey_manual;
 mod ledger_postgres;
 mod ledger_sqlite;
