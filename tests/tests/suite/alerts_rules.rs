@@ -1,0 +1,99 @@
+//! The alert rules shipped in config/alerts: `promtool` checks them and
+//! runs their unit tests on synthetic series, and every `vibectl_*` series
+//! an alert uses is exposed under that name by a running edge and core.
+
+use crate::support::sample;
+use std::{path::PathBuf, process::Command};
+use vibectl_proto::llm_proxy::GetServerInfoRequest;
+use vibectl_tests::harness::{Stack, authed, execute_request, http_get};
+
+fn alerts_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../config/alerts")
+}
+
+#[test]
+fn promtool_checks_the_rules_and_their_tests_pass() {
+    let dir = alerts_dir();
+    for args in [
+        ["check", "rules", "vibectl-rules.yml"],
+        ["test", "rules", "vibectl-rules.test.yml"],
+    ] {
+        let out = Command::new("promtool")
+            .args(args)
+            .current_dir(&dir)
+            .output()
+            .expect("promtool (Debian package prometheus) runs");
+        assert!(
+            out.status.success(),
+            "promtool {args:?}:\n{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_series_an_alert_uses_is_exposed_by_the_running_processes() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let key = dir.path().join("key");
+    std::fs::write(&key, "sk-test").expect("key");
+    let config = format!(
+        "[metrics]\nenabled = true\ncore_listen = \"127.0.0.1:{port}\"\n\
+         [limits.per_token.limited]\nmax_requests_per_minute = 1\nburst = 1\n\
+         [providers.echo]\nkind = \"echo\"\n\
+         [providers.broken]\nkind = \"openai\"\nbase_url = \"http://127.0.0.1:9/v1\"\n\
+         api_key_file = \"{}\"\nmax_retries = 0\n\
+         [[models]]\nid = \"echo\"\nprovider = \"echo\"\n\
+         [[models]]\nid = \"broken-model\"\nprovider = \"broken\"\n",
+        key.display()
+    );
+    let stack = Stack::builder().config(&config).start().await;
+    let mut client = stack.client().await;
+    let limited = stack.token("limited");
+    for _ in 0..2 {
+        let _ = client
+            .get_server_info(authed(GetServerInfoRequest {}, &limited))
+            .await;
+    }
+    let token = stack.token("alice");
+    let _ = client
+        .execute(authed(execute_request(Some("echo"), "hi"), &token))
+        .await;
+    let _ = client
+        .execute(authed(execute_request(Some("broken-model"), "hi"), &token))
+        .await;
+    let edge = stack.admin_get("/metrics").await.1;
+    let core = http_get(
+        format!("127.0.0.1:{port}").parse().expect("addr"),
+        "/metrics",
+    )
+    .await
+    .1;
+    let rules = std::fs::read_to_string(alerts_dir().join("vibectl-rules.yml")).expect("rules");
+    let mut names: Vec<&str> = rules
+        .match_indices("vibectl_")
+        .map(|(i, _)| {
+            let rest = &rules[i..];
+            let end = rest
+                .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                .unwrap_or(rest.len());
+            &rest[..end]
+        })
+        .filter(|n| n.ends_with("_total") || n.ends_with("_seconds"))
+        .collect();
+    names.sort_unstable();
+    names.dedup();
+    assert!(names.len() >= 9, "{names:?}");
+    for name in names {
+        let exposed = sample(&edge, name, &[]).is_some() || sample(&core, name, &[]).is_some();
+        assert!(
+            exposed,
+            "{name} is used by an alert but exposed by neither process\nedge:\n{edge}\ncore:\n{core}"
+        );
+    }
+    stack.shutdown().await;
+}
