@@ -126,6 +126,7 @@ impl EdgeApp {
         let mut tasks = Tasks::new(shutdown.clone());
         if let Some(acme) = &certs.acme {
             let status = acme.status();
+            edge.metrics().watch_acme(status.clone());
             // Before any listener runs, so `/ready` is never 200 too early.
             let pending = acme.waiting_reason(&status.borrow());
             if let Some(reason) = &pending {

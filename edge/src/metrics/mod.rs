@@ -14,6 +14,7 @@
 //! | `vibectl_tls_handshake_failures_total` | counter | `reason` | read from the TLS listener's counters at scrape time |
 //! | `vibectl_certificate_expiry_seconds` | gauge | — | read from the certificate resolver at scrape time |
 //! | `vibectl_connections_*`, `vibectl_accept_errors_total`, … | | | [`connections`]: the connection limits and the failure budget |
+//! | `vibectl_acme_*` | | | [`acme`]: orders, failures by reason, renewals, ARI (ACME mode) |
 //!
 //! Label values are bounded: `sub` takes at most `[metrics] max_subjects`
 //! distinct values (later subjects are `other`; unauthenticated requests
@@ -21,6 +22,7 @@
 //! gRPC status name. Token counts and cost are the core's (its own
 //! `/metrics` port). Every method is a no-op when metrics are off.
 
+mod acme;
 mod connections;
 pub mod labels;
 pub mod layer;
@@ -76,10 +78,12 @@ struct Instruments {
     backend_errors: Counter<u64>,
     tls: Arc<TlsSources>,
     conns: Arc<connections::Sources>,
+    acme: Arc<acme::Source>,
     _observed: (
         ObservableCounter<u64>,
         ObservableGauge<f64>,
         connections::Observed,
+        acme::Observed,
     ),
 }
 
@@ -155,6 +159,8 @@ impl Metrics {
         };
         let conns = Arc::new(connections::Sources::default());
         let conn_instruments = connections::register(&meter, &conns);
+        let acme = Arc::new(acme::Source::default());
+        let acme_instruments = acme::register(&meter, &acme);
         let histogram = |name: &'static str, description: &'static str| {
             meter
                 .f64_histogram(name)
@@ -193,7 +199,8 @@ impl Metrics {
             provider,
             tls,
             conns,
-            _observed: (handshakes, expiry, conn_instruments),
+            acme,
+            _observed: (handshakes, expiry, conn_instruments, acme_instruments),
         };
         // Exported from start (at 0), so alerts and dashboards see it
         // before the first call.
@@ -223,6 +230,13 @@ impl Metrics {
     pub fn watch_certificate(&self, resolver: Arc<CertResolver>) {
         if let Some(inner) = &self.inner {
             inner.tls.certificate.store(Some(resolver));
+        }
+    }
+
+    /// Reports the `vibectl_acme_*` series from the ACME status.
+    pub fn watch_acme(&self, status: tokio::sync::watch::Receiver<crate::tls::acme::AcmeStatus>) {
+        if let Some(inner) = &self.inner {
+            inner.acme.store(Some(Arc::new(status)));
         }
     }
 

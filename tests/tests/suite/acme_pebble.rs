@@ -17,7 +17,7 @@ use std::{
 };
 use tokio::net::TcpListener;
 use vibectl_tests::{
-    harness::WAIT,
+    harness::{WAIT, http_get},
     pebble::{Pebble, PebbleOptions},
 };
 /// Issues through `challenge`, checks `/ready` before and after and a
@@ -177,7 +177,12 @@ async fn a_failing_validation_keeps_the_fallback_and_ready_names_the_error() {
     .await;
     let state = tempfile::tempdir().expect("tempdir");
     let mut core = Core::bind().await;
-    let config = config(state.path(), &core.address, &pebble, "");
+    let config = config(
+        state.path(),
+        &core.address,
+        &pebble,
+        "[metrics]\nenabled = true\n",
+    );
     core.serve(&config);
     let edge = Edge::start(listeners, config).await;
     edge.wait_for("a failed order", &pebble, |s| s.failed_orders >= 1)
@@ -194,7 +199,23 @@ async fn a_failing_validation_keeps_the_fallback_and_ready_names_the_error() {
         assert!(tokio::time::Instant::now() < deadline, "{body}");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    assert!(!edge.status().borrow().serving());
+    let status = edge.status().borrow().clone();
+    assert!(!status.serving());
+    let error = status.last_error.clone().unwrap_or_default();
+    assert!(
+        error.contains("validation failed") && error.contains(DOMAIN),
+        "the error names the cause and the domain: {error}"
+    );
+    // One order, then a pause (30 s, doubling): no busy loop.
+    assert_eq!(status.orders_started, 1, "{status:?}");
+    let (_, metrics) = http_get(edge.admin, "/metrics").await;
+    for line in [
+        "vibectl_acme_orders_started_total 1",
+        "vibectl_acme_orders_failed_total{reason=\"validation\"} 1",
+        "vibectl_acme_orders_completed_total 0",
+    ] {
+        assert!(metrics.contains(line), "{line} in\n{metrics}");
+    }
     edge.stop().await;
     core.stop().await;
 }

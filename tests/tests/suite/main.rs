@@ -6,6 +6,7 @@ mod support;
 mod tls_common;
 mod token_common;
 
+mod acme_bad_input;
 mod acme_common;
 mod acme_orders;
 mod acme_pebble;
