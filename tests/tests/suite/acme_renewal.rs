@@ -118,9 +118,10 @@ async fn ari_window_is_followed_and_its_retry_after_honoured() {
     );
     assert!(status.ari_window_start.is_some(), "{status:?}");
     assert_eq!(status.renewals, 1, "{status:?}");
+    // The first window, then the moved one, fetched after the Retry-After.
     assert!(
-        proxy.renewal_info_requests() >= 3,
-        "asked again after each Retry-After: {}",
+        proxy.renewal_info_requests() >= 2,
+        "asked again after the Retry-After: {}",
         proxy.renewal_info_requests()
     );
     assert_eq!(pebble.orders_added(), 2, "one order per certificate");
