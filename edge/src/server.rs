@@ -21,7 +21,7 @@ use crate::{
         ConnGuard,
         accept::{self, Accepted, ConnCtx},
         lifecycle, proxy,
-        streams::{GuardedBody, StreamGuard},
+        streams::{ClientReset, GuardedBody, StreamGuard},
     },
     http::{EdgeService, auth::PeerAddr, service},
     tls::{ClientIdentity, HandshakeFailure, HandshakeStats, acme::ACME_TLS_ALPN},
@@ -216,9 +216,15 @@ impl Conn {
             let call = service.clone().oneshot(request);
             async move {
                 let response = call.await?;
-                Ok::<_, std::convert::Infallible>(
-                    response.map(|body| GuardedBody::new(body, guard).boxed_unsync()),
-                )
+                let reset = response.extensions().get::<ClientReset>().is_some();
+                Ok::<_, std::convert::Infallible>(response.map(|body| {
+                    let guarded = if reset {
+                        GuardedBody::reset(body, guard)
+                    } else {
+                        GuardedBody::new(body, guard)
+                    };
+                    guarded.boxed_unsync()
+                }))
             }
         });
         let conn = builder.serve_connection(TokioIo::new(io), per_request);

@@ -19,6 +19,11 @@ use tokio::time::Instant;
 /// A stream reset sooner than this after it opened is premature.
 pub const PREMATURE: Duration = Duration::from_secs(1);
 
+/// Marks a response the edge made because the client reset its stream
+/// (in the response extensions): such a stream did not complete.
+#[derive(Debug, Clone, Copy)]
+pub struct ClientReset;
+
 /// One request in flight; dropped when its response ended or was abandoned.
 #[derive(Debug)]
 pub struct StreamGuard {
@@ -71,6 +76,11 @@ impl<B: Body> GuardedBody<B> {
     /// Wraps `inner`; an empty (trailers-only) body is complete at once.
     pub fn new(inner: B, mut guard: StreamGuard) -> Self {
         guard.completed = inner.is_end_stream();
+        Self { inner, guard }
+    }
+
+    /// Wraps the edge's answer to a stream the client reset: not complete.
+    pub fn reset(inner: B, guard: StreamGuard) -> Self {
         Self { inner, guard }
     }
 }

@@ -5,6 +5,7 @@
 //! After this layer the service cannot fail.
 
 use crate::{
+    conn::streams::ClientReset,
     http::{
         BoxError, EdgeBody, ForwardError,
         grpc_status::{GrpcCode, response},
@@ -102,8 +103,33 @@ fn to_status(error: BoxError) -> Response<EdgeBody> {
         tracing::warn!(error = %forward, "cannot forward to the core");
         return response(forward.code(), &forward.client_message());
     }
+    if reset_by_client(error.as_ref()) {
+        // The client reset the stream while the edge read its body: not an
+        // error of the edge (and logged per stream only at debug, so a
+        // resetting client cannot amplify the log).
+        tracing::debug!("the client reset the stream");
+        let mut r = response(GrpcCode::Cancelled, "the client cancelled the call");
+        r.extensions_mut().insert(ClientReset);
+        return r;
+    }
     tracing::warn!(error = %error_chain(error.as_ref()), "unexpected error in the request path");
     response(GrpcCode::Internal, "internal error in the LLM proxy edge")
+}
+
+/// Whether `error` comes from the client's RST_STREAM (an h2 reset sent
+/// by the remote end), anywhere in its source chain.
+fn reset_by_client(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut next = Some(error);
+    while let Some(e) = next {
+        if let Some(h2) = e.downcast_ref::<h2::Error>()
+            && h2.is_reset()
+            && h2.is_remote()
+        {
+            return true;
+        }
+        next = e.source();
+    }
+    false
 }
 
 #[cfg(test)]

@@ -26,6 +26,7 @@ mod hardening_connections;
 mod hardening_fdlimit;
 mod hardening_proxy;
 mod hardening_requests;
+mod hardening_resets;
 mod journey_dev;
 mod journey_manual;
 mod ledger_postgres;
