@@ -127,6 +127,9 @@ impl Edge {
             config.jwt.failure_window,
         ));
         let metrics = Metrics::from_config(&config.metrics).map_err(EdgeError::Metrics)?;
+        // `/metrics` reports the main listener's failed handshakes.
+        let handshake_stats = Arc::<HandshakeStats>::default();
+        metrics.watch_handshakes(handshake_stats.clone());
         metrics.watch_connections(connections.stats().clone(), failure_budget.clone());
         let limiter =
             Limiter::new(&config.limits, metrics.clone()).map_err(|e| EdgeError::Limits(e.0))?;
@@ -137,7 +140,7 @@ impl Edge {
                 verifier,
                 core,
                 readiness: Readiness::default(),
-                handshake_stats: Arc::default(),
+                handshake_stats,
                 limiter: Arc::new(limiter),
                 metrics,
                 connections,

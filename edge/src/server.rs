@@ -23,7 +23,7 @@ use crate::{
         lifecycle, proxy,
         streams::{ClientReset, GuardedBody, StreamGuard},
     },
-    http::{EdgeService, auth::PeerAddr, service},
+    http::{EdgeService, RequestContext, service},
     tls::{ClientIdentity, HandshakeFailure, HandshakeStats, acme::ACME_TLS_ALPN},
 };
 use http_body_util::BodyExt;
@@ -205,14 +205,13 @@ impl Conn {
         }
         let state = self.guard.state().clone();
         let max_percent = self.guard.limits().max_premature_reset_percent;
-        let peer = PeerAddr(self.peer);
+        let peer = self.peer;
         let service = self.service.clone();
         let per_request = hyper::service::service_fn(move |mut request| {
             let guard = StreamGuard::open(&state, max_percent);
-            request.extensions_mut().insert(peer);
-            if let Some(identity) = &identity {
-                request.extensions_mut().insert(identity.clone());
-            }
+            request
+                .extensions_mut()
+                .insert(RequestContext::new(peer, identity.clone()));
             let call = service.clone().oneshot(request);
             async move {
                 let response = call.await?;

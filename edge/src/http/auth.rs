@@ -1,63 +1,27 @@
 //! JWT verification as a tower `Filter`: a request without a valid
 //! `authorization: Bearer <jwt>` never reaches the forwarder; it fails with a
 //! boxed [`AuthError`] that the rescue layer turns into `UNAUTHENTICATED`.
-//! A valid request carries its [`Identity`] in its extensions, for the rate
-//! limits (keyed by `sub`, or the `kid`) and the forwarder (`x-vibectl-sub`,
-//! and [`ALLOWED_MODELS_HEADER`] when the token restricts models).
+//! A valid request carries its [`Identity`] in its [`RequestContext`], for
+//! the rate limits (keyed by `sub`, or the `kid`) and the forwarder
+//! (`x-vibectl-sub`, and `x-vibectl-allowed-models` when the token
+//! restricts models).
 //!
 //! Every decision is one line of the audit log ([`crate::audit`]). An
-//! address ([`PeerAddr`], put in the extensions by the listener) that keeps
+//! address (the context's `peer`, set by the accept loop) that keeps
 //! failing spends its [`FailureBudget`]; until its window ends, its tokens
 //! that fail the checks needing no signature are refused without
 //! verification work, and a token that verifies is still served.
 
+use super::{BoxError, context::RequestContext};
 use crate::{
     audit,
-    http::BoxError,
     jwt::{AuthError, TokenVerifier, budget::FailureBudget},
 };
-use http::{HeaderMap, HeaderValue, Request, header::AUTHORIZATION};
+use http::{HeaderMap, Request, header::AUTHORIZATION};
 use std::{net::SocketAddr, sync::Arc};
 use tower::filter::{FilterLayer, Predicate};
-use vibectl_proto::wire::ALLOWED_MODELS_HEADER;
 
-/// Who a verified request is from.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct Identity {
-    /// The token's `sub`.
-    pub sub: String,
-    /// The `kid` of the key that verified the token (`None`: the legacy
-    /// HS256 secret). Limits may key on it (`LimitsConfig::for_token`).
-    pub kid: Option<String>,
-    /// The token's `jti`.
-    pub jti: Option<String>,
-    /// The models the token may use (`models` claim); `None`: any.
-    pub models: Option<Arc<[String]>>,
-}
-
-impl Identity {
-    /// The value of [`ALLOWED_MODELS_HEADER`] for this identity, if it is
-    /// restricted: `a,b` (names were checked to be header-safe, comma-free).
-    pub fn allowed_models_header(&self) -> Option<HeaderValue> {
-        let models = self.models.as_ref()?;
-        HeaderValue::from_str(&models.join(",")).ok()
-    }
-
-    /// Sets (or removes) [`ALLOWED_MODELS_HEADER`] on a request to the core.
-    /// Call it after client-sent `x-vibectl-*` headers were stripped.
-    pub fn apply_scope(&self, headers: &mut HeaderMap) {
-        headers.remove(ALLOWED_MODELS_HEADER);
-        if let Some(value) = self.allowed_models_header() {
-            headers.insert(ALLOWED_MODELS_HEADER, value);
-        }
-    }
-}
-
-/// The TCP peer of the connection a request came on. The listener inserts
-/// it into every request's extensions; the failure budget and the audit
-/// log read it (never `x-forwarded-for`: clients can write that).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct PeerAddr(pub SocketAddr);
+pub use super::context::Identity;
 
 /// The predicate: verifies the bearer token and records the [`Identity`].
 #[derive(Debug, Clone)]
@@ -118,12 +82,12 @@ impl<B> Predicate<Request<B>> for Authenticate {
     type Request = Request<B>;
 
     fn check(&mut self, mut request: Request<B>) -> Result<Request<B>, BoxError> {
-        let peer = request.extensions().get::<PeerAddr>().map(|p| p.0);
+        let peer = RequestContext::of(&request).and_then(|c| c.peer);
         match self.decide(request.headers(), peer, request.uri().path()) {
             Ok(identity) => {
                 let span = tracing::Span::current();
                 span.record("sub", identity.sub.as_str());
-                request.extensions_mut().insert(identity);
+                RequestContext::of_mut(&mut request).verified(identity);
                 Ok(request)
             }
             Err(error) => Err(Box::new(error)),
@@ -149,6 +113,7 @@ pub fn bearer_token(headers: &HeaderMap) -> Result<&str, AuthError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use http::HeaderValue;
 
     fn with(value: &str) -> HeaderMap {
         let mut h = HeaderMap::new();
@@ -191,20 +156,5 @@ mod tests {
                 .client_message()
                 .contains("not a Bearer")
         );
-    }
-
-    #[test]
-    fn scope_header_replaces_any_client_copy() {
-        let mut headers = HeaderMap::new();
-        headers.insert(ALLOWED_MODELS_HEADER, HeaderValue::from_static("*"));
-        let open = Identity::default();
-        open.apply_scope(&mut headers);
-        assert!(headers.get(ALLOWED_MODELS_HEADER).is_none());
-        let scoped = Identity {
-            models: Some(Arc::from(vec!["echo".to_owned(), "4o".to_owned()])),
-            ..Identity::default()
-        };
-        scoped.apply_scope(&mut headers);
-        assert_eq!(headers[ALLOWED_MODELS_HEADER], "echo,4o");
     }
 }

@@ -8,8 +8,8 @@
 use crate::{
     http::{
         BoxError, EdgeBody,
-        auth::Identity,
         body::{GrpcResponseBody, IdleTimeout},
+        context::RequestContext,
         core_client::CoreClient,
         grpc_status::{GrpcCode, percent_encode},
     },
@@ -25,12 +25,6 @@ use std::{
     time::Duration,
 };
 use vibectl_proto::wire::{IDENTITY_PREFIX, JTI_HEADER, KID_HEADER, SUB_HEADER};
-
-/// Headers the edge's own layers send the core (e.g. the caller's
-/// `x-vibectl-limit-*`), put in the request extensions; the forwarder adds
-/// them after stripping every client-sent `x-vibectl-*`.
-#[derive(Debug, Clone, Default)]
-pub struct CoreHeaders(pub HeaderMap);
 
 /// Why a request could not be forwarded.
 #[derive(Debug, thiserror::Error)]
@@ -109,7 +103,11 @@ where
         let idle = self.idle;
         Box::pin(async move {
             let (mut parts, body) = request.into_parts();
-            let identity = parts.extensions.get::<Identity>();
+            let context = parts
+                .extensions
+                .remove::<RequestContext>()
+                .unwrap_or_default();
+            let identity = context.identity();
             rewrite_identity(&mut parts.headers, identity.map(|i| i.sub.as_str()));
             // The token's model scope (`x-vibectl-allowed-models`), if any.
             if let Some(identity) = identity {
@@ -126,12 +124,10 @@ where
             }
             // The edge's own headers for the core (the caller's limits), set
             // by the limits layer: added after the client's were stripped.
-            if let Some(CoreHeaders(extra)) = parts.extensions.remove::<CoreHeaders>() {
-                parts.headers.extend(extra);
-            }
+            parts.headers.extend(context.core_headers);
             // A call with a deadline waits for the core up to it; one without,
             // `edge.core_response_timeout`.
-            let wait = parts.extensions.remove::<ResponseWait>();
+            let wait = context.response_wait;
             let body = IdleTimeout::new(body, idle).boxed_unsync();
             let request = Request::from_parts(parts, body);
             let response = match wait {

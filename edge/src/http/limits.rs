@@ -18,8 +18,7 @@
 
 use super::{
     BoxError, EdgeBody,
-    auth::Identity,
-    forward::CoreHeaders,
+    context::RequestContext,
     grpc_status::{GrpcCode, response},
     limited_body::{Backstop, Hold, LimitedBody, deadline_status},
 };
@@ -30,7 +29,7 @@ use crate::{
         deadline::{CallDeadline, DeadlineSource},
         retry_ms,
     },
-    metrics::{Metrics, SubjectSlot},
+    metrics::Metrics,
 };
 use http::{HeaderMap, HeaderValue, Request, Response};
 use http_body_util::BodyExt;
@@ -116,17 +115,11 @@ where
         let max_call = self.max_call;
         // Without auth (`edge.require_auth = false`) every caller shares
         // the `anonymous` limits.
-        let identity = request.extensions().get::<Identity>();
+        let identity = RequestContext::of(&request).and_then(RequestContext::identity);
         let sub = identity.map_or_else(|| ANONYMOUS_SUBJECT.to_owned(), |i| i.sub.clone());
         // The `kid` of the key that verified the token selects an override
         // too (a `sub` override wins).
         let kid = identity.and_then(|i| i.kid.clone());
-        if let (Some(slot), Some(identity)) = (
-            request.extensions().get::<SubjectSlot>(),
-            request.extensions().get::<Identity>(),
-        ) {
-            slot.set(&identity.sub);
-        }
         let kind = CallKind::of_path(request.uri().path());
         Box::pin(async move {
             let permit = match limiter.admit(&sub, kid.as_deref(), kind).await {
@@ -144,7 +137,7 @@ where
             )
             .unwrap_or(CallDeadline::default_bound(max_call));
             if let Some(wait) = deadline.response_wait() {
-                request.extensions_mut().insert(wait);
+                RequestContext::of_mut(&mut request).response_wait = Some(wait);
             }
             // The edge's own default bound is not sent to the core (absent
             // there = no deadline asked); the backstop below enforces it.
@@ -190,7 +183,7 @@ fn stamp<B>(request: &mut Request<B>, limits: &LimitSet, deadline: Option<CallDe
             core.insert(name, HeaderValue::from(n.get()));
         }
     }
-    request.extensions_mut().insert(CoreHeaders(core));
+    RequestContext::of_mut(request).core_headers = core;
     if let Some(deadline) = deadline
         && let Ok(value) = HeaderValue::from_str(&format_grpc_timeout(deadline.after))
     {
@@ -274,7 +267,7 @@ mod tests {
         let deadline = CallDeadline::of(Some(Duration::from_secs(3600)), Some(5));
         stamp(&mut request, &limits, deadline);
         assert_eq!(request.headers()[GRPC_TIMEOUT], "5000m");
-        let core = &request.extensions().get::<CoreHeaders>().expect("set").0;
+        let core = &RequestContext::of(&request).expect("set").core_headers;
         assert_eq!(core[LIMIT_RPM_HEADER], "60");
         assert_eq!(core[LIMIT_INPUT_LENGTH_HEADER], "100");
         assert_eq!(core[LIMIT_TIMEOUT_HEADER], "5");

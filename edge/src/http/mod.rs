@@ -1,9 +1,14 @@
-//! The request path, as one `ServiceBuilder` (read [`service`] top to
-//! bottom: outermost layer first). Each layer is its own module (metrics in
-//! [`crate::metrics::layer`]).
+//! The request path, as one `ServiceBuilder` (read [`service_with`] top to
+//! bottom: outermost layer first). This module owns the whole of it: every
+//! layer is its own module here, as is every response body and the one
+//! request-extension type ([`RequestContext`]); `limits`, `jwt`, `metrics`
+//! and `tls` are domain code that knows nothing of HTTP. [`service`] is the
+//! production path (the leaf forwards to the core); tests run the same
+//! layers over a stub leaf with [`service_with`].
 
 pub mod auth;
 pub mod body;
+pub mod context;
 pub mod core_client;
 pub mod forward;
 pub mod grpc_status;
@@ -11,19 +16,22 @@ pub mod hsts;
 pub mod limited_body;
 pub mod limits;
 pub mod message_size;
+pub mod metrics;
 pub mod policy;
 pub mod rescue;
 
+pub use context::{Identity, RequestContext};
 pub use core_client::{CoreClient, CoreHealth};
 pub use forward::ForwardError;
 
-use crate::{Edge, metrics::MetricsLayer};
+use crate::Edge;
 use bytes::Bytes;
 use http::{Request, Response, header::AUTHORIZATION};
 use http_body::Body;
 use http_body_util::{BodyExt, combinators::UnsyncBoxBody};
+use metrics::MetricsLayer;
 use std::convert::Infallible;
-use tower::{ServiceBuilder, util::BoxCloneService};
+use tower::{Service, ServiceBuilder, util::BoxCloneService};
 use tower_http::{
     request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer},
     sensitive_headers::SetSensitiveRequestHeadersLayer,
@@ -60,12 +68,28 @@ impl std::error::Error for BodyError {
     }
 }
 
-/// Builds the request path of `edge`.
+/// Builds the request path of `edge`: [`service_with`] the forwarder to
+/// the core as its leaf.
 pub fn service(edge: &Edge) -> EdgeService {
+    let leaf = forward::Forward::new(edge.core().clone(), edge.config().edge.stream_idle_timeout);
+    service_with(edge, leaf)
+}
+
+/// The request path of `edge` over `leaf` (the forwarder in production; a
+/// stub in tests), in the production layer order.
+pub fn service_with<B, S>(
+    edge: &Edge,
+    leaf: S,
+) -> BoxCloneService<Request<B>, Response<ServerBody>, Infallible>
+where
+    B: Body + Send + 'static,
+    S: Service<Request<B>, Response = Response<EdgeBody>, Error = BoxError>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+{
     let config = edge.config();
-    // `/metrics` reports this listener's failed handshakes.
-    edge.metrics()
-        .watch_handshakes(edge.handshake_stats().clone());
     let stack = ServiceBuilder::new()
         // Erases the body type so the stack has one nameable type (no behaviour).
         .map_response(erase_body)
@@ -79,7 +103,7 @@ pub fn service(edge: &Edge) -> EdgeService {
         // log at debug: refusals are expected, not errors of the edge.
         .layer(
             TraceLayer::new_for_grpc()
-                .make_span_with(request_span as fn(&Request<hyper::body::Incoming>) -> Span)
+                .make_span_with(request_span::<B> as fn(&Request<B>) -> Span)
                 .on_response(DefaultOnResponse::new().level(Level::DEBUG))
                 .on_failure(DefaultOnFailure::new().level(Level::DEBUG)),
         )
@@ -115,11 +139,8 @@ pub fn service(edge: &Edge) -> EdgeService {
         // before forward, which carries the admitted call's limits to the
         // core. Refusals are its own trailers-only RESOURCE_EXHAUSTED.
         .layer(limits::LimitsLayer::new(edge))
-        // Forward the stream to the core, frame by frame.
-        .service(forward::Forward::new(
-            edge.core().clone(),
-            config.edge.stream_idle_timeout,
-        ));
+        // The leaf: forward the stream to the core, frame by frame.
+        .service(leaf);
     BoxCloneService::new(stack)
 }
 
@@ -131,7 +152,7 @@ where
     response.map(|body| body.map_err(|e| BodyError(e.into())).boxed_unsync())
 }
 
-fn request_span(request: &Request<hyper::body::Incoming>) -> Span {
+fn request_span<B>(request: &Request<B>) -> Span {
     let id = request
         .headers()
         .get("x-request-id")
@@ -144,3 +165,7 @@ fn request_span(request: &Request<hyper::body::Incoming>) -> Span {
         sub = tracing::field::Empty
     )
 }
+
+#[cfg(test)]
+#[path = "stack_tests.rs"]
+mod stack_tests;

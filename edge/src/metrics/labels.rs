@@ -3,7 +3,7 @@
 
 use std::{
     collections::HashSet,
-    sync::{Arc, Mutex, OnceLock, PoisonError},
+    sync::{Mutex, PoisonError},
 };
 
 /// The `sub` of requests without a verified subject.
@@ -41,24 +41,6 @@ impl Subjects {
             return sub.to_owned();
         }
         OTHER.to_owned()
-    }
-}
-
-/// The verified subject of a request, filled in by the limits layer (which
-/// runs after auth) and read by the metrics layer (which runs before it,
-/// so it counts refusals too and cannot see auth's request extensions).
-#[derive(Debug, Clone, Default)]
-pub struct SubjectSlot(Arc<OnceLock<String>>);
-
-impl SubjectSlot {
-    /// Records the subject (the first call wins).
-    pub fn set(&self, sub: &str) {
-        let _ = self.0.set(sub.to_owned());
-    }
-
-    /// The subject, if it was verified.
-    pub fn get(&self) -> Option<&str> {
-        self.0.get().map(String::as_str)
     }
 }
 

@@ -5,11 +5,11 @@
 //!
 //! | Prometheus name | kind | labels | where it is counted |
 //! | --- | --- | --- | --- |
-//! | `vibectl_requests_total` | counter | `sub`, `method`, `code` | [`layer`], every request, refusals included |
-//! | `vibectl_rate_limited_total` | counter | `sub`, `limit_type` | [`layer`], from the final status's `limit-type` (the edge's rpm/concurrency, the core's input_length/timeout) |
+//! | `vibectl_requests_total` | counter | `sub`, `method`, `code` | the request path's metrics layer (`http::metrics`), every request, refusals included |
+//! | `vibectl_rate_limited_total` | counter | `sub`, `limit_type` | the request path's metrics layer (`http::metrics`), from the final status's `limit-type` (the edge's rpm/concurrency, the core's input_length/timeout) |
 //! | `vibectl_concurrent_in_flight` | gauge | `sub` | the limits layer, while a call holds its permit |
-//! | `vibectl_request_duration_seconds` | histogram | `method` | [`layer`], request start → end of the response stream |
-//! | `vibectl_time_to_first_chunk_seconds` | histogram | `method` | [`layer`], request start → first response DATA frame |
+//! | `vibectl_request_duration_seconds` | histogram | `method` | the request path's metrics layer (`http::metrics`), request start → end of the response stream |
+//! | `vibectl_time_to_first_chunk_seconds` | histogram | `method` | the request path's metrics layer (`http::metrics`), request start → first response DATA frame |
 //! | `vibectl_limits_backend_errors_total` | counter | `backend` | the limiter, once per call the backend failed |
 //! | `vibectl_tls_handshake_failures_total` | counter | `reason` | read from the TLS listener's counters at scrape time |
 //! | `vibectl_certificate_expiry_seconds` | gauge | — | read from the certificate resolver at scrape time |
@@ -25,10 +25,8 @@
 mod acme;
 mod connections;
 pub mod labels;
-pub mod layer;
 
-pub use labels::{ANONYMOUS, OTHER, SubjectSlot};
-pub use layer::MetricsLayer;
+pub use labels::{ANONYMOUS, OTHER};
 
 use crate::tls::{CertResolver, HandshakeStats};
 use arc_swap::ArcSwapOption;

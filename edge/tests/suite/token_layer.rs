@@ -2,7 +2,8 @@
 //! refusals are gRPC statuses): property tests that any `authorization`
 //! value — arbitrary bytes, arbitrary Bearer strings, JWT-shaped garbage
 //! with any header — never panics and always ends UNAUTHENTICATED; and the
-//! per-address failure budget (the peer address the listener records).
+//! per-address failure budget (the peer address the listener records in
+//! the request's context).
 
 use bytes::Bytes;
 use http::{HeaderValue, Request, Response, header::AUTHORIZATION};
@@ -16,7 +17,7 @@ use std::{
 use tower::{Service, ServiceBuilder, ServiceExt, util::BoxCloneService};
 use vibectl_config::{Config, Secret};
 use vibectl_edge::{
-    http::{BoxError, EdgeBody, auth, rescue::RescueLayer},
+    http::{BoxError, EdgeBody, RequestContext, auth, rescue::RescueLayer},
     jwt::{KeyAlg, TokenVerifier, budget::FailureBudget, keygen, mint_token},
 };
 
@@ -104,7 +105,9 @@ async fn send_async(
         request.headers_mut().insert(AUTHORIZATION, value);
     }
     if let Some(peer) = peer {
-        request.extensions_mut().insert(auth::PeerAddr(peer));
+        request
+            .extensions_mut()
+            .insert(RequestContext::new(peer, None));
     }
     let mut svc = svc.clone();
     let response = svc

@@ -4,13 +4,14 @@
 //! trailers-only answer (`grpc-status` in the headers: every refusal), else
 //! when the response stream's trailers pass; a stream the client drops
 //! first counts as `CANCELLED`. The first DATA frame is the time to first
-//! chunk. The `sub` comes from the [`SubjectSlot`] the limits layer fills.
+//! chunk. The `sub` is the one auth verified ([`Subject`], read from the
+//! request's context after the call).
 
 use super::{
-    Metrics,
-    labels::{self, SubjectSlot},
+    BoxError, EdgeBody,
+    context::{RequestContext, Subject},
 };
-use crate::http::{BoxError, EdgeBody};
+use crate::metrics::{Metrics, labels};
 use bytes::Bytes;
 use http::{HeaderMap, Request, Response};
 use http_body::{Body, Frame, SizeHint};
@@ -71,8 +72,7 @@ where
     }
 
     fn call(&mut self, mut request: Request<B>) -> Self::Future {
-        let slot = SubjectSlot::default();
-        request.extensions_mut().insert(slot.clone());
+        let slot = RequestContext::of_mut(&mut request).subject();
         let mut record = Record {
             metrics: self.metrics.clone(),
             method: labels::method(request.uri().path()),
@@ -111,7 +111,7 @@ where
 struct Record {
     metrics: Metrics,
     method: &'static str,
-    slot: SubjectSlot,
+    slot: Subject,
     started: Instant,
     done: bool,
 }

@@ -1,0 +1,152 @@
+//! What the edge knows about one request, as ONE type in its extensions: the
+//! accept loop creates it (peer address, client certificate), auth adds the
+//! verified [`Identity`], limits add the headers for the core, forward reads
+//! both. Outer layers that answer after the inner ones ran (metrics) keep a
+//! [`Subject`] handle taken before the call.
+
+use crate::{limits::deadline::ResponseWait, tls::ClientIdentity};
+use http::{HeaderMap, HeaderValue, Request};
+use std::{
+    net::SocketAddr,
+    sync::{Arc, OnceLock},
+};
+use vibectl_proto::wire::ALLOWED_MODELS_HEADER;
+
+/// Who a verified request is from.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Identity {
+    /// The token's `sub`.
+    pub sub: String,
+    /// The `kid` of the key that verified the token (`None`: the legacy
+    /// HS256 secret). Limits may key on it (`LimitsConfig::for_token`).
+    pub kid: Option<String>,
+    /// The token's `jti`.
+    pub jti: Option<String>,
+    /// The models the token may use (`models` claim); `None`: any.
+    pub models: Option<Arc<[String]>>,
+}
+
+impl Identity {
+    /// The value of [`ALLOWED_MODELS_HEADER`] for this identity, if it is
+    /// restricted: `a,b` (names were checked to be header-safe, comma-free).
+    pub fn allowed_models_header(&self) -> Option<HeaderValue> {
+        let models = self.models.as_ref()?;
+        HeaderValue::from_str(&models.join(",")).ok()
+    }
+
+    /// Sets (or removes) [`ALLOWED_MODELS_HEADER`] on a request to the core.
+    /// Call it after client-sent `x-vibectl-*` headers were stripped.
+    pub fn apply_scope(&self, headers: &mut HeaderMap) {
+        headers.remove(ALLOWED_MODELS_HEADER);
+        if let Some(value) = self.allowed_models_header() {
+            headers.insert(ALLOWED_MODELS_HEADER, value);
+        }
+    }
+}
+
+/// The verified subject of a request, readable after the request was
+/// handed on (by the metrics layer, which runs outside auth and so counts
+/// refusals too).
+#[derive(Debug, Clone, Default)]
+pub struct Subject(Arc<OnceLock<String>>);
+
+impl Subject {
+    /// The subject, if the token was verified.
+    pub fn get(&self) -> Option<&str> {
+        self.0.get().map(String::as_str)
+    }
+}
+
+/// The request's context (see the module doc).
+#[derive(Debug, Clone, Default)]
+pub struct RequestContext {
+    /// The TCP peer of the connection (never `x-forwarded-for`: clients can
+    /// write that). The failure budget and the audit log read it.
+    pub peer: Option<SocketAddr>,
+    /// The verified client certificate, under mutual TLS.
+    pub client: Option<ClientIdentity>,
+    /// The verified token, once auth accepted it.
+    identity: Option<Identity>,
+    /// Headers the edge's own layers send the core (the caller's
+    /// `x-vibectl-limit-*`); forward adds them after stripping every
+    /// client-sent `x-vibectl-*`.
+    pub core_headers: HeaderMap,
+    /// How long forward waits for the core's response headers when the
+    /// call has a deadline (set by limits; else `edge.core_response_timeout`).
+    pub response_wait: Option<ResponseWait>,
+    subject: Subject,
+}
+
+impl RequestContext {
+    /// The context of a request on a connection from `peer`.
+    pub fn new(peer: SocketAddr, client: Option<ClientIdentity>) -> Self {
+        Self {
+            peer: Some(peer),
+            client,
+            ..Self::default()
+        }
+    }
+
+    /// The context of `request`, if it has one.
+    pub fn of<B>(request: &Request<B>) -> Option<&Self> {
+        request.extensions().get::<Self>()
+    }
+
+    /// The context of `request`, created empty if it has none.
+    pub fn of_mut<B>(request: &mut Request<B>) -> &mut Self {
+        let extensions = request.extensions_mut();
+        if extensions.get::<Self>().is_none() {
+            extensions.insert(Self::default());
+        }
+        extensions.get_mut::<Self>().expect("inserted above")
+    }
+
+    /// The verified token, if auth accepted one.
+    pub fn identity(&self) -> Option<&Identity> {
+        self.identity.as_ref()
+    }
+
+    /// Records the verified token (auth).
+    pub fn verified(&mut self, identity: Identity) {
+        let _ = self.subject.0.set(identity.sub.clone());
+        self.identity = Some(identity);
+    }
+
+    /// A handle on the verified subject, to read after the call.
+    pub fn subject(&self) -> Subject {
+        self.subject.clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scope_header_replaces_any_client_copy() {
+        let mut headers = HeaderMap::new();
+        headers.insert(ALLOWED_MODELS_HEADER, HeaderValue::from_static("*"));
+        let open = Identity::default();
+        open.apply_scope(&mut headers);
+        assert!(headers.get(ALLOWED_MODELS_HEADER).is_none());
+        let scoped = Identity {
+            models: Some(Arc::from(vec!["echo".to_owned(), "4o".to_owned()])),
+            ..Identity::default()
+        };
+        scoped.apply_scope(&mut headers);
+        assert_eq!(headers[ALLOWED_MODELS_HEADER], "echo,4o");
+    }
+
+    #[test]
+    fn the_subject_is_readable_after_the_request_moved_on() {
+        let mut request = Request::new(());
+        let subject = RequestContext::of_mut(&mut request).subject();
+        assert_eq!(subject.get(), None);
+        RequestContext::of_mut(&mut request).verified(Identity {
+            sub: "alice".to_owned(),
+            ..Identity::default()
+        });
+        drop(request);
+        assert_eq!(subject.get(), Some("alice"));
+    }
+}
