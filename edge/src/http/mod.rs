@@ -82,8 +82,9 @@ pub fn service_with<B, S>(
     leaf: S,
 ) -> BoxCloneService<Request<B>, Response<ServerBody>, Infallible>
 where
-    B: Body + Send + 'static,
-    S: Service<Request<B>, Response = Response<EdgeBody>, Error = BoxError>
+    B: Body<Data = Bytes> + Send + Unpin + 'static,
+    B::Error: Into<BoxError>,
+    S: Service<Request<message_size::Replayed<B>>, Response = Response<EdgeBody>, Error = BoxError>
         + Clone
         + Send
         + 'static,

@@ -3,7 +3,7 @@
 //! one reaches it with its identity and the caller's limits in the one
 //! request context, and every response carries the request id.
 
-use super::{BoxError, EdgeBody, RequestContext, service_with};
+use super::{BoxError, EdgeBody, RequestContext, message_size::Replayed, service_with};
 use crate::{Edge, Transport, jwt::mint_token};
 use http::{HeaderValue, Request, Response, header::AUTHORIZATION};
 use http_body_util::{BodyExt, Empty};
@@ -33,7 +33,7 @@ async fn the_layers_run_in_order_over_a_stub_leaf() {
     .expect("edge");
     let seen: Arc<Mutex<Vec<RequestContext>>> = Arc::default();
     let record = seen.clone();
-    let leaf = tower::service_fn(move |request: Request<Empty<bytes::Bytes>>| {
+    let leaf = tower::service_fn(move |request: Request<Replayed<Empty<bytes::Bytes>>>| {
         let context = RequestContext::of(&request).cloned().unwrap_or_default();
         record.lock().expect("lock").push(context);
         async {
