@@ -1,5 +1,5 @@
 //! The real layer order of [`super::service_with`] over a stub leaf: a
-//! refused token never reaches the leaf and is a gRPC status; an accepted
+//! well-formed gRPC request passes the policy; a refused token never reaches the leaf and is a gRPC status; an accepted
 //! one reaches it with its identity and the caller's limits in the one
 //! request context, and every response carries the request id.
 
@@ -47,6 +47,7 @@ async fn the_layers_run_in_order_over_a_stub_leaf() {
     let service = service_with(&edge, leaf);
     let request = |token: Option<&str>| {
         let mut request = Request::post(Method::GetServerInfo.path())
+            .header("content-type", "application/grpc")
             .body(Empty::new())
             .expect("request");
         if let Some(token) = token {

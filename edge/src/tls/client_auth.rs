@@ -7,8 +7,8 @@
 //!
 //! The verified certificate's identity becomes a [`ClientIdentity`]: the
 //! accept loop puts it into the connection's span and into every request's
-//! extensions, where the auth layer (or any layer) reads it with
-//! `request.extensions().get::<ClientIdentity>()`. A request without one
+//! context (`http::RequestContext::client`), where any layer reads it. A
+//! request without one
 //! came over a connection without a client certificate. A client
 //! certificate never replaces the JWT: with auth on, a call needs both.
 
