@@ -14,6 +14,18 @@ fn alerts_dir() -> PathBuf {
 #[test]
 fn promtool_checks_the_rules_and_their_tests_pass() {
     let dir = alerts_dir();
+    let rules = std::fs::read_to_string(dir.join("vibectl-rules.yml")).expect("rules");
+    let operator =
+        std::fs::read_to_string(dir.join("prometheusrule.yaml")).expect("PrometheusRule");
+    for alert in rules
+        .lines()
+        .filter(|l| l.trim_start().starts_with("- alert:"))
+    {
+        assert!(
+            operator.contains(alert.trim()),
+            "{alert} missing from prometheusrule.yaml"
+        );
+    }
     for args in [
         ["check", "rules", "vibectl-rules.yml"],
         ["test", "rules", "vibectl-rules.test.yml"],

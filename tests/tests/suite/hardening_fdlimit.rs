@@ -86,6 +86,25 @@ async fn a_victim_keeps_99_percent_beside_500_silent_connections_under_256_fds()
     let ca_pem = std::fs::read_to_string(&ca).expect("ca");
     let tls = tls_client(&ca);
 
+    let endpoint = tonic::transport::Endpoint::from_shared(format!("https://{addr}"))
+        .expect("endpoint")
+        .tls_config(
+            tonic::transport::ClientTlsConfig::new()
+                .ca_certificate(tonic::transport::Certificate::from_pem(&ca_pem))
+                .domain_name("localhost"),
+        )
+        .expect("tls")
+        .connect_timeout(Duration::from_secs(5));
+    let connect = async || {
+        endpoint
+            .connect()
+            .await
+            .ok()
+            .map(VibectlLlmProxyClient::new)
+    };
+    // Baseline, for the p99 ratio in the report (not asserted: shared machine).
+    let baseline = victim(&connect, &token, Duration::from_secs(2), 5).await;
+
     // The attack: 500 silent connections, each re-opened 2 s after the
     // edge closes it.
     let stop = Arc::new(AtomicBool::new(false));
@@ -107,23 +126,7 @@ async fn a_victim_keeps_99_percent_beside_500_silent_connections_under_256_fds()
         }));
     }
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let endpoint = tonic::transport::Endpoint::from_shared(format!("https://{addr}"))
-        .expect("endpoint")
-        .tls_config(
-            tonic::transport::ClientTlsConfig::new()
-                .ca_certificate(tonic::transport::Certificate::from_pem(&ca_pem))
-                .domain_name("localhost"),
-        )
-        .expect("tls")
-        .connect_timeout(Duration::from_secs(5));
-    let connect = async || {
-        endpoint
-            .connect()
-            .await
-            .ok()
-            .map(VibectlLlmProxyClient::new)
-    };
-    let report = victim(connect, &token, Duration::from_secs(6), 5).await;
+    let report = victim(&connect, &token, Duration::from_secs(6), 5).await;
     stop.store(true, Ordering::Relaxed);
     let pid = child.id().expect("child pid");
     let fds = std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, Iterator::count);
@@ -135,10 +138,12 @@ async fn a_victim_keeps_99_percent_beside_500_silent_connections_under_256_fds()
                 .map(str::to_owned)
         });
     eprintln!(
-        "victim: {}/{} ok, p99 {:?}; attack connections opened: {}; edge fds {fds}, {rss:?}",
+        "victim: {}/{} ok, p99 {:?} (baseline {:?}, ratio {:.2}); attack connections opened: {}; edge fds {fds}, {rss:?}",
         report.ok,
         report.calls,
         report.p99(),
+        baseline.p99(),
+        report.p99().as_secs_f64() / baseline.p99().as_secs_f64().max(1e-6),
         opened.load(Ordering::Relaxed)
     );
     for a in attackers {
