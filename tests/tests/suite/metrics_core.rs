@@ -18,6 +18,10 @@ use vibectl_tests::fake_openai::{FakeOpenAi, Script};
 fn metrics_config(extra_providers: &str) -> vibectl_config::Config {
     config(&format!(
         r#"
+# Unknown and keyless models must fail here, not fall back to echo.
+[core]
+echo_fallback = false
+
 [metrics]
 max_subjects = 2
 
