@@ -31,8 +31,19 @@ impl Counter {
 /// Counters in a mutex-guarded map; every step holds the lock once.
 #[derive(Debug, Default)]
 pub struct MemoryBackend {
-    counters: Mutex<HashMap<String, Counter>>,
+    counters: Mutex<Counters>,
 }
+
+#[derive(Debug, Default)]
+struct Counters {
+    map: HashMap<String, Counter>,
+    /// Reservations since the last sweep of ended windows.
+    since_sweep: u32,
+}
+
+/// Ended windows are swept every this many reservations (not on every
+/// call: a sweep visits every counter).
+const SWEEP_EVERY: u32 = 4096;
 
 fn unix_now() -> (i64, i64) {
     let d = SystemTime::now()
@@ -47,8 +58,8 @@ fn unix_now() -> (i64, i64) {
 impl MemoryBackend {
     /// Adds settled use to `key` (the ledger's totals at start).
     pub fn add_used(&self, key: &str, amount: u64, expire_at: i64) {
-        let mut map = self.counters.lock().unwrap_or_else(PoisonError::into_inner);
-        let c = map.entry(key.to_owned()).or_default();
+        let mut counters = self.counters.lock().unwrap_or_else(PoisonError::into_inner);
+        let c = counters.map.entry(key.to_owned()).or_default();
         c.used = c.used.saturating_add(amount);
         c.expire_at = c.expire_at.max(expire_at);
     }
@@ -68,9 +79,16 @@ impl QuotaBackend for MemoryBackend {
     ) -> Result<ReserveOutcome, BackendError> {
         let now = Instant::now();
         let (now_s, now_ms) = unix_now();
-        let mut map = self.counters.lock().unwrap_or_else(PoisonError::into_inner);
-        // Windows that ended are forgotten (bounded memory).
-        map.retain(|_, c| c.expire_at == 0 || c.expire_at > now_s || !c.reservations.is_empty());
+        let mut counters = self.counters.lock().unwrap_or_else(PoisonError::into_inner);
+        counters.since_sweep += 1;
+        if counters.since_sweep >= SWEEP_EVERY {
+            // Windows that ended are forgotten (bounded memory).
+            counters.since_sweep = 0;
+            counters.map.retain(|_, c| {
+                c.expire_at == 0 || c.expire_at > now_s || !c.reservations.is_empty()
+            });
+        }
+        let map = &mut counters.map;
         let counts: Vec<Counts> = lines
             .iter()
             .map(|l| map.entry(l.key.clone()).or_default().counts(now))
@@ -93,7 +111,8 @@ impl QuotaBackend for MemoryBackend {
     }
 
     async fn settle(&self, id: &str, lines: &[Settle]) -> Result<(), BackendError> {
-        let mut map = self.counters.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut counters = self.counters.lock().unwrap_or_else(PoisonError::into_inner);
+        let map = &mut counters.map;
         for l in lines {
             let c = map.entry(l.key.clone()).or_default();
             c.reservations.remove(id);
@@ -105,7 +124,8 @@ impl QuotaBackend for MemoryBackend {
 
     async fn counts(&self, keys: &[String]) -> Result<Vec<Counts>, BackendError> {
         let now = Instant::now();
-        let mut map = self.counters.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut counters = self.counters.lock().unwrap_or_else(PoisonError::into_inner);
+        let map = &mut counters.map;
         Ok(keys
             .iter()
             .map(|k| map.get_mut(k).map(|c| c.counts(now)).unwrap_or_default())

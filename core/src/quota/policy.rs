@@ -119,12 +119,19 @@ pub struct Policy {
     pub tz_name: String,
     /// How long a reservation of a call that never ends keeps counting.
     pub reservation_ttl: std::time::Duration,
+    /// No budget configured at all (computed once).
+    empty: bool,
 }
 
 impl Policy {
     /// The policy of a validated configuration.
     pub fn from_config(config: &Config) -> Arc<Policy> {
+        let limits = &config.limits;
+        let empty = limits.global.quota().is_empty()
+            && limits.per_token.values().all(|s| s.quota().is_empty())
+            && limits.per_model.values().all(QuotaSet::is_empty);
         Arc::new(Policy {
+            empty,
             limits: config.limits.clone(),
             tz: TimeZone::get(&config.quota.time_zone).unwrap_or(TimeZone::UTC),
             tz_name: config.quota.time_zone.clone(),
@@ -134,9 +141,7 @@ impl Policy {
 
     /// True when no budget is configured at all (the fast path).
     pub fn is_empty(&self) -> bool {
-        self.limits.global.quota().is_empty()
-            && self.limits.per_token.values().all(|s| s.quota().is_empty())
-            && self.limits.per_model.values().all(QuotaSet::is_empty)
+        self.empty
     }
 
     /// The caller's budgets (by `sub`, or `kid` for the override).
