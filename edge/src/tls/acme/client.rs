@@ -16,6 +16,7 @@ use std::{
     sync::{Arc, Mutex},
     time::{Duration, SystemTime},
 };
+use vibectl_proto::wire::error_chain;
 
 /// Longest one request to the CA may take.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
@@ -124,21 +125,6 @@ pub fn parse_retry_after(headers: &http::HeaderMap) -> Option<SystemTime> {
         Ok(seconds) => Some(SystemTime::now() + Duration::from_secs(seconds)),
         Err(_) => httpdate::parse_http_date(value).ok(),
     }
-}
-
-/// An error and its causes, `a: b: c` (hyper's own message is terse).
-pub fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        if !text.contains(&cause_text) {
-            text.push_str(": ");
-            text.push_str(&cause_text);
-        }
-        source = cause.source();
-    }
-    text
 }
 
 #[cfg(test)]
