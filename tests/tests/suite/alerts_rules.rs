@@ -1,6 +1,7 @@
 //! The alert rules shipped in config/alerts: `promtool` checks them and
 //! runs their unit tests on synthetic series, and every `vibectl_*` series
-//! an alert uses is exposed under that name by a running edge and core.
+//! an alert uses is exposed under that name by a running edge and core and
+//! stored by a real Prometheus scraping them.
 
 use crate::support::sample;
 use std::{path::PathBuf, process::Command};
@@ -79,12 +80,7 @@ async fn every_series_an_alert_uses_is_exposed_by_the_running_processes() {
         .execute(authed(execute_request(Some("broken-model"), "hi"), &token))
         .await;
     let edge = stack.admin_get("/metrics").await.1;
-    let core = http_get(
-        format!("127.0.0.1:{port}").parse().expect("addr"),
-        "/metrics",
-    )
-    .await
-    .1;
+    let core = http_get(core_addr(port), "/metrics").await.1;
     let rules = std::fs::read_to_string(alerts_dir().join("vibectl-rules.yml")).expect("rules");
     let mut names: Vec<&str> = rules
         .match_indices("vibectl_")
@@ -100,12 +96,105 @@ async fn every_series_an_alert_uses_is_exposed_by_the_running_processes() {
     names.sort_unstable();
     names.dedup();
     assert!(names.len() >= 9, "{names:?}");
-    for name in names {
+    for name in &names {
         let exposed = sample(&edge, name, &[]).is_some() || sample(&core, name, &[]).is_some();
         assert!(
             exposed,
             "{name} is used by an alert but exposed by neither process\nedge:\n{edge}\ncore:\n{core}"
         );
     }
+    // A real Prometheus scraping both processes stores every one of them
+    // under the name the alert uses.
+    let prometheus = Prometheus::start(&[stack.admin_addr, core_addr(port)]);
+    prometheus.wait_for_series(&names).await;
     stack.shutdown().await;
+}
+
+fn core_addr(port: u16) -> std::net::SocketAddr {
+    format!("127.0.0.1:{port}").parse().expect("addr")
+}
+
+/// `prometheus` (Debian package) on 127.0.0.1 with a temporary TSDB,
+/// scraping the given targets every 500 ms; killed on drop.
+struct Prometheus {
+    child: std::process::Child,
+    addr: std::net::SocketAddr,
+    _dir: tempfile::TempDir,
+}
+
+impl Prometheus {
+    fn start(targets: &[std::net::SocketAddr]) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let addr = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("free port");
+        let targets: Vec<String> = targets.iter().map(|t| format!("'{t}'")).collect();
+        let config = format!(
+            "global:\n  scrape_interval: 500ms\n  scrape_timeout: 400ms\n\
+             scrape_configs:\n  - job_name: vibectl\n    static_configs:\n      - targets: [{}]\n",
+            targets.join(", ")
+        );
+        let config_path = dir.path().join("prometheus.yml");
+        std::fs::write(&config_path, config).expect("prometheus.yml");
+        let child = Command::new("prometheus")
+            .arg(format!("--config.file={}", config_path.display()))
+            .arg(format!("--storage.tsdb.path={}", dir.path().join("data").display()))
+            .arg(format!("--web.listen-address={addr}"))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("prometheus (Debian package prometheus) runs");
+        Self {
+            child,
+            addr,
+            _dir: dir,
+        }
+    }
+
+    /// Waits (at most 30 s) until a query for each name returns a series.
+    async fn wait_for_series(&self, names: &[&str]) {
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+        let mut missing: Vec<&str> = names.to_vec();
+        while !missing.is_empty() {
+            let mut still = Vec::new();
+            for name in missing {
+                let path = format!("/api/v1/query?query=count({name})");
+                let answered = tokio::time::timeout(
+                    std::time::Duration::from_secs(2),
+                    try_http_get(self.addr, &path),
+                )
+                .await
+                .ok()
+                .flatten();
+                let found = answered.is_some_and(|(status, body)| {
+                    status == 200 && body.contains("\"status\":\"success\"") && !body.contains("\"result\":[]")
+                });
+                if !found {
+                    still.push(name);
+                }
+            }
+            missing = still;
+            if missing.is_empty() {
+                break;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "Prometheus scraping the edge and the core has no series for {missing:?}"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+        }
+    }
+}
+
+impl Drop for Prometheus {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// GET over HTTP/1.1; `None` while nothing listens yet.
+async fn try_http_get(addr: std::net::SocketAddr, path: &str) -> Option<(u16, String)> {
+    tokio::net::TcpStream::connect(addr).await.ok()?;
+    Some(http_get(addr, path).await)
 }
