@@ -138,7 +138,10 @@ impl Prometheus {
         std::fs::write(&config_path, config).expect("prometheus.yml");
         let child = Command::new("prometheus")
             .arg(format!("--config.file={}", config_path.display()))
-            .arg(format!("--storage.tsdb.path={}", dir.path().join("data").display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.path().join("data").display()
+            ))
             .arg(format!("--web.listen-address={addr}"))
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
@@ -167,7 +170,9 @@ impl Prometheus {
                 .ok()
                 .flatten();
                 let found = answered.is_some_and(|(status, body)| {
-                    status == 200 && body.contains("\"status\":\"success\"") && !body.contains("\"result\":[]")
+                    status == 200
+                        && body.contains("\"status\":\"success\"")
+                        && !body.contains("\"result\":[]")
                 });
                 if !found {
                     still.push(name);
