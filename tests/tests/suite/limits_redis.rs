@@ -10,73 +10,17 @@
 
 use std::{
     num::NonZeroU32,
-    path::PathBuf,
-    process::{Child, Command, Stdio},
     time::{Duration, Instant},
 };
 use tonic::Code;
 use vibectl_edge::limits::{Admission, RateQuota, RedisBackend, SlotOutcome};
-use vibectl_tests::harness::{Stack, WAIT, authed, execute_request};
+use vibectl_tests::{
+    harness::{Stack, WAIT, authed, execute_request},
+    redis_server::RedisServer as Redis,
+};
 
 fn nz(n: u32) -> NonZeroU32 {
     NonZeroU32::new(n).expect("non-zero")
-}
-
-/// A real redis-server on a Unix socket; killed when dropped.
-struct Redis {
-    child: Option<Child>,
-    sock: PathBuf,
-    _dir: tempfile::TempDir,
-}
-
-impl Redis {
-    async fn start() -> Self {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let sock = dir.path().join("redis.sock");
-        let child = Command::new("redis-server")
-            .args([
-                "--port",
-                "0",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--unixsocket",
-            ])
-            .arg(&sock)
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("redis-server (Debian package redis-server) must be installed");
-        let redis = Self {
-            child: Some(child),
-            sock,
-            _dir: dir,
-        };
-        // Ready when it answers PING (bounded).
-        let deadline = Instant::now() + WAIT;
-        while RedisBackend::connect(&redis.url(), "ping:").await.is_err() {
-            assert!(Instant::now() < deadline, "redis-server did not start");
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        redis
-    }
-
-    fn url(&self) -> String {
-        format!("redis+unix://{}", self.sock.display())
-    }
-
-    fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-impl Drop for Redis {
-    fn drop(&mut self) {
-        self.kill();
-    }
 }
 
 /// Allowed calls of a GCRA from a full bucket within `elapsed`.
