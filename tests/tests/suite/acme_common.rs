@@ -205,8 +205,9 @@ pub(crate) async fn served_leaf(tls: SocketAddr, root_pem: &str) -> String {
         .expect("handshake verified against Pebble's root")
 }
 
-/// [`served_leaf`], or the handshake's error.
-pub(crate) async fn try_served_leaf(tls: SocketAddr, root_pem: &str) -> Result<String, String> {
+/// A TLS client config that trusts only `root_pem` (Pebble's issuing root)
+/// and offers the one ALPN protocol `alpn`.
+pub(crate) fn pebble_client_config(root_pem: &str, alpn: &[u8]) -> rustls::ClientConfig {
     let mut roots = rustls::RootCertStore::empty();
     for cert in CertificateDer::pem_slice_iter(root_pem.as_bytes()) {
         roots.add(cert.expect("pem")).expect("root");
@@ -218,7 +219,13 @@ pub(crate) async fn try_served_leaf(tls: SocketAddr, root_pem: &str) -> Result<S
     .expect("versions")
     .with_root_certificates(roots)
     .with_no_client_auth();
-    config.alpn_protocols = vec![b"h2".to_vec()];
+    config.alpn_protocols = vec![alpn.to_vec()];
+    config
+}
+
+/// [`served_leaf`], or the handshake's error.
+pub(crate) async fn try_served_leaf(tls: SocketAddr, root_pem: &str) -> Result<String, String> {
+    let config = pebble_client_config(root_pem, b"h2");
     let tcp = tokio::net::TcpStream::connect(tls)
         .await
         .map_err(|e| e.to_string())?;

@@ -7,10 +7,10 @@
 //! plain HTTP listener answers challenges and redirects everything else.
 
 use super::acme_common::{
-    Core, DOMAIN, Edge, ISSUE_WAIT, assert_private, bind_listeners, channel, config, plain_http,
-    port, ready, served_leaf, server_info, wait_ready,
+    Core, DOMAIN, Edge, ISSUE_WAIT, assert_private, bind_listeners, channel, config,
+    pebble_client_config, plain_http, port, ready, served_leaf, server_info, wait_ready,
 };
-use rustls_pki_types::{CertificateDer, ServerName, pem::PemObject};
+use rustls_pki_types::ServerName;
 use std::{
     sync::Arc,
     time::{Duration, Instant},
@@ -88,18 +88,7 @@ async fn tls_alpn_01_issues_a_certificate_clients_verify_with_pebbles_root() {
     let (edge, pebble, core, _state) = issue("tls-alpn-01").await;
     // Validation is over: a hello offering only acme-tls/1 is refused.
     let root = pebble.issuing_root().await;
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in CertificateDer::pem_slice_iter(root.as_bytes()) {
-        roots.add(cert.expect("pem")).expect("root");
-    }
-    let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .expect("versions")
-    .with_root_certificates(roots)
-    .with_no_client_auth();
-    config.alpn_protocols = vec![b"acme-tls/1".to_vec()];
+    let config = pebble_client_config(&root, b"acme-tls/1");
     let tcp = tokio::net::TcpStream::connect(edge.tls)
         .await
         .expect("connect");
