@@ -6,7 +6,7 @@
 //! client-sent header), what (`path`), and the `result` with its `reason`.
 //! It never holds the token, any part of it, or a key.
 
-use crate::jwt::{AuthError, Decision};
+use crate::auth::{AuthError, Decision};
 use std::{net::SocketAddr, time::Duration};
 
 /// The tracing target of audit lines.

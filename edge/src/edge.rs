@@ -5,9 +5,9 @@
 
 use crate::{
     EdgeError,
+    auth::{TokenVerifier, budget::FailureBudget},
     conn::{ConnTable, Limits, fd},
     http::CoreClient,
-    jwt::{TokenVerifier, budget::FailureBudget},
     limits::Limiter,
     metrics::Metrics,
     tls::HandshakeStats,

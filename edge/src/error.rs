@@ -1,6 +1,6 @@
 //! The errors the edge reports at its boundaries (start-up, CLI), each
 //! variant named as the fact it reports. Per-request errors live beside the
-//! layer that makes them ([`crate::jwt::AuthError`],
+//! layer that makes them ([`crate::auth::AuthError`],
 //! [`crate::http::ForwardError`]) and become gRPC statuses in
 //! [`crate::http::rescue`].
 
@@ -14,7 +14,7 @@ pub enum EdgeError {
     Tls(#[from] crate::tls::TlsError),
     /// The JWT secret could not be found, read or saved.
     #[error(transparent)]
-    Secret(#[from] crate::jwt::SecretError),
+    Secret(#[from] crate::auth::SecretError),
     /// A token could not be made.
     #[error("cannot sign the token: {0}")]
     TokenSigning(String),
@@ -28,7 +28,7 @@ pub enum EdgeError {
     /// A JWT key set, key file or revocation list cannot be used, or a
     /// token command was refused.
     #[error(transparent)]
-    Jwt(#[from] crate::jwt::JwtError),
+    Jwt(#[from] crate::auth::JwtError),
     /// Authentication is required but no JWT secret was given.
     #[error("edge.require_auth is true but no JWT secret was given")]
     JwtSecretMissing,

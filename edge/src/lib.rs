@@ -21,6 +21,7 @@
 pub mod admin;
 pub mod app;
 pub mod audit;
+pub mod auth;
 pub mod cli;
 pub mod conn;
 mod edge;
@@ -28,7 +29,6 @@ mod error;
 mod fsutil;
 pub mod http;
 pub mod http01;
-pub mod jwt;
 pub mod limits;
 pub mod metrics;
 mod plain_http;

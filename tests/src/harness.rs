@@ -38,7 +38,7 @@ use vibectl_config::{Config, Secret, SelfSignedTls};
 use vibectl_edge::{
     Edge,
     app::{Binds, EdgeApp, Running},
-    jwt::SecretEnv,
+    auth::SecretEnv,
     tls::{CertResolver, RotationStatus},
 };
 use vibectl_proto::{ExecuteRequest, vibectl_llm_proxy_client::VibectlLlmProxyClient};

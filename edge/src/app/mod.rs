@@ -30,8 +30,8 @@ pub use running::Running;
 
 use crate::{
     Edge, EdgeError,
+    auth::SecretEnv,
     http01::{Http01, serve_http01},
-    jwt::SecretEnv,
     tls::{TlsError, acme::AcmeError},
 };
 use certs::Certificates;

@@ -3,7 +3,7 @@
 
 use crate::{
     EdgeError,
-    jwt::{SecretEnv, lookup_secret},
+    auth::{SecretEnv, lookup_secret},
 };
 use vibectl_config::{Config, Secret};
 

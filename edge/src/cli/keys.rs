@@ -5,13 +5,14 @@
 //! every edge within `jwt.reload_interval`.
 
 use crate::{
-    EdgeError, fsutil,
-    jwt::{
+    EdgeError,
+    auth::{
         JwtError, KeySet, KeyStatus,
         keygen::{self, Generated},
         keys::{JwksDoc, KeyAlg, is_plain_kid},
         revocation::now_secs,
     },
+    fsutil,
 };
 use clap::Subcommand;
 use std::path::PathBuf;

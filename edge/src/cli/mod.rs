@@ -166,7 +166,7 @@ pub async fn run(
         Command::ServeAcme(args) => acme::serve_acme(&args, config, shutdown).await,
         Command::Ca(command) => ca::run(command, &config),
         Command::GenerateToken(args) => {
-            let env = crate::jwt::SecretEnv::from_process();
+            let env = crate::auth::SecretEnv::from_process();
             let token = token::generate_token(&config, &env, &args)?;
             match &args.output {
                 Some(path) => {
@@ -185,12 +185,12 @@ pub async fn run(
                 }
             }
             let jwt = token::read_token(&source)?;
-            let env = crate::jwt::SecretEnv::from_process();
+            let env = crate::auth::SecretEnv::from_process();
             let inspection = token::inspect(&config, &env, &jwt).await?;
             print!("{inspection}");
             if !inspection.accepted() {
                 // Non-zero, for scripts: the edge would refuse this token.
-                return Err(EdgeError::Jwt(crate::jwt::JwtError::Refused(
+                return Err(EdgeError::Jwt(crate::auth::JwtError::Refused(
                     "this edge would refuse the token (see above)".to_owned(),
                 )));
             }

@@ -8,13 +8,14 @@
 //! is refused with the reason.
 
 use crate::{
-    EdgeError, fsutil,
-    jwt::{
+    EdgeError,
+    auth::{
         JwtError, KeySet, KeyStatus, SecretEnv, SigningKey, TokenSpec, TokenVerifier, Verified,
         keys::KeyAlg,
         lookup_existing_secret, lookup_secret, mint,
         revocation::{self, RedisTarget, Revocation},
     },
+    fsutil,
 };
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use clap::{Args, Subcommand};
@@ -300,7 +301,7 @@ pub struct Inspection {
     /// The claims (unverified).
     pub claims: Value,
     /// This edge's decision, by the real verifier.
-    pub verdict: Result<Verified, crate::jwt::AuthError>,
+    pub verdict: Result<Verified, crate::auth::AuthError>,
     /// What the edge verifies with: the state dir, the HS256 secret's
     /// source (or none), the key set file.
     pub keys: String,

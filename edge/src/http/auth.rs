@@ -15,7 +15,7 @@
 use super::{BoxError, context::RequestContext};
 use crate::{
     audit,
-    jwt::{AuthError, TokenVerifier, budget::FailureBudget},
+    auth::{AuthError, TokenVerifier, budget::FailureBudget},
 };
 use http::{HeaderMap, Request, header::AUTHORIZATION};
 use std::{net::SocketAddr, sync::Arc};

@@ -1,7 +1,7 @@
 //! The request path, as one `ServiceBuilder` (read [`service_with`] top to
 //! bottom: outermost layer first). This module owns the whole of it: every
 //! layer is its own module here, as is every response body and the one
-//! request-extension type ([`RequestContext`]); `limits`, `jwt`, `metrics`
+//! request-extension type ([`RequestContext`]); `limits`, `auth`, `metrics`
 //! and `tls` are domain code that knows nothing of HTTP. [`service`] is the
 //! production path (the leaf forwards to the core); tests run the same
 //! layers over a stub leaf with [`service_with`].

@@ -5,12 +5,12 @@
 //! After this layer the service cannot fail.
 
 use crate::{
+    auth::AuthError,
     conn::streams::ClientReset,
     http::{
         BoxError, EdgeBody, ForwardError,
         grpc_status::{GrpcCode, response},
     },
-    jwt::AuthError,
 };
 use http::Response;
 use std::{

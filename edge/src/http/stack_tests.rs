@@ -4,7 +4,7 @@
 //! request context, and every response carries the request id.
 
 use super::{BoxError, EdgeBody, RequestContext, message_size::Replayed, service_with};
-use crate::{Edge, Transport, jwt::mint_token};
+use crate::{Edge, Transport, auth::mint_token};
 use http::{HeaderValue, Request, Response, header::AUTHORIZATION};
 use http_body_util::{BodyExt, Empty};
 use std::{

@@ -11,7 +11,7 @@
 //! | `vibectl_proxy_protocol_refused_total` | counter | — |
 //! | `vibectl_auth_budget_refusals_total` | counter | — (tokens refused cheaply, address over its failure budget) |
 
-use crate::{conn::ConnStats, jwt::budget::FailureBudget};
+use crate::{auth::budget::FailureBudget, conn::ConnStats};
 use arc_swap::ArcSwapOption;
 use opentelemetry::{
     KeyValue,

@@ -251,7 +251,7 @@ impl Metrics {
     pub fn watch_connections(
         &self,
         stats: Arc<crate::conn::ConnStats>,
-        budget: Arc<crate::jwt::budget::FailureBudget>,
+        budget: Arc<crate::auth::budget::FailureBudget>,
     ) {
         if let Some(inner) = &self.inner {
             inner.conns.stats.store(Some(stats));

@@ -4,7 +4,7 @@
 
 use std::{os::unix::fs::PermissionsExt, path::Path, process::Command};
 use vibectl_config::{Config, Secret};
-use vibectl_edge::jwt::TokenVerifier;
+use vibectl_edge::auth::TokenVerifier;
 
 /// The binary with a private state dir and no JWT variables from the
 /// environment of the test run.

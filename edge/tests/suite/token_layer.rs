@@ -17,8 +17,8 @@ use std::{
 use tower::{Service, ServiceBuilder, ServiceExt, util::BoxCloneService};
 use vibectl_config::{Config, Secret};
 use vibectl_edge::{
+    auth::{KeyAlg, TokenVerifier, budget::FailureBudget, keygen, mint_token},
     http::{BoxError, EdgeBody, RequestContext, auth, rescue::RescueLayer},
-    jwt::{KeyAlg, TokenVerifier, budget::FailureBudget, keygen, mint_token},
 };
 
 const SECRET: &str = "layer-test-secret-0123456789abcdefgh";

@@ -7,11 +7,11 @@ use std::{future::Future, path::PathBuf, time::Duration};
 use tonic::{Code, Status};
 use vibectl_config::Config;
 use vibectl_edge::{
+    auth::{KeyAlg, SecretEnv},
     cli::{
         keys,
         token::{self, GenerateTokenArgs},
     },
-    jwt::{KeyAlg, SecretEnv},
 };
 use vibectl_proto::{GetServerInfoRequest, GetServerInfoResponse};
 use vibectl_tests::harness::{Stack, WAIT, authed, execute_request};

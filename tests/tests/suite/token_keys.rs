@@ -9,7 +9,7 @@ use crate::token_common;
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use std::time::Duration;
 use token_common::{Signer, assert_unauthenticated, call, eventually, execute};
-use vibectl_edge::jwt::KeyAlg;
+use vibectl_edge::auth::KeyAlg;
 use vibectl_tests::harness::{JWT_SECRET, Stack, claims, mint};
 
 #[tokio::test]

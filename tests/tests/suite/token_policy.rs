@@ -17,8 +17,8 @@ use std::{
 use token_common::{Signer, assert_unauthenticated, call, eventually, execute, server_info};
 use tonic::Code;
 use vibectl_edge::{
+    auth::KeyAlg,
     cli::token::{self, RevokeArgs, TokenSource},
-    jwt::KeyAlg,
 };
 use vibectl_tests::harness::{
     ISSUER, JWT_SECRET, Stack, WAIT, authed, claims, execute_request, mint,

@@ -6,7 +6,7 @@
 //! [`Reloadable`]) and ends when the verifier is dropped; every wait is
 //! bounded.
 
-use crate::jwt::revocation::{REDIS_POLL, RedisTarget, Revocations};
+use crate::auth::revocation::{REDIS_POLL, RedisTarget, Revocations};
 use notify::{RecursiveMode, Watcher};
 use std::{
     path::{Path, PathBuf},

@@ -3,7 +3,7 @@
 //! `iss`, `iat`, `exp`, a fresh UUID `jti`, and optionally `aud`, `nbf` and
 //! `models`. The private key file never needs to be on the edge host.
 
-use crate::jwt::{Audience, Claims, JwtError, KeyAlg, claims::is_valid_model_name};
+use crate::auth::{Audience, Claims, JwtError, KeyAlg, claims::is_valid_model_name};
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use jsonwebtoken::{EncodingKey, Header};
 use std::{
@@ -63,7 +63,7 @@ impl SigningKey {
                 }
                 EncodingKey::from_secret(&raw)
             }
-            _ => crate::jwt::pem::signing_key(&bytes, alg).map_err(bad)?,
+            _ => crate::auth::pem::signing_key(&bytes, alg).map_err(bad)?,
         };
         Ok(Self {
             kid: Some(kid.to_owned()),

@@ -5,7 +5,7 @@
 //! every token made with the old key then stops working. Only fingerprints
 //! are stored, never a key.
 
-use crate::{fsutil, jwt::KeySet};
+use crate::{auth::KeySet, fsutil};
 use serde::{Deserialize, Serialize};
 use std::{collections::BTreeMap, path::Path};
 use vibectl_config::defaults::JWT_KEY_FINGERPRINTS_FILE_NAME;
@@ -83,7 +83,7 @@ pub fn remember(state_dir: &Path, name: &str, fingerprint: &str, source: &str) -
         Remembered {
             fingerprint: fingerprint.to_owned(),
             source: source.to_owned(),
-            since: crate::jwt::revocation::now_secs(),
+            since: crate::auth::revocation::now_secs(),
         },
     );
     write(state_dir, &record);

@@ -2,7 +2,7 @@
 //! of an IPv6 one, which one host usually holds whole) may fail
 //! authentication `jwt.failure_budget` times per `jwt.failure_window`.
 //! Past that, until its window ends, its tokens are first put through the
-//! checks that need no signature ([`crate::jwt::TokenVerifier::precheck`]:
+//! checks that need no signature ([`crate::auth::TokenVerifier::precheck`]:
 //! header, key, expiry, issuer, audience, subject, lifetime, revocation) and
 //! refused cheaply when they fail. A token that passes is verified in full:
 //! a valid token is never refused for its address's failures, so behind a

@@ -9,7 +9,7 @@
 //! cached. The map is bounded ([`MAX_ENTRIES`]); when full it is emptied,
 //! which costs one verification per live token and keeps memory flat.
 
-use crate::jwt::{Decision, KeySet};
+use crate::auth::{Decision, KeySet};
 use std::{
     collections::HashMap,
     sync::{Arc, Mutex},
@@ -85,7 +85,7 @@ impl VerifiedCache {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::jwt::{AuthError, Claims, KeyAlg, Verified};
+    use crate::auth::{AuthError, Claims, KeyAlg, Verified};
 
     fn accepted(sub: &str) -> Decision {
         Decision {

@@ -9,7 +9,7 @@
 //! keeps its last good set); [`JwksDoc`] edits the file for the `keys`
 //! commands, writing it atomically.
 
-use crate::{fsutil, jwt::JwtError};
+use crate::{auth::JwtError, fsutil};
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use jsonwebtoken::{Algorithm, DecodingKey};
 use serde_json::{Map, Value, json};

@@ -5,7 +5,7 @@
 //! turns a public key made elsewhere into a JWK (`keys import`), so the
 //! private key never has to come to the edge host.
 
-use crate::jwt::KeyAlg;
+use crate::auth::KeyAlg;
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use rand::RngCore;
 use serde_json::{Map, Value, json};
@@ -127,14 +127,14 @@ pub fn public_jwk_from_pem(
     }
     let members = match alg {
         KeyAlg::ES256 => {
-            let point = crate::jwt::pem::public_key(pem, alg)?;
+            let point = crate::auth::pem::public_key(pem, alg)?;
             if point.len() != 65 || point[0] != 0x04 {
                 return Err("not an uncompressed P-256 public key".into());
             }
             json!({"kty": "EC", "crv": "P-256", "x": b64(&point[1..33]), "y": b64(&point[33..])})
         }
         KeyAlg::EdDSA => {
-            let x = crate::jwt::pem::public_key(pem, alg)?;
+            let x = crate::auth::pem::public_key(pem, alg)?;
             if x.len() != 32 {
                 return Err("not an Ed25519 public key".into());
             }
@@ -142,7 +142,7 @@ pub fn public_jwk_from_pem(
         }
         KeyAlg::RS256 => {
             use rsa::{pkcs1::DecodeRsaPublicKey, traits::PublicKeyParts};
-            let der = crate::jwt::pem::public_key(pem, alg)?;
+            let der = crate::auth::pem::public_key(pem, alg)?;
             let public = rsa::RsaPublicKey::from_pkcs1_der(&der)
                 .map_err(|e| format!("not an RSA public key ({e})"))?;
             json!({"kty": "RSA", "n": b64(&public.n().to_bytes_be()), "e": b64(&public.e().to_bytes_be())})

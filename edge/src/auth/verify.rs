@@ -5,7 +5,7 @@
 //! algorithm), and after it the claims: `exp`, `nbf`, `iss`, `aud`,
 //! `jwt.max_lifetime`, `models`, revocation by `jti`.
 
-use crate::jwt::{
+use crate::auth::{
     AuthError, Claims, JwtError, KeyAlg, KeySet, KeyStatus, MAX_TOKEN_BYTES, VerifyKey,
     cache::VerifiedCache,
     claims::{check_subject, is_valid_model_name},
@@ -540,7 +540,7 @@ impl Shared {
     pub(crate) fn reload_keys(&self) {
         let Some(path) = &self.jwks_path else { return };
         let current = self.keys.load();
-        let bytes = match crate::jwt::keys::read_optional(path) {
+        let bytes = match crate::auth::keys::read_optional(path) {
             Ok(Some(bytes)) => bytes,
             Ok(None) => {
                 if !current.is_empty() && self.note_bad([0; 32]) {

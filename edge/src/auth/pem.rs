@@ -3,7 +3,7 @@
 //! PEM reader is a feature we leave off). Each key is checked against the
 //! algorithm it is meant for: an EC key never passes for an RSA one.
 
-use crate::jwt::KeyAlg;
+use crate::auth::KeyAlg;
 use jsonwebtoken::EncodingKey;
 use rsa::pkcs8::{ObjectIdentifier, spki::SubjectPublicKeyInfoRef};
 use rustls_pki_types::{PrivateKeyDer, SubjectPublicKeyInfoDer, pem::PemObject};

@@ -5,7 +5,7 @@
 //! environment is passed in ([`SecretEnv`]) so tests never mutate the
 //! process environment. The source is logged, never the value.
 
-use crate::{fsutil, jwt::fingerprint};
+use crate::{auth::fingerprint, fsutil};
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use rand::RngCore;
 use std::{
@@ -99,7 +99,7 @@ pub fn lookup_secret(
     state_dir: &Path,
 ) -> Result<(Secret, SecretSource), SecretError> {
     let (secret, source) = find_secret(env, jwt, state_dir)?;
-    let fp = crate::jwt::VerifyKey::legacy(secret.expose()).thumbprint;
+    let fp = crate::auth::VerifyKey::legacy(secret.expose()).thumbprint;
     if let SecretSource::Generated(path) = &source
         && let Some(old) = fingerprint::recalled(state_dir, fingerprint::HS256_SECRET)
     {
@@ -291,7 +291,7 @@ mod tests {
         let record = fingerprint::recalled(tmp.path(), fingerprint::HS256_SECRET).expect("kept");
         assert_eq!(
             record.fingerprint,
-            crate::jwt::VerifyKey::legacy(second.expose()).thumbprint
+            crate::auth::VerifyKey::legacy(second.expose()).thumbprint
         );
         let text =
             std::fs::read_to_string(tmp.path().join("jwt-key-fingerprints.json")).expect("record");

@@ -1,5 +1,5 @@
 use super::*;
-use crate::jwt::{keygen, keys::KeySet};
+use crate::auth::{keygen, keys::KeySet};
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{Value, json};

@@ -16,8 +16,8 @@
 //!   "fail_closed"`, tokens are refused once it is older than that bound.
 
 use crate::{
+    auth::{AuthError, JwtError, keys::read_optional},
     fsutil,
-    jwt::{AuthError, JwtError, keys::read_optional},
 };
 use arc_swap::ArcSwap;
 use serde::{Deserialize, Serialize};
