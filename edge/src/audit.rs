@@ -7,7 +7,7 @@
 //! It never holds the token, any part of it, or a key.
 
 use crate::auth::{AuthError, Decision};
-use std::{net::SocketAddr, time::Duration};
+use std::net::SocketAddr;
 
 /// The tracing target of audit lines.
 pub const TARGET: &str = "vibectl_edge::audit";
@@ -62,9 +62,4 @@ pub fn refused_early(peer: Option<SocketAddr>, path: &str, error: &AuthError) {
         jti: None,
     };
     refused(or_dash(peer.as_deref()), path, &empty, error);
-}
-
-/// Seconds to tell a throttled client (at least 1).
-pub fn retry_secs(wait: Duration) -> u64 {
-    wait.as_secs() + u64::from(wait.subsec_nanos() > 0)
 }

@@ -18,27 +18,48 @@
 //! [`CancellationToken`](tokio_util::sync::CancellationToken) fires.
 
 #![warn(missing_docs)]
-pub mod admin;
+
+/// Declares modules that are private to the crate unless the `test-support`
+/// feature is on (the end-to-end tests enable it to reach domain code the
+/// public API does not show).
+macro_rules! test_support_mods {
+    ($($(#[$attr:meta])* mod $name:ident;)*) => {$(
+        $(#[$attr])*
+        #[cfg(feature = "test-support")]
+        pub mod $name;
+        $(#[$attr])*
+        #[cfg(not(feature = "test-support"))]
+        mod $name;
+    )*};
+}
+
+// The public API: the composition root, the commands of the binary.
 pub mod app;
-pub mod audit;
-pub mod auth;
 pub mod cli;
 pub mod conn;
+pub mod shutdown;
+
+test_support_mods! {
+    mod auth;
+    mod http;
+    mod limits;
+    mod reload;
+    mod tls;
+}
+
+mod admin;
+mod audit;
 mod edge;
 mod error;
 mod fsutil;
-pub mod http;
-pub mod http01;
-pub mod limits;
-pub mod metrics;
+mod http01;
+mod metrics;
 mod plain_http;
-pub mod reload;
 mod server;
-pub mod shutdown;
-pub mod tls;
 
-pub use admin::serve_admin;
-pub use edge::{Edge, Readiness, Transport};
+pub(crate) use admin::serve_admin;
+pub use edge::Edge;
+pub(crate) use edge::Transport;
 pub use error::EdgeError;
-pub use reload::maintain;
-pub use server::serve;
+pub(crate) use reload::maintain;
+pub(crate) use server::serve;

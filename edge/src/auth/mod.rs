@@ -20,22 +20,24 @@
 pub mod budget;
 mod cache;
 mod claims;
-pub mod fingerprint;
+mod fingerprint;
 pub mod keygen;
-pub mod keys;
+pub(crate) mod keys;
 mod pem;
 mod precheck;
-pub mod reload;
-pub mod revocation;
-pub mod secret;
+mod reload;
+pub(crate) mod revocation;
+mod secret;
 mod sign;
 mod verify;
 
 pub use claims::{Audience, Claims};
 pub use keys::{KeyAlg, KeySet, KeyStatus, VerifyKey};
-pub use secret::{SecretEnv, SecretError, SecretSource, lookup_existing_secret, lookup_secret};
-pub use sign::{SigningKey, TokenSpec, mint, mint_token};
-pub use verify::{Decision, Policy, TokenVerifier, Verified};
+pub use secret::{SecretEnv, SecretError, lookup_existing_secret, lookup_secret};
+#[cfg(any(test, feature = "test-support"))]
+pub use sign::mint_token;
+pub use sign::{SigningKey, TokenSpec, mint};
+pub use verify::{Decision, TokenVerifier, Verified};
 
 /// How a client sends a token; every authentication error ends with it.
 pub const HOW_TO_SEND: &str = "send gRPC metadata `authorization: Bearer <jwt>` \

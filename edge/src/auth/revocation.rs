@@ -230,14 +230,6 @@ impl Revocations {
         Ok(())
     }
 
-    /// How many revocations are in force (file, Redis).
-    pub fn counts(&self) -> (usize, usize) {
-        (
-            self.from_file.load().jtis.len(),
-            self.from_redis.load().jtis.len(),
-        )
-    }
-
     /// Re-reads the file if it changed.
     pub fn reload_file(&self) {
         let Some(path) = &self.file else { return };

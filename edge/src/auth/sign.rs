@@ -136,6 +136,7 @@ pub fn mint(key: &SigningKey, spec: &TokenSpec) -> Result<String, crate::EdgeErr
 /// Mints an HS256 token with the legacy secret for `subject` valid for
 /// `lifetime`, with `iss` (when `issuer` is non-empty), `iat`, `exp` and a
 /// fresh UUID `jti` — exactly what vibectl-server's `generate-token` makes.
+#[cfg(any(test, feature = "test-support"))]
 pub fn mint_token(
     secret: &Secret,
     issuer: &str,

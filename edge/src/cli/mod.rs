@@ -2,14 +2,17 @@
 //! configuration and calls [`run`]; every command lives in a module here
 //! and returns a typed [`EdgeError`].
 
-pub mod acme;
-pub mod ca;
+mod acme;
+mod ca;
 mod commands;
 mod duration;
-pub mod keys;
 pub mod logging;
 mod serve;
-pub mod token;
+
+test_support_mods! {
+    mod keys;
+    mod token;
+}
 
 pub use commands::{generate_certs, init_config};
 pub use duration::parse_expires_in;

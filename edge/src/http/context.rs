@@ -63,7 +63,9 @@ pub struct RequestContext {
     /// The TCP peer of the connection (never `x-forwarded-for`: clients can
     /// write that). The failure budget and the audit log read it.
     pub peer: Option<SocketAddr>,
-    /// The verified client certificate, under mutual TLS.
+    /// The verified client certificate, under mutual TLS (no layer reads
+    /// it yet: it is there for the audit log and per-client policy).
+    #[allow(dead_code, reason = "carried for the layers to come")]
     pub client: Option<ClientIdentity>,
     /// The verified token, once auth accepted it.
     identity: Option<Identity>,

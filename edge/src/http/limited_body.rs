@@ -41,6 +41,7 @@ pub fn deadline_status(deadline: &CallDeadline, sub: &str) -> HeaderMap {
 }
 
 /// What an admitted call holds until its response ends.
+#[allow(dead_code, reason = "held only for their Drop")]
 pub struct Hold {
     /// The call's permit (its concurrency slots).
     pub permit: Permit,

@@ -224,7 +224,7 @@ fn deadline_response(deadline: &CallDeadline, sub: &str) -> Response<EdgeBody> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::limits::LimitType;
+    use vibectl_proto::wire::LimitType;
     use std::{num::NonZeroU32, time::Duration};
 
     #[test]

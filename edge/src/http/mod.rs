@@ -7,20 +7,20 @@
 //! layers over a stub leaf with [`service_with`].
 
 pub mod auth;
-pub mod body;
-pub mod context;
-pub mod core_client;
-pub mod forward;
-pub mod grpc_status;
-pub mod hsts;
-pub mod limited_body;
-pub mod limits;
-pub mod message_size;
-pub mod metrics;
-pub mod policy;
+mod body;
+mod context;
+mod core_client;
+mod forward;
+mod grpc_status;
+mod hsts;
+mod limited_body;
+mod limits;
+mod message_size;
+mod metrics;
+mod policy;
 pub mod rescue;
 
-pub use context::{Identity, RequestContext};
+pub use context::RequestContext;
 pub use core_client::{CoreClient, CoreHealth};
 pub use forward::ForwardError;
 

@@ -15,13 +15,6 @@ pub struct LimitsDiff {
     pub needs_restart: Vec<String>,
 }
 
-impl LimitsDiff {
-    /// True when nothing changed.
-    pub fn is_empty(&self) -> bool {
-        self.applied.is_empty() && self.needs_restart.is_empty()
-    }
-}
-
 /// The differences from `old` to `new`.
 pub fn diff(old: &LimitsConfig, new: &LimitsConfig) -> LimitsDiff {
     let mut d = LimitsDiff::default();
@@ -174,7 +167,8 @@ mod tests {
             ]
         );
         assert!(d.needs_restart.is_empty());
-        assert!(diff(&new, &new).is_empty());
+        let same = diff(&new, &new);
+        assert!(same.applied.is_empty() && same.needs_restart.is_empty());
     }
 
     #[test]

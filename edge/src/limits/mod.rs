@@ -11,15 +11,15 @@
 //!
 //! [`LimitsConfig`]: vibectl_config::LimitsConfig
 
-pub mod deadline;
-pub mod diff;
+pub(crate) mod deadline;
+pub(crate) mod diff;
 mod limiter;
 mod memory;
 mod redis_backend;
 
-pub use limiter::{Admit, CallKind, LimitType, Limiter, Permit, Refusal, retry_ms};
+pub use limiter::{Admit, CallKind, Limiter, Permit, Refusal, retry_ms};
 pub use memory::MemoryBackend;
-pub use redis_backend::{RedisBackend, SLOT_LEASE};
+pub use redis_backend::RedisBackend;
 
 use std::{num::NonZeroU32, time::Duration};
 

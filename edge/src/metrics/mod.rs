@@ -24,9 +24,7 @@
 
 mod acme;
 mod connections;
-pub mod labels;
-
-pub use labels::{ANONYMOUS, OTHER};
+pub(crate) mod labels;
 
 use crate::tls::{CertResolver, HandshakeStats};
 use arc_swap::ArcSwapOption;
@@ -410,7 +408,7 @@ mod tests {
             text.contains(r#"vibectl_concurrent_in_flight{sub="bob"} 0"#),
             "{text}"
         );
-        assert_eq!(m.subject(Some("carol")), OTHER, "max_subjects = 2");
-        assert_eq!(m.subject(None), ANONYMOUS);
+        assert_eq!(m.subject(Some("carol")), labels::OTHER, "max_subjects = 2");
+        assert_eq!(m.subject(None), labels::ANONYMOUS);
     }
 }

@@ -18,22 +18,22 @@
 
 pub mod acme;
 pub mod ca;
-pub mod client_auth;
+mod client_auth;
 pub mod files;
 pub mod inspect;
-pub mod pki;
+mod pki;
 mod resolver;
-pub mod rotation;
-pub mod self_signed;
+mod rotation;
+pub(crate) mod self_signed;
 mod server_config;
-pub mod stats;
+mod stats;
 pub mod store;
 
 pub use client_auth::ClientIdentity;
 pub use resolver::{CertResolver, ServedCert};
 pub use rotation::{Rotation, RotationStatus, WatchedPair};
 pub use self_signed::SelfSigned;
-pub use server_config::{ALPN_H2, crypto_provider, install_crypto_provider, server_config};
+pub use server_config::{crypto_provider, install_crypto_provider, server_config};
 pub use stats::{HandshakeFailure, HandshakeStats};
 
 use std::{path::PathBuf, sync::Arc, time::Duration};

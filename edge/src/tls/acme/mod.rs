@@ -41,7 +41,7 @@ mod resolver;
 mod steps;
 mod task;
 
-pub use answers::{Answers, challenge_certificate};
+pub use answers::Answers;
 pub use directory::ProbePolicy;
 pub use resolver::AcmeResolver;
 
