@@ -34,8 +34,9 @@ pub async fn serve_admin(
     } else {
         tracing::info!(%local, "admin listening (/live, /ready)");
     }
+    let table = edge.connections().clone();
     let handler = move |request| route(edge.clone(), request);
-    crate::plain_http::serve(listener, "admin", handler, shutdown).await;
+    crate::plain_http::serve(listener, "admin", table, handler, shutdown).await;
     Ok(())
 }
 

@@ -184,7 +184,8 @@ impl Edge {
         &self.inner.metrics
     }
 
-    /// Every client connection of the main listener, and its caps.
+    /// Every client connection of every listener (TLS or h2c, admin,
+    /// plain HTTP), and their caps.
     pub fn connections(&self) -> &Arc<ConnTable> {
         &self.inner.connections
     }

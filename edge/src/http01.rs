@@ -11,7 +11,7 @@
 //! No `Strict-Transport-Security` here: browsers ignore it over plain HTTP
 //! and RFC 6797 §7.2 says not to send it; the TLS listener sends it.
 
-use crate::{EdgeError, tls::acme::KeyAuthorizations};
+use crate::{EdgeError, conn::ConnTable, tls::acme::KeyAuthorizations};
 use bytes::Bytes;
 use http::{
     HeaderValue, Method, Request, Response, StatusCode,
@@ -40,10 +40,12 @@ pub struct Http01 {
 }
 
 /// Serves [`Http01`] on `listener` until `shutdown` fires, then lets
-/// in-flight requests finish (at most 5 s).
+/// in-flight requests finish (at most 5 s). Its connections are in `table`,
+/// the edge's one connection table ([`crate::Edge::connections`]).
 pub async fn serve_http01(
     listener: TcpListener,
     http01: Http01,
+    table: Arc<ConnTable>,
     shutdown: CancellationToken,
 ) -> Result<(), EdgeError> {
     let local = listener.local_addr().map_err(EdgeError::Listener)?;
@@ -57,7 +59,7 @@ pub async fn serve_http01(
         let response = route(&http01, &request);
         async move { Ok::<_, Infallible>(response) }
     };
-    crate::plain_http::serve(listener, "http01", handler, shutdown).await;
+    crate::plain_http::serve(listener, "http01", table, handler, shutdown).await;
     Ok(())
 }
 

@@ -1,12 +1,13 @@
 //! A plain HTTP/1.1 listener with a bounded header read, the connection
-//! lifecycle limits of [`crate::conn`] (its own table, default limits) and a
-//! graceful drain, through the one accept loop: the admin listener and the
-//! ACME HTTP-01 / redirect listener.
+//! lifecycle limits of [`crate::conn`] and a graceful drain, through the one
+//! accept loop and the edge's one connection table (so its connections count
+//! against the same caps and file-descriptor budget as the TLS listener's):
+//! the admin listener and the ACME HTTP-01 / redirect listener.
 
 use crate::conn::{
-    ConnTable, Limits,
+    ConnTable,
     accept::{self, Accepted},
-    fd, lifecycle,
+    lifecycle,
     streams::{GuardedBody, StreamGuard},
 };
 use bytes::Bytes;
@@ -14,11 +15,10 @@ use http::{Request, Response};
 use http_body_util::Full;
 use hyper::{body::Incoming, server::conn::http1, service::service_fn};
 use hyper_util::rt::{TokioIo, TokioTimer};
-use std::{convert::Infallible, future::Future, time::Duration};
+use std::{convert::Infallible, future::Future, sync::Arc, time::Duration};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
-use vibectl_config::ConnectionsConfig;
 
 /// Longest a client may take to send its request headers.
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
@@ -26,18 +26,18 @@ const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 const GRACE: Duration = Duration::from_secs(5);
 
 /// Serves `handler` on `listener` until `shutdown` fires, then drains
-/// in-flight requests for at most 5 s. `name` labels logs and spans.
+/// in-flight requests for at most 5 s. `name` labels logs and spans;
+/// `table` is the edge's ([`crate::Edge::connections`]).
 pub(crate) async fn serve<F, Fut>(
     listener: TcpListener,
     name: &'static str,
+    table: Arc<ConnTable>,
     handler: F,
     shutdown: CancellationToken,
 ) where
     F: Fn(Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
     Fut: Future<Output = Result<Response<Full<Bytes>>, Infallible>> + Send + 'static,
 {
-    let limits = Limits::from_config(&ConnectionsConfig::default());
-    let table = ConnTable::new(limits, fd::connection_cap(fd::nofile()));
     accept::serve(
         listener,
         name,

@@ -150,7 +150,8 @@ impl EdgeApp {
                     https_port: opts.https_port.unwrap_or(main_addr.port()),
                     default_host: opts.domains[0].to_ascii_lowercase(),
                 };
-                tasks.listener(serve_http01(http, http01, shutdown.clone()));
+                let table = edge.connections().clone();
+                tasks.listener(serve_http01(http, http01, table, shutdown.clone()));
                 Some(addr)
             }
             _ => None,

@@ -136,3 +136,56 @@ async fn a_dribbled_tls_handshake_is_cut_at_the_handshake_timeout() {
     );
     stack.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_admin_listener_counts_against_the_same_cap() {
+    // One table for every listener: silent connections to the admin port
+    // are capped and evicted like the TLS listener's (file descriptors are
+    // one budget), so a TLS client is still served when they fill the cap.
+    let stack = Stack::builder()
+        .config(
+            "[metrics]\nenabled = true\ncore_listen = \"127.0.0.1:0\"\n\
+             [connections]\nfirst_request_timeout = \"60s\"\nmax_total = 6\n",
+        )
+        .start()
+        .await;
+    let mut silent = Vec::new();
+    for _ in 0..10 {
+        silent.push(
+            tokio::net::TcpStream::connect(stack.admin_addr)
+                .await
+                .expect("connect to admin"),
+        );
+    }
+    let token = stack.token("victim");
+    let mut client = stack.client().await;
+    client
+        .get_server_info(vibectl_tests::harness::authed(
+            vibectl_proto::llm_proxy::GetServerInfoRequest {},
+            &token,
+        ))
+        .await
+        .expect("the TLS listener serves beside a full admin listener");
+    // At most 6 - 1 (the TLS client) silent admin connections stay open;
+    // the rest were evicted at once (first_request_timeout is 60 s).
+    let mut closed = 0;
+    for s in &mut silent {
+        closed += usize::from(closed_within(s, Duration::from_millis(200)).await);
+    }
+    assert!(
+        closed >= 5,
+        "{closed} of 10 silent admin connections closed"
+    );
+    let text = stack.admin_get("/metrics").await.1;
+    assert!(
+        sample(
+            &text,
+            "vibectl_connections_closed_total",
+            &[("reason", "evicted_total_cap")]
+        )
+        .unwrap_or(0.0)
+            >= 5.0,
+        "{text}"
+    );
+    stack.shutdown().await;
+}
