@@ -17,26 +17,46 @@
 //! `vibectl-core` binary does just that. [`health::check`] asks a running
 //! core whether it is SERVING.
 
+/// Declares modules that are private to the crate unless the `test-support`
+/// feature is on (the end-to-end tests and benches enable it).
+macro_rules! test_support_mods {
+    ($($(#[$attr:meta])* mod $name:ident;)*) => {$(
+        $(#[$attr])*
+        #[cfg(feature = "test-support")]
+        pub mod $name;
+        $(#[$attr])*
+        #[cfg(not(feature = "test-support"))]
+        mod $name;
+    )*};
+}
+
+// The public API: the binary's commands, the health probe, the usage reports.
+pub mod cli;
+pub mod health;
+pub mod usage_cli;
+
+test_support_mods! {
+    mod ledger;
+    mod registry;
+}
+// Public while the quota bench (tests/src/bin/quota_bench.rs) drives it
+// directly and a few of its items are used by the tests alone.
+pub mod quota;
+
 mod accounting;
 mod call;
-pub mod cli;
 mod error;
-pub mod health;
-pub mod ledger;
-pub mod limits;
+mod limits;
 mod listener;
-pub mod metrics;
-pub mod providers;
-pub mod quota;
-pub mod registry;
-pub mod scope;
-pub mod secrets;
+mod metrics;
+mod providers;
+mod scope;
+mod secrets;
 mod server;
-pub mod server_info;
+mod server_info;
 mod service;
 mod shared;
-pub mod tokenizer;
-pub mod usage_cli;
+mod tokenizer;
 
 pub use error::CoreError;
 pub use listener::CoreListener;

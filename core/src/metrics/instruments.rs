@@ -205,6 +205,7 @@ impl Metrics {
     }
 
     /// True when metrics are collected.
+    #[cfg(test)]
     pub fn is_enabled(&self) -> bool {
         self.inner.is_some()
     }

@@ -7,4 +7,4 @@ mod endpoint;
 mod instruments;
 
 pub use endpoint::serve_metrics;
-pub use instruments::{CallResult, CallSample, Metrics, NO_SUBJECT, OTHER_SUBJECT, UNKNOWN_MODEL};
+pub use instruments::{CallResult, CallSample, Metrics};
