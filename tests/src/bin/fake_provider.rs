@@ -14,6 +14,11 @@
 //! A prompt containing `hold:DURATION` (e.g. `hold:15s`) is held for that
 //! long instead of `--hold`.
 //!
+//! With `--tokens N` it paces like a model server instead (the time-to-
+//! first-token benchmark): nothing for `--first-token`, then the role delta
+//! and the first of N one-word content deltas, the rest `--token-gap`
+//! apart, then the finish and usage chunks and `data: [DONE]` at once.
+//!
 //! Unlike `vibectl_tests::fake_openai` (scripted replies, a global gate,
 //! every request recorded for assertions), each stream here is held for its
 //! own time and nothing is recorded, so its memory stays flat however many
@@ -25,7 +30,7 @@ use bytes::Bytes;
 use clap::Parser;
 use futures::StreamExt;
 use http::{Request, Response, StatusCode};
-use http_body_util::{BodyExt, Full, StreamBody, combinators::BoxBody};
+use http_body_util::{BodyExt, Full, StreamBody, combinators::UnsyncBoxBody};
 use hyper::body::{Frame, Incoming};
 use hyper_util::rt::TokioIo;
 use serde_json::{Value, json};
@@ -57,6 +62,19 @@ struct Args {
     /// Exit after this long whatever happens (a bound for scripts).
     #[arg(long, value_parser = humantime::parse_duration, default_value = "30m")]
     exit_after: Duration,
+    /// Held streams: send a one-character content chunk this often while
+    /// holding (0: silent), so that held streams carry traffic.
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "0s")]
+    trickle: Duration,
+    /// Pace like a model server: stream this many content tokens (0: hold).
+    #[arg(long, default_value_t = 0)]
+    tokens: u32,
+    /// Paced mode: the wait before the first token.
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "50ms")]
+    first_token: Duration,
+    /// Paced mode: the wait between two tokens.
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "15ms")]
+    token_gap: Duration,
     /// Also write the base URL (`http://ADDR/v1`) to this file once listening.
     #[arg(long)]
     addr_file: Option<PathBuf>,
@@ -69,7 +87,7 @@ struct Stats {
     completed: AtomicU64,
 }
 
-type Body = BoxBody<Bytes, Infallible>;
+type Body = UnsyncBoxBody<Bytes, Infallible>;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -178,6 +196,9 @@ async fn handle(
         Bytes::from(format!("data: {c}\n\n"))
     };
     let delta = |delta: Value, finish: Value| json!([{"index": 0, "delta": delta, "logprobs": null, "finish_reason": finish}]);
+    if args.tokens > 0 && hold_override(&request).is_none() {
+        return Ok(sse(paced(&args, stats, &chunk, &delta)));
+    }
     let mut head = chunk(
         delta(json!({"role": "assistant", "content": ""}), Value::Null),
         None,
@@ -198,20 +219,84 @@ async fn handle(
     // the body, and with it the pending sleep: nothing lingers.
     let hold = hold_override(&request).unwrap_or(args.hold);
     let head = futures::stream::once(async move { Bytes::from(head) });
+    let trickle = args.trickle;
+    let ticks = if trickle.is_zero() {
+        0
+    } else {
+        u32::try_from(hold.as_nanos() / trickle.as_nanos()).unwrap_or(u32::MAX)
+    };
+    let hold = hold.saturating_sub(trickle.saturating_mul(ticks));
+    let tick = chunk(delta(json!({"content": "."}), Value::Null), None);
+    let ticking = futures::stream::iter(0..ticks).then(move |_| {
+        let tick = tick.clone();
+        async move {
+            tokio::time::sleep(trickle).await;
+            tick
+        }
+    });
     let tail = futures::stream::once(async move {
         tokio::time::sleep(hold).await;
         stats.completed.fetch_add(1, Ordering::Relaxed);
         Bytes::from(tail)
     });
-    let body = head
-        .chain(tail)
-        .map(|bytes| Ok::<_, Infallible>(Frame::data(bytes)));
-    let response = Response::builder()
+    Ok(sse(head.chain(ticking).chain(tail).boxed()))
+}
+
+/// The paced stream of `--tokens`: see the module documentation.
+fn paced(
+    args: &Args,
+    stats: Arc<Stats>,
+    chunk: &dyn Fn(Value, Option<Value>) -> Bytes,
+    delta: &dyn Fn(Value, Value) -> Value,
+) -> futures::stream::BoxStream<'static, Bytes> {
+    let n = args.tokens;
+    let mut first = chunk(
+        delta(json!({"role": "assistant", "content": ""}), Value::Null),
+        None,
+    )
+    .to_vec();
+    let words: Vec<Bytes> = (0..n)
+        .map(|i| {
+            chunk(
+                delta(json!({"content": format!(" tok{i}")}), Value::Null),
+                None,
+            )
+        })
+        .collect();
+    first.extend_from_slice(&words[0]);
+    let mut tail = chunk(delta(json!({}), json!("stop")), None).to_vec();
+    let u = json!({"prompt_tokens": 10, "completion_tokens": n, "total_tokens": 10 + n});
+    tail.extend_from_slice(&chunk(json!([]), Some(u)));
+    tail.extend_from_slice(b"data: [DONE]\n\n");
+    let (first_wait, gap) = (args.first_token, args.token_gap);
+    let mut frames: Vec<(Duration, Bytes)> = vec![(first_wait, Bytes::from(first))];
+    frames.extend(words.into_iter().skip(1).map(|w| (gap, w)));
+    frames.push((Duration::ZERO, Bytes::from(tail)));
+    let last = frames.len() - 1;
+    futures::stream::iter(frames.into_iter().enumerate())
+        .then(move |(i, (wait, bytes))| {
+            let stats = stats.clone();
+            async move {
+                if !wait.is_zero() {
+                    tokio::time::sleep(wait).await;
+                }
+                if i == last {
+                    stats.completed.fetch_add(1, Ordering::Relaxed);
+                }
+                bytes
+            }
+        })
+        .boxed()
+}
+
+/// A `text/event-stream` response of `body`.
+fn sse(body: futures::stream::BoxStream<'static, Bytes>) -> Response<Body> {
+    let body = body.map(|bytes| Ok::<_, Infallible>(Frame::data(bytes)));
+    Response::builder()
         .header("content-type", "text/event-stream; charset=utf-8")
         .header("cache-control", "no-cache")
-        .body(BodyExt::boxed(StreamBody::new(body)))
-        .unwrap_or_else(|_| error(StatusCode::INTERNAL_SERVER_ERROR, "response"));
-    Ok(response)
+        .body(BodyExt::boxed_unsync(StreamBody::new(body)))
+        .unwrap_or_else(|_| error(StatusCode::INTERNAL_SERVER_ERROR, "response"))
 }
 
 /// `hold:DURATION` in any message of the request, e.g. `hold:15s`.
@@ -227,7 +312,7 @@ fn hold_override(request: &Value) -> Option<Duration> {
 
 fn error(status: StatusCode, message: &str) -> Response<Body> {
     let body = json!({"error": {"message": message, "type": "invalid_request_error", "param": null, "code": null}});
-    let mut response = Response::new(Full::new(Bytes::from(body.to_string())).boxed());
+    let mut response = Response::new(Full::new(Bytes::from(body.to_string())).boxed_unsync());
     *response.status_mut() = status;
     response.headers_mut().insert(
         http::header::CONTENT_TYPE,

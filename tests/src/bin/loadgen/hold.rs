@@ -2,7 +2,10 @@
 //! calls at once, wait until every one has received its first text chunk,
 //! read the watched processes (their RSS with all those streams open), keep
 //! the streams for `--hold-for`, then drop them all (the client hangs up:
-//! RST_STREAM through the edge to the core and the provider).
+//! RST_STREAM through the edge to the core and the provider). Also reported:
+//! each stream's time to its first chunk (from the moment all were started)
+//! and the CPU the watched processes spent while holding (`hold_procs`: with
+//! a provider that trickles chunks, the CPU cost of a stream-second).
 
 use crate::{
     args::Args,
@@ -30,6 +33,9 @@ pub struct HoldResult {
     errors: BTreeMap<String, u64>,
     time_to_hold: Duration,
     procs: Value,
+    first_chunk_ms: Vec<f64>,
+    hold_for: Duration,
+    hold_procs: Value,
 }
 
 impl HoldResult {
@@ -47,6 +53,13 @@ impl HoldResult {
             "errors": self.errors,
             "time_to_hold_ms": self.time_to_hold.as_secs_f64() * 1000.0,
             "procs": self.procs,
+            "first_chunk_ms": {
+                "p50": percentile(&self.first_chunk_ms, 0.50),
+                "p99": percentile(&self.first_chunk_ms, 0.99),
+                "max": percentile(&self.first_chunk_ms, 1.0),
+            },
+            "hold_for_s": self.hold_for.as_secs_f64(),
+            "hold_procs": self.hold_procs,
         })
     }
 
@@ -66,13 +79,22 @@ impl HoldResult {
     }
 }
 
+/// The `q` quantile of `values` (nearest rank), or null when there are none.
+fn percentile(values: &[f64], q: f64) -> Option<f64> {
+    let mut v = values.to_vec();
+    v.sort_by(f64::total_cmp);
+    let last = v.len().checked_sub(1)?;
+    let i = (q * last as f64).round() as usize;
+    v.get(i.min(last)).copied()
+}
+
 /// Opens the streams, waits for every first chunk (at most `--hold-timeout`),
 /// samples, holds for `--hold-for`, releases.
 pub async fn hold(args: &Args, target: &Target) -> anyhow::Result<HoldResult> {
     let token = read_token(args)?;
     let requested = args.connections * args.concurrency;
     let release = CancellationToken::new();
-    let (report_tx, mut report_rx) = mpsc::channel::<Result<(), String>>(requested.max(1));
+    let (report_tx, mut report_rx) = mpsc::channel::<Result<Duration, String>>(requested.max(1));
     let started = Instant::now();
     let mut tasks = tokio::task::JoinSet::new();
     for _ in 0..args.connections {
@@ -87,11 +109,13 @@ pub async fn hold(args: &Args, target: &Target) -> anyhow::Result<HoldResult> {
                 req,
                 report_tx.clone(),
                 release.clone(),
+                started,
             ));
         }
     }
     drop(report_tx);
     let mut held = 0;
+    let mut first_chunk_ms = Vec::with_capacity(requested);
     let mut errors: BTreeMap<String, u64> = BTreeMap::new();
     let deadline = tokio::time::Instant::now() + args.hold_timeout;
     let settled = |held: usize, errors: &BTreeMap<String, u64>| {
@@ -99,7 +123,10 @@ pub async fn hold(args: &Args, target: &Target) -> anyhow::Result<HoldResult> {
     };
     while settled(held, &errors) < requested {
         match tokio::time::timeout_at(deadline, report_rx.recv()).await {
-            Ok(Some(Ok(()))) => held += 1,
+            Ok(Some(Ok(first))) => {
+                held += 1;
+                first_chunk_ms.push(first.as_secs_f64() * 1000.0);
+            }
             Ok(Some(Err(code))) => *errors.entry(code).or_default() += 1,
             Ok(None) => break,
             Err(_) => {
@@ -115,6 +142,8 @@ pub async fn hold(args: &Args, target: &Target) -> anyhow::Result<HoldResult> {
     let now = procstat::sample_all(&args.watch);
     let procs = procstat::delta_json(&BTreeMap::new(), &now, 0, Duration::ZERO);
     tokio::time::sleep(args.hold_for).await;
+    let end = procstat::sample_all(&args.watch);
+    let hold_procs = procstat::delta_json(&now, &end, 0, args.hold_for);
     release.cancel();
     // Every task ends at the release (bounded: they only wait for it).
     let _ = tokio::time::timeout(Duration::from_secs(10), async {
@@ -128,6 +157,9 @@ pub async fn hold(args: &Args, target: &Target) -> anyhow::Result<HoldResult> {
         errors,
         time_to_hold,
         procs,
+        first_chunk_ms,
+        hold_for: args.hold_for,
+        hold_procs,
     })
 }
 
@@ -136,8 +168,9 @@ pub async fn hold(args: &Args, target: &Target) -> anyhow::Result<HoldResult> {
 async fn one(
     channel: Channel,
     req: Request<vibectl_proto::ExecuteRequest>,
-    report: mpsc::Sender<Result<(), String>>,
+    report: mpsc::Sender<Result<Duration, String>>,
     release: CancellationToken,
+    started: Instant,
 ) {
     let status = |s: tonic::Status| format!("{:?}", s.code());
     let mut client = VibectlLlmProxyClient::new(channel);
@@ -159,7 +192,7 @@ async fn one(
                 Ok(Some(chunk)) => match chunk.chunk_type {
                     Some(ChunkType::TextChunk(_)) if !reported => {
                         reported = true;
-                        let _ = report.send(Ok(())).await;
+                        let _ = report.send(Ok(started.elapsed())).await;
                     }
                     Some(ChunkType::Error(e)) if !reported => {
                         let _ = report.send(Err(e.error_code)).await;

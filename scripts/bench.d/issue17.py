@@ -1,0 +1,180 @@
+"""The parts of docs/benchmarks.md that issue #17 asked for: the summary with
+1-stream rows beside 64-stream rows, the time-to-first-token rows, the scale
+figures (10,000 long streams, 10,000 idle TLS connections, handshakes per
+core against rustls' published figures), and the #17 targets judged
+PASS/MISS. Imported by summarize.py; reads the same per-round results.
+"""
+from results import Row, get, per_round, ratio, diff, rate, lat, cpu
+
+# rustls' own published handshake rates (one core, server side, TLS 1.3):
+# "Benchmarking rustls 0.23.37 vs OpenSSL 3.6.1 vs BoringSSL on x86_64",
+# 2026-03-07, https://rustls.dev/perf/2026-03-07-report/ (Xeon E-2386G,
+# rustls 0.23.37 with aws-lc-rs 1.16.0; `make -f admin/bench-measure.mk measure`).
+RUSTLS = {
+    "source": "rustls 0.23.37 report of 2026-03-07 (https://rustls.dev/perf/2026-03-07-report/), "
+              "Xeon E-2386G, aws-lc-rs 1.16.0, server side, one core",
+    "full_ecdsa": 6786.26,   # full handshakes, TLS 1.3, ECDSA (P-256) certificate, server
+    "full_rsa": 2357.36,     # full handshakes, TLS 1.3, RSA 2048 certificate, server
+    "resumed": 7249.08,      # resumed handshakes, TLS 1.3, server
+}
+
+
+def ttft_rows(rounds):
+    """Time to first token: paths through the proxy against the provider direct."""
+    def t(d, path, *key):
+        return get(d.get(("ttft", "paths")), path, *key)
+
+    if not any(t(d, "direct") for d in rounds.values()):
+        return []
+    rows = [
+        Row("provider direct: time to first token, p50", per_round(rounds, lambda d: t(d, "direct", "first_us", "p50") / 1000),
+            "ms", "{:.2f}"),
+        Row("provider direct: whole streamed answer, p50", per_round(rounds, lambda d: t(d, "direct", "total_us", "p50") / 1000),
+            "ms", "{:.1f}"),
+        Row("core: added time to first token, p50 (core − direct, paired per call)",
+            per_round(rounds, lambda d: t(d, "core", "added_first_us", "p50")), "µs", "{:.0f}",
+            target="≤ 1000 µs", check=lambda v: v <= 1000, note="#17"),
+        Row("core: added time to first token, p90", per_round(rounds, lambda d: t(d, "core", "added_first_us", "p90")),
+            "µs", "{:.0f}"),
+        Row("core: added time on the whole answer / direct answer time, p50",
+            per_round(rounds, lambda d: t(d, "core", "added_total_pct_p50")), "%", "{:.2f}"),
+        Row("whole proxy (edge, all features on, + core): added time to first token, p50",
+            per_round(rounds, lambda d: t(d, "edge", "added_first_us", "p50")), "µs", "{:.0f}"),
+        Row("whole proxy: added time on the whole answer, p50",
+            per_round(rounds, lambda d: t(d, "edge", "added_total_us", "p50")), "µs", "{:.0f}"),
+        Row("whole proxy: added time on the whole answer / direct answer time, p50",
+            per_round(rounds, lambda d: t(d, "edge", "added_total_pct_p50")), "%", "{:.2f}",
+            target="≤ 1 %", check=lambda v: v <= 1, note="#17"),
+    ]
+    if any(t(d, "core_baseline") for d in rounds.values()):
+        rows += [
+            Row("baseline core (--compare): added time to first token, p50",
+                per_round(rounds, lambda d: t(d, "core_baseline", "added_first_us", "p50")), "µs", "{:.0f}"),
+            Row("this core − baseline core: added time to first token, p50",
+                per_round(rounds, lambda d: diff(t(d, "core", "added_first_us", "p50"),
+                                                 t(d, "core_baseline", "added_first_us", "p50"))), "µs", "{:+.0f}"),
+        ]
+    return rows
+
+
+def summary_rows(rounds):
+    """(label, 1-stream Row, 64-stream Row) pairs: the edge with all features
+    on (TLS, JWT, limits with an rpm, metrics) against nginx and the core."""
+    def added_vs(d, sc, sys):
+        return diff(lat(d, sc, sys), lat(d, sc, "core"))
+
+    def pair(label, fn, unit, f="{:.2f}", t1=None, c1=None, t64=None, c64=None):
+        return (label,
+                Row(f"1 stream: {label}", per_round(rounds, lambda d: fn(d, "unary1")), unit, f, target=t1, check=c1, note="#17"),
+                Row(f"64 streams: {label}", per_round(rounds, lambda d: fn(d, "unary64")), unit, f, target=t64, check=c64,
+                    note="#17"))
+
+    out = [pair("throughput, edge / core direct", lambda d, sc: ratio(rate(d, sc, "edge"), rate(d, sc, "core")), "×"),
+           pair("added p50 over the bare core, edge", lambda d, sc: added_vs(d, sc, "edge"), "µs", "{:.0f}")]
+    have_nginx = any(d.get(("unary1", "nginx")) for d in rounds.values())
+    if have_nginx:
+        out += [
+            pair("added p50 over the bare core, nginx", lambda d, sc: added_vs(d, sc, "nginx"), "µs", "{:.0f}"),
+            pair("added p50, edge − nginx", lambda d, sc: diff(added_vs(d, sc, "edge"), added_vs(d, sc, "nginx")),
+                 "µs", "{:+.0f}", t1="≤ 0 µs", c1=lambda v: v <= 0),
+            pair("throughput, edge / nginx", lambda d, sc: ratio(rate(d, sc, "edge"), rate(d, sc, "nginx")), "×",
+                 t1="≥ 1.0", c1=lambda v: v >= 1.0, t64="≥ 1.2", c64=lambda v: v >= 1.2),
+            pair("p99, edge / nginx", lambda d, sc: ratio(lat(d, sc, "edge", "p99"), lat(d, sc, "nginx", "p99")), "×",
+                 t64="≤ 1", c64=lambda v: v <= 1),
+            pair("edge CPU per call / nginx CPU per call (JWT on)",
+                 lambda d, sc: ratio(cpu(d, sc, "edge", "edge"), cpu(d, sc, "nginx", "nginx")), "×",
+                 t64="≤ 0.7", c64=lambda v: v <= 0.7),
+            pair("edge CPU per call / nginx CPU per call (no auth, like for like)",
+                 lambda d, sc: ratio(cpu(d, sc, "edge_noauth", "edge"), cpu(d, sc, "nginx", "nginx")), "×",
+                 t64="≤ 0.7", c64=lambda v: v <= 0.7),
+        ]
+    return out
+
+
+def one(value):
+    """A Row's values from a single run (the scale section runs once)."""
+    return [value]
+
+
+def scale_rows(rounds, extra):
+    """10,000 long streams, 10,000 idle TLS connections, handshakes per core."""
+    def x(sc, *key):
+        return get(extra.get(("scale", sc, "edge")), *key)
+
+    rows = []
+    long_ = extra.get(("scale", "long", "edge"))
+    idle = x("idlestreams_rss", "rss_kib")
+    if long_:
+        n = long_.get("requested") or 0
+        held = long_.get("held") or 0
+        rss = get(long_, "procs", "edge", "rss_kib")
+        hold_s = long_.get("hold_for_s") or 0
+
+        def per_stream_s(proc):
+            ms = get(long_, "hold_procs", proc, "cpu_ms")
+            return None if ms is None or not held or not hold_s else ms * 1000 / (held * hold_s)
+
+        rows += [
+            Row(f"long streams held through one edge (of {n:,} opened at once; a chunk a second each)", one(held), "",
+                "{:.0f}", target=f"{n}", check=lambda v: v >= n),
+            Row("edge RSS idle (fresh edge, after start and one call)", one(idle and idle / 1024), "MiB", "{:.1f}",
+                target="≤ 16 MiB", check=lambda v: v <= 16, note="#17"),
+            Row(f"edge RSS with {held:,} streams open", one(rss and rss / 1024), "MiB", "{:.1f}"),
+            Row(f"per open stream at {held:,}: (RSS − RSS_idle) / streams",
+                one(None if rss is None or idle is None or not held else (rss - idle) / held), "KiB", "{:.1f}",
+                target="≤ 12 KiB", check=lambda v: v <= 12, note="#17"),
+            Row("edge CPU per stream-second (while holding)", one(per_stream_s("edge")), "µs", "{:.1f}"),
+            Row("core CPU per stream-second (while holding)", one(per_stream_s("core")), "µs", "{:.1f}"),
+            Row(f"time to first chunk, p50 (all {n:,} opened at once)", one(get(long_, "first_chunk_ms", "p50")), "ms", "{:.0f}"),
+            Row(f"time to first chunk, p99 (all {n:,} opened at once)", one(get(long_, "first_chunk_ms", "p99")), "ms", "{:.0f}"),
+        ]
+    tls = extra.get(("scale", "idletls", "edge"))
+    if tls:
+        still = tls.get("still_open") or 0
+        before, after = tls.get("rss_before_kib"), tls.get("rss_kib")
+        rows += [
+            Row(f"idle TLS connections open (of {tls.get('requested', 0):,}; each made one call)", one(still), "", "{:.0f}",
+                target=f"{tls.get('requested', 0)}", check=lambda v: v >= tls.get("requested", 0)),
+            Row(f"edge RSS with {still:,} idle TLS connections", one(after and after / 1024), "MiB", "{:.1f}"),
+            Row("per idle TLS connection: (RSS − RSS_before) / connections",
+                one(None if before is None or after is None or not still else (after - before) / still), "KiB", "{:.2f}",
+                target="≤ 4 KiB", check=lambda v: v <= 4, note="#17"),
+        ]
+    # Handshakes per core: the edge's own CPU per new connection (handshake,
+    # HTTP/2 set-up, one call forwarded) from the handshake rounds; "net"
+    # subtracts the edge's CPU per call on a warm connection (1 stream).
+    for kind, ref, what in (("hsfull", "full_ecdsa", "full (ECDSA P-256 certificate)"),
+                            ("hsresumed", "resumed", "resumed")):
+        if not any(d.get((kind, "edge")) for d in rounds.values()):
+            continue
+        def gross(d, kind=kind):
+            return cpu(d, kind, "edge", "edge")
+
+        def net(d, gross=gross):
+            v = diff(gross(d), cpu(d, "unary1", "edge", "edge"))
+            return v if v and v > 0 else None  # noise can make it negative: no figure then
+        rows += [
+            Row(f"{what} TLS 1.3 handshakes per core-second, edge (1e6 / edge CPU µs per new connection with its call)",
+                per_round(rounds, lambda d: ratio(1e6, gross(d))), "/s", "{:.0f}"),
+            Row(f"  / rustls' published {what} server rate ({RUSTLS[ref]:,.0f}/s)",
+                per_round(rounds, lambda d: ratio(ratio(1e6, gross(d)), RUSTLS[ref])), "×"),
+            Row(f"{what}: net of the call (edge CPU per connection − per call on a warm connection) / rustls",
+                per_round(rounds, lambda d: ratio(ratio(1e6, net(d)), RUSTLS[ref])), "×"),
+        ]
+    return rows
+
+
+def write_summary(w, rounds):
+    """The summary table: 1 stream beside 64 streams."""
+    pairs = summary_rows(rounds)
+    w("| edge with all features on (TLS, JWT, limits with an rpm, metrics) | 1 stream | target | 64 streams | target |")
+    w("| --- | --- | --- | --- | --- |")
+    for label, r1, r64 in pairs:
+        def cell(r):
+            return f"{r.summary()} {r.unit}".strip() if r.values else "–"
+
+        def tgt(r):
+            return f"{r.target} **{r.verdict()}**" if r.target else ""
+        w(f"| {label} | {cell(r1)} | {tgt(r1)} | {cell(r64)} | {tgt(r64)} |")
+    w("")
+    return [r for _, r1, r64 in pairs for r in (r1, r64)]
