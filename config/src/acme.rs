@@ -19,6 +19,18 @@ pub enum AcmeChallenge {
     Http01,
 }
 
+/// Where the ACME account, certificate and pending challenge answers live.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+pub enum AcmeStorage {
+    /// The cache directory (`cache_dir`): one replica per directory.
+    #[serde(rename = "directory")]
+    Directory,
+    /// Redis (`limits.redis_url`): replicas share one ACME state, and one
+    /// of them orders at a time (a lock with a lease).
+    #[serde(rename = "redis")]
+    Redis,
+}
+
 /// `[tls.acme]` (`serve-acme` flags in brackets).
 #[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields, default)]
@@ -55,6 +67,16 @@ pub struct AcmeTls {
     /// than it binds (a Service mapping 443 to 8443). Default: the TLS
     /// listener's port (none in the URL when it is 443).
     pub https_port: Option<u16>,
+    /// `"directory"` or `"redis"`. Default: `"redis"` with `[limits]
+    /// backend = "redis"`, else `"directory"`.
+    pub storage: Option<AcmeStorage>,
+    /// Prefix of the ACME keys in Redis. Default: `limits.redis_key_prefix`
+    /// followed by `acme:`.
+    pub redis_key_prefix: Option<String>,
+    /// How long the ordering lock lives without a renewal (a crashed
+    /// holder's lock frees itself after this). Default 30 s.
+    #[serde(with = "humantime_serde")]
+    pub lock_lease: Option<std::time::Duration>,
 }
 
 impl AcmeTls {
@@ -121,6 +143,12 @@ impl AcmeTls {
                 "tls.acme.ephemeral_cache",
                 "conflicts with tls.acme.cache_dir (choose a kept or a temporary cache)",
             ));
+        }
+        if self
+            .lock_lease
+            .is_some_and(|l| l < std::time::Duration::from_secs(1))
+        {
+            return Err(("tls.acme.lock_lease", "must be at least 1s"));
         }
         if self.https_port == Some(0) {
             return Err(("tls.acme.https_port", "must be a port number (1-65535)"));
@@ -212,6 +240,9 @@ mod tests {
                 "tls.acme.ephemeral_cache",
             ),
             ("challenge = \"dns-01\"\n", "tls.acme.challenge"),
+            ("storage = \"redis\"\n", "tls.acme.storage"),
+            ("storage = \"s3\"\n", "tls.acme.storage"),
+            ("lock_lease = \"10ms\"\n", "tls.acme.lock_lease"),
         ] {
             let result = parse(&format!("{base}{extra}"));
             if key.is_empty() {

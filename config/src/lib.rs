@@ -19,7 +19,7 @@ pub mod secret;
 mod validate;
 
 pub use crate::core::{CoreConfig, ModelConfig, ProviderConfig, ProviderKind};
-pub use acme::{AcmeChallenge, AcmeTls};
+pub use acme::{AcmeChallenge, AcmeStorage, AcmeTls};
 pub use connections::ConnectionsConfig;
 pub use edge::{
     ClientAuth, EdgeConfig, FilesTls, HstsConfig, JwtConfig, PrivateCaTls, SelfSignedTls,

@@ -40,6 +40,15 @@ pub(crate) fn validate(cfg: &Config) -> Result<(), ConfigError> {
             "is required when limits.backend = \"redis\"".into(),
         ));
     }
+    if let crate::TlsMode::Acme(acme) = cfg.tls.mode()
+        && acme.storage == Some(crate::AcmeStorage::Redis)
+        && cfg.limits.redis_url.is_none()
+    {
+        return Err(err(
+            "tls.acme.storage".into(),
+            "\"redis\" needs limits.redis_url (the Redis the replicas share)".into(),
+        ));
+    }
     let mut names = BTreeSet::new();
     for (i, m) in cfg.models.iter().enumerate() {
         if m.id.trim().is_empty() {

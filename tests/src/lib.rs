@@ -12,3 +12,4 @@ pub mod harness;
 pub mod pebble;
 pub mod postgres;
 pub mod redis_server;
+pub mod tcp_balancer;

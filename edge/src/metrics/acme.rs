@@ -10,6 +10,9 @@
 //! | `vibectl_acme_issuance_seconds` | gauge | — (the last successful order, new-order to download) |
 //! | `vibectl_acme_ari_window_start_seconds` | gauge | — (Unix time; the CA's ARI window for the served certificate) |
 //! | `vibectl_acme_rate_limited_until_seconds` | gauge | — (Unix time; 0 unless the CA said `rateLimited`) |
+//! | `vibectl_acme_lock_held` | gauge | — (1 while this replica holds the ordering lock; Redis storage) |
+//! | `vibectl_acme_takeovers_total` | counter | — (orders resumed after the lock holder's lease expired) |
+//! | `vibectl_acme_storage_errors_total` | counter | — (failed reads/writes of the ACME storage) |
 
 use crate::tls::acme::AcmeStatus;
 use arc_swap::ArcSwapOption;
@@ -83,6 +86,16 @@ pub(super) fn register(meter: &Meter, source: &Arc<Source>) -> Observed {
                 "ACME certificates issued to replace a served one",
                 |s| s.renewals,
             ),
+            counter(
+                "vibectl_acme_takeovers",
+                "ACME orders resumed after the lock holder's lease expired",
+                |s| s.takeovers,
+            ),
+            counter(
+                "vibectl_acme_storage_errors",
+                "Failed reads and writes of the ACME storage",
+                |s| s.storage_errors,
+            ),
         ],
         vec![
             gauge(
@@ -99,6 +112,11 @@ pub(super) fn register(meter: &Meter, source: &Arc<Source>) -> Observed {
                 "vibectl_acme_rate_limited_until_seconds",
                 "No ACME order before this Unix time (the CA said rateLimited); 0 when not limited",
                 |s| Some(s.rate_limited_until.unwrap_or(0) as f64),
+            ),
+            gauge(
+                "vibectl_acme_lock_held",
+                "1 while this replica holds the ACME ordering lock",
+                |s| Some(f64::from(u8::from(s.lock_held))),
             ),
         ],
     )

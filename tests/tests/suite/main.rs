@@ -11,6 +11,7 @@ mod acme_common;
 mod acme_orders;
 mod acme_pebble;
 mod acme_renewal;
+mod acme_replicas;
 mod acme_startup;
 mod alerts_rules;
 mod core_bench;

@@ -4,13 +4,14 @@
 //! `badNonce` by [`super::steps`].
 
 use super::{
-    AcmeError, cache,
+    AcmeError,
     client::{AcmeHttp, RetryAfter},
     steps::{OrderError, Steps, retried},
+    storage::Storage,
 };
 use instant_acme::{Account, AccountCredentials, Key, NewAccount};
 use rustls_pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
-use std::{path::PathBuf, sync::Arc};
+use std::sync::Arc;
 
 /// What the account is made from.
 pub(super) struct AccountSource {
@@ -18,7 +19,7 @@ pub(super) struct AccountSource {
     pub(super) retry_after: RetryAfter,
     pub(super) contact: String,
     pub(super) directory_url: String,
-    pub(super) cache_dir: PathBuf,
+    pub(super) storage: Arc<dyn Storage>,
 }
 
 impl AccountSource {
@@ -28,12 +29,7 @@ impl AccountSource {
 
     /// The cached account, or a new one (then cached).
     pub(super) async fn account(&self, steps: &Steps) -> Result<Account, OrderError> {
-        let path = cache::account_file(
-            &self.cache_dir,
-            std::slice::from_ref(&self.contact),
-            &self.directory_url,
-        );
-        let cached = cache::read(path.clone()).await.map_err(OrderError::Cache)?;
+        let cached = self.storage.account().await.map_err(OrderError::Cache)?;
         if let Some(bytes) = cached {
             if serde_json::from_slice::<AccountCredentials>(&bytes).is_ok() {
                 let account = retried!(steps, "account (cached)", "", true, async {
@@ -55,7 +51,7 @@ impl AccountSource {
                             .create_from_key((key, der), self.directory_url.clone())
                             .await
                     })?;
-                self.store(path, &credentials).await?;
+                self.store(&credentials).await?;
                 tracing::info!(
                     id = account.id(),
                     "ACME: account key from rustls-acme's cache kept"
@@ -63,7 +59,7 @@ impl AccountSource {
                 return Ok(account);
             }
             tracing::warn!(
-                file = %path.display(),
+                storage = %self.storage.describe(),
                 "ACME: the cached account cannot be read; registering a new account"
             );
         }
@@ -80,18 +76,17 @@ impl AccountSource {
             false,
             Account::builder_with_http(self.http()).create(&new, self.directory_url.clone(), None)
         )?;
-        self.store(path, &credentials).await?;
+        self.store(&credentials).await?;
         tracing::info!(id = account.id(), "ACME: account registered and cached");
         Ok(account)
     }
 
-    async fn store(
-        &self,
-        path: PathBuf,
-        credentials: &AccountCredentials,
-    ) -> Result<(), OrderError> {
+    async fn store(&self, credentials: &AccountCredentials) -> Result<(), OrderError> {
         let json = serde_json::to_vec(credentials)
             .map_err(|e| OrderError::Cache(AcmeError::Task(e.to_string())))?;
-        cache::write(path, json).await.map_err(OrderError::Cache)
+        self.storage
+            .store_account(json)
+            .await
+            .map_err(OrderError::Cache)
     }
 }

@@ -5,7 +5,10 @@
 //! put in place before its challenge is responded to and stays until the
 //! order says every authorization is final (valid or invalid).
 
-use super::AcmeError;
+use super::{
+    AcmeError,
+    storage::{Answer, AnswerKind},
+};
 use arc_swap::ArcSwap;
 use rcgen::{CertificateParams, CustomExtension, KeyPair};
 use rustls::sign::CertifiedKey;
@@ -77,6 +80,27 @@ impl Answers {
                 http,
             }
         });
+    }
+
+    /// Serves exactly `answers` from now on (a follower's copy of the
+    /// answers a replica shares).
+    pub(crate) fn replace(&self, answers: &[Answer]) -> Result<(), AcmeError> {
+        let mut next = Snapshot::default();
+        for answer in answers {
+            match answer.kind {
+                AnswerKind::TlsAlpn => {
+                    let key = challenge_certificate(&answer.name, &answer.key_authorization)?;
+                    next.tls_alpn
+                        .insert(answer.name.to_ascii_lowercase(), Arc::new(key));
+                }
+                AnswerKind::Http => {
+                    next.http
+                        .insert(answer.name.clone(), answer.key_authorization.clone());
+                }
+            }
+        }
+        self.inner.store(Arc::new(next));
+        Ok(())
     }
 
     /// Stops answering for these domains and tokens.

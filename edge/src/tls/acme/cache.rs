@@ -25,7 +25,7 @@ pub(super) fn account_file(dir: &Path, contacts: &[String], directory_url: &str)
     dir.join(format!("cached_account_{}", hash(contacts, directory_url)))
 }
 
-fn hash(items: &[String], directory_url: &str) -> String {
+pub(super) fn hash(items: &[String], directory_url: &str) -> String {
     let mut sha = Sha256::new();
     for item in items {
         sha.update(item.as_bytes());

@@ -17,9 +17,11 @@
 use super::{
     answers::Answers,
     steps::{OrderError, Steps, describe, retried},
+    storage::{Answer, AnswerKind, OrderRecord, Storage},
 };
 use instant_acme::{
-    Account, AuthorizationStatus, ChallengeType, Identifier, NewOrder, Order, OrderStatus,
+    Account, AuthorizationStatus, ChallengeStatus, ChallengeType, Identifier, NewOrder, Order,
+    OrderStatus,
 };
 use std::time::{Duration, Instant, SystemTime};
 use vibectl_config::AcmeChallenge;
@@ -28,6 +30,8 @@ use vibectl_config::AcmeChallenge;
 pub const ORDER_DEADLINE: Duration = Duration::from_secs(600);
 const FIRST_POLL: Duration = Duration::from_secs(1);
 const LONGEST_POLL: Duration = Duration::from_secs(5);
+/// How long the answers may take to reach every live replica.
+const REPLICA_WAIT: Duration = Duration::from_secs(10);
 
 /// A certificate just downloaded.
 #[derive(Debug)]
@@ -52,6 +56,10 @@ pub struct Flow<'a> {
     pub answers: &'a Answers,
     /// The retries of each request.
     pub steps: &'a Steps,
+    /// Where the order in flight and the answers are shared (Redis), or not.
+    pub storage: &'a dyn Storage,
+    /// The order a replica left behind (its lease expired): resumed.
+    pub resume: Option<OrderRecord>,
 }
 
 impl Flow<'_> {
@@ -62,35 +70,126 @@ impl Flow<'_> {
             .iter()
             .map(|d| Identifier::Dns(d.clone()))
             .collect();
-        let new_order = NewOrder::new(&identifiers);
-        let mut order = retried!(
-            self.steps,
-            "new-order",
-            "",
-            false,
-            self.account.new_order(&new_order)
-        )?;
+        let mut order = match self.resumed().await {
+            Some(order) => order,
+            None => {
+                let new_order = NewOrder::new(&identifiers);
+                let order = retried!(
+                    self.steps,
+                    "new-order",
+                    "",
+                    false,
+                    self.account.new_order(&new_order)
+                )?;
+                tracing::info!(order = %order.url(), domains = ?self.domains, "ACME: order created");
+                self.record(order.url(), None).await?;
+                order
+            }
+        };
         let url = order.url().to_owned();
-        tracing::info!(order = %url, domains = ?self.domains, "ACME: order created");
         let deadline = Instant::now() + ORDER_DEADLINE;
 
-        let (domains, tokens) = self.respond(&mut order, &url).await?;
+        let served = self.respond(&mut order, &url).await?;
         let result = self.wait_until_authorized(&mut order, &url, deadline).await;
-        if !domains.is_empty() || !tokens.is_empty() {
-            self.answers.remove(&domains, &tokens);
+        if !served.is_empty() {
+            let name = |kind| {
+                let of_kind = served.iter().filter(move |a: &&Answer| a.kind == kind);
+                of_kind.map(|a| a.name.clone()).collect::<Vec<_>>()
+            };
+            self.answers
+                .remove(&name(AnswerKind::TlsAlpn), &name(AnswerKind::Http));
+            if let Err(error) = self.storage.withdraw_answers(&served).await {
+                tracing::warn!(order = %url, %error, "ACME: the shared answers could not be removed (they expire)");
+            }
             tracing::info!(order = %url, "ACME: authorizations final; challenge answers removed");
         }
         result?;
         self.finalize(&mut order, &url, deadline).await
     }
 
-    /// Fetches the authorizations, serves the answer of each pending one,
-    /// then responds to each challenge once. Returns what is served.
-    async fn respond(
-        &self,
-        order: &mut Order,
-        url: &str,
-    ) -> Result<(Vec<String>, Vec<String>), OrderError> {
+    /// The order left behind by a replica whose lease expired, unless it
+    /// is gone or invalid.
+    async fn resumed(&self) -> Option<Order> {
+        let record = self.resume.as_ref()?;
+        let url = record.url.as_str();
+        let fetched = retried!(self.steps, "resume order", url, true, async {
+            self.account.order(url.to_owned()).await
+        });
+        match fetched.map(|mut order| (order.state().status, order)) {
+            Ok((status, order)) if status != OrderStatus::Invalid => {
+                tracing::info!(
+                    order = url,
+                    ?status,
+                    "ACME: resuming the order of a replica whose lease expired"
+                );
+                Some(order)
+            }
+            Ok(_) => {
+                tracing::warn!(
+                    order = url,
+                    "ACME: the order left behind is invalid; ordering anew"
+                );
+                None
+            }
+            Err(error) => {
+                tracing::warn!(order = url, %error, "ACME: the order left behind cannot be fetched; ordering anew");
+                None
+            }
+        }
+    }
+
+    /// Shares the order in flight (Redis), so another replica can resume it.
+    async fn record(&self, url: &str, key_pem: Option<String>) -> Result<(), OrderError> {
+        let record = OrderRecord {
+            url: url.to_owned(),
+            key_pem,
+        };
+        self.storage
+            .save_order_record(&record)
+            .await
+            .map_err(OrderError::Cache)
+    }
+
+    /// Waits (bounded) until every live replica serves `version` of the
+    /// shared answers, so the CA's validation may reach any of them.
+    async fn share(&self, answers: &[Answer], url: &str) -> Result<(), OrderError> {
+        if answers.is_empty() || !self.storage.shared() {
+            return Ok(());
+        }
+        let version = self
+            .storage
+            .publish_answers(answers)
+            .await
+            .map_err(OrderError::Cache)?;
+        let deadline = Instant::now() + REPLICA_WAIT;
+        loop {
+            match self.storage.replicas_behind(version).await {
+                Ok(0) => break,
+                Ok(behind) if Instant::now() >= deadline => {
+                    tracing::warn!(
+                        order = url,
+                        behind,
+                        "ACME: some replicas do not serve the answers yet; responding anyway"
+                    );
+                    break;
+                }
+                Err(error) if Instant::now() >= deadline => return Err(OrderError::Cache(error)),
+                _ => tokio::time::sleep(Duration::from_millis(100)).await,
+            }
+        }
+        tracing::info!(
+            order = url,
+            version,
+            "ACME: every live replica serves the challenge answers"
+        );
+        Ok(())
+    }
+
+    /// Fetches the authorizations, serves the answer of each pending one
+    /// (on every replica), then responds to each challenge once (not again
+    /// when a resumed order's challenge is already processing). Returns
+    /// what is served.
+    async fn respond(&self, order: &mut Order, url: &str) -> Result<Vec<Answer>, OrderError> {
         retried!(self.steps, "authorizations", url, true, async {
             let mut authorizations = order.authorizations();
             while let Some(authorization) = authorizations.next().await {
@@ -104,7 +203,7 @@ impl Flow<'_> {
         };
         // (index, domain, challenge URL) of each pending authorization.
         let mut pending = Vec::new();
-        let (mut domains, mut tokens) = (Vec::new(), Vec::new());
+        let mut served = Vec::new();
         let mut authorizations = order.authorizations();
         let mut index = 0;
         while let Some(authorization) = authorizations.next().await {
@@ -119,22 +218,29 @@ impl Flow<'_> {
                     "the CA offers no {wanted:?} challenge for {domain}"
                 )));
             };
-            let key_authorization = challenge.key_authorization();
-            match self.challenge {
+            let key_authorization = challenge.key_authorization().as_str().to_owned();
+            let (kind, name) = match self.challenge {
                 AcmeChallenge::TlsAlpn01 => {
                     self.answers
-                        .add_tls_alpn(&domain, key_authorization.as_str())
+                        .add_tls_alpn(&domain, &key_authorization)
                         .map_err(OrderError::Cache)?;
-                    domains.push(domain.clone());
+                    (AnswerKind::TlsAlpn, domain.clone())
                 }
                 AcmeChallenge::Http01 => {
-                    self.answers
-                        .add_http(&challenge.token, key_authorization.as_str());
-                    tokens.push(challenge.token.clone());
+                    self.answers.add_http(&challenge.token, &key_authorization);
+                    (AnswerKind::Http, challenge.token.clone())
                 }
+            };
+            served.push(Answer {
+                kind,
+                name,
+                key_authorization,
+            });
+            if challenge.status == ChallengeStatus::Pending {
+                pending.push((index - 1, domain, challenge.url.clone()));
             }
-            pending.push((index - 1, domain, challenge.url.clone()));
         }
+        self.share(&served, url).await?;
         for (index, domain, challenge_url) in pending {
             retried!(self.steps, "challenge", url, false, async {
                 let mut authorizations = order.authorizations();
@@ -153,7 +259,7 @@ impl Flow<'_> {
             })?;
             tracing::info!(order = url, %domain, challenge = %challenge_url, "ACME: challenge responded to (once)");
         }
-        Ok((domains, tokens))
+        Ok(served)
     }
 
     /// Polls the order until it is ready (or further); an invalid order
@@ -245,7 +351,20 @@ impl Flow<'_> {
         deadline: Instant,
     ) -> Result<Issued, OrderError> {
         let csr_error = |e: rcgen::Error| OrderError::Local(format!("certificate request: {e}"));
-        let key = rcgen::KeyPair::generate().map_err(csr_error)?;
+        let kept = self.resume.as_ref().and_then(|r| r.key_pem.as_deref());
+        let key = match kept {
+            Some(pem) => rcgen::KeyPair::from_pem(pem).map_err(csr_error)?,
+            None if order.state().status != OrderStatus::Ready => {
+                return Err(OrderError::Local(format!(
+                    "order {url} was finalized by a replica whose key is not stored"
+                )));
+            }
+            None => {
+                let key = rcgen::KeyPair::generate().map_err(csr_error)?;
+                self.record(url, Some(key.serialize_pem())).await?;
+                key
+            }
+        };
         let mut params = rcgen::CertificateParams::new(self.domains.to_vec()).map_err(csr_error)?;
         params.distinguished_name = rcgen::DistinguishedName::new();
         let csr = params.serialize_request(&key).map_err(csr_error)?;

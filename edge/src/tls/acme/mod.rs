@@ -35,10 +35,14 @@ mod cache;
 mod client;
 pub mod directory;
 mod flow;
+mod follow;
+mod guarded;
+mod lock;
 mod orders;
 mod prepare;
 mod resolver;
 mod steps;
+mod storage;
 mod task;
 
 pub use answers::Answers;
@@ -117,6 +121,9 @@ pub enum AcmeError {
     /// A challenge answer could not be made.
     #[error("ACME challenge: {0}")]
     Challenge(String),
+    /// The shared storage (Redis) failed or did not answer.
+    #[error("ACME storage (Redis): {0}")]
+    Storage(String),
 }
 
 /// Where the ACME certificate stands, for `/ready`, logs and tests.
@@ -156,6 +163,14 @@ pub struct AcmeStatus {
     pub ari_window_start: Option<i64>,
     /// When the ARI window says to renew (Unix seconds).
     pub renew_at: Option<i64>,
+    /// This replica holds the ordering lock (Redis storage).
+    pub lock_held: bool,
+    /// Orders this replica resumed after the lock holder's lease expired.
+    pub takeovers: u64,
+    /// Failed reads and writes of the ACME storage.
+    pub storage_errors: u64,
+    /// The shared storage cannot be reached now: why.
+    pub storage_error: Option<String>,
 }
 
 impl AcmeStatus {
@@ -184,6 +199,8 @@ pub struct AcmeSetup {
 pub struct Acme {
     status: watch::Receiver<AcmeStatus>,
     answers: Answers,
+    /// Answers of orders other replicas run (Redis storage).
+    remote: Answers,
     domains: Vec<String>,
     directory_url: String,
     cache_dir: PathBuf,
@@ -209,8 +226,8 @@ impl Acme {
 
     /// The answers of the plain HTTP listener to HTTP-01 challenges.
     pub fn key_authorizations(&self) -> KeyAuthorizations {
-        let answers = self.answers.clone();
-        Arc::new(move |token| answers.http(token))
+        let (answers, remote) = (self.answers.clone(), self.remote.clone());
+        Arc::new(move |token| answers.http(token).or_else(|| remote.http(token)))
     }
 
     /// Why `/ready` must wait, or `None` while an ACME certificate is
@@ -238,6 +255,9 @@ impl Acme {
                     "; rate limited by the CA until {}",
                     files::unix_to_rfc3339(until)
                 ));
+            }
+            if let Some(error) = &status.storage_error {
+                reason.push_str(&format!("; the shared ACME storage (Redis) fails: {error}"));
             }
             if let (true, Some(served)) = (status.expired, &status.served) {
                 reason.push_str(&format!(
@@ -287,13 +307,15 @@ pub async fn start(
     let fallback = prepare::fallback(config, &domains)?;
     let (cache_dir, ephemeral) = prepare::prepare_cache(config, &opts)?;
     let client = directory::client_config(opts.ca_file.as_deref())?;
-    let cached = cache::cert_file(&cache_dir, &domains, &directory_url);
-    match files::load(&cached, &cached) {
-        Ok(_) => tracing::info!(
-            cache = %cached.display(),
-            "ACME: a valid certificate is cached; the CA is not contacted at start"
+    let storage = storage::open(config, &opts, cache_dir.clone(), &domains, &directory_url)?;
+    let cached = storage.cert_location();
+    let stored = storage.certificate().await.ok().flatten();
+    match stored.map(|pem| files::parse(&pem, &pem, &cached, &cached)) {
+        Some(Ok(_)) => tracing::info!(
+            storage = %storage.describe(),
+            "ACME: a valid certificate is stored; the CA is not contacted at start"
         ),
-        Err(_) => directory::probe(&client, &directory_url, probe).await?,
+        _ => directory::probe(&client, &directory_url, probe).await?,
     }
 
     let served = Arc::new(CertResolver::new(fallback));
@@ -302,26 +324,45 @@ pub async fn start(
         served: served.clone(),
         status: status_tx.clone(),
     });
-    let answers = Answers::default();
+    let (answers, remote) = (Answers::default(), Answers::default());
     let steps = steps::Steps::default();
+    let served_pem = Arc::default();
+    let (followed_tx, followed) = tokio::sync::mpsc::unbounded_channel();
+    if storage.shared() {
+        let follower = follow::Follower {
+            storage: storage.clone(),
+            replica: uuid::Uuid::new_v4().to_string(),
+            remote: remote.clone(),
+            deployer: deployer.clone(),
+            served_pem: Arc::clone(&served_pem),
+            deployed: followed_tx,
+            status: status_tx.clone(),
+        };
+        tokio::spawn(follower.run(shutdown.clone()));
+    }
+    tracing::info!(storage = %storage.describe(), "ACME: state storage");
     let driver = task::Driver {
         source: account::AccountSource {
             tls: client,
             retry_after: steps.retry_after.clone(),
             contact: format!("mailto:{}", opts.email),
             directory_url: directory_url.clone(),
-            cache_dir: cache_dir.clone(),
+            storage: storage.clone(),
         },
         domains: domains.clone(),
         challenge: opts.challenge,
         answers: answers.clone(),
         steps,
-        cert_path: cached,
+        lease: opts.lock_lease.unwrap_or(storage::DEFAULT_LEASE),
+        storage,
+        served_pem,
+        followed: Some(followed),
         deployer,
         status: status_tx,
     };
     let resolver = Arc::new(AcmeResolver {
         answers: answers.clone(),
+        remote: remote.clone(),
         served: served.clone(),
     });
     let mut server_config = server_config(&config.tls, resolver)?;
@@ -342,6 +383,7 @@ pub async fn start(
         acme: Acme {
             status,
             answers,
+            remote,
             domains,
             directory_url,
             cache_dir,

@@ -17,6 +17,8 @@ use tokio::sync::watch;
 #[derive(Debug)]
 pub struct AcmeResolver {
     pub(super) answers: Answers,
+    /// Answers of orders other replicas run (Redis storage).
+    pub(super) remote: Answers,
     pub(super) served: Arc<CertResolver>,
 }
 
@@ -25,7 +27,11 @@ impl ResolvesServerCert for AcmeResolver {
         let mut alpn = hello.alpn().into_iter().flatten();
         if alpn.next() == Some(ACME_TLS_ALPN) && alpn.next().is_none() {
             // `None` (no challenge pending for this SNI) fails the handshake.
-            return self.answers.tls_alpn(hello.server_name()?);
+            let name = hello.server_name()?;
+            return self
+                .answers
+                .tls_alpn(name)
+                .or_else(|| self.remote.tls_alpn(name));
         }
         Some(self.served.current())
     }
@@ -38,6 +44,8 @@ pub(super) enum Source {
     Cache,
     /// Just issued by the CA.
     Issued,
+    /// Stored by another replica sharing the storage.
+    Shared,
 }
 
 /// A certificate now served: its validity (Unix seconds) and its leaf.
@@ -63,6 +71,7 @@ impl Deployer {
         let what = match source {
             Source::Cache => "cached",
             Source::Issued => "new",
+            Source::Shared => "shared",
         };
         match files::parse(pem, pem, path, path) {
             Ok(key) => {

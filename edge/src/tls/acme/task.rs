@@ -6,22 +6,23 @@
 //! CA named. The status says when the served certificate has expired.
 
 use super::{
-    AcmeStatus,
+    AcmeError, AcmeStatus,
     account::AccountSource,
     answers::Answers,
-    ari, cache,
-    flow::{Flow, Issued},
+    ari,
+    flow::Issued,
+    guarded::Outcome,
     orders::{self, OrderRate},
     resolver::{Deployed, Deployer, Source},
     steps::{OrderError, Steps},
+    storage::Storage,
 };
 use instant_acme::Account;
 use std::{
-    path::PathBuf,
-    sync::Arc,
+    sync::{Arc, Mutex},
     time::{Duration, Instant, SystemTime, UNIX_EPOCH},
 };
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use vibectl_config::{AcmeChallenge, defaults::ACME_ORDERS_PER_HOUR_WARN};
 
@@ -32,10 +33,20 @@ pub(super) struct Driver {
     pub(super) challenge: AcmeChallenge,
     pub(super) answers: Answers,
     pub(super) steps: Steps,
-    pub(super) cert_path: PathBuf,
+    pub(super) storage: Arc<dyn Storage>,
+    /// The ordering lock's lease.
+    pub(super) lease: Duration,
+    /// The fingerprint of the certificate PEM served now (shared with the
+    /// follower).
+    pub(super) served_pem: Arc<Mutex<Option<String>>>,
+    /// Certificates the follower deployed (another replica ordered them).
+    pub(super) followed: Option<mpsc::UnboundedReceiver<Deployed>>,
     pub(super) deployer: Arc<Deployer>,
     pub(super) status: watch::Sender<AcmeStatus>,
 }
+
+/// How often a replica that found the lock held tries again.
+const BUSY_RETRY: Duration = Duration::from_secs(1);
 
 fn at_unix(unix: i64) -> SystemTime {
     UNIX_EPOCH + Duration::from_secs(unix.max(0) as u64)
@@ -66,15 +77,24 @@ pub(super) fn renew_at(not_before: i64, not_after: i64) -> i64 {
 impl Driver {
     /// Runs until `shutdown`; `_ephemeral` (a temporary cache) lives as long.
     pub(super) async fn drive(
-        self,
+        mut self,
         _ephemeral: Option<tempfile::TempDir>,
         shutdown: CancellationToken,
     ) {
-        let mut served = match cache::read(self.cert_path.clone()).await {
-            Ok(Some(pem)) => self.deployer.deploy(&pem, &self.cert_path, Source::Cache),
+        let mut followed = self.followed.take();
+        let mut served = match self.storage.certificate().await {
+            Ok(Some(pem)) => {
+                let location = self.storage.cert_location();
+                let deployed = self.deployer.deploy(&pem, &location, Source::Cache);
+                if deployed.is_some() {
+                    self.set_served_pem(crate::tls::inspect::fingerprint(&pem));
+                }
+                deployed
+            }
             Ok(None) => None,
             Err(error) => {
-                tracing::warn!(%error, "ACME: the cached certificate cannot be read");
+                tracing::warn!(%error, "ACME: the stored certificate cannot be read");
+                self.storage_failed(error);
                 None
             }
         };
@@ -109,6 +129,13 @@ impl Driver {
             tokio::select! {
                 biased;
                 () = shutdown.cancelled() => break,
+                Some(deployed) = next(&mut followed) => {
+                    // Another replica ordered it: renew from its dates.
+                    served = Some(deployed);
+                    (window, ari_check) = (None, Some(SystemTime::now()));
+                    (failures, not_before) = (0, None);
+                    continue;
+                }
                 () = tokio::time::sleep(pause) => {}
             }
             match why {
@@ -132,12 +159,25 @@ impl Driver {
                 Wake::Order => {}
             }
             let renewal = served.is_some();
-            self.status.send_modify(|s| s.orders_started += 1);
             let started = Instant::now();
             let result = tokio::select! {
                 biased;
                 () = shutdown.cancelled() => break,
-                result = self.order(&mut account) => result,
+                result = self.guarded_order(&mut account) => result,
+            };
+            let result = match result {
+                Ok(Outcome::Busy) => {
+                    not_before = Some(SystemTime::now() + BUSY_RETRY);
+                    continue;
+                }
+                Ok(Outcome::Shared(deployed)) => {
+                    served = Some(deployed);
+                    (window, ari_check) = (None, Some(SystemTime::now()));
+                    (failures, not_before) = (0, None);
+                    continue;
+                }
+                Ok(Outcome::Issued(issued)) => Ok(issued),
+                Err(error) => Err(error),
             };
             let (last_hour, too_many) = rate.record(Instant::now());
             if too_many {
@@ -193,12 +233,6 @@ impl Driver {
         took: Duration,
         renewal: bool,
     ) -> Option<Deployed> {
-        if let Err(error) =
-            cache::write(self.cert_path.clone(), issued.pem.clone().into_bytes()).await
-        {
-            // Served even if it could not be kept.
-            tracing::error!(%error, "ACME: the new certificate could not be cached");
-        }
         let downloaded_ms = issued
             .downloaded_at
             .duration_since(UNIX_EPOCH)
@@ -211,9 +245,11 @@ impl Driver {
             s.issue_millis = Some(took.as_millis() as u64);
             s.downloaded_at_unix_ms = Some(downloaded_ms);
         });
+        self.set_served_pem(crate::tls::inspect::fingerprint(issued.pem.as_bytes()));
+        let location = self.storage.cert_location();
         let deployed = self
             .deployer
-            .deploy(issued.pem.as_bytes(), &self.cert_path, Source::Issued);
+            .deploy(issued.pem.as_bytes(), &location, Source::Issued);
         tracing::info!(order = %issued.order_url, ?took, renewal, "ACME: new certificate served");
         deployed
     }
@@ -263,20 +299,29 @@ impl Driver {
         }
     }
 
-    /// The account (registered once), then one order.
-    async fn order(&self, account: &mut Option<Account>) -> Result<Issued, OrderError> {
-        let account = match account {
-            Some(account) => account,
-            None => account.insert(self.source.account(&self.steps).await?),
-        };
-        Flow {
-            account,
-            domains: &self.domains,
-            challenge: self.challenge,
-            answers: &self.answers,
-            steps: &self.steps,
+    /// Records the fingerprint of the PEM served now.
+    pub(super) fn set_served_pem(&self, fingerprint: String) {
+        if let Ok(mut served) = self.served_pem.lock() {
+            *served = Some(fingerprint);
         }
-        .run()
-        .await
+    }
+
+    /// Counts a storage failure; returns it as an order error.
+    pub(super) fn storage_failed(&self, error: AcmeError) -> OrderError {
+        self.status.send_modify(|s| {
+            s.storage_errors += 1;
+            if self.storage.shared() {
+                s.storage_error = Some(error.to_string());
+            }
+        });
+        OrderError::Cache(error)
+    }
+}
+
+/// The next certificate the follower deployed; never, without a follower.
+async fn next(followed: &mut Option<mpsc::UnboundedReceiver<Deployed>>) -> Option<Deployed> {
+    match followed {
+        Some(receiver) => receiver.recv().await,
+        None => std::future::pending().await,
     }
 }
