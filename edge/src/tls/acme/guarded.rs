@@ -11,7 +11,7 @@ use super::{
     lock::Lock,
     resolver::{Deployed, Source},
     steps::OrderError,
-    task::Driver,
+    driver::Driver,
 };
 use instant_acme::Account;
 

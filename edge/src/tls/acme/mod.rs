@@ -34,6 +34,7 @@ mod ari;
 mod cache;
 mod client;
 pub mod directory;
+mod driver;
 mod flow;
 mod follow;
 mod guarded;
@@ -341,7 +342,7 @@ pub async fn start(
         tokio::spawn(follower.run(shutdown.clone()));
     }
     tracing::info!(storage = %storage.describe(), "ACME: state storage");
-    let driver = task::Driver {
+    let driver = driver::Driver {
         source: account::AccountSource {
             tls: client,
             retry_after: steps.retry_after.clone(),

@@ -1,49 +1,27 @@
-//! The one ACME task: serves the cached certificate, then orders when no
+//! The one ACME task: serves the stored certificate, then orders when no
 //! certificate is served, or inside the CA's ARI window ([`ari`]), or
 //! else when a third of its lifetime is left; one order at a time
-//! ([`Flow`]). A failed order is followed by a pause that doubles
-//! (30 s, 1 min, … at most 12 h) or, after `rateLimited`, by the time the
-//! CA named. The status says when the served certificate has expired.
+//! ([`super::flow::Flow`], under the lock of [`super::guarded`]). A
+//! failed order is followed by a pause that doubles (30 s, 1 min, … at
+//! most 12 h) or, after `rateLimited`, by the time the CA named. With
+//! Redis storage, a certificate another replica stored (deployed by
+//! [`super::follow`]) resets the schedule. The status says when the
+//! served certificate has expired.
 
 use super::{
-    AcmeError, AcmeStatus,
-    account::AccountSource,
-    answers::Answers,
     ari,
+    driver::Driver,
     flow::Issued,
     guarded::Outcome,
     orders::{self, OrderRate},
-    resolver::{Deployed, Deployer, Source},
-    steps::{OrderError, Steps},
-    storage::Storage,
+    resolver::{Deployed, Source},
+    steps::OrderError,
 };
 use instant_acme::Account;
-use std::{
-    sync::{Arc, Mutex},
-    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
-};
-use tokio::sync::{mpsc, watch};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
-use vibectl_config::{AcmeChallenge, defaults::ACME_ORDERS_PER_HOUR_WARN};
-
-/// Everything the task needs.
-pub(super) struct Driver {
-    pub(super) source: AccountSource,
-    pub(super) domains: Vec<String>,
-    pub(super) challenge: AcmeChallenge,
-    pub(super) answers: Answers,
-    pub(super) steps: Steps,
-    pub(super) storage: Arc<dyn Storage>,
-    /// The ordering lock's lease.
-    pub(super) lease: Duration,
-    /// The fingerprint of the certificate PEM served now (shared with the
-    /// follower).
-    pub(super) served_pem: Arc<Mutex<Option<String>>>,
-    /// Certificates the follower deployed (another replica ordered them).
-    pub(super) followed: Option<mpsc::UnboundedReceiver<Deployed>>,
-    pub(super) deployer: Arc<Deployer>,
-    pub(super) status: watch::Sender<AcmeStatus>,
-}
+use vibectl_config::defaults::ACME_ORDERS_PER_HOUR_WARN;
 
 /// How often a replica that found the lock held tries again.
 const BUSY_RETRY: Duration = Duration::from_secs(1);
@@ -297,24 +275,6 @@ impl Driver {
                 (None, Some(SystemTime::now() + Duration::from_secs(3600)))
             }
         }
-    }
-
-    /// Records the fingerprint of the PEM served now.
-    pub(super) fn set_served_pem(&self, fingerprint: String) {
-        if let Ok(mut served) = self.served_pem.lock() {
-            *served = Some(fingerprint);
-        }
-    }
-
-    /// Counts a storage failure; returns it as an order error.
-    pub(super) fn storage_failed(&self, error: AcmeError) -> OrderError {
-        self.status.send_modify(|s| {
-            s.storage_errors += 1;
-            if self.storage.shared() {
-                s.storage_error = Some(error.to_string());
-            }
-        });
-        OrderError::Cache(error)
     }
 }
 
