@@ -10,6 +10,7 @@ use crate::{
     http::CoreClient,
     limits::Limiter,
     metrics::Metrics,
+    shared_redis::SharedRedis,
     tls::HandshakeStats,
 };
 use std::sync::{
@@ -84,6 +85,7 @@ struct Inner {
     metrics: Metrics,
     connections: Arc<ConnTable>,
     failure_budget: Arc<FailureBudget>,
+    redis: Option<SharedRedis>,
 }
 
 impl Edge {
@@ -91,17 +93,20 @@ impl Edge {
     /// unless `edge.require_auth = false` (then it is ignored and a warning
     /// logged) or `jwt.default_kid` names a key of the key set. With auth on,
     /// the verifier's key set and revocation files are watched from now on.
+    /// `redis` ([`SharedRedis::from_limits`]) holds limit state and token
+    /// revocations.
     pub fn new(
         config: Arc<Config>,
         transport: Transport,
         jwt_secret: Option<Secret>,
+        redis: Option<SharedRedis>,
     ) -> Result<Self, EdgeError> {
         crate::tls::install_crypto_provider();
         let verifier = if config.edge.require_auth {
             if jwt_secret.is_none() && config.jwt.default_kid.is_none() {
                 return Err(EdgeError::JwtSecretMissing);
             }
-            let verifier = TokenVerifier::from_config(&config, jwt_secret.as_ref())?;
+            let verifier = TokenVerifier::from_config(&config, jwt_secret.as_ref(), redis.clone())?;
             verifier.spawn_background();
             Some(Arc::new(verifier))
         } else {
@@ -131,8 +136,8 @@ impl Edge {
         let handshake_stats = Arc::<HandshakeStats>::default();
         metrics.watch_handshakes(handshake_stats.clone());
         metrics.watch_connections(connections.stats().clone(), failure_budget.clone());
-        let limiter =
-            Limiter::new(&config.limits, metrics.clone()).map_err(|e| EdgeError::Limits(e.0))?;
+        let limiter = Limiter::new(&config.limits, redis.clone(), metrics.clone())
+            .map_err(|e| EdgeError::Limits(e.0))?;
         Ok(Self {
             inner: Arc::new(Inner {
                 config,
@@ -145,6 +150,7 @@ impl Edge {
                 metrics,
                 connections,
                 failure_budget,
+                redis,
             }),
         })
     }
@@ -193,6 +199,12 @@ impl Edge {
     /// The per-address budget of failed authentications.
     pub fn failure_budget(&self) -> &Arc<FailureBudget> {
         &self.inner.failure_budget
+    }
+
+    /// The one Redis of this edge (`[limits] backend = "redis"`), shared by
+    /// limits, token revocations and whatever else the replicas share.
+    pub fn redis(&self) -> Option<&SharedRedis> {
+        self.inner.redis.as_ref()
     }
 
     /// Failed TLS handshakes by reason, counted by the accept loop.

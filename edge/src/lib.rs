@@ -56,6 +56,7 @@ mod http01;
 mod metrics;
 mod plain_http;
 mod server;
+mod shared_redis;
 
 pub(crate) use admin::serve_admin;
 pub use edge::Edge;

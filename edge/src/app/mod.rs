@@ -6,6 +6,8 @@
 //! [`EdgeApp::build`] takes listeners that are already bound ([`Binds`]:
 //! nothing is written before the ports are ours), then, in order:
 //!
+//! 0. the one Redis handle ([`crate::shared_redis`], `[limits] backend =
+//!    "redis"`), shared by limits, token revocations and ACME state,
 //! 1. the legacy JWT secret ([`secret`]: none with `jwt.default_kid`),
 //! 2. the certificate source ([`certs`]: h2c, files / private CA / self-signed
 //!    with rotation of watched files, or ACME),
@@ -32,6 +34,7 @@ use crate::{
     Edge, EdgeError,
     auth::SecretEnv,
     http01::{Http01, serve_http01},
+    shared_redis::SharedRedis,
     tls::{TlsError, acme::AcmeError},
 };
 use certs::Certificates;
@@ -112,6 +115,9 @@ impl EdgeApp {
         }
         let main_addr = binds.main.local_addr().map_err(EdgeError::Listener)?;
         let config = Arc::new(config);
+        // The one Redis (`[limits] backend = "redis"`) every part shares.
+        let redis = SharedRedis::from_limits(&config.limits)
+            .map_err(|e| EdgeError::Limits(e.to_string()))?;
         let certs = if plaintext {
             tracing::warn!(listen = %main_addr, "serving plaintext h2c WITHOUT TLS: local development only");
             Certificates::none()
@@ -119,7 +125,7 @@ impl EdgeApp {
             Certificates::load(&config, &shutdown).await?
         };
         let secret = secret::jwt_secret(&config, &secret_env)?;
-        let edge = Edge::new(config.clone(), certs.transport.clone(), secret)?;
+        let edge = Edge::new(config.clone(), certs.transport.clone(), secret, redis)?;
         if let Some(resolver) = &certs.resolver {
             edge.metrics().watch_certificate(resolver.clone());
         }

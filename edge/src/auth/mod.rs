@@ -243,7 +243,7 @@ pub enum JwtError {
     Refused(String),
     /// Redis could not record or read revocations.
     #[error("redis: {0}")]
-    Redis(String),
+    Redis(#[from] crate::shared_redis::RedisError),
 }
 
 #[cfg(test)]

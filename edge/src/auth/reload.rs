@@ -102,7 +102,6 @@ fn watcher(dirs: &[PathBuf], tx: mpsc::Sender<()>) -> Option<notify::Recommended
 }
 
 async fn poll_redis<T: Reloadable>(shared: Weak<T>, target: RedisTarget) {
-    let mut conn = None;
     let mut failing = false;
     let mut ticks = tokio::time::interval(REDIS_POLL);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -111,22 +110,7 @@ async fn poll_redis<T: Reloadable>(shared: Weak<T>, target: RedisTarget) {
         let Some(shared) = shared.upgrade() else {
             return;
         };
-        if conn.is_none() {
-            match target.connect().await {
-                Ok(c) => conn = Some(c),
-                Err(error) => {
-                    if !failing {
-                        tracing::warn!(%error, "cannot reach Redis for token revocations; the last list read stays in force");
-                        failing = true;
-                    }
-                    continue;
-                }
-            }
-        }
-        let Some(connection) = conn.as_mut() else {
-            continue;
-        };
-        match target.read(connection).await {
+        match target.read().await {
             Ok(jtis) => {
                 if failing {
                     tracing::info!(
@@ -138,7 +122,6 @@ async fn poll_redis<T: Reloadable>(shared: Weak<T>, target: RedisTarget) {
                 shared.revocations().store_redis(jtis);
             }
             Err(error) => {
-                conn = None;
                 if !failing {
                     tracing::warn!(%error, "cannot read token revocations from Redis; the last list read stays in force");
                     failing = true;

@@ -7,7 +7,8 @@
 //!   it changes. A line that cannot be read is skipped (and logged), a
 //!   missing file after one was read keeps the last list: a revocation is
 //!   never undone by accident.
-//! - Redis, when `[limits] backend = "redis"`: a sorted set
+//! - Redis, when `[limits] backend = "redis"` (the edge's one
+//!   [`SharedRedis`]): a sorted set
 //!   `<prefix>revoked` (member `jti`, score `exp`; the set expires with its
 //!   longest-lived member and members are pruned by score), which every
 //!   edge polls each [`REDIS_POLL`]; a revocation reaches every replica
@@ -18,6 +19,7 @@
 use crate::{
     auth::{AuthError, JwtError, keys::read_optional},
     fsutil,
+    shared_redis::SharedRedis,
 };
 use arc_swap::ArcSwap;
 use serde::{Deserialize, Serialize};
@@ -30,14 +32,12 @@ use std::{
 };
 use tokio::time::Instant;
 use vibectl_config::{
-    BackendFailure, Config, LimitsBackend, Secret,
-    defaults::{REDIS_KEY_PREFIX, REDIS_REVOKED_SUFFIX, REVOCATION_MAX_STALENESS},
+    BackendFailure, Config,
+    defaults::{REDIS_REVOKED_SUFFIX, REVOCATION_MAX_STALENESS},
 };
 
 /// How often every edge reads the Redis revocation set.
 pub const REDIS_POLL: Duration = Duration::from_millis(500);
-/// Longest a Redis connect or command may take.
-pub const REDIS_TIMEOUT: Duration = Duration::from_secs(1);
 /// Score of a revocation whose token's `exp` is unknown: year 2100.
 const FOREVER: i64 = 4_102_444_800;
 
@@ -82,46 +82,23 @@ struct RedisList {
 /// Where Redis keeps revocations.
 #[derive(Debug, Clone)]
 pub struct RedisTarget {
-    /// `limits.redis_url` (may hold a password: never logged).
-    pub url: Secret,
+    /// The edge's Redis.
+    pub redis: SharedRedis,
     /// `<prefix>revoked`.
     pub key: String,
 }
 
 impl RedisTarget {
-    /// The target of `config`, when `[limits] backend = "redis"` with a URL.
-    pub fn from_config(config: &Config) -> Option<Self> {
-        if config.limits.backend != LimitsBackend::Redis {
-            return None;
-        }
-        let url = config.limits.redis_url.clone()?;
-        let prefix = config
-            .limits
-            .redis_key_prefix
-            .clone()
-            .unwrap_or_else(|| REDIS_KEY_PREFIX.to_owned());
-        Some(Self {
-            url,
-            key: format!("{prefix}{REDIS_REVOKED_SUFFIX}"),
-        })
-    }
-
-    pub(crate) async fn connect(&self) -> Result<redis::aio::MultiplexedConnection, JwtError> {
-        let client = redis::Client::open(self.url.expose())
-            .map_err(|e| JwtError::Redis(format!("bad limits.redis_url: {:?}", e.kind())))?;
-        let config = redis::AsyncConnectionConfig::new()
-            .set_connection_timeout(Some(REDIS_TIMEOUT))
-            .set_response_timeout(Some(REDIS_TIMEOUT));
-        client
-            .get_multiplexed_async_connection_with_config(&config)
-            .await
-            .map_err(|e| JwtError::Redis(e.to_string()))
+    /// The revocation set in `redis`.
+    pub fn new(redis: SharedRedis) -> Self {
+        let key = redis.key(REDIS_REVOKED_SUFFIX);
+        Self { redis, key }
     }
 
     /// Records `jti` (valid until `exp`) in Redis; returns how many
     /// revocations the set now holds.
     pub async fn record(&self, jti: &str, exp: Option<i64>) -> Result<u64, JwtError> {
-        let mut conn = self.connect().await?;
+        let mut conn = self.redis.conn().await?;
         let script = redis::Script::new(
             r"redis.call('ZADD', KEYS[1], ARGV[1], ARGV[2])
               redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', '(' .. ARGV[3])
@@ -135,27 +112,23 @@ impl RedisTarget {
             .arg(exp.unwrap_or(FOREVER))
             .arg(jti)
             .arg(now_secs());
-        let call = invocation.invoke_async::<u64>(&mut conn);
-        tokio::time::timeout(REDIS_TIMEOUT * 2, call)
-            .await
-            .map_err(|_| JwtError::Redis("timed out".into()))?
-            .map_err(|e| JwtError::Redis(e.to_string()))
+        Ok(self
+            .redis
+            .bounded(invocation.invoke_async::<u64>(&mut conn))
+            .await?)
     }
 
     /// The `jti`s of unexpired revoked tokens.
-    pub async fn read(
-        &self,
-        conn: &mut redis::aio::MultiplexedConnection,
-    ) -> Result<HashSet<String>, JwtError> {
+    pub async fn read(&self) -> Result<HashSet<String>, JwtError> {
+        let mut conn = self.redis.conn().await?;
         let mut cmd = redis::cmd("ZRANGEBYSCORE");
         cmd.arg(&self.key)
             .arg(format!("({}", now_secs()))
             .arg("+inf");
-        let call = cmd.query_async::<Vec<String>>(conn);
-        let list = tokio::time::timeout(REDIS_TIMEOUT, call)
-            .await
-            .map_err(|_| JwtError::Redis("timed out".into()))?
-            .map_err(|e| JwtError::Redis(e.to_string()))?;
+        let list = self
+            .redis
+            .bounded(cmd.query_async::<Vec<String>>(&mut conn))
+            .await?;
         Ok(list.into_iter().collect())
     }
 }
@@ -192,8 +165,9 @@ impl Revocations {
         }
     }
 
-    /// The file (read now) and Redis (read by the background task) of `config`.
-    pub fn from_config(config: &Config) -> Result<Self, JwtError> {
+    /// The file of `config` (read now) and the set in the edge's `redis`
+    /// (read by the background task).
+    pub fn from_config(config: &Config, redis: Option<SharedRedis>) -> Result<Self, JwtError> {
         let path = config.jwt.revocation_path(&config.edge.state_dir());
         let list = match read_optional(&path)? {
             Some(bytes) => parse_list(&bytes, &path),
@@ -203,7 +177,7 @@ impl Revocations {
             file: Some(path),
             from_file: ArcSwap::from_pointee(list),
             bad_note: Mutex::new(None),
-            redis: RedisTarget::from_config(config),
+            redis: redis.map(RedisTarget::new),
             from_redis: ArcSwap::from_pointee(RedisList::default()),
             fail_closed: config.limits.on_backend_failure == BackendFailure::FailClosed,
         })
@@ -411,10 +385,9 @@ mod tests {
         assert_eq!(revocations.check("bad"), Err(AuthError::Revoked));
         assert_eq!(revocations.check("good"), Ok(()));
         let mut closed = Revocations::none();
-        closed.redis = Some(RedisTarget {
-            url: Secret::new("redis://127.0.0.1:1"),
-            key: "k".into(),
-        });
+        closed.redis = Some(RedisTarget::new(
+            SharedRedis::new("redis://127.0.0.1:1", "p:").expect("url"),
+        ));
         closed.fail_closed = true;
         assert_eq!(closed.check("good"), Err(AuthError::RevocationUnknown));
         closed.store_redis(["r".to_owned()].into());

@@ -190,7 +190,7 @@ fn token_minted_by_real_pyjwt_verifies() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let config = edge_config(tmp.path(), &all_keys(), "[jwt]\nmax_lifetime = \"0s\"\n");
     let with_set =
-        TokenVerifier::from_config(&config, Some(&Secret::new("python-secret-for-tests")))
+        TokenVerifier::from_config(&config, Some(&Secret::new("python-secret-for-tests")), None)
             .expect("verifier");
     let verified = with_set.verify_token(token).expect("still verifies");
     assert_eq!(verified.kid, None);
@@ -301,7 +301,7 @@ fn every_algorithm_signs_and_verifies_by_kid() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let config = edge_config(tmp.path(), &all_keys(), "");
     let verifier =
-        TokenVerifier::from_config(&config, Some(&Secret::new(SECRET))).expect("verifier");
+        TokenVerifier::from_config(&config, Some(&Secret::new(SECRET)), None).expect("verifier");
     for alg in KeyAlg::ALL {
         let token = mint(&signing_key(alg), &spec("alice")).expect("mint");
         let header = jsonwebtoken::decode_header(&token).expect("header");
@@ -319,7 +319,7 @@ fn algorithm_confusion_is_refused() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let config = edge_config(tmp.path(), &all_keys(), "");
     let verifier =
-        TokenVerifier::from_config(&config, Some(&Secret::new(SECRET))).expect("verifier");
+        TokenVerifier::from_config(&config, Some(&Secret::new(SECRET)), None).expect("verifier");
     let claims = json!({"sub": "mallory", "iss": "vibectl-server", "exp": now() + 600}).to_string();
     // The RSA public key, as PEM and as its JWK members, used as an HMAC
     // secret under the RSA key's kid: the kid pins RS256.
@@ -337,7 +337,7 @@ fn algorithm_confusion_is_refused() {
         );
     }
     // Nor as the legacy secret: a PEM never serves as an HMAC secret.
-    let err = TokenVerifier::from_config(&config, Some(&Secret::new(rsa_pem.clone())))
+    let err = TokenVerifier::from_config(&config, Some(&Secret::new(rsa_pem.clone())), None)
         .expect_err("PEM as HS256 secret");
     assert!(
         err.to_string().contains("never serve as an HMAC secret"),
@@ -437,7 +437,7 @@ fn default_kid_replaces_the_legacy_secret_and_retired_keys_stop() {
         &jwks,
         &format!("[jwt]\ndefault_kid = \"{es}\"\n"),
     );
-    let verifier = TokenVerifier::from_config(&config, Some(&Secret::new(SECRET))).expect("v");
+    let verifier = TokenVerifier::from_config(&config, Some(&Secret::new(SECRET)), None).expect("v");
     let mut es_key = signing_key(KeyAlg::ES256);
     es_key.kid = None;
     let kidless = mint(&es_key, &spec("alice")).expect("mint");
@@ -489,7 +489,7 @@ fn default_kid_replaces_the_legacy_secret_and_retired_keys_stop() {
         &json!({"keys": []}),
         "[jwt]\ndefault_kid = \"k9\"\n",
     );
-    let err = TokenVerifier::from_config(&missing, None).expect_err("no such key");
+    let err = TokenVerifier::from_config(&missing, None, None).expect_err("no such key");
     assert!(err.to_string().contains("jwt.default_kid"), "{err}");
 }
 
@@ -501,7 +501,7 @@ fn nbf_aud_and_max_lifetime() {
         &all_keys(),
         "[jwt]\naudience = \"llm-proxy\"\nmax_lifetime = \"1d\"\n",
     );
-    let verifier = TokenVerifier::from_config(&config, Some(&Secret::new(SECRET))).expect("v");
+    let verifier = TokenVerifier::from_config(&config, Some(&Secret::new(SECRET)), None).expect("v");
     let es = signing_key(KeyAlg::ES256);
     let ok = TokenSpec {
         audience: Some("llm-proxy".into()),
@@ -571,7 +571,7 @@ fn nbf_aud_and_max_lifetime() {
 fn revoked_tokens_are_refused_after_a_reload() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let config = edge_config(tmp.path(), &all_keys(), "");
-    let verifier = TokenVerifier::from_config(&config, Some(&Secret::new(SECRET))).expect("v");
+    let verifier = TokenVerifier::from_config(&config, Some(&Secret::new(SECRET)), None).expect("v");
     let token = mint(&signing_key(KeyAlg::EdDSA), &spec("carol")).expect("mint");
     let claims = verifier.verify(&token).expect("valid");
     revocation::record_in_file(

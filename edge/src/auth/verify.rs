@@ -14,6 +14,7 @@ use crate::auth::{
     reload,
     revocation::Revocations,
 };
+use crate::shared_redis::SharedRedis;
 use arc_swap::ArcSwap;
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use jsonwebtoken::{Validation, errors::ErrorKind};
@@ -199,10 +200,15 @@ impl TokenVerifier {
     /// The verifier of a running edge: the key set (`jwt.jwks_file`), the
     /// default key (`jwt.default_kid`, else the legacy `secret`; with
     /// neither, tokens without `kid` are refused), the
-    /// revocation file and, with `[limits] backend = "redis"`, Redis. A bad
-    /// key set or a default key that is not in it is an error here; later,
-    /// a bad file only keeps the last good set ([`TokenVerifier::reload`]).
-    pub fn from_config(config: &Config, secret: Option<&Secret>) -> Result<Self, JwtError> {
+    /// revocation file and, with `[limits] backend = "redis"`, the edge's
+    /// `redis`. A bad key set or a default key that is not in it is an
+    /// error here; later, a bad file only keeps the last good set
+    /// ([`TokenVerifier::reload`]).
+    pub fn from_config(
+        config: &Config,
+        secret: Option<&Secret>,
+        redis: Option<SharedRedis>,
+    ) -> Result<Self, JwtError> {
         let jwt = &config.jwt;
         let state_dir = config.edge.state_dir();
         let jwks_path = jwt.jwks_path(&state_dir);
@@ -234,7 +240,7 @@ impl TokenVerifier {
         }
         check_jwks_mode(&jwks_path, &keys);
         fingerprint::check_key_set(&state_dir, &keys);
-        let revocations = Revocations::from_config(config)?;
+        let revocations = Revocations::from_config(config, redis)?;
         let verifier = Self::build(
             Policy::from_config(jwt),
             secret,
@@ -501,11 +507,7 @@ impl TokenVerifier {
         let Some(target) = &revocations.redis else {
             return;
         };
-        let read = async {
-            let mut conn = target.connect().await?;
-            target.read(&mut conn).await
-        };
-        match read.await {
+        match target.read().await {
             Ok(jtis) => revocations.store_redis(jtis),
             Err(error) => tracing::warn!(%error, "cannot read token revocations from Redis"),
         }

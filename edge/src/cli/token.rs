@@ -16,6 +16,7 @@ use crate::{
         revocation::{self, RedisTarget, Revocation},
     },
     fsutil,
+    shared_redis::SharedRedis,
 };
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use clap::{Args, Subcommand};
@@ -367,7 +368,8 @@ pub async fn inspect(
         if jwks.exists() { "" } else { " (absent)" },
     );
     let secret = found.map(|(s, _)| s);
-    let verdict = match TokenVerifier::from_config(config, secret.as_ref()) {
+    let redis = SharedRedis::from_limits(&config.limits).map_err(JwtError::from)?;
+    let verdict = match TokenVerifier::from_config(config, secret.as_ref(), redis) {
         Ok(verifier) => {
             verifier.sync_redis_once().await;
             verifier.verify_token(token)
@@ -470,8 +472,8 @@ pub async fn revoke(config: &Config, args: &RevokeArgs) -> Result<Revoked, EdgeE
     };
     let path = config.jwt.revocation_path(&config.edge.state_dir());
     let count = revocation::record_in_file(&path, &entry)?;
-    let redis = match RedisTarget::from_config(config) {
-        Some(target) => Some(target.record(&entry.jti, entry.exp).await?),
+    let redis = match SharedRedis::from_limits(&config.limits).map_err(JwtError::from)? {
+        Some(redis) => Some(RedisTarget::new(redis).record(&entry.jti, entry.exp).await?),
         None => None,
     };
     Ok(Revoked {

@@ -166,7 +166,7 @@ mod tests {
         )
         .expect("valid")
         .limits;
-        let limiter = Limiter::new(&config, Metrics::disabled()).expect("limiter");
+        let limiter = Limiter::new(&config, None, Metrics::disabled()).expect("limiter");
         let Admit::Allowed(permit) = limiter.admit("alice", None, CallKind::Call).await else {
             panic!("admitted")
         };

@@ -29,6 +29,7 @@ async fn the_layers_run_in_order_over_a_stub_leaf() {
         Arc::new(config),
         Transport::Insecure,
         Some(Secret::new(SECRET)),
+        None,
     )
     .expect("edge");
     let seen: Arc<Mutex<Vec<RequestContext>>> = Arc::default();

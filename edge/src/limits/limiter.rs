@@ -9,7 +9,11 @@ use super::{
     Admission, Backend, BackendError, MemoryBackend, RateQuota, RedisBackend, SlotGuard,
     SlotOutcome,
 };
-use crate::{metrics::Metrics, reload::ReloadStatus};
+use crate::{
+    metrics::Metrics,
+    reload::ReloadStatus,
+    shared_redis::{RedisError, SharedRedis},
+};
 use arc_swap::ArcSwap;
 use std::{
     collections::HashMap,
@@ -139,17 +143,18 @@ pub struct Limiter {
 }
 
 impl Limiter {
-    /// Limits from `config` over its backend (Redis is connected lazily, at
-    /// the first call). Fails only on an invalid `limits.redis_url`.
-    pub fn new(config: &LimitsConfig, metrics: Metrics) -> Result<Self, BackendError> {
-        let backend = match config.backend {
-            LimitsBackend::Memory => Backend::Memory(MemoryBackend::new()),
-            LimitsBackend::Redis => {
-                let url = config.redis_url.as_ref().ok_or_else(|| {
-                    BackendError("limits.backend = \"redis\" needs limits.redis_url".to_owned())
-                })?;
-                Backend::Redis(RedisBackend::new(url.expose(), config.key_prefix())?)
-            }
+    /// Limits from `config` over its backend: memory, or the edge's shared
+    /// `redis` (connected lazily, at the first call; `None` with
+    /// `backend = "redis"` is an error).
+    pub fn new(
+        config: &LimitsConfig,
+        redis: Option<SharedRedis>,
+        metrics: Metrics,
+    ) -> Result<Self, BackendError> {
+        let backend = match (config.backend, redis) {
+            (LimitsBackend::Memory, _) => Backend::Memory(MemoryBackend::new()),
+            (LimitsBackend::Redis, Some(redis)) => Backend::Redis(RedisBackend::new(redis)),
+            (LimitsBackend::Redis, None) => return Err(RedisError::NoUrl.into()),
         };
         Ok(Self::with_backend(config, backend, metrics))
     }

@@ -10,6 +10,13 @@ fn config(toml: &str) -> LimitsConfig {
         .limits
 }
 
+/// The limiter of `toml`, over the Redis it names (if any).
+fn limiter(toml: &str) -> Limiter {
+    let config = config(toml);
+    let redis = crate::shared_redis::SharedRedis::from_limits(&config).expect("redis url");
+    Limiter::new(&config, redis, Metrics::disabled()).expect("limiter")
+}
+
 fn limited(admit: Admit) -> (LimitType, Duration, String) {
     match admit {
         Admit::Refused(Refusal::Limited {
@@ -23,11 +30,7 @@ fn limited(admit: Admit) -> (LimitType, Duration, String) {
 
 #[tokio::test]
 async fn rpm_refusal_says_which_limit_whose_and_when() {
-    let limiter = Limiter::new(
-        &config("[limits.global]\nmax_requests_per_minute = 60\nburst = 2"),
-        Metrics::disabled(),
-    )
-    .expect("limiter");
+    let limiter = limiter("[limits.global]\nmax_requests_per_minute = 60\nburst = 2");
     for _ in 0..2 {
         assert!(matches!(
             limiter.admit("alice", None, CallKind::Info).await,
@@ -49,13 +52,9 @@ async fn rpm_refusal_says_which_limit_whose_and_when() {
 
 #[tokio::test]
 async fn concurrency_refusal_spends_no_rate_and_a_dropped_permit_frees_the_slot() {
-    let limiter = Limiter::new(
-        &config(
+    let limiter = limiter(
             "[limits.global]\nmax_concurrent_requests = 1\nmax_requests_per_minute = 60\nburst = 3",
-        ),
-        Metrics::disabled(),
-    )
-    .expect("limiter");
+        );
     let Admit::Allowed(first) = limiter.admit("alice", None, CallKind::Call).await else {
         panic!("first call admitted")
     };
@@ -85,7 +84,7 @@ async fn concurrency_refusal_spends_no_rate_and_a_dropped_permit_frees_the_slot(
 #[tokio::test]
 async fn the_total_limit_spans_tokens() {
     let limiter =
-        Limiter::new(&config("max_concurrent_total = 2"), Metrics::disabled()).expect("limiter");
+        limiter("max_concurrent_total = 2");
     let a = limiter.admit("a", None, CallKind::Call).await;
     let b = limiter.admit("b", None, CallKind::Call).await;
     assert!(matches!((&a, &b), (Admit::Allowed(_), Admit::Allowed(_))));
@@ -96,11 +95,7 @@ async fn the_total_limit_spans_tokens() {
 
 #[tokio::test]
 async fn a_replaced_snapshot_applies_to_the_next_call() {
-    let limiter = Limiter::new(
-        &config("[limits.global]\nmax_requests_per_minute = 1\nburst = 1"),
-        Metrics::disabled(),
-    )
-    .expect("limiter");
+    let limiter = limiter("[limits.global]\nmax_requests_per_minute = 1\nburst = 1");
     assert!(matches!(
         limiter.admit("a", None, CallKind::Call).await,
         Admit::Allowed(_)
@@ -122,16 +117,12 @@ async fn a_replaced_snapshot_applies_to_the_next_call() {
 #[tokio::test]
 async fn a_dead_redis_fails_open_or_closed_as_configured() {
     let base = "backend = \"redis\"\nredis_url = \"redis://127.0.0.1:1/0\"\n[limits.global]\nmax_requests_per_minute = 60\n";
-    let open = Limiter::new(&config(base), Metrics::disabled()).expect("limiter");
+    let open = limiter(base);
     assert!(matches!(
         open.admit("a", None, CallKind::Call).await,
         Admit::Allowed(_)
     ));
-    let closed = Limiter::new(
-        &config(&format!("on_backend_failure = \"fail_closed\"\n{base}")),
-        Metrics::disabled(),
-    )
-    .expect("limiter");
+    let closed = limiter(&format!("on_backend_failure = \"fail_closed\"\n{base}"));
     assert!(matches!(
         closed.admit("a", None, CallKind::Call).await,
         Admit::Refused(Refusal::BackendUnavailable)

@@ -57,6 +57,12 @@ pub enum Admission {
 #[error("limit backend unavailable: {0}")]
 pub struct BackendError(pub String);
 
+impl From<crate::shared_redis::RedisError> for BackendError {
+    fn from(error: crate::shared_redis::RedisError) -> Self {
+        Self(error.to_string())
+    }
+}
+
 /// A held concurrency slot; dropping it frees the slot.
 pub struct SlotGuard {
     _inner: Box<dyn Send + Sync>,

@@ -4,26 +4,16 @@
 //! `start_ms:id` members scored by lease expiry, refreshed while the call
 //! runs, so a crashed replica's slots free themselves after one lease.
 //!
-//! The connection is made lazily on first use (and remade after a failure
-//! by redis-rs's `ConnectionManager`); every round trip is bounded by
-//! [`OP_TIMEOUT`], so a Redis that is down or slow is an error within half a
-//! second, never a hang. The Redis URL (it may hold a password) is never
-//! logged and is scrubbed from error messages.
+//! The connection is the edge's one [`SharedRedis`] (lazy, bounded,
+//! the URL never shown).
 
 use super::{Admission, BackendError, RateQuota, SlotGuard, SlotOutcome};
-use redis::{
-    Script,
-    aio::{ConnectionManager, ConnectionManagerConfig},
-};
+use crate::shared_redis::SharedRedis;
+use redis::{Script, aio::ConnectionManager};
 use std::{num::NonZeroU32, sync::Arc, time::Duration};
-use tokio::sync::OnceCell;
 
 /// How long a slot lives without a refresh.
 pub const SLOT_LEASE: Duration = Duration::from_secs(30);
-/// Bound on each Redis round trip.
-const OP_TIMEOUT: Duration = Duration::from_millis(500);
-/// Bound on opening a connection.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// GCRA: KEYS[1] holds the theoretical arrival time (ms, Redis clock).
 /// ARGV: emission interval (ms), tolerance = interval × (burst − 1) (ms).
@@ -84,11 +74,7 @@ pub struct RedisBackend {
 }
 
 struct Inner {
-    client: redis::Client,
-    conn: OnceCell<ConnectionManager>,
-    prefix: String,
-    /// What must never appear in a message: the URL and its user info.
-    secrets: Vec<String>,
+    redis: SharedRedis,
     gcra: Script,
     acquire: Script,
     refresh: Script,
@@ -97,57 +83,32 @@ struct Inner {
 impl std::fmt::Debug for RedisBackend {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RedisBackend")
-            .field("url", &"<redacted>")
-            .field("prefix", &self.inner.prefix)
+            .field("redis", &self.inner.redis)
             .field("lease", &self.lease)
             .finish()
     }
 }
 
 impl RedisBackend {
-    /// A backend for `url` (`redis://[user:password@]host:port/db`,
-    /// `rediss://…`, `redis+unix:///path`); keys start with `prefix`. Does
-    /// not connect yet; the error says only that the URL is invalid.
-    pub fn new(url: &str, prefix: &str) -> Result<Self, BackendError> {
-        let mut secrets = vec![url.to_owned()];
-        if let Some((_, rest)) = url.split_once("://")
-            && let Some((userinfo, _)) = rest.split_once('@')
-        {
-            secrets.push(userinfo.to_owned());
-            if let Some((_, password)) = userinfo.split_once(':')
-                && !password.is_empty()
-            {
-                secrets.push(password.to_owned());
-            }
-        }
-        let client = redis::Client::open(url).map_err(|_| {
-            BackendError(
-                "limits.redis_url is not a valid Redis URL (expected redis://[user:password@]host:port/db, rediss://… or redis+unix:///path)"
-                    .to_owned(),
-            )
-        })?;
-        Ok(Self {
+    /// Limit state in `redis` (not connected yet).
+    pub fn new(redis: SharedRedis) -> Self {
+        Self {
             inner: Arc::new(Inner {
-                client,
-                conn: OnceCell::new(),
-                prefix: prefix.to_owned(),
-                secrets,
+                redis,
                 gcra: Script::new(GCRA),
                 acquire: Script::new(ACQUIRE),
                 refresh: Script::new(REFRESH),
             }),
             lease: SLOT_LEASE,
-        })
+        }
     }
 
-    /// [`Self::new`], then connects and checks Redis answers (`PING`).
+    /// A backend on its own handle for `url` with keys under `prefix`,
+    /// connected and checked (`PING`); the error never holds the URL.
     pub async fn connect(url: &str, prefix: &str) -> Result<Self, BackendError> {
-        let backend = Self::new(url, prefix)?;
-        let mut conn = backend.conn().await?;
-        let _: String = backend
-            .bounded(redis::cmd("PING").query_async(&mut conn))
-            .await?;
-        Ok(backend)
+        let redis = SharedRedis::new(url, prefix)?;
+        redis.ping().await?;
+        Ok(Self::new(redis))
     }
 
     /// The same backend with another slot lease (tests use a short one).
@@ -156,44 +117,15 @@ impl RedisBackend {
         self
     }
 
-    fn scrub(&self, message: String) -> BackendError {
-        let mut message = message;
-        for secret in &self.inner.secrets {
-            if !secret.is_empty() {
-                message = message.replace(secret.as_str(), "<redacted>");
-            }
-        }
-        BackendError(message)
-    }
-
     async fn conn(&self) -> Result<ConnectionManager, BackendError> {
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(CONNECT_TIMEOUT))
-            .set_response_timeout(Some(OP_TIMEOUT))
-            .set_number_of_retries(1)
-            .set_min_delay(Duration::from_millis(20))
-            .set_max_delay(Duration::from_millis(200));
-        self.inner
-            .conn
-            .get_or_try_init(|| async {
-                ConnectionManager::new_lazy_with_config(self.inner.client.clone(), config)
-            })
-            .await
-            .cloned()
-            .map_err(|e| self.scrub(e.to_string()))
+        Ok(self.inner.redis.conn().await?)
     }
 
     async fn bounded<T>(
         &self,
         f: impl Future<Output = redis::RedisResult<T>>,
     ) -> Result<T, BackendError> {
-        match tokio::time::timeout(OP_TIMEOUT, f).await {
-            Err(_) => Err(BackendError(format!(
-                "Redis did not answer within {} ms",
-                OP_TIMEOUT.as_millis()
-            ))),
-            Ok(result) => result.map_err(|e| self.scrub(e.to_string())),
-        }
+        Ok(self.inner.redis.bounded(f).await?)
     }
 
     /// Counts one call of `key` against `quota`, in Redis.
@@ -202,10 +134,10 @@ impl RedisBackend {
             .unwrap_or(u64::MAX)
             .max(1);
         let tolerance = interval.saturating_mul(u64::from(quota.burst.get() - 1));
-        let rkey = format!(
-            "{}rpm:{}:{}:{key}",
-            self.inner.prefix, quota.per_minute, quota.burst
-        );
+        let rkey = self.inner.redis.key(&format!(
+            "rpm:{}:{}:{key}",
+            quota.per_minute, quota.burst
+        ));
         let mut conn = self.conn().await?;
         let (ok, wait): (i64, i64) = self
             .bounded(
@@ -234,7 +166,7 @@ impl RedisBackend {
         max: NonZeroU32,
     ) -> Result<SlotOutcome, BackendError> {
         let id = uuid::Uuid::new_v4().to_string();
-        let rkey = format!("{}slots:{key}", self.inner.prefix);
+        let rkey = self.inner.redis.key(&format!("slots:{key}"));
         let lease_ms = u64::try_from(self.lease.as_millis()).unwrap_or(u64::MAX);
         let mut conn = self.conn().await?;
         let (ok, oldest_age, member): (i64, i64, String) = self
@@ -332,21 +264,11 @@ impl Drop for Lease {
 mod tests {
     use super::*;
 
-    #[test]
-    fn the_url_and_its_password_never_show() {
-        let url = "redis://user:hunter2-secret@127.0.0.1:1/0";
-        let backend = RedisBackend::new(url, "p:").expect("valid url");
-        assert!(!format!("{backend:?}").contains("hunter2"));
-        let error = backend.scrub(format!("failed to talk to {url} as user:hunter2-secret"));
-        assert!(!error.to_string().contains("hunter2"), "{error}");
-        let bad = RedisBackend::new("http://user:hunter2@x", "p:").expect_err("invalid");
-        assert!(!bad.to_string().contains("hunter2"), "{bad}");
-    }
-
     #[tokio::test]
     async fn a_dead_redis_is_an_error_within_the_bound() {
         // Port 1 on loopback: nothing listens there.
-        let backend = RedisBackend::new("redis://127.0.0.1:1/0", "p:").expect("valid url");
+        let redis = SharedRedis::new("redis://127.0.0.1:1/0", "p:").expect("valid url");
+        let backend = RedisBackend::new(redis);
         let started = std::time::Instant::now();
         let quota = RateQuota {
             per_minute: NonZeroU32::MIN,

@@ -76,7 +76,7 @@ fn make_verifier() -> TokenVerifier {
     });
     let mut config = Config::default();
     config.edge.state_dir = Some(dir.path().to_owned());
-    TokenVerifier::from_config(&config, Some(&Secret::new(SECRET))).expect("verifier")
+    TokenVerifier::from_config(&config, Some(&Secret::new(SECRET)), None).expect("verifier")
 }
 
 /// Sends one request; returns (grpc-status, grpc-message) ("0" when passed).
