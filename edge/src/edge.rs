@@ -23,7 +23,7 @@ use vibectl_config::{Config, Secret};
 #[derive(Debug, Clone)]
 pub enum Transport {
     /// HTTP/2 over TLS with this configuration (build it with
-    /// [`crate::tls::load`] or [`crate::tls::server_config`]); HSTS on.
+    /// [`crate::tls::sources`] or [`crate::tls::server_config`]); HSTS on.
     Tls(Arc<rustls::ServerConfig>),
     /// Plaintext h2c (`serve-insecure`), for local use only; no HSTS.
     Insecure,

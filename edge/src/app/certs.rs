@@ -1,17 +1,18 @@
-//! The choice of certificate source: none (h2c), `[tls.acme]` (ordered and
-//! renewed in the background), or what [`tls::load`] reads (files, private
-//! CA, self-signed), with rotation of watched files.
+//! The certificate source of an edge: none (h2c), or the one `config.tls`
+//! names, started through [`tls::sources`] (self-signed, files, private
+//! CA, ACME: each a [`tls::sources::CertSource`]).
 
 use crate::{
     EdgeError, Transport,
     tls::{
-        self, CertResolver, Rotation, SelfSigned,
-        acme::{self, Acme, ProbePolicy},
+        CertResolver, Rotation, SelfSigned,
+        acme::Acme,
+        sources::{self, Serving},
     },
 };
 use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
-use vibectl_config::{Config, TlsMode};
+use vibectl_config::Config;
 
 /// The certificates an edge serves, and what keeps them fresh.
 pub(super) struct Certificates {
@@ -19,11 +20,11 @@ pub(super) struct Certificates {
     pub transport: Transport,
     /// What is served (TLS only).
     pub resolver: Option<Arc<CertResolver>>,
-    /// The generated CA and leaf (self-signed mode).
+    /// The generated CA and leaf (self-signed source).
     pub self_signed: Option<SelfSigned>,
-    /// The rotation of watched files (files and private-CA modes).
+    /// The rotation of watched files (files and private-CA sources).
     pub rotation: Option<Rotation>,
-    /// The ACME task (ACME mode).
+    /// The ACME task (ACME source).
     pub acme: Option<Acme>,
 }
 
@@ -39,35 +40,22 @@ impl Certificates {
         }
     }
 
-    /// Loads (or starts ordering) what `config.tls` names; background work
-    /// stops when `shutdown` fires.
+    /// Starts the source `config.tls` names; its background work stops
+    /// when `shutdown` fires.
     pub async fn load(config: &Config, shutdown: &CancellationToken) -> Result<Self, EdgeError> {
-        if let TlsMode::Acme(_) = config.tls.mode() {
-            let setup = acme::start(config, &ProbePolicy::default(), shutdown.clone()).await?;
-            return Ok(Self {
-                transport: Transport::Tls(setup.server_config),
-                resolver: Some(setup.resolver),
-                self_signed: None,
-                rotation: None,
-                acme: Some(setup.acme),
-            });
-        }
-        let setup = tls::load(config)?;
-        // Files and private CA: swap renewed certificates in as they land.
-        let rotation = setup.start_rotation(shutdown.clone())?;
-        if let Some(made) = &setup.self_signed {
-            tracing::info!(
-                ca_bundle = %made.ca_bundle_path.display(),
-                sha256 = %made.ca_fingerprint,
-                "self-signed TLS: give clients the CA bundle (--ca-bundle)"
-            );
-        }
-        Ok(Self {
-            transport: Transport::Tls(setup.server_config),
-            resolver: Some(setup.resolver),
-            self_signed: setup.self_signed,
+        let Serving {
+            server_config,
+            resolver,
+            self_signed,
             rotation,
-            acme: None,
+            acme,
+        } = sources::start(config, shutdown.clone()).await?;
+        Ok(Self {
+            transport: Transport::Tls(server_config),
+            resolver: Some(resolver),
+            self_signed,
+            rotation,
+            acme,
         })
     }
 }

@@ -49,7 +49,7 @@ mod tests {
         let tmp = tempfile::tempdir().expect("tempdir");
         let made = crate::tls::self_signed::ensure(tmp.path(), &[], 30, false).expect("certs");
         let key = crate::tls::files::load(&made.cert_path, &made.key_path).expect("load");
-        let setup = crate::tls::TlsSetup::from_key(&vibectl_config::Config::default(), key, None)
+        let setup = crate::tls::sources::Serving::fixed(&vibectl_config::Config::default(), key)
             .expect("setup");
         Transport::Tls(setup.server_config)
     }

@@ -1,11 +1,11 @@
 //! TLS: one [`server_config`] builder (versions, AEAD suites, ALPN `h2`,
-//! optional client certificates) and the certificate sources that plug a
-//! [`CertResolver`] into it: [`self_signed`] (generated once with rcgen,
-//! persisted), [`files`] (operator PEM) and [`ca`] (the private CA of
-//! `vibectl-edge ca …`, served by `serve-ca`). Files and private-CA
-//! certificates are reloaded when they change ([`rotation`]). [`acme`]
-//! orders and renews certificates from an ACME CA and swaps them into the
-//! same [`CertResolver`] (`serve-acme`).
+//! optional client certificates) and the certificate [`sources`] that feed
+//! the one [`CertResolver`] inside it, each behind the
+//! [`sources::CertSource`] trait: self-signed ([`self_signed`]: generated
+//! once with rcgen, persisted), operator [`files`], the private CA of
+//! `vibectl-edge ca …` ([`ca`], served by `serve-ca`) — the last two
+//! reloaded when they change ([`rotation`]) — and ACME ([`acme`]: orders
+//! and renews certificates and swaps them into the same resolver).
 //!
 //! Issuing ([`pki`]), reading ([`inspect`]) and writing ([`store`])
 //! certificates is shared by the self-signed mode and the private CA: one
@@ -26,6 +26,7 @@ mod resolver;
 mod rotation;
 pub(crate) mod self_signed;
 mod server_config;
+pub mod sources;
 mod stats;
 pub mod store;
 
@@ -36,9 +37,7 @@ pub use self_signed::SelfSigned;
 pub use server_config::{crypto_provider, install_crypto_provider, server_config};
 pub use stats::{HandshakeFailure, HandshakeStats};
 
-use std::{path::PathBuf, sync::Arc, time::Duration};
-use tokio_util::sync::CancellationToken;
-use vibectl_config::{Config, TlsMode};
+use std::path::PathBuf;
 
 /// What can go wrong with certificates. Every variant names the file.
 #[derive(Debug, thiserror::Error)]
@@ -219,126 +218,4 @@ pub enum TlsError {
     /// ACME cannot start (settings, cache directory, directory URL).
     #[error(transparent)]
     Acme(#[from] acme::AcmeError),
-    /// `[tls.acme]` given to [`load`], which cannot order certificates.
-    #[error(
-        "[tls.acme] certificates are ordered by `vibectl-edge serve` or `serve-acme` (tls::acme::start), not by tls::load"
-    )]
-    AcmeNeedsServe,
-}
-
-/// The TLS side of an edge: the `ServerConfig` to serve with, and the
-/// resolver behind it (kept to swap certificates without a restart).
-#[derive(Debug, Clone)]
-pub struct TlsSetup {
-    /// Pass to [`crate::Transport::Tls`].
-    pub server_config: Arc<rustls::ServerConfig>,
-    /// The resolver inside `server_config`.
-    pub resolver: Arc<CertResolver>,
-    /// Set in self-signed mode: where the files are, the CA fingerprint.
-    pub self_signed: Option<SelfSigned>,
-    /// Set for files and private-CA modes: the pair to watch for rotation.
-    pub watched: Option<WatchedPair>,
-    /// The periodic re-check of the watched pair (`tls.reload_interval`).
-    pub reload_interval: Duration,
-}
-
-impl TlsSetup {
-    /// Builds the setup for an already loaded certificate.
-    pub fn from_key(
-        config: &Config,
-        key: rustls::sign::CertifiedKey,
-        self_signed: Option<SelfSigned>,
-    ) -> Result<Self, TlsError> {
-        let resolver = Arc::new(CertResolver::new(key));
-        let server_config = server_config(&config.tls, resolver.clone())?;
-        Ok(Self {
-            server_config: Arc::new(server_config),
-            resolver,
-            self_signed,
-            watched: None,
-            reload_interval: config.tls.reload_interval,
-        })
-    }
-
-    /// Starts the certificate rotation of the watched pair (files and
-    /// private-CA modes; `None` otherwise) until `shutdown` fires. Must run
-    /// inside a tokio runtime.
-    pub fn start_rotation(
-        &self,
-        shutdown: CancellationToken,
-    ) -> Result<Option<Rotation>, TlsError> {
-        self.watched
-            .clone()
-            .map(|pair| rotation::spawn(pair, &self.resolver, self.reload_interval, shutdown))
-            .transpose()
-    }
-}
-
-/// Loads the certificate source `config.tls` names: `[tls.files]`,
-/// `[tls.private_ca]` (its `server.crt`/`server.key`), else self-signed
-/// (generated on first run in `tls.self_signed.dir` or `<state_dir>/certs`,
-/// reused afterwards). Logs what is served: fingerprint, expiry, subject.
-pub fn load(config: &Config) -> Result<TlsSetup, TlsError> {
-    install_crypto_provider();
-    let setup = match config.tls.mode() {
-        TlsMode::Files(opts) => {
-            let key = files::load(&opts.cert_file, &opts.key_file)?;
-            tracing::info!(cert = %opts.cert_file.display(), "TLS: serving the operator's certificate");
-            let mut setup = TlsSetup::from_key(config, key, None)?;
-            setup.watched = Some(WatchedPair {
-                cert_file: opts.cert_file,
-                key_file: opts.key_file,
-            });
-            setup
-        }
-        TlsMode::PrivateCa(opts) => {
-            let cert_file = opts.dir.join(ca::files::SERVER_CRT);
-            let key_file = opts.dir.join(ca::files::SERVER_KEY);
-            if !cert_file.exists() || !key_file.exists() {
-                return Err(TlsError::CaNoServerCert { dir: opts.dir });
-            }
-            let key = files::load(&cert_file, &key_file)?;
-            match ca::bundle(&opts.dir)
-                .ok()
-                .and_then(|pem| inspect::chain_ders(&pem).ok())
-            {
-                Some(bundle) => tracing::info!(
-                    ca_bundle = %opts.dir.join(ca::files::BUNDLE).display(),
-                    root_sha256 = %inspect::fingerprint(&bundle[0]),
-                    "TLS: serving the private CA's certificate; clients trust the CA bundle (--ca-bundle)"
-                ),
-                None => tracing::warn!(
-                    dir = %opts.dir.display(),
-                    "TLS: serving the private CA's certificate, but its ca-bundle.crt is unreadable"
-                ),
-            }
-            let mut setup = TlsSetup::from_key(config, key, None)?;
-            setup.watched = Some(WatchedPair {
-                cert_file,
-                key_file,
-            });
-            setup
-        }
-        TlsMode::SelfSigned(opts) => {
-            let dir = opts
-                .dir
-                .clone()
-                .unwrap_or_else(|| config.edge.state_dir().join("certs"));
-            let made =
-                self_signed::ensure(&dir, &config.edge.hostnames, opts.validity_days, false)?;
-            let key = files::load(&made.cert_path, &made.key_path)?;
-            TlsSetup::from_key(config, key, Some(made))?
-        }
-        // Ordering and renewing needs tasks and listeners: `acme::start`.
-        TlsMode::Acme(_) => return Err(TlsError::AcmeNeedsServe),
-    };
-    if let Some(served) = setup.resolver.served() {
-        tracing::info!(
-            sha256 = %served.sha256,
-            not_after = %served.not_after(),
-            subject = %served.subject,
-            "TLS: serving certificate"
-        );
-    }
-    Ok(setup)
 }
