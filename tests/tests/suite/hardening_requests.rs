@@ -2,7 +2,8 @@
 //! any auth work (no audit line), reflection is not forwarded, a storm of
 //! bad tokens from one address (a NAT) never locks out a valid token from
 //! the same address, and a hung core gives a clear DEADLINE_EXCEEDED to a
-//! call without a deadline.
+//! call without a deadline; so does a core stream that never ends, at
+//! `edge.max_call_duration`, and the core's call is cancelled.
 
 use crate::{hardening_common::victim, support::sample};
 use bytes::Bytes;
@@ -259,4 +260,52 @@ async fn a_hung_core_gives_a_call_without_deadline_a_clear_deadline_exceeded() {
         status.message()
     );
     stack.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_without_deadline_ends_at_max_call_duration_and_the_core_call_is_cancelled() {
+    use futures::StreamExt;
+    let core = vibectl_tests::fake_core::StubbornCore::default();
+    let (addr, core_stop, core_task) = core.start().await;
+    let stack = Stack::builder()
+        .config("[edge]\nmax_call_duration = \"1s\"\n")
+        .external_core(&addr.to_string())
+        .start()
+        .await;
+    let mut client = stack.client().await;
+    let started = std::time::Instant::now();
+    let request = vibectl_tests::harness::execute_request(None, "never ends");
+    let mut stream = client
+        .stream_execute(authed(request, &stack.token("carol")))
+        .await
+        .expect("admitted")
+        .into_inner();
+    let first = tokio::time::timeout(Duration::from_secs(10), stream.next()).await;
+    assert!(
+        matches!(first, Ok(Some(Ok(_)))),
+        "the core's first chunk: {first:?}"
+    );
+    let status = tokio::time::timeout(Duration::from_secs(10), stream.next())
+        .await
+        .expect("ended well before the default 30 min")
+        .expect("a status")
+        .expect_err("DEADLINE_EXCEEDED");
+    let took = started.elapsed();
+    assert_eq!(status.code(), tonic::Code::DeadlineExceeded, "{status:?}");
+    assert!(
+        status.message().contains("edge.max_call_duration"),
+        "{}",
+        status.message()
+    );
+    // 1 s of max_call_duration, then the backstop's grace second.
+    assert!(took < Duration::from_secs(6), "{took:?}");
+    // The core's stream is cancelled, not left running.
+    let mut dropped = core.dropped.subscribe();
+    tokio::time::timeout(Duration::from_secs(10), dropped.wait_for(|n| *n >= 1))
+        .await
+        .expect("the core's call was cancelled")
+        .expect("watch");
+    stack.shutdown().await;
+    core_stop.cancel();
+    let _ = core_task.await;
 }

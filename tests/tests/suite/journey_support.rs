@@ -236,6 +236,11 @@ impl Server {
         let _ = tokio::time::timeout(PATIENCE, self.child.wait()).await;
     }
 
+    /// The process id (`None` once it was reaped).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.id()
+    }
+
     /// Everything logged so far.
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()

@@ -6,104 +6,14 @@
 //! backstop one second after it, with `DEADLINE_EXCEEDED` and
 //! `limit-type: timeout`, and its stream is dropped.
 
-use futures::{Stream, StreamExt, stream};
-use std::{
-    net::SocketAddr,
-    pin::Pin,
-    sync::{Arc, Mutex},
-    time::{Duration, Instant},
+use futures::StreamExt;
+use std::time::{Duration, Instant};
+use tonic::{Code, metadata::MetadataMap};
+use vibectl_proto::{GetServerInfoRequest, stream_chunk::ChunkType};
+use vibectl_tests::{
+    fake_core::StubbornCore,
+    harness::{Stack, WAIT, authed, execute_request},
 };
-use tokio::{sync::watch, task::JoinHandle};
-use tokio_util::sync::CancellationToken;
-use tonic::{Code, Request, Response, Status, metadata::MetadataMap};
-use vibectl_proto::{
-    ExecuteRequest, ExecuteResponse, GetServerInfoRequest, GetServerInfoResponse, StreamChunk,
-    stream_chunk::ChunkType, vibectl_llm_proxy_server::VibectlLlmProxy,
-};
-use vibectl_tests::harness::{Stack, WAIT, authed, execute_request};
-
-/// A core that records the metadata of every call; its `StreamExecute`
-/// sends one chunk and then never ends (it ignores deadlines), and notes
-/// when its stream is dropped.
-#[derive(Clone, Default)]
-struct StubbornCore {
-    seen: Arc<Mutex<Vec<MetadataMap>>>,
-    dropped: Arc<watch::Sender<usize>>,
-}
-
-struct OnDrop(Arc<watch::Sender<usize>>);
-
-impl Drop for OnDrop {
-    fn drop(&mut self) {
-        self.0.send_modify(|n| *n += 1);
-    }
-}
-
-type ChunkStream = Pin<Box<dyn Stream<Item = Result<StreamChunk, Status>> + Send>>;
-
-#[tonic::async_trait]
-impl VibectlLlmProxy for StubbornCore {
-    type StreamExecuteStream = ChunkStream;
-
-    async fn execute(
-        &self,
-        request: Request<ExecuteRequest>,
-    ) -> Result<Response<ExecuteResponse>, Status> {
-        self.seen
-            .lock()
-            .expect("lock")
-            .push(request.metadata().clone());
-        Ok(Response::new(ExecuteResponse::default()))
-    }
-
-    async fn stream_execute(
-        &self,
-        request: Request<ExecuteRequest>,
-    ) -> Result<Response<ChunkStream>, Status> {
-        self.seen
-            .lock()
-            .expect("lock")
-            .push(request.metadata().clone());
-        let guard = OnDrop(self.dropped.clone());
-        let first = StreamChunk {
-            request_id: "r".into(),
-            chunk_type: Some(ChunkType::TextChunk("first".into())),
-        };
-        let chunks = stream::iter([Ok(first)])
-            .chain(stream::pending())
-            .map(move |chunk| {
-                let _held = &guard;
-                chunk
-            });
-        Ok(Response::new(Box::pin(chunks)))
-    }
-
-    async fn get_server_info(
-        &self,
-        request: Request<GetServerInfoRequest>,
-    ) -> Result<Response<GetServerInfoResponse>, Status> {
-        self.seen
-            .lock()
-            .expect("lock")
-            .push(request.metadata().clone());
-        Ok(Response::new(GetServerInfoResponse::default()))
-    }
-}
-
-impl StubbornCore {
-    async fn start(&self) -> (SocketAddr, CancellationToken, JoinHandle<()>) {
-        vibectl_tests::fake_core::serve(self.clone()).await
-    }
-
-    fn last(&self) -> MetadataMap {
-        self.seen
-            .lock()
-            .expect("lock")
-            .last()
-            .cloned()
-            .expect("a call")
-    }
-}
 
 fn header<'a>(meta: &'a MetadataMap, name: &str) -> Option<&'a str> {
     meta.get(name).and_then(|v| v.to_str().ok())

@@ -28,6 +28,7 @@ mod hardening_fdlimit;
 mod hardening_proxy;
 mod hardening_requests;
 mod hardening_resets;
+mod hardening_trace;
 mod journey_dev;
 mod journey_manual;
 mod ledger_postgres;
