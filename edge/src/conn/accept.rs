@@ -1,8 +1,12 @@
 //! The one accept loop behind every listener (TLS/h2c, admin, HTTP-01):
 //! admission through the [`ConnTable`] caps, and file-descriptor
-//! exhaustion handled as nginx and Envoy operators expect: when accept
-//! fails with EMFILE/ENFILE the loop sheds the connections idle the
-//! longest, backs off (10 ms, doubling to 1 s) and logs once per interval
+//! exhaustion handled as nginx and Envoy operators expect. The table's cap
+//! is below the descriptor limit ([`fd::connection_cap`]), so accept should
+//! not fail; when it does (EMFILE/ENFILE: other descriptors, or evicted
+//! sockets not closed yet) the loop sheds the connections idle the longest,
+//! releases its spare descriptor ([`fd::Spare`]) so that the pending client
+//! is accepted at once, backs off only if that is not enough (10 ms,
+//! doubling to 100 ms; 1 s for other errors) and logs once per interval
 //! with a count, never once per failure. Then, at shutdown, the drain.
 
 use crate::{
@@ -18,6 +22,9 @@ use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 /// Shortest and longest pause after a failed accept.
 const BACKOFF: (Duration, Duration) = (Duration::from_millis(10), Duration::from_secs(1));
+/// Longest pause while descriptors ran out: the shed connections free
+/// theirs within milliseconds.
+const FD_BACKOFF_MAX: Duration = Duration::from_millis(100);
 /// Idle connections closed per failed accept while descriptors are out.
 const SHED_BATCH: usize = 8;
 /// At most one log line per this interval about failed or refused accepts.
@@ -86,6 +93,7 @@ pub(crate) async fn serve<F, Fut>(
     };
     let mut backoff = BACKOFF.0;
     let (mut failures, mut refusals) = (Throttle::new(), Throttle::new());
+    let mut spare = fd::Spare::default();
     loop {
         let accepted = tokio::select! {
             biased;
@@ -102,21 +110,31 @@ pub(crate) async fn serve<F, Fut>(
                 } else {
                     0
                 };
+                let retry_now = out_of_fds && spare.release();
                 if let Some(more) = failures.tick() {
                     tracing::warn!(
                         listener = name, %error, shed_idle = shed, more_failures = more,
-                        open = table.open(), "accept failed; backing off"
+                        open = table.open(), "accept failed: descriptors ran out or the system refused"
                     );
+                }
+                if retry_now {
+                    continue;
                 }
                 tokio::select! {
                     _ = shutdown.cancelled() => break,
                     _ = tokio::time::sleep(backoff) => {}
                 }
-                backoff = (backoff * 2).min(BACKOFF.1);
+                let max = if out_of_fds {
+                    FD_BACKOFF_MAX
+                } else {
+                    BACKOFF.1
+                };
+                backoff = (backoff * 2).min(max);
                 continue;
             }
         };
         backoff = BACKOFF.0;
+        spare.restore();
         let Some(guard) = table.admit(peer.ip()) else {
             if let Some(more) = refusals.tick() {
                 tracing::warn!(

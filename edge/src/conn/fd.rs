@@ -36,6 +36,34 @@ pub fn connection_cap(soft: u64) -> usize {
         .max(1)
 }
 
+/// One descriptor (of `/dev/null`) held back for the moment accept fails
+/// with EMFILE: released, it lets the pending connection be accepted at
+/// once (the table then closes the connection idle the longest in its
+/// place) instead of the listener stalling until evicted sockets close.
+#[derive(Debug)]
+pub struct Spare(Option<std::fs::File>);
+
+impl Default for Spare {
+    /// Takes the spare descriptor (none if even that fails).
+    fn default() -> Self {
+        Self(std::fs::File::open("/dev/null").ok())
+    }
+}
+
+impl Spare {
+    /// Gives the descriptor back to the process; whether one was held.
+    pub fn release(&mut self) -> bool {
+        self.0.take().is_some()
+    }
+
+    /// Takes a spare descriptor again if none is held.
+    pub fn restore(&mut self) {
+        if self.0.is_none() {
+            self.0 = std::fs::File::open("/dev/null").ok();
+        }
+    }
+}
+
 /// Whether an accept error means descriptors ran out (EMFILE, ENFILE).
 pub fn is_fd_exhaustion(error: &std::io::Error) -> bool {
     // EMFILE = 24, ENFILE = 23 on Linux and the BSDs.
@@ -57,5 +85,10 @@ mod tests {
         }
         assert!(is_fd_exhaustion(&std::io::Error::from_raw_os_error(24)));
         assert!(!is_fd_exhaustion(&std::io::Error::from_raw_os_error(104)));
+        let mut spare = Spare::default();
+        assert!(spare.release());
+        assert!(!spare.release());
+        spare.restore();
+        assert!(spare.release());
     }
 }
