@@ -51,6 +51,7 @@ mod admin;
 mod audit;
 mod edge;
 mod error;
+mod file_watch;
 mod fsutil;
 mod http01;
 mod metrics;

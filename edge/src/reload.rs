@@ -1,11 +1,10 @@
 //! Hot reload of the limits, and the upkeep of limit state. [`maintain`]
 //! runs beside the listeners until shutdown:
 //!
-//! - it watches the configuration file the edge was started with (`notify`
-//!   on its directory — editors and Kubernetes ConfigMaps replace files by
-//!   renaming, which a watch on the file itself would miss — debounced by
-//!   [`DEBOUNCE`], plus a re-check every [`RECHECK`] in case an event was
-//!   lost). A changed file is parsed and validated as a whole
+//! - it watches the configuration file the edge was started with
+//!   ([`FileWatch`] on its directory: editors and Kubernetes ConfigMaps
+//!   replace files by renaming), debounced by [`DEBOUNCE`], plus a re-check
+//!   every [`RECHECK`] in case an event was lost. A changed file is parsed and validated as a whole
 //!   (`Config::from_toml`); if it is valid, its `[limits]` become the
 //!   limiter's snapshot in one atomic swap (calls in flight keep their
 //!   permits), and the changes are logged ("limits reloaded: global
@@ -16,14 +15,15 @@
 //! - every [`RETAIN_EVERY`] it drops in-memory rate state of idle tokens
 //!   (`retain_recent`), which bounds the memory backend.
 
-use crate::{Edge, EdgeError, limits::diff::diff};
-use notify::{RecursiveMode, Watcher};
+use crate::{
+    Edge, EdgeError,
+    file_watch::{self, FileWatch},
+    limits::diff::diff,
+};
 use std::{
     path::{Path, PathBuf},
-    sync::Arc,
     time::Duration,
 };
-use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use vibectl_config::Config;
 
@@ -32,6 +32,8 @@ use vibectl_config::Config;
 pub const DEBOUNCE: Duration = Duration::from_millis(200);
 /// The file is re-read this often even without an event.
 pub const RECHECK: Duration = Duration::from_secs(5);
+/// Longest a stream of events may postpone a re-read.
+const MAX_DEBOUNCE: Duration = Duration::from_secs(2);
 /// How often idle in-memory rate state is dropped.
 pub const RETAIN_EVERY: Duration = Duration::from_secs(60);
 
@@ -53,9 +55,8 @@ pub async fn maintain(
     config_file: Option<PathBuf>,
     shutdown: CancellationToken,
 ) -> Result<(), EdgeError> {
-    let changed = Arc::new(Notify::new());
     let mut reloader = config_file.map(|file| Reloader::new(edge.clone(), file));
-    let _watcher = reloader.as_ref().and_then(|r| watch(&r.file, &changed));
+    let mut watch = reloader.as_ref().and_then(|r| watch_file(&r.file));
     let mut recheck = tokio::time::interval(RECHECK);
     recheck.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut retain = tokio::time::interval(RETAIN_EVERY);
@@ -64,13 +65,12 @@ pub async fn maintain(
         tokio::select! {
             biased;
             _ = shutdown.cancelled() => break,
-            _ = changed.notified(), if reloader.is_some() => {
+            () = file_watch::changed(&mut watch) => {
                 // Debounce: wait until the directory is quiet.
-                loop {
+                if let Some(watch) = watch.as_mut() {
                     tokio::select! {
                         _ = shutdown.cancelled() => return Ok(()),
-                        _ = changed.notified() => {}
-                        _ = tokio::time::sleep(DEBOUNCE) => break,
+                        () = watch.settle(DEBOUNCE, MAX_DEBOUNCE) => {}
                     }
                 }
                 if let Some(r) = &mut reloader {
@@ -90,31 +90,20 @@ pub async fn maintain(
 
 /// Watches the directory of `file`; `None` (logged) if the platform
 /// watcher cannot start — the periodic re-check still works.
-fn watch(file: &Path, changed: &Arc<Notify>) -> Option<notify::RecommendedWatcher> {
-    let dir = match file.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.to_owned(),
-        _ => PathBuf::from("."),
-    };
+fn watch_file(file: &Path) -> Option<FileWatch> {
     let name = file.file_name().map(ToOwned::to_owned);
-    let notify = changed.clone();
-    let handler = move |event: notify::Result<notify::Event>| {
-        let Ok(event) = event else { return };
-        // Our file, or a Kubernetes ConfigMap's `..data` swap.
-        let relevant = event.paths.is_empty()
+    // Our file, or a Kubernetes ConfigMap's `..data` swap.
+    let ours = move |event: &notify::Event| {
+        event.paths.is_empty()
             || event.paths.iter().any(|p| {
                 let n = p.file_name();
                 n == name.as_deref() || n.is_some_and(|n| n.to_string_lossy().starts_with(".."))
-            });
-        if relevant {
-            notify.notify_one();
-        }
+            })
     };
-    let started = notify::recommended_watcher(handler)
-        .and_then(|mut w| w.watch(&dir, RecursiveMode::NonRecursive).map(|()| w));
-    match started {
-        Ok(watcher) => {
+    match FileWatch::start(&[file], ours) {
+        Ok(watch) => {
             tracing::info!(file = %file.display(), "watching the config file: [limits] reload without a restart");
-            Some(watcher)
+            Some(watch)
         }
         Err(error) => {
             tracing::warn!(file = %file.display(), %error, "cannot watch the config file; re-reading it every {RECHECK:?} instead");

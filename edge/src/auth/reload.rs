@@ -6,17 +6,16 @@
 //! [`Reloadable`]) and ends when the verifier is dropped; every wait is
 //! bounded.
 
-use crate::auth::revocation::{REDIS_POLL, RedisTarget, Revocations};
-use notify::{RecursiveMode, Watcher};
-use std::{
-    path::{Path, PathBuf},
-    sync::Weak,
-    time::Duration,
+use crate::{
+    auth::revocation::{REDIS_POLL, RedisTarget, Revocations},
+    file_watch::{self, FileWatch},
 };
-use tokio::sync::mpsc;
+use std::{path::Path, sync::Weak, time::Duration};
 
 /// Events closer together than this cause one re-read.
 const DEBOUNCE: Duration = Duration::from_millis(50);
+/// Longest a stream of events may postpone a re-read.
+const MAX_DEBOUNCE: Duration = Duration::from_secs(1);
 
 /// The verifier's state, as its background work sees it.
 pub(crate) trait Reloadable: Send + Sync + 'static {
@@ -37,39 +36,44 @@ pub(crate) fn spawn<T: Reloadable>(
     let Ok(runtime) = tokio::runtime::Handle::try_current() else {
         return false;
     };
-    let mut dirs: Vec<PathBuf> = Vec::new();
-    for path in files {
-        if let Some(dir) = path.and_then(Path::parent).filter(|d| d.is_dir())
-            && !dirs.iter().any(|d| d == dir)
-        {
-            dirs.push(dir.to_owned());
-        }
-    }
+    // Files whose directory exists (a watch on a missing one fails).
+    let files: Vec<&Path> = files
+        .iter()
+        .flatten()
+        .copied()
+        .filter(|f| f.parent().is_some_and(Path::is_dir))
+        .collect();
+    // Without a watcher, the interval alone picks changes up.
+    let watch = match files.is_empty() {
+        true => None,
+        false => FileWatch::start(&files, |_| true)
+            .inspect_err(|error| {
+                tracing::debug!(%error, "re-checking the key set and revocation files on the interval only");
+            })
+            .ok(),
+    };
     let interval = interval.max(Duration::from_millis(50));
-    runtime.spawn(watch_files(state.clone(), dirs, interval));
+    runtime.spawn(watch_files(state.clone(), watch, interval));
     if let Some(target) = redis {
         runtime.spawn(poll_redis(state, target));
     }
     true
 }
 
-async fn watch_files<T: Reloadable>(shared: Weak<T>, dirs: Vec<PathBuf>, interval: Duration) {
-    let (tx, mut rx) = mpsc::channel::<()>(1);
-    // The watcher lives as long as this task; without one, the interval
-    // alone picks changes up.
-    let _watcher = if dirs.is_empty() {
-        None
-    } else {
-        watcher(&dirs, tx)
-    };
+async fn watch_files<T: Reloadable>(
+    shared: Weak<T>,
+    mut watch: Option<FileWatch>,
+    interval: Duration,
+) {
     let mut ticks = tokio::time::interval(interval);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             _ = ticks.tick() => {}
-            Some(()) = rx.recv() => {
-                tokio::time::sleep(DEBOUNCE).await;
-                while rx.try_recv().is_ok() {}
+            () = file_watch::changed(&mut watch) => {
+                if let Some(watch) = watch.as_mut() {
+                    watch.settle(DEBOUNCE, MAX_DEBOUNCE).await;
+                }
             }
         }
         let Some(shared) = shared.upgrade() else {
@@ -78,27 +82,6 @@ async fn watch_files<T: Reloadable>(shared: Weak<T>, dirs: Vec<PathBuf>, interva
         // File reads are small and rare; do them off the async threads.
         let _ = tokio::task::spawn_blocking(move || shared.reload_files()).await;
     }
-}
-
-fn watcher(dirs: &[PathBuf], tx: mpsc::Sender<()>) -> Option<notify::RecommendedWatcher> {
-    let on_event = move |event: notify::Result<notify::Event>| {
-        if event.is_ok() {
-            let _ = tx.try_send(());
-        }
-    };
-    let mut watcher = match notify::recommended_watcher(on_event) {
-        Ok(watcher) => watcher,
-        Err(error) => {
-            tracing::debug!(%error, "no file watcher; re-checking on the interval only");
-            return None;
-        }
-    };
-    for dir in dirs {
-        if let Err(error) = watcher.watch(dir, RecursiveMode::NonRecursive) {
-            tracing::debug!(%error, dir = %dir.display(), "cannot watch; re-checking on the interval only");
-        }
-    }
-    Some(watcher)
 }
 
 async fn poll_redis<T: Reloadable>(shared: Weak<T>, target: RedisTarget) {

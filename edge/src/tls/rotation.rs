@@ -4,10 +4,8 @@
 //! [`CertResolver`] for new handshakes; live connections keep the
 //! certificate they negotiated.
 //!
-//! - The *directories* are watched (notify), not the files: Kubernetes
-//!   updates a mounted Secret by swapping a `..data` symlink, and tools
-//!   replace files by renaming a new one over them; a watch on the old
-//!   inode would see neither.
+//! - The files' directories are watched ([`FileWatch`]: Kubernetes
+//!   Secret swaps and renames are seen, reads are not).
 //! - Events are debounced (a quiet period of [`DEBOUNCE`]): a writer that
 //!   replaces the key and then the certificate triggers one check.
 //! - A slow periodic re-check (`tls.reload_interval`) is the fallback for
@@ -22,19 +20,18 @@
 //! - Every swap is logged (info) with the new certificate's SHA-256
 //!   fingerprint and expiry.
 
-use crate::tls::{CertResolver, ServedCert, TlsError, files};
-use notify::{
-    EventKind, RecursiveMode, Watcher,
-    event::{AccessKind, AccessMode},
+use crate::{
+    file_watch::FileWatch,
+    tls::{CertResolver, ServedCert, TlsError, files},
 };
 use sha2::{Digest, Sha256};
 use std::{
-    path::{Path, PathBuf},
+    path::PathBuf,
     sync::{Arc, Weak},
     time::Duration,
 };
 use tokio::{
-    sync::{mpsc, watch},
+    sync::watch,
     task::JoinHandle,
     time::{Instant, MissedTickBehavior},
 };
@@ -103,24 +100,11 @@ pub fn spawn(
     interval: Duration,
     shutdown: CancellationToken,
 ) -> Result<Rotation, TlsError> {
-    let (events_tx, events) = mpsc::channel::<()>(1);
-    let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-        let relevant = match &event {
-            Ok(event) => relevant(&event.kind),
-            // A watcher error (queue overflow, …): a re-check is cheap.
-            Err(_) => true,
-        };
-        if relevant {
-            // Full means a check is already pending: that one will do.
-            let _ = events_tx.try_send(());
-        }
-    })
-    .map_err(|e| watch_error(&pair.cert_file, e))?;
-    for dir in watched_dirs(&pair) {
-        watcher
-            .watch(&dir, RecursiveMode::NonRecursive)
-            .map_err(|e| watch_error(&dir, e))?;
-    }
+    let files = [pair.cert_file.as_path(), pair.key_file.as_path()];
+    let watch = FileWatch::start(&files, |_| true).map_err(|e| TlsError::Watch {
+        path: e.path,
+        message: e.source.to_string(),
+    })?;
     tracing::info!(
         cert = %pair.cert_file.display(),
         key = %pair.key_file.display(),
@@ -134,40 +118,8 @@ pub fn spawn(
         last_seen: None,
         status: status_tx,
     };
-    let task = tokio::spawn(rotator.run(events, watcher, interval, shutdown));
+    let task = tokio::spawn(rotator.run(watch, interval, shutdown));
     Ok(Rotation { status, task })
-}
-
-fn watch_error(path: &Path, error: notify::Error) -> TlsError {
-    TlsError::Watch {
-        path: path.to_owned(),
-        message: error.to_string(),
-    }
-}
-
-/// Reads (including the rotation's own) open and close-without-writing
-/// events say nothing about new content.
-fn relevant(kind: &EventKind) -> bool {
-    match kind {
-        EventKind::Access(AccessKind::Close(AccessMode::Write)) => true,
-        EventKind::Access(_) => false,
-        _ => true,
-    }
-}
-
-/// The directories of the two files, once each.
-fn watched_dirs(pair: &WatchedPair) -> Vec<PathBuf> {
-    let mut dirs: Vec<PathBuf> = Vec::new();
-    for file in [&pair.cert_file, &pair.key_file] {
-        let dir = match file.parent() {
-            Some(dir) if !dir.as_os_str().is_empty() => dir.to_owned(),
-            _ => PathBuf::from("."),
-        };
-        if !dirs.contains(&dir) {
-            dirs.push(dir);
-        }
-    }
-    dirs
 }
 
 /// What one look at the files found.
@@ -193,9 +145,8 @@ struct Rotator {
 impl Rotator {
     async fn run(
         mut self,
-        mut events: mpsc::Receiver<()>,
-        // Kept alive for as long as the loop runs; dropping it unwatches.
-        _watcher: notify::RecommendedWatcher,
+        // Kept for as long as the loop runs; dropping it unwatches.
+        mut watch: FileWatch,
         interval: Duration,
         shutdown: CancellationToken,
     ) {
@@ -205,7 +156,7 @@ impl Rotator {
             ticker
         });
         // The files may have changed between loading and watching them.
-        let mut alive = self.on_change(&mut events, &shutdown).await;
+        let mut alive = self.on_change(&mut watch, &shutdown).await;
         while alive {
             let tick = async {
                 match ticker.as_mut() {
@@ -215,16 +166,13 @@ impl Rotator {
             };
             alive = tokio::select! {
                 _ = shutdown.cancelled() => false,
-                event = events.recv() => match event {
-                    Some(()) => {
-                        debounce(&mut events).await;
-                        self.on_change(&mut events, &shutdown).await
-                    }
-                    None => false,
-                },
+                () = watch.changed() => {
+                    watch.settle(DEBOUNCE, MAX_DEBOUNCE).await;
+                    self.on_change(&mut watch, &shutdown).await
+                }
                 _ = tick => {
                     tracing::debug!("TLS: periodic re-check of the certificate files");
-                    self.on_change(&mut events, &shutdown).await
+                    self.on_change(&mut watch, &shutdown).await
                 }
             };
         }
@@ -234,7 +182,7 @@ impl Rotator {
     /// Checks the files and acts; returns false once the rotation should stop.
     async fn on_change(
         &mut self,
-        events: &mut mpsc::Receiver<()>,
+        watch: &mut FileWatch,
         shutdown: &CancellationToken,
     ) -> bool {
         let mut rounds = 0;
@@ -251,10 +199,10 @@ impl Rotator {
             let changed = rounds < MAX_SETTLE_ROUNDS
                 && tokio::select! {
                     _ = shutdown.cancelled() => return false,
-                    event = tokio::time::timeout(SETTLE, events.recv()) => matches!(event, Ok(Some(()))),
+                    changed = watch.changed_within(SETTLE) => changed,
                 };
             if changed {
-                debounce(events).await;
+                watch.settle(DEBOUNCE, MAX_DEBOUNCE).await;
                 continue;
             }
             self.refuse(digest, reason);
@@ -330,17 +278,6 @@ impl Rotator {
             s.refusals += 1;
             s.last_refusal = Some(reason);
         });
-    }
-}
-
-/// Waits until no event came for [`DEBOUNCE`] (at most [`MAX_DEBOUNCE`]).
-async fn debounce(events: &mut mpsc::Receiver<()>) {
-    let deadline = Instant::now() + MAX_DEBOUNCE;
-    while Instant::now() < deadline {
-        match tokio::time::timeout(DEBOUNCE, events.recv()).await {
-            Ok(Some(())) => continue,
-            Ok(None) | Err(_) => return,
-        }
     }
 }
 

@@ -1,6 +1,6 @@
 use super::*;
 use crate::tls::{ca, files, store};
-use std::os::unix::fs::symlink;
+use std::{os::unix::fs::symlink, path::Path};
 
 /// Bound on every wait in these tests.
 const WAIT: Duration = Duration::from_secs(10);
@@ -130,7 +130,6 @@ async fn the_periodic_recheck_finds_a_change_without_events() {
     let resolver = Arc::new(CertResolver::new(loaded));
     let before = resolver.served().expect("served");
     // Drive the rotator directly, without a watcher: only the ticker fires.
-    let (_events_tx, events) = mpsc::channel(1);
     let (status_tx, mut status) = watch::channel(RotationStatus::default());
     let rotator = Rotator {
         pair: WatchedPair {
@@ -141,9 +140,8 @@ async fn the_periodic_recheck_finds_a_change_without_events() {
         last_seen: None,
         status: status_tx,
     };
-    let watcher = notify::recommended_watcher(|_: notify::Result<notify::Event>| {}).expect("w");
     let token = CancellationToken::new();
-    let task = tokio::spawn(rotator.run(events, watcher, Duration::from_secs(60), token.clone()));
+    let task = tokio::spawn(rotator.run(FileWatch::none(), Duration::from_secs(60), token.clone()));
     status.wait_for(|s| s.checks == 1).await.expect("initial");
     ca::create_server_cert(tmp.path(), &["localhost".into()], 30, true).expect("force");
     // Paused clock: the 60 s tick comes as soon as the runtime is idle.
@@ -155,22 +153,4 @@ async fn the_periodic_recheck_finds_a_change_without_events() {
     // Dropping the resolver (the edge is gone) ends the rotation.
     drop(resolver);
     task.await.expect("ended");
-}
-
-#[test]
-fn only_content_events_count() {
-    use notify::event::{CreateKind, ModifyKind, RenameMode};
-    assert!(relevant(&EventKind::Create(CreateKind::File)));
-    assert!(relevant(&EventKind::Modify(ModifyKind::Name(
-        RenameMode::To
-    ))));
-    assert!(relevant(&EventKind::Access(AccessKind::Close(
-        AccessMode::Write
-    ))));
-    assert!(!relevant(&EventKind::Access(AccessKind::Open(
-        AccessMode::Any
-    ))));
-    assert!(!relevant(&EventKind::Access(AccessKind::Close(
-        AccessMode::Read
-    ))));
 }
