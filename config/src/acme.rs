@@ -17,6 +17,11 @@ pub enum AcmeChallenge {
     /// (`http_listen`; the CA connects to port 80).
     #[serde(rename = "http-01")]
     Http01,
+    /// A TXT record `_acme-challenge.<name>` written to the zone by RFC
+    /// 2136 dynamic update (`[tls.acme.dns01]`); the only one that proves
+    /// wildcard names and hosts the CA cannot reach.
+    #[serde(rename = "dns-01")]
+    Dns01,
 }
 
 /// Where the ACME account, certificate and pending challenge answers live.
@@ -37,8 +42,8 @@ pub enum AcmeStorage {
 pub struct AcmeTls {
     /// Contact address of the ACME account (`--email`), without `mailto:`.
     pub email: String,
-    /// Names on the certificate (`--domain`, repeatable): DNS names, no
-    /// wildcards (neither challenge can prove a wildcard), no IP addresses.
+    /// Names on the certificate (`--domain`, repeatable): DNS names, no IP
+    /// addresses; wildcards (`*.example.com`) only with `dns-01`.
     pub domains: Vec<String>,
     /// The CA's directory URL (`--directory-url`, https only). Default: Let's
     /// Encrypt production, or staging with `staging = true`.
@@ -46,8 +51,11 @@ pub struct AcmeTls {
     /// Let's Encrypt staging (`--staging`): untrusted certificates, generous
     /// rate limits, for trying a setup out.
     pub staging: bool,
-    /// `"tls-alpn-01"` (default) or `"http-01"` (`--challenge`).
+    /// `"tls-alpn-01"` (default), `"http-01"` (`--challenge`) or
+    /// `"dns-01"` (needs `[tls.acme.dns01]`).
     pub challenge: AcmeChallenge,
+    /// `[tls.acme.dns01]`: the DNS server, zone and TSIG key of `dns-01`.
+    pub dns01: Option<Box<crate::acme_dns::AcmeDns01>>,
     /// PEM roots trusted for the CA's own HTTPS API besides the public
     /// (webpki) roots (`--acme-ca-file`), e.g. Pebble's test CA. Not used
     /// for client connections.
@@ -98,11 +106,32 @@ impl AcmeTls {
                 "needs at least one domain (the name clients connect to)",
             ));
         }
-        if !self.domains.iter().all(|d| is_dns_name(d)) {
+        let dns01 = self.challenge == AcmeChallenge::Dns01;
+        let wildcard = |d: &String| d.strip_prefix("*.").is_some_and(is_dns_name);
+        if !dns01 && self.domains.iter().any(wildcard) {
             return Err((
                 "tls.acme.domains",
-                "must be DNS names such as proxy.example.com (no wildcards, IP addresses, ports or schemes)",
+                "wildcard names (*.example.com) can only be proven with challenge = \"dns-01\" (and a [tls.acme.dns01] table)",
             ));
+        }
+        if !self.domains.iter().all(|d| is_dns_name(d) || wildcard(d)) {
+            return Err((
+                "tls.acme.domains",
+                "must be DNS names such as proxy.example.com (no IP addresses, ports or schemes; *.example.com only with dns-01)",
+            ));
+        }
+        match (&self.dns01, dns01) {
+            (Some(table), true) => table.check(&self.domains)?,
+            (None, true) => {
+                return Err((
+                    "tls.acme.dns01",
+                    "is required with challenge = \"dns-01\": server, zone, key_name and secret_file or secret_env of the TSIG key",
+                ));
+            }
+            (Some(_), false) => {
+                return Err(("tls.acme.dns01", "is only used with challenge = \"dns-01\""));
+            }
+            (None, false) => {}
         }
         if self.email.trim().is_empty() {
             return Err((
@@ -239,10 +268,16 @@ mod tests {
                 "ephemeral_cache = true\ncache_dir = \"/x\"\n",
                 "tls.acme.ephemeral_cache",
             ),
-            ("challenge = \"dns-01\"\n", "tls.acme.challenge"),
-            ("storage = \"redis\"\n", "tls.acme.storage"),
-            ("storage = \"s3\"\n", "tls.acme.storage"),
-            ("lock_lease = \"10ms\"\n", "tls.acme.lock_lease"),
+            ("challenge = \"dns-01\"
+", "tls.acme.dns01"),
+            ("challenge = \"dns-02\"
+", "tls.acme.challenge"),
+            ("storage = \"redis\"
+", "tls.acme.storage"),
+            ("storage = \"s3\"
+", "tls.acme.storage"),
+            ("lock_lease = \"10ms\"
+", "tls.acme.lock_lease"),
         ] {
             let result = parse(&format!("{base}{extra}"));
             if key.is_empty() {
@@ -273,6 +308,45 @@ mod tests {
             let err = parse(toml).expect_err(toml);
             assert!(err.contains(&format!("`{key}`")), "{toml}: {err}");
         }
+    }
+
+    #[test]
+    fn dns_01_allows_wildcards_inside_its_zone_and_needs_a_secret_source() {
+        let base = "[tls.acme]\nemail = \"ops@example.com\"\nchallenge = \"dns-01\"\n";
+        let table = "[tls.acme.dns01]\nserver = \"127.0.0.1:53\"\nzone = \"example.com\"\nkey_name = \"acme\"\n";
+        let ok = parse(&format!(
+            "{base}domains = [\"*.example.com\", \"example.com\"]\n{table}secret_env = \"TSIG\"\n"
+        ))
+        .expect("valid");
+        let crate::TlsMode::Acme(acme) = ok.tls.mode() else {
+            panic!("acme mode")
+        };
+        let dns01 = acme.dns01.expect("table");
+        assert_eq!(dns01.algorithm, crate::acme_dns::TsigAlgorithm::HmacSha256);
+        assert_eq!(dns01.ttl, crate::acme_dns::DEFAULT_TXT_TTL);
+        for (domains, extra, key) in [
+            ("*.example.com", "", "tls.acme.dns01.secret_file"),
+            (
+                "*.example.com",
+                "secret_env = \"A\"\nsecret_file = \"/s\"\n",
+                "tls.acme.dns01.secret_file",
+            ),
+            ("*.other.org", "secret_env = \"A\"\n", "tls.acme.domains"),
+            (
+                "a.example.com",
+                "secret_env = \"A\"\nalgorithm = \"hmac-md5\"\n",
+                "tls.acme.dns01.algorithm",
+            ),
+        ] {
+            let err = parse(&format!("{base}domains = [\"{domains}\"]\n{table}{extra}"))
+                .expect_err(extra);
+            assert!(err.contains(&format!("`{key}`")), "{extra}: {err}");
+        }
+        let err = parse(&format!(
+            "{base}domains = [\"a.example.com\"]\n[tls.acme.dns01]\nserver = \"ns1\"\nzone = \"example.com\"\nkey_name = \"k\"\nsecret_env = \"A\"\n"
+        ))
+        .expect_err("no port");
+        assert!(err.contains("`tls.acme.dns01.server`"), "{err}");
     }
 
     #[test]

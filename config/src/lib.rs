@@ -5,6 +5,7 @@
 //! watch files, resolve secrets or open sockets.
 
 pub mod acme;
+pub mod acme_dns;
 pub mod catalogue;
 pub mod connections;
 pub mod core;
@@ -20,6 +21,7 @@ mod validate;
 
 pub use crate::core::{CoreConfig, ModelConfig, ProviderConfig, ProviderKind};
 pub use acme::{AcmeChallenge, AcmeStorage, AcmeTls};
+pub use acme_dns::{AcmeDns01, TsigAlgorithm};
 pub use connections::ConnectionsConfig;
 pub use edge::{
     ClientAuth, EdgeConfig, FilesTls, HstsConfig, JwtConfig, PrivateCaTls, SelfSignedTls,

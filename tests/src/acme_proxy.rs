@@ -13,6 +13,11 @@
 //!   [`AcmeProxy::set_renewal_info`] (for any later certificate: a window
 //!   30–60 days ahead, `Retry-After` 1 h);
 //!   [`AcmeProxy::renewal_info_requests`] counts the requests.
+//! - `rateLimited`: after [`AcmeProxy::rate_limit_new_orders`], the next
+//!   new-orders are answered `429 urn:ietf:params:acme:error:rateLimited`
+//!   with a `Retry-After` without reaching Pebble;
+//!   [`AcmeProxy::new_orders`] says when each new-order arrived and
+//!   whether it was refused.
 
 use crate::pebble::Pebble;
 use bytes::Bytes;
@@ -45,6 +50,11 @@ struct State {
     renewal_info_requests: u32,
     renewal_info: Option<RenewalInfo>,
     first_certificate: Option<String>,
+    /// New-orders still to refuse, and the `Retry-After` (seconds) to name.
+    rate_limited: (u32, u64),
+    new_orders: Vec<(std::time::SystemTime, bool)>,
+    /// The `replaces` field of each new-order that reached Pebble.
+    replaces: Vec<Option<String>>,
 }
 
 /// The running proxy (stops when dropped).
@@ -155,6 +165,29 @@ impl AcmeProxy {
         self.state.lock().expect("state").renewal_info = Some(info);
     }
 
+    /// Answers the next `count` new-orders `rateLimited` with
+    /// `Retry-After: retry_after_secs`.
+    pub fn rate_limit_new_orders(&self, count: u32, retry_after_secs: u64) {
+        self.state.lock().expect("state").rate_limited = (count, retry_after_secs);
+    }
+
+    /// Each new-order that arrived: when, and whether it was refused
+    /// `rateLimited`.
+    pub fn new_orders(&self) -> Vec<(std::time::SystemTime, bool)> {
+        self.state.lock().expect("state").new_orders.clone()
+    }
+
+    /// The `replaces` field (RFC 9773 §5) of each new-order that reached
+    /// Pebble, in order.
+    pub fn replaces(&self) -> Vec<Option<String>> {
+        self.state.lock().expect("state").replaces.clone()
+    }
+
+    /// The certificate identifier of the first `GET /renewal-info/<id>`.
+    pub fn first_renewal_info_id(&self) -> Option<String> {
+        self.state.lock().expect("state").first_certificate.clone()
+    }
+
     /// `GET /renewal-info/…` requests answered.
     pub fn renewal_info_requests(&self) -> u32 {
         self.state.lock().expect("state").renewal_info_requests
@@ -166,6 +199,35 @@ type Client = hyper_util::client::legacy::Client<crate::pebble::PebbleConnector,
 fn answer(status: StatusCode, body: String) -> Response<Full<Bytes>> {
     let mut response = Response::new(Full::new(Bytes::from(body)));
     *response.status_mut() = status;
+    response
+}
+
+/// The `replaces` field of a JWS-signed new-order body.
+fn replaces_field(jws: &[u8]) -> Option<String> {
+    use base64::Engine;
+    let jws: serde_json::Value = serde_json::from_slice(jws).ok()?;
+    let payload = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(jws["payload"].as_str()?)
+        .ok()?;
+    let payload: serde_json::Value = serde_json::from_slice(&payload).ok()?;
+    payload["replaces"].as_str().map(str::to_owned)
+}
+
+/// An RFC 7807 problem document of ACME error `kind`.
+fn problem(status: StatusCode, kind: &str, detail: &str) -> Response<Full<Bytes>> {
+    let mut response = answer(
+        status,
+        serde_json::json!({
+            "type": format!("urn:ietf:params:acme:error:{kind}"),
+            "detail": detail,
+            "status": status.as_u16()
+        })
+        .to_string(),
+    );
+    response.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        "application/problem+json".parse().expect("value"),
+    );
     response
 }
 
@@ -209,29 +271,47 @@ async fn handle(
         );
         return response;
     }
+    if let (&http::Method::POST, Some("new-order")) = (request.method(), step(&path)) {
+        let mut state = state.lock().expect("state");
+        let (left, retry_after) = state.rate_limited;
+        state
+            .new_orders
+            .push((std::time::SystemTime::now(), left > 0));
+        if left > 0 {
+            state.rate_limited.0 -= 1;
+            let mut response = problem(
+                StatusCode::TOO_MANY_REQUESTS,
+                "rateLimited",
+                "too many new orders recently (injected by the test)",
+            );
+            response.headers_mut().insert(
+                http::header::RETRY_AFTER,
+                retry_after.to_string().parse().expect("value"),
+            );
+            return response;
+        }
+    }
     if let (&http::Method::POST, Some(step)) = (request.method(), step(&path)) {
         let mut state = state.lock().expect("state");
         let count = state.injected.entry(step).or_default();
         if *count < bad_nonces {
             *count += 1;
-            let mut response = answer(
+            return problem(
                 StatusCode::BAD_REQUEST,
-                serde_json::json!({
-                    "type": "urn:ietf:params:acme:error:badNonce",
-                    "detail": "JWS has an invalid anti-replay nonce (injected by the test)",
-                    "status": 400
-                })
-                .to_string(),
+                "badNonce",
+                "JWS has an invalid anti-replay nonce (injected by the test)",
             );
-            response.headers_mut().insert(
-                http::header::CONTENT_TYPE,
-                "application/problem+json".parse().expect("value"),
-            );
-            return response;
         }
     }
+    let new_order = request.method() == http::Method::POST && step(&path) == Some("new-order");
     let (mut parts, body) = request.into_parts();
     let body = body.collect().await.expect("body").to_bytes();
+    // ARI: the `replaces` of a new-order (Pebble 2.4 ignores it; a CA with
+    // ARI echoes it in the order, RFC 9773 §5, which instant-acme checks).
+    let replaces = new_order.then(|| replaces_field(&body)).flatten();
+    if new_order {
+        state.lock().expect("state").replaces.push(replaces.clone());
+    }
     let target = format!(
         "https://{upstream}{}",
         parts.uri.path_and_query().map_or("/", |p| p.as_str())
@@ -251,6 +331,11 @@ async fn handle(
         let mut directory: serde_json::Value = serde_json::from_slice(&body).expect("json");
         directory["renewalInfo"] = format!("https://{host}/renewal-info").into();
         body = Bytes::from(directory.to_string());
+    }
+    if let (Some(replaces), StatusCode::CREATED) = (&replaces, parts.status) {
+        let mut order: serde_json::Value = serde_json::from_slice(&body).expect("json");
+        order["replaces"] = replaces.clone().into();
+        body = Bytes::from(order.to_string());
     }
     let mut response = Response::from_parts(parts, Full::new(body.clone()));
     response.headers_mut().remove(http::header::CONTENT_LENGTH);

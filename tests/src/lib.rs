@@ -1,10 +1,12 @@
 //! Test support for the vibectl LLM proxy's end-to-end tests: fake LLM
 //! providers that are real HTTP servers speaking the OpenAI and Anthropic
 //! streaming wire formats, a harness that starts core and edge on
-//! 127.0.0.1:0 with real TLS, and a real ACME server ([`pebble`]). Nothing
+//! 127.0.0.1:0 with real TLS, and a real ACME server ([`pebble`]) and a real
+//! authoritative DNS server ([`bind`]). Nothing
 //! here is mocked at the trait level.
 
 pub mod acme_proxy;
+pub mod bind;
 pub mod fake_anthropic;
 pub mod fake_core;
 pub mod fake_openai;

@@ -47,6 +47,9 @@ pub struct PebbleOptions {
     /// Resolve names through this DNS server (`-dnsserver`) instead of
     /// `pebble-challtestsrv` (which resolves every name to 127.0.0.1).
     pub dns_server: Option<std::net::SocketAddr>,
+    /// Names Pebble refuses to order (`domainBlocklist`: new-order answers
+    /// `rejectedIdentifier`).
+    pub domain_blocklist: &'static [&'static str],
 }
 
 /// A running Pebble and its DNS.
@@ -75,6 +78,9 @@ impl Pebble {
             "ocspResponderURL": "",
             "externalAccountBindingRequired": false,
         });
+        if !options.domain_blocklist.is_empty() {
+            pebble["domainBlocklist"] = options.domain_blocklist.into();
+        }
         if let Some(validity) = options.validity {
             pebble["certificateValidityPeriod"] = validity.as_secs().into();
         }

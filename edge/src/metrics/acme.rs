@@ -5,7 +5,7 @@
 //! | --- | --- | --- |
 //! | `vibectl_acme_orders_started_total` | counter | — |
 //! | `vibectl_acme_orders_completed_total` | counter | — (orders that issued a certificate) |
-//! | `vibectl_acme_orders_failed_total` | counter | `reason` (bad_nonce, rate_limited, validation, refused, network, timeout, cache, local) |
+//! | `vibectl_acme_orders_failed_total` | counter | `reason` (bad_nonce, rate_limited, validation, refused, network, timeout, cache, local, dns) |
 //! | `vibectl_acme_renewals_total` | counter | — |
 //! | `vibectl_acme_issuance_seconds` | gauge | — (the last successful order, new-order to download) |
 //! | `vibectl_acme_ari_window_start_seconds` | gauge | — (Unix time; the CA's ARI window for the served certificate) |

@@ -89,10 +89,22 @@ pub(crate) fn config_with_directory(
     url: &str,
     acme_extra: &str,
 ) -> Config {
+    config_for_domains(state, core, pebble, url, &[DOMAIN], acme_extra)
+}
+
+/// [`config_with_directory`] for other certificate names.
+pub(crate) fn config_for_domains(
+    state: &Path,
+    core: &str,
+    pebble: &Pebble,
+    url: &str,
+    domains: &[&str],
+    acme_extra: &str,
+) -> Config {
     let text = format!(
         "[edge]\nstate_dir = \"{state}\"\ncore_address = \"{core}\"\n\
          [jwt]\nsecret_key = \"{JWT_SECRET}\"\n\
-         [tls.acme]\nemail = \"ops@vibectl.test\"\ndomains = [\"{DOMAIN}\"]\n\
+         [tls.acme]\nemail = \"ops@vibectl.test\"\ndomains = {domains:?}\n\
          directory_url = \"{url}\"\nca_file = \"{ca}\"\n{acme_extra}",
         state = state.display(),
         ca = pebble.api_ca_file().display(),

@@ -125,6 +125,14 @@ async fn ari_window_is_followed_and_its_retry_after_honoured() {
         proxy.renewal_info_requests()
     );
     assert_eq!(pebble.orders_added(), 2, "one order per certificate");
+    // The renewal order named the certificate it replaces (RFC 9773 §5),
+    // by the identifier its renewal information was asked with.
+    let first = proxy.first_renewal_info_id().expect("renewalInfo asked");
+    assert_eq!(
+        proxy.replaces(),
+        [None, Some(first)],
+        "replaces on renewal only"
+    );
     edge.stop().await;
     core.stop().await;
 }

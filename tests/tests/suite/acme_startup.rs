@@ -65,6 +65,10 @@ async fn each_impossible_setup_names_its_flag() {
         ),
         (
             &["--email", "ops@example.com", "--domain", "*.example.com"],
+            "--domain (tls.acme.domains): wildcard names (*.example.com) can only be proven with challenge = \"dns-01\"",
+        ),
+        (
+            &["--email", "ops@example.com", "--domain", "10.0.0.1"],
             "--domain (tls.acme.domains): must be DNS names",
         ),
         (

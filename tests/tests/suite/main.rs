@@ -8,8 +8,10 @@ mod token_common;
 
 mod acme_bad_input;
 mod acme_common;
+mod acme_dns;
 mod acme_orders;
 mod acme_pebble;
+mod acme_refusals;
 mod acme_renewal;
 mod acme_replicas;
 mod acme_startup;

@@ -5,8 +5,10 @@
 //! after a revocation), and the window is fetched again after the
 //! `Retry-After` the CA sent (§4.3.2; at least 1 s, at most 1 day).
 //! Without `renewalInfo` the edge renews at a third of the lifetime left.
+//! A renewal order names the certificate it replaces ([`new_order`]).
 
-use instant_acme::{Account, CertificateIdentifier, Error};
+use super::steps::{OrderError, Steps, retried};
+use instant_acme::{Account, CertificateIdentifier, Error, Identifier, NewOrder, Order};
 use rustls_pki_types::Der;
 use std::time::{Duration, SystemTime};
 use x509_parser::{extensions::ParsedExtension, prelude::FromDer};
@@ -67,6 +69,28 @@ pub async fn fetch(account: &Account, leaf_der: &[u8]) -> Result<Option<Window>,
         renew_at: pick(start, end, now, rand::random::<f64>()),
         next_check: now + retry_after.clamp(MIN_RECHECK, MAX_RECHECK),
     }))
+}
+
+/// New-order for `identifiers`; a renewal inside the CA's window names the
+/// certificate it `replaces` (RFC 9773 §5). A CA that refuses the field
+/// (e.g. `alreadyReplaced`) created no order: it is ordered without it.
+pub async fn new_order(
+    account: &Account,
+    steps: &Steps,
+    identifiers: &[Identifier],
+    replaces: Option<&CertificateIdentifier<'static>>,
+) -> Result<Order, OrderError> {
+    if let Some(replaced) = replaces {
+        let new_order = NewOrder::new(identifiers).replaces(replaced.clone());
+        match retried!(steps, "new-order", "", false, account.new_order(&new_order)) {
+            Err(error @ OrderError::Refused { .. }) => {
+                tracing::info!(%error, replaces = %replaced, "ACME: the CA refused the ARI replaces field; ordering without it");
+            }
+            result => return result,
+        }
+    }
+    let new_order = NewOrder::new(identifiers);
+    retried!(steps, "new-order", "", false, account.new_order(&new_order))
 }
 
 /// A point `fraction` (0..1) of the way through `start..end`, not before

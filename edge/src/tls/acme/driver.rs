@@ -22,6 +22,8 @@ pub(super) struct Driver {
     pub(super) domains: Vec<String>,
     pub(super) challenge: AcmeChallenge,
     pub(super) answers: Answers,
+    /// DNS-01's server, zone and key (with `challenge = "dns-01"`).
+    pub(super) dns01: Option<Arc<super::dns01::Dns01>>,
     pub(super) steps: Steps,
     pub(super) storage: Arc<dyn Storage>,
     /// The ordering lock's lease.

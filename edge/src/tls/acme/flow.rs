@@ -4,8 +4,12 @@
 //! - every request goes through [`Steps::run`] (`badNonce` re-sent with a
 //!   fresh nonce, 503/429 `Retry-After` waited out, reads repeated after a
 //!   network error) — a failed request never starts a new order;
-//! - the answer of every pending authorization is put in place first, then
-//!   each challenge is responded to exactly once;
+//! - the answer of every pending authorization is put in place first (for
+//!   DNS-01: the TXT records added and visible on the zone's authoritative
+//!   servers, [`Dns01`]), then each challenge is responded to exactly once;
+//! - DNS-01 checks the TSIG key before new-order (a refused key orders
+//!   nothing); a TXT record the server does not take deactivates the
+//!   order's pending authorizations (no order is left pending);
 //! - the order is polled as its `Retry-After` says (else 1 s, growing to
 //!   5 s) until it is ready or invalid; an invalid order's authorizations
 //!   are polled until each is final; only then are the answers removed;
@@ -16,12 +20,14 @@
 
 use super::{
     answers::Answers,
+    ari,
+    dns01::{self, Dns01, TxtRecord},
     steps::{OrderError, Steps, describe, retried},
     storage::{Answer, AnswerKind, OrderRecord, Storage},
 };
 use instant_acme::{
-    Account, AuthorizationStatus, ChallengeStatus, ChallengeType, Identifier, NewOrder, Order,
-    OrderStatus,
+    Account, AuthorizationStatus, CertificateIdentifier, ChallengeStatus, ChallengeType,
+    Identifier, Order, OrderStatus,
 };
 use std::time::{Duration, Instant, SystemTime};
 use vibectl_config::AcmeChallenge;
@@ -60,6 +66,10 @@ pub struct Flow<'a> {
     pub storage: &'a dyn Storage,
     /// The order a replica left behind (its lease expired): resumed.
     pub resume: Option<OrderRecord>,
+    /// DNS-01's server, zone and key (with `AcmeChallenge::Dns01`).
+    pub dns01: Option<&'a Dns01>,
+    /// ARI: the certificate this order replaces (RFC 9773 §5).
+    pub replaces: Option<CertificateIdentifier<'static>>,
 }
 
 impl Flow<'_> {
@@ -73,14 +83,12 @@ impl Flow<'_> {
         let mut order = match self.resumed().await {
             Some(order) => order,
             None => {
-                let new_order = NewOrder::new(&identifiers);
-                let order = retried!(
-                    self.steps,
-                    "new-order",
-                    "",
-                    false,
-                    self.account.new_order(&new_order)
-                )?;
+                if let Some(dns) = self.dns01 {
+                    // A key the server refuses orders nothing.
+                    dns.check().await.map_err(OrderError::Dns)?;
+                }
+                let replaces = self.replaces.as_ref();
+                let order = ari::new_order(self.account, self.steps, &identifiers, replaces).await?;
                 tracing::info!(order = %order.url(), domains = ?self.domains, "ACME: order created");
                 self.record(order.url(), None).await?;
                 order
@@ -89,8 +97,11 @@ impl Flow<'_> {
         let url = order.url().to_owned();
         let deadline = Instant::now() + ORDER_DEADLINE;
 
-        let served = self.respond(&mut order, &url).await?;
+        let (served, txt) = self.respond(&mut order, &url).await?;
         let result = self.wait_until_authorized(&mut order, &url, deadline).await;
+        if let (Some(dns), false) = (self.dns01, txt.is_empty()) {
+            dns.remove(&txt, &url).await;
+        }
         if !served.is_empty() {
             let name = |kind| {
                 let of_kind = served.iter().filter(move |a: &&Answer| a.kind == kind);
@@ -188,8 +199,12 @@ impl Flow<'_> {
     /// Fetches the authorizations, serves the answer of each pending one
     /// (on every replica), then responds to each challenge once (not again
     /// when a resumed order's challenge is already processing). Returns
-    /// what is served.
-    async fn respond(&self, order: &mut Order, url: &str) -> Result<Vec<Answer>, OrderError> {
+    /// what is served (and the DNS-01 TXT records written).
+    async fn respond(
+        &self,
+        order: &mut Order,
+        url: &str,
+    ) -> Result<(Vec<Answer>, Vec<TxtRecord>), OrderError> {
         retried!(self.steps, "authorizations", url, true, async {
             let mut authorizations = order.authorizations();
             while let Some(authorization) = authorizations.next().await {
@@ -200,10 +215,11 @@ impl Flow<'_> {
         let wanted = match self.challenge {
             AcmeChallenge::TlsAlpn01 => ChallengeType::TlsAlpn01,
             AcmeChallenge::Http01 => ChallengeType::Http01,
+            AcmeChallenge::Dns01 => ChallengeType::Dns01,
         };
         // (index, domain, challenge URL) of each pending authorization.
         let mut pending = Vec::new();
-        let mut served = Vec::new();
+        let (mut served, mut txt) = (Vec::new(), Vec::new());
         let mut authorizations = order.authorizations();
         let mut index = 0;
         while let Some(authorization) = authorizations.next().await {
@@ -230,6 +246,17 @@ impl Flow<'_> {
                     self.answers.add_http(&challenge.token, &key_authorization);
                     (AnswerKind::Http, challenge.token.clone())
                 }
+                AcmeChallenge::Dns01 => {
+                    let dns = self.dns01.ok_or_else(|| {
+                        OrderError::Local("dns-01 without [tls.acme.dns01]".to_owned())
+                    })?;
+                    let value = challenge.key_authorization().dns_value();
+                    txt.push(dns.record(&domain, value).map_err(OrderError::Dns)?);
+                    if challenge.status == ChallengeStatus::Pending {
+                        pending.push((index - 1, domain, challenge.url.clone()));
+                    }
+                    continue;
+                }
             };
             served.push(Answer {
                 kind,
@@ -241,6 +268,12 @@ impl Flow<'_> {
             }
         }
         self.share(&served, url).await?;
+        if let (Some(dns), false) = (self.dns01, txt.is_empty())
+            && let Err(error) = dns.publish(&txt, url).await
+        {
+            dns01::deactivate_pending(order, url).await;
+            return Err(OrderError::Dns(error));
+        }
         for (index, domain, challenge_url) in pending {
             retried!(self.steps, "challenge", url, false, async {
                 let mut authorizations = order.authorizations();
@@ -259,7 +292,7 @@ impl Flow<'_> {
             })?;
             tracing::info!(order = url, %domain, challenge = %challenge_url, "ACME: challenge responded to (once)");
         }
-        Ok(served)
+        Ok((served, txt))
     }
 
     /// Polls the order until it is ready (or further); an invalid order

@@ -13,7 +13,7 @@ use super::{
     steps::OrderError,
     driver::Driver,
 };
-use instant_acme::Account;
+use instant_acme::{Account, CertificateIdentifier};
 
 /// What an attempt to order came to.
 pub(super) enum Outcome {
@@ -30,6 +30,7 @@ impl Driver {
     pub(super) async fn guarded_order(
         &self,
         account: &mut Option<Account>,
+        replaces: Option<CertificateIdentifier<'static>>,
     ) -> Result<Outcome, OrderError> {
         let lock = Lock::try_take(&self.storage, self.lease)
             .await
@@ -38,7 +39,7 @@ impl Driver {
             return Ok(Outcome::Busy);
         };
         self.status.send_modify(|s| s.lock_held = true);
-        let result = self.locked_order(&lock, account).await;
+        let result = self.locked_order(&lock, account, replaces).await;
         lock.release().await;
         self.status.send_modify(|s| s.lock_held = false);
         result
@@ -48,6 +49,7 @@ impl Driver {
         &self,
         lock: &Lock,
         account: &mut Option<Account>,
+        replaces: Option<CertificateIdentifier<'static>>,
     ) -> Result<Outcome, OrderError> {
         let mut resume = None;
         if self.storage.shared() {
@@ -87,6 +89,8 @@ impl Driver {
             steps: &self.steps,
             storage: self.storage.as_ref(),
             resume,
+            dns01: self.dns01.as_deref(),
+            replaces,
         };
         let issued = tokio::select! {
             biased;

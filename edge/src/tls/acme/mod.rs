@@ -34,6 +34,8 @@ mod ari;
 mod cache;
 mod client;
 pub mod directory;
+mod dns01;
+pub mod dns_update;
 mod driver;
 mod flow;
 mod follow;
@@ -144,7 +146,7 @@ pub struct AcmeStatus {
     /// Of those, failed.
     pub failed_orders: u64,
     /// Failed orders by reason (`bad_nonce`, `rate_limited`, `validation`,
-    /// `refused`, `network`, `timeout`, `cache`, `local`).
+    /// `refused`, `network`, `timeout`, `cache`, `local`, `dns`).
     pub failures_by_reason: BTreeMap<&'static str, u64>,
     /// The last error, until the next certificate is served.
     pub last_error: Option<String>,
@@ -319,6 +321,7 @@ pub async fn start(
         _ => directory::probe(&client, &directory_url, probe).await?,
     }
 
+    let dns01 = dns01_setup(&opts).await?;
     let served = Arc::new(CertResolver::new(fallback));
     let (status_tx, status) = watch::channel(AcmeStatus::default());
     let deployer = Arc::new(Deployer {
@@ -353,6 +356,7 @@ pub async fn start(
         domains: domains.clone(),
         challenge: opts.challenge,
         answers: answers.clone(),
+        dns01,
         steps,
         lease: opts.lock_lease.unwrap_or(storage::DEFAULT_LEASE),
         storage,
@@ -391,6 +395,26 @@ pub async fn start(
             task,
         },
     })
+}
+
+/// DNS-01's updater, its TSIG key checked against the server: a key the
+/// server refuses stops the start; a server that does not answer is
+/// logged (each order checks again before it starts).
+async fn dns01_setup(opts: &AcmeTls) -> Result<Option<Arc<dns01::Dns01>>, AcmeError> {
+    let (AcmeChallenge::Dns01, Some(table)) = (opts.challenge, &opts.dns01) else {
+        return Ok(None);
+    };
+    let dns = dns01::Dns01::from_config(table)?;
+    match dns.check().await {
+        Ok(()) => {
+            tracing::info!(server = %table.server, zone = %table.zone, key = %table.key_name, "ACME: DNS-01 server takes this key's updates")
+        }
+        Err(error @ dns_update::DnsError::Unreachable { .. }) => {
+            tracing::warn!(%error, "ACME: DNS-01 server not reachable at start; each order checks again");
+        }
+        Err(error) => return Err(invalid("tls.acme.dns01", &error.to_string())),
+    }
+    Ok(Some(Arc::new(dns)))
 }
 
 fn invalid(key: &str, message: &str) -> AcmeError {

@@ -69,6 +69,9 @@ pub enum OrderError {
     /// A local problem (no offered challenge of the configured type, a CSR).
     #[error("{0}")]
     Local(String),
+    /// DNS-01: the DNS server refused or did not take the TXT record.
+    #[error("DNS-01: {0}")]
+    Dns(super::dns_update::DnsError),
 }
 
 impl OrderError {
@@ -83,6 +86,7 @@ impl OrderError {
             Self::Timeout(_) => "timeout",
             Self::Cache(_) => "cache",
             Self::Local(_) => "local",
+            Self::Dns(_) => "dns",
         }
     }
 }

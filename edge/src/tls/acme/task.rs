@@ -138,10 +138,15 @@ impl Driver {
             }
             let renewal = served.is_some();
             let started = Instant::now();
+            // ARI (RFC 9773 §5): a renewal inside the CA's window names
+            // the certificate it replaces.
+            let replaces = window
+                .and(served.as_ref())
+                .and_then(|d| ari::certificate_id(&d.leaf));
             let result = tokio::select! {
                 biased;
                 () = shutdown.cancelled() => break,
-                result = self.guarded_order(&mut account) => result,
+                result = self.guarded_order(&mut account, replaces) => result,
             };
             let result = match result {
                 Ok(Outcome::Busy) => {

@@ -1,0 +1,154 @@
+//! What the CA refuses, against a real Pebble: a name its policy forbids
+//! (`domainBlocklist` → `rejectedIdentifier` at new-order) is a clear
+//! error naming the name, with no order created, no busy loop and the
+//! fallback certificate kept; a `rateLimited` answer (injected by the
+//! loopback proxy in front of Pebble) makes the edge wait until the time
+//! the CA named — said in `/ready` and in the metric — and then order.
+
+use super::acme_common::{
+    Core, Edge, bind_listeners, config_for_domains, config_with_directory, port, ready,
+    try_served_leaf,
+};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use vibectl_tests::{
+    acme_proxy::AcmeProxy,
+    harness::http_get,
+    pebble::{Pebble, PebbleOptions},
+};
+
+const REFUSED: &str = "refused.vibectl.test";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_name_the_ca_refuses_is_named_and_nothing_is_ordered_again_at_once() {
+    let listeners = bind_listeners(false).await;
+    let pebble = Pebble::start(PebbleOptions {
+        tls_port: port(&listeners.main),
+        nosleep: true,
+        domain_blocklist: &[REFUSED],
+        ..Default::default()
+    })
+    .await;
+    let state = tempfile::tempdir().expect("tempdir");
+    let mut core = Core::bind().await;
+    let config = config_for_domains(
+        state.path(),
+        &core.address,
+        &pebble,
+        &pebble.directory_url(),
+        &[REFUSED],
+        "[metrics]\nenabled = true\n",
+    );
+    core.serve(&config);
+    let edge = Edge::start(listeners, config).await;
+    edge.wait_for("a refused order", &pebble, |s| s.failed_orders >= 1)
+        .await;
+    let status = edge.status().borrow().clone();
+    let error = status.last_error.clone().unwrap_or_default();
+    assert!(
+        error.contains("new-order")
+            && error.contains("rejectedIdentifier")
+            && error.contains(REFUSED),
+        "names the step, the CA's reason and the name: {error}"
+    );
+    assert_eq!(pebble.orders_added(), 0, "Pebble created no order");
+    // The fallback is still served: a client trusting only Pebble's root
+    // does not accept it.
+    let root = pebble.issuing_root().await;
+    assert!(try_served_leaf(edge.tls, &root).await.is_err());
+    // No busy loop: the next try waits 30 s (doubling).
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let status = edge.status().borrow().clone();
+    assert_eq!(
+        (status.orders_started, status.failed_orders),
+        (1, 1),
+        "{status:?}"
+    );
+    let (code, body) = ready(&edge).await;
+    assert_eq!(code, 503, "{body}");
+    assert!(
+        body.contains(REFUSED) && body.contains("rejectedIdentifier"),
+        "{body}"
+    );
+    let (_, metrics) = http_get(edge.admin, "/metrics").await;
+    assert!(
+        metrics.contains("vibectl_acme_orders_failed_total{reason=\"refused\"} 1"),
+        "{metrics}"
+    );
+    edge.stop().await;
+    core.stop().await;
+}
+
+fn unix(at: SystemTime) -> i64 {
+    at.duration_since(UNIX_EPOCH).expect("clock").as_secs() as i64
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rate_limited_waits_until_the_named_time_shown_in_ready_and_the_metric() {
+    let listeners = bind_listeners(false).await;
+    let pebble = Pebble::start(PebbleOptions {
+        tls_port: port(&listeners.main),
+        nosleep: true,
+        ..Default::default()
+    })
+    .await;
+    let proxy = AcmeProxy::start(&pebble, 0, None).await;
+    const RETRY_AFTER: u64 = 4;
+    proxy.rate_limit_new_orders(1, RETRY_AFTER);
+    let state = tempfile::tempdir().expect("tempdir");
+    let mut core = Core::bind().await;
+    let config = config_with_directory(
+        state.path(),
+        &core.address,
+        &pebble,
+        &proxy.directory_url(),
+        "[metrics]\nenabled = true\n",
+    );
+    core.serve(&config);
+    let edge = Edge::start(listeners, config).await;
+    edge.wait_for("rate limited", &pebble, |s| s.rate_limited_until.is_some())
+        .await;
+    let until = edge
+        .status()
+        .borrow()
+        .rate_limited_until
+        .expect("rate limited");
+    let refused_at = proxy.new_orders()[0].0;
+    assert!(
+        (unix(refused_at) + RETRY_AFTER as i64 - until).abs() <= 1,
+        "waits until the time named: {until} vs {refused_at:?} + {RETRY_AFTER} s"
+    );
+    let named = vibectl_edge::tls::files::unix_to_rfc3339(until);
+    let (code, body) = ready(&edge).await;
+    assert_eq!(code, 503, "{body}");
+    assert!(
+        body.contains(&format!("rate limited by the CA until {named}")),
+        "{body}"
+    );
+    let (_, metrics) = http_get(edge.admin, "/metrics").await;
+    assert!(
+        metrics.contains(&format!("vibectl_acme_rate_limited_until_seconds {until}"))
+            && metrics.contains("vibectl_acme_orders_failed_total{reason=\"rate_limited\"} 1"),
+        "{metrics}"
+    );
+    // Then it orders again, not before the time named, and is served.
+    edge.wait_for("issued after the wait", &pebble, |s| s.issued >= 1)
+        .await;
+    let orders = proxy.new_orders();
+    assert_eq!(
+        orders
+            .iter()
+            .map(|(_, refused)| *refused)
+            .collect::<Vec<_>>(),
+        [true, false],
+        "one refused new-order, then one that went through"
+    );
+    assert!(
+        unix(orders[1].0) >= until,
+        "ordered again at {:?}, before {until}",
+        orders[1].0
+    );
+    assert_eq!(pebble.orders_added(), 1);
+    assert_eq!(edge.status().borrow().rate_limited_until, None);
+    edge.stop().await;
+    core.stop().await;
+}
