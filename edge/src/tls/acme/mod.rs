@@ -35,7 +35,7 @@ mod cache;
 mod client;
 pub mod directory;
 mod dns01;
-pub mod dns_update;
+mod dns_update;
 mod driver;
 mod flow;
 mod follow;
