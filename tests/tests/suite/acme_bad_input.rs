@@ -5,9 +5,7 @@
 //! answer at all: `acme_startup`; a validation the CA fails:
 //! `acme_pebble::a_failing_validation_keeps_the_fallback_and_ready_names_the_error`.)
 
-use super::acme_common::{Core, bind_listeners, config_with_directory};
-use tokio_util::sync::CancellationToken;
-use vibectl_edge::app::EdgeApp;
+use super::acme_common::{Core, bind_listeners, config_with_directory, refused_start};
 use vibectl_tests::pebble::{Pebble, PebbleOptions};
 
 /// The start's error for `directory_url`, with `ca_file` replaced if given.
@@ -31,15 +29,7 @@ async fn start_error(url_suffix: &str, other_ca: bool) -> String {
         std::fs::write(&file, ca.pem()).expect("write");
         config.tls.acme.as_mut().expect("acme").ca_file = Some(file);
     }
-    let shutdown = CancellationToken::new();
-    let result = EdgeApp::new(config)
-        .build(listeners, shutdown.clone())
-        .await;
-    shutdown.cancel();
-    let error = match result {
-        Ok(_) => panic!("started"),
-        Err(error) => error.to_string(),
-    };
+    let error = refused_start(listeners, config).await;
     assert_eq!(pebble.orders_added(), 0, "nothing ordered");
     error
 }

@@ -179,6 +179,42 @@ impl Edge {
     }
 }
 
+/// What `serve-acme` says when it refuses to start with `config`.
+pub(crate) async fn refused_start(listeners: Binds, config: Config) -> String {
+    let shutdown = CancellationToken::new();
+    let result = EdgeApp::new(config)
+        .build(listeners, shutdown.clone())
+        .await;
+    shutdown.cancel();
+    match result {
+        Ok(_) => panic!("started"),
+        Err(error) => error.to_string(),
+    }
+}
+
+/// The real core, then the ACME edge for `config_for_domains(…, url,
+/// domains, acme_extra)`; the state directory lives as long as the guard.
+pub(crate) async fn start_edge(
+    listeners: Binds,
+    pebble: &Pebble,
+    url: &str,
+    domains: &[&str],
+    acme_extra: &str,
+) -> (Edge, Core, tempfile::TempDir) {
+    let state = tempfile::tempdir().expect("tempdir");
+    let mut core = Core::bind().await;
+    let config = config_for_domains(
+        state.path(),
+        &core.address,
+        pebble,
+        url,
+        domains,
+        acme_extra,
+    );
+    core.serve(&config);
+    (Edge::start(listeners, config).await, core, state)
+}
+
 /// A gRPC channel to the edge at 127.0.0.1 for [`DOMAIN`], trusting ONLY `root_pem`.
 pub(crate) async fn channel(
     tls: SocketAddr,

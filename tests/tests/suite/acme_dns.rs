@@ -6,12 +6,11 @@
 //! key (never its secret), and nothing is ordered.
 
 use super::acme_common::{
-    Core, Edge, bind_listeners, config_for_domains, port, served_leaf, server_info,
+    Core, Edge, bind_listeners, config_for_domains, port, refused_start, served_leaf, server_info,
 };
 use std::path::Path;
-use tokio_util::sync::CancellationToken;
 use vibectl_config::Config;
-use vibectl_edge::app::EdgeApp;
+use vibectl_edge::app::Binds;
 use vibectl_tests::{
     bind::{Bind, KEY_NAME},
     pebble::{Pebble, PebbleOptions},
@@ -46,8 +45,9 @@ pub(crate) fn dns_config(
     )
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_wildcard_certificate_is_issued_through_bind_and_its_txt_record_removed() {
+/// BIND serving [`ZONE`], the edge's listeners, and Pebble (validation
+/// delays off) resolving through BIND.
+async fn bind_and_pebble() -> (Bind, Binds, Pebble) {
     let bind = Bind::start(ZONE).await;
     let listeners = bind_listeners(false).await;
     let pebble = Pebble::start(PebbleOptions {
@@ -57,6 +57,12 @@ async fn a_wildcard_certificate_is_issued_through_bind_and_its_txt_record_remove
         ..Default::default()
     })
     .await;
+    (bind, listeners, pebble)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wildcard_certificate_is_issued_through_bind_and_its_txt_record_removed() {
+    let (bind, listeners, pebble) = bind_and_pebble().await;
     let state = tempfile::tempdir().expect("tempdir");
     let mut core = Core::bind().await;
     let config = dns_config(
@@ -105,28 +111,12 @@ async fn a_wildcard_certificate_is_issued_through_bind_and_its_txt_record_remove
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_wrong_tsig_key_stops_the_start_naming_the_key_and_orders_nothing() {
-    let bind = Bind::start(ZONE).await;
-    let listeners = bind_listeners(false).await;
-    let pebble = Pebble::start(PebbleOptions {
-        tls_port: port(&listeners.main),
-        dns_server: Some(bind.address()),
-        nosleep: true,
-        ..Default::default()
-    })
-    .await;
+    let (bind, listeners, pebble) = bind_and_pebble().await;
     let state = tempfile::tempdir().expect("tempdir");
     let core = Core::bind().await;
     let wrong = bind.wrong_key_file(state.path());
     let config = dns_config(state.path(), &core.address, &pebble, &bind, &wrong);
-    let shutdown = CancellationToken::new();
-    let result = EdgeApp::new(config)
-        .build(listeners, shutdown.clone())
-        .await;
-    shutdown.cancel();
-    let error = match result {
-        Ok(_) => panic!("started with a key the server refuses"),
-        Err(error) => error.to_string(),
-    };
+    let error = refused_start(listeners, config).await;
     eprintln!("start error: {error}");
     assert!(
         error.contains(KEY_NAME) && error.contains("tls.acme.dns01"),

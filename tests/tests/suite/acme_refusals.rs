@@ -5,10 +5,7 @@
 //! loopback proxy in front of Pebble) makes the edge wait until the time
 //! the CA named — said in `/ready` and in the metric — and then order.
 
-use super::acme_common::{
-    Core, Edge, bind_listeners, config_for_domains, config_with_directory, port, ready,
-    try_served_leaf,
-};
+use super::acme_common::{DOMAIN, bind_listeners, port, ready, start_edge, try_served_leaf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use vibectl_tests::{
     acme_proxy::AcmeProxy,
@@ -17,6 +14,7 @@ use vibectl_tests::{
 };
 
 const REFUSED: &str = "refused.vibectl.test";
+const METRICS: &str = "[metrics]\nenabled = true\n";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_name_the_ca_refuses_is_named_and_nothing_is_ordered_again_at_once() {
@@ -28,18 +26,14 @@ async fn a_name_the_ca_refuses_is_named_and_nothing_is_ordered_again_at_once() {
         ..Default::default()
     })
     .await;
-    let state = tempfile::tempdir().expect("tempdir");
-    let mut core = Core::bind().await;
-    let config = config_for_domains(
-        state.path(),
-        &core.address,
+    let (edge, core, _state) = start_edge(
+        listeners,
         &pebble,
         &pebble.directory_url(),
         &[REFUSED],
-        "[metrics]\nenabled = true\n",
-    );
-    core.serve(&config);
-    let edge = Edge::start(listeners, config).await;
+        METRICS,
+    )
+    .await;
     edge.wait_for("a refused order", &pebble, |s| s.failed_orders >= 1)
         .await;
     let status = edge.status().borrow().clone();
@@ -94,17 +88,14 @@ async fn rate_limited_waits_until_the_named_time_shown_in_ready_and_the_metric()
     let proxy = AcmeProxy::start(&pebble, 0, None).await;
     const RETRY_AFTER: u64 = 4;
     proxy.rate_limit_new_orders(1, RETRY_AFTER);
-    let state = tempfile::tempdir().expect("tempdir");
-    let mut core = Core::bind().await;
-    let config = config_with_directory(
-        state.path(),
-        &core.address,
+    let (edge, core, _state) = start_edge(
+        listeners,
         &pebble,
         &proxy.directory_url(),
-        "[metrics]\nenabled = true\n",
-    );
-    core.serve(&config);
-    let edge = Edge::start(listeners, config).await;
+        &[DOMAIN],
+        METRICS,
+    )
+    .await;
     edge.wait_for("rate limited", &pebble, |s| s.rate_limited_until.is_some())
         .await;
     let until = edge
