@@ -268,31 +268,11 @@ mod tests {
                 "ephemeral_cache = true\ncache_dir = \"/x\"\n",
                 "tls.acme.ephemeral_cache",
             ),
-            (
-                "challenge = \"dns-01\"
-",
-                "tls.acme.dns01",
-            ),
-            (
-                "challenge = \"dns-02\"
-",
-                "tls.acme.challenge",
-            ),
-            (
-                "storage = \"redis\"
-",
-                "tls.acme.storage",
-            ),
-            (
-                "storage = \"s3\"
-",
-                "tls.acme.storage",
-            ),
-            (
-                "lock_lease = \"10ms\"
-",
-                "tls.acme.lock_lease",
-            ),
+            ("challenge = \"dns-01\"\n", "tls.acme.dns01"),
+            ("challenge = \"dns-02\"\n", "tls.acme.challenge"),
+            ("storage = \"redis\"\n", "tls.acme.storage"),
+            ("storage = \"s3\"\n", "tls.acme.storage"),
+            ("lock_lease = \"10ms\"\n", "tls.acme.lock_lease"),
         ] {
             let result = parse(&format!("{base}{extra}"));
             if key.is_empty() {

@@ -53,7 +53,7 @@ struct State {
     /// New-orders still to refuse, and the `Retry-After` (seconds) to name.
     rate_limited: (u32, u64),
     new_orders: Vec<(std::time::SystemTime, bool)>,
-    /// The `replaces` field of each new-order that reached Pebble.
+    /// The `replaces` field of each new-order that created an order.
     replaces: Vec<Option<String>>,
 }
 
@@ -177,8 +177,8 @@ impl AcmeProxy {
         self.state.lock().expect("state").new_orders.clone()
     }
 
-    /// The `replaces` field (RFC 9773 §5) of each new-order that reached
-    /// Pebble, in order.
+    /// The `replaces` field (RFC 9773 §5) of each new-order that created
+    /// an order at Pebble, in order.
     pub fn replaces(&self) -> Vec<Option<String>> {
         self.state.lock().expect("state").replaces.clone()
     }
@@ -309,9 +309,6 @@ async fn handle(
     // ARI: the `replaces` of a new-order (Pebble 2.4 ignores it; a CA with
     // ARI echoes it in the order, RFC 9773 §5, which instant-acme checks).
     let replaces = new_order.then(|| replaces_field(&body)).flatten();
-    if new_order {
-        state.lock().expect("state").replaces.push(replaces.clone());
-    }
     let target = format!(
         "https://{upstream}{}",
         parts.uri.path_and_query().map_or("/", |p| p.as_str())
@@ -331,6 +328,9 @@ async fn handle(
         let mut directory: serde_json::Value = serde_json::from_slice(&body).expect("json");
         directory["renewalInfo"] = format!("https://{host}/renewal-info").into();
         body = Bytes::from(directory.to_string());
+    }
+    if new_order && parts.status == StatusCode::CREATED {
+        state.lock().expect("state").replaces.push(replaces.clone());
     }
     if let (Some(replaces), StatusCode::CREATED) = (&replaces, parts.status) {
         let mut order: serde_json::Value = serde_json::from_slice(&body).expect("json");
