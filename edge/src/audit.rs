@@ -18,6 +18,10 @@ fn or_dash(value: Option<&str>) -> &str {
 
 /// Logs one verification decision.
 pub fn decision(peer: Option<SocketAddr>, path: &str, decision: &Decision) {
+    // Nothing to format when audit lines are filtered out.
+    if !tracing::enabled!(target: TARGET, tracing::Level::INFO) {
+        return;
+    }
     let peer = peer.map(|p| p.ip().to_string());
     let peer = or_dash(peer.as_deref());
     match &decision.verdict {

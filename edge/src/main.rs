@@ -47,7 +47,7 @@ fn run(command: Command, config: Config) -> anyhow::Result<()> {
         Some(_) => {}
         None => tracing::warn!("cannot read or raise the file-descriptor limit (RLIMIT_NOFILE)"),
     }
-    let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+    let runtime = runtime().context("cannot start the async runtime")?;
     runtime.block_on(async {
         let token = CancellationToken::new();
         let on_signal = token.clone();
@@ -58,6 +58,22 @@ fn run(command: Command, config: Config) -> anyhow::Result<()> {
         cli::run(command, config, token).await?;
         Ok(())
     })
+}
+
+/// The async runtime: one worker thread per CPU this process may run on
+/// (its affinity mask). With one CPU, the current-thread scheduler: the same
+/// single worker as the multi-threaded one, without its cross-thread
+/// queues, atomics and the hand-off between the main thread and the worker
+/// (the edge pinned to one CPU beside the core is the common deployment).
+fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    let cpus = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+    if cpus == 1 {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+    } else {
+        tokio::runtime::Runtime::new()
+    }
 }
 
 fn report<E: Into<anyhow::Error>>(result: Result<(), E>) -> ExitCode {

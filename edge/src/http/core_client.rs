@@ -1,38 +1,21 @@
-//! The h2c client to the core: hyper-util's pooled client, HTTP/2 only, so
-//! every forwarded stream multiplexes over one connection, over TCP
-//! (`host:port`) or a Unix socket (`unix:/path`). Connecting is bounded by
+//! The h2c client to the core: every forwarded stream multiplexes over one
+//! HTTP/2 connection ([`super::core_conn`]), over TCP (`host:port`) or a
+//! Unix socket (`unix:/path`). Connecting is bounded by
 //! `edge.core_connect_timeout` (a refused connect fails at once) and the wait
 //! for response headers by `edge.core_response_timeout`; a body's frames are
 //! never bounded as a whole (see [`super::body`]).
 
 use crate::{
     EdgeError,
-    http::{BoxError, EdgeBody, ForwardError},
+    http::{
+        EdgeBody, ForwardError,
+        core_conn::{CoreBody, CoreConn, Dial},
+    },
 };
 use bytes::Bytes;
-use http::{Request, Response, Uri, Version};
+use http::{Request, Response, Uri, Version, uri::Authority, uri::Scheme};
 use http_body_util::{BodyExt, Full};
-use hyper::body::Incoming;
-use hyper_util::{
-    client::legacy::{
-        Client,
-        connect::{Connected, Connection},
-    },
-    rt::{TokioExecutor, TokioIo, TokioTimer},
-};
-use std::{
-    future::Future,
-    io,
-    path::PathBuf,
-    pin::Pin,
-    sync::Arc,
-    task::{Context, Poll},
-    time::Duration,
-};
-use tokio::{
-    io::{AsyncRead, AsyncWrite, ReadBuf},
-    net::{TcpStream, UnixStream},
-};
+use std::{path::PathBuf, sync::Arc, time::Duration};
 use vibectl_config::EdgeConfig;
 use vibectl_proto::wire::error_chain;
 
@@ -108,8 +91,9 @@ pub struct CoreClient {
 }
 
 struct Shared {
-    client: Client<CoreConnector, EdgeBody>,
-    target: Arc<CoreTarget>,
+    conn: CoreConn,
+    /// The `:authority` sent to the core, parsed once.
+    authority: Authority,
     address: Arc<str>,
     response_timeout: Duration,
     connect_timeout: Duration,
@@ -127,21 +111,20 @@ impl CoreClient {
     /// A client for `edge.core_address` with the edge's timeouts. Connects
     /// lazily, on the first request.
     pub fn new(edge: &EdgeConfig) -> Result<Self, EdgeError> {
-        let target = Arc::new(CoreTarget::parse(&edge.core_address)?);
-        let connector = CoreConnector {
-            target: target.clone(),
-            timeout: edge.core_connect_timeout,
+        let target = CoreTarget::parse(&edge.core_address)?;
+        let authority =
+            Authority::try_from(target.authority()).map_err(|e| EdgeError::CoreAddressInvalid {
+                address: edge.core_address.clone(),
+                reason: e.to_string(),
+            })?;
+        let dial = match target {
+            CoreTarget::Tcp(address) => Dial::Tcp(address),
+            CoreTarget::Unix(path) => Dial::Unix(path),
         };
-        let client = Client::builder(TokioExecutor::new())
-            .http2_only(true)
-            .timer(TokioTimer::new())
-            .pool_timer(TokioTimer::new())
-            .set_host(false)
-            .build(connector);
         Ok(Self {
             shared: Arc::new(Shared {
-                client,
-                target,
+                conn: CoreConn::new(dial, edge.core_connect_timeout),
+                authority,
                 address: edge.core_address.as_str().into(),
                 response_timeout: edge.core_response_timeout,
                 connect_timeout: edge.core_connect_timeout,
@@ -159,7 +142,7 @@ impl CoreClient {
     pub async fn send(
         &self,
         request: Request<EdgeBody>,
-    ) -> Result<Response<Incoming>, ForwardError> {
+    ) -> Result<Response<CoreBody>, ForwardError> {
         self.send_within(request, self.shared.response_timeout)
             .await
     }
@@ -169,22 +152,20 @@ impl CoreClient {
         &self,
         mut request: Request<EdgeBody>,
         timeout: Duration,
-    ) -> Result<Response<Incoming>, ForwardError> {
-        let path = request
-            .uri()
-            .path_and_query()
-            .map_or("/", |p| p.as_str())
-            .to_owned();
-        *request.uri_mut() = Uri::builder()
-            .scheme("http")
-            .authority(self.shared.target.authority())
-            .path_and_query(path)
-            .build()
-            .map_err(|e| self.unavailable(&e))?;
+    ) -> Result<Response<CoreBody>, ForwardError> {
+        // The path kept as it is (no copy, no re-parse); scheme and
+        // authority the core's.
+        let mut parts = std::mem::take(request.uri_mut()).into_parts();
+        parts.scheme = Some(Scheme::HTTP);
+        parts.authority = Some(self.shared.authority.clone());
+        if parts.path_and_query.is_none() {
+            parts.path_and_query = Some(http::uri::PathAndQuery::from_static("/"));
+        }
+        *request.uri_mut() = Uri::from_parts(parts).map_err(|e| self.unavailable(&e))?;
         *request.version_mut() = Version::HTTP_2;
-        match tokio::time::timeout(timeout, self.shared.client.request(request)).await {
+        match tokio::time::timeout(timeout, self.shared.conn.send(request)).await {
             Ok(Ok(response)) => Ok(response),
-            Ok(Err(e)) => Err(self.unavailable(&e)),
+            Ok(Err(e)) => Err(self.unavailable(e.as_ref())),
             Err(_) => Err(ForwardError::CoreResponseTimeout {
                 address: self.shared.address.to_string(),
                 after: timeout,
@@ -239,115 +220,6 @@ impl CoreClient {
             1 => CoreHealth::Serving,
             n => CoreHealth::NotServing(n),
         })
-    }
-}
-
-/// Opens TCP or Unix connections to the core, bounded by the connect timeout.
-#[derive(Clone)]
-struct CoreConnector {
-    target: Arc<CoreTarget>,
-    timeout: Duration,
-}
-
-type ConnectFuture = Pin<Box<dyn Future<Output = Result<TokioIo<CoreStream>, BoxError>> + Send>>;
-
-impl tower::Service<Uri> for CoreConnector {
-    type Response = TokioIo<CoreStream>;
-    type Error = BoxError;
-    type Future = ConnectFuture;
-
-    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, _uri: Uri) -> Self::Future {
-        let target = self.target.clone();
-        let timeout = self.timeout;
-        Box::pin(async move {
-            let connect = async {
-                match &*target {
-                    CoreTarget::Tcp(address) => {
-                        let stream = TcpStream::connect(address.as_str()).await?;
-                        stream.set_nodelay(true)?;
-                        Ok::<_, io::Error>(CoreStream::Tcp(stream))
-                    }
-                    CoreTarget::Unix(path) => {
-                        Ok(CoreStream::Unix(UnixStream::connect(path).await?))
-                    }
-                }
-            };
-            match tokio::time::timeout(timeout, connect).await {
-                Ok(Ok(stream)) => Ok(TokioIo::new(stream)),
-                Ok(Err(e)) => Err(e.into()),
-                Err(_) => Err(format!("no connection within {timeout:?}").into()),
-            }
-        })
-    }
-}
-
-/// A connection to the core.
-enum CoreStream {
-    Tcp(TcpStream),
-    Unix(UnixStream),
-}
-
-impl Connection for CoreStream {
-    fn connected(&self) -> Connected {
-        Connected::new()
-    }
-}
-
-impl AsyncRead for CoreStream {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Self::Tcp(s) => Pin::new(s).poll_read(cx, buf),
-            Self::Unix(s) => Pin::new(s).poll_read(cx, buf),
-        }
-    }
-}
-
-impl AsyncWrite for CoreStream {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        match self.get_mut() {
-            Self::Tcp(s) => Pin::new(s).poll_write(cx, buf),
-            Self::Unix(s) => Pin::new(s).poll_write(cx, buf),
-        }
-    }
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Self::Tcp(s) => Pin::new(s).poll_flush(cx),
-            Self::Unix(s) => Pin::new(s).poll_flush(cx),
-        }
-    }
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Self::Tcp(s) => Pin::new(s).poll_shutdown(cx),
-            Self::Unix(s) => Pin::new(s).poll_shutdown(cx),
-        }
-    }
-    fn poll_write_vectored(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        match self.get_mut() {
-            Self::Tcp(s) => Pin::new(s).poll_write_vectored(cx, bufs),
-            Self::Unix(s) => Pin::new(s).poll_write_vectored(cx, bufs),
-        }
-    }
-    fn is_write_vectored(&self) -> bool {
-        match self {
-            Self::Tcp(s) => s.is_write_vectored(),
-            Self::Unix(s) => s.is_write_vectored(),
-        }
     }
 }
 

@@ -10,6 +10,7 @@ pub mod auth;
 mod body;
 mod context;
 mod core_client;
+mod core_conn;
 mod forward;
 mod grpc_status;
 mod hsts;
