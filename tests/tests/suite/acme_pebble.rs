@@ -170,7 +170,7 @@ async fn a_failing_validation_keeps_the_fallback_and_ready_names_the_error() {
         state.path(),
         &core.address,
         &pebble,
-        "[metrics]\nenabled = true\n",
+        "[metrics]\nenabled = true\ncore_listen = \"127.0.0.1:0\"\n",
     );
     core.serve(&config);
     let edge = Edge::start(listeners, config).await;
@@ -204,6 +204,14 @@ async fn a_failing_validation_keeps_the_fallback_and_ready_names_the_error() {
         "vibectl_acme_orders_completed_total 0",
     ] {
         assert!(metrics.contains(line), "{line} in\n{metrics}");
+    }
+    // Every ACME series the renewal alert uses (the ARI window needs a
+    // served certificate: acme_renewal checks it).
+    for name in crate::alerts_rules::acme_alert_series(&["vibectl_acme_ari_window_start_seconds"]) {
+        assert!(
+            crate::support::sample(&metrics, &name, &[]).is_some(),
+            "{name} (used by an alert) in\n{metrics}"
+        );
     }
     edge.stop().await;
     core.stop().await;

@@ -83,7 +83,7 @@ async fn ari_window_is_followed_and_its_retry_after_honoured() {
         &core.address,
         &pebble,
         &proxy.directory_url(),
-        "",
+        "[metrics]\nenabled = true\ncore_listen = \"127.0.0.1:0\"\n",
     );
     core.serve(&config);
     let edge = Edge::start(listeners, config).await;
@@ -117,6 +117,13 @@ async fn ari_window_is_followed_and_its_retry_after_honoured() {
         "ordered at {ordered_at}, window {start}..{end}: {status:?}"
     );
     assert!(status.ari_window_start.is_some(), "{status:?}");
+    // The renewal alert's ARI series is exposed.
+    let (_, metrics) = vibectl_tests::harness::http_get(edge.admin, "/metrics").await;
+    assert!(
+        crate::support::sample(&metrics, "vibectl_acme_ari_window_start_seconds", &[])
+            .is_some_and(|t| t > 0.0),
+        "vibectl_acme_ari_window_start_seconds (used by an alert) in\n{metrics}"
+    );
     assert_eq!(status.renewals, 1, "{status:?}");
     // The first window, then the moved one, fetched after the Retry-After.
     assert!(
