@@ -3,6 +3,15 @@
 //! output (connect errors, 429, 5xx; `retry-after` honoured, capped), the
 //! SSE loop under the provider's `timeout`, and error bodies. The wire
 //! formats themselves are [`WireFormat`]s (`openai`, `anthropic`).
+//!
+//! Time to first token: the client keeps its connections to the provider
+//! (HTTP/2 where the provider offers it over TLS, else HTTP/1.1 keep-alive),
+//! idle ones for [`POOL_IDLE`], with TCP keep-alives (and HTTP/2 PINGs
+//! while a call is in flight, never on idle connections); after the
+//! provider's end marker the rest of the body is read off in the background
+//! ([`recycle`]) so an HTTP/1.1 connection goes back to the pool instead of
+//! being closed; without that, every call paid a new TCP connection (and,
+//! to an `https` provider, a new TLS handshake) before its first token.
 
 use super::{
     EventStream, Provider, ProviderError, ProviderEvent, ProviderRequest, format::WireFormat,
@@ -22,6 +31,17 @@ use vibectl_proto::wire::error_chain;
 
 /// The most of an error body read (the rest is not worth holding).
 const MAX_ERROR_BODY: usize = 64 * 1024;
+/// How long an idle provider connection is kept for the next call.
+const POOL_IDLE: Duration = Duration::from_secs(300);
+/// HTTP/2 PINGs while a call is in flight (a dead connection is noticed
+/// before the call's timeout) and how long a PING may go unanswered.
+const H2_KEEPALIVE: Duration = Duration::from_secs(30);
+const H2_KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(10);
+/// TCP keep-alive on provider connections.
+const TCP_KEEPALIVE: Duration = Duration::from_secs(60);
+/// Bounds on reading the rest of a finished answer's body ([`recycle`]).
+const RECYCLE_WITHIN: Duration = Duration::from_secs(2);
+const RECYCLE_MAX_EVENTS: usize = 16;
 
 /// A provider spoken to over HTTP/SSE in some [`WireFormat`].
 #[derive(Debug)]
@@ -49,6 +69,10 @@ impl HttpProvider {
         let base = cfg.base_url.as_deref().unwrap_or(wire.default_base_url());
         let client = reqwest::Client::builder()
             .connect_timeout(cfg.connect_timeout)
+            .pool_idle_timeout(POOL_IDLE)
+            .tcp_keepalive(TCP_KEEPALIVE)
+            .http2_keep_alive_interval(H2_KEEPALIVE)
+            .http2_keep_alive_timeout(H2_KEEPALIVE_TIMEOUT)
             .user_agent(concat!("vibectl-core/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| CoreError::HttpClient {
@@ -128,6 +152,7 @@ impl Provider for HttpProvider {
                             yield ProviderEvent::Usage(usage);
                         }
                         if parsed.done {
+                            recycle(events);
                             return;
                         }
                     }
@@ -202,6 +227,17 @@ impl HttpProvider {
             retry_after,
         })
     }
+}
+
+/// Reads what follows the provider's end marker (normally just the end of
+/// the chunked body) in the background, bounded in time and events, so that
+/// an HTTP/1.1 connection is returned to the pool: dropping a response body
+/// before its end closes the connection.
+fn recycle<S: futures::Stream + Send + 'static>(rest: S) {
+    tokio::spawn(async move {
+        let drain = rest.take(RECYCLE_MAX_EVENTS).for_each(|_| async {});
+        let _ = tokio::time::timeout(RECYCLE_WITHIN, drain).await;
+    });
 }
 
 /// Wait before retry number `attempt + 1`: the provider's `retry-after` if

@@ -17,7 +17,10 @@
 //! With `--tokens N` it paces like a model server instead (the time-to-
 //! first-token benchmark): nothing for `--first-token`, then the role delta
 //! and the first of N one-word content deltas, the rest `--token-gap`
-//! apart, then the finish and usage chunks and `data: [DONE]` at once.
+//! apart, then the finish and usage chunks and `data: [DONE]` at once, and
+//! `--end-gap` later the end of the chunked body (a separate segment, as
+//! Python servers send it: a client that drops the body at `[DONE]` loses
+//! its keep-alive connection).
 //!
 //! Unlike `vibectl_tests::fake_openai` (scripted replies, a global gate,
 //! every request recorded for assertions), each stream here is held for its
@@ -75,6 +78,9 @@ struct Args {
     /// Paced mode: the wait between two tokens.
     #[arg(long, value_parser = humantime::parse_duration, default_value = "15ms")]
     token_gap: Duration,
+    /// Paced mode: the wait between `data: [DONE]` and the body's end.
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "1ms")]
+    end_gap: Duration,
     /// Also write the base URL (`http://ADDR/v1`) to this file once listening.
     #[arg(long)]
     addr_file: Option<PathBuf>,
@@ -272,7 +278,9 @@ fn paced(
     let mut frames: Vec<(Duration, Bytes)> = vec![(first_wait, Bytes::from(first))];
     frames.extend(words.into_iter().skip(1).map(|w| (gap, w)));
     frames.push((Duration::ZERO, Bytes::from(tail)));
-    let last = frames.len() - 1;
+    // Empty: hyper writes nothing for it; the body's end follows it.
+    frames.push((args.end_gap, Bytes::new()));
+    let last = frames.len() - 2;
     futures::stream::iter(frames.into_iter().enumerate())
         .then(move |(i, (wait, bytes))| {
             let stats = stats.clone();
