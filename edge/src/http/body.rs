@@ -148,6 +148,81 @@ where
     }
 }
 
+/// What a [`WatchedBody`] does beside passing its frames on: one hook per
+/// response-side concern (metrics, limits), the polling written once.
+pub trait FrameWatch: Send + Unpin + 'static {
+    /// Before each poll of the wrapped body: a frame to end the stream with
+    /// instead (the wrapped body is dropped), or `None` to go on.
+    fn interrupt(&mut self, _cx: &mut Context<'_>) -> Option<Frame<Bytes>> {
+        None
+    }
+
+    /// Sees each frame, and the end (`None`), as it passes.
+    fn frame(&mut self, frame: Option<&Result<Frame<Bytes>, BoxError>>);
+}
+
+/// A response body that shows every frame to its [`FrameWatch`] and
+/// drops both the wrapped body and the watch as soon as the stream ends
+/// (trailers, an error or the end), so what the watch holds is released
+/// then, not when hyper drops the body.
+pub struct WatchedBody<W> {
+    inner: Option<crate::http::EdgeBody>,
+    watch: Option<W>,
+}
+
+impl<W: FrameWatch> WatchedBody<W> {
+    /// Shows `inner`'s frames to `watch`.
+    pub fn new(inner: crate::http::EdgeBody, watch: W) -> Self {
+        Self {
+            inner: Some(inner),
+            watch: Some(watch),
+        }
+    }
+
+    fn end(&mut self) {
+        self.inner = None;
+        self.watch = None;
+    }
+}
+
+impl<W: FrameWatch> Body for WatchedBody<W> {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = &mut *self;
+        if let Some(last) = this.watch.as_mut().and_then(|w| w.interrupt(cx)) {
+            this.end();
+            return Poll::Ready(Some(Ok(last)));
+        }
+        let Some(inner) = &mut this.inner else {
+            return Poll::Ready(None);
+        };
+        let frame = ready!(Pin::new(inner).poll_frame(cx));
+        if let Some(watch) = &mut this.watch {
+            watch.frame(frame.as_ref());
+        }
+        match &frame {
+            Some(Ok(f)) if !f.is_trailers() => {}
+            _ => this.end(),
+        }
+        Poll::Ready(frame)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.as_ref().is_none_or(Body::is_end_stream)
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner
+            .as_ref()
+            .map_or_else(|| SizeHint::with_exact(0), Body::size_hint)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -7,6 +7,7 @@
 
 use super::{
     BoxError, EdgeBody,
+    body::{FrameWatch, WatchedBody},
     grpc_status::{GrpcCode, status_headers},
 };
 use crate::{
@@ -18,11 +19,11 @@ use crate::{
 };
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue};
-use http_body::{Body, Frame, SizeHint};
+use http_body::Frame;
 use std::{
     future::Future,
     pin::Pin,
-    task::{Context, Poll},
+    task::Context,
 };
 use tokio::time::{Instant, Sleep};
 use vibectl_proto::wire::{LIMIT_TYPE, LimitType};
@@ -57,71 +58,40 @@ pub struct Backstop {
     sub: String,
 }
 
+/// What an admitted call's response body holds ([`limited_body`]).
+pub struct Limited {
+    /// Released when the stream ends (or the body is dropped).
+    _hold: Hold,
+    backstop: Option<Backstop>,
+}
+
 /// The response body of an admitted call: frames pass unchanged; the
 /// [`Hold`] is released at the end of the stream (or when the body is
 /// dropped); past the backstop the core's stream is dropped and
 /// `DEADLINE_EXCEEDED` trailers end the call.
-pub struct LimitedBody {
-    inner: Option<EdgeBody>,
-    hold: Option<Hold>,
-    backstop: Option<Backstop>,
-}
+pub type LimitedBody = WatchedBody<Limited>;
 
-impl LimitedBody {
-    /// Wraps the core's response body of an admitted call.
-    pub fn new(inner: EdgeBody, hold: Hold, backstop: Option<Backstop>) -> Self {
-        Self {
-            inner: Some(inner),
-            hold: Some(hold),
+/// Wraps the core's response body of an admitted call.
+pub fn limited_body(inner: EdgeBody, hold: Hold, backstop: Option<Backstop>) -> LimitedBody {
+    WatchedBody::new(
+        inner,
+        Limited {
+            _hold: hold,
             backstop,
-        }
-    }
-
-    fn end(&mut self) {
-        self.inner = None;
-        self.hold = None;
-        self.backstop = None;
-    }
+        },
+    )
 }
 
-impl Body for LimitedBody {
-    type Data = Bytes;
-    type Error = BoxError;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        let this = &mut *self;
-        if let Some(backstop) = &mut this.backstop
-            && backstop.sleep.as_mut().poll(cx).is_ready()
-        {
-            let trailers = deadline_status(&backstop.deadline, &backstop.sub);
+impl FrameWatch for Limited {
+    fn interrupt(&mut self, cx: &mut Context<'_>) -> Option<Frame<Bytes>> {
+        let backstop = self.backstop.as_mut()?;
+        backstop.sleep.as_mut().poll(cx).is_ready().then(|| {
             tracing::info!(sub = %backstop.sub, after = ?backstop.deadline.after, "call ended by the edge's deadline backstop");
-            this.end();
-            return Poll::Ready(Some(Ok(Frame::trailers(trailers))));
-        }
-        let Some(inner) = &mut this.inner else {
-            return Poll::Ready(None);
-        };
-        let frame = std::task::ready!(Pin::new(inner).poll_frame(cx));
-        match &frame {
-            Some(Ok(f)) if f.is_trailers() => this.end(),
-            None | Some(Err(_)) => this.end(),
-            Some(Ok(_)) => {}
-        }
-        Poll::Ready(frame)
+            Frame::trailers(deadline_status(&backstop.deadline, &backstop.sub))
+        })
     }
 
-    fn is_end_stream(&self) -> bool {
-        self.inner.as_ref().is_none_or(|b| b.is_end_stream())
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.inner
-            .as_ref()
-            .map_or_else(|| SizeHint::with_exact(0), |b| b.size_hint())
-    }
+    fn frame(&mut self, _frame: Option<&Result<Frame<Bytes>, BoxError>>) {}
 }
 
 impl Backstop {
@@ -194,7 +164,7 @@ mod tests {
             in_flight: None,
         };
         let mut body =
-            LimitedBody::new(StreamBody::new(frames).boxed_unsync(), hold, Some(backstop));
+            limited_body(StreamBody::new(frames).boxed_unsync(), hold, Some(backstop));
         let first = body.frame().await.expect("frame").expect("ok");
         assert!(first.is_data());
         assert!(matches!(

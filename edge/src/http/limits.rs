@@ -12,7 +12,7 @@
 //! `request_timeout_seconds`. The core enforces input length and the
 //! deadline; this layer is the backstop that ends a call still running
 //! one second after its deadline with `DEADLINE_EXCEEDED` (see
-//! [`LimitedBody`]). The call's permit (its concurrency slots) is held by
+//! [`super::limited_body::LimitedBody`]). The call's permit (its concurrency slots) is held by
 //! the response body, so the slot is taken for the whole stream and freed
 //! when the stream ends or the client drops it.
 
@@ -20,7 +20,7 @@ use super::{
     BoxError, EdgeBody,
     context::RequestContext,
     grpc_status::{GrpcCode, response},
-    limited_body::{Backstop, Hold, LimitedBody, deadline_status},
+    limited_body::{Backstop, Hold, deadline_status, limited_body},
 };
 use crate::{
     Edge,
@@ -150,13 +150,13 @@ where
             };
             let Some(deadline) = deadline else {
                 let response = inner.oneshot(request).await?;
-                return Ok(response.map(|b| LimitedBody::new(b, hold, None).boxed_unsync()));
+                return Ok(response.map(|b| limited_body(b, hold, None).boxed_unsync()));
             };
             let started = Instant::now();
             let end = Backstop::new(deadline, sub.clone(), started);
             match tokio::time::timeout_at(end.at(), inner.oneshot(request)).await {
                 Ok(response) => {
-                    Ok(response?.map(|b| LimitedBody::new(b, hold, Some(end)).boxed_unsync()))
+                    Ok(response?.map(|b| limited_body(b, hold, Some(end)).boxed_unsync()))
                 }
                 // No response headers by then: dropping the future drops
                 // the core's stream, which cancels the call there.

@@ -9,17 +9,18 @@
 
 use super::{
     BoxError, EdgeBody,
+    body::{FrameWatch, WatchedBody},
     context::{RequestContext, Subject},
 };
 use crate::metrics::{Metrics, labels};
 use bytes::Bytes;
 use http::{HeaderMap, Request, Response};
-use http_body::{Body, Frame, SizeHint};
+use http_body::Frame;
 use http_body_util::BodyExt;
 use std::{
     future::Future,
     pin::Pin,
-    task::{Context, Poll, ready},
+    task::{Context, Poll},
 };
 use tokio::time::Instant;
 use tower::{Layer, Service};
@@ -96,11 +97,13 @@ where
                 return Ok(response);
             }
             Ok(response.map(|body| {
-                MetricsBody {
-                    inner: body,
-                    record,
-                    seen_data: false,
-                }
+                WatchedBody::new(
+                    body,
+                    Watch {
+                        record,
+                        seen_data: false,
+                    },
+                )
                 .boxed_unsync()
             }))
         })
@@ -141,29 +144,20 @@ impl Drop for Record {
     }
 }
 
-/// The response body, watched for its first DATA frame and its trailers.
-struct MetricsBody {
-    inner: EdgeBody,
+/// The response body's watch: its first DATA frame and its trailers.
+struct Watch {
     record: Record,
     seen_data: bool,
 }
 
-impl Body for MetricsBody {
-    type Data = Bytes;
-    type Error = BoxError;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        let this = &mut *self;
-        let frame = ready!(Pin::new(&mut this.inner).poll_frame(cx));
-        match &frame {
+impl FrameWatch for Watch {
+    fn frame(&mut self, frame: Option<&Result<Frame<Bytes>, BoxError>>) {
+        match frame {
             Some(Ok(f)) if f.is_data() => {
-                if !std::mem::replace(&mut this.seen_data, true) {
-                    this.record
+                if !std::mem::replace(&mut self.seen_data, true) {
+                    self.record
                         .metrics
-                        .first_chunk(this.record.method, this.record.started.elapsed());
+                        .first_chunk(self.record.method, self.record.started.elapsed());
                 }
             }
             Some(Ok(f)) => {
@@ -171,22 +165,13 @@ impl Body for MetricsBody {
                     let code = trailers
                         .get("grpc-status")
                         .map_or("UNKNOWN", |c| labels::code_name(c.to_str().unwrap_or("")));
-                    this.record.finish(code, trailers);
+                    self.record.finish(code, trailers);
                 }
             }
             // A broken stream: hyper resets it; the client sees no status.
-            Some(Err(_)) => this.record.finish("UNKNOWN", None),
+            Some(Err(_)) => self.record.finish("UNKNOWN", None),
             // Ended without trailers: not a valid gRPC response.
-            None => this.record.finish("UNKNOWN", None),
+            None => self.record.finish("UNKNOWN", None),
         }
-        Poll::Ready(frame)
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
     }
 }

@@ -1,7 +1,6 @@
 //! Token policy end to end: revocation through the file (within the reload
-//! interval) and across two edges through a real redis-server (on a Unix
-//! socket in a temporary directory; `VIBECTL_SKIP_REDIS=1` skips that test
-//! where redis-server cannot be installed); model scopes (PERMISSION_DENIED
+//! interval) and across two edges through a real redis-server
+//! ([`vibectl_tests::redis_server`]); model scopes (PERMISSION_DENIED
 //! from the core for a model outside the token's `models`); `nbf`, `aud`,
 //! `jwt.max_lifetime`; and an audit log that names every decision and
 //! holds no token material.
@@ -10,7 +9,6 @@ use crate::token_common;
 
 use std::{
     io::Write,
-    process::{Child, Command, Stdio},
     sync::{Arc, Mutex},
     time::Duration,
 };
@@ -20,8 +18,9 @@ use vibectl_edge::{
     auth::KeyAlg,
     cli::token::{self, RevokeArgs, TokenSource},
 };
-use vibectl_tests::harness::{
-    ISSUER, JWT_SECRET, Stack, WAIT, authed, claims, execute_request, mint,
+use vibectl_tests::{
+    harness::{ISSUER, JWT_SECRET, Stack, WAIT, authed, claims, execute_request, mint},
+    redis_server::RedisServer,
 };
 
 fn revoke_jti(jti: &str) -> RevokeArgs {
@@ -81,63 +80,9 @@ async fn a_revoked_token_is_refused_within_the_reload_interval() {
     stack.shutdown().await;
 }
 
-/// A redis-server on a Unix socket in a temporary directory; killed on drop.
-struct Redis {
-    child: Child,
-    dir: tempfile::TempDir,
-}
-
-impl Redis {
-    fn start() -> Option<Self> {
-        if std::env::var_os("VIBECTL_SKIP_REDIS").is_some() {
-            eprintln!("VIBECTL_SKIP_REDIS set: skipping");
-            return None;
-        }
-        let dir = tempfile::tempdir().expect("tempdir");
-        let socket = dir.path().join("redis.sock");
-        let child = Command::new("redis-server")
-            .args(["--port", "0", "--unixsocket"])
-            .arg(&socket)
-            .args(["--unixsocketperm", "700", "--save", "", "--appendonly", "no"])
-            .arg("--dir")
-            .arg(dir.path())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| {
-                panic!("redis-server is needed (scripts/test installs it; VIBECTL_SKIP_REDIS=1 skips): {e}")
-            });
-        let redis = Self { child, dir };
-        let deadline = std::time::Instant::now() + WAIT;
-        while !redis.socket().exists() {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "redis-server did not start"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Some(redis)
-    }
-
-    fn socket(&self) -> std::path::PathBuf {
-        self.dir.path().join("redis.sock")
-    }
-
-    fn url(&self) -> String {
-        format!("redis+unix://{}", self.socket().display())
-    }
-}
-
-impl Drop for Redis {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 #[tokio::test]
 async fn a_revocation_in_redis_reaches_every_edge_within_seconds() {
-    let Some(redis) = Redis::start() else { return };
+    let redis = RedisServer::start().await;
     let limits = format!(
         "[limits]\nbackend = \"redis\"\nredis_url = \"{}\"\n",
         redis.url()
