@@ -186,23 +186,7 @@ impl AcmeTls {
     }
 }
 
-/// A DNS name a CA can validate: labels of letters, digits and hyphens (not
-/// at either end), at most 63 bytes each and 253 in all, not all-numeric
-/// (an IP address).
-pub fn is_dns_name(name: &str) -> bool {
-    let labels: Vec<&str> = name.split('.').collect();
-    name.len() <= 253
-        && labels.iter().all(|label| {
-            !label.is_empty()
-                && label.len() <= 63
-                && label
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
-                && !label.starts_with('-')
-                && !label.ends_with('-')
-        })
-        && !labels.iter().all(|l| l.bytes().all(|b| b.is_ascii_digit()))
-}
+pub use crate::dns_name::is_dns_name;
 
 /// A plausible e-mail address: `local@domain`, one `@`, a dotted domain,
 /// no spaces or characters that would break the `mailto:` URL.

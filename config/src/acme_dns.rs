@@ -91,7 +91,7 @@ impl AcmeDns01 {
             ));
         }
         let zone = self.zone.trim_end_matches('.').to_ascii_lowercase();
-        if !crate::acme::is_dns_name(&zone) {
+        if !crate::dns_name::is_dns_name(&zone) {
             return Err((
                 "tls.acme.dns01.zone",
                 "must be a DNS zone name such as example.com",

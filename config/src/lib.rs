@@ -10,6 +10,7 @@ pub mod catalogue;
 pub mod connections;
 pub mod core;
 pub mod defaults;
+mod dns_name;
 pub mod edge;
 mod error;
 pub mod ledger;
