@@ -1,17 +1,66 @@
 #!/usr/bin/env bash
 # scripts/bench --quota: what the core's quotas and usage ledger cost.
-# Builds quota_bench (release), starts a redis-server on a Unix socket in a
-# temporary directory, and prints Markdown tables: the p50/p99 latency of
-# one quota reservation (memory backend; Redis, one Lua script per step),
-# and calls/s through an in-process core with 64 streams at once with the
+# Builds quota_bench (release), starts a redis-server on TCP loopback
+# (127.0.0.1, a free port) in a temporary directory, and prints Markdown
+# tables: the p50/p99 latency of one quota reservation (memory backend;
+# Redis, one EVALSHA per step) beside the floor of this machine's Redis
+# (`redis-benchmark -t ping -c 1` p50, and one empty EVALSHA through the
+# core's own client), Redis' own time per script (INFO commandstats), and
+# calls/s through an in-process core with 64 streams at once with the
 # ledger off and with the SQLite ledger on. Not part of scripts/test.
+#
+#   scripts/bench --quota [--rounds N] [--baseline-bin PATH] [quota_bench args…]
+#
+# --baseline-bin runs an earlier build of quota_bench in every round too,
+# interleaved with this one (the order alternates), for before/after on a
+# busy machine; Redis is flushed before each run.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-command -v redis-server >/dev/null || { echo "quota bench: needs redis-server" >&2; exit 1; }
-cargo build --release --locked -q -p vibectl-tests --bin quota_bench
+ROUNDS=1 BASELINE=""
+ARGS=()
+while [ $# -gt 0 ]; do
+  case $1 in
+    --rounds) ROUNDS=${2:?--rounds needs a number}; shift ;;
+    --baseline-bin) BASELINE=${2:?--baseline-bin needs a path}; shift ;;
+    *) ARGS+=("$1") ;;
+  esac
+  shift
+done
+for c in redis-server redis-cli redis-benchmark; do
+  command -v "$c" >/dev/null || { echo "quota bench: needs $c (Debian: redis-server, redis-tools)" >&2; exit 1; }
+done
+[ -n "${QUOTA_NO_BUILD:-}" ] || cargo build --release --locked -q -p vibectl-tests --bin quota_bench
 tmp=$(mktemp -d)
-redis-server --port 0 --save "" --appendonly no --unixsocket "$tmp/redis.sock" >/dev/null &
+port=""
+for p in $(shuf -i 20000-60000 -n 50); do
+  if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then port=$p; break; fi
+done
+[ -n "$port" ] || { echo "quota bench: no free port" >&2; exit 1; }
+redis-server --bind 127.0.0.1 --port "$port" --save "" --appendonly no --dir "$tmp" >"$tmp/redis.log" &
 redis_pid=$!
 trap 'kill "$redis_pid" 2>/dev/null; wait "$redis_pid" 2>/dev/null; rm -rf "$tmp"' EXIT
-for _ in $(seq 100); do [ -S "$tmp/redis.sock" ] && break; sleep 0.05; done
-target/release/quota_bench --redis "redis+unix://$tmp/redis.sock" "$@"
+for _ in $(seq 100); do redis-cli -p "$port" ping >/dev/null 2>&1 && break; sleep 0.05; done
+rcli() { redis-cli -h 127.0.0.1 -p "$port" "$@"; }
+# Redis' own microseconds per call of each script command in the last run.
+script_usec() {
+  rcli info commandstats | tr -d '\r' | grep -E '^cmdstat_(evalsha|eval):' |
+    sed -E 's/^cmdstat_([a-z]+):calls=([0-9]+),usec=[0-9]+,usec_per_call=([0-9.]+).*/\1: \2 calls, \3 µs each (Redis CPU)/'
+}
+run() { # NAME BIN
+  rcli flushall >/dev/null
+  rcli config resetstat >/dev/null
+  echo "### $1"
+  "$2" --redis "redis://127.0.0.1:$port/" "${ARGS[@]}"
+  echo
+  script_usec
+  echo
+}
+for round in $(seq "$ROUNDS"); do
+  echo "## round $round"
+  echo
+  echo "Redis floor: $(redis-benchmark -h 127.0.0.1 -p "$port" -t ping -c 1 -n 20000 -q 2>/dev/null | tr '\r' '\n' | grep -E 'p50' | tail -1)"
+  echo
+  if [ -n "$BASELINE" ] && [ $((round % 2)) -eq 1 ]; then run baseline "$BASELINE"; fi
+  run current target/release/quota_bench
+  if [ -n "$BASELINE" ] && [ $((round % 2)) -eq 0 ]; then run baseline "$BASELINE"; fi
+done

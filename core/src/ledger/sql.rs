@@ -31,6 +31,23 @@ pub(super) fn migrator(steps: &[(i64, &'static str, &'static str)]) -> Migrator 
 pub(super) const COLUMNS: &str = "ts_ms, request_id, sub, kid, jti, model, provider, method, \
     input_tokens, output_tokens, estimated, cost_nanousd, duration_ms, outcome, status";
 
+/// Rows per multi-row `INSERT`, largest first. A batch is cut into chunks
+/// of these sizes only, so the database sees a handful of distinct
+/// statements, each prepared once and then taken from the connection's
+/// statement cache (a statement per batch length would be parsed anew for
+/// almost every batch).
+const CHUNK_ROWS: [usize; 4] = [128, 32, 8, 1];
+
+/// `rows` cut into chunks of [`CHUNK_ROWS`] sizes, in order.
+pub(super) fn chunks<T>(mut rows: &[T]) -> impl Iterator<Item = &[T]> {
+    std::iter::from_fn(move || {
+        let size = CHUNK_ROWS.into_iter().find(|n| *n <= rows.len())?;
+        let (chunk, rest) = rows.split_at(size);
+        rows = rest;
+        Some(chunk)
+    })
+}
+
 /// Implements `LedgerStore` for `$store` (a struct with a `pool: $pool`).
 macro_rules! sql_store {
     ($store:ty, $db:ty, $name:literal) => {
@@ -49,7 +66,7 @@ macro_rules! sql_store {
                     reason: e.to_string(),
                 };
                 let mut tx = self.pool.begin().await.map_err(fail)?;
-                for chunk in rows.chunks(1000) {
+                for chunk in $crate::ledger::sql::chunks(rows) {
                     let mut q = sqlx::QueryBuilder::<$db>::new(format!(
                         "INSERT INTO usage_ledger ({}) ",
                         $crate::ledger::sql::COLUMNS
@@ -154,3 +171,16 @@ macro_rules! sql_store {
     };
 }
 pub(super) use sql_store;
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn batches_are_cut_into_a_few_statement_sizes() {
+        let rows: Vec<usize> = (0..300).collect();
+        let sizes: Vec<usize> = super::chunks(&rows).map(<[usize]>::len).collect();
+        assert_eq!(sizes, [128, 128, 32, 8, 1, 1, 1, 1]);
+        let flat: Vec<usize> = super::chunks(&rows).flatten().copied().collect();
+        assert_eq!(flat, rows);
+        assert_eq!(super::chunks::<usize>(&[]).count(), 0);
+    }
+}

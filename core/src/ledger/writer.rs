@@ -71,6 +71,8 @@ impl Ledger {
     }
 
     /// Queues a row; never waits. A full queue drops it (logged, counted).
+    /// The queue gauge is the writer's to set (after each batch): a call
+    /// pays only for the channel send.
     pub fn record(&self, row: LedgerRow) {
         if let Err(e) = self.tx.try_send(row) {
             self.metrics.dropped(1);
@@ -79,8 +81,6 @@ impl Ledger {
             };
             tracing::error!(request_id = %row.request_id, store = self.store, "usage ledger queue full: row dropped");
         }
-        self.metrics
-            .queue(self.tx.max_capacity() - self.tx.capacity());
     }
 
     /// True while the database refuses writes.
@@ -193,6 +193,7 @@ impl Writer {
             }
             Err(e) => {
                 self.metrics.error();
+                self.metrics.queue(self.rx.len());
                 self.failing.store(true, Ordering::Relaxed);
                 tracing::error!(error = %e, rows = batch.len(), queued = self.rx.len(), "usage ledger write failed; retrying (calls go on)");
                 false

@@ -1,16 +1,20 @@
 //! The quota counters in Redis, shared by every core replica. Each step is
-//! one Lua script, so no replica can check and then act on stale numbers:
-//! a reservation purges expired reservations, sums the open ones, checks
-//! every budget of the call and reserves in all of them (or none) at once,
-//! on Redis' own clock (`TIME`). A counter is a string (settled use); its
-//! open reservations are a sorted set scored by expiry, members
-//! `<id>:<amount>`, so a crashed core's reservations stop counting after
-//! `[quota] reservation_ttl`.
+//! one Lua script run by `EVALSHA` (one round trip; the script is loaded
+//! once per Redis), so no replica can check and then act on stale numbers:
+//! a reservation drops expired reservations, checks every budget of the
+//! call and reserves in all of them (or none) at once, on Redis' own clock
+//! (`TIME`). Per budget three keys: `<key>` the settled use (a string),
+//! `<key>:r` the open reservations (a sorted set scored by expiry, members
+//! `<id>:<amount>`) and `<key>:s` their running sum, so a step costs the
+//! same however many calls are in flight (it reads the sum, and touches
+//! only the reservations that expired). A crashed core's reservations stop
+//! counting after `[quota] reservation_ttl`.
 
 use super::backend::{BackendError, Counts, Line, QuotaBackend, ReserveOutcome, Settle};
 use redis::{
     Script,
     aio::{ConnectionManager, ConnectionManagerConfig},
+    io::tcp::TcpSettings,
 };
 use std::time::Duration;
 
@@ -19,27 +23,44 @@ const OP_TIMEOUT: Duration = Duration::from_millis(500);
 /// Longest a connection attempt may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 
-/// KEYS: used1, res1, used2, res2, …; ARGV: id, ttl_ms, then per line
-/// limit, amount, enforce (1/0). Returns now_ms, refused line (0: none),
-/// then used, reserved per line.
-const RESERVE: &str = r"
+/// Drops the expired reservations of budget `i` (KEYS used, res, sum at
+/// 3i-2, 3i-1, 3i) and returns the sum of the open ones. Shared by the
+/// scripts below.
+const OPEN_SUM: &str = r"
+local function open_sum(i, now)
+  local res, sum = KEYS[3 * i - 1], KEYS[3 * i]
+  local reserved = tonumber(redis.call('GET', sum) or '0')
+  local gone = redis.call('ZRANGEBYSCORE', res, '-inf', now)
+  if #gone > 0 then
+    for _, m in ipairs(gone) do
+      reserved = reserved - tonumber(string.match(m, ':(%d+)$'))
+    end
+    redis.call('ZREMRANGEBYSCORE', res, '-inf', now)
+    if reserved > 0 then
+      redis.call('SET', sum, reserved, 'KEEPTTL')
+    else
+      reserved = 0
+      redis.call('DEL', sum)
+    end
+  end
+  return reserved
+end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+";
+
+/// KEYS: used, res, sum per line; ARGV: id, ttl_ms, then per line limit,
+/// amount, enforce (1/0). Returns now_ms, refused line (0: none), then
+/// used, reserved per line.
+const RESERVE: &str = r"
 local ttl = tonumber(ARGV[2])
-local n = #KEYS / 2
+local n = #KEYS / 3
 local out = {now, 0}
-local amounts = {}
 for i = 1, n do
-  local res = KEYS[2 * i]
-  redis.call('ZREMRANGEBYSCORE', res, '-inf', now)
-  local used = tonumber(redis.call('GET', KEYS[2 * i - 1]) or '0')
-  local reserved = 0
-  for _, m in ipairs(redis.call('ZRANGE', res, 0, -1)) do
-    reserved = reserved + tonumber(string.match(m, ':(%d+)$'))
-  end
+  local used = tonumber(redis.call('GET', KEYS[3 * i - 2]) or '0')
+  local reserved = open_sum(i, now)
   local limit = tonumber(ARGV[3 * i])
   local amount = tonumber(ARGV[3 * i + 1])
-  amounts[i] = ARGV[3 * i + 1]
   if out[2] == 0 and ARGV[3 * i + 2] == '1' and used + reserved + amount > limit then
     out[2] = i
   end
@@ -48,41 +69,42 @@ for i = 1, n do
 end
 if out[2] == 0 then
   for i = 1, n do
-    redis.call('ZADD', KEYS[2 * i], now + ttl, ARGV[1] .. ':' .. amounts[i])
-    redis.call('PEXPIRE', KEYS[2 * i], ttl + 60000)
+    local res, sum, amount = KEYS[3 * i - 1], KEYS[3 * i], ARGV[3 * i + 1]
+    redis.call('ZADD', res, now + ttl, ARGV[1] .. ':' .. amount)
+    redis.call('INCRBY', sum, amount)
+    redis.call('PEXPIRE', res, ttl + 60000)
+    redis.call('PEXPIRE', sum, ttl + 60000)
   end
 end
 return out
 ";
 
-/// KEYS: used1, res1, …; ARGV: id, then per line reserved, actual, expire_at.
+/// KEYS: used, res, sum per line; ARGV: id, then per line reserved,
+/// actual, expire_at. A reservation that already expired is not
+/// subtracted twice.
 const SETTLE: &str = r"
-local n = #KEYS / 2
-for i = 1, n do
-  redis.call('ZREM', KEYS[2 * i], ARGV[1] .. ':' .. ARGV[3 * i - 1])
+for i = 1, #KEYS / 3 do
+  local reserved = ARGV[3 * i - 1]
+  if redis.call('ZREM', KEYS[3 * i - 1], ARGV[1] .. ':' .. reserved) == 1 then
+    if redis.call('DECRBY', KEYS[3 * i], reserved) <= 0 then
+      redis.call('DEL', KEYS[3 * i])
+    end
+  end
   local actual = tonumber(ARGV[3 * i])
   if actual > 0 then
-    redis.call('INCRBY', KEYS[2 * i - 1], actual)
+    redis.call('INCRBY', KEYS[3 * i - 2], actual)
   end
-  redis.call('EXPIREAT', KEYS[2 * i - 1], ARGV[3 * i + 1])
+  redis.call('EXPIREAT', KEYS[3 * i - 2], ARGV[3 * i + 1])
 end
 return 1
 ";
 
-/// KEYS: used1, res1, …. Returns used, reserved per line.
+/// KEYS: used, res, sum per line. Returns used, reserved per line.
 const COUNTS: &str = r"
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local out = {}
-for i = 1, #KEYS / 2 do
-  local res = KEYS[2 * i]
-  redis.call('ZREMRANGEBYSCORE', res, '-inf', now)
-  local reserved = 0
-  for _, m in ipairs(redis.call('ZRANGE', res, 0, -1)) do
-    reserved = reserved + tonumber(string.match(m, ':(%d+)$'))
-  end
-  table.insert(out, tonumber(redis.call('GET', KEYS[2 * i - 1]) or '0'))
-  table.insert(out, reserved)
+for i = 1, #KEYS / 3 do
+  table.insert(out, tonumber(redis.call('GET', KEYS[3 * i - 2]) or '0'))
+  table.insert(out, open_sum(i, now))
 end
 return out
 ";
@@ -117,9 +139,14 @@ impl RedisQuota {
     /// lazily: a Redis down at start is handled per `on_backend_failure`).
     /// The error never repeats the URL.
     pub fn new(url: &str, prefix: &str) -> Result<Self, BackendError> {
-        let client = redis::Client::open(url).map_err(|_| {
+        let info = redis::IntoConnectionInfo::into_connection_info(url).map_err(|_| {
             err("limits.redis_url is not a valid Redis URL (expected redis://[user:password@]host:port/db)")
         })?;
+        // A step is one small request and its answer: no Nagle delay
+        // behind the previous step's unacknowledged bytes.
+        let info = info.set_tcp_settings(TcpSettings::default().set_nodelay(true));
+        let client = redis::Client::open(info)
+            .map_err(|e| err(format!("cannot set up the Redis client: {:?}", e.kind())))?;
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(CONNECT_TIMEOUT))
             .set_response_timeout(Some(OP_TIMEOUT))
@@ -133,9 +160,9 @@ impl RedisQuota {
         Ok(Self {
             conn,
             prefix: format!("{prefix}quota:"),
-            reserve: Script::new(RESERVE),
+            reserve: Script::new(&format!("{OPEN_SUM}{RESERVE}")),
             settle: Script::new(SETTLE),
-            counts: Script::new(COUNTS),
+            counts: Script::new(&format!("{OPEN_SUM}{COUNTS}")),
         })
     }
 
@@ -144,6 +171,7 @@ impl RedisQuota {
             [
                 format!("{}{k}", self.prefix),
                 format!("{}{k}:r", self.prefix),
+                format!("{}{k}:s", self.prefix),
             ]
         })
         .collect()

@@ -1,7 +1,8 @@
 //! `quota_bench`: what quotas and the ledger cost (run by `scripts/bench
 //! --quota`; not a test). Prints, as Markdown rows:
 //! - the latency of one quota reservation (reserve, then settle off the
-//!   path) with the memory backend, and with Redis at `--redis URL`;
+//!   path) with the memory backend, and with Redis at `--redis URL`,
+//!   beside one empty scripted step through the same client (the floor);
 //! - calls per second through an in-process core with 64 streams at once,
 //!   with the ledger off and with the SQLite ledger on.
 
@@ -77,6 +78,24 @@ async fn reserve_latency(name: &str, backend: Arc<dyn QuotaBackend>, calls: usiz
     );
 }
 
+/// One scripted Redis step that does nothing (an empty `COUNTS`):
+/// `EVALSHA`'s round trip through the core's own client, the floor under a
+/// reservation.
+async fn redis_floor(redis: &RedisQuota, calls: usize) {
+    let mut hist = Histogram::<u64>::new(3).expect("histogram");
+    for _ in 0..calls {
+        let started = Instant::now();
+        redis.counts(&[]).await.expect("redis");
+        hist.record(u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX))
+            .expect("record");
+    }
+    println!(
+        "| empty EVALSHA, same client (floor) | {:.1} µs | {:.1} µs | {calls} |",
+        hist.value_at_quantile(0.5) as f64 / 1000.0,
+        hist.value_at_quantile(0.99) as f64 / 1000.0
+    );
+}
+
 async fn throughput(ledger: Option<&std::path::Path>, args: &Args) -> f64 {
     let text = match ledger {
         Some(path) => format!("[ledger]\nsqlite_path = \"{}\"\n", path.display()),
@@ -136,6 +155,7 @@ async fn main() {
     reserve_latency("memory", Arc::new(MemoryBackend::default()), args.calls).await;
     if let Some(url) = &args.redis {
         let redis = RedisQuota::new(url, "bench:").expect("redis url");
+        redis_floor(&redis, args.calls).await;
         reserve_latency("Redis", Arc::new(redis), args.calls).await;
     }
     let dir = tempfile::tempdir().expect("tempdir");
