@@ -16,6 +16,8 @@ pub mod reload;
 pub(crate) mod settle;
 mod start;
 mod status;
+#[cfg(test)]
+mod windows_test;
 
 pub use metrics::QuotaMetrics;
 pub use settle::Identity;
@@ -98,11 +100,24 @@ impl Quotas {
         model: &ModelEntry,
         input_estimate: u32,
     ) -> Result<Option<Reservation>, Status> {
+        self.reserve_at(caller, model, input_estimate, Timestamp::now())
+            .await
+    }
+
+    /// [`Quotas::reserve`] counting in the calendar windows that hold `now`
+    /// (the core's clock; a test's fixed instant).
+    pub async fn reserve_at(
+        self: &Arc<Self>,
+        caller: Caller<'_>,
+        model: &ModelEntry,
+        input_estimate: u32,
+        now: Timestamp,
+    ) -> Result<Option<Reservation>, Status> {
         let policy = self.policy.load();
         if policy.is_empty() {
             return Ok(None);
         }
-        let budgets = policy.budgets(caller.sub, caller.kid, &model.id, Timestamp::now());
+        let budgets = policy.budgets(caller.sub, caller.kid, &model.id, now);
         if budgets.is_empty() {
             return Ok(None);
         }

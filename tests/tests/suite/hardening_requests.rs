@@ -9,29 +9,14 @@ use crate::{hardening_common::victim, support::sample};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use std::{
-    io::Write,
-    sync::{Arc, Mutex},
-    time::Duration,
-};
+use std::{sync::Arc, time::Duration};
 use vibectl_proto::llm_proxy::{
     GetServerInfoRequest, vibectl_llm_proxy_client::VibectlLlmProxyClient,
 };
-use vibectl_tests::harness::{Stack, authed, claims, mint};
-
-/// Log lines of the whole process, for the audit assertions.
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().expect("lock").extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
+use vibectl_tests::{
+    harness::{Stack, authed, claims, mint},
+    logs::Captured,
+};
 
 /// `(HTTP status, grpc-status)` of one raw HTTP/2 request to an h2c edge.
 async fn raw(
@@ -110,7 +95,7 @@ async fn non_grpc_requests_are_refused_before_auth_and_reflection_is_not_forward
         .await;
         assert_eq!(status, 405, "{method}");
     }
-    let audit = String::from_utf8_lossy(&logs.0.lock().expect("lock")).into_owned();
+    let audit = logs.text();
     assert!(
         !audit.contains("authentication"),
         "no auth work for refused requests:\n{audit}"
@@ -141,7 +126,7 @@ async fn non_grpc_requests_are_refused_before_auth_and_reflection_is_not_forward
     )
     .await;
     assert_eq!((status, grpc.as_deref()), (200, Some("0")));
-    let audit = String::from_utf8_lossy(&logs.0.lock().expect("lock")).into_owned();
+    let audit = logs.text();
     assert!(audit.contains("authentication"), "{audit}");
     stack.shutdown().await;
 }

@@ -241,6 +241,12 @@ impl Server {
         self.child.id()
     }
 
+    /// `kill -9` (no shutdown hook runs), then waits (bounded) for the exit.
+    pub async fn kill(mut self) {
+        let _ = self.child.start_kill();
+        let _ = tokio::time::timeout(PATIENCE, self.child.wait()).await;
+    }
+
     /// Everything logged so far.
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()

@@ -43,6 +43,7 @@ mod metrics_core;
 mod metrics_edge;
 mod providers_anthropic;
 mod providers_openai;
+mod quota_common;
 mod quota_memory;
 mod quota_redis;
 mod reload_limits;

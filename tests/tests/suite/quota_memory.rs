@@ -6,7 +6,10 @@
 //! nothing; a restarted core keeps the day's use (restored from the ledger);
 //! shadow mode refuses nothing and counts would-be refusals.
 
-use crate::support::{self, Core, WAIT, with_header};
+use crate::{
+    quota_common::assert_daily_token_refusal,
+    support::{self, Core, WAIT, with_header},
+};
 use std::path::Path;
 use tonic::Code;
 use vibectl_core::{
@@ -85,53 +88,14 @@ async fn over_budget_is_refused_until_midnight_and_every_call_is_in_the_ledger()
             .expect("fits");
     }
     let refused = call(&core, "alice", "over").await.expect_err("over budget");
-    assert_eq!(refused.code(), Code::ResourceExhausted, "{refused:?}");
-    let md = refused.metadata();
-    assert_eq!(
-        md.get("limit-type").and_then(|v| v.to_str().ok()),
-        Some("token")
-    );
-    let retry: i64 = md
-        .get("retry-after-ms")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse().ok())
-        .expect("retry-after-ms");
-    let now = jiff::Timestamp::now();
-    let midnight = now
-        .to_zoned(jiff::tz::TimeZone::UTC)
-        .date()
-        .tomorrow()
-        .expect("tomorrow")
-        .to_zoned(jiff::tz::TimeZone::UTC)
-        .expect("zoned")
-        .timestamp();
-    let expected = midnight.as_millisecond() - now.as_millisecond();
-    assert!(
-        (retry - expected).abs() < 5_000,
-        "retry {retry} vs {expected}"
-    );
+    assert_daily_token_refusal(&refused);
     assert!(
         refused.message().contains("max_tokens_per_day") && refused.message().contains("day"),
         "{}",
         refused.message()
     );
     // GetServerInfo tells the caller what is left, in response metadata.
-    let info = tokio::time::timeout(
-        WAIT,
-        core.client().get_server_info(with_header(
-            tonic::Request::new(vibectl_proto::GetServerInfoRequest {}),
-            "x-vibectl-sub",
-            "alice",
-        )),
-    )
-    .await
-    .expect("in time")
-    .expect("server info");
-    let left = info
-        .metadata()
-        .get("x-vibectl-quota-remaining")
-        .and_then(|v| v.to_str().ok())
-        .expect("remaining quota");
+    let left = remaining_today(&core, "alice").await;
     assert!(left.starts_with("max_tokens_per_day=4;resets="), "{left}");
     // Another subject has its own budget.
     call(&core, "bob", "bob-1").await.expect("bob fits");
@@ -195,22 +159,36 @@ async fn a_restarted_core_keeps_the_days_use_from_the_ledger() {
     );
 }
 
-#[tokio::test]
-async fn a_cancelled_stream_is_charged_what_it_produced_and_an_error_nothing() {
-    // Anthropic reports the input tokens at the start of the stream.
-    let fake = FakeAnthropic::start(
-        Script::text(["one", " two", " three", " four"])
-            .usage(17, 4)
-            .gated(),
+/// What `sub` has left of its daily budget, as `GetServerInfo` says.
+async fn remaining_today(core: &Core, sub: &str) -> String {
+    let info = tokio::time::timeout(
+        WAIT,
+        core.client().get_server_info(with_header(
+            tonic::Request::new(vibectl_proto::GetServerInfoRequest {}),
+            "x-vibectl-sub",
+            sub,
+        )),
     )
-    .await;
-    let dir = tempfile::tempdir().expect("tempdir");
-    let text = cfg_text("anthropic", &fake.base_url(), dir.path(), DAILY_100);
-    let core = Core::start(support::config(&text)).await;
+    .await
+    .expect("in time")
+    .expect("server info");
+    let value = info
+        .metadata()
+        .get("x-vibectl-quota-remaining")
+        .and_then(|v| v.to_str().ok())
+        .expect("remaining quota");
+    value.to_owned()
+}
+
+/// Starts a stream from a provider held after its first text chunk, hangs
+/// up after that chunk, and returns the call's ledger row (once written)
+/// and the text the client received. The quota charge is checked too: the
+/// budget's remainder drops by exactly the row's tokens.
+async fn cancel_after_first_chunk(core: &Core, text: &str, sub: &str) -> (LedgerRow, String) {
     let req = with_header(
         tonic::Request::new(request("cancelled")),
         "x-vibectl-sub",
-        "carol",
+        sub,
     );
     let mut stream = core
         .client()
@@ -219,12 +197,14 @@ async fn a_cancelled_stream_is_charged_what_it_produced_and_an_error_nothing() {
         .expect("OK")
         .into_inner();
     let first = next_chunk(&mut stream).await;
-    assert!(first.chunk_type.is_some());
+    let Some(vibectl_proto::stream_chunk::ChunkType::TextChunk(received)) = first.chunk_type else {
+        panic!("a text chunk first: {first:?}")
+    };
     drop(stream);
     // Wait (bounded) until the core saw the cancellation and wrote the row.
     let deadline = std::time::Instant::now() + WAIT;
     let row = loop {
-        if let Some(r) = rows(&text)
+        if let Some(r) = rows(text)
             .await
             .into_iter()
             .find(|r| r.request_id == "cancelled")
@@ -238,10 +218,40 @@ async fn a_cancelled_stream_is_charged_what_it_produced_and_an_error_nothing() {
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     };
     assert_eq!(row.outcome, "cancelled");
+    // The reservation (2 + 20) is replaced by the charge (settled off the
+    // call's path: wait for it, bounded).
+    let charged = row.input_tokens + row.output_tokens;
+    let expected = format!("max_tokens_per_day={};", 100 - charged);
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        let left = remaining_today(core, sub).await;
+        if left.starts_with(&expected) {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{left} vs {expected}");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    (row, received)
+}
+
+#[tokio::test]
+async fn a_cancelled_anthropic_stream_is_charged_what_it_produced_and_an_error_nothing() {
+    // Anthropic reports the input tokens at the start of the stream.
+    let fake = FakeAnthropic::start(
+        Script::text(["one", " two", " three", " four"])
+            .usage(17, 4)
+            .gated(),
+    )
+    .await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let text = cfg_text("anthropic", &fake.base_url(), dir.path(), DAILY_100);
+    let core = Core::start(support::config(&text)).await;
+    let (row, received) = cancel_after_first_chunk(&core, &text, "carol").await;
+    assert_eq!(received, "one");
     assert_eq!(row.input_tokens, 17, "the provider's own input count");
     // The provider's count at the start of the stream (1), which is also
     // what was streamed: one text chunk.
-    assert_eq!(row.output_tokens, 1);
+    assert_eq!((row.output_tokens, row.estimated), (1, false));
     fake.release_gate();
     core.stop().await;
 
@@ -268,7 +278,43 @@ async fn a_cancelled_stream_is_charged_what_it_produced_and_an_error_nothing() {
 }
 
 #[tokio::test]
+async fn a_cancelled_openai_stream_is_charged_the_streamed_text_as_an_estimate() {
+    // OpenAI sends usage only in its last chunk, which a cancelled stream
+    // never gets: the input and what was streamed are counted by the core,
+    // and the row says so.
+    let fake = FakeOpenAi::start(
+        Script::text(["one two three", " four", " five"])
+            .usage(40, 5)
+            .gated(),
+    )
+    .await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let text = cfg_text("openai", &fake.base_url(), dir.path(), DAILY_100);
+    let core = Core::start(support::config(&text)).await;
+    let (row, received) = cancel_after_first_chunk(&core, &text, "olga").await;
+    assert_eq!(received, "one two three");
+    fake.release_gate();
+    core.stop().await;
+    // The core's counts: "hello world" is 2 tokens (what the reservation
+    // took as the input estimate), "one two three" 3; not the 40 + 5 the
+    // server would have reported at the end.
+    assert_eq!(
+        (row.input_tokens, row.output_tokens, row.estimated),
+        (2, 3, true),
+        "{row:?}"
+    );
+    assert_eq!(row.cost_nanousd, 2 * 1_000 + 3 * 2_000);
+}
+
+#[tokio::test]
 async fn shadow_mode_refuses_nothing_and_counts_would_be_refusals() {
+    let logs = vibectl_tests::logs::Captured::default();
+    tracing_subscriber::fmt()
+        .with_env_filter("vibectl_core=info")
+        .with_writer(logs.clone())
+        .with_ansi(false)
+        .try_init()
+        .expect("this test's process logs to the capture");
     let fake = FakeOpenAi::start(Script::text(["a"]).usage(30, 1)).await;
     let dir = tempfile::tempdir().expect("tempdir");
     let limits = "[limits.global]\nmax_tokens_per_day = 10\nenforce = false\n";
@@ -303,6 +349,20 @@ async fn shadow_mode_refuses_nothing_and_counts_would_be_refusals() {
         ) == Some(10.0),
         "{metrics}"
     );
+    // One WARN line per would-be refusal, naming the budget, its owner
+    // and the numbers.
+    let log = logs.text();
+    let lines: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("would have refused: quota exhausted (shadow mode"))
+        .collect();
+    assert_eq!(lines.len(), 3, "{log}");
+    for line in lines {
+        assert!(line.contains("WARN"), "{line}");
+        for field in ["sub=\"erin\"", "budget=\"max_tokens_per_day\"", "limit=10"] {
+            assert!(line.contains(field), "{field} in {line}");
+        }
+    }
     core.stop().await;
 }
 

@@ -2,44 +2,27 @@
 //! with one daily budget of 1,000 tokens and 50 calls fired at once
 //! overspend by at most one call; the refusals say `limit-type: token`
 //! and `retry-after-ms` until midnight; a crashed core's reservation
-//! expires after `reservation_ttl`; a dead Redis fails open or closed as
+//! expires after `reservation_ttl`, also when a real core process is
+//! killed (`kill -9`) mid-call; a dead Redis fails open or closed as
 //! configured.
 
-use crate::support::{self, Core, with_header};
+use crate::{
+    journey_support::{Home, start_core},
+    quota_common::{assert_daily_token_refusal, today_key},
+    support::{self, Core, with_header},
+};
 use std::time::{Duration, Instant};
 use tonic::Code;
 use vibectl_core::quota::{
     backend::{Line, QuotaBackend},
-    policy::{Period, Unit, Window, counter_key},
     redis::RedisQuota,
 };
 use vibectl_proto::execute_response;
 use vibectl_tests::{
-    harness::{Stack, WAIT, authed, execute_request},
+    fake_openai::{FakeOpenAi, Script},
+    harness::{Stack, WAIT, authed, execute_request, next_chunk},
     redis_server::RedisServer,
 };
-
-fn today_key(sub: &str) -> String {
-    let window = Window::of(
-        Period::Day,
-        jiff::Timestamp::now(),
-        &jiff::tz::TimeZone::UTC,
-    );
-    counter_key(
-        &format!("sub:{sub}"),
-        Unit::Tokens,
-        Period::Day,
-        &window.label,
-    )
-}
-
-fn ms_to_midnight() -> i64 {
-    let now = jiff::Timestamp::now();
-    Window::of(Period::Day, now, &jiff::tz::TimeZone::UTC)
-        .resets
-        .as_millisecond()
-        - now.as_millisecond()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_edge_core_pairs_share_one_daily_budget() {
@@ -97,21 +80,7 @@ max_output_tokens = 150
             }
             Err(status) => {
                 refused += 1;
-                assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
-                let md = status.metadata();
-                assert_eq!(
-                    md.get("limit-type").and_then(|v| v.to_str().ok()),
-                    Some("token")
-                );
-                let retry: i64 = md
-                    .get("retry-after-ms")
-                    .and_then(|v| v.to_str().ok())
-                    .and_then(|v| v.parse().ok())
-                    .expect("retry-after-ms");
-                assert!(
-                    (retry - ms_to_midnight()).abs() < 5_000,
-                    "retry-after-ms {retry}"
-                );
+                assert_daily_token_refusal(&status);
             }
         }
     }
@@ -220,4 +189,83 @@ async fn a_dead_redis_fails_open_or_closed_as_configured() {
     );
     open.stop().await;
     closed.stop().await;
+}
+
+#[tokio::test]
+async fn a_core_process_killed_mid_call_leaves_no_reservation_past_the_ttl() {
+    let redis = RedisServer::start().await;
+    // The provider holds the stream after its first chunk: the call is in
+    // flight, its reservation open, when the core process is killed.
+    let fake = FakeOpenAi::start(Script::text(["a", "b"]).usage(30, 2).gated()).await;
+    let home = Home::new();
+    let key = support::key_file(home.path(), "sk-kill-test-key");
+    let ttl = Duration::from_secs(2);
+    home.write_config(&format!(
+        r#"
+[limits]
+backend = "redis"
+redis_url = "{redis}"
+redis_key_prefix = "killed:"
+[limits.global]
+max_tokens_per_day = 1000
+
+[quota]
+reservation_ttl = "2s"
+
+[ledger]
+enabled = false
+
+[providers.p]
+kind = "openai"
+base_url = "{base}"
+api_key_file = "{key}"
+max_retries = 0
+
+[[models]]
+id = "m"
+provider = "p"
+max_output_tokens = 20
+"#,
+        redis = redis.url(),
+        base = fake.base_url(),
+    ));
+    let (core, port) = start_core(&home, &[]).await;
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://127.0.0.1:{port}"))
+        .expect("endpoint")
+        .connect()
+        .await
+        .expect("connect");
+    let mut client = vibectl_proto::vibectl_llm_proxy_client::VibectlLlmProxyClient::new(channel);
+    let req = with_header(
+        tonic::Request::new(support::request(Some("m"), &[], &["hello world"], "k")),
+        "x-vibectl-sub",
+        "kim",
+    );
+    let mut stream = tokio::time::timeout(WAIT, client.stream_execute(req))
+        .await
+        .expect("in time")
+        .expect("OK")
+        .into_inner();
+    next_chunk(&mut stream).await;
+    let backend = RedisQuota::new(&redis.url(), "killed:").expect("redis");
+    let held = backend.counts(&[today_key("kim")]).await.expect("counts");
+    assert_eq!(held[0].used, 0);
+    assert!(held[0].reserved > 0, "the call holds a reservation");
+    // kill -9: no settlement, no shutdown hook.
+    core.kill().await;
+    let killed = Instant::now();
+    loop {
+        let counts = backend.counts(&[today_key("kim")]).await.expect("counts");
+        if counts[0].reserved == 0 {
+            assert_eq!(counts[0].used, 0, "a killed call charges nothing");
+            break;
+        }
+        assert!(
+            killed.elapsed() < ttl + Duration::from_secs(3),
+            "still reserved {:?} after the 2 s reservation_ttl: {counts:?}",
+            killed.elapsed()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    fake.release_gate();
 }

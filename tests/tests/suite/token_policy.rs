@@ -7,11 +7,7 @@
 
 use crate::token_common;
 
-use std::{
-    io::Write,
-    sync::{Arc, Mutex},
-    time::Duration,
-};
+use std::time::Duration;
 use token_common::{Signer, assert_unauthenticated, call, eventually, execute, server_info};
 use tonic::Code;
 use vibectl_edge::{
@@ -20,6 +16,7 @@ use vibectl_edge::{
 };
 use vibectl_tests::{
     harness::{ISSUER, JWT_SECRET, Stack, WAIT, authed, claims, execute_request, mint},
+    logs::Captured,
     redis_server::RedisServer,
 };
 
@@ -246,27 +243,6 @@ async fn nbf_aud_and_max_lifetime_at_the_edge() {
     stack.shutdown().await;
 }
 
-/// A `MakeWriter` collecting everything logged.
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().expect("lock").extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Captured {
-    type Writer = Captured;
-    fn make_writer(&'a self) -> Self::Writer {
-        self.clone()
-    }
-}
-
 #[tokio::test]
 async fn the_audit_log_names_each_decision_and_never_the_token() {
     let logs = Captured::default();
@@ -294,7 +270,7 @@ async fn the_audit_log_names_each_decision_and_never_the_token() {
         assert!(call(&stack, bad).await.is_err());
     }
     stack.shutdown().await;
-    let text = String::from_utf8(logs.0.lock().expect("lock").clone()).expect("utf-8");
+    let text = logs.text();
     let audit: Vec<&str> = text
         .lines()
         .filter(|l| l.contains("vibectl_edge::audit"))
