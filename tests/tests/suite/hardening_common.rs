@@ -79,6 +79,21 @@ impl VictimReport {
         f64::from(self.ok) / f64::from(self.calls)
     }
 
+    /// Prints the `victim:` line of `scripts/reliability` for `attack`:
+    /// success, p99 and its ratio to `baseline`'s (the same client without
+    /// the attack, just before it).
+    pub fn print(&self, attack: &str, baseline: &VictimReport) {
+        eprintln!(
+            "victim: {attack}: {}/{} ok ({:.1} %), p99 {:.1} ms (baseline {:.1} ms, ratio {:.2})",
+            self.ok,
+            self.calls,
+            self.success_rate() * 100.0,
+            self.p99().as_secs_f64() * 1e3,
+            baseline.p99().as_secs_f64() * 1e3,
+            self.p99().as_secs_f64() / baseline.p99().as_secs_f64().max(1e-6)
+        );
+    }
+
     /// The 99th percentile latency.
     pub fn p99(&self) -> Duration {
         let mut l = self.latencies.clone();

@@ -44,8 +44,10 @@ async fn silent_connections_are_closed_and_the_cap_spares_the_victim() {
             .ok()
             .map(VibectlLlmProxyClient::new)
     };
+    let baseline = victim(&connect, &token, Duration::from_secs(1), 5).await;
     let (mut silent, report) =
-        tokio::join!(attack, victim(connect, &token, Duration::from_secs(3), 5));
+        tokio::join!(attack, victim(&connect, &token, Duration::from_secs(3), 5));
+    report.print("100 silent TLS connections, cap 40", &baseline);
     assert!(
         report.success_rate() >= 0.99,
         "victim success {:.3} over {} calls: {:?}",

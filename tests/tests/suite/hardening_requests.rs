@@ -140,6 +140,15 @@ async fn a_storm_of_bad_tokens_from_one_address_never_refuses_a_valid_token() {
         .start()
         .await;
     let ca_pem = std::fs::read_to_string(stack.ca_bundle.as_ref().expect("TLS")).expect("ca");
+    let token = stack.token("alice");
+    let connect = async || {
+        stack
+            .try_channel(Some(&ca_pem))
+            .await
+            .ok()
+            .map(VibectlLlmProxyClient::new)
+    };
+    let baseline = victim(&connect, &token, Duration::from_secs(1), 10).await;
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let mut storm = Vec::new();
     // Four clients behind the same address (127.0.0.1) with bad tokens.
@@ -171,15 +180,8 @@ async fn a_storm_of_bad_tokens_from_one_address_never_refuses_a_valid_token() {
         }));
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let token = stack.token("alice");
-    let connect = async || {
-        stack
-            .try_channel(Some(&ca_pem))
-            .await
-            .ok()
-            .map(VibectlLlmProxyClient::new)
-    };
-    let report = victim(connect, &token, Duration::from_secs(3), 10).await;
+    let report = victim(&connect, &token, Duration::from_secs(3), 10).await;
+    report.print("bad-token storm from the victim's address (NAT)", &baseline);
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let mut bad_calls = 0;
     for s in storm {
