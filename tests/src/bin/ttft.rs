@@ -126,12 +126,13 @@ impl Direct {
     }
 }
 
-/// Whether an SSE chunk carries a non-empty `"content":"…"` delta.
+/// Whether an SSE chunk carries a non-empty `"content":"…"` delta (a chunk
+/// may hold several events: the empty role delta and the first token).
 fn has_token(data: &[u8]) -> bool {
     const KEY: &[u8] = b"\"content\":\"";
     data.windows(KEY.len())
-        .position(|w| w == KEY)
-        .is_some_and(|i| data.get(i + KEY.len()) != Some(&b'"'))
+        .enumerate()
+        .any(|(i, w)| w == KEY && data.get(i + KEY.len()) != Some(&b'"'))
 }
 
 fn timing(first: Duration, total: Duration) -> Timing {
@@ -286,4 +287,18 @@ async fn main() -> anyhow::Result<()> {
     }
     println!("{}", serde_json::to_string_pretty(&out)?);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_token_after_the_empty_role_delta_counts() {
+        let both = br#"data: {"delta":{"role":"assistant","content":""}}
+
+data: {"delta":{"content":" tok0"}}
+
+"#;
+        assert!(super::has_token(both));
+        assert!(!super::has_token(br#"data: {"delta":{"content":""}}"#));
+    }
 }
