@@ -15,6 +15,7 @@ mod acme_refusals;
 mod acme_renewal;
 mod acme_replicas;
 mod acme_startup;
+mod acme_takeover;
 mod alerts_rules;
 mod core_bench;
 mod core_echo;

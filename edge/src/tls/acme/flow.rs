@@ -36,8 +36,6 @@ use vibectl_config::AcmeChallenge;
 pub const ORDER_DEADLINE: Duration = Duration::from_secs(600);
 const FIRST_POLL: Duration = Duration::from_secs(1);
 const LONGEST_POLL: Duration = Duration::from_secs(5);
-/// How long the answers may take to reach every live replica.
-const REPLICA_WAIT: Duration = Duration::from_secs(10);
 
 /// A certificate just downloaded.
 #[derive(Debug)]
@@ -97,11 +95,15 @@ impl Flow<'_> {
         let url = order.url().to_owned();
         let deadline = Instant::now() + ORDER_DEADLINE;
 
-        let (served, txt) = self.respond(&mut order, &url).await?;
-        let result = self.wait_until_authorized(&mut order, &url, deadline).await;
+        let (mut served, mut txt) = (Vec::new(), Vec::new());
+        let mut result = self.respond(&mut order, &url, &mut served, &mut txt).await;
+        if result.is_ok() {
+            result = self.wait_until_authorized(&mut order, &url, deadline).await;
+        }
         if let (Some(dns), false) = (self.dns01, txt.is_empty()) {
             dns.remove(&txt, &url).await;
         }
+        // Also after a failure: a stale answer would fail the next order.
         if !served.is_empty() {
             let name = |kind| {
                 let of_kind = served.iter().filter(move |a: &&Answer| a.kind == kind);
@@ -112,99 +114,23 @@ impl Flow<'_> {
             if let Err(error) = self.storage.withdraw_answers(&served).await {
                 tracing::warn!(order = %url, %error, "ACME: the shared answers could not be removed (they expire)");
             }
-            tracing::info!(order = %url, "ACME: authorizations final; challenge answers removed");
+            tracing::info!(order = %url, "ACME: challenge answers removed");
         }
         result?;
         self.finalize(&mut order, &url, deadline).await
     }
 
-    /// The order left behind by a replica whose lease expired, unless it
-    /// is gone or invalid.
-    async fn resumed(&self) -> Option<Order> {
-        let record = self.resume.as_ref()?;
-        let url = record.url.as_str();
-        let fetched = retried!(self.steps, "resume order", url, true, async {
-            self.account.order(url.to_owned()).await
-        });
-        match fetched.map(|mut order| (order.state().status, order)) {
-            Ok((status, order)) if status != OrderStatus::Invalid => {
-                tracing::info!(
-                    order = url,
-                    ?status,
-                    "ACME: resuming the order of a replica whose lease expired"
-                );
-                Some(order)
-            }
-            Ok(_) => {
-                tracing::warn!(
-                    order = url,
-                    "ACME: the order left behind is invalid; ordering anew"
-                );
-                None
-            }
-            Err(error) => {
-                tracing::warn!(order = url, %error, "ACME: the order left behind cannot be fetched; ordering anew");
-                None
-            }
-        }
-    }
-
-    /// Shares the order in flight (Redis), so another replica can resume it.
-    async fn record(&self, url: &str, key_pem: Option<String>) -> Result<(), OrderError> {
-        let record = OrderRecord {
-            url: url.to_owned(),
-            key_pem,
-        };
-        self.storage
-            .save_order_record(&record)
-            .await
-            .map_err(OrderError::Cache)
-    }
-
-    /// Waits (bounded) until every live replica serves `version` of the
-    /// shared answers, so the CA's validation may reach any of them.
-    async fn share(&self, answers: &[Answer], url: &str) -> Result<(), OrderError> {
-        if answers.is_empty() || !self.storage.shared() {
-            return Ok(());
-        }
-        let version = self
-            .storage
-            .publish_answers(answers)
-            .await
-            .map_err(OrderError::Cache)?;
-        let deadline = Instant::now() + REPLICA_WAIT;
-        loop {
-            match self.storage.replicas_behind(version).await {
-                Ok(0) => break,
-                Ok(behind) if Instant::now() >= deadline => {
-                    tracing::warn!(
-                        order = url,
-                        behind,
-                        "ACME: some replicas do not serve the answers yet; responding anyway"
-                    );
-                    break;
-                }
-                Err(error) if Instant::now() >= deadline => return Err(OrderError::Cache(error)),
-                _ => tokio::time::sleep(Duration::from_millis(100)).await,
-            }
-        }
-        tracing::info!(
-            order = url,
-            version,
-            "ACME: every live replica serves the challenge answers"
-        );
-        Ok(())
-    }
-
     /// Fetches the authorizations, serves the answer of each pending one
     /// (on every replica), then responds to each challenge once (not again
     /// when a resumed order's challenge is already processing). Returns
-    /// what is served (and the DNS-01 TXT records written).
+    /// what is served in `served` (and the DNS-01 TXT records written in `txt`).
     async fn respond(
         &self,
         order: &mut Order,
         url: &str,
-    ) -> Result<(Vec<Answer>, Vec<TxtRecord>), OrderError> {
+        served: &mut Vec<Answer>,
+        txt: &mut Vec<TxtRecord>,
+    ) -> Result<(), OrderError> {
         retried!(self.steps, "authorizations", url, true, async {
             let mut authorizations = order.authorizations();
             while let Some(authorization) = authorizations.next().await {
@@ -219,7 +145,6 @@ impl Flow<'_> {
         };
         // (index, domain, challenge URL) of each pending authorization.
         let mut pending = Vec::new();
-        let (mut served, mut txt) = (Vec::new(), Vec::new());
         let mut authorizations = order.authorizations();
         let mut index = 0;
         while let Some(authorization) = authorizations.next().await {
@@ -267,15 +192,15 @@ impl Flow<'_> {
                 pending.push((index - 1, domain, challenge.url.clone()));
             }
         }
-        self.share(&served, url).await?;
+        self.share(served, url).await?;
         if let (Some(dns), false) = (self.dns01, txt.is_empty())
-            && let Err(error) = dns.publish(&txt, url).await
+            && let Err(error) = dns.publish(txt, url).await
         {
             dns01::deactivate_pending(order, url).await;
             return Err(OrderError::Dns(error));
         }
         for (index, domain, challenge_url) in pending {
-            retried!(self.steps, "challenge", url, false, async {
+            let responded = retried!(self.steps, "challenge", url, false, async {
                 let mut authorizations = order.authorizations();
                 let mut at = 0;
                 while let Some(authorization) = authorizations.next().await {
@@ -289,10 +214,19 @@ impl Flow<'_> {
                     at += 1;
                 }
                 Err(instant_acme::Error::Str("authorization vanished"))
-            })?;
+            });
+            if let Err(error) = responded {
+                // A resumed order's challenge the crashed replica responded
+                // to may have become valid meanwhile.
+                if self.resume.is_none() || !Self::responded_before(order, index, &wanted).await {
+                    return Err(error);
+                }
+                tracing::info!(order = url, %domain, "ACME: the challenge was responded to before the takeover");
+                continue;
+            }
             tracing::info!(order = url, %domain, challenge = %challenge_url, "ACME: challenge responded to (once)");
         }
-        Ok((served, txt))
+        Ok(())
     }
 
     /// Polls the order until it is ready (or further); an invalid order
