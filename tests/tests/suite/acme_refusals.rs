@@ -14,7 +14,7 @@ use vibectl_tests::{
 };
 
 const REFUSED: &str = "refused.vibectl.test";
-const METRICS: &str = "[metrics]\nenabled = true\n";
+const METRICS: &str = "[metrics]\nenabled = true\ncore_listen = \"127.0.0.1:0\"\n";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_name_the_ca_refuses_is_named_and_nothing_is_ordered_again_at_once() {
