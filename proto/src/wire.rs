@@ -51,6 +51,9 @@ pub const GRPC_TIMEOUT: &str = "grpc-timeout";
 pub const LIMIT_TYPE: &str = "limit-type";
 /// Metadata: milliseconds until a refused call may pass.
 pub const RETRY_AFTER_MS: &str = "retry-after-ms";
+/// Response metadata of `GetServerInfo` (core → client, through the edge):
+/// the caller's remaining quota budgets and when each resets.
+pub const QUOTA_REMAINING: &str = "x-vibectl-quota-remaining";
 
 /// The edge's `sub` (metrics label and limits key) of a caller without a
 /// verified subject (`edge.require_auth = false`).

@@ -289,9 +289,9 @@ def reading(tables):
     peers = []
     for peer, name in (("nginx", "nginx"), ("caddy", "Caddy")):
         a = m(f"64 streams: throughput edge (no auth, like for like) / {peer}")
-        b = m(f"64 streams: throughput edge (auth on) / {peer}")
+        b = m(f"64 streams: throughput edge (all features on) / {peer}")
         if a is not None:
-            peers.append(f"{a:.2f}× {name}'s throughput like for like ({b:.2f}× with JWT on)")
+            peers.append(f"{a:.2f}× {name}'s throughput like for like ({b:.2f}× all features on)")
     if peers:
         out.append("Against the peers at 64 streams the edge reaches " + " and ".join(peers) + ".")
     py = m("64 streams, TLS + JWT: throughput edge+core / Python")

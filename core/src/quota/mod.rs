@@ -194,7 +194,7 @@ impl Quotas {
 
 /// Response metadata of `GetServerInfo`: the caller's remaining budgets,
 /// `max_tokens_per_day=904;resets=2026-12-07T00:00:00Z, …` (cost in USD).
-pub const REMAINING_METADATA: &str = "x-vibectl-quota-remaining";
+pub const REMAINING_METADATA: &str = vibectl_proto::wire::QUOTA_REMAINING;
 
 impl Quotas {
     /// The [`REMAINING_METADATA`] value for `caller` (`None` without budgets,

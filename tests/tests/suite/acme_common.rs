@@ -314,6 +314,24 @@ pub(crate) async fn wait_ready(edge: &Edge, bound: Duration) {
     }
 }
 
+/// Polls `/ready` (every 20 ms) until its body contains `text`, at most
+/// `bound`: `/ready` follows the ACME status a moment later. Returns the
+/// last status code and body.
+pub(crate) async fn ready_saying(edge: &Edge, text: &str, bound: Duration) -> (u16, String) {
+    let deadline = tokio::time::Instant::now() + bound;
+    loop {
+        let (status, body) = ready(edge).await;
+        if body.contains(text) {
+            return (status, body);
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "/ready did not say {text:?} within {bound:?}: {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// An HTTP/1.1 request with a chosen `Host`: status, headers, body.
 pub(crate) async fn plain_http(
     addr: SocketAddr,

@@ -5,7 +5,7 @@
 //! loopback proxy in front of Pebble) makes the edge wait until the time
 //! the CA named — said in `/ready` and in the metric — and then order.
 
-use super::acme_common::{DOMAIN, bind_listeners, port, ready, start_edge, try_served_leaf};
+use super::acme_common::{DOMAIN, bind_listeners, port, ready_saying, start_edge, try_served_leaf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use vibectl_tests::{
     acme_proxy::AcmeProxy,
@@ -57,12 +57,9 @@ async fn a_name_the_ca_refuses_is_named_and_nothing_is_ordered_again_at_once() {
         (1, 1),
         "{status:?}"
     );
-    let (code, body) = ready(&edge).await;
+    let (code, body) = ready_saying(&edge, "rejectedIdentifier", Duration::from_secs(5)).await;
     assert_eq!(code, 503, "{body}");
-    assert!(
-        body.contains(REFUSED) && body.contains("rejectedIdentifier"),
-        "{body}"
-    );
+    assert!(body.contains(REFUSED), "{body}");
     let (_, metrics) = http_get(edge.admin, "/metrics").await;
     assert!(
         metrics.contains("vibectl_acme_orders_failed_total{reason=\"refused\"} 1"),
@@ -109,12 +106,9 @@ async fn rate_limited_waits_until_the_named_time_shown_in_ready_and_the_metric()
         "waits until the time named: {until} vs {refused_at:?} + {RETRY_AFTER} s"
     );
     let named = vibectl_edge::tls::files::unix_to_rfc3339(until);
-    let (code, body) = ready(&edge).await;
+    let said = format!("rate limited by the CA until {named}");
+    let (code, body) = ready_saying(&edge, &said, Duration::from_secs(5)).await;
     assert_eq!(code, 503, "{body}");
-    assert!(
-        body.contains(&format!("rate limited by the CA until {named}")),
-        "{body}"
-    );
     let (_, metrics) = http_get(edge.admin, "/metrics").await;
     assert!(
         metrics.contains(&format!("vibectl_acme_rate_limited_until_seconds {until}"))
