@@ -31,9 +31,9 @@ pub enum RedisError {
         "limits.redis_url is not a valid Redis URL (expected redis://[user:password@]host:port/db, rediss://… or redis+unix:///path)"
     )]
     BadUrl,
-    /// Redis did not answer within [`OP_TIMEOUT`].
-    #[error("Redis did not answer within {} ms", OP_TIMEOUT.as_millis())]
-    Timeout,
+    /// Redis did not answer within the handle's bound (ms).
+    #[error("Redis did not answer within {0} ms")]
+    Timeout(u128),
     /// Redis (or the way to it) failed.
     #[error("{0}")]
     Failed(String),
@@ -49,6 +49,8 @@ struct Inner {
     client: redis::Client,
     conn: OnceCell<ConnectionManager>,
     prefix: String,
+    /// Bound on each round trip ([`OP_TIMEOUT`] unless made otherwise).
+    op_timeout: Duration,
     /// What must never appear in a message: the URL and its user info.
     secrets: Vec<String>,
 }
@@ -76,6 +78,16 @@ impl SharedRedis {
     /// `rediss://…`, `redis+unix:///path`) whose keys start with `prefix`.
     /// Does not connect yet.
     pub fn new(url: &str, prefix: &str) -> Result<Self, RedisError> {
+        Self::with_op_timeout(url, prefix, OP_TIMEOUT)
+    }
+
+    /// As [`SharedRedis::new`], with each round trip bounded by
+    /// `op_timeout` instead of [`OP_TIMEOUT`].
+    pub(crate) fn with_op_timeout(
+        url: &str,
+        prefix: &str,
+        op_timeout: Duration,
+    ) -> Result<Self, RedisError> {
         let mut secrets = vec![url.to_owned()];
         if let Some((_, rest)) = url.split_once("://")
             && let Some((userinfo, _)) = rest.split_once('@')
@@ -93,6 +105,7 @@ impl SharedRedis {
                 client,
                 conn: OnceCell::new(),
                 prefix: prefix.to_owned(),
+                op_timeout,
                 secrets,
             }),
         })
@@ -107,7 +120,7 @@ impl SharedRedis {
     pub async fn conn(&self) -> Result<ConnectionManager, RedisError> {
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(CONNECT_TIMEOUT))
-            .set_response_timeout(Some(OP_TIMEOUT))
+            .set_response_timeout(Some(self.inner.op_timeout))
             .set_number_of_retries(1)
             .set_min_delay(Duration::from_millis(20))
             .set_max_delay(Duration::from_millis(200));
@@ -121,13 +134,13 @@ impl SharedRedis {
             .map_err(|e| self.scrub(e.to_string()))
     }
 
-    /// Runs one round trip within [`OP_TIMEOUT`].
+    /// Runs one round trip within the handle's bound.
     pub async fn bounded<T>(
         &self,
         f: impl Future<Output = redis::RedisResult<T>>,
     ) -> Result<T, RedisError> {
-        match tokio::time::timeout(OP_TIMEOUT, f).await {
-            Err(_) => Err(RedisError::Timeout),
+        match tokio::time::timeout(self.inner.op_timeout, f).await {
+            Err(_) => Err(RedisError::Timeout(self.inner.op_timeout.as_millis())),
             Ok(result) => result.map_err(|e| self.scrub(e.to_string())),
         }
     }
