@@ -300,33 +300,36 @@ pub(crate) async fn ready(edge: &Edge) -> (u16, String) {
 /// Polls `/ready` (every 20 ms) until it is 200, at most `bound`: it follows
 /// the ACME status a moment later.
 pub(crate) async fn wait_ready(edge: &Edge, bound: Duration) {
-    let deadline = tokio::time::Instant::now() + bound;
-    loop {
-        let (status, body) = ready(edge).await;
-        if status == 200 {
-            return;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "not ready within {bound:?}: {body}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    poll_ready(edge, bound, "be ready", |status, _| status == 200).await;
 }
 
 /// Polls `/ready` (every 20 ms) until its body contains `text`, at most
 /// `bound`: `/ready` follows the ACME status a moment later. Returns the
 /// last status code and body.
 pub(crate) async fn ready_saying(edge: &Edge, text: &str, bound: Duration) -> (u16, String) {
+    poll_ready(edge, bound, &format!("say {text:?}"), |_, body| {
+        body.contains(text)
+    })
+    .await
+}
+
+/// Polls `/ready` until `done(status, body)`, failing after `bound` with
+/// what it waited for and the last body.
+async fn poll_ready(
+    edge: &Edge,
+    bound: Duration,
+    what: &str,
+    done: impl Fn(u16, &str) -> bool,
+) -> (u16, String) {
     let deadline = tokio::time::Instant::now() + bound;
     loop {
         let (status, body) = ready(edge).await;
-        if body.contains(text) {
+        if done(status, &body) {
             return (status, body);
         }
         assert!(
             tokio::time::Instant::now() < deadline,
-            "/ready did not say {text:?} within {bound:?}: {body}"
+            "/ready did not {what} within {bound:?}: {body}"
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
