@@ -131,7 +131,7 @@ impl Edge {
             config.jwt.failure_budget,
             config.jwt.failure_window,
         ));
-        let metrics = Metrics::from_config(&config.metrics).map_err(EdgeError::Metrics)?;
+        let metrics = Metrics::from_config(&config.metrics)?;
         // `/metrics` reports the main listener's failed handshakes.
         let handshake_stats = Arc::<HandshakeStats>::default();
         metrics.watch_handshakes(handshake_stats.clone());

@@ -24,7 +24,7 @@ pub enum EdgeError {
     Limits(String),
     /// The Prometheus metrics cannot be set up.
     #[error("[metrics]: {0}")]
-    Metrics(String),
+    Metrics(#[from] crate::metrics::MetricsError),
     /// A JWT key set, key file or revocation list cannot be used, or a
     /// token command was refused.
     #[error(transparent)]

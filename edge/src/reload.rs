@@ -156,7 +156,7 @@ impl Reloader {
         match Config::from_toml(&text, &self.file) {
             Err(error) => {
                 tracing::warn!(%error, "config reload refused; the limits in force stay");
-                limiter.note_reload(Err(error.to_string()));
+                limiter.note_reload(Err(&error));
             }
             Ok(config) => {
                 let old = limiter.snapshot();

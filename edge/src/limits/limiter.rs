@@ -184,13 +184,14 @@ impl Limiter {
         self.snapshot.swap(Arc::new(next))
     }
 
-    /// Records a reload: applied (`Ok`) or refused (why).
-    pub fn note_reload(&self, outcome: Result<(), String>) {
+    /// Records a reload: applied (`Ok`) or refused (why: the config error,
+    /// which names the key and the file).
+    pub fn note_reload(&self, outcome: Result<(), &vibectl_config::ConfigError>) {
         self.reloads.send_modify(|status| match outcome {
             Ok(()) => status.applied += 1,
             Err(why) => {
                 status.refused += 1;
-                status.last_error = Some(why);
+                status.last_error = Some(why.to_string());
             }
         });
     }

@@ -48,6 +48,17 @@ const DURATION_BUCKETS: [f64; 17] = [
     300.0,
 ];
 
+/// Why the metrics cannot be set up or rendered.
+#[derive(Debug, thiserror::Error)]
+pub enum MetricsError {
+    /// The Prometheus exporter could not be built.
+    #[error("cannot set up the Prometheus exporter: {0}")]
+    Exporter(#[source] opentelemetry_sdk::error::OTelSdkError),
+    /// The registry could not be written as Prometheus text.
+    #[error("cannot encode the metrics: {0}")]
+    Encode(#[source] prometheus::Error),
+}
+
 /// The edge's metrics; cheap to clone.
 #[derive(Clone, Default)]
 pub struct Metrics {
@@ -103,7 +114,7 @@ impl Metrics {
     }
 
     /// Metrics per `config` (disabled unless `config.enabled`).
-    pub fn from_config(config: &MetricsConfig) -> Result<Self, String> {
+    pub fn from_config(config: &MetricsConfig) -> Result<Self, MetricsError> {
         if config.enabled {
             Self::new(config.max_subjects)
         } else {
@@ -112,14 +123,14 @@ impl Metrics {
     }
 
     /// Metrics with their own Prometheus registry.
-    pub fn new(max_subjects: usize) -> Result<Self, String> {
+    pub fn new(max_subjects: usize) -> Result<Self, MetricsError> {
         let registry = prometheus::Registry::new();
         let exporter = opentelemetry_prometheus::exporter()
             .with_registry(registry.clone())
             .scope_info_enabled(false)
             .without_target_info()
             .build()
-            .map_err(|e| format!("cannot set up the Prometheus exporter: {e}"))?;
+            .map_err(MetricsError::Exporter)?;
         let provider = SdkMeterProvider::builder().with_reader(exporter).build();
         let meter = provider.meter("vibectl-edge");
         let tls = Arc::new(TlsSources::default());
@@ -324,13 +335,13 @@ impl Metrics {
     }
 
     /// The Prometheus text exposition (empty when off).
-    pub fn render(&self) -> Result<String, String> {
+    pub fn render(&self) -> Result<String, MetricsError> {
         let Some(inner) = &self.inner else {
             return Ok(String::new());
         };
         prometheus::TextEncoder::new()
             .encode_to_string(&inner.registry.gather())
-            .map_err(|e| e.to_string())
+            .map_err(MetricsError::Encode)
     }
 }
 
