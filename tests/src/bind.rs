@@ -13,12 +13,11 @@
 //! // pebble -dnsserver bind.address()
 //! ```
 
-use crate::harness::WAIT;
+use crate::server_process::ServerProcess;
 use std::{
     net::SocketAddr,
     path::{Path, PathBuf},
-    process::{Child, Command, Stdio},
-    time::Duration,
+    process::Command,
 };
 
 /// The TSIG key's name in the test zone's `update-policy`.
@@ -26,17 +25,10 @@ pub const KEY_NAME: &str = "acme-test-key";
 
 /// A running `named`.
 pub struct Bind {
-    child: Child,
+    named: ServerProcess,
     port: u16,
     zone: String,
     dir: tempfile::TempDir,
-}
-
-impl Drop for Bind {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 /// `name` from PATH, else from /usr/sbin (where Debian puts `named` and
@@ -60,15 +52,31 @@ fn run(command: &mut Command) -> String {
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
-/// A port free for both UDP and TCP on 127.0.0.1 a moment ago.
-fn free_port() -> u16 {
-    loop {
-        let tcp = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-        let port = tcp.local_addr().expect("addr").port();
-        if std::net::UdpSocket::bind(("127.0.0.1", port)).is_ok() {
-            return port;
-        }
-    }
+/// `dig` over TCP at 127.0.0.1:`port`, short answers.
+fn dig(port: u16, name: &str, kind: &str) -> String {
+    run(Command::new("dig")
+        .args(["+short", "+tcp", "+norecurse", "+time=2", "+tries=1"])
+        .args(["-p", &port.to_string(), "@127.0.0.1", name, kind]))
+}
+
+/// `named -g` serving `zone` on `port` (named.conf written in `dir`).
+fn named_command(dir: &Path, zone: &str, port: u16) -> Command {
+    let d = dir.display();
+    let conf = format!(
+        "options {{\n  directory \"{d}\";\n  pid-file \"{d}/named.pid\";\n\
+         session-keyfile \"{d}/session.key\";\n  managed-keys-directory \"{d}\";\n\
+         listen-on port {port} {{ 127.0.0.1; }};\n  listen-on-v6 {{ none; }};\n\
+         recursion no;\n  allow-query {{ any; }};\n  dnssec-validation no;\n  notify no;\n}};\n\
+         controls {{ }};\n\
+         include \"{d}/acme.key\";\n\
+         zone \"{zone}\" {{\n  type primary;\n  file \"{d}/zone.db\";\n\
+         journal \"{d}/zone.jnl\";\n  update-policy {{ grant {KEY_NAME} zonesub TXT; }};\n}};\n"
+    );
+    let conf_file = dir.join("named.conf");
+    std::fs::write(&conf_file, conf).expect("write named.conf");
+    let mut named = tool("named");
+    named.arg("-g").arg("-c").arg(&conf_file);
+    named
 }
 
 impl Bind {
@@ -77,7 +85,6 @@ impl Bind {
     /// it) and waits, bounded, until it answers for the zone.
     pub async fn start(zone: &str) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
-        let d = dir.path().display().to_string();
         let key = run(tool("tsig-keygen").args(["-a", "hmac-sha256", KEY_NAME]));
         std::fs::write(dir.path().join("acme.key"), &key).expect("write key");
         std::fs::write(
@@ -88,63 +95,28 @@ impl Bind {
             ),
         )
         .expect("write zone");
-        let port = free_port();
-        let conf = format!(
-            "options {{\n  directory \"{d}\";\n  pid-file \"{d}/named.pid\";\n\
-             session-keyfile \"{d}/session.key\";\n  managed-keys-directory \"{d}\";\n\
-             listen-on port {port} {{ 127.0.0.1; }};\n  listen-on-v6 {{ none; }};\n\
-             recursion no;\n  allow-query {{ any; }};\n  dnssec-validation no;\n  notify no;\n}};\n\
-             controls {{ }};\n\
-             include \"{d}/acme.key\";\n\
-             zone \"{zone}\" {{\n  type primary;\n  file \"{d}/zone.db\";\n\
-             journal \"{d}/zone.jnl\";\n  update-policy {{ grant {KEY_NAME} zonesub TXT; }};\n}};\n"
-        );
-        let conf_file = dir.path().join("named.conf");
-        std::fs::write(&conf_file, conf).expect("write named.conf");
-        let child = tool("named")
-            .arg("-g")
-            .arg("-c")
-            .arg(&conf_file)
-            .stdout(Stdio::null())
-            .stderr(Stdio::from(
-                std::fs::File::create(dir.path().join("named.log")).expect("log"),
-            ))
-            .spawn()
-            .expect("named (Debian package bind9; scripts/test installs it)");
-        let bind = Self {
-            child,
-            port,
+        let log = dir.path().join("named.log");
+        let (child, ports) = ServerProcess::start(
+            "named",
+            &log,
+            1,
+            |ports| named_command(dir.path(), zone, ports[0]),
+            |ports| {
+                std::fs::read_to_string(&log).is_ok_and(|l| l.contains("running"))
+                    && !dig(ports[0], zone, "SOA").trim().is_empty()
+            },
+        )
+        .await;
+        Self {
+            named: child,
+            port: ports[0],
             zone: zone.to_owned(),
             dir,
-        };
-        bind.wait_ready().await;
-        bind
-    }
-
-    async fn wait_ready(&self) {
-        let deadline = tokio::time::Instant::now() + 3 * WAIT;
-        loop {
-            if self.log().contains("running") && self.soa_answers() {
-                return;
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "named never served {}; log:\n{}",
-                self.zone,
-                self.log()
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
 
-    fn soa_answers(&self) -> bool {
-        !self.dig(&self.zone, "SOA").trim().is_empty()
-    }
-
     fn dig(&self, name: &str, kind: &str) -> String {
-        run(Command::new("dig")
-            .args(["+short", "+tcp", "+norecurse", "+time=2", "+tries=1"])
-            .args(["-p", &self.port.to_string(), "@127.0.0.1", name, kind]))
+        dig(self.port, name, kind)
     }
 
     /// `127.0.0.1:PORT` (UDP and TCP).
@@ -182,6 +154,6 @@ impl Bind {
 
     /// named's log (for failure messages; its update lines show what changed).
     pub fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("named.log")).unwrap_or_default()
+        self.named.log()
     }
 }

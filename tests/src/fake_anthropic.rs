@@ -11,36 +11,18 @@
 //! `FakeAnthropic::start(Script::text([..])).await`, `.base_url()`,
 //! `.requests()`, `.release_gate()`, `.wait_closed(timeout)`.
 
-pub use crate::fake_openai::common::{FakeServer, RecordedRequest, Script};
+pub use crate::fake_openai::common::{Fake, FakeServer, RecordedRequest, Script};
 
 use crate::fake_openai::common::{Dialect, ErrorReply, Frame, StreamReply};
 use serde_json::{Value, json};
 
 /// The fake Anthropic server. Dereferences to [`FakeServer`]; stops when
 /// dropped.
-pub struct FakeAnthropic(FakeServer);
+pub type FakeAnthropic = Fake<AnthropicDialect>;
 
-impl FakeAnthropic {
-    /// Binds 127.0.0.1:0 and serves `script` (one reply per request, the last
-    /// reply repeating).
-    pub async fn start(script: Script) -> Self {
-        Self(FakeServer::start(Box::new(AnthropicDialect), script).await)
-    }
-
-    /// `http://127.0.0.1:PORT/v1`: what `base_url` should be.
-    pub fn base_url(&self) -> String {
-        format!("{}/v1", self.0.origin())
-    }
-}
-
-impl std::ops::Deref for FakeAnthropic {
-    type Target = FakeServer;
-    fn deref(&self) -> &FakeServer {
-        &self.0
-    }
-}
-
-struct AnthropicDialect;
+/// Anthropic's Messages wire format.
+#[derive(Default)]
+pub struct AnthropicDialect;
 
 fn event(name: &str, data: &Value) -> Frame {
     Frame::meta(format!("event: {name}\ndata: {data}\n\n"))

@@ -18,7 +18,7 @@
 //! The scripting, recording, gate and close detection live in [`common`]
 //! and are shared with [`crate::fake_anthropic`].
 
-pub use common::{FakeServer, RecordedRequest, Script};
+pub use common::{Fake, FakeServer, RecordedRequest, Script};
 
 use common::{Dialect, ErrorReply, Frame, StreamReply};
 use serde_json::{Value, json};
@@ -26,29 +26,11 @@ use serde_json::{Value, json};
 /// The fake OpenAI server. Dereferences to [`FakeServer`] for
 /// `requests()`, `release_gate()`, `wait_closed()` and friends; stops when
 /// dropped.
-pub struct FakeOpenAi(FakeServer);
+pub type FakeOpenAi = Fake<OpenAiDialect>;
 
-impl FakeOpenAi {
-    /// Binds 127.0.0.1:0 and serves `script` (one reply per request, the last
-    /// reply repeating).
-    pub async fn start(script: Script) -> Self {
-        Self(FakeServer::start(Box::new(OpenAiDialect), script).await)
-    }
-
-    /// `http://127.0.0.1:PORT/v1`: what `base_url` should be.
-    pub fn base_url(&self) -> String {
-        format!("{}/v1", self.0.origin())
-    }
-}
-
-impl std::ops::Deref for FakeOpenAi {
-    type Target = FakeServer;
-    fn deref(&self) -> &FakeServer {
-        &self.0
-    }
-}
-
-struct OpenAiDialect;
+/// OpenAI's Chat Completions wire format.
+#[derive(Default)]
+pub struct OpenAiDialect;
 
 const CREATED: u64 = 1_700_000_000;
 
@@ -336,6 +318,33 @@ pub mod common {
                 bytes,
                 is_text: false,
             }
+        }
+    }
+
+    /// A fake provider speaking `D`'s wire format. Dereferences to
+    /// [`FakeServer`]; stops when dropped.
+    pub struct Fake<D>(FakeServer, std::marker::PhantomData<D>);
+
+    impl<D: Dialect + Default> Fake<D> {
+        /// Binds 127.0.0.1:0 and serves `script` (one reply per request, the
+        /// last reply repeating).
+        pub async fn start(script: Script) -> Self {
+            Self(
+                FakeServer::start(Box::new(D::default()), script).await,
+                std::marker::PhantomData,
+            )
+        }
+
+        /// `http://127.0.0.1:PORT/v1`: what `base_url` should be.
+        pub fn base_url(&self) -> String {
+            format!("{}/v1", self.0.origin())
+        }
+    }
+
+    impl<D> std::ops::Deref for Fake<D> {
+        type Target = FakeServer;
+        fn deref(&self) -> &FakeServer {
+            &self.0
         }
     }
 

@@ -402,27 +402,36 @@ pub async fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
         let tcp = tokio::net::TcpStream::connect(addr)
             .await
             .expect("connect admin");
-        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
-            .await
-            .expect("handshake");
-        tokio::spawn(conn);
-        let request = http::Request::get(path)
-            .header("host", addr.to_string())
-            .body(Empty::<bytes::Bytes>::new())
-            .expect("request");
-        let response = sender.send_request(request).await.expect("response");
-        let status = response.status().as_u16();
-        let body = response
-            .into_body()
-            .collect()
-            .await
-            .expect("body")
-            .to_bytes();
-        (status, String::from_utf8_lossy(&body).into_owned())
+        http1_get(tcp, &addr.to_string(), path).await
     };
     tokio::time::timeout(WAIT, exchange)
         .await
         .expect("admin answered in time")
+}
+
+/// `GET path` (with `host`) over HTTP/1.1 on the open connection `io`
+/// (TCP or TLS): the status and the body. Unbounded: callers bound it.
+pub async fn http1_get<T>(io: T, host: &str, path: &str) -> (u16, String)
+where
+    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(io))
+        .await
+        .expect("handshake");
+    tokio::spawn(conn);
+    let request = http::Request::get(path)
+        .header("host", host)
+        .body(Empty::<bytes::Bytes>::new())
+        .expect("request");
+    let response = sender.send_request(request).await.expect("response");
+    let status = response.status().as_u16();
+    let body = response
+        .into_body()
+        .collect()
+        .await
+        .expect("body")
+        .to_bytes();
+    (status, String::from_utf8_lossy(&body).into_owned())
 }
 
 /// Logs to the test output (`RUST_LOG` picks the level; default warn).

@@ -15,4 +15,5 @@ pub mod logs;
 pub mod pebble;
 pub mod postgres;
 pub mod redis_server;
+pub mod server_process;
 pub mod tcp_balancer;

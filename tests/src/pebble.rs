@@ -16,14 +16,15 @@
 //! let root = pebble.issuing_root().await; // trust this to verify issued certificates
 //! ```
 
-use crate::harness::WAIT;
-use http_body_util::{BodyExt, Empty};
-use hyper_util::rt::TokioIo;
+use crate::{
+    harness::{WAIT, http1_get},
+    server_process::{ServerProcess, accepting},
+};
 use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
 use rustls_pki_types::{CertificateDer, ServerName, pem::PemObject};
 use std::{
     path::{Path, PathBuf},
-    process::{Child, Command, Stdio},
+    process::Command,
     sync::Arc,
     time::Duration,
 };
@@ -54,82 +55,57 @@ pub struct PebbleOptions {
 
 /// A running Pebble and its DNS.
 pub struct Pebble {
+    // Declared first: dropped (killed) before the directory goes.
+    pebble: ServerProcess,
+    _dns: ServerProcess,
     dir: tempfile::TempDir,
-    children: Vec<Child>,
     api_port: u16,
     management_port: u16,
     api_ca_pem: String,
 }
 
 impl Pebble {
-    /// Starts `pebble-challtestsrv` and `pebble` and waits (bounded by
-    /// [`WAIT`]) until Pebble's API and management ports accept.
+    /// Starts `pebble-challtestsrv` and `pebble`, each on fresh ports, and
+    /// waits (bounded) until each one's ports accept; a lost port race
+    /// starts it again, an early exit fails with its log
+    /// ([`ServerProcess::start`]).
     pub async fn start(options: PebbleOptions) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let api_ca_pem = write_api_certificate(dir.path());
-        let [api_port, management_port, dns_port, dns_management_port] = free_ports();
-        let mut pebble = serde_json::json!({
-            "listenAddress": format!("127.0.0.1:{api_port}"),
-            "managementListenAddress": format!("127.0.0.1:{management_port}"),
-            "certificate": dir.path().join("api.crt"),
-            "privateKey": dir.path().join("api.key"),
-            "httpPort": options.http_port,
-            "tlsPort": options.tls_port,
-            "ocspResponderURL": "",
-            "externalAccountBindingRequired": false,
-        });
-        if !options.domain_blocklist.is_empty() {
-            pebble["domainBlocklist"] = options.domain_blocklist.into();
-        }
-        if let Some(validity) = options.validity {
-            pebble["certificateValidityPeriod"] = validity.as_secs().into();
-        }
-        let config = dir.path().join("pebble.json");
-        std::fs::write(&config, serde_json::json!({ "pebble": pebble }).to_string())
-            .expect("write pebble.json");
-        let dns = Command::new("pebble-challtestsrv")
-            .args(["-defaultIPv4", "127.0.0.1", "-defaultIPv6", ""])
-            .args(["-dns01", &format!("127.0.0.1:{dns_port}")])
-            .args(["-http01", "", "-https01", "", "-tlsalpn01", ""])
-            .args(["-management", &format!("127.0.0.1:{dns_management_port}")])
-            .stdout(log_file(dir.path(), "challtestsrv.log"))
-            .stderr(log_file(dir.path(), "challtestsrv.err"))
-            .spawn()
-            .expect("pebble-challtestsrv (Debian package `pebble`; scripts/test installs it)");
-        let mut children = vec![dns];
+        let (dns, dns_ports) = ServerProcess::start(
+            "pebble-challtestsrv",
+            &dir.path().join("challtestsrv.log"),
+            2,
+            |ports| {
+                let mut dns = Command::new("pebble-challtestsrv");
+                dns.args(["-defaultIPv4", "127.0.0.1", "-defaultIPv6", ""])
+                    .args(["-dns01", &format!("127.0.0.1:{}", ports[0])])
+                    .args(["-http01", "", "-https01", "", "-tlsalpn01", ""])
+                    .args(["-management", &format!("127.0.0.1:{}", ports[1])]);
+                dns
+            },
+            accepting,
+        )
+        .await;
         let dns_server = options
             .dns_server
-            .map_or_else(|| format!("127.0.0.1:{dns_port}"), |a| a.to_string());
-        let mut server = Command::new("pebble");
-        server
-            .arg("-config")
-            .arg(&config)
-            .args(["-dnsserver", &dns_server]);
-        if options.nosleep {
-            server.env("PEBBLE_VA_NOSLEEP", "1");
-        }
-        if let Some(percent) = options.nonce_reject {
-            server.env("PEBBLE_WFE_NONCEREJECT", percent.to_string());
-        }
-        let server = server
-            .stdout(log_file(dir.path(), "pebble.log"))
-            .stderr(log_file(dir.path(), "pebble.err"))
-            .spawn();
-        match server {
-            Ok(child) => children.push(child),
-            Err(error) => panic!("pebble (Debian package `pebble`): {error}"),
-        }
-        let pebble = Self {
+            .map_or_else(|| format!("127.0.0.1:{}", dns_ports[0]), |a| a.to_string());
+        let (pebble, ports) = ServerProcess::start(
+            "pebble",
+            &dir.path().join("pebble.log"),
+            2,
+            |ports| pebble_command(dir.path(), &options, ports, &dns_server),
+            accepting,
+        )
+        .await;
+        Self {
+            pebble,
+            _dns: dns,
             dir,
-            children,
-            api_port,
-            management_port,
+            api_port: ports[0],
+            management_port: ports[1],
             api_ca_pem,
-        };
-        for port in [api_port, management_port, dns_management_port] {
-            pebble.wait_port(port).await;
         }
-        pebble
     }
 
     /// `https://127.0.0.1:PORT/dir`.
@@ -184,50 +160,44 @@ impl Pebble {
 
     /// Pebble's log (for failure messages).
     pub fn log(&self) -> String {
-        ["pebble.log", "pebble.err"]
-            .iter()
-            .map(|f| std::fs::read_to_string(self.dir.path().join(f)).unwrap_or_default())
-            .collect::<Vec<_>>()
-            .join("\n")
-    }
-
-    async fn wait_port(&self, port: u16) {
-        // Many Pebbles starting at once on a busy machine take a while.
-        let deadline = tokio::time::Instant::now() + 3 * WAIT;
-        while tokio::net::TcpStream::connect(("127.0.0.1", port))
-            .await
-            .is_err()
-        {
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "Pebble port {port} never opened; log:\n{}",
-                self.log()
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        self.pebble.log()
     }
 }
 
-impl Drop for Pebble {
-    fn drop(&mut self) {
-        for child in &mut self.children {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+/// `pebble -config …` on `[api_port, management_port]` (the config file
+/// written in `dir`).
+fn pebble_command(dir: &Path, options: &PebbleOptions, ports: &[u16], dns_server: &str) -> Command {
+    let mut pebble = serde_json::json!({
+        "listenAddress": format!("127.0.0.1:{}", ports[0]),
+        "managementListenAddress": format!("127.0.0.1:{}", ports[1]),
+        "certificate": dir.join("api.crt"),
+        "privateKey": dir.join("api.key"),
+        "httpPort": options.http_port,
+        "tlsPort": options.tls_port,
+        "ocspResponderURL": "",
+        "externalAccountBindingRequired": false,
+    });
+    if !options.domain_blocklist.is_empty() {
+        pebble["domainBlocklist"] = options.domain_blocklist.into();
     }
-}
-
-/// Four ports that were free a moment ago (Pebble binds them itself).
-fn free_ports() -> [u16; 4] {
-    let listeners: Vec<_> = (0..4)
-        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").expect("bind"))
-        .collect();
-    let port = |i: usize| listeners[i].local_addr().expect("addr").port();
-    [port(0), port(1), port(2), port(3)]
-}
-
-fn log_file(dir: &Path, name: &str) -> Stdio {
-    Stdio::from(std::fs::File::create(dir.join(name)).expect("log file"))
+    if let Some(validity) = options.validity {
+        pebble["certificateValidityPeriod"] = validity.as_secs().into();
+    }
+    let config = dir.join("pebble.json");
+    std::fs::write(&config, serde_json::json!({ "pebble": pebble }).to_string())
+        .expect("write pebble.json");
+    let mut server = Command::new("pebble");
+    server
+        .arg("-config")
+        .arg(&config)
+        .args(["-dnsserver", dns_server]);
+    if options.nosleep {
+        server.env("PEBBLE_VA_NOSLEEP", "1");
+    }
+    if let Some(percent) = options.nonce_reject {
+        server.env("PEBBLE_WFE_NONCEREJECT", percent.to_string());
+    }
+    server
 }
 
 /// A CA and a `localhost`/`127.0.0.1` certificate for Pebble's HTTPS API
@@ -278,22 +248,7 @@ async fn https_get(ca_pem: &str, port: u16, path: &str) -> String {
             .connect(ServerName::try_from("localhost").expect("name"), tcp)
             .await
             .expect("TLS to Pebble");
-        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
-            .await
-            .expect("handshake");
-        tokio::spawn(conn);
-        let request = http::Request::get(path)
-            .header("host", format!("localhost:{port}"))
-            .body(Empty::<bytes::Bytes>::new())
-            .expect("request");
-        let response = sender.send_request(request).await.expect("response");
-        let body = response
-            .into_body()
-            .collect()
-            .await
-            .expect("body")
-            .to_bytes();
-        String::from_utf8_lossy(&body).into_owned()
+        http1_get(tls, &format!("localhost:{port}"), path).await.1
     };
     tokio::time::timeout(WAIT, exchange)
         .await

@@ -2,53 +2,45 @@
 //! port to race for), killed when dropped. Needs the Debian package
 //! `redis-server` (`scripts/test` installs it).
 
-use crate::harness::WAIT;
+use crate::server_process::ServerProcess;
 use std::{
-    path::PathBuf,
-    process::{Child, Command, Stdio},
-    time::{Duration, Instant},
+    io::{Read, Write},
+    os::unix::net::UnixStream,
+    path::{Path, PathBuf},
+    process::Command,
+    time::Duration,
 };
 
 /// A running redis-server.
 pub struct RedisServer {
-    child: Option<Child>,
+    server: ServerProcess,
     sock: PathBuf,
     _dir: tempfile::TempDir,
 }
 
 impl RedisServer {
-    /// Starts one and waits (bounded) until it answers `PING`.
+    /// Starts one and waits (bounded) until it answers `PING`; fails with
+    /// its log if it exits first.
     pub async fn start() -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let sock = dir.path().join("redis.sock");
-        let child = Command::new("redis-server")
-            .args([
-                "--port",
-                "0",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--unixsocket",
-            ])
-            .arg(&sock)
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("redis-server (Debian package redis-server) must be installed");
-        let server = Self {
-            child: Some(child),
+        let mut command = Command::new("redis-server");
+        command
+            .args(["--port", "0", "--save", "", "--appendonly", "no"])
+            .arg("--unixsocket")
+            .arg(&sock);
+        let server = ServerProcess::start_fixed(
+            "redis-server",
+            &dir.path().join("redis.log"),
+            &mut command,
+            || pongs(&sock),
+        )
+        .await;
+        Self {
+            server,
             sock,
             _dir: dir,
-        };
-        let deadline = Instant::now() + WAIT;
-        while vibectl_edge::limits::RedisBackend::connect(&server.url(), "ping:")
-            .await
-            .is_err()
-        {
-            assert!(Instant::now() < deadline, "redis-server did not start");
-            tokio::time::sleep(Duration::from_millis(10)).await;
         }
-        server
     }
 
     /// `redis+unix:///…/redis.sock`.
@@ -58,15 +50,18 @@ impl RedisServer {
 
     /// Kills it now.
     pub fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+        self.server.kill();
     }
 }
 
-impl Drop for RedisServer {
-    fn drop(&mut self) {
-        self.kill();
-    }
+/// Whether the server at `sock` answers `PING` with `+PONG`.
+fn pongs(sock: &Path) -> bool {
+    let Ok(mut stream) = UnixStream::connect(sock) else {
+        return false;
+    };
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(1)));
+    let mut reply = [0u8; 7];
+    stream.write_all(b"PING\r\n").is_ok()
+        && stream.read_exact(&mut reply).is_ok()
+        && &reply == b"+PONG\r\n"
 }

@@ -5,8 +5,7 @@
 use crate::support;
 
 use std::path::Path;
-use support::{Core, WAIT, config, kinds, request, texts};
-use vibectl_proto::execute_response;
+use support::{Core, WAIT, config, kinds, request, success, texts};
 
 fn bench_config(knobs: &str) -> vibectl_config::Config {
     config(&format!(
@@ -44,9 +43,7 @@ async fn two_hundred_chunks_of_the_configured_answer_size_arrive() {
             "bench-2",
         ))
         .await;
-    let Some(execute_response::Result::Success(ok)) = resp.result else {
-        panic!("{resp:?}")
-    };
+    let ok = success(resp);
     assert_eq!(ok.response_text, answer);
     core.stop().await;
 }

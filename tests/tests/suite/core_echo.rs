@@ -5,7 +5,7 @@
 
 use crate::support;
 
-use support::{Core, UNSET_KEY_ENV, WAIT, config, kinds, request, texts};
+use support::{Core, UNSET_KEY_ENV, WAIT, config, failure, kinds, request, success, texts};
 use tonic_health::pb::{
     HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
 };
@@ -100,9 +100,7 @@ async fn server_info_without_keys_lists_echo_answering_every_name() {
     let resp = core
         .execute(request(Some("any-model-at-all"), &[], &["hi"], "r"))
         .await;
-    let Some(execute_response::Result::Success(ok)) = resp.result else {
-        panic!("expected success: {resp:?}");
-    };
+    let ok = success(resp);
     assert_eq!(ok.actual_model_used, "echo");
     core.stop().await;
 }
@@ -118,9 +116,7 @@ async fn execute_echo_returns_text_and_token_metrics() {
     );
     let resp = core.execute(req).await;
     assert_eq!(resp.request_id, "req-1");
-    let Some(execute_response::Result::Success(ok)) = resp.result else {
-        panic!("expected success: {resp:?}");
-    };
+    let ok = success(resp);
     assert_eq!(ok.response_text, "Hello, world!\n\nHow are you?");
     assert_eq!(ok.actual_model_used, "echo");
     let m = ok.metrics.expect("metrics");
@@ -194,9 +190,7 @@ async fn unknown_model_is_model_not_found_listing_models_and_aliases() {
     let resp = core
         .execute(request(Some("gpt-9"), &[], &["hi"], "r"))
         .await;
-    let Some(execute_response::Result::Error(e)) = resp.result else {
-        panic!("expected error: {resp:?}");
-    };
+    let e = failure(resp);
     assert_eq!(e.error_code, "MODEL_NOT_FOUND");
     for name in ["gpt-9", "echo", "parrot"] {
         assert!(
@@ -224,9 +218,7 @@ async fn no_model_and_no_default_is_no_model() {
     ));
     let core = Core::start(cfg).await;
     let resp = core.execute(request(None, &[], &["hi"], "r")).await;
-    let Some(execute_response::Result::Error(e)) = resp.result else {
-        panic!("expected error: {resp:?}");
-    };
+    let e = failure(resp);
     assert_eq!(e.error_code, "NO_MODEL");
     assert!(
         e.error_message.contains("gpt-4o-mini"),
@@ -242,9 +234,7 @@ async fn aliases_and_configured_default_resolve() {
     let resp = core
         .execute(request(Some("parrot"), &[], &["hi there"], "r"))
         .await;
-    let Some(execute_response::Result::Success(ok)) = resp.result else {
-        panic!("expected success: {resp:?}");
-    };
+    let ok = success(resp);
     assert_eq!(ok.actual_model_used, "echo");
     assert_eq!(ok.response_text, "hi there");
     let chunks = core.stream(request(None, &[], &["default"], "r")).await;
@@ -261,9 +251,7 @@ async fn missing_api_key_is_execution_failed_naming_the_variable() {
     let resp = core
         .execute(request(Some("4o-mini"), &[], &["hi"], "r"))
         .await;
-    let Some(execute_response::Result::Error(e)) = resp.result else {
-        panic!("expected error: {resp:?}");
-    };
+    let e = failure(resp);
     assert_eq!(e.error_code, "EXECUTION_FAILED");
     assert_eq!(e.error_details.as_deref(), Some("missing_api_key"));
     for part in ["openai", "gpt-4o-mini", UNSET_KEY_ENV] {
@@ -296,9 +284,7 @@ async fn echo_answers_structured_output_with_json_the_schema_accepts() {
         .to_string(),
     );
     let resp = core.execute(req).await;
-    let Some(execute_response::Result::Success(ok)) = resp.result else {
-        panic!("expected success: {resp:?}");
-    };
+    let ok = success(resp);
     let answer: serde_json::Value =
         serde_json::from_str(&ok.response_text).expect("the answer is JSON");
     assert_eq!(
@@ -360,9 +346,7 @@ async fn unix_socket_listener_serves_and_is_removed_at_shutdown() {
     let resp = core
         .execute(request(Some("echo"), &[], &["over a socket"], "u"))
         .await;
-    let Some(execute_response::Result::Success(ok)) = resp.result else {
-        panic!("expected success: {resp:?}");
-    };
+    let ok = success(resp);
     assert_eq!(ok.response_text, "over a socket");
     core.stop().await;
     assert!(!path.exists(), "socket file removed at shutdown");

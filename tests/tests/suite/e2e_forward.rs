@@ -3,6 +3,7 @@
 //! chunk arrives while the provider still holds the rest), in-band model
 //! errors, a Unix-socket core, and a client cancel reaching the provider.
 
+use crate::support::{failure, success};
 use futures::StreamExt;
 use std::time::Duration;
 use vibectl_proto::{GetServerInfoRequest, execute_response, stream_chunk::ChunkType};
@@ -73,9 +74,7 @@ async fn execute_returns_the_echoed_text_with_token_metrics() {
         .expect("OK")
         .into_inner();
     assert!(!reply.request_id.is_empty());
-    let Some(execute_response::Result::Success(success)) = reply.result else {
-        panic!("expected success: {reply:?}");
-    };
+    let success = success(reply);
     assert_eq!(success.response_text, "hello through the edge");
     assert_eq!(success.actual_model_used, "echo");
     let metrics = success.metrics.expect("metrics");
@@ -170,9 +169,7 @@ async fn unknown_model_is_model_not_found_in_band() {
         .await
         .expect("gRPC status OK: model errors travel in-band")
         .into_inner();
-    let Some(execute_response::Result::Error(error)) = reply.result else {
-        panic!("expected an error: {reply:?}");
-    };
+    let error = failure(reply);
     assert_eq!(error.error_code, "MODEL_NOT_FOUND");
     assert!(error.error_message.contains("no-such-model"), "{error:?}");
     stack.shutdown().await;

@@ -11,9 +11,10 @@
 //! `max_requests_per_minute = 6` as a user reads it.
 
 use crate::journey_support::{Home, assert_ok, http_get, start_core, start_edge, text};
+use crate::support::success;
 use std::path::Path;
 use tonic::{Code, Request};
-use vibectl_proto::{ExecuteRequest, GetServerInfoRequest, execute_response};
+use vibectl_proto::{ExecuteRequest, GetServerInfoRequest};
 use vibectl_tests::{
     fake_anthropic::FakeAnthropic,
     fake_openai::{FakeOpenAi, Script},
@@ -106,9 +107,7 @@ async fn readme_manual_path_without_a_provider_key_reaches_echo() {
         .await
         .expect("not PERMISSION_DENIED")
         .into_inner();
-    let Some(execute_response::Result::Success(ok)) = reply.result else {
-        panic!("{reply:?}");
-    };
+    let ok = success(reply);
     assert_eq!(ok.actual_model_used, "echo");
 
     // 5 MiB: refused by the edge before forwarding, with its limit type.

@@ -9,7 +9,7 @@ use crate::support;
 
 use futures::StreamExt;
 use std::time::{Duration, Instant};
-use support::{Core, WAIT, config, key_file, request, sample, with_header};
+use support::{Core, WAIT, config, key_file, request, sample, success, with_header};
 use tonic::{Code, Request, Status};
 use vibectl_proto::{
     ExecuteRequest, GetServerInfoRequest, execute_response,
@@ -137,9 +137,7 @@ async fn input_is_counted_in_characters_not_bytes() {
         .expect("in time")
         .expect("8 characters fit a limit of 8")
         .into_inner();
-    let Some(execute_response::Result::Success(ok)) = resp.result else {
-        panic!("{resp:?}")
-    };
+    let ok = success(resp);
     assert_eq!(ok.response_text, text);
     let status = tokio::time::timeout(WAIT, core.client().execute(limited(req(), "7")))
         .await

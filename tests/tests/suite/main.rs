@@ -43,6 +43,7 @@ mod limits_redis;
 mod metrics_core;
 mod metrics_edge;
 mod providers_anthropic;
+mod providers_common;
 mod providers_openai;
 mod quota_common;
 mod quota_memory;

@@ -3,100 +3,35 @@
 //! the request on the wire, usage and cost, HTTP errors, retries, broken
 //! streams and cancellation reaching the provider.
 
-use crate::support;
-
-use futures::StreamExt;
-use support::{Core, WAIT, assert_cost, config, key_file, kinds, request, texts};
-use vibectl_proto::{execute_response, stream_chunk::ChunkType};
-use vibectl_tests::fake_openai::{FakeOpenAi, Script};
-use vibectl_tests::harness::next_chunk;
+use crate::providers_common::{Provider, assert_error_after, assert_retried_once};
+use crate::support::{Core, WAIT, config, failure, key_file, request, texts};
+use vibectl_proto::stream_chunk::ChunkType;
+use vibectl_tests::fake_openai::{OpenAiDialect, Script};
 
 const KEY: &str = "sk-test-0123456789abcdef";
 
-/// A core whose `openai` provider points at `fake`, with its key in a file.
-async fn core_for(fake: &FakeOpenAi, dir: &std::path::Path, provider_extra: &str) -> Core {
-    let provider_extra = if provider_extra.contains("retry_initial_backoff") {
-        provider_extra.to_owned()
-    } else {
-        format!("retry_initial_backoff = \"10ms\"\n{provider_extra}")
-    };
-    let cfg = config(&format!(
-        r#"
-[providers.openai]
-kind = "openai"
-base_url = "{base}"
-api_key_file = "{key}"
-{provider_extra}
-
-[[models]]
-id = "gpt-4o-mini"
-provider = "openai"
-upstream_model = "gpt-4o-mini-2024-07-18"
-aliases = ["4o-mini"]
-input_usd_per_mtok = 0.15
-output_usd_per_mtok = 0.6
-"#,
-        base = fake.base_url(),
-        key = key_file(dir, KEY),
-    ));
-    Core::start(cfg).await
-}
+const OPENAI: Provider<OpenAiDialect> = Provider::new(
+    "openai",
+    ["gpt-4o-mini", "gpt-4o-mini-2024-07-18", "4o-mini"],
+    (0.15, 0.6),
+    KEY,
+);
 
 #[tokio::test]
 async fn streams_incrementally_then_complete_then_metrics_with_cost() {
-    let fake = FakeOpenAi::start(
-        Script::text(["Hello", ", ", "world", "!"])
-            .usage(12, 4)
-            .gated(),
-    )
-    .await;
-    let dir = tempfile::tempdir().expect("tempdir");
-    let core = core_for(&fake, dir.path(), "").await;
+    let text = ["Hello", ", ", "world", "!"];
+    let t = OPENAI.start(Script::text(text).usage(12, 4).gated()).await;
     let req = request(
         Some("4o-mini"),
         &["sys one", "sys two"],
         &["user one", "user two"],
         "oa-1",
     );
-    let mut stream = core
-        .client()
-        .stream_execute(req)
-        .await
-        .expect("OK")
-        .into_inner();
-
     // The first delta arrives while the fake still holds the rest back.
-    let first = next_chunk(&mut stream).await;
-    assert_eq!(first.chunk_type, Some(ChunkType::TextChunk("Hello".into())));
-    fake.release_gate();
-    let mut chunks = vec![first];
-    while let Some(c) = tokio::time::timeout(WAIT, stream.next())
-        .await
-        .expect("in time")
-    {
-        chunks.push(c.expect("chunk"));
-    }
-    assert_eq!(
-        kinds(&chunks),
-        ["text", "text", "text", "text", "complete", "metrics"]
-    );
-    assert_eq!(texts(&chunks), ["Hello", ", ", "world", "!"]);
-    assert!(chunks.iter().all(|c| c.request_id == "oa-1"));
-    let Some(ChunkType::Complete(done)) = &chunks[4].chunk_type else {
-        unreachable!()
-    };
-    assert_eq!(done.actual_model_used, "gpt-4o-mini");
-    let Some(ChunkType::FinalMetrics(m)) = &chunks[5].chunk_type else {
-        unreachable!()
-    };
-    assert_eq!(
-        (m.input_tokens, m.output_tokens, m.total_tokens),
-        (Some(12), Some(4), Some(16))
-    );
-    assert_cost(m.cost_usd, 12.0 * 0.15 / 1e6 + 4.0 * 0.6 / 1e6);
-    assert_eq!(m.retry_count, 0);
+    let chunks = OPENAI.stream_gated(&t, req, "Hello").await;
+    OPENAI.assert_streamed(&chunks, &text, "oa-1", (12, 4));
 
-    let reqs = fake.requests();
+    let reqs = t.fake.requests();
     assert_eq!(reqs.len(), 1);
     let r = &reqs[0];
     assert_eq!(r.method, "POST");
@@ -120,20 +55,18 @@ async fn streams_incrementally_then_complete_then_metrics_with_cost() {
         ])
     );
     assert!(r.body.get("response_format").is_none());
-    core.stop().await;
+    t.core.stop().await;
 }
 
 #[tokio::test]
 async fn response_schema_becomes_a_strict_json_schema_format() {
-    let fake = FakeOpenAi::start(Script::text([r#"{"ok":true}"#])).await;
-    let dir = tempfile::tempdir().expect("tempdir");
-    let core = core_for(&fake, dir.path(), "").await;
-    let mut req = request(Some("gpt-4o-mini"), &[], &["answer"], "oa-2");
+    let t = OPENAI.start(Script::text([r#"{"ok":true}"#])).await;
+    let mut req = OPENAI.request("answer", "oa-2");
     let schema = serde_json::json!({"type": "object", "properties": {"ok": {"type": "boolean"}}, "required": ["ok"], "additionalProperties": false});
     req.response_model_schema = Some(schema.to_string());
-    let chunks = core.stream(req).await;
+    let chunks = t.core.stream(req).await;
     assert_eq!(texts(&chunks).concat(), r#"{"ok":true}"#);
-    let body = &fake.requests()[0].body;
+    let body = &t.fake.requests()[0].body;
     assert_eq!(
         body["response_format"],
         serde_json::json!({"type": "json_schema", "json_schema": {"name": "response", "schema": schema, "strict": true}})
@@ -142,24 +75,22 @@ async fn response_schema_becomes_a_strict_json_schema_format() {
         body["messages"].as_array().is_some_and(|m| m.len() == 1),
         "no system message when none given"
     );
-    core.stop().await;
+    t.core.stop().await;
 }
 
 #[tokio::test]
 async fn unparseable_schema_fails_before_any_call() {
-    let fake = FakeOpenAi::start(Script::text(["x"])).await;
-    let dir = tempfile::tempdir().expect("tempdir");
-    let core = core_for(&fake, dir.path(), "").await;
-    let mut req = request(Some("gpt-4o-mini"), &[], &["answer"], "oa-3");
+    let t = OPENAI.start(Script::text(["x"])).await;
+    let mut req = OPENAI.request("answer", "oa-3");
     req.response_model_schema = Some("{\"type\": ".to_owned());
-    let chunks = core.stream(req).await;
+    let chunks = t.core.stream(req).await;
     let Some(ChunkType::Error(e)) = &chunks[0].chunk_type else {
         panic!("{chunks:?}")
     };
     assert_eq!(e.error_details.as_deref(), Some("invalid_response_schema"));
     assert!(e.error_message.contains("openai") && e.error_message.contains("gpt-4o-mini"));
-    assert!(fake.requests().is_empty());
-    core.stop().await;
+    assert!(t.fake.requests().is_empty());
+    t.core.stop().await;
 }
 
 #[tokio::test]
@@ -167,38 +98,21 @@ async fn http_401_is_execution_failed_without_the_key() {
     let message = format!(
         "Incorrect API key provided: {KEY}. You can find your API key at https://platform.openai.com/account/api-keys."
     );
-    let fake = FakeOpenAi::start(Script::error(401, message)).await;
-    let dir = tempfile::tempdir().expect("tempdir");
-    let core = core_for(&fake, dir.path(), "").await;
-    let resp = core
-        .execute(request(Some("gpt-4o-mini"), &[], &["hi"], "oa-4"))
-        .await;
-    let Some(execute_response::Result::Error(e)) = resp.result else {
-        panic!("{resp:?}")
-    };
-    assert_eq!(e.error_code, "EXECUTION_FAILED");
-    assert_eq!(e.error_details.as_deref(), Some("provider_http_401"));
-    for part in [
-        "`openai`",
-        "`gpt-4o-mini`",
-        "401",
-        "Incorrect API key provided",
-        "invalid_api_key",
-    ] {
-        assert!(
-            e.error_message.contains(part),
-            "{part} missing in {}",
-            e.error_message
-        );
-    }
-    assert!(
-        !e.error_message.contains(KEY),
-        "key leaked: {}",
-        e.error_message
+    let t = OPENAI.start(Script::error(401, message)).await;
+    let resp = t.core.execute(OPENAI.request("hi", "oa-4")).await;
+    assert!(!format!("{resp:?}").contains("0123456789abcdef"));
+    OPENAI.assert_401_without_key(
+        resp,
+        &[
+            "`openai`",
+            "`gpt-4o-mini`",
+            "401",
+            "Incorrect API key provided",
+            "invalid_api_key",
+        ],
     );
-    assert!(!format!("{e:?}").contains("0123456789abcdef"));
-    assert_eq!(fake.requests().len(), 1, "a 401 is not retried");
-    core.stop().await;
+    assert_eq!(t.fake.requests().len(), 1, "a 401 is not retried");
+    t.core.stop().await;
 }
 
 #[tokio::test]
@@ -208,46 +122,33 @@ async fn server_error_then_success_is_retried_once() {
         "The server had an error while processing your request.",
     )
     .then(Script::text(["fine"]).usage(3, 1));
-    let fake = FakeOpenAi::start(script).await;
-    let dir = tempfile::tempdir().expect("tempdir");
-    let core = core_for(&fake, dir.path(), "max_retries = 2").await;
-    let chunks = core
-        .stream(request(Some("gpt-4o-mini"), &[], &["hi"], "oa-5"))
-        .await;
-    assert_eq!(kinds(&chunks), ["text", "complete", "metrics"]);
-    let Some(ChunkType::FinalMetrics(m)) = &chunks[2].chunk_type else {
-        unreachable!()
-    };
-    assert_eq!(m.retry_count, 1);
-    assert_eq!(fake.requests().len(), 2);
-    core.stop().await;
+    let t = OPENAI.start_with(script, "max_retries = 2", "").await;
+    let chunks = t.core.stream(OPENAI.request("hi", "oa-5")).await;
+    assert_retried_once(&chunks);
+    assert_eq!(t.fake.requests().len(), 2);
+    t.core.stop().await;
 }
 
 #[tokio::test]
 async fn rate_limit_honours_retry_after_and_gives_up_after_max_retries() {
-    let fake = FakeOpenAi::start(Script::error(429, "Rate limit reached").retry_after("0")).await;
-    let dir = tempfile::tempdir().expect("tempdir");
-    let core = core_for(
-        &fake,
-        dir.path(),
-        "max_retries = 2\nretry_initial_backoff = \"1h\"",
-    )
-    .await;
-    // With a 1 h backoff this only finishes because retry-after: 0 wins.
-    let resp = core
-        .execute(request(Some("gpt-4o-mini"), &[], &["hi"], "oa-6"))
+    let t = OPENAI
+        .start_with(
+            Script::error(429, "Rate limit reached").retry_after("0"),
+            "max_retries = 2\nretry_initial_backoff = \"1h\"",
+            "",
+        )
         .await;
-    let Some(execute_response::Result::Error(e)) = resp.result else {
-        panic!("{resp:?}")
-    };
+    // With a 1 h backoff this only finishes because retry-after: 0 wins.
+    let resp = t.core.execute(OPENAI.request("hi", "oa-6")).await;
+    let e = failure(resp);
     assert_eq!(e.error_details.as_deref(), Some("provider_http_429"));
     assert!(
         e.error_message.contains("after 2 retries"),
         "{}",
         e.error_message
     );
-    assert_eq!(fake.requests().len(), 3);
-    core.stop().await;
+    assert_eq!(t.fake.requests().len(), 3);
+    t.core.stop().await;
 }
 
 #[tokio::test]
@@ -264,12 +165,8 @@ async fn connection_refused_is_retried_then_reported() {
         key_file(dir.path(), KEY)
     ));
     let core = Core::start(cfg).await;
-    let resp = core
-        .execute(request(Some("gpt-4o-mini"), &[], &["hi"], "oa-7"))
-        .await;
-    let Some(execute_response::Result::Error(e)) = resp.result else {
-        panic!("{resp:?}")
-    };
+    let resp = core.execute(OPENAI.request("hi", "oa-7")).await;
+    let e = failure(resp);
     assert_eq!(e.error_details.as_deref(), Some("provider_connect_failed"));
     assert!(
         e.error_message.contains("after 1 retry"),
@@ -281,121 +178,79 @@ async fn connection_refused_is_retried_then_reported() {
 
 #[tokio::test]
 async fn stream_cut_midway_gives_an_error_chunk_after_the_text() {
-    let fake = FakeOpenAi::start(Script::text(["one ", "two ", "three"]).cut_after(2)).await;
-    let dir = tempfile::tempdir().expect("tempdir");
-    let core = core_for(&fake, dir.path(), "").await;
-    let chunks = core
-        .stream(request(Some("gpt-4o-mini"), &[], &["count"], "oa-8"))
+    let t = OPENAI
+        .start(Script::text(["one ", "two ", "three"]).cut_after(2))
         .await;
-    assert_eq!(kinds(&chunks), ["text", "text", "error"]);
-    assert_eq!(texts(&chunks), ["one ", "two "]);
-    let Some(ChunkType::Error(e)) = &chunks[2].chunk_type else {
-        unreachable!()
-    };
+    let chunks = t.core.stream(OPENAI.request("count", "oa-8")).await;
+    let e = assert_error_after(&chunks, &["one ", "two "], "provider_stream_broken");
     assert_eq!(e.error_code, "EXECUTION_FAILED");
-    assert_eq!(e.error_details.as_deref(), Some("provider_stream_broken"));
     assert_eq!(
-        fake.requests().len(),
+        t.fake.requests().len(),
         1,
         "no retry once output was produced"
     );
-    core.stop().await;
+    t.core.stop().await;
 }
 
 #[tokio::test]
 async fn connection_aborted_midway_gives_an_error_chunk_after_the_text() {
-    let fake = FakeOpenAi::start(Script::text(["one ", "two ", "three"]).abort_after(1)).await;
-    let dir = tempfile::tempdir().expect("tempdir");
-    let core = core_for(&fake, dir.path(), "").await;
-    let chunks = core
-        .stream(request(Some("gpt-4o-mini"), &[], &["count"], "oa-8b"))
+    let t = OPENAI
+        .start(Script::text(["one ", "two ", "three"]).abort_after(1))
         .await;
-    assert_eq!(kinds(&chunks), ["text", "error"]);
-    assert_eq!(texts(&chunks), ["one "]);
-    let Some(ChunkType::Error(e)) = &chunks[1].chunk_type else {
-        unreachable!()
-    };
-    assert_eq!(e.error_details.as_deref(), Some("provider_stream_broken"));
-    core.stop().await;
+    let chunks = t.core.stream(OPENAI.request("count", "oa-8b")).await;
+    assert_error_after(&chunks, &["one "], "provider_stream_broken");
+    t.core.stop().await;
 }
 
 #[tokio::test]
 async fn error_event_in_the_stream_is_reported() {
-    let fake = FakeOpenAi::start(
-        Script::text(["partial"]).error_event("server_error", "The model crashed"),
-    )
-    .await;
-    let dir = tempfile::tempdir().expect("tempdir");
-    let core = core_for(&fake, dir.path(), "").await;
-    let chunks = core
-        .stream(request(Some("gpt-4o-mini"), &[], &["x"], "oa-9"))
-        .await;
-    assert_eq!(kinds(&chunks), ["text", "error"]);
-    let Some(ChunkType::Error(e)) = &chunks[1].chunk_type else {
-        unreachable!()
-    };
-    assert_eq!(
-        e.error_details.as_deref(),
-        Some("provider_error_server_error")
-    );
+    let script = Script::text(["partial"]).error_event("server_error", "The model crashed");
+    let t = OPENAI.start(script).await;
+    let chunks = t.core.stream(OPENAI.request("x", "oa-9")).await;
+    let e = assert_error_after(&chunks, &["partial"], "provider_error_server_error");
     assert!(
         e.error_message.contains("The model crashed"),
         "{}",
         e.error_message
     );
-    core.stop().await;
+    t.core.stop().await;
 }
 
 #[tokio::test]
 async fn client_dropping_the_stream_closes_the_provider_connection() {
-    let fake = FakeOpenAi::start(Script::text(["first", "never sent"]).gated()).await;
-    let dir = tempfile::tempdir().expect("tempdir");
-    let core = core_for(&fake, dir.path(), "").await;
-    let req = request(Some("gpt-4o-mini"), &[], &["long answer"], "oa-10");
-    let mut stream = core
-        .client()
-        .stream_execute(req)
-        .await
-        .expect("OK")
-        .into_inner();
-    assert_eq!(
-        next_chunk(&mut stream).await.chunk_type,
-        Some(ChunkType::TextChunk("first".into()))
-    );
-    drop(stream);
-    assert!(
-        fake.wait_closed(WAIT).await,
-        "the provider saw its connection closed"
-    );
-    core.stop().await;
+    let t = OPENAI
+        .start(Script::text(["first", "never sent"]).gated())
+        .await;
+    let req = OPENAI.request("long answer", "oa-10");
+    OPENAI.assert_drop_closes(&t, req, "first").await;
+    t.core.stop().await;
 }
 
 #[tokio::test]
 async fn provider_timeout_ends_a_stalled_stream() {
-    let fake = FakeOpenAi::start(Script::text(["first", "late"]).gated()).await;
-    let dir = tempfile::tempdir().expect("tempdir");
-    let core = core_for(&fake, dir.path(), "timeout = \"300ms\"").await;
-    let chunks = core
-        .stream(request(Some("gpt-4o-mini"), &[], &["x"], "oa-11"))
+    let t = OPENAI
+        .start_with(
+            Script::text(["first", "late"]).gated(),
+            "timeout = \"300ms\"",
+            "",
+        )
         .await;
-    assert_eq!(kinds(&chunks), ["text", "error"]);
-    let Some(ChunkType::Error(e)) = &chunks[1].chunk_type else {
-        unreachable!()
-    };
-    assert_eq!(e.error_details.as_deref(), Some("provider_timeout"));
+    let chunks = t.core.stream(OPENAI.request("x", "oa-11")).await;
+    assert_error_after(&chunks, &["first"], "provider_timeout");
     assert!(
-        fake.wait_closed(WAIT).await,
+        t.fake.wait_closed(WAIT).await,
         "the stalled provider call was dropped"
     );
-    core.stop().await;
+    t.core.stop().await;
 }
 
 #[tokio::test]
 async fn unary_execute_collects_text_and_metrics() {
-    let fake = FakeOpenAi::start(Script::text(["Pods ", "are ", "running."]).usage(20, 5)).await;
-    let dir = tempfile::tempdir().expect("tempdir");
-    let core = core_for(&fake, dir.path(), "").await;
-    let resp = core
+    let t = OPENAI
+        .start(Script::text(["Pods ", "are ", "running."]).usage(20, 5))
+        .await;
+    let resp = t
+        .core
         .execute(request(
             Some("gpt-4o-mini"),
             &["sys"],
@@ -404,36 +259,25 @@ async fn unary_execute_collects_text_and_metrics() {
         ))
         .await;
     assert_eq!(resp.request_id, "oa-12");
-    let Some(execute_response::Result::Success(ok)) = resp.result else {
-        panic!("{resp:?}")
-    };
-    assert_eq!(ok.response_text, "Pods are running.");
-    assert_eq!(ok.actual_model_used, "gpt-4o-mini");
-    let m = ok.metrics.expect("metrics");
-    assert_eq!(
-        (m.input_tokens, m.output_tokens, m.total_tokens),
-        (Some(20), Some(5), Some(25))
-    );
-    assert_cost(m.cost_usd, 20.0 * 0.15 / 1e6 + 5.0 * 0.6 / 1e6);
-    core.stop().await;
+    OPENAI.assert_unary(resp, "Pods are running.", (20, 5));
+    t.core.stop().await;
 }
 
 #[tokio::test]
 async fn unary_client_cancel_closes_the_provider_connection() {
-    let fake = FakeOpenAi::start(Script::text(["first", "never sent"]).gated()).await;
-    let dir = tempfile::tempdir().expect("tempdir");
-    let core = core_for(&fake, dir.path(), "").await;
-    let mut client = core.client();
-    let call = tokio::spawn(async move {
-        client
-            .execute(request(Some("gpt-4o-mini"), &[], &["x"], "oa-13"))
-            .await
-    });
-    assert!(fake.wait_requests(1, WAIT).await, "the provider was called");
+    let t = OPENAI
+        .start(Script::text(["first", "never sent"]).gated())
+        .await;
+    let mut client = t.core.client();
+    let call = tokio::spawn(async move { client.execute(OPENAI.request("x", "oa-13")).await });
+    assert!(
+        t.fake.wait_requests(1, WAIT).await,
+        "the provider was called"
+    );
     call.abort();
     assert!(
-        fake.wait_closed(WAIT).await,
+        t.fake.wait_closed(WAIT).await,
         "the provider saw its connection closed"
     );
-    core.stop().await;
+    t.core.stop().await;
 }

@@ -11,8 +11,8 @@ use tonic::transport::{Channel, Endpoint};
 use vibectl_config::Config;
 use vibectl_core::{CoreError, CoreListener};
 use vibectl_proto::{
-    ExecuteRequest, ExecuteResponse, StreamChunk, stream_chunk::ChunkType,
-    vibectl_llm_proxy_client::VibectlLlmProxyClient,
+    ExecuteError, ExecuteRequest, ExecuteResponse, ExecuteSuccess, StreamChunk, execute_response,
+    stream_chunk::ChunkType, vibectl_llm_proxy_client::VibectlLlmProxyClient,
 };
 
 /// The bound on every wait in these tests.
@@ -147,14 +147,23 @@ impl Core {
             .into_inner()
     }
 
-    /// `StreamExecute`, every chunk until the stream ends, bounded.
-    pub async fn stream(&self, request: ExecuteRequest) -> Vec<StreamChunk> {
-        let response = tokio::time::timeout(WAIT, self.client().stream_execute(request))
+    /// `StreamExecute` opened (status OK), bounded: the stream of chunks.
+    pub async fn open_stream(
+        &self,
+        request: impl tonic::IntoRequest<ExecuteRequest>,
+    ) -> tonic::Streaming<StreamChunk> {
+        tokio::time::timeout(WAIT, self.client().stream_execute(request))
             .await
             .expect("StreamExecute answered in time")
-            .expect("StreamExecute status OK");
-        let chunks = response
+            .expect("StreamExecute status OK")
             .into_inner()
+    }
+
+    /// `StreamExecute`, every chunk until the stream ends, bounded.
+    pub async fn stream(&self, request: ExecuteRequest) -> Vec<StreamChunk> {
+        let chunks = self
+            .open_stream(request)
+            .await
             .map(|c| c.expect("chunk, not a status"));
         tokio::time::timeout(WAIT, chunks.collect::<Vec<_>>())
             .await
@@ -302,6 +311,22 @@ pub fn kinds(chunks: &[StreamChunk]) -> Vec<&'static str> {
             None => "empty",
         })
         .collect()
+}
+
+/// The success in `resp`; panics, showing it, when it is an error.
+pub fn success(resp: ExecuteResponse) -> ExecuteSuccess {
+    match resp.result {
+        Some(execute_response::Result::Success(ok)) => ok,
+        _ => panic!("expected success: {resp:?}"),
+    }
+}
+
+/// The error in `resp`; panics, showing it, when it succeeded.
+pub fn failure(resp: ExecuteResponse) -> ExecuteError {
+    match resp.result {
+        Some(execute_response::Result::Error(e)) => e,
+        _ => panic!("expected error: {resp:?}"),
+    }
 }
 
 /// Asserts two costs are equal to within rounding.
