@@ -5,35 +5,13 @@ use super::{LedgerError, sql};
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use std::{str::FromStr, time::Duration};
 
-const MIGRATIONS: &[(i64, &str, &str)] = &[(
-    1,
-    "usage ledger",
-    "CREATE TABLE usage_ledger (
-        id BIGSERIAL PRIMARY KEY,
-        ts_ms BIGINT NOT NULL,
-        request_id TEXT NOT NULL,
-        sub TEXT NOT NULL,
-        kid TEXT,
-        jti TEXT,
-        model TEXT NOT NULL,
-        provider TEXT NOT NULL,
-        method TEXT NOT NULL,
-        input_tokens BIGINT NOT NULL,
-        output_tokens BIGINT NOT NULL,
-        estimated BOOLEAN NOT NULL,
-        cost_nanousd BIGINT NOT NULL,
-        duration_ms BIGINT NOT NULL,
-        outcome TEXT NOT NULL,
-        status TEXT NOT NULL
-    );
-    CREATE INDEX usage_ledger_ts ON usage_ledger (ts_ms);
-    CREATE INDEX usage_ledger_sub_ts ON usage_ledger (sub, ts_ms);",
-)];
-
 /// The PostgreSQL store.
 #[derive(Debug)]
 pub struct PostgresStore {
     pool: PgPool,
+    /// What it is, for logs: `SQLite file …` or `PostgreSQL at host:port`.
+    what: String,
+    inserts: sql::Inserts,
 }
 
 sql::sql_store!(PostgresStore, sqlx::Postgres, "postgres");
@@ -68,15 +46,23 @@ impl PostgresStore {
                 what: what.clone(),
                 reason: scrub(e.to_string()),
             })?;
-        sql::migrator(MIGRATIONS)
+        sql::migrator(vec![(
+            1,
+            "usage ledger",
+            sql::table_v1("BIGSERIAL PRIMARY KEY", "BIGINT"),
+        )])
             .run(&pool)
             .await
             .map_err(|e| LedgerError::Open {
                 key: "ledger.url",
-                what,
+                what: what.clone(),
                 reason: scrub(format!("migration failed: {e}")),
             })?;
-        Ok(Self { pool })
+        Ok(Self {
+            pool,
+            what,
+            inserts: sql::Inserts::new(true),
+        })
     }
 }
 

@@ -6,15 +6,15 @@ use sqlx::migrate::{Migration, MigrationType, Migrator};
 use std::borrow::Cow;
 
 /// A migrator over `(version, description, sql)` steps.
-pub(super) fn migrator(steps: &[(i64, &'static str, &'static str)]) -> Migrator {
+pub(super) fn migrator(steps: Vec<(i64, &'static str, String)>) -> Migrator {
     let migrations: Vec<Migration> = steps
-        .iter()
+        .into_iter()
         .map(|(version, description, sql)| {
             Migration::new(
-                *version,
-                Cow::Borrowed(*description),
+                version,
+                Cow::Borrowed(description),
                 MigrationType::Simple,
-                Cow::Borrowed(*sql),
+                Cow::Owned(sql),
                 false,
             )
         })
@@ -27,9 +27,39 @@ pub(super) fn migrator(steps: &[(i64, &'static str, &'static str)]) -> Migrator 
     }
 }
 
+/// Migration 1 (the table and its indexes) in a database's types: `id`
+/// the key column's, `int` the integers'. Byte for byte the text it always
+/// was: the migrator refuses a database whose applied step's checksum
+/// differs (see the test below).
+pub(super) fn table_v1(id: &str, int: &str) -> String {
+    format!(
+        "CREATE TABLE usage_ledger (
+        id {id},
+        ts_ms {int} NOT NULL,
+        request_id TEXT NOT NULL,
+        sub TEXT NOT NULL,
+        kid TEXT,
+        jti TEXT,
+        model TEXT NOT NULL,
+        provider TEXT NOT NULL,
+        method TEXT NOT NULL,
+        input_tokens {int} NOT NULL,
+        output_tokens {int} NOT NULL,
+        estimated BOOLEAN NOT NULL,
+        cost_nanousd {int} NOT NULL,
+        duration_ms {int} NOT NULL,
+        outcome TEXT NOT NULL,
+        status TEXT NOT NULL
+    );
+    CREATE INDEX usage_ledger_ts ON usage_ledger (ts_ms);
+    CREATE INDEX usage_ledger_sub_ts ON usage_ledger (sub, ts_ms);"
+    )
+}
+
 /// The columns, in insert order.
 pub(super) const COLUMNS: &str = "ts_ms, request_id, sub, kid, jti, model, provider, method, \
     input_tokens, output_tokens, estimated, cost_nanousd, duration_ms, outcome, status";
+const COLUMN_COUNT: usize = 15;
 
 /// Rows per multi-row `INSERT`, largest first. A batch is cut into chunks
 /// of these sizes only, so the database sees a handful of distinct
@@ -38,23 +68,59 @@ pub(super) const COLUMNS: &str = "ts_ms, request_id, sub, kid, jti, model, provi
 /// almost every batch).
 const CHUNK_ROWS: [usize; 4] = [128, 32, 8, 1];
 
-/// `rows` cut into chunks of [`CHUNK_ROWS`] sizes, in order.
-pub(super) fn chunks<T>(mut rows: &[T]) -> impl Iterator<Item = &[T]> {
-    std::iter::from_fn(move || {
-        let size = CHUNK_ROWS.into_iter().find(|n| *n <= rows.len())?;
-        let (chunk, rest) = rows.split_at(size);
-        rows = rest;
-        Some(chunk)
-    })
+/// The `INSERT` of each [`CHUNK_ROWS`] size, written once per store (not
+/// per batch); `numbered`: `$1, $2, …` placeholders (PostgreSQL), else `?`.
+#[derive(Debug)]
+pub(super) struct Inserts([String; CHUNK_ROWS.len()]);
+
+impl Inserts {
+    pub(super) fn new(numbered: bool) -> Self {
+        Self(CHUNK_ROWS.map(|rows| {
+            let mut sql = format!("INSERT INTO usage_ledger ({COLUMNS}) VALUES ");
+            for row in 0..rows {
+                sql.push_str(if row == 0 { "(" } else { ", (" });
+                for col in 0..COLUMN_COUNT {
+                    if col > 0 {
+                        sql.push_str(", ");
+                    }
+                    match numbered {
+                        true => sql.push_str(&format!("${}", row * COLUMN_COUNT + col + 1)),
+                        false => sql.push('?'),
+                    }
+                }
+                sql.push(')');
+            }
+            sql
+        }))
+    }
+
+    /// `rows` cut into chunks of [`CHUNK_ROWS`] sizes, in order, each with
+    /// its statement.
+    pub(super) fn chunks<'a, T>(
+        &'a self,
+        mut rows: &'a [T],
+    ) -> impl Iterator<Item = (&'a str, &'a [T])> + 'a {
+        std::iter::from_fn(move || {
+            let i = CHUNK_ROWS.iter().position(|n| *n <= rows.len())?;
+            let (chunk, rest) = rows.split_at(CHUNK_ROWS[i]);
+            rows = rest;
+            Some((self.0[i].as_str(), chunk))
+        })
+    }
 }
 
-/// Implements `LedgerStore` for `$store` (a struct with a `pool: $pool`).
+/// Implements `LedgerStore` for `$store` (a struct with `pool`, `what`
+/// and `inserts`).
 macro_rules! sql_store {
     ($store:ty, $db:ty, $name:literal) => {
         #[async_trait::async_trait]
         impl $crate::ledger::LedgerStore for $store {
             fn name(&self) -> &'static str {
                 $name
+            }
+
+            fn describe(&self) -> &str {
+                &self.what
             }
 
             async fn insert(
@@ -66,29 +132,28 @@ macro_rules! sql_store {
                     reason: e.to_string(),
                 };
                 let mut tx = self.pool.begin().await.map_err(fail)?;
-                for chunk in $crate::ledger::sql::chunks(rows) {
-                    let mut q = sqlx::QueryBuilder::<$db>::new(format!(
-                        "INSERT INTO usage_ledger ({}) ",
-                        $crate::ledger::sql::COLUMNS
-                    ));
-                    q.push_values(chunk, |mut b, r| {
-                        b.push_bind(r.ts_ms)
-                            .push_bind(r.request_id.clone())
-                            .push_bind(r.sub.clone())
-                            .push_bind(r.kid.clone())
-                            .push_bind(r.jti.clone())
-                            .push_bind(r.model.clone())
-                            .push_bind(r.provider.clone())
-                            .push_bind(r.method.clone())
-                            .push_bind(r.input_tokens)
-                            .push_bind(r.output_tokens)
-                            .push_bind(r.estimated)
-                            .push_bind(r.cost_nanousd)
-                            .push_bind(r.duration_ms)
-                            .push_bind(r.outcome.clone())
-                            .push_bind(r.status.clone());
-                    });
-                    q.build().execute(&mut *tx).await.map_err(fail)?;
+                for (sql, chunk) in self.inserts.chunks(rows) {
+                    // Borrowed binds: no copy of a row's strings.
+                    let mut q = sqlx::query::<$db>(sql);
+                    for r in chunk {
+                        q = q
+                            .bind(r.ts_ms)
+                            .bind(r.request_id.as_str())
+                            .bind(r.sub.as_str())
+                            .bind(r.kid.as_deref())
+                            .bind(r.jti.as_deref())
+                            .bind(r.model.as_str())
+                            .bind(r.provider.as_str())
+                            .bind(r.method.as_str())
+                            .bind(r.input_tokens)
+                            .bind(r.output_tokens)
+                            .bind(r.estimated)
+                            .bind(r.cost_nanousd)
+                            .bind(r.duration_ms)
+                            .bind(r.outcome.as_str())
+                            .bind(r.status.as_str());
+                    }
+                    q.execute(&mut *tx).await.map_err(fail)?;
                 }
                 tx.commit().await.map_err(fail)
             }
@@ -174,13 +239,42 @@ pub(super) use sql_store;
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
     #[test]
     fn batches_are_cut_into_a_few_statement_sizes() {
+        let inserts = Inserts::new(false);
         let rows: Vec<usize> = (0..300).collect();
-        let sizes: Vec<usize> = super::chunks(&rows).map(<[usize]>::len).collect();
+        let sizes: Vec<usize> = inserts.chunks(&rows).map(|(_, c)| c.len()).collect();
         assert_eq!(sizes, [128, 128, 32, 8, 1, 1, 1, 1]);
-        let flat: Vec<usize> = super::chunks(&rows).flatten().copied().collect();
+        let flat: Vec<usize> = inserts.chunks(&rows).flat_map(|(_, c)| c).copied().collect();
         assert_eq!(flat, rows);
-        assert_eq!(super::chunks::<usize>(&[]).count(), 0);
+        assert_eq!(inserts.chunks::<usize>(&[]).count(), 0);
+        let (one, _) = inserts.chunks(&rows[..1]).next().expect("a chunk");
+        assert!(one.ends_with("VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"));
+        let numbered = Inserts::new(true);
+        let (two, _) = numbered.chunks(&rows[..8]).next().expect("a chunk");
+        assert!(two.contains("($1, $2,") && two.ends_with("$119, $120)"), "{two}");
+    }
+
+    /// The checksums of migration 1 as released: a change of its text
+    /// would make every existing ledger refuse to open.
+    #[test]
+    fn migration_one_is_unchanged() {
+        let hex = |sql: String| {
+            migrator(vec![(1, "usage ledger", sql)]).migrations[0]
+                .checksum
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect::<String>()
+        };
+        assert_eq!(
+            hex(table_v1("INTEGER PRIMARY KEY AUTOINCREMENT", "INTEGER")),
+            "b7a1f883738503d0804084334025f3455c05130e232317b9507dc276c051b4208004355eeed4cc51d14364bdadb2277a"
+        );
+        assert_eq!(
+            hex(table_v1("BIGSERIAL PRIMARY KEY", "BIGINT")),
+            "3d4e8d11ea7797ccc18380c9d1ef4df9cb1f7593bf493743652bff3dee9ef44e97af8e59a7e93932cc065166765bf9af"
+        );
     }
 }

@@ -7,35 +7,13 @@ use sqlx::sqlite::{
 };
 use std::{path::Path, time::Duration};
 
-const MIGRATIONS: &[(i64, &str, &str)] = &[(
-    1,
-    "usage ledger",
-    "CREATE TABLE usage_ledger (
-        id INTEGER PRIMARY KEY AUTOINCREMENT,
-        ts_ms INTEGER NOT NULL,
-        request_id TEXT NOT NULL,
-        sub TEXT NOT NULL,
-        kid TEXT,
-        jti TEXT,
-        model TEXT NOT NULL,
-        provider TEXT NOT NULL,
-        method TEXT NOT NULL,
-        input_tokens INTEGER NOT NULL,
-        output_tokens INTEGER NOT NULL,
-        estimated BOOLEAN NOT NULL,
-        cost_nanousd INTEGER NOT NULL,
-        duration_ms INTEGER NOT NULL,
-        outcome TEXT NOT NULL,
-        status TEXT NOT NULL
-    );
-    CREATE INDEX usage_ledger_ts ON usage_ledger (ts_ms);
-    CREATE INDEX usage_ledger_sub_ts ON usage_ledger (sub, ts_ms);",
-)];
-
 /// The SQLite store.
 #[derive(Debug)]
 pub struct SqliteStore {
     pool: SqlitePool,
+    /// What it is, for logs: `SQLite file …` or `PostgreSQL at host:port`.
+    what: String,
+    inserts: sql::Inserts,
 }
 
 sql::sql_store!(SqliteStore, sqlx::Sqlite, "sqlite");
@@ -43,9 +21,10 @@ sql::sql_store!(SqliteStore, sqlx::Sqlite, "sqlite");
 impl SqliteStore {
     /// Opens (creating it and its directory if needed) and migrates `path`.
     pub async fn open(path: &Path) -> Result<Self, LedgerError> {
+        let what = format!("SQLite file {}", path.display());
         let open_err = |reason: String| LedgerError::Open {
             key: "ledger.sqlite_path",
-            what: format!("SQLite file {}", path.display()),
+            what: what.clone(),
             reason,
         };
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
@@ -63,10 +42,18 @@ impl SqliteStore {
             .connect_with(options)
             .await
             .map_err(|e| open_err(e.to_string()))?;
-        sql::migrator(MIGRATIONS)
+        sql::migrator(vec![(
+            1,
+            "usage ledger",
+            sql::table_v1("INTEGER PRIMARY KEY AUTOINCREMENT", "INTEGER"),
+        )])
             .run(&pool)
             .await
             .map_err(|e| open_err(format!("migration failed: {e}")))?;
-        Ok(Self { pool })
+        Ok(Self {
+            pool,
+            what,
+            inserts: sql::Inserts::new(false),
+        })
     }
 }

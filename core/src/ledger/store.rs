@@ -45,6 +45,9 @@ pub struct Total {
 pub trait LedgerStore: Send + Sync + fmt::Debug {
     /// `sqlite` or `postgres`.
     fn name(&self) -> &'static str;
+    /// What it is, for logs: `SQLite file /x/usage.db` or `PostgreSQL at
+    /// host:port` (never a password).
+    fn describe(&self) -> &str;
     /// Stores `rows` in one transaction.
     async fn insert(&self, rows: &[LedgerRow]) -> Result<(), LedgerError>;
     /// The rows with `since_ms <= ts_ms < until_ms`, of `sub` if given, oldest first.

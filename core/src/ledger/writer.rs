@@ -1,6 +1,8 @@
-//! The writer task: rows wait in a bounded queue (a call never waits for
-//! the database), and are stored in batches of up to `batch_rows`, at least
-//! every `flush_interval`. A batch the database refuses (full disk, lost
+//! The writer: rows wait in a bounded queue (a call never waits for the
+//! database; its only cost is one channel send of the row), and are stored
+//! in batches of up to `batch_rows`, one transaction each, at least every
+//! `flush_interval`, by a thread of its own with its own single-threaded
+//! runtime (never a task on the runtime that serves calls). A batch the database refuses (full disk, lost
 //! connection) is retried with backoff while new rows queue; a full queue
 //! drops rows (counted). [`Ledger::close`] writes what is queued.
 
@@ -12,7 +14,7 @@ use std::{
     },
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
-use tokio::{sync::mpsc, task::JoinHandle};
+use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use vibectl_config::LedgerConfig;
 
@@ -28,9 +30,11 @@ pub struct Ledger {
     tx: mpsc::Sender<LedgerRow>,
     failing: Arc<AtomicBool>,
     stop: CancellationToken,
-    task: Mutex<Option<JoinHandle<()>>>,
+    /// Fires when the writer thread has finished.
+    done: Mutex<Option<oneshot::Receiver<()>>>,
     metrics: LedgerMetrics,
-    store: &'static str,
+    /// The store, as logs name it.
+    what: String,
 }
 
 fn now_ms() -> i64 {
@@ -50,7 +54,7 @@ impl Ledger {
         let (tx, rx) = mpsc::channel(config.queue_rows);
         let failing = Arc::new(AtomicBool::new(false));
         let stop = CancellationToken::new();
-        let name = store.name();
+        let what = store.describe().to_owned();
         let writer = Writer {
             store,
             rx,
@@ -59,14 +63,35 @@ impl Ledger {
             failing: failing.clone(),
             metrics: metrics.clone(),
         };
-        let task = tokio::spawn(writer.run(stop.clone()));
+        let (done_tx, done) = oneshot::channel();
+        let writer_stop = stop.clone();
+        let run = move || {
+            match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt.block_on(async move {
+                    writer.run(writer_stop).await;
+                    // Lets the pool take back the last connection.
+                    tokio::task::yield_now().await;
+                }),
+                Err(e) => tracing::error!(error = %e, "usage ledger: no runtime for the writer; rows are not written"),
+            }
+            let _ = done_tx.send(());
+        };
+        if let Err(e) = std::thread::Builder::new()
+            .name("vibectl-ledger".into())
+            .spawn(run)
+        {
+            tracing::error!(error = %e, "usage ledger: cannot start the writer thread; rows are not written");
+        }
         Arc::new(Ledger {
             tx,
             failing,
             stop,
-            task: Mutex::new(Some(task)),
+            done: Mutex::new(Some(done)),
             metrics,
-            store: name,
+            what,
         })
     }
 
@@ -79,7 +104,7 @@ impl Ledger {
             let row = match e {
                 mpsc::error::TrySendError::Full(r) | mpsc::error::TrySendError::Closed(r) => r,
             };
-            tracing::error!(request_id = %row.request_id, store = self.store, "usage ledger queue full: row dropped");
+            tracing::error!(request_id = %row.request_id, ledger = %self.what, "usage ledger queue full: row dropped");
         }
     }
 
@@ -91,13 +116,13 @@ impl Ledger {
     /// Writes every queued row (within `timeout`) and stops the writer.
     pub async fn close(&self, timeout: Duration) {
         self.stop.cancel();
-        let task = self
-            .task
+        let done = self
+            .done
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .take();
-        if let Some(task) = task
-            && tokio::time::timeout(timeout, task).await.is_err()
+        if let Some(done) = done
+            && tokio::time::timeout(timeout, done).await.is_err()
         {
             tracing::error!(
                 ?timeout,
@@ -169,6 +194,7 @@ impl Writer {
                 self.metrics.dropped(chunk.len());
                 tracing::error!(
                     rows = chunk.len(),
+                    ledger = self.store.describe(),
                     "usage ledger: rows lost at shutdown (the database refused them)"
                 );
             }
@@ -186,7 +212,7 @@ impl Writer {
                 self.metrics
                     .written(batch.len(), (now_ms() - oldest).max(0) as f64 / 1000.0);
                 if self.failing.swap(false, Ordering::Relaxed) {
-                    tracing::info!("usage ledger writes again");
+                    tracing::info!(ledger = self.store.describe(), "usage ledger writes again");
                 }
                 self.metrics.queue(self.rx.len());
                 true
@@ -195,7 +221,7 @@ impl Writer {
                 self.metrics.error();
                 self.metrics.queue(self.rx.len());
                 self.failing.store(true, Ordering::Relaxed);
-                tracing::error!(error = %e, rows = batch.len(), queued = self.rx.len(), "usage ledger write failed; retrying (calls go on)");
+                tracing::error!(error = %e, ledger = self.store.describe(), rows = batch.len(), queued = self.rx.len(), "usage ledger write failed; retrying (calls go on)");
                 false
             }
         }

@@ -49,7 +49,8 @@ pub(crate) struct Ending<'a> {
 }
 
 impl CallUsage {
-    /// Settles the reservation and records the row.
+    /// Settles the reservation and records the row (once: the call's
+    /// strings move into the row, not copied).
     pub(crate) fn finish(&mut self, e: &Ending<'_>) {
         let (input, output) = e.tokens.unwrap_or((0, 0));
         let cost = match (e.model, e.tokens) {
@@ -65,10 +66,10 @@ impl CallUsage {
                 .duration_since(UNIX_EPOCH)
                 .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
                 .unwrap_or(0),
-            request_id: self.request_id.clone(),
-            sub: self.identity.sub.clone(),
-            kid: self.identity.kid.clone(),
-            jti: self.identity.jti.clone(),
+            request_id: std::mem::take(&mut self.request_id),
+            sub: std::mem::take(&mut self.identity.sub),
+            kid: self.identity.kid.take(),
+            jti: self.identity.jti.take(),
             model: e.model.map(|m| m.id.clone()).unwrap_or_default(),
             provider: e.model.map(|m| m.provider.clone()).unwrap_or_default(),
             method: self.method.to_owned(),

@@ -146,21 +146,55 @@ fn file_size_limit(soft: &str) {
 }
 
 #[tokio::test]
-async fn a_full_disk_keeps_calls_working_counts_errors_and_loses_no_row_once_it_has_room() {
+async fn a_full_disk_with_fail_open_keeps_calls_working_and_loses_no_accepted_row() {
+    full_disk("fail_open").await;
+}
+
+#[tokio::test]
+async fn a_full_disk_with_fail_closed_refuses_calls_until_it_has_room_again() {
+    full_disk("fail_closed").await;
+}
+
+/// An SQLite ledger whose disk fills (writes fail, as on a full disk)
+/// under `[limits] on_backend_failure = failure`: no crash; the error is
+/// counted and logged naming the ledger file; calls answer (fail_open) or
+/// are refused with `UNAVAILABLE` naming the ledger (fail_closed) until
+/// the disk has room; no row accepted meanwhile is lost.
+async fn full_disk(failure: &str) {
     // A write past the limit must fail (EFBIG), not kill the process.
     let _ignore = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::from_raw(25))
         .expect("SIGXFSZ handler");
+    let logs = vibectl_tests::logs::Captured::default();
+    tracing_subscriber::fmt()
+        .with_env_filter("vibectl_core=info")
+        .with_writer(logs.clone())
+        .with_ansi(false)
+        .try_init()
+        .expect("this test's process logs to the capture");
     let dir = tempfile::tempdir().expect("tempdir");
+    let db = dir.path().join("usage.db");
     let text = format!(
-        "[ledger]\nsqlite_path = \"{}\"\nflush_interval = \"10ms\"\n",
-        dir.path().join("usage.db").display()
+        "[limits]\non_backend_failure = \"{failure}\"\n\
+         [ledger]\nsqlite_path = \"{}\"\nflush_interval = \"10ms\"\n",
+        db.display()
     );
     let core = Core::start_with_metrics(support::config(&text)).await;
     let call = |i: usize| {
         let req = support::request(Some("echo"), &[], &["disk test"], &format!("d{i}"));
-        core.execute(req)
+        let mut client = core.client();
+        async move {
+            let answer = tokio::time::timeout(support::WAIT, client.execute(req))
+                .await
+                .expect("answered in time");
+            answer.map(|a| {
+                let ok = matches!(
+                    a.get_ref().result,
+                    Some(execute_response::Result::Success(_))
+                );
+                assert!(ok, "{a:?}");
+            })
+        }
     };
-    call(0).await;
     let wait_for = |name: &'static str| {
         let core = &core;
         async move {
@@ -174,26 +208,61 @@ async fn a_full_disk_keeps_calls_working_counts_errors_and_loses_no_row_once_it_
             }
         }
     };
+    call(0).await.expect("a call");
     wait_for("vibectl_ledger_rows_written_total").await;
-    // The disk is full: every call still answers.
+    // The disk is full: the next row cannot be written.
     file_size_limit("1");
-    for i in 1..=20 {
-        let answer = call(i).await;
-        assert!(
-            matches!(answer.result, Some(execute_response::Result::Success(_))),
-            "{answer:?}"
-        );
-    }
+    call(1).await.expect("the ledger has not failed yet");
     wait_for("vibectl_ledger_write_errors_total").await;
-    // Room again: the queued rows are written, none lost.
+    let log = logs.text();
+    let line = log
+        .lines()
+        .find(|l| l.contains("usage ledger write failed"))
+        .unwrap_or_else(|| panic!("no log line: {log}"));
+    assert!(line.contains("ERROR"), "{line}");
+    assert!(
+        line.contains(&format!("SQLite file {}", db.display())),
+        "names the ledger file: {line}"
+    );
+    let mut calls = 2;
+    for i in calls..calls + 10 {
+        match (failure, call(i).await) {
+            ("fail_open", Ok(())) => {}
+            ("fail_closed", Err(status)) => {
+                assert_eq!(status.code(), tonic::Code::Unavailable, "{status:?}");
+                assert!(status.message().contains("usage ledger"), "{status:?}");
+            }
+            (_, answer) => panic!("{failure}: {answer:?}"),
+        }
+    }
+    calls += 10;
+    // Room again: the queued rows are written, and with fail_closed calls
+    // are let through again (bounded wait: the writer retries with backoff).
     file_size_limit("unlimited");
+    let deadline = std::time::Instant::now() + support::WAIT;
+    loop {
+        let answer = call(calls).await;
+        calls += 1;
+        if answer.is_ok() {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "never recovered");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
     core.stop().await;
-    let cfg = support::config(&text);
-    let rows = open_store(&cfg)
+    let rows = open_store(&support::config(&text))
         .await
         .expect("ledger")
         .rows(0, i64::MAX, None)
         .await
         .expect("rows");
-    assert_eq!(rows.len(), 21, "every call once");
+    let mut ids: Vec<&str> = rows.iter().map(|r| r.request_id.as_str()).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!((rows.len(), ids.len()), (calls, calls), "every call once");
+    let refused = rows.iter().filter(|r| r.status == "UNAVAILABLE").count();
+    match failure {
+        "fail_open" => assert_eq!(refused, 0),
+        _ => assert!(refused >= 10, "{rows:#?}"),
+    }
 }
