@@ -62,18 +62,14 @@ pub struct BackendError {
     pub reason: String,
 }
 
+/// The answer of a reservation step.
+pub type Reserved = Result<ReserveOutcome, BackendError>;
+
 /// A place for the quota counters.
 #[async_trait::async_trait]
 pub trait QuotaBackend: Send + Sync + fmt::Debug {
-    /// `memory` or `redis`.
-    fn name(&self) -> &'static str;
     /// Reserves `lines` under `id` for at most `ttl`, atomically: all or none.
-    async fn reserve(
-        &self,
-        id: &str,
-        lines: &[Line],
-        ttl: Duration,
-    ) -> Result<ReserveOutcome, BackendError>;
+    async fn reserve(&self, id: &str, lines: &[Line], ttl: Duration) -> Reserved;
     /// Replaces reservation `id` by the actual use, atomically.
     async fn settle(&self, id: &str, lines: &[Settle]) -> Result<(), BackendError>;
     /// The counts of `keys` (expired reservations dropped).

@@ -2,7 +2,7 @@
 //! loses them; the core restores the used amounts from the ledger at start
 //! ([`MemoryBackend::add_used`]).
 
-use super::backend::{BackendError, Counts, Line, QuotaBackend, ReserveOutcome, Settle};
+use super::backend::{BackendError, Counts, Line, QuotaBackend, ReserveOutcome, Reserved, Settle};
 use std::{
     collections::HashMap,
     sync::{Mutex, PoisonError},
@@ -67,16 +67,7 @@ impl MemoryBackend {
 
 #[async_trait::async_trait]
 impl QuotaBackend for MemoryBackend {
-    fn name(&self) -> &'static str {
-        "memory"
-    }
-
-    async fn reserve(
-        &self,
-        id: &str,
-        lines: &[Line],
-        ttl: Duration,
-    ) -> Result<ReserveOutcome, BackendError> {
+    async fn reserve(&self, id: &str, lines: &[Line], ttl: Duration) -> Reserved {
         let now = Instant::now();
         let (now_s, now_ms) = unix_now();
         let mut counters = self.counters.lock().unwrap_or_else(PoisonError::into_inner);

@@ -10,7 +10,7 @@
 //! only the reservations that expired). A crashed core's reservations stop
 //! counting after `[quota] reservation_ttl`.
 
-use super::backend::{BackendError, Counts, Line, QuotaBackend, ReserveOutcome, Settle};
+use super::backend::{BackendError, Counts, Line, QuotaBackend, ReserveOutcome, Reserved, Settle};
 use redis::{
     Script,
     aio::{ConnectionManager, ConnectionManagerConfig},
@@ -205,16 +205,7 @@ fn pairs(values: &[i64]) -> Vec<Counts> {
 
 #[async_trait::async_trait]
 impl QuotaBackend for RedisQuota {
-    fn name(&self) -> &'static str {
-        "redis"
-    }
-
-    async fn reserve(
-        &self,
-        id: &str,
-        lines: &[Line],
-        ttl: Duration,
-    ) -> Result<ReserveOutcome, BackendError> {
+    async fn reserve(&self, id: &str, lines: &[Line], ttl: Duration) -> Reserved {
         let mut inv = self.reserve.prepare_invoke();
         for k in self.keys(lines.iter().map(|l| l.key.as_str())) {
             inv.key(k);

@@ -164,13 +164,7 @@ async fn full_disk(failure: &str) {
     // A write past the limit must fail (EFBIG), not kill the process.
     let _ignore = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::from_raw(25))
         .expect("SIGXFSZ handler");
-    let logs = vibectl_tests::logs::Captured::default();
-    tracing_subscriber::fmt()
-        .with_env_filter("vibectl_core=info")
-        .with_writer(logs.clone())
-        .with_ansi(false)
-        .try_init()
-        .expect("this test's process logs to the capture");
+    let logs = crate::quota_common::capture_logs();
     let dir = tempfile::tempdir().expect("tempdir");
     let db = dir.path().join("usage.db");
     let text = format!(

@@ -1,6 +1,8 @@
-//! What the quota tests share (`quota_memory`, `quota_redis`): the day's
-//! counter key and window, and the checks of a `limit-type: token` refusal.
+//! What the quota and ledger tests share (`quota_memory`, `quota_redis`,
+//! `ledger_sqlite`): the day's counter key and window, the checks of a
+//! `limit-type: token` refusal, and the capture of the core's log.
 
+use std::path::Path;
 use tonic::{Code, Status};
 use vibectl_core::quota::policy::{Period, Unit, Window, counter_key};
 
@@ -48,4 +50,39 @@ pub fn assert_daily_token_refusal(status: &Status) {
         (retry - expected).abs() < 5_000,
         "retry-after-ms {retry} vs {expected} to midnight"
     );
+}
+
+/// Sends this test process's `vibectl_core` log (info and up) to the
+/// returned capture (call it first: one subscriber per process).
+pub fn capture_logs() -> vibectl_tests::logs::Captured {
+    let logs = vibectl_tests::logs::Captured::default();
+    tracing_subscriber::fmt()
+        .with_env_filter("vibectl_core=info")
+        .with_writer(logs.clone())
+        .with_ansi(false)
+        .try_init()
+        .expect("this test's process logs to the capture");
+    logs
+}
+
+/// Provider `p` of `kind` at `base` (its key in a file in `dir`) and its
+/// model `m`: up to 20 output tokens, USD 1 / 2 per million in / out.
+pub fn provider_toml(kind: &str, base: &str, dir: &Path) -> String {
+    let key = crate::support::key_file(dir, "sk-quota-test-key");
+    format!(
+        r#"
+[providers.p]
+kind = "{kind}"
+base_url = "{base}"
+api_key_file = "{key}"
+max_retries = 0
+
+[[models]]
+id = "m"
+provider = "p"
+max_output_tokens = 20
+input_usd_per_mtok = 1.0
+output_usd_per_mtok = 2.0
+"#
+    )
 }

@@ -7,7 +7,7 @@
 //! shadow mode refuses nothing and counts would-be refusals.
 
 use crate::{
-    quota_common::assert_daily_token_refusal,
+    quota_common::{assert_daily_token_refusal, provider_toml},
     support::{self, Core, WAIT, with_header},
 };
 use std::path::Path;
@@ -24,30 +24,26 @@ use vibectl_tests::{
 
 /// A config: model `m` served by `kind` at `base`, a ledger in `dir`.
 fn cfg_text(kind: &str, base: &str, dir: &Path, limits: &str) -> String {
-    let key = support::key_file(dir, "sk-quota-test-key");
     format!(
-        r#"
-[providers.p]
-kind = "{kind}"
-base_url = "{base}"
-api_key_file = "{key}"
-max_retries = 0
-
-[[models]]
-id = "m"
-provider = "p"
-max_output_tokens = 20
-input_usd_per_mtok = 1.0
-output_usd_per_mtok = 2.0
-
+        r#"{provider}
 [ledger]
 sqlite_path = "{db}"
 flush_interval = "10ms"
 
 {limits}
 "#,
+        provider = provider_toml(kind, base, dir),
         db = dir.join("usage.db").display(),
     )
+}
+
+/// A core serving [`cfg_text`] in a new temp dir (kept by the caller),
+/// and the config's text.
+async fn started(kind: &str, base: &str, limits: &str) -> (tempfile::TempDir, String, Core) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let text = cfg_text(kind, base, dir.path(), limits);
+    let core = Core::start(support::config(&text)).await;
+    (dir, text, core)
 }
 
 fn request(id: &str) -> vibectl_proto::ExecuteRequest {
@@ -79,9 +75,7 @@ async fn over_budget_is_refused_until_midnight_and_every_call_is_in_the_ledger()
     // Each call reserves 2 (input estimate) + 20 (max output) and is charged
     // the provider's 30 + 2 = 32: three fit in 100, the fourth cannot.
     let fake = FakeOpenAi::start(Script::text(["a", "b"]).usage(30, 2)).await;
-    let dir = tempfile::tempdir().expect("tempdir");
-    let text = cfg_text("openai", &fake.base_url(), dir.path(), DAILY_100);
-    let core = Core::start(support::config(&text)).await;
+    let (_dir, text, core) = started("openai", &fake.base_url(), DAILY_100).await;
     for i in 0..3 {
         call(&core, "alice", &format!("ok-{i}"))
             .await
@@ -127,9 +121,7 @@ async fn over_budget_is_refused_until_midnight_and_every_call_is_in_the_ledger()
 #[tokio::test]
 async fn a_restarted_core_keeps_the_days_use_from_the_ledger() {
     let fake = FakeOpenAi::start(Script::text(["a", "b"]).usage(30, 2)).await;
-    let dir = tempfile::tempdir().expect("tempdir");
-    let text = cfg_text("openai", &fake.base_url(), dir.path(), DAILY_100);
-    let core = Core::start(support::config(&text)).await;
+    let (_dir, text, core) = started("openai", &fake.base_url(), DAILY_100).await;
     call(&core, "alice", "1").await.expect("fits");
     call(&core, "alice", "2").await.expect("fits");
     core.stop().await;
@@ -190,10 +182,9 @@ async fn cancel_after_first_chunk(core: &Core, text: &str, sub: &str) -> (Ledger
         "x-vibectl-sub",
         sub,
     );
-    let mut stream = core
-        .client()
-        .stream_execute(req)
+    let mut stream = tokio::time::timeout(WAIT, core.client().stream_execute(req))
         .await
+        .expect("answered in time")
         .expect("OK")
         .into_inner();
     let first = next_chunk(&mut stream).await;
@@ -243,9 +234,7 @@ async fn a_cancelled_anthropic_stream_is_charged_what_it_produced_and_an_error_n
             .gated(),
     )
     .await;
-    let dir = tempfile::tempdir().expect("tempdir");
-    let text = cfg_text("anthropic", &fake.base_url(), dir.path(), DAILY_100);
-    let core = Core::start(support::config(&text)).await;
+    let (_dir, text, core) = started("anthropic", &fake.base_url(), DAILY_100).await;
     let (row, received) = cancel_after_first_chunk(&core, &text, "carol").await;
     assert_eq!(received, "one");
     assert_eq!(row.input_tokens, 17, "the provider's own input count");
@@ -256,9 +245,7 @@ async fn a_cancelled_anthropic_stream_is_charged_what_it_produced_and_an_error_n
     core.stop().await;
 
     let failing = FakeOpenAi::start(Script::error(500, "boom")).await;
-    let dir = tempfile::tempdir().expect("tempdir");
-    let text = cfg_text("openai", &failing.base_url(), dir.path(), DAILY_100);
-    let core = Core::start(support::config(&text)).await;
+    let (_dir, text, core) = started("openai", &failing.base_url(), DAILY_100).await;
     let answer = call(&core, "dave", "failed").await.expect("in-band error");
     assert!(matches!(
         answer.result,
@@ -288,9 +275,7 @@ async fn a_cancelled_openai_stream_is_charged_the_streamed_text_as_an_estimate()
             .gated(),
     )
     .await;
-    let dir = tempfile::tempdir().expect("tempdir");
-    let text = cfg_text("openai", &fake.base_url(), dir.path(), DAILY_100);
-    let core = Core::start(support::config(&text)).await;
+    let (_dir, text, core) = started("openai", &fake.base_url(), DAILY_100).await;
     let (row, received) = cancel_after_first_chunk(&core, &text, "olga").await;
     assert_eq!(received, "one two three");
     fake.release_gate();
@@ -308,13 +293,7 @@ async fn a_cancelled_openai_stream_is_charged_the_streamed_text_as_an_estimate()
 
 #[tokio::test]
 async fn shadow_mode_refuses_nothing_and_counts_would_be_refusals() {
-    let logs = vibectl_tests::logs::Captured::default();
-    tracing_subscriber::fmt()
-        .with_env_filter("vibectl_core=info")
-        .with_writer(logs.clone())
-        .with_ansi(false)
-        .try_init()
-        .expect("this test's process logs to the capture");
+    let logs = crate::quota_common::capture_logs();
     let fake = FakeOpenAi::start(Script::text(["a"]).usage(30, 1)).await;
     let dir = tempfile::tempdir().expect("tempdir");
     let limits = "[limits.global]\nmax_tokens_per_day = 10\nenforce = false\n";

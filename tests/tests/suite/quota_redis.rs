@@ -8,7 +8,7 @@
 
 use crate::{
     journey_support::{Home, start_core},
-    quota_common::{assert_daily_token_refusal, today_key},
+    quota_common::{assert_daily_token_refusal, provider_toml, today_key},
     support::{self, Core, with_header},
 };
 use std::time::{Duration, Instant};
@@ -198,7 +198,6 @@ async fn a_core_process_killed_mid_call_leaves_no_reservation_past_the_ttl() {
     // flight, its reservation open, when the core process is killed.
     let fake = FakeOpenAi::start(Script::text(["a", "b"]).usage(30, 2).gated()).await;
     let home = Home::new();
-    let key = support::key_file(home.path(), "sk-kill-test-key");
     let ttl = Duration::from_secs(2);
     home.write_config(&format!(
         r#"
@@ -214,20 +213,9 @@ reservation_ttl = "2s"
 
 [ledger]
 enabled = false
-
-[providers.p]
-kind = "openai"
-base_url = "{base}"
-api_key_file = "{key}"
-max_retries = 0
-
-[[models]]
-id = "m"
-provider = "p"
-max_output_tokens = 20
-"#,
+{provider}"#,
         redis = redis.url(),
-        base = fake.base_url(),
+        provider = provider_toml("openai", &fake.base_url(), home.path()),
     ));
     let (core, port) = start_core(&home, &[]).await;
     let channel = tonic::transport::Endpoint::from_shared(format!("http://127.0.0.1:{port}"))
