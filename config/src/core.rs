@@ -110,10 +110,36 @@ struct RawProviderConfig {
     answer_chars: Option<NonZeroU32>,
 }
 
-impl TryFrom<RawProviderConfig> for ProviderConfig {
-    type Error = String;
+/// Why a `[providers.*]` entry's echo knobs (`chunks`, `answer_chars`) are refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ProviderKnobError {
+    /// An echo-only knob on another kind of provider.
+    #[error(
+        "`{key}` is a benchmark knob of kind = \"echo\" providers only; \
+         this provider is kind = \"{kind}\": remove `{key}`"
+    )]
+    EchoOnly {
+        /// The knob.
+        key: &'static str,
+        /// The provider's kind, lower case.
+        kind: String,
+    },
+    /// A knob above its maximum.
+    #[error("`{key}` = {value} is more than the maximum {max}")]
+    TooLarge {
+        /// The knob.
+        key: &'static str,
+        /// Its value.
+        value: u32,
+        /// The maximum.
+        max: u32,
+    },
+}
 
-    fn try_from(raw: RawProviderConfig) -> Result<Self, String> {
+impl TryFrom<RawProviderConfig> for ProviderConfig {
+    type Error = ProviderKnobError;
+
+    fn try_from(raw: RawProviderConfig) -> Result<Self, ProviderKnobError> {
         for (key, value, max) in [
             ("chunks", raw.chunks, defaults::ECHO_MAX_CHUNKS),
             (
@@ -125,13 +151,14 @@ impl TryFrom<RawProviderConfig> for ProviderConfig {
             let Some(value) = value else { continue };
             if raw.kind != ProviderKind::Echo {
                 let kind = format!("{:?}", raw.kind).to_lowercase();
-                return Err(format!(
-                    "`{key}` is a benchmark knob of kind = \"echo\" providers only; \
-                     this provider is kind = \"{kind}\": remove `{key}`"
-                ));
+                return Err(ProviderKnobError::EchoOnly { key, kind });
             }
             if value.get() > max {
-                return Err(format!("`{key}` = {value} is more than the maximum {max}"));
+                return Err(ProviderKnobError::TooLarge {
+                    key,
+                    value: value.get(),
+                    max,
+                });
             }
         }
         Ok(Self {

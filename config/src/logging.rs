@@ -14,17 +14,29 @@ pub const QUIET_DIRECTIVES: &str = "h2=info,hyper=info,hyper_util=info,rustls=in
 /// The levels `--log-level` takes.
 pub const LEVELS: [&str; 5] = ["error", "warn", "info", "debug", "trace"];
 
+/// Why logging cannot be set up (either binary).
+#[derive(Debug, thiserror::Error)]
+pub enum LoggingError {
+    /// `--log-level` is not a level.
+    #[error("--log-level `{0}`: use error, warn, info, debug or trace")]
+    Level(String),
+    /// The filter (from `RUST_LOG`) does not parse.
+    #[error("bad log filter: {0}")]
+    Filter(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// The global subscriber could not be installed.
+    #[error("cannot install the logger: {0}")]
+    Install(#[source] Box<dyn std::error::Error + Send + Sync>),
+}
+
 /// The filter directives in force: `flag` (a level) wins over `rust_log`
 /// (any `EnvFilter` directives), else `info`; [`QUIET_DIRECTIVES`] after
 /// either. `Err` names a bad `--log-level`.
-pub fn directives(flag: Option<&str>, rust_log: Option<&str>) -> Result<String, String> {
+pub fn directives(flag: Option<&str>, rust_log: Option<&str>) -> Result<String, LoggingError> {
     let base = match (flag, rust_log.map(str::trim).filter(|r| !r.is_empty())) {
         (Some(level), _) => {
             let level = level.to_ascii_lowercase();
             if !LEVELS.contains(&level.as_str()) {
-                return Err(format!(
-                    "--log-level `{level}`: use error, warn, info, debug or trace"
-                ));
+                return Err(LoggingError::Level(level));
             }
             level
         }
@@ -52,6 +64,6 @@ mod tests {
         assert!(directives(None, None).expect("none").starts_with("info,"));
         assert!(d.contains("notify=info") && d.contains("mio=info"), "{d}");
         let err = directives(Some("loud"), None).expect_err("bad level");
-        assert!(err.contains("--log-level `loud`"), "{err}");
+        assert!(err.to_string().contains("--log-level `loud`"), "{err}");
     }
 }

@@ -57,11 +57,22 @@ pub struct HealthArgs {
     pub timeout: Duration,
 }
 
-fn parse_duration(text: &str) -> Result<Duration, String> {
+/// Why `--timeout` is refused.
+#[derive(Debug, thiserror::Error)]
+pub enum TimeoutArgError {
+    /// Zero.
+    #[error("must be more than 0")]
+    Zero,
+    /// Not a duration.
+    #[error("{0} (e.g. 2s, 500ms)")]
+    NotADuration(#[source] humantime::DurationError),
+}
+
+fn parse_duration(text: &str) -> Result<Duration, TimeoutArgError> {
     match humantime::parse_duration(text) {
         Ok(d) if d > Duration::ZERO => Ok(d),
-        Ok(_) => Err("must be more than 0".to_owned()),
-        Err(e) => Err(format!("{e} (e.g. 2s, 500ms)")),
+        Ok(_) => Err(TimeoutArgError::Zero),
+        Err(e) => Err(TimeoutArgError::NotADuration(e)),
     }
 }
 
@@ -123,11 +134,12 @@ impl ConfigArg {
 /// else `info`: the edge's rule ([`vibectl_config::logging::directives`]),
 /// with the crates that could log about our own log writes kept quiet.
 /// Errors name the bad level.
-pub fn init_logging(level: Option<&str>) -> Result<(), String> {
+pub fn init_logging(level: Option<&str>) -> Result<(), vibectl_config::logging::LoggingError> {
     use tracing_subscriber::EnvFilter;
     let rust_log = std::env::var("RUST_LOG").ok();
     let directives = vibectl_config::logging::directives(level, rust_log.as_deref())?;
-    let filter = EnvFilter::try_new(directives).map_err(|e| format!("bad log filter: {e}"))?;
+    let filter = EnvFilter::try_new(directives)
+        .map_err(|e| vibectl_config::logging::LoggingError::Filter(e.into()))?;
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))

@@ -84,22 +84,43 @@ async fn route(
     })
 }
 
+/// Why the edge is not ready (the body of a 503 from `/ready`).
+#[derive(Debug, thiserror::Error)]
+pub enum NotReady {
+    /// The main listener is not accepting.
+    #[error("the edge listener is not serving")]
+    NotServing,
+    /// No certificate to serve yet (why, e.g. the ACME order's state).
+    #[error("{0}")]
+    CertificatePending(String),
+    /// The core answers health checks with another status.
+    #[error("the core at {address} reports health status {status} (not SERVING)")]
+    CoreNotServing {
+        /// The core's address.
+        address: String,
+        /// The `grpc.health.v1` status number.
+        status: u8,
+    },
+    /// The core cannot be reached.
+    #[error(transparent)]
+    CoreUnreachable(#[from] crate::http::ForwardError),
+}
+
 /// `Ok` when the edge can serve requests, else why not.
-pub async fn readiness(edge: &Edge) -> Result<(), String> {
+pub async fn readiness(edge: &Edge) -> Result<(), NotReady> {
     if !edge.readiness().is_serving() {
-        return Err("the edge listener is not serving".to_owned());
+        return Err(NotReady::NotServing);
     }
     if let Some(reason) = edge.readiness().certificate_pending() {
-        return Err(reason);
+        return Err(NotReady::CertificatePending(reason));
     }
     let core = edge.core();
-    match core.check_health().await {
-        Ok(CoreHealth::Serving | CoreHealth::Reachable) => Ok(()),
-        Ok(CoreHealth::NotServing(status)) => Err(format!(
-            "the core at {} reports health status {status} (not SERVING)",
-            core.address()
-        )),
-        Err(error) => Err(error.to_string()),
+    match core.check_health().await? {
+        CoreHealth::Serving | CoreHealth::Reachable => Ok(()),
+        CoreHealth::NotServing(status) => Err(NotReady::CoreNotServing {
+            address: core.address().to_owned(),
+            status,
+        }),
     }
 }
 

@@ -12,6 +12,9 @@ pub enum EdgeError {
     /// A certificate could not be generated, read or used.
     #[error(transparent)]
     Tls(#[from] crate::tls::TlsError),
+    /// A `ca` command failed.
+    #[error(transparent)]
+    Ca(#[from] crate::tls::ca::CaError),
     /// The JWT secret could not be found, read or saved.
     #[error(transparent)]
     Secret(#[from] crate::auth::SecretError),

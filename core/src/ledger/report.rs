@@ -20,17 +20,20 @@ pub enum GroupBy {
     Kid,
 }
 
+/// A `--group-by` column that does not exist.
+#[derive(Debug, thiserror::Error)]
+#[error("unknown column `{0}` (use sub, model, day, kid)")]
+pub struct UnknownColumn(String);
+
 impl std::str::FromStr for GroupBy {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
+    type Err = UnknownColumn;
+    fn from_str(s: &str) -> Result<Self, UnknownColumn> {
         match s.trim() {
             "sub" => Ok(Self::Sub),
             "model" => Ok(Self::Model),
             "day" => Ok(Self::Day),
             "kid" => Ok(Self::Kid),
-            other => Err(format!(
-                "unknown column `{other}` (use sub, model, day, kid)"
-            )),
+            other => Err(UnknownColumn(other.to_owned())),
         }
     }
 }

@@ -308,14 +308,12 @@ impl Metrics {
     }
 
     /// The Prometheus text exposition of every metric (empty when off).
-    pub fn render(&self) -> Result<String, String> {
+    pub fn render(&self) -> Result<String, prometheus::Error> {
         let Some(inner) = &self.inner else {
             return Ok(String::new());
         };
         let families = inner.registry.gather();
-        prometheus::TextEncoder::new()
-            .encode_to_string(&families)
-            .map_err(|e| e.to_string())
+        prometheus::TextEncoder::new().encode_to_string(&families)
     }
 }
 

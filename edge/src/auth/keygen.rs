@@ -5,7 +5,7 @@
 //! turns a public key made elsewhere into a JWK (`keys import`), so the
 //! private key never has to come to the edge host.
 
-use crate::auth::KeyAlg;
+use crate::auth::{KeyAlg, KeyError};
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use rand::RngCore;
 use serde_json::{Map, Value, json};
@@ -61,7 +61,8 @@ fn jwk(kid: &str, alg: KeyAlg, now: i64, members: Value) -> Map<String, Value> {
 }
 
 /// Makes a new key pair for `alg` named `kid`.
-pub fn generate(alg: KeyAlg, kid: &str, now: i64) -> Result<Generated, String> {
+pub fn generate(alg: KeyAlg, kid: &str, now: i64) -> Result<Generated, KeyError> {
+    let failed = |reason: String| KeyError::Generate { alg, reason };
     match alg {
         KeyAlg::ES256 | KeyAlg::EdDSA => {
             let (sig_alg, public) = if alg == KeyAlg::ES256 {
@@ -69,12 +70,13 @@ pub fn generate(alg: KeyAlg, kid: &str, now: i64) -> Result<Generated, String> {
             } else {
                 (&rcgen::PKCS_ED25519, false)
             };
-            let pair = rcgen::KeyPair::generate_for(sig_alg).map_err(|e| e.to_string())?;
+            let pair =
+                rcgen::KeyPair::generate_for(sig_alg).map_err(|e| failed(e.to_string()))?;
             let raw = pair.public_key_raw();
             let members = if public {
                 // SEC1 uncompressed: 0x04 || x || y.
                 if raw.len() != 65 || raw[0] != 0x04 {
-                    return Err("unexpected P-256 public key encoding".into());
+                    return Err(failed("unexpected P-256 public key encoding".into()));
                 }
                 json!({"kty": "EC", "crv": "P-256", "x": b64(&raw[1..33]), "y": b64(&raw[33..])})
             } else {
@@ -87,10 +89,11 @@ pub fn generate(alg: KeyAlg, kid: &str, now: i64) -> Result<Generated, String> {
         }
         KeyAlg::RS256 => {
             use rsa::{pkcs1::EncodeRsaPrivateKey, traits::PublicKeyParts};
-            let key = rsa::RsaPrivateKey::new(&mut Rng06, RSA_BITS).map_err(|e| e.to_string())?;
+            let key = rsa::RsaPrivateKey::new(&mut Rng06, RSA_BITS)
+                .map_err(|e| failed(e.to_string()))?;
             let pem = key
                 .to_pkcs1_pem(rsa::pkcs1::LineEnding::LF)
-                .map_err(|e| e.to_string())?;
+                .map_err(|e| failed(e.to_string()))?;
             let members = json!({"kty": "RSA", "n": b64(&key.n().to_bytes_be()), "e": b64(&key.e().to_bytes_be())});
             Ok(Generated {
                 private: pem.to_string(),
@@ -116,27 +119,23 @@ pub fn public_jwk_from_pem(
     alg: KeyAlg,
     kid: &str,
     now: i64,
-) -> Result<Map<String, Value>, String> {
+) -> Result<Map<String, Value>, KeyError> {
     let text = String::from_utf8_lossy(pem);
     if text.contains("PRIVATE KEY") {
-        return Err(
-            "this is a PRIVATE key; import the public key only (the private key \
-                    stays on the host that signs tokens)"
-                .into(),
-        );
+        return Err(KeyError::PrivateKey);
     }
     let members = match alg {
         KeyAlg::ES256 => {
             let point = crate::auth::pem::public_key(pem, alg)?;
             if point.len() != 65 || point[0] != 0x04 {
-                return Err("not an uncompressed P-256 public key".into());
+                return Err(KeyError::Pem("not an uncompressed P-256 public key".into()));
             }
             json!({"kty": "EC", "crv": "P-256", "x": b64(&point[1..33]), "y": b64(&point[33..])})
         }
         KeyAlg::EdDSA => {
             let x = crate::auth::pem::public_key(pem, alg)?;
             if x.len() != 32 {
-                return Err("not an Ed25519 public key".into());
+                return Err(KeyError::Pem("not an Ed25519 public key".into()));
             }
             json!({"kty": "OKP", "crv": "Ed25519", "x": b64(&x)})
         }
@@ -144,13 +143,11 @@ pub fn public_jwk_from_pem(
             use rsa::{pkcs1::DecodeRsaPublicKey, traits::PublicKeyParts};
             let der = crate::auth::pem::public_key(pem, alg)?;
             let public = rsa::RsaPublicKey::from_pkcs1_der(&der)
-                .map_err(|e| format!("not an RSA public key ({e})"))?;
+                .map_err(|e| KeyError::Pem(format!("not an RSA public key ({e})")))?;
             json!({"kty": "RSA", "n": b64(&public.n().to_bytes_be()), "e": b64(&public.e().to_bytes_be())})
         }
         KeyAlg::HS256 => {
-            return Err(
-                "HS256 keys are shared secrets: make them with `keys generate --alg HS256`".into(),
-            );
+            return Err(KeyError::SharedSecretImport);
         }
     };
     Ok(jwk(kid, alg, now, members))

@@ -9,7 +9,10 @@
 //! keeps its last good set); [`JwksDoc`] edits the file for the `keys`
 //! commands, writing it atomically.
 
-use crate::{auth::JwtError, fsutil};
+use crate::{
+    auth::{JwtError, KeyError},
+    fsutil,
+};
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use jsonwebtoken::{Algorithm, DecodingKey};
 use serde_json::{Map, Value, json};
@@ -72,16 +75,16 @@ impl fmt::Display for KeyAlg {
 }
 
 impl FromStr for KeyAlg {
-    type Err = String;
+    type Err = KeyError;
 
     /// Case-insensitive JOSE name; `Ed25519` is taken for `EdDSA`.
-    fn from_str(s: &str) -> Result<Self, String> {
+    fn from_str(s: &str) -> Result<Self, KeyError> {
         let s = s.trim();
         Self::ALL
             .into_iter()
             .find(|a| a.name().eq_ignore_ascii_case(s))
             .or_else(|| s.eq_ignore_ascii_case("ed25519").then_some(Self::EdDSA))
-            .ok_or_else(|| format!("`{s}` is not one of ES256, RS256, EdDSA, HS256"))
+            .ok_or_else(|| KeyError::UnknownAlg(s.to_owned()))
     }
 }
 
@@ -148,57 +151,54 @@ impl VerifyKey {
     }
 
     /// Reads one JWK of a key set (see the module doc for what is required).
-    pub fn from_jwk(jwk: &Map<String, Value>) -> Result<Self, String> {
+    pub fn from_jwk(jwk: &Map<String, Value>) -> Result<Self, KeyError> {
         let text = |name: &str| jwk.get(name).and_then(Value::as_str);
-        let kid = text("kid").ok_or("a key has no `kid`")?;
+        let kid = text("kid").ok_or(KeyError::NoKid)?;
         if !is_plain_kid(kid) {
-            return Err(format!(
-                "kid {kid:?} must be 1-128 characters of A-Z a-z 0-9 . _ : -"
-            ));
+            return Err(KeyError::BadKid(kid.to_owned()));
         }
+        let bad = |problem: String| KeyError::jwk(kid, problem);
         let alg: KeyAlg = text("alg")
-            .ok_or(format!(
-                "key `{kid}` has no `alg` (its algorithm must be pinned)"
-            ))?
+            .ok_or_else(|| bad("has no `alg` (its algorithm must be pinned)".into()))?
             .parse()
-            .map_err(|e| format!("key `{kid}`: {e}"))?;
+            .map_err(|e: KeyError| bad(e.to_string()))?;
         if let Some(usage) = text("use").filter(|u| *u != "sig") {
-            return Err(format!(
-                "key `{kid}` has `use: {usage}`; only signature keys belong here"
-            ));
+            return Err(bad(format!(
+                "has `use: {usage}`; only signature keys belong here"
+            )));
         }
         let status = match text("status") {
             None | Some("active") => KeyStatus::Active,
             Some("retired") => KeyStatus::Retired,
-            Some(other) => return Err(format!("key `{kid}` has unknown status `{other}`")),
+            Some(other) => return Err(bad(format!("has unknown status `{other}`"))),
         };
         let created = jwk.get("created").and_then(Value::as_i64);
-        let field = |name: &str| -> Result<Vec<u8>, String> {
-            let value = text(name).ok_or(format!("key `{kid}` has no `{name}`"))?;
+        let field = |name: &str| -> Result<Vec<u8>, KeyError> {
+            let value = text(name).ok_or_else(|| bad(format!("has no `{name}`")))?;
             URL_SAFE_NO_PAD
                 .decode(value.trim_end_matches('='))
-                .map_err(|_| format!("key `{kid}`: `{name}` is not base64url"))
+                .map_err(|_| bad(format!("`{name}` is not base64url")))
         };
-        let kty = text("kty").ok_or(format!("key `{kid}` has no `kty`"))?;
+        let kty = text("kty").ok_or_else(|| bad("has no `kty`".into()))?;
         let expect = |want: &str| {
             if kty == want {
                 Ok(())
             } else {
-                Err(format!(
-                    "key `{kid}`: alg {alg} needs kty `{want}`, the key is `{kty}` \
+                Err(bad(format!(
+                    "alg {alg} needs kty `{want}`, the key is `{kty}` \
                      (a key serves exactly one algorithm)"
-                ))
+                )))
             }
         };
         let (decoding, thumb_input) = match alg {
             KeyAlg::ES256 => {
                 expect("EC")?;
                 if text("crv") != Some("P-256") {
-                    return Err(format!("key `{kid}`: ES256 needs crv `P-256`"));
+                    return Err(bad("ES256 needs crv `P-256`".into()));
                 }
                 let (x, y) = (field("x")?, field("y")?);
                 if x.len() != 32 || y.len() != 32 {
-                    return Err(format!("key `{kid}`: x and y must be 32 bytes each"));
+                    return Err(bad("x and y must be 32 bytes each".into()));
                 }
                 let mut point = vec![0x04];
                 point.extend_from_slice(&x);
@@ -208,11 +208,11 @@ impl VerifyKey {
             KeyAlg::EdDSA => {
                 expect("OKP")?;
                 if text("crv") != Some("Ed25519") {
-                    return Err(format!("key `{kid}`: EdDSA needs crv `Ed25519`"));
+                    return Err(bad("EdDSA needs crv `Ed25519`".into()));
                 }
                 let x = field("x")?;
                 if x.len() != 32 {
-                    return Err(format!("key `{kid}`: x must be 32 bytes"));
+                    return Err(bad("x must be 32 bytes".into()));
                 }
                 (DecodingKey::from_ed_der(&x), x)
             }
@@ -221,12 +221,12 @@ impl VerifyKey {
                 let (n, e) = (field("n")?, field("e")?);
                 let bits = n.iter().skip_while(|b| **b == 0).count() * 8;
                 if bits < 2048 {
-                    return Err(format!(
-                        "key `{kid}`: RSA modulus of {bits} bits; at least 2048 needed"
-                    ));
+                    return Err(bad(format!(
+                        "RSA modulus of {bits} bits; at least 2048 needed"
+                    )));
                 }
                 if e.is_empty() {
-                    return Err(format!("key `{kid}`: empty RSA exponent"));
+                    return Err(bad("empty RSA exponent".into()));
                 }
                 let mut input = n.clone();
                 input.extend_from_slice(&e);
@@ -236,7 +236,7 @@ impl VerifyKey {
                 expect("oct")?;
                 let k = field("k")?;
                 if k.len() < 32 {
-                    return Err(format!("key `{kid}`: an HS256 key needs at least 32 bytes"));
+                    return Err(bad("an HS256 key needs at least 32 bytes".into()));
                 }
                 (DecodingKey::from_secret(&k), k)
             }
@@ -282,20 +282,19 @@ pub struct KeySet {
 
 impl KeySet {
     /// Parses and validates a JWKS document: every key or none.
-    pub fn parse(bytes: &[u8]) -> Result<Self, String> {
-        let doc: Value =
-            serde_json::from_slice(bytes).map_err(|e| format!("not valid JSON: {e}"))?;
+    pub fn parse(bytes: &[u8]) -> Result<Self, KeyError> {
+        let doc: Value = serde_json::from_slice(bytes).map_err(KeyError::Json)?;
         let list = doc
             .get("keys")
             .and_then(Value::as_array)
-            .ok_or("not a JWKS: no `keys` array")?;
+            .ok_or(KeyError::NotJwks)?;
         let mut keys = BTreeMap::new();
         for jwk in list {
-            let jwk = jwk.as_object().ok_or("a key is not a JSON object")?;
+            let jwk = jwk.as_object().ok_or(KeyError::NotObject)?;
             let key = VerifyKey::from_jwk(jwk)?;
             let kid = key.kid.clone().unwrap_or_default();
             if keys.insert(kid.clone(), Arc::new(key)).is_some() {
-                return Err(format!("kid `{kid}` appears twice"));
+                return Err(KeyError::DuplicateKid(kid));
             }
         }
         Ok(Self {
@@ -372,7 +371,7 @@ impl JwksDoc {
                 })?;
                 serde_json::from_slice(&bytes).map_err(|e| JwtError::KeySet {
                     path: path.to_owned(),
-                    reason: e.to_string(),
+                    reason: KeyError::Json(e),
                 })?
             }
             None => json!({ "keys": [] }),
@@ -473,7 +472,10 @@ mod tests {
 
     #[test]
     fn alg_must_be_pinned_and_fit_the_key_type() {
-        let parse = |key: Value| KeySet::parse(json!({ "keys": [key] }).to_string().as_bytes());
+        let parse = |key: Value| {
+            KeySet::parse(json!({ "keys": [key] }).to_string().as_bytes())
+                .map_err(|e| e.to_string())
+        };
         assert!(parse(ec_jwk("a")).is_ok());
         let mut no_alg = ec_jwk("a");
         no_alg.as_object_mut().expect("obj").remove("alg");
@@ -502,6 +504,7 @@ mod tests {
         assert!(
             KeySet::parse(dup.as_bytes())
                 .expect_err("dup")
+                .to_string()
                 .contains("twice")
         );
         let mut odd_kid = ec_jwk("a b");

@@ -21,6 +21,7 @@ pub mod budget;
 mod cache;
 mod claims;
 mod fingerprint;
+mod key_error;
 pub mod keygen;
 pub(crate) mod keys;
 mod pem;
@@ -32,6 +33,7 @@ mod sign;
 mod verify;
 
 pub use claims::{Audience, Claims};
+pub use key_error::KeyError;
 pub use keys::{KeyAlg, KeySet, KeyStatus, VerifyKey};
 pub use secret::{SecretEnv, SecretError, lookup_existing_secret, lookup_secret};
 #[cfg(any(test, feature = "test-support"))]
@@ -220,7 +222,7 @@ pub enum JwtError {
         /// The file.
         path: std::path::PathBuf,
         /// What is wrong with it.
-        reason: String,
+        reason: KeyError,
     },
     /// A private or public key file cannot be used.
     #[error("key file {}: {reason}", path.display())]
@@ -228,7 +230,7 @@ pub enum JwtError {
         /// The file.
         path: std::path::PathBuf,
         /// What is wrong with it.
-        reason: String,
+        reason: KeyError,
     },
     /// The configuration asks for something inconsistent.
     #[error("{key}: {reason}")]
@@ -238,6 +240,9 @@ pub enum JwtError {
         /// What is wrong.
         reason: String,
     },
+    /// A new key could not be made.
+    #[error(transparent)]
+    Key(#[from] KeyError),
     /// A command was asked for something it refuses to do.
     #[error("{0}")]
     Refused(String),

@@ -3,7 +3,9 @@
 //! `iss`, `iat`, `exp`, a fresh UUID `jti`, and optionally `aud`, `nbf` and
 //! `models`. The private key file never needs to be on the edge host.
 
-use crate::auth::{Audience, Claims, JwtError, KeyAlg, claims::is_valid_model_name};
+use crate::auth::{
+    Audience, Claims, JwtError, KeyAlg, KeyError, claims::is_valid_model_name,
+};
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use jsonwebtoken::{EncodingKey, Header};
 use std::{
@@ -48,18 +50,18 @@ impl SigningKey {
             path: path.to_owned(),
             source,
         })?;
-        let bad = |reason: String| JwtError::KeyFile {
+        let bad = |reason: KeyError| JwtError::KeyFile {
             path: path.to_owned(),
             reason,
         };
         let key = match alg {
             KeyAlg::HS256 => {
-                let text = String::from_utf8(bytes).map_err(|_| bad("not text".into()))?;
+                let text = String::from_utf8(bytes).map_err(|_| bad(KeyError::Secret("not text")))?;
                 let raw = URL_SAFE_NO_PAD
                     .decode(text.trim())
-                    .map_err(|_| bad("an HS256 key file holds base64url text".into()))?;
+                    .map_err(|_| bad(KeyError::Secret("an HS256 key file holds base64url text")))?;
                 if raw.len() < 32 {
-                    return Err(bad("an HS256 key needs at least 32 bytes".into()));
+                    return Err(bad(KeyError::Secret("an HS256 key needs at least 32 bytes")));
                 }
                 EncodingKey::from_secret(&raw)
             }

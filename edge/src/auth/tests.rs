@@ -424,7 +424,7 @@ fn imported_public_pem_matches_the_generated_jwk() {
     assert!(keygen::public_jwk_from_pem(pem.as_bytes(), KeyAlg::ES256, "x", 1).is_err());
     let private = key(KeyAlg::ES256).private.as_bytes();
     let err = keygen::public_jwk_from_pem(private, KeyAlg::ES256, "x", 1).expect_err("private");
-    assert!(err.contains("PRIVATE"), "{err}");
+    assert!(err.to_string().contains("PRIVATE"), "{err}");
 }
 
 #[test]

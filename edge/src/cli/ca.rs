@@ -8,7 +8,6 @@
 use crate::{
     EdgeError,
     tls::{
-        TlsError,
         ca::{self, Outcome, Validity},
         files::unix_to_rfc3339,
         inspect::{self, CertInfo},
@@ -160,7 +159,7 @@ pub fn run(command: CaCommand, config: &Config) -> Result<(), EdgeError> {
                 );
             } else {
                 print!("{}", status_table(&dir, &expiring, now));
-                return Err(TlsError::Expiring {
+                return Err(ca::CaError::Expiring {
                     dir,
                     count: expiring.len(),
                     days,

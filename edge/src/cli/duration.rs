@@ -3,8 +3,27 @@
 
 use std::time::Duration;
 
+/// Why an `--expires-in` value is refused.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ExpiresInError {
+    /// More seconds than fit.
+    #[error("`{0}` is too long")]
+    TooLong(String),
+    /// Not a duration at all.
+    #[error("`{text}` is not a duration like 30d, 12h or 90m ({source})")]
+    NotADuration {
+        /// What was given.
+        text: String,
+        /// humantime's reason.
+        source: humantime::DurationError,
+    },
+    /// Zero.
+    #[error("a token must live longer than 0 seconds")]
+    Zero,
+}
+
 /// Parses a token lifetime; zero is refused.
-pub fn parse_expires_in(text: &str) -> Result<Duration, String> {
+pub fn parse_expires_in(text: &str) -> Result<Duration, ExpiresInError> {
     let text = text.trim();
     let split = text
         .find(|c: char| !c.is_ascii_digit())
@@ -23,12 +42,14 @@ pub fn parse_expires_in(text: &str) -> Result<Duration, String> {
         (Ok(n), Some(per)) => n
             .checked_mul(per)
             .map(Duration::from_secs)
-            .ok_or_else(|| format!("`{text}` is too long"))?,
-        _ => humantime::parse_duration(text)
-            .map_err(|e| format!("`{text}` is not a duration like 30d, 12h or 90m ({e})"))?,
+            .ok_or_else(|| ExpiresInError::TooLong(text.to_owned()))?,
+        _ => humantime::parse_duration(text).map_err(|source| ExpiresInError::NotADuration {
+            text: text.to_owned(),
+            source,
+        })?,
     };
     if duration.is_zero() {
-        return Err("a token must live longer than 0 seconds".to_owned());
+        return Err(ExpiresInError::Zero);
     }
     Ok(duration)
 }
@@ -62,6 +83,7 @@ mod tests {
         assert!(
             parse_expires_in("10x")
                 .expect_err("bad unit")
+                .to_string()
                 .contains("30d")
         );
     }

@@ -27,7 +27,7 @@ pub enum KeysCommand {
     /// into the key set for verifying.
     Generate {
         /// ES256, RS256, EdDSA or HS256 (a shared secret: the key set then holds it).
-        #[arg(long, value_parser = parse_alg, value_name = "ALG")]
+        #[arg(long, value_parser = str::parse::<KeyAlg>, value_name = "ALG")]
         alg: KeyAlg,
         /// The key id (default: <alg>-<date>-<random>).
         #[arg(long, value_name = "KID")]
@@ -36,7 +36,7 @@ pub enum KeysCommand {
     /// Add a public key made elsewhere (PEM) to the key set.
     Import {
         /// ES256, RS256 or EdDSA.
-        #[arg(long, value_parser = parse_alg, value_name = "ALG")]
+        #[arg(long, value_parser = str::parse::<KeyAlg>, value_name = "ALG")]
         alg: KeyAlg,
         /// The key id tokens signed with it carry.
         #[arg(long, value_name = "KID")]
@@ -53,10 +53,6 @@ pub enum KeysCommand {
         #[arg(long, value_name = "KID")]
         kid: String,
     },
-}
-
-fn parse_alg(text: &str) -> Result<KeyAlg, String> {
-    text.parse()
 }
 
 fn file_error(action: &'static str, path: PathBuf) -> impl FnOnce(std::io::Error) -> EdgeError {
@@ -108,7 +104,7 @@ pub fn generate(config: &Config, alg: KeyAlg, kid: Option<&str>) -> Result<MadeK
         ))
         .into());
     }
-    let Generated { private, jwk } = keygen::generate(alg, &kid, now).map_err(JwtError::Refused)?;
+    let Generated { private, jwk } = keygen::generate(alg, &kid, now).map_err(JwtError::Key)?;
     fsutil::create_private_dir(&keys_dir)
         .map_err(file_error("cannot create directory", keys_dir.clone()))?;
     fsutil::write_private(&private_key, private.as_bytes())

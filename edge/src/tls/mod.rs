@@ -39,7 +39,8 @@ pub use stats::{HandshakeFailure, HandshakeStats};
 
 use std::path::PathBuf;
 
-/// What can go wrong with certificates. Every variant names the file.
+/// What can go wrong loading, serving and rotating certificates (the
+/// `ca` commands' own refusals are [`ca::CaError`]). Every variant names the file.
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
     /// A file could not be read, written or created.
@@ -131,44 +132,6 @@ pub enum TlsError {
         /// 1-based position of the certificate that should be the issuer.
         position: usize,
     },
-    /// A file exists and `--force` was not given.
-    #[error("{} already exists; pass --force to replace it", path.display())]
-    FileExists {
-        /// The file.
-        path: PathBuf,
-    },
-    /// `ca create-*` before `ca init`.
-    #[error(
-        "no CA in {dir} (missing {missing}); run `vibectl-edge ca init --dir {dir}` first",
-        dir = dir.display()
-    )]
-    CaNotInitialized {
-        /// The directory.
-        dir: PathBuf,
-        /// The first missing file.
-        missing: &'static str,
-    },
-    /// Some CA files exist, others do not.
-    #[error(
-        "{} holds an incomplete CA (has {}; lacks {}): restore the missing files, or pass --force to replace it with a new CA (clients then need the new ca-bundle.crt)",
-        dir.display(), present.join(", "), missing.join(", ")
-    )]
-    CaIncomplete {
-        /// The directory.
-        dir: PathBuf,
-        /// CA files present.
-        present: Vec<String>,
-        /// CA files missing.
-        missing: Vec<String>,
-    },
-    /// The CA files do not belong together.
-    #[error("the CA in {} is inconsistent: {reason}", dir.display())]
-    CaInconsistent {
-        /// The directory.
-        dir: PathBuf,
-        /// What does not match.
-        reason: String,
-    },
     /// `serve-ca` on a CA without a server certificate.
     #[error(
         "no server certificate in {dir}: run `vibectl-edge ca create-server-cert --dir {dir} HOST…` first",
@@ -178,14 +141,6 @@ pub enum TlsError {
         /// The CA directory.
         dir: PathBuf,
     },
-    /// A server certificate exists that is not the one asked for.
-    #[error("{} already exists and {reason}; pass --force to replace it", path.display())]
-    ServerCertExists {
-        /// The certificate file.
-        path: PathBuf,
-        /// How it differs from what was asked.
-        reason: String,
-    },
     /// `tls.client_ca_file` cannot be used.
     #[error("tls.client_ca_file {}: {message}", path.display())]
     ClientCa {
@@ -193,16 +148,6 @@ pub enum TlsError {
         path: PathBuf,
         /// Why.
         message: String,
-    },
-    /// `ca check-expiry`: certificates expire within the window.
-    #[error("{count} certificate(s) in {} expire within {days} days (or have expired)", dir.display())]
-    Expiring {
-        /// The CA directory.
-        dir: PathBuf,
-        /// How many.
-        count: usize,
-        /// The window, in days.
-        days: u32,
     },
     /// A directory cannot be watched for certificate rotation.
     #[error("cannot watch {} for certificate changes: {message}", path.display())]

@@ -43,18 +43,6 @@ pub fn private_dir(dir: &Path) -> Result<(), TlsError> {
         .map_err(io_err("cannot set the mode of", dir))
 }
 
-/// Fails with [`TlsError::FileExists`] if any of `paths` exists and `force`
-/// is false. Callers check everything before writing anything, so a refused
-/// command leaves nothing half-done.
-pub fn check_free(paths: &[&Path], force: bool) -> Result<(), TlsError> {
-    match paths.iter().find(|p| p.exists()) {
-        Some(path) if !force => Err(TlsError::FileExists {
-            path: path.to_path_buf(),
-        }),
-        _ => Ok(()),
-    }
-}
-
 /// The temporary name `path` is written under before the rename: hidden,
 /// in the same directory (a rename is atomic only within one file system).
 fn temp_path(path: &Path) -> PathBuf {
@@ -150,17 +138,5 @@ mod tests {
             .map(|e| e.expect("entry").file_name())
             .collect();
         assert_eq!(names.len(), 2, "no temporary files left: {names:?}");
-    }
-
-    #[test]
-    fn check_free_refuses_without_force() {
-        let tmp = tempfile::tempdir().expect("tempdir");
-        let there = tmp.path().join("there");
-        fs::write(&there, "x").expect("write");
-        let absent = tmp.path().join("absent");
-        check_free(&[&absent], false).expect("free");
-        let err = check_free(&[&absent, &there], false).expect_err("exists");
-        assert!(err.to_string().contains("--force"), "{err}");
-        check_free(&[&absent, &there], true).expect("forced");
     }
 }

@@ -74,17 +74,31 @@ impl AcmeHttp {
     }
 
     /// `GET url`: status and body (for the directory check).
-    pub async fn get(&self, url: &str) -> Result<(StatusCode, Bytes), String> {
+    pub async fn get(&self, url: &str) -> Result<(StatusCode, Bytes), GetError> {
         let request = Request::get(url)
             .header(http::header::USER_AGENT, user_agent())
             .body(BodyWrapper::default())
-            .map_err(|e| e.to_string())?;
-        let response = self.request(request).await.map_err(|e| error_chain(&e))?;
+            .map_err(GetError::Request)?;
+        let response = self.request(request).await.map_err(GetError::Send)?;
         let status = response.parts.status;
         let mut body = response.body;
-        let bytes = body.into_bytes().await.map_err(|e| error_chain(&*e))?;
+        let bytes = body.into_bytes().await.map_err(GetError::Body)?;
         Ok((status, bytes))
     }
+}
+
+/// Why [`AcmeHttp::get`] got no answer; shown as the whole chain on one line.
+#[derive(Debug, thiserror::Error)]
+pub enum GetError {
+    /// The URL cannot make a request.
+    #[error("{}", error_chain(.0))]
+    Request(http::Error),
+    /// The request failed (connect, TLS, timeout).
+    #[error("{}", error_chain(.0))]
+    Send(Error),
+    /// The body could not be read.
+    #[error("{}", error_chain(&**.0))]
+    Body(Box<dyn std::error::Error + Send + Sync>),
 }
 
 impl HttpClient for AcmeHttp {

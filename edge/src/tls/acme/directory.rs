@@ -79,7 +79,7 @@ pub async fn probe(
                 }
                 Some(error) => error,
             },
-            Ok(Err(error)) => error,
+            Ok(Err(error)) => error.to_string(),
             Err(_) => format!("no answer within {:?}", policy.timeout),
         };
         match pauses.next() {

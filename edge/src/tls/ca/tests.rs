@@ -200,3 +200,15 @@ fn a_swapped_intermediate_key_is_refused() {
     let err = create_server_cert(tmp.path(), &["a.example".into()], 1, false).expect_err("bad key");
     assert!(err.to_string().contains("does not belong"), "{err}");
 }
+
+#[test]
+fn check_free_refuses_without_force() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let there = tmp.path().join("there");
+    std::fs::write(&there, "x").expect("write");
+    let absent = tmp.path().join("absent");
+    check_free(&[&absent], false).expect("free");
+    let err = check_free(&[&absent, &there], false).expect_err("exists");
+    assert!(err.to_string().contains("--force"), "{err}");
+    check_free(&[&absent, &there], true).expect("forced");
+}
