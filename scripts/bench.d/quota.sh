@@ -3,25 +3,32 @@
 # Builds quota_bench (release), starts a redis-server on TCP loopback
 # (127.0.0.1, a free port) in a temporary directory, and prints Markdown
 # tables: the p50/p99 latency of one quota reservation (memory backend;
-# Redis, one EVALSHA per step) beside the floor of this machine's Redis
-# (`redis-benchmark -t ping -c 1` p50, and one empty EVALSHA through the
-# core's own client), Redis' own time per script (INFO commandstats), and
-# calls/s through an in-process core with 64 streams at once with the
-# ledger off and with the SQLite ledger on. Not part of scripts/test.
+# Redis, one EVALSHA per reservation) beside the floor of this machine's
+# Redis (`redis-benchmark -t ping -c 1` p50, and a PING and an empty
+# EVALSHA through the core's own client), the client commands and
+# connections Redis saw for the reservations (INFO), Redis' own time per
+# script (INFO commandstats), and calls/s through an in-process core with
+# 64 streams at once, ledger off and SQLite ledger on, in interleaved
+# rounds (the order alternates). With --instructions, also the
+# instructions per call with the ledger off and on (valgrind
+# --tool=callgrind over two fixed call counts, the difference divided by
+# the difference: start-up cancels out), steady on a busy machine.
+# Not part of scripts/test.
 #
-#   scripts/bench --quota [--rounds N] [--baseline-bin PATH] [quota_bench args…]
+#   scripts/bench --quota [--rounds N] [--instructions] [--baseline-bin PATH] [quota_bench args…]
 #
 # --baseline-bin runs an earlier build of quota_bench in every round too,
 # interleaved with this one (the order alternates), for before/after on a
 # busy machine; Redis is flushed before each run.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-ROUNDS=1 BASELINE=""
+ROUNDS=1 BASELINE="" INSTRUCTIONS=""
 ARGS=()
 while [ $# -gt 0 ]; do
   case $1 in
     --rounds) ROUNDS=${2:?--rounds needs a number}; shift ;;
     --baseline-bin) BASELINE=${2:?--baseline-bin needs a path}; shift ;;
+    --instructions) INSTRUCTIONS=1 ;;
     *) ARGS+=("$1") ;;
   esac
   shift
@@ -29,7 +36,10 @@ done
 for c in redis-server redis-cli redis-benchmark; do
   command -v "$c" >/dev/null || { echo "quota bench: needs $c (Debian: redis-server, redis-tools)" >&2; exit 1; }
 done
+[ -z "$INSTRUCTIONS" ] || command -v valgrind >/dev/null ||
+  { echo "quota bench: --instructions needs valgrind (Debian: valgrind)" >&2; exit 1; }
 [ -n "${QUOTA_NO_BUILD:-}" ] || cargo build --release --locked -q -p vibectl-tests --bin quota_bench
+BIN=target/release/quota_bench
 tmp=$(mktemp -d)
 port=""
 for p in $(shuf -i 20000-60000 -n 50); do
@@ -55,12 +65,32 @@ run() { # NAME BIN
   script_usec
   echo
 }
+# Instructions of N calls through the core, ledger on|off (callgrind's total).
+instructions() { # N on|off
+  valgrind --tool=callgrind --callgrind-out-file=/dev/null "$BIN" --fixed-calls "$1" --ledger "$2" 2>&1 |
+    sed -nE 's/.*Collected : ([0-9]+).*/\1/p'
+}
 for round in $(seq "$ROUNDS"); do
   echo "## round $round"
   echo
-  echo "Redis floor: $(redis-benchmark -h 127.0.0.1 -p "$port" -t ping -c 1 -n 20000 -q 2>/dev/null | tr '\r' '\n' | grep -E 'p50' | tail -1)"
+  echo "Redis floor (redis-benchmark, C client): $(redis-benchmark -h 127.0.0.1 -p "$port" -t ping -c 1 -n 20000 -q 2>/dev/null | tr '\r' '\n' | grep -E 'p50' | tail -1)"
   echo
   if [ -n "$BASELINE" ] && [ $((round % 2)) -eq 1 ]; then run baseline "$BASELINE"; fi
-  run current target/release/quota_bench
+  run current "$BIN"
   if [ -n "$BASELINE" ] && [ $((round % 2)) -eq 0 ]; then run baseline "$BASELINE"; fi
 done
+if [ -n "$INSTRUCTIONS" ]; then
+  small=${QUOTA_CALLS_SMALL:-400} large=${QUOTA_CALLS_LARGE:-1600}
+  echo "## instructions per call (callgrind, $small and $large calls, 64 streams)"
+  echo
+  echo "| ledger | instructions per call |"
+  echo "| --- | --- |"
+  declare -A per
+  for mode in off on; do
+    a=$(instructions "$small" "$mode") b=$(instructions "$large" "$mode")
+    per[$mode]=$(( (b - a) / (large - small) ))
+    echo "| $mode | ${per[$mode]} |"
+  done
+  echo
+  echo "The ledger costs $(( per[on] - per[off] )) instructions per call ($(awk -v on="${per[on]}" -v off="${per[off]}" 'BEGIN { printf "%+.1f", (on / off - 1) * 100 }') %)."
+fi

@@ -170,7 +170,15 @@ impl Quotas {
             self.metrics.refused(b.unit, true);
             let c = outcome.counts[i];
             tracing::info!(sub = caller.sub, budget = b.name, owner = %b.owner, used = c.used, reserved = c.reserved, needs = lines[i].amount, limit = b.limit, "refused: quota exhausted");
-            return Err(refusal(&policy, b, c, lines[i].amount, outcome.now_ms));
+            // Until the window resets by the clock that chose the window
+            // (Redis' clock may differ by the replicas' skew).
+            return Err(refusal(
+                &policy,
+                b,
+                c,
+                lines[i].amount,
+                now.as_millisecond(),
+            ));
         }
         for (i, (b, c)) in budgets.iter().zip(&outcome.counts).enumerate() {
             if !b.enforce && c.used + c.reserved + lines[i].amount > b.limit {

@@ -177,6 +177,17 @@ impl RedisQuota {
         .collect()
     }
 
+    /// One `PING` on the quota connection (what a round trip costs here).
+    pub async fn ping(&self) -> Result<(), BackendError> {
+        let mut conn = self.conn.clone();
+        match tokio::time::timeout(OP_TIMEOUT, redis::cmd("PING").query_async::<()>(&mut conn))
+            .await
+        {
+            Err(_) => Err(err("Redis did not answer a PING in time")),
+            Ok(r) => r.map_err(|e| err(e.to_string())),
+        }
+    }
+
     async fn run<T: redis::FromRedisValue>(
         &self,
         invocation: &redis::ScriptInvocation<'_>,

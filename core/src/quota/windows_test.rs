@@ -1,5 +1,6 @@
 //! Budgets reset at the calendar boundaries of `[quota] time_zone`: a
-//! fixed clock just before and at midnight (and New Year) in Berlin.
+//! fixed clock just before and at midnight (and a month's end) in Berlin,
+//! and a refusal's `retry-after-ms` is exactly the time to the reset.
 
 use super::{Caller, QuotaMetrics, Quotas, memory::MemoryBackend};
 use crate::registry::Registry;
@@ -24,6 +25,16 @@ id = "m"
 provider = "echo"
 max_output_tokens = 50
 "#;
+
+/// A refusal's `retry-after-ms`.
+fn retry_after_ms(status: &tonic::Status) -> i64 {
+    status
+        .metadata()
+        .get("retry-after-ms")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+        .expect("retry-after-ms")
+}
 
 fn at(ts: &str) -> Timestamp {
     ts.parse().expect("timestamp")
@@ -55,6 +66,8 @@ async fn budgets_reset_at_midnight_and_at_the_month_in_the_time_zone() {
         .await
         .expect_err("the day is spent");
     assert_eq!(refused.code(), Code::ResourceExhausted);
+    // One millisecond before midnight: retry in 1 ms, not a day.
+    assert_eq!(retry_after_ms(&refused), 1);
     assert!(
         refused
             .message()
@@ -69,6 +82,8 @@ async fn budgets_reset_at_midnight_and_at_the_month_in_the_time_zone() {
     let refused = reserve("2026-11-29T23:00:00Z")
         .await
         .expect_err("the month is spent");
+    // The month resets at 2026-11-30T23:00Z, one day later.
+    assert_eq!(retry_after_ms(&refused), 86_400_000);
     assert!(
         refused.message().contains("max_tokens_per_month")
             && refused.message().contains("month 2026-11 in Europe/Berlin"),

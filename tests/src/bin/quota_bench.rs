@@ -1,15 +1,22 @@
 //! `quota_bench`: what quotas and the ledger cost (run by `scripts/bench
 //! --quota`; not a test). Prints, as Markdown rows:
-//! - the latency of one quota reservation (reserve, then settle off the
-//!   path) with the memory backend, and with Redis at `--redis URL`,
-//!   beside one empty scripted step through the same client (the floor);
+//! - the latency of one quota reservation with the memory backend, and
+//!   with Redis at `--redis URL` beside this machine's floor through the
+//!   same client (a `PING`, an empty scripted step), and the Redis
+//!   commands and connections a reservation costs (from `INFO`): "alone"
+//!   holds every reservation until the timed loop ends (nothing else on
+//!   the connection), "settles in flight" settles each one as a call does
+//!   (spawned, off the call's path, sharing the connection);
 //! - calls per second through an in-process core with 64 streams at once,
-//!   with the ledger off and with the SQLite ledger on.
+//!   ledger off and SQLite ledger on, in interleaved rounds;
+//! - with `--fixed-calls N --ledger on|off`: only N calls (for counting
+//!   instructions under `valgrind --tool=callgrind`).
 
 use clap::Parser;
 use futures::StreamExt;
 use hdrhistogram::Histogram;
 use std::{
+    future::Future,
     sync::Arc,
     time::{Duration, Instant},
 };
@@ -27,81 +34,202 @@ use vibectl_proto::{ExecuteRequest, vibectl_llm_proxy_client::VibectlLlmProxyCli
 
 #[derive(Parser)]
 struct Args {
-    /// Redis for the shared backend (e.g. redis+unix:///tmp/r.sock); skipped when absent.
+    /// Redis for the shared backend (e.g. redis://127.0.0.1:6379/); skipped when absent.
     #[arg(long)]
     redis: Option<String>,
-    /// Reservations measured per backend.
+    /// Reservations measured per backend and way.
     #[arg(long, default_value_t = 20_000)]
     calls: usize,
     /// Seconds of each throughput run.
-    #[arg(long, default_value_t = 5)]
+    #[arg(long, default_value_t = 3)]
     seconds: u64,
+    /// Interleaved off/on throughput rounds.
+    #[arg(long, default_value_t = 4)]
+    ledger_rounds: usize,
     /// Streams at once in the throughput runs.
     #[arg(long, default_value_t = 64)]
     streams: usize,
+    /// Only this many calls through the core (no latency tables).
+    #[arg(long)]
+    fixed_calls: Option<u64>,
+    /// With --fixed-calls: `on` (SQLite ledger) or `off`.
+    #[arg(long, default_value = "on")]
+    ledger: String,
 }
 
 const BUDGETS: &str = "[limits.global]\nmax_tokens_per_day = 1000000000000\n\
                        max_cost_usd_per_month = 1000000\n";
 
-async fn reserve_latency(name: &str, backend: Arc<dyn QuotaBackend>, calls: usize) {
+fn micros(hist: &Histogram<u64>, q: f64) -> f64 {
+    hist.value_at_quantile(q) as f64 / 1000.0
+}
+
+/// p50 and p99 of `calls` runs of `step`, as a table row; the p50 and
+/// what the steps returned.
+async fn timed<T, F: Future<Output = T>>(
+    what: &str,
+    calls: usize,
+    mut step: impl FnMut(usize) -> F,
+) -> (f64, Vec<T>) {
+    let mut hist = Histogram::<u64>::new(3).expect("histogram");
+    let mut out = Vec::with_capacity(calls);
+    for i in 0..calls {
+        let started = Instant::now();
+        out.push(step(i).await);
+        hist.record(u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX))
+            .expect("record");
+    }
+    let p50 = micros(&hist, 0.5);
+    println!(
+        "| {what} | {p50:.1} µs | {:.1} µs | {calls} |",
+        micros(&hist, 0.99)
+    );
+    (p50, out)
+}
+
+/// The commands a client can send (not the ones scripts run inside Redis).
+const CLIENT_COMMANDS: [&str; 9] = [
+    "evalsha", "eval", "script", "ping", "hello", "client", "select", "auth", "info",
+];
+
+/// The Redis server's counts of [`CLIENT_COMMANDS`] and of connections.
+async fn server_counts(conn: &mut redis::aio::MultiplexedConnection) -> Vec<(String, u64)> {
+    let text: String = redis::cmd("INFO")
+        .arg("everything")
+        .query_async(conn)
+        .await
+        .expect("INFO");
+    let value = |line: &str, key: &str| -> u64 {
+        line.split(key)
+            .nth(1)
+            .and_then(|v| v.split([',', '\r']).next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    let mut counts = Vec::new();
+    for line in text.lines() {
+        if let Some((name, rest)) = line
+            .strip_prefix("cmdstat_")
+            .and_then(|l| l.split_once(':'))
+            && CLIENT_COMMANDS.contains(&name)
+        {
+            counts.push((name.to_owned(), value(rest, "calls=")));
+        } else if line.starts_with("total_connections_received:") {
+            counts.push((
+                "connections".to_owned(),
+                value(line, "total_connections_received:"),
+            ));
+        }
+    }
+    counts
+}
+
+/// What changed between two [`server_counts`], as `evalsha +N, …`.
+fn delta(before: &[(String, u64)], after: &[(String, u64)]) -> String {
+    let was = |name: &str| {
+        before
+            .iter()
+            .find(|(n, _)| n == name)
+            .map_or(0, |(_, v)| *v)
+    };
+    let parts: Vec<String> = after
+        .iter()
+        .filter(|(n, v)| *v > was(n))
+        .map(|(n, v)| format!("{n} +{}", v - was(n)))
+        .collect();
+    parts.join(", ")
+}
+
+/// Reservation latency of `backend`: alone (held until the loop ends;
+/// with `probe`, the Redis commands that loop sent are printed), then
+/// with each settled as a call settles it. Returns the first p50.
+async fn reserve_latency(
+    name: &str,
+    backend: Arc<dyn QuotaBackend>,
+    calls: usize,
+    probe: Option<&mut redis::aio::MultiplexedConnection>,
+) -> f64 {
     let config = Config::from_toml(BUDGETS, std::path::Path::new("bench.toml")).expect("config");
     let quotas = Arc::new(Quotas::new(&config, backend, QuotaMetrics::default()));
     let model = Registry::from_config(&config)
         .resolve(Some("echo"))
         .expect("echo");
-    let mut hist = Histogram::<u64>::new(3).expect("histogram");
-    for i in 0..calls {
-        let sub = format!("user-{}", i % 100);
-        let started = Instant::now();
-        let reservation = quotas
-            .reserve(
-                Caller {
-                    sub: &sub,
-                    kid: None,
-                },
-                &model,
-                20,
-            )
-            .await
-            .expect("fits");
-        hist.record(u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX))
-            .expect("record");
-        if let Some(r) = reservation {
-            r.settle(30, 0);
-        }
+    let subs: Vec<String> = (0..100).map(|i| format!("user-{i}")).collect();
+    let (quotas, model, subs) = (&quotas, &model, &subs);
+    let reserve = move |i: usize| async move {
+        let caller = Caller {
+            sub: &subs[i % 100],
+            kid: None,
+        };
+        quotas.reserve(caller, model, 20).await.expect("fits")
+    };
+    // Warm: the connection opened and both scripts loaded (the settle is
+    // spawned: give it time to finish before the commands are counted).
+    if let Some(r) = reserve(0).await {
+        r.settle(1, 0);
     }
-    println!(
-        "| quota reserve, {name} | {:.1} µs | {:.1} µs | {calls} |",
-        hist.value_at_quantile(0.5) as f64 / 1000.0,
-        hist.value_at_quantile(0.99) as f64 / 1000.0
-    );
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut probe = probe;
+    let before = match probe.as_mut() {
+        Some(conn) => server_counts(conn).await,
+        None => Vec::new(),
+    };
+    let (p50, held) = timed(&format!("quota reserve, {name}, alone"), calls, reserve).await;
+    if let Some(conn) = probe {
+        let after = server_counts(conn).await;
+        println!(
+            "| ↳ Redis saw, for these {calls} reservations | {} (`info +1` is this probe) | | |",
+            delta(&before, &after)
+        );
+    }
+    drop(held);
+    timed(
+        &format!("quota reserve, {name}, settles in flight"),
+        calls,
+        |i| async move {
+            if let Some(r) = reserve(i).await {
+                r.settle(30, 0);
+            }
+        },
+    )
+    .await;
+    p50
 }
 
-/// One scripted Redis step that does nothing (an empty `COUNTS`):
-/// `EVALSHA`'s round trip through the core's own client, the floor under a
-/// reservation.
-async fn redis_floor(redis: &RedisQuota, calls: usize) {
-    let mut hist = Histogram::<u64>::new(3).expect("histogram");
-    for _ in 0..calls {
-        let started = Instant::now();
+async fn redis_tables(url: &str, calls: usize) {
+    let redis = Arc::new(RedisQuota::new(url, "bench:").expect("redis url"));
+    let mut probe = redis::Client::open(url)
+        .expect("redis url")
+        .get_multiplexed_async_connection()
+        .await
+        .expect("connect");
+    redis.ping().await.expect("redis");
+    let (ping, _) = timed("PING, same client (floor)", calls, |_| async {
+        redis.ping().await.expect("ping");
+    })
+    .await;
+    timed("empty EVALSHA, same client", calls, |_| async {
         redis.counts(&[]).await.expect("redis");
-        hist.record(u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX))
-            .expect("record");
-    }
+    })
+    .await;
+    let p50 = reserve_latency("Redis", redis.clone(), calls, Some(&mut probe)).await;
     println!(
-        "| empty EVALSHA, same client (floor) | {:.1} µs | {:.1} µs | {calls} |",
-        hist.value_at_quantile(0.5) as f64 / 1000.0,
-        hist.value_at_quantile(0.99) as f64 / 1000.0
+        "\nRedis reserve alone, p50: {p50:.1} µs = {:.2} × this client's PING p50 ({ping:.1} µs).",
+        p50 / ping
     );
 }
 
-async fn throughput(ledger: Option<&std::path::Path>, args: &Args) -> f64 {
+fn ledger_config(ledger: Option<&std::path::Path>) -> Config {
     let text = match ledger {
         Some(path) => format!("[ledger]\nsqlite_path = \"{}\"\n", path.display()),
         None => "[ledger]\nenabled = false\n".to_owned(),
     };
-    let config = Config::from_toml(&text, std::path::Path::new("bench.toml")).expect("config");
+    Config::from_toml(&text, std::path::Path::new("bench.toml")).expect("config")
+}
+
+/// Calls through an in-process core, `streams` at once, until `until`
+/// or `limit` calls; returns calls/s and the count.
+async fn throughput(config: Config, streams: usize, until: Duration, limit: u64) -> (f64, u64) {
     let listener = CoreListener::bind("127.0.0.1:0").await.expect("bind");
     let address = listener.local_addr_string();
     let stop = CancellationToken::new();
@@ -115,12 +243,17 @@ async fn throughput(ledger: Option<&std::path::Path>, args: &Args) -> f64 {
         .connect()
         .await
         .expect("connect");
-    let until = Instant::now() + Duration::from_secs(args.seconds);
-    let workers = (0..args.streams).map(|w| {
+    let started = Instant::now();
+    let until = started + until;
+    let next = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let workers = (0..streams).map(|w| {
         let mut client = VibectlLlmProxyClient::new(channel.clone());
+        let next = next.clone();
         async move {
             let mut done = 0u64;
-            while Instant::now() < until {
+            while Instant::now() < until
+                && next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) < limit
+            {
                 let request = ExecuteRequest {
                     user_fragments: vec!["count these words please".into()],
                     model_name: Some("echo".into()),
@@ -140,30 +273,63 @@ async fn throughput(ledger: Option<&std::path::Path>, args: &Args) -> f64 {
             done
         }
     });
-    let started = Instant::now();
     let total: u64 = futures::future::join_all(workers).await.into_iter().sum();
     let rate = total as f64 / started.elapsed().as_secs_f64();
     stop.cancel();
     let _ = server.await;
-    rate
+    (rate, total)
+}
+
+async fn ledger_rounds(args: &Args) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = dir.path().join("usage.db");
+    let run = Duration::from_secs(args.seconds);
+    println!(
+        "\n| ledger, {} streams, round | off calls/s | SQLite on calls/s | on vs off |\n| --- | --- | --- | --- |",
+        args.streams
+    );
+    let mut ratios = Vec::new();
+    for round in 1..=args.ledger_rounds {
+        // The order alternates, so a drift of the machine's load cancels out.
+        let (mut off, mut on) = (0.0, 0.0);
+        for ledger_on in [round % 2 == 0, round % 2 == 1] {
+            let config = ledger_config(ledger_on.then_some(db.as_path()));
+            let (rate, _) = throughput(config, args.streams, run, u64::MAX).await;
+            *(if ledger_on { &mut on } else { &mut off }) = rate;
+        }
+        let ratio = on / off - 1.0;
+        ratios.push(ratio);
+        println!("| {round} | {off:.0} | {on:.0} | {:+.1} % |", ratio * 100.0);
+    }
+    ratios.sort_by(f64::total_cmp);
+    println!(
+        "\nMedian of {} interleaved rounds: ledger on {:+.1} % calls/s.",
+        ratios.len(),
+        ratios[ratios.len() / 2] * 100.0
+    );
 }
 
 #[tokio::main]
 async fn main() {
     let args = Args::parse();
-    println!("| what | p50 | p99 | calls |\n| --- | --- | --- | --- |");
-    reserve_latency("memory", Arc::new(MemoryBackend::default()), args.calls).await;
-    if let Some(url) = &args.redis {
-        let redis = RedisQuota::new(url, "bench:").expect("redis url");
-        redis_floor(&redis, args.calls).await;
-        reserve_latency("Redis", Arc::new(redis), args.calls).await;
+    if let Some(calls) = args.fixed_calls {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = dir.path().join("usage.db");
+        let config = ledger_config((args.ledger == "on").then_some(db.as_path()));
+        let (_, done) = throughput(config, args.streams, Duration::MAX / 4, calls).await;
+        println!("{done} calls, ledger {}", args.ledger);
+        return;
     }
-    let dir = tempfile::tempdir().expect("tempdir");
-    let off = throughput(None, &args).await;
-    let on = throughput(Some(&dir.path().join("usage.db")), &args).await;
-    println!(
-        "\n| ledger, {} streams | calls/s | vs off |\n| --- | --- | --- |\n| off | {off:.0} | |\n| SQLite on | {on:.0} | {:+.1} % |",
-        args.streams,
-        (on / off - 1.0) * 100.0
-    );
+    println!("| what | p50 | p99 | calls |\n| --- | --- | --- | --- |");
+    reserve_latency(
+        "memory",
+        Arc::new(MemoryBackend::default()),
+        args.calls,
+        None,
+    )
+    .await;
+    if let Some(url) = &args.redis {
+        redis_tables(url, args.calls).await;
+    }
+    ledger_rounds(&args).await;
 }

@@ -149,6 +149,11 @@ async fn a_restarted_core_keeps_the_days_use_from_the_ledger() {
         status.contains("max_tokens_per_day") && status.contains(",96,0,100,"),
         "{status}"
     );
+    // … and when the budget resets: the next UTC midnight.
+    assert!(
+        status.contains(&crate::quota_common::today().resets.to_string()),
+        "{status}"
+    );
 }
 
 /// What `sub` has left of its daily budget, as `GetServerInfo` says.
