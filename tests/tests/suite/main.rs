@@ -49,6 +49,7 @@ mod quota_common;
 mod quota_memory;
 mod quota_redis;
 mod reload_limits;
+mod server_process;
 mod tls_mtls;
 mod tls_policy;
 mod tls_private_ca;
