@@ -3,6 +3,7 @@
 //! need to see exactly what the edge forwards (headers, deadlines), and
 //! [`StubbornCore`], whose streams never end, to see what the edge cancels.
 
+use crate::harness::WAIT;
 use futures::{Stream, StreamExt, stream};
 use std::{
     net::SocketAddr,
@@ -36,6 +37,31 @@ pub async fn serve<S: VibectlLlmProxy>(
         );
     let task = tokio::spawn(async move { server.await.expect("fake core") });
     (addr, token, task)
+}
+
+/// A stand-in core served on 127.0.0.1:0 until [`Served::stop`].
+pub struct Served {
+    /// Where it listens (for `external_core`).
+    pub addr: SocketAddr,
+    token: CancellationToken,
+    task: JoinHandle<()>,
+}
+
+impl Served {
+    /// Serves `service` (see [`serve`]).
+    pub async fn start<S: VibectlLlmProxy>(service: S) -> Self {
+        let (addr, token, task) = serve(service).await;
+        Self { addr, token, task }
+    }
+
+    /// Stops it and waits, bounded, until it has exited cleanly.
+    pub async fn stop(self) {
+        self.token.cancel();
+        tokio::time::timeout(WAIT, self.task)
+            .await
+            .expect("fake core stopped in time")
+            .expect("fake core exited cleanly");
+    }
 }
 
 /// A core that records the metadata of every call; its `StreamExecute`
@@ -103,6 +129,11 @@ impl StubbornCore {
     /// Serves it (see [`serve`]).
     pub async fn start(&self) -> (SocketAddr, CancellationToken, JoinHandle<()>) {
         serve(self.clone()).await
+    }
+
+    /// Serves it until [`Served::stop`].
+    pub async fn served(&self) -> Served {
+        Served::start(self.clone()).await
     }
 
     fn record<T>(&self, request: &Request<T>) {

@@ -402,16 +402,23 @@ pub async fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
         let tcp = tokio::net::TcpStream::connect(addr)
             .await
             .expect("connect admin");
-        http1_get(tcp, &addr.to_string(), path).await
+        let (status, _, body) = http1_request(tcp, "GET", &addr.to_string(), path).await;
+        (status, body)
     };
     tokio::time::timeout(WAIT, exchange)
         .await
         .expect("admin answered in time")
 }
 
-/// `GET path` (with `host`) over HTTP/1.1 on the open connection `io`
-/// (TCP or TLS): the status and the body. Unbounded: callers bound it.
-pub async fn http1_get<T>(io: T, host: &str, path: &str) -> (u16, String)
+/// `method path` (with `host`) over HTTP/1.1 on the open connection
+/// `io` (TCP or TLS): the status, the headers and the body. Unbounded:
+/// callers bound it.
+pub async fn http1_request<T>(
+    io: T,
+    method: &str,
+    host: &str,
+    path: &str,
+) -> (u16, http::HeaderMap, String)
 where
     T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
@@ -419,19 +426,20 @@ where
         .await
         .expect("handshake");
     tokio::spawn(conn);
-    let request = http::Request::get(path)
+    let request = http::Request::builder()
+        .method(method)
+        .uri(path)
         .header("host", host)
         .body(Empty::<bytes::Bytes>::new())
         .expect("request");
     let response = sender.send_request(request).await.expect("response");
-    let status = response.status().as_u16();
-    let body = response
-        .into_body()
-        .collect()
-        .await
-        .expect("body")
-        .to_bytes();
-    (status, String::from_utf8_lossy(&body).into_owned())
+    let (parts, body) = response.into_parts();
+    let body = body.collect().await.expect("body").to_bytes();
+    (
+        parts.status.as_u16(),
+        parts.headers,
+        String::from_utf8_lossy(&body).into_owned(),
+    )
 }
 
 /// Logs to the test output (`RUST_LOG` picks the level; default warn).

@@ -17,7 +17,7 @@
 //! ```
 
 use crate::{
-    harness::{WAIT, http1_get},
+    harness::{WAIT, http1_request},
     server_process::{ServerProcess, accepting},
 };
 use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
@@ -51,6 +51,17 @@ pub struct PebbleOptions {
     /// Names Pebble refuses to order (`domainBlocklist`: new-order answers
     /// `rejectedIdentifier`).
     pub domain_blocklist: &'static [&'static str],
+}
+
+impl PebbleOptions {
+    /// Pebble's defaults but no wait before each validation (`nosleep`):
+    /// for tests of other behaviour.
+    pub fn without_waits() -> Self {
+        Self {
+            nosleep: true,
+            ..Self::default()
+        }
+    }
 }
 
 /// A running Pebble and its DNS.
@@ -248,7 +259,9 @@ async fn https_get(ca_pem: &str, port: u16, path: &str) -> String {
             .connect(ServerName::try_from("localhost").expect("name"), tcp)
             .await
             .expect("TLS to Pebble");
-        http1_get(tls, &format!("localhost:{port}"), path).await.1
+        http1_request(tls, "GET", &format!("localhost:{port}"), path)
+            .await
+            .2
     };
     tokio::time::timeout(WAIT, exchange)
         .await

@@ -5,17 +5,12 @@
 //! answer at all: `acme_startup`; a validation the CA fails:
 //! `acme_pebble::a_failing_validation_keeps_the_fallback_and_ready_names_the_error`.)
 
-use super::acme_common::{Core, bind_listeners, config_with_directory, refused_start};
-use vibectl_tests::pebble::{Pebble, PebbleOptions};
+use super::acme_common::{Core, config_with_directory, listeners_and_pebble, refused_start};
+use vibectl_tests::pebble::PebbleOptions;
 
 /// The start's error for `directory_url`, with `ca_file` replaced if given.
 async fn start_error(url_suffix: &str, other_ca: bool) -> String {
-    let listeners = bind_listeners(false).await;
-    let pebble = Pebble::start(PebbleOptions {
-        nosleep: true,
-        ..Default::default()
-    })
-    .await;
+    let (listeners, pebble) = listeners_and_pebble(false, PebbleOptions::without_waits()).await;
     let state = tempfile::tempdir().expect("tempdir");
     let core = Core::bind().await;
     let url = format!("{}{url_suffix}", pebble.directory_url());

@@ -2,8 +2,6 @@
 //! (`EdgeApp::build`, what `serve-acme` runs) on 127.0.0.1:0 towards a real
 //! Pebble, clients that trust only Pebble's issuing root, `/ready`.
 
-use http_body_util::{BodyExt, Empty};
-use hyper_util::rt::TokioIo;
 use rustls_pki_types::{CertificateDer, ServerName, pem::PemObject};
 use std::{net::SocketAddr, path::Path, sync::Arc, time::Duration};
 use tokio::{net::TcpListener, sync::watch, task::JoinHandle};
@@ -16,8 +14,8 @@ use vibectl_edge::{
 };
 use vibectl_proto::{GetServerInfoRequest, vibectl_llm_proxy_client::VibectlLlmProxyClient};
 use vibectl_tests::{
-    harness::{JWT_SECRET, WAIT, authed, claims, http_get, init_logs, mint},
-    pebble::Pebble,
+    harness::{JWT_SECRET, WAIT, authed, claims, http_get, http1_request, init_logs, mint},
+    pebble::{Pebble, PebbleOptions},
 };
 
 pub(crate) const DOMAIN: &str = "edge.vibectl.test";
@@ -70,6 +68,30 @@ impl Core {
 /// Listeners on 127.0.0.1:0: TLS, admin, and plain HTTP if asked.
 pub(crate) async fn bind_listeners(http: bool) -> Binds {
     Binds::loopback(http).await.expect("bind")
+}
+
+/// Listeners on 127.0.0.1:0 (plain HTTP too when `http`) and a Pebble
+/// that validates on them: `options` with the ports filled in.
+pub(crate) async fn listeners_and_pebble(http: bool, options: PebbleOptions) -> (Binds, Pebble) {
+    let listeners = bind_listeners(http).await;
+    let pebble = Pebble::start(PebbleOptions {
+        http_port: listeners.http.as_ref().map_or(0, port),
+        tls_port: port(&listeners.main),
+        ..options
+    })
+    .await;
+    (listeners, pebble)
+}
+
+/// `[tls.acme]` lines for `challenge`, with `http_listen` when the
+/// listeners have a plain HTTP one.
+pub(crate) fn challenge_config(challenge: &str, listeners: &Binds) -> String {
+    let http_listen = listeners
+        .http
+        .as_ref()
+        .map(|l| format!("http_listen = \"{}\"\n", l.local_addr().expect("addr")))
+        .unwrap_or_default();
+    format!("challenge = \"{challenge}\"\n{http_listen}")
 }
 
 pub(crate) fn port(listener: &TcpListener) -> u16 {
@@ -168,6 +190,11 @@ impl Edge {
             self.status().borrow(),
             pebble.log()
         );
+    }
+
+    /// Waits (bounded) until a certificate is issued.
+    pub(crate) async fn wait_issued(&self, pebble: &Pebble) {
+        self.wait_for("issued", pebble, |s| s.issued >= 1).await;
     }
 
     pub(crate) async fn stop(self) {
@@ -344,24 +371,7 @@ pub(crate) async fn plain_http(
 ) -> (u16, http::HeaderMap, String) {
     let exchange = async {
         let tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
-        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
-            .await
-            .expect("handshake");
-        tokio::spawn(conn);
-        let request = http::Request::builder()
-            .method(method)
-            .uri(path)
-            .header("host", host)
-            .body(Empty::<bytes::Bytes>::new())
-            .expect("request");
-        let response = sender.send_request(request).await.expect("response");
-        let (parts, body) = response.into_parts();
-        let body = body.collect().await.expect("body").to_bytes();
-        (
-            parts.status.as_u16(),
-            parts.headers,
-            String::from_utf8_lossy(&body).into_owned(),
-        )
+        http1_request(tcp, method, host, path).await
     };
     tokio::time::timeout(WAIT, exchange)
         .await

@@ -6,10 +6,10 @@
 //! key (never its secret), and nothing is ordered.
 
 use super::acme_common::{
-    Core, Edge, bind_listeners, config_for_domains, port, refused_start, served_leaf, server_info,
+    Core, config_for_domains, listeners_and_pebble, refused_start, served_leaf, server_info,
+    start_edge,
 };
 use std::path::Path;
-use vibectl_config::Config;
 use vibectl_edge::app::Binds;
 use vibectl_tests::{
     bind::{Bind, KEY_NAME},
@@ -19,29 +19,15 @@ use vibectl_tests::{
 pub(crate) const ZONE: &str = "vibectl.test";
 pub(crate) const WILDCARD: &str = "*.vibectl.test";
 
-/// `[tls.acme]` for `*.vibectl.test` by dns-01 through `bind`, the TSIG
-/// secret read from `key_file`.
-pub(crate) fn dns_config(
-    state: &Path,
-    core: &str,
-    pebble: &Pebble,
-    bind: &Bind,
-    key_file: &Path,
-) -> Config {
-    let extra = format!(
+/// `[tls.acme]` lines for dns-01 through `bind` (for [`WILDCARD`]), the
+/// TSIG secret read from `key_file`.
+pub(crate) fn dns_acme(bind: &Bind, key_file: &Path) -> String {
+    format!(
         "challenge = \"dns-01\"\n[tls.acme.dns01]\nserver = \"{server}\"\nzone = \"{ZONE}\"\n\
          key_name = \"{KEY_NAME}\"\nalgorithm = \"hmac-sha256\"\nsecret_file = \"{key}\"\n\
          propagation_timeout = \"20s\"\n",
         server = bind.address(),
         key = key_file.display(),
-    );
-    config_for_domains(
-        state,
-        core,
-        pebble,
-        &pebble.directory_url(),
-        &[WILDCARD],
-        &extra,
     )
 }
 
@@ -49,31 +35,20 @@ pub(crate) fn dns_config(
 /// delays off) resolving through BIND.
 async fn bind_and_pebble() -> (Bind, Binds, Pebble) {
     let bind = Bind::start(ZONE).await;
-    let listeners = bind_listeners(false).await;
-    let pebble = Pebble::start(PebbleOptions {
-        tls_port: port(&listeners.main),
+    let options = PebbleOptions {
         dns_server: Some(bind.address()),
-        nosleep: true,
-        ..Default::default()
-    })
-    .await;
+        ..PebbleOptions::without_waits()
+    };
+    let (listeners, pebble) = listeners_and_pebble(false, options).await;
     (bind, listeners, pebble)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_wildcard_certificate_is_issued_through_bind_and_its_txt_record_removed() {
     let (bind, listeners, pebble) = bind_and_pebble().await;
-    let state = tempfile::tempdir().expect("tempdir");
-    let mut core = Core::bind().await;
-    let config = dns_config(
-        state.path(),
-        &core.address,
-        &pebble,
-        &bind,
-        &bind.key_file(),
-    );
-    core.serve(&config);
-    let edge = Edge::start(listeners, config).await;
+    let url = pebble.directory_url();
+    let acme = dns_acme(&bind, &bind.key_file());
+    let (edge, core, _state) = start_edge(listeners, &pebble, &url, &[WILDCARD], &acme).await;
     edge.wait_for("issued by dns-01", &pebble, |s| s.issued >= 1)
         .await;
 
@@ -115,7 +90,16 @@ async fn a_wrong_tsig_key_stops_the_start_naming_the_key_and_orders_nothing() {
     let state = tempfile::tempdir().expect("tempdir");
     let core = Core::bind().await;
     let wrong = bind.wrong_key_file(state.path());
-    let config = dns_config(state.path(), &core.address, &pebble, &bind, &wrong);
+    let url = pebble.directory_url();
+    let acme = dns_acme(&bind, &wrong);
+    let config = config_for_domains(
+        state.path(),
+        &core.address,
+        &pebble,
+        &url,
+        &[WILDCARD],
+        &acme,
+    );
     let error = refused_start(listeners, config).await;
     eprintln!("start error: {error}");
     assert!(

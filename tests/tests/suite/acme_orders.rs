@@ -12,17 +12,12 @@
 //! once. `scripts/acme-soak` runs 20 per type.
 
 use super::acme_common::{
-    Core, Edge, bind_listeners, config, config_with_directory, port, try_served_leaf,
+    DOMAIN, challenge_config, listeners_and_pebble, start_edge, try_served_leaf,
 };
-use super::acme_dns::{ZONE, dns_config};
+use super::acme_dns::{WILDCARD, ZONE, dns_acme};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use vibectl_edge::tls::acme::AcmeStatus;
-use vibectl_tests::{
-    acme_proxy::AcmeProxy,
-    bind::Bind,
-    harness::WAIT,
-    pebble::{Pebble, PebbleOptions},
-};
+use vibectl_tests::{acme_proxy::AcmeProxy, bind::Bind, harness::WAIT, pebble::PebbleOptions};
 
 /// What one issuance showed.
 #[derive(Debug)]
@@ -53,32 +48,18 @@ async fn issue_once(challenge: &'static str) -> Run {
         "dns-01" => Some(Bind::start(ZONE).await),
         _ => None,
     };
-    let listeners = bind_listeners(http).await;
-    let pebble = Pebble::start(PebbleOptions {
-        http_port: listeners.http.as_ref().map_or(0, port),
-        tls_port: port(&listeners.main),
+    // Pebble with its defaults: waits before validations, refused nonces.
+    let options = PebbleOptions {
         dns_server: bind.as_ref().map(Bind::address),
-        ..Default::default()
-    })
-    .await;
-    let state = tempfile::tempdir().expect("tempdir");
-    let mut core = Core::bind().await;
-    let http_listen = listeners
-        .http
-        .as_ref()
-        .map(|l| format!("http_listen = \"{}\"\n", l.local_addr().expect("addr")))
-        .unwrap_or_default();
-    let config = match &bind {
-        Some(bind) => dns_config(state.path(), &core.address, &pebble, bind, &bind.key_file()),
-        None => config(
-            state.path(),
-            &core.address,
-            &pebble,
-            &format!("challenge = \"{challenge}\"\n{http_listen}"),
-        ),
+        ..PebbleOptions::default()
     };
-    core.serve(&config);
-    let edge = Edge::start(listeners, config).await;
+    let (listeners, pebble) = listeners_and_pebble(http, options).await;
+    let (acme, domain) = match &bind {
+        Some(bind) => (dns_acme(bind, &bind.key_file()), WILDCARD),
+        None => (challenge_config(challenge, &listeners), DOMAIN),
+    };
+    let url = pebble.directory_url();
+    let (edge, core, _state) = start_edge(listeners, &pebble, &url, &[domain], &acme).await;
     let root = pebble.issuing_root().await;
 
     // A client that keeps connecting, trusting only Pebble's root: the
@@ -92,7 +73,7 @@ async fn issue_once(challenge: &'static str) -> Run {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     });
-    edge.wait_for("issued", &pebble, |s| s.issued >= 1).await;
+    edge.wait_issued(&pebble).await;
     let verified = tokio::time::timeout(WAIT, prober)
         .await
         .expect("a verified handshake")
@@ -165,27 +146,12 @@ async fn dns_01_each_issuance_is_one_order_with_pebbles_defaults() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_nonce_at_every_step_is_retried_not_reordered() {
-    let listeners = bind_listeners(false).await;
-    let pebble = Pebble::start(PebbleOptions {
-        tls_port: port(&listeners.main),
-        nosleep: true,
-        ..Default::default()
-    })
-    .await;
+    let (listeners, pebble) = listeners_and_pebble(false, PebbleOptions::without_waits()).await;
     // Three in a row at each step: more than instant-acme re-sends by itself.
     let proxy = AcmeProxy::start(&pebble, 3, None).await;
-    let state = tempfile::tempdir().expect("tempdir");
-    let mut core = Core::bind().await;
-    let config = config_with_directory(
-        state.path(),
-        &core.address,
-        &pebble,
-        &proxy.directory_url(),
-        "",
-    );
-    core.serve(&config);
-    let edge = Edge::start(listeners, config).await;
-    edge.wait_for("issued", &pebble, |s| s.issued >= 1).await;
+    let url = proxy.directory_url();
+    let (edge, core, _state) = start_edge(listeners, &pebble, &url, &[DOMAIN], "").await;
+    edge.wait_issued(&pebble).await;
     let injected = proxy.injected();
     eprintln!("badNonce injected: {injected:?}");
     for step in [

@@ -7,8 +7,9 @@
 //! plain HTTP listener answers challenges and redirects everything else.
 
 use super::acme_common::{
-    Core, DOMAIN, Edge, ISSUE_WAIT, assert_private, bind_listeners, channel, config,
-    pebble_client_config, plain_http, port, ready, served_leaf, server_info, wait_ready,
+    Core, DOMAIN, Edge, ISSUE_WAIT, assert_private, bind_listeners, challenge_config, channel,
+    config, listeners_and_pebble, pebble_client_config, plain_http, port, ready, served_leaf,
+    server_info, start_edge, wait_ready,
 };
 use rustls_pki_types::ServerName;
 use std::{
@@ -25,30 +26,10 @@ use vibectl_tests::{
 /// checks need.
 async fn issue(challenge: &str) -> (Edge, Pebble, Core, tempfile::TempDir) {
     let http = challenge == "http-01";
-    let listeners = bind_listeners(http).await;
-    let pebble = Pebble::start(PebbleOptions {
-        http_port: listeners.http.as_ref().map_or(0, port),
-        tls_port: port(&listeners.main),
-        validity: None,
-        nosleep: true,
-        ..Default::default()
-    })
-    .await;
-    let state = tempfile::tempdir().expect("tempdir");
-    let mut core = Core::bind().await;
-    let http_listen = listeners
-        .http
-        .as_ref()
-        .map(|l| format!("http_listen = \"{}\"\n", l.local_addr().expect("addr")))
-        .unwrap_or_default();
-    let config = config(
-        state.path(),
-        &core.address,
-        &pebble,
-        &format!("challenge = \"{challenge}\"\n{http_listen}"),
-    );
-    core.serve(&config);
-    let edge = Edge::start(listeners, config).await;
+    let (listeners, pebble) = listeners_and_pebble(http, PebbleOptions::without_waits()).await;
+    let url = pebble.directory_url();
+    let acme = challenge_config(challenge, &listeners);
+    let (edge, core, state) = start_edge(listeners, &pebble, &url, &[DOMAIN], &acme).await;
 
     // Nothing issued yet: the self-signed fallback, and not ready.
     let (status, body) = ready(&edge).await;
@@ -62,7 +43,7 @@ async fn issue(challenge: &str) -> (Edge, Pebble, Core, tempfile::TempDir) {
         "the fallback is served"
     );
 
-    edge.wait_for("issued", &pebble, |s| s.issued >= 1).await;
+    edge.wait_issued(&pebble).await;
     assert_private(edge.server.acme_cache_dir().expect("ACME mode"));
     wait_ready(&edge, Duration::from_secs(1)).await;
 
@@ -157,23 +138,18 @@ async fn a_failing_validation_keeps_the_fallback_and_ready_names_the_error() {
     let dead_port = port(&dead);
     drop(dead);
     let pebble = Pebble::start(PebbleOptions {
-        http_port: 0,
         tls_port: dead_port,
-        validity: None,
-        nosleep: true,
-        ..Default::default()
+        ..PebbleOptions::without_waits()
     })
     .await;
-    let state = tempfile::tempdir().expect("tempdir");
-    let mut core = Core::bind().await;
-    let config = config(
-        state.path(),
-        &core.address,
+    let (edge, core, _state) = start_edge(
+        listeners,
         &pebble,
+        &pebble.directory_url(),
+        &[DOMAIN],
         "[metrics]\nenabled = true\ncore_listen = \"127.0.0.1:0\"\n",
-    );
-    core.serve(&config);
-    let edge = Edge::start(listeners, config).await;
+    )
+    .await;
     edge.wait_for("a failed order", &pebble, |s| s.failed_orders >= 1)
         .await;
     // `/ready` follows the status a moment later.
@@ -220,22 +196,18 @@ async fn a_failing_validation_keeps_the_fallback_and_ready_names_the_error() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn renewal_swaps_while_clients_call_then_a_restart_serves_the_cache_without_the_ca() {
     let started = Instant::now();
-    let listeners = bind_listeners(false).await;
     let validity = Duration::from_secs(45);
-    let pebble = Pebble::start(PebbleOptions {
-        http_port: 0,
-        tls_port: port(&listeners.main),
+    let options = PebbleOptions {
         validity: Some(validity),
-        nosleep: true,
-        ..Default::default()
-    })
-    .await;
+        ..PebbleOptions::without_waits()
+    };
+    let (listeners, pebble) = listeners_and_pebble(false, options).await;
     let state = tempfile::tempdir().expect("tempdir");
     let mut core = Core::bind().await;
     let config = config(state.path(), &core.address, &pebble, "");
     core.serve(&config);
     let edge = Edge::start(listeners, config.clone()).await;
-    edge.wait_for("issued", &pebble, |s| s.issued >= 1).await;
+    edge.wait_issued(&pebble).await;
     let root = pebble.issuing_root().await;
     let first = served_leaf(edge.tls, &root).await;
     let issued_at = Instant::now();

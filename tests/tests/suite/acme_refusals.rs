@@ -5,27 +5,20 @@
 //! loopback proxy in front of Pebble) makes the edge wait until the time
 //! the CA named — said in `/ready` and in the metric — and then order.
 
-use super::acme_common::{DOMAIN, bind_listeners, port, ready_saying, start_edge, try_served_leaf};
+use super::acme_common::{DOMAIN, listeners_and_pebble, ready_saying, start_edge, try_served_leaf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
-use vibectl_tests::{
-    acme_proxy::AcmeProxy,
-    harness::http_get,
-    pebble::{Pebble, PebbleOptions},
-};
+use vibectl_tests::{acme_proxy::AcmeProxy, harness::http_get, pebble::PebbleOptions};
 
 const REFUSED: &str = "refused.vibectl.test";
 const METRICS: &str = "[metrics]\nenabled = true\ncore_listen = \"127.0.0.1:0\"\n";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_name_the_ca_refuses_is_named_and_nothing_is_ordered_again_at_once() {
-    let listeners = bind_listeners(false).await;
-    let pebble = Pebble::start(PebbleOptions {
-        tls_port: port(&listeners.main),
-        nosleep: true,
+    let options = PebbleOptions {
         domain_blocklist: &[REFUSED],
-        ..Default::default()
-    })
-    .await;
+        ..PebbleOptions::without_waits()
+    };
+    let (listeners, pebble) = listeners_and_pebble(false, options).await;
     let (edge, core, _state) = start_edge(
         listeners,
         &pebble,
@@ -75,13 +68,7 @@ fn unix(at: SystemTime) -> i64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rate_limited_waits_until_the_named_time_shown_in_ready_and_the_metric() {
-    let listeners = bind_listeners(false).await;
-    let pebble = Pebble::start(PebbleOptions {
-        tls_port: port(&listeners.main),
-        nosleep: true,
-        ..Default::default()
-    })
-    .await;
+    let (listeners, pebble) = listeners_and_pebble(false, PebbleOptions::without_waits()).await;
     let proxy = AcmeProxy::start(&pebble, 0, None).await;
     const RETRY_AFTER: u64 = 4;
     proxy.rate_limit_new_orders(1, RETRY_AFTER);

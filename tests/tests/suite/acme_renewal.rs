@@ -5,13 +5,11 @@
 //! inside the suggested window, and the window is fetched again after the
 //! `Retry-After` the CA sent, so a window the CA moves earlier is followed.
 
-use super::acme_common::{
-    Core, Edge, bind_listeners, config, config_with_directory, port, ready, wait_ready,
-};
+use super::acme_common::{DOMAIN, listeners_and_pebble, ready, start_edge, wait_ready};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use vibectl_tests::{
     acme_proxy::{AcmeProxy, RenewalInfo, rfc3339_in},
-    pebble::{Pebble, PebbleOptions},
+    pebble::PebbleOptions,
 };
 
 fn unix_now() -> i64 {
@@ -23,20 +21,14 @@ fn unix_now() -> i64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_expired_certificate_makes_ready_503_naming_the_expiry() {
-    let listeners = bind_listeners(false).await;
-    let pebble = Pebble::start(PebbleOptions {
-        tls_port: port(&listeners.main),
+    let options = PebbleOptions {
         validity: Some(Duration::from_secs(8)),
-        nosleep: true,
-        ..Default::default()
-    })
-    .await;
-    let state = tempfile::tempdir().expect("tempdir");
-    let mut core = Core::bind().await;
-    let config = config(state.path(), &core.address, &pebble, "");
-    core.serve(&config);
-    let edge = Edge::start(listeners, config).await;
-    edge.wait_for("issued", &pebble, |s| s.issued >= 1).await;
+        ..PebbleOptions::without_waits()
+    };
+    let (listeners, pebble) = listeners_and_pebble(false, options).await;
+    let url = pebble.directory_url();
+    let (edge, core, _state) = start_edge(listeners, &pebble, &url, &[DOMAIN], "").await;
+    edge.wait_issued(&pebble).await;
     wait_ready(&edge, Duration::from_secs(1)).await;
     // The CA goes away: the renewal fails, the certificate runs out.
     drop(pebble);
@@ -62,13 +54,7 @@ async fn an_expired_certificate_makes_ready_503_naming_the_expiry() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ari_window_is_followed_and_its_retry_after_honoured() {
-    let listeners = bind_listeners(false).await;
-    let pebble = Pebble::start(PebbleOptions {
-        tls_port: port(&listeners.main),
-        nosleep: true,
-        ..Default::default()
-    })
-    .await;
+    let (listeners, pebble) = listeners_and_pebble(false, PebbleOptions::without_waits()).await;
     // First a window a day ahead, asked again every 2 s.
     let far = RenewalInfo {
         start: rfc3339_in(86_400),
@@ -76,18 +62,15 @@ async fn ari_window_is_followed_and_its_retry_after_honoured() {
         retry_after_secs: 2,
     };
     let proxy = AcmeProxy::start(&pebble, 0, Some(far)).await;
-    let state = tempfile::tempdir().expect("tempdir");
-    let mut core = Core::bind().await;
-    let config = config_with_directory(
-        state.path(),
-        &core.address,
+    let (edge, core, _state) = start_edge(
+        listeners,
         &pebble,
         &proxy.directory_url(),
+        &[DOMAIN],
         "[metrics]\nenabled = true\ncore_listen = \"127.0.0.1:0\"\n",
-    );
-    core.serve(&config);
-    let edge = Edge::start(listeners, config).await;
-    edge.wait_for("issued", &pebble, |s| s.issued >= 1).await;
+    )
+    .await;
+    edge.wait_issued(&pebble).await;
     edge.wait_for("a renewal time from the window", &pebble, |s| {
         s.renew_at.is_some()
     })

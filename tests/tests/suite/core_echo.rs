@@ -5,11 +5,14 @@
 
 use crate::support;
 
-use support::{Core, UNSET_KEY_ENV, WAIT, config, failure, kinds, request, success, texts};
+use support::{
+    Core, UNSET_KEY_ENV, WAIT, answer, complete_of, config, error_of, failure, kinds, metrics_of,
+    request, success, texts,
+};
 use tonic_health::pb::{
     HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
 };
-use vibectl_proto::{GetServerInfoRequest, execute_response, stream_chunk::ChunkType};
+use vibectl_proto::{GetServerInfoRequest, execute_response};
 
 fn echo_config(extra: &str) -> vibectl_config::Config {
     config(&format!(
@@ -60,11 +63,7 @@ aliases = ["haiku"]
 #[tokio::test]
 async fn server_info_without_keys_lists_echo_answering_every_name() {
     let core = Core::start(echo_config("")).await;
-    let info = tokio::time::timeout(WAIT, core.client().get_server_info(GetServerInfoRequest {}))
-        .await
-        .expect("in time")
-        .expect("OK")
-        .into_inner();
+    let info = answer(core.client().get_server_info(GetServerInfoRequest {})).await;
     assert_eq!(info.default_model, "echo", "no provider has a key, so echo");
     assert!(
         info.server_name
@@ -145,13 +144,9 @@ async fn stream_echo_gives_chunks_then_complete_then_metrics() {
     assert_eq!(&kinds[n - 2..], ["complete", "metrics"]);
     assert_eq!(texts(&chunks).concat(), text);
     assert!(chunks.iter().all(|c| c.request_id == "req-2"));
-    let Some(ChunkType::Complete(done)) = &chunks[n - 2].chunk_type else {
-        unreachable!()
-    };
+    let done = complete_of(&chunks[n - 2]);
     assert_eq!(done.actual_model_used, "echo");
-    let Some(ChunkType::FinalMetrics(m)) = &chunks[n - 1].chunk_type else {
-        unreachable!()
-    };
+    let m = metrics_of(&chunks[n - 1]);
     assert_eq!(
         (m.input_tokens, m.output_tokens, m.total_tokens),
         (Some(9), Some(9), Some(18))
@@ -203,9 +198,7 @@ async fn unknown_model_is_model_not_found_listing_models_and_aliases() {
     assert!(!e.error_message.contains("haiku"), "{}", e.error_message);
     let chunks = core.stream(request(Some("gpt-9"), &[], &["hi"], "r")).await;
     assert_eq!(kinds(&chunks), ["error"]);
-    let Some(ChunkType::Error(e)) = &chunks[0].chunk_type else {
-        unreachable!()
-    };
+    let e = error_of(&chunks[0]);
     assert_eq!(e.error_code, "MODEL_NOT_FOUND");
     core.stop().await;
 }
@@ -238,9 +231,7 @@ async fn aliases_and_configured_default_resolve() {
     assert_eq!(ok.actual_model_used, "echo");
     assert_eq!(ok.response_text, "hi there");
     let chunks = core.stream(request(None, &[], &["default"], "r")).await;
-    let Some(ChunkType::Complete(done)) = &chunks[chunks.len() - 2].chunk_type else {
-        panic!("{chunks:?}");
-    };
+    let done = complete_of(&chunks[chunks.len() - 2]);
     assert_eq!(done.actual_model_used, "echo");
     core.stop().await;
 }
@@ -302,9 +293,7 @@ async fn invalid_response_schema_fails_clearly() {
     req.response_model_schema = Some("{not json".to_owned());
     let chunks = core.stream(req).await;
     assert_eq!(kinds(&chunks), ["error"]);
-    let Some(ChunkType::Error(e)) = &chunks[0].chunk_type else {
-        unreachable!()
-    };
+    let e = error_of(&chunks[0]);
     assert_eq!(e.error_code, "EXECUTION_FAILED");
     assert_eq!(e.error_details.as_deref(), Some("invalid_response_schema"));
     assert!(
@@ -320,16 +309,10 @@ async fn health_answers_serving() {
     let core = Core::start(echo_config("")).await;
     let mut health = HealthClient::new(core.channel.clone());
     for service in ["", vibectl_proto::SERVICE_NAME] {
-        let resp = tokio::time::timeout(
-            WAIT,
-            health.check(HealthCheckRequest {
-                service: service.to_owned(),
-            }),
-        )
-        .await
-        .expect("in time")
-        .expect("OK")
-        .into_inner();
+        let resp = answer(health.check(HealthCheckRequest {
+            service: service.to_owned(),
+        }))
+        .await;
         assert_eq!(resp.status(), ServingStatus::Serving, "service {service:?}");
     }
     core.stop().await;
@@ -377,23 +360,16 @@ async fn reflection_v1_and_v1alpha_list_the_services() {
             String::new(),
         )),
     };
-    let mut answers = tokio::time::timeout(
-        WAIT,
-        client.server_reflection_info(futures::stream::iter([req])),
-    )
-    .await
-    .expect("in time")
-    .expect("OK")
-    .into_inner();
-    let answer = tokio::time::timeout(WAIT, answers.message())
+    let mut answers = answer(client.server_reflection_info(futures::stream::iter([req]))).await;
+    let reply = tokio::time::timeout(WAIT, answers.message())
         .await
         .expect("in time")
         .expect("OK")
         .expect("one answer");
     let Some(v1::server_reflection_response::MessageResponse::ListServicesResponse(list)) =
-        answer.message_response
+        reply.message_response
     else {
-        panic!("{answer:?}");
+        panic!("{reply:?}");
     };
     let names: Vec<&str> = list.service.iter().map(|s| s.name.as_str()).collect();
     assert!(names.contains(&vibectl_proto::SERVICE_NAME), "{names:?}");
@@ -409,25 +385,18 @@ async fn reflection_v1_and_v1alpha_list_the_services() {
             ),
         ),
     };
-    let mut answers = tokio::time::timeout(
-        WAIT,
-        client.server_reflection_info(futures::stream::iter([req])),
-    )
-    .await
-    .expect("in time")
-    .expect("OK")
-    .into_inner();
-    let answer = tokio::time::timeout(WAIT, answers.message())
+    let mut answers = answer(client.server_reflection_info(futures::stream::iter([req]))).await;
+    let reply = tokio::time::timeout(WAIT, answers.message())
         .await
         .expect("in time")
         .expect("OK")
         .expect("one answer");
     assert!(
         matches!(
-            answer.message_response,
+            reply.message_response,
             Some(v1alpha::server_reflection_response::MessageResponse::FileDescriptorResponse(_))
         ),
-        "{answer:?}"
+        "{reply:?}"
     );
     core.stop().await;
 }
@@ -440,11 +409,7 @@ async fn calls_with_the_edge_identity_header_work() {
         vibectl_proto::wire::SUB_HEADER,
         "alice@example".parse().expect("header"),
     );
-    let resp = tokio::time::timeout(WAIT, core.client().execute(req))
-        .await
-        .expect("in time")
-        .expect("OK")
-        .into_inner();
+    let resp = answer(core.client().execute(req)).await;
     assert_eq!(resp.request_id, "sub-1");
     assert!(
         matches!(resp.result, Some(execute_response::Result::Success(_))),

@@ -3,18 +3,12 @@
 //! how to send a token (never the token itself); HSTS is on successes and
 //! refusals alike; client-sent identity headers never reach the core.
 
-use std::{
-    net::SocketAddr,
-    sync::{Arc, Mutex},
+use tonic::{Code, Request, Status};
+use vibectl_proto::GetServerInfoRequest;
+use vibectl_tests::{
+    fake_core::StubbornCore,
+    harness::{JWT_SECRET, Stack, WAIT, authed, claims, mint},
 };
-use tokio::task::JoinHandle;
-use tokio_util::sync::CancellationToken;
-use tonic::{Code, Request, Response, Status, metadata::MetadataMap};
-use vibectl_proto::{
-    ExecuteRequest, ExecuteResponse, GetServerInfoRequest, GetServerInfoResponse, StreamChunk,
-    vibectl_llm_proxy_server::VibectlLlmProxy,
-};
-use vibectl_tests::harness::{JWT_SECRET, Stack, WAIT, authed, claims, mint};
 
 const HSTS: &str = "strict-transport-security";
 
@@ -113,67 +107,9 @@ async fn hsts_is_on_a_success_and_on_a_refusal() {
     stack.shutdown().await;
 }
 
-/// A stand-in core (a real tonic server) that records the metadata it
-/// receives and answers `GetServerInfo` with `server_name` = the
-/// `x-vibectl-sub` it saw.
-#[derive(Clone, Default)]
-struct RecordingCore {
-    seen: Arc<Mutex<Vec<MetadataMap>>>,
-}
-
-#[tonic::async_trait]
-impl VibectlLlmProxy for RecordingCore {
-    async fn execute(
-        &self,
-        _: Request<ExecuteRequest>,
-    ) -> Result<Response<ExecuteResponse>, Status> {
-        Err(Status::unimplemented("recording core"))
-    }
-
-    type StreamExecuteStream = futures::stream::Empty<Result<StreamChunk, Status>>;
-
-    async fn stream_execute(
-        &self,
-        _: Request<ExecuteRequest>,
-    ) -> Result<Response<Self::StreamExecuteStream>, Status> {
-        Err(Status::unimplemented("recording core"))
-    }
-
-    async fn get_server_info(
-        &self,
-        request: Request<GetServerInfoRequest>,
-    ) -> Result<Response<GetServerInfoResponse>, Status> {
-        let metadata = request.metadata().clone();
-        let sub = metadata
-            .get("x-vibectl-sub")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("<none>")
-            .to_owned();
-        self.seen.lock().expect("lock").push(metadata);
-        Ok(Response::new(GetServerInfoResponse {
-            server_name: sub,
-            ..GetServerInfoResponse::default()
-        }))
-    }
-}
-
-impl RecordingCore {
-    /// Serves on 127.0.0.1:0 (bound before spawning).
-    async fn start(&self) -> (SocketAddr, CancellationToken, JoinHandle<()>) {
-        vibectl_tests::fake_core::serve(self.clone()).await
-    }
-
-    fn last(&self) -> MetadataMap {
-        self.seen
-            .lock()
-            .expect("lock")
-            .last()
-            .cloned()
-            .expect("a request")
-    }
-}
-
-async fn spoofing_call(stack: &Stack, token: Option<&str>) -> String {
+/// `GetServerInfo` (OK) with `x-vibectl-sub: admin` and `x-vibectl-role:
+/// root` sent by the client, with `token` if given.
+async fn spoofing_call(stack: &Stack, token: Option<&str>) {
     let mut client = stack.client().await;
     let mut request = match token {
         Some(token) => authed(GetServerInfoRequest {}, token),
@@ -187,24 +123,19 @@ async fn spoofing_call(stack: &Stack, token: Option<&str>) -> String {
     tokio::time::timeout(WAIT, client.get_server_info(request))
         .await
         .expect("in time")
-        .expect("OK")
-        .into_inner()
-        .server_name
+        .expect("OK");
 }
 
 #[tokio::test]
 async fn client_sent_identity_headers_cannot_spoof_the_subject() {
-    let recorder = RecordingCore::default();
-    let (addr, token, task) = recorder.start().await;
+    let recorder = StubbornCore::default();
+    let core = recorder.served().await;
     let stack = Stack::builder()
-        .external_core(&addr.to_string())
+        .external_core(&core.addr.to_string())
         .start()
         .await;
 
-    assert_eq!(
-        spoofing_call(&stack, Some(&stack.token("alice"))).await,
-        "alice"
-    );
+    spoofing_call(&stack, Some(&stack.token("alice"))).await;
     let seen = recorder.last();
     let subs: Vec<_> = seen.get_all("x-vibectl-sub").iter().collect();
     assert_eq!(subs, ["alice"], "exactly the verified sub");
@@ -218,28 +149,22 @@ async fn client_sent_identity_headers_cannot_spoof_the_subject() {
     );
 
     stack.shutdown().await;
-    token.cancel();
-    tokio::time::timeout(WAIT, task)
-        .await
-        .expect("in time")
-        .expect("exited");
+    core.stop().await;
 }
 
 #[tokio::test]
 async fn with_auth_disabled_identity_headers_are_still_stripped() {
-    let recorder = RecordingCore::default();
-    let (addr, token, task) = recorder.start().await;
+    let recorder = StubbornCore::default();
+    let core = recorder.served().await;
     let stack = Stack::builder()
         .config("[edge]\nrequire_auth = false\n")
-        .external_core(&addr.to_string())
+        .external_core(&core.addr.to_string())
         .start()
         .await;
-    assert_eq!(spoofing_call(&stack, None).await, "<none>");
-    assert!(recorder.last().get("x-vibectl-role").is_none());
+    spoofing_call(&stack, None).await;
+    let seen = recorder.last();
+    assert!(seen.get("x-vibectl-sub").is_none(), "no subject: {seen:?}");
+    assert!(seen.get("x-vibectl-role").is_none());
     stack.shutdown().await;
-    token.cancel();
-    tokio::time::timeout(WAIT, task)
-        .await
-        .expect("in time")
-        .expect("exited");
+    core.stop().await;
 }

@@ -22,13 +22,13 @@ fn header<'a>(meta: &'a MetadataMap, name: &str) -> Option<&'a str> {
 #[tokio::test]
 async fn admitted_calls_carry_the_callers_limits_and_the_shorter_deadline() {
     let core = StubbornCore::default();
-    let (addr, token, task) = core.start().await;
+    let served = core.served().await;
     let stack = Stack::builder()
         .config(
             "[limits.per_token.alice]\nmax_requests_per_minute = 600\nmax_concurrent_requests = 4\n\
              max_input_length = 1000\nrequest_timeout_seconds = 7\n",
         )
-        .external_core(&addr.to_string())
+        .external_core(&served.addr.to_string())
         .start()
         .await;
     let mut client = stack.client().await;
@@ -81,20 +81,16 @@ async fn admitted_calls_carry_the_callers_limits_and_the_shorter_deadline() {
     }
 
     stack.shutdown().await;
-    token.cancel();
-    tokio::time::timeout(WAIT, task)
-        .await
-        .expect("in time")
-        .expect("exited");
+    served.stop().await;
 }
 
 #[tokio::test]
 async fn a_core_that_ignores_the_deadline_is_cut_off_by_the_edge() {
     let core = StubbornCore::default();
-    let (addr, token, task) = core.start().await;
+    let served = core.served().await;
     let stack = Stack::builder()
         .config("[limits.per_token.alice]\nrequest_timeout_seconds = 1\n")
-        .external_core(&addr.to_string())
+        .external_core(&served.addr.to_string())
         .start()
         .await;
     let mut client = stack.client().await;
@@ -140,9 +136,5 @@ async fn a_core_that_ignores_the_deadline_is_cut_off_by_the_edge() {
         .expect("the core's stream was dropped")
         .expect("watch");
     stack.shutdown().await;
-    token.cancel();
-    tokio::time::timeout(WAIT, task)
-        .await
-        .expect("in time")
-        .expect("exited");
+    served.stop().await;
 }

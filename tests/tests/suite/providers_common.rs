@@ -5,7 +5,8 @@
 //! tests; only the bodies they share live here.
 
 use crate::support::{
-    self, Core, WAIT, assert_cost, config, failure, key_file, kinds, success, texts,
+    self, Core, WAIT, assert_cost, complete_of, config, error_of, failure, key_file, kinds,
+    metrics_of, success, texts,
 };
 use futures::StreamExt;
 use std::marker::PhantomData;
@@ -163,13 +164,9 @@ output_usd_per_mtok = {output}
         assert_eq!(kinds(chunks), expected);
         assert_eq!(texts(chunks), text);
         assert!(chunks.iter().all(|c| c.request_id == id));
-        let Some(ChunkType::Complete(done)) = &chunks[text.len()].chunk_type else {
-            unreachable!()
-        };
+        let done = complete_of(&chunks[text.len()]);
         assert_eq!(done.actual_model_used, self.model);
-        let Some(ChunkType::FinalMetrics(m)) = &chunks[text.len() + 1].chunk_type else {
-            unreachable!()
-        };
+        let m = metrics_of(&chunks[text.len() + 1]);
         self.assert_metrics(m, tokens);
         assert_eq!(m.retry_count, 0);
     }
@@ -234,9 +231,7 @@ pub fn assert_error_after(chunks: &[StreamChunk], text: &[&str], details: &str) 
     expected.push("error");
     assert_eq!(kinds(chunks), expected);
     assert_eq!(texts(chunks), text);
-    let Some(ChunkType::Error(e)) = &chunks[text.len()].chunk_type else {
-        unreachable!()
-    };
+    let e = error_of(&chunks[text.len()]);
     assert_eq!(e.error_details.as_deref(), Some(details));
     e.clone()
 }
@@ -245,9 +240,7 @@ pub fn assert_error_after(chunks: &[StreamChunk], text: &[&str], details: &str) 
 /// with `retry_count` 1; returns the metrics.
 pub fn assert_retried_once(chunks: &[StreamChunk]) -> ExecutionMetrics {
     assert_eq!(kinds(chunks), ["text", "complete", "metrics"]);
-    let Some(ChunkType::FinalMetrics(m)) = &chunks[2].chunk_type else {
-        unreachable!()
-    };
+    let m = metrics_of(&chunks[2]);
     assert_eq!(m.retry_count, 1);
     *m
 }

@@ -4,8 +4,7 @@
 //! streams and cancellation reaching the provider.
 
 use crate::providers_common::{Provider, assert_error_after, assert_retried_once};
-use crate::support::{Core, WAIT, config, failure, key_file, request, texts};
-use vibectl_proto::stream_chunk::ChunkType;
+use crate::support::{Core, WAIT, config, error_of, failure, key_file, request, texts};
 use vibectl_tests::fake_openai::{OpenAiDialect, Script};
 
 const KEY: &str = "sk-test-0123456789abcdef";
@@ -84,9 +83,7 @@ async fn unparseable_schema_fails_before_any_call() {
     let mut req = OPENAI.request("answer", "oa-3");
     req.response_model_schema = Some("{\"type\": ".to_owned());
     let chunks = t.core.stream(req).await;
-    let Some(ChunkType::Error(e)) = &chunks[0].chunk_type else {
-        panic!("{chunks:?}")
-    };
+    let e = error_of(&chunks[0]);
     assert_eq!(e.error_details.as_deref(), Some("invalid_response_schema"));
     assert!(e.error_message.contains("openai") && e.error_message.contains("gpt-4o-mini"));
     assert!(t.fake.requests().is_empty());

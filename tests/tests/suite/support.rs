@@ -11,8 +11,9 @@ use tonic::transport::{Channel, Endpoint};
 use vibectl_config::Config;
 use vibectl_core::{CoreError, CoreListener};
 use vibectl_proto::{
-    ExecuteError, ExecuteRequest, ExecuteResponse, ExecuteSuccess, StreamChunk, execute_response,
-    stream_chunk::ChunkType, vibectl_llm_proxy_client::VibectlLlmProxyClient,
+    ExecuteError, ExecuteRequest, ExecuteResponse, ExecuteSuccess, ExecutionMetrics, StreamChunk,
+    StreamComplete, execute_response, stream_chunk::ChunkType,
+    vibectl_llm_proxy_client::VibectlLlmProxyClient,
 };
 
 /// The bound on every wait in these tests.
@@ -327,6 +328,39 @@ pub fn failure(resp: ExecuteResponse) -> ExecuteError {
         Some(execute_response::Result::Error(e)) => e,
         _ => panic!("expected error: {resp:?}"),
     }
+}
+
+/// The error `chunk` carries; panics, showing it, when it is another kind.
+pub fn error_of(chunk: &StreamChunk) -> &ExecuteError {
+    match &chunk.chunk_type {
+        Some(ChunkType::Error(e)) => e,
+        _ => panic!("expected an error chunk: {chunk:?}"),
+    }
+}
+
+/// The metrics `chunk` carries; panics, showing it, otherwise.
+pub fn metrics_of(chunk: &StreamChunk) -> &ExecutionMetrics {
+    match &chunk.chunk_type {
+        Some(ChunkType::FinalMetrics(m)) => m,
+        _ => panic!("expected a metrics chunk: {chunk:?}"),
+    }
+}
+
+/// The completion `chunk` carries; panics, showing it, otherwise.
+pub fn complete_of(chunk: &StreamChunk) -> &StreamComplete {
+    match &chunk.chunk_type {
+        Some(ChunkType::Complete(done)) => done,
+        _ => panic!("expected a complete chunk: {chunk:?}"),
+    }
+}
+
+/// The answer to a gRPC `call` within [`WAIT`], its status OK.
+pub async fn answer<T>(call: impl Future<Output = Result<tonic::Response<T>, tonic::Status>>) -> T {
+    tokio::time::timeout(WAIT, call)
+        .await
+        .expect("answered in time")
+        .expect("status OK")
+        .into_inner()
 }
 
 /// Asserts two costs are equal to within rounding.
