@@ -1,11 +1,12 @@
 //! The edge's one Redis handle (`[limits] backend = "redis"`): limit state
 //! ([`crate::limits::RedisBackend`]) and token revocations
 //! ([`crate::auth::revocation`]) share its client, its key prefix and its
-//! connection, and so can any other state the replicas share (ACME).
+//! connection, and so does the ACME storage (through a view with a longer
+//! bound per round trip, [`SharedRedis::with_bound`]).
 //!
 //! The connection is made lazily on first use (and remade after a failure
 //! by redis-rs's `ConnectionManager`); every round trip is bounded by
-//! [`OP_TIMEOUT`], so a Redis that is down or slow is an error within half a
+//! [`OP_TIMEOUT`] (a view's own bound, at most [`LONGEST_OP_TIMEOUT`]), so a Redis that is down or slow is an error within half a
 //! second, never a hang. The Redis URL (it may hold a password) is never
 //! logged and is scrubbed from error messages.
 
@@ -16,6 +17,9 @@ use vibectl_config::{LimitsBackend, LimitsConfig};
 
 /// Bound on each Redis round trip.
 pub const OP_TIMEOUT: Duration = Duration::from_millis(500);
+/// The longest bound a view of the handle may have ([`SharedRedis::with_bound`]):
+/// the connection's own response timeout.
+pub const LONGEST_OP_TIMEOUT: Duration = Duration::from_secs(2);
 /// Bound on opening a connection.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -43,14 +47,15 @@ pub enum RedisError {
 #[derive(Clone)]
 pub struct SharedRedis {
     inner: Arc<Inner>,
+    /// Bound on each round trip of this view ([`OP_TIMEOUT`] unless made
+    /// otherwise).
+    op_timeout: Duration,
 }
 
 struct Inner {
     client: redis::Client,
     conn: OnceCell<ConnectionManager>,
     prefix: String,
-    /// Bound on each round trip ([`OP_TIMEOUT`] unless made otherwise).
-    op_timeout: Duration,
     /// What must never appear in a message: the URL and its user info.
     secrets: Vec<String>,
 }
@@ -105,10 +110,20 @@ impl SharedRedis {
                 client,
                 conn: OnceCell::new(),
                 prefix: prefix.to_owned(),
-                op_timeout,
                 secrets,
             }),
+            op_timeout: op_timeout.min(LONGEST_OP_TIMEOUT),
         })
+    }
+
+    /// The same client, prefix and connection, each round trip bounded by
+    /// `op_timeout` (at most [`LONGEST_OP_TIMEOUT`]) instead: for a user
+    /// whose writes matter more than their speed (the ACME storage).
+    pub(crate) fn with_bound(&self, op_timeout: Duration) -> Self {
+        Self {
+            inner: self.inner.clone(),
+            op_timeout: op_timeout.min(LONGEST_OP_TIMEOUT),
+        }
     }
 
     /// `<prefix><name>`: the key of `name` for this edge's deployment.
@@ -120,7 +135,7 @@ impl SharedRedis {
     pub async fn conn(&self) -> Result<ConnectionManager, RedisError> {
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(CONNECT_TIMEOUT))
-            .set_response_timeout(Some(self.inner.op_timeout))
+            .set_response_timeout(Some(LONGEST_OP_TIMEOUT))
             .set_number_of_retries(1)
             .set_min_delay(Duration::from_millis(20))
             .set_max_delay(Duration::from_millis(200));
@@ -139,8 +154,8 @@ impl SharedRedis {
         &self,
         f: impl Future<Output = redis::RedisResult<T>>,
     ) -> Result<T, RedisError> {
-        match tokio::time::timeout(self.inner.op_timeout, f).await {
-            Err(_) => Err(RedisError::Timeout(self.inner.op_timeout.as_millis())),
+        match tokio::time::timeout(self.op_timeout, f).await {
+            Err(_) => Err(RedisError::Timeout(self.op_timeout.as_millis())),
             Ok(result) => result.map_err(|e| self.scrub(e.to_string())),
         }
     }
@@ -180,6 +195,16 @@ mod tests {
         let bad = SharedRedis::new("http://user:hunter2@x", "p:").expect_err("invalid");
         assert!(!bad.to_string().contains("hunter2"), "{bad}");
         assert_eq!(redis.key("revoked"), "p:revoked");
+    }
+
+    #[test]
+    fn a_view_shares_the_connection_with_its_own_bound() {
+        let redis = SharedRedis::new("redis://127.0.0.1:1/0", "p:").expect("valid url");
+        let view = redis.with_bound(Duration::from_secs(60));
+        assert!(Arc::ptr_eq(&redis.inner, &view.inner), "one connection");
+        assert_eq!(redis.op_timeout, OP_TIMEOUT);
+        assert_eq!(view.op_timeout, LONGEST_OP_TIMEOUT);
+        assert_eq!(view.key("x"), "p:x");
     }
 
     #[tokio::test]

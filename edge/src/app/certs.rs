@@ -42,14 +42,18 @@ impl Certificates {
 
     /// Starts the source `config.tls` names; its background work stops
     /// when `shutdown` fires.
-    pub async fn load(config: &Config, shutdown: &CancellationToken) -> Result<Self, EdgeError> {
+    pub async fn load(
+        config: &Config,
+        redis: Option<&crate::shared_redis::SharedRedis>,
+        shutdown: &CancellationToken,
+    ) -> Result<Self, EdgeError> {
         let Serving {
             server_config,
             resolver,
             self_signed,
             rotation,
             acme,
-        } = sources::start(config, shutdown.clone()).await?;
+        } = sources::start(config, redis, shutdown.clone()).await?;
         Ok(Self {
             transport: Transport::Tls(server_config),
             resolver: Some(resolver),

@@ -122,7 +122,7 @@ impl EdgeApp {
             tracing::warn!(listen = %main_addr, "serving plaintext h2c WITHOUT TLS: local development only");
             Certificates::none()
         } else {
-            Certificates::load(&config, &shutdown).await?
+            Certificates::load(&config, redis.as_ref(), &shutdown).await?
         };
         let secret = secret::jwt_secret(&config, &secret_env)?;
         let edge = Edge::new(config.clone(), certs.transport.clone(), secret, redis)?;

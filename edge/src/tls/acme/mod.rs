@@ -241,6 +241,7 @@ impl Acme {
 pub async fn start(
     config: &Config,
     probe: &ProbePolicy,
+    redis: Option<&crate::shared_redis::SharedRedis>,
     shutdown: CancellationToken,
 ) -> Result<AcmeSetup, TlsError> {
     crate::tls::install_crypto_provider();
@@ -258,7 +259,14 @@ pub async fn start(
     let fallback = prepare::fallback(config, &domains)?;
     let (cache_dir, ephemeral) = prepare::prepare_cache(config, &opts)?;
     let client = directory::client_config(opts.ca_file.as_deref())?;
-    let storage = storage::open(config, &opts, cache_dir.clone(), &domains, &directory_url)?;
+    let storage = storage::open(
+        config,
+        &opts,
+        redis,
+        cache_dir.clone(),
+        &domains,
+        &directory_url,
+    )?;
     let cached = storage.cert_location();
     let stored = storage.certificate().await.ok().flatten();
     match stored.map(|pem| files::parse(&pem, &pem, &cached, &cached)) {

@@ -27,7 +27,7 @@ fn quick() -> ProbePolicy {
 
 async fn start_err(config: &Config) -> String {
     let shutdown = CancellationToken::new();
-    let result = start(config, &quick(), shutdown.clone()).await;
+    let result = start(config, &quick(), None, shutdown.clone()).await;
     shutdown.cancel();
     match result {
         Ok(_) => panic!("started"),

@@ -4,6 +4,7 @@
 //! background (its internals live in `tls/acme/`).
 
 use super::{CertSource, Serving};
+use crate::shared_redis::SharedRedis;
 use crate::tls::{
     TlsError,
     acme::{self, ProbePolicy},
@@ -11,8 +12,8 @@ use crate::tls::{
 use tokio_util::sync::CancellationToken;
 use vibectl_config::Config;
 
-/// `[tls.acme]`.
-pub(super) struct AcmeSource;
+/// `[tls.acme]`; its Redis storage uses the edge's one handle, if any.
+pub(super) struct AcmeSource(pub(super) Option<SharedRedis>);
 
 #[async_trait::async_trait]
 impl CertSource for AcmeSource {
@@ -21,7 +22,7 @@ impl CertSource for AcmeSource {
         config: &Config,
         shutdown: CancellationToken,
     ) -> Result<Serving, TlsError> {
-        let setup = acme::start(config, &ProbePolicy::default(), shutdown).await?;
+        let setup = acme::start(config, &ProbePolicy::default(), self.0.as_ref(), shutdown).await?;
         Ok(Serving {
             server_config: setup.server_config,
             resolver: setup.resolver,

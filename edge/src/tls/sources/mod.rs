@@ -23,6 +23,7 @@ use crate::tls::{
     CertResolver, Rotation, SelfSigned, TlsError, WatchedPair, acme::Acme, install_crypto_provider,
     rotation, server_config,
 };
+use crate::shared_redis::SharedRedis;
 use rustls::sign::CertifiedKey;
 use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
@@ -57,19 +58,23 @@ pub struct Serving {
 
 /// The source `config.tls` names: `[tls.files]`, `[tls.private_ca]`,
 /// `[tls.acme]`, else self-signed.
-pub fn choose(config: &Config) -> Box<dyn CertSource> {
+pub fn choose(config: &Config, redis: Option<&SharedRedis>) -> Box<dyn CertSource> {
     match config.tls.mode() {
         TlsMode::Files(opts) => Box::new(files::Files(opts)),
         TlsMode::PrivateCa(opts) => Box::new(private_ca::PrivateCa(opts)),
         TlsMode::SelfSigned(opts) => Box::new(self_signed::SelfSignedSource(opts)),
-        TlsMode::Acme(_) => Box::new(acme::AcmeSource),
+        TlsMode::Acme(_) => Box::new(acme::AcmeSource(redis.cloned())),
     }
 }
 
 /// [`choose`], then [`CertSource::start`]; logs what is served.
-pub async fn start(config: &Config, shutdown: CancellationToken) -> Result<Serving, TlsError> {
+pub async fn start(
+    config: &Config,
+    redis: Option<&SharedRedis>,
+    shutdown: CancellationToken,
+) -> Result<Serving, TlsError> {
     install_crypto_provider();
-    let serving = choose(config).start(config, shutdown).await?;
+    let serving = choose(config, redis).start(config, shutdown).await?;
     if let Some(served) = serving.resolver.served() {
         tracing::info!(
             sha256 = %served.sha256,

@@ -16,6 +16,8 @@ pub(crate) use dir::DirStorage;
 pub(crate) use redis::RedisStorage;
 
 use super::AcmeError;
+use crate::shared_redis::SharedRedis;
+use redis_conn::RedisConn;
 use std::{path::PathBuf, sync::Arc, time::Duration};
 use vibectl_config::{AcmeStorage, AcmeTls, Config, LimitsBackend};
 
@@ -113,6 +115,7 @@ pub(crate) const DEFAULT_LEASE: Duration = Duration::from_secs(30);
 pub(crate) fn open(
     config: &Config,
     opts: &AcmeTls,
+    shared: Option<&SharedRedis>,
     cache_dir: PathBuf,
     domains: &[String],
     directory_url: &str,
@@ -142,8 +145,14 @@ pub(crate) fn open(
         .redis_key_prefix
         .clone()
         .unwrap_or_else(|| format!("{}acme:", config.limits.key_prefix()));
+    // The edge's one handle when `[limits]` made one (same URL), else a
+    // connection of the storage's own.
+    let conn = match shared {
+        Some(redis) => RedisConn::shared(redis),
+        None => RedisConn::new(url.expose())?,
+    };
     Ok(Arc::new(RedisStorage::new(
-        url.expose(),
+        conn,
         &prefix,
         domains,
         &contact,

@@ -93,14 +93,14 @@ pub(crate) struct RedisStorage {
 
 impl RedisStorage {
     pub(crate) fn new(
-        url: &str,
+        conn: RedisConn,
         prefix: &str,
         domains: &[String],
         contact: &str,
         directory_url: &str,
     ) -> Result<Self, AcmeError> {
         Ok(Self {
-            conn: RedisConn::new(url)?,
+            conn,
             prefix: prefix.to_owned(),
             scope: cache::hash(domains, directory_url),
             account: cache::hash(&[contact.to_owned()], directory_url),

@@ -1,7 +1,10 @@
-//! The ACME storage's Redis connection: the edge's [`SharedRedis`]
-//! mechanism (made lazily on first use, remade after a failure, the URL
-//! scrubbed from every message) with a longer bound per round trip,
-//! [`OP_TIMEOUT`], since a lost certificate write costs more than a slow one.
+//! The ACME storage's Redis connection: the edge's one [`SharedRedis`]
+//! when `[limits] backend = "redis"` made it (the same connection, seen
+//! with a longer bound per round trip, [`OP_TIMEOUT`], since a lost
+//! certificate write costs more than a slow one), else a handle of its own
+//! (`tls.acme.storage = "redis"` with in-memory limits). Either way: made
+//! lazily on first use, remade after a failure, the URL scrubbed from every
+//! message.
 
 use super::super::AcmeError;
 use crate::shared_redis::{RedisError, SharedRedis};
@@ -24,6 +27,14 @@ impl RedisConn {
             message: "is not a valid Redis URL (redis://[user:password@]host:port/db, rediss://… or redis+unix:///path)".to_owned(),
         })?;
         Ok(Self { redis })
+    }
+
+    /// A view of the edge's one handle (`[limits] backend = "redis"`): its
+    /// connection, with this storage's bound.
+    pub(crate) fn shared(redis: &SharedRedis) -> Self {
+        Self {
+            redis: redis.with_bound(OP_TIMEOUT),
+        }
     }
 
     /// Runs `op` on the connection, bounded by [`OP_TIMEOUT`].
