@@ -37,11 +37,11 @@ pub mod usage_cli;
 
 test_support_mods! {
     mod ledger;
+    // The quota bench (tests/src/bin/quota_bench.rs) and the quota tests
+    // drive it directly.
+    mod quota;
     mod registry;
 }
-// Public while the quota bench (tests/src/bin/quota_bench.rs) drives it
-// directly and a few of its items are used by the tests alone.
-pub mod quota;
 
 mod accounting;
 mod call;

@@ -34,13 +34,13 @@ macro_rules! test_support_mods {
 }
 
 // The public API: the composition root, the commands of the binary.
-pub mod app;
 pub mod cli;
-pub mod conn;
 pub mod shutdown;
 
 test_support_mods! {
+    mod app;
     mod auth;
+    mod conn;
     mod http;
     mod limits;
     mod reload;
@@ -60,6 +60,7 @@ mod server;
 mod shared_redis;
 
 pub(crate) use admin::serve_admin;
+pub use conn::fd::{FdLimit, raise_nofile};
 pub use edge::Edge;
 pub(crate) use edge::Transport;
 pub use error::EdgeError;

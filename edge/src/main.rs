@@ -38,7 +38,7 @@ fn main() -> ExitCode {
 
 fn run(command: Command, config: Config) -> anyhow::Result<()> {
     // Every client connection is a file descriptor: take the whole hard limit.
-    match vibectl_edge::conn::fd::raise_nofile() {
+    match vibectl_edge::raise_nofile() {
         Some(limit) if limit.now > limit.before => tracing::info!(
             from = limit.before,
             to = limit.now,

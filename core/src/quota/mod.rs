@@ -23,7 +23,9 @@ pub use metrics::QuotaMetrics;
 pub use settle::Identity;
 pub(crate) use start::restore;
 pub use start::{Usage, start};
-pub use status::{StatusRow, status_rows};
+#[cfg(any(test, feature = "test-support"))]
+pub use status::StatusRow;
+pub use status::status_rows;
 
 use crate::registry::ModelEntry;
 use arc_swap::ArcSwap;
@@ -82,12 +84,14 @@ impl Quotas {
         self.policy.store(Policy::from_config(config));
     }
 
-    /// The policy in force.
+    /// The policy in force (for tests).
+    #[cfg(any(test, feature = "test-support"))]
     pub fn policy(&self) -> Arc<Policy> {
         self.policy.load_full()
     }
 
-    /// The backend.
+    /// The backend (for tests).
+    #[cfg(any(test, feature = "test-support"))]
     pub fn backend(&self) -> &Arc<dyn QuotaBackend> {
         &self.backend
     }

@@ -39,6 +39,7 @@ impl Binds {
 
     /// Every listener on `127.0.0.1:0` (a free port each), the plain HTTP
     /// one only if `http`: for tests and embedding.
+    #[cfg(any(test, feature = "test-support"))]
     pub async fn loopback(http: bool) -> Result<Self, EdgeError> {
         let any = SocketAddr::from(([127, 0, 0, 1], 0));
         Ok(Self {

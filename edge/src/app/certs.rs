@@ -5,11 +5,13 @@
 use crate::{
     EdgeError, Transport,
     tls::{
-        CertResolver, Rotation, SelfSigned,
+        CertResolver, Rotation,
         acme::Acme,
         sources::{self, Serving},
     },
 };
+#[cfg(any(test, feature = "test-support"))]
+use crate::tls::SelfSigned;
 use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 use vibectl_config::Config;
@@ -20,7 +22,8 @@ pub(super) struct Certificates {
     pub transport: Transport,
     /// What is served (TLS only).
     pub resolver: Option<Arc<CertResolver>>,
-    /// The generated CA and leaf (self-signed source).
+    /// The generated CA and leaf (self-signed source; read by tests).
+    #[cfg(any(test, feature = "test-support"))]
     pub self_signed: Option<SelfSigned>,
     /// The rotation of watched files (files and private-CA sources).
     pub rotation: Option<Rotation>,
@@ -34,6 +37,7 @@ impl Certificates {
         Self {
             transport: Transport::Insecure,
             resolver: None,
+            #[cfg(any(test, feature = "test-support"))]
             self_signed: None,
             rotation: None,
             acme: None,
@@ -50,13 +54,16 @@ impl Certificates {
         let Serving {
             server_config,
             resolver,
+            #[cfg(any(test, feature = "test-support"))]
             self_signed,
             rotation,
             acme,
+            ..
         } = sources::start(config, redis, shutdown.clone()).await?;
         Ok(Self {
             transport: Transport::Tls(server_config),
             resolver: Some(resolver),
+            #[cfg(any(test, feature = "test-support"))]
             self_signed,
             rotation,
             acme,

@@ -73,12 +73,14 @@ impl EdgeApp {
 
     /// Where the JWT secret may come from besides the configuration
     /// (default: this process's `VIBECTL_JWT_SECRET[_FILE]`).
+    #[cfg(any(test, feature = "test-support"))]
     pub fn secret_env(mut self, env: SecretEnv) -> Self {
         self.secret_env = env;
         self
     }
 
     /// Whether to watch `config.source` for `[limits]` changes (default yes).
+    #[cfg(any(test, feature = "test-support"))]
     pub fn watch_config(mut self, watch: bool) -> Self {
         self.watch_config = watch;
         self
@@ -170,11 +172,14 @@ impl EdgeApp {
             shutdown.clone(),
         ));
         Ok(Running {
+            #[cfg(any(test, feature = "test-support"))]
             edge,
             main_addr,
             admin_addr,
             http_addr,
+            #[cfg(any(test, feature = "test-support"))]
             resolver: certs.resolver,
+            #[cfg(any(test, feature = "test-support"))]
             self_signed: certs.self_signed,
             rotation: certs.rotation,
             acme: certs.acme,

@@ -3,21 +3,28 @@
 use crate::{
     Edge, EdgeError,
     tls::{
-        CertResolver, Rotation, RotationStatus, SelfSigned,
+        Rotation,
         acme::{Acme, AcmeStatus},
     },
 };
-use std::{future::Future, net::SocketAddr, path::Path, sync::Arc};
+#[cfg(any(test, feature = "test-support"))]
+use crate::tls::{CertResolver, RotationStatus, SelfSigned};
+#[cfg(any(test, feature = "test-support"))]
+use std::{path::Path, sync::Arc};
+use std::{future::Future, net::SocketAddr};
 use tokio::{sync::watch, task::JoinHandle};
 use tokio_util::sync::CancellationToken;
 
 /// An edge started by [`super::EdgeApp::build`].
 pub struct Running {
+    #[cfg(any(test, feature = "test-support"))]
     pub(super) edge: Edge,
     pub(super) main_addr: SocketAddr,
     pub(super) admin_addr: SocketAddr,
     pub(super) http_addr: Option<SocketAddr>,
+    #[cfg(any(test, feature = "test-support"))]
     pub(super) resolver: Option<Arc<CertResolver>>,
+    #[cfg(any(test, feature = "test-support"))]
     pub(super) self_signed: Option<SelfSigned>,
     pub(super) rotation: Option<Rotation>,
     pub(super) acme: Option<Acme>,
@@ -36,46 +43,55 @@ impl std::fmt::Debug for Running {
 
 impl Running {
     /// The running edge (configuration, limiter, metrics, readiness).
+    #[cfg(any(test, feature = "test-support"))]
     pub fn edge(&self) -> &Edge {
         &self.edge
     }
 
     /// Where the main (TLS or h2c) listener is.
+    #[cfg(any(test, feature = "test-support"))]
     pub fn main_addr(&self) -> SocketAddr {
         self.main_addr
     }
 
     /// Where `/live`, `/ready` and `/metrics` are.
+    #[cfg(any(test, feature = "test-support"))]
     pub fn admin_addr(&self) -> SocketAddr {
         self.admin_addr
     }
 
     /// Where the plain HTTP listener is (ACME mode with one).
+    #[cfg(any(test, feature = "test-support"))]
     pub fn http_addr(&self) -> Option<SocketAddr> {
         self.http_addr
     }
 
     /// What the TLS listener serves (`None` over h2c).
+    #[cfg(any(test, feature = "test-support"))]
     pub fn resolver(&self) -> Option<&Arc<CertResolver>> {
         self.resolver.as_ref()
     }
 
     /// The generated CA and certificate, in self-signed mode.
+    #[cfg(any(test, feature = "test-support"))]
     pub fn self_signed(&self) -> Option<&SelfSigned> {
         self.self_signed.as_ref()
     }
 
     /// What the certificate rotation did (files and private-CA modes).
+    #[cfg(any(test, feature = "test-support"))]
     pub fn rotation_status(&self) -> Option<watch::Receiver<RotationStatus>> {
         self.rotation.as_ref().map(Rotation::status)
     }
 
     /// The ACME status (served certificate, orders, last error), in ACME mode.
+    #[cfg(any(test, feature = "test-support"))]
     pub fn acme_status(&self) -> Option<watch::Receiver<AcmeStatus>> {
         self.acme.as_ref().map(Acme::status)
     }
 
     /// The ACME cache directory in use, in ACME mode.
+    #[cfg(any(test, feature = "test-support"))]
     pub fn acme_cache_dir(&self) -> Option<&Path> {
         self.acme.as_ref().map(Acme::cache_dir)
     }

@@ -32,7 +32,9 @@ pub mod store;
 
 pub use client_auth::ClientIdentity;
 pub use resolver::{CertResolver, ServedCert};
-pub use rotation::{Rotation, RotationStatus, WatchedPair};
+#[cfg(any(test, feature = "test-support"))]
+pub use rotation::RotationStatus;
+pub use rotation::{Rotation, WatchedPair};
 pub use self_signed::SelfSigned;
 pub use server_config::{crypto_provider, install_crypto_provider, server_config};
 pub use stats::{HandshakeFailure, HandshakeStats};

@@ -72,12 +72,14 @@ pub struct RotationStatus {
 /// is dropped.
 #[derive(Debug)]
 pub struct Rotation {
+    #[cfg(any(test, feature = "test-support"))]
     status: watch::Receiver<RotationStatus>,
     task: JoinHandle<()>,
 }
 
 impl Rotation {
     /// Follows what the rotation does: `status().wait_for(|s| s.swaps > 0)`.
+    #[cfg(any(test, feature = "test-support"))]
     pub fn status(&self) -> watch::Receiver<RotationStatus> {
         self.status.clone()
     }
@@ -112,6 +114,9 @@ pub fn spawn(
         "TLS: watching the certificate and key for rotation"
     );
     let (status_tx, status) = watch::channel(RotationStatus::default());
+    // Only tests follow the rotation's status.
+    #[cfg(not(any(test, feature = "test-support")))]
+    drop(status);
     let rotator = Rotator {
         pair,
         resolver: Arc::downgrade(resolver),
@@ -119,7 +124,11 @@ pub fn spawn(
         status: status_tx,
     };
     let task = tokio::spawn(rotator.run(watch, interval, shutdown));
-    Ok(Rotation { status, task })
+    Ok(Rotation {
+        #[cfg(any(test, feature = "test-support"))]
+        status,
+        task,
+    })
 }
 
 /// What one look at the files found.

@@ -57,10 +57,9 @@ pub use status::AcmeStatus;
 
 use crate::tls::{CertResolver, TlsError, files, server_config};
 use resolver::Deployer;
-use std::{
-    path::{Path, PathBuf},
-    sync::Arc,
-};
+#[cfg(any(test, feature = "test-support"))]
+use std::path::Path;
+use std::{path::PathBuf, sync::Arc};
 use tokio::{sync::watch, task::JoinHandle};
 use tokio_util::sync::CancellationToken;
 use vibectl_config::{AcmeChallenge, AcmeTls, ClientAuth, Config, TlsMode};
@@ -221,6 +220,7 @@ impl Acme {
     }
 
     /// The cache directory in use (a temporary one with `ephemeral_cache`).
+    #[cfg(any(test, feature = "test-support"))]
     pub fn cache_dir(&self) -> &Path {
         &self.cache_dir
     }
