@@ -19,8 +19,6 @@
 //! takes any TOML (it is the one file both processes read), [`Stack::admin_addr`]
 //! is where `/metrics` will be, [`Stack::edge`] is the running [`Edge`].
 
-use http_body_util::{BodyExt, Empty};
-use hyper_util::rt::TokioIo;
 use serde_json::{Value, json};
 use std::{
     net::SocketAddr,
@@ -42,6 +40,8 @@ use vibectl_edge::{
     tls::{CertResolver, RotationStatus},
 };
 use vibectl_proto::{ExecuteRequest, vibectl_llm_proxy_client::VibectlLlmProxyClient};
+
+pub use crate::http1::{http_get, http1_request};
 
 /// The bound on every wait.
 pub const WAIT: Duration = Duration::from_secs(10);
@@ -394,52 +394,6 @@ pub fn mint(secret: &str, claims: &Value) -> String {
         &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()),
     )
     .expect("sign")
-}
-
-/// `GET http://addr/path` over HTTP/1.1, bounded by [`WAIT`].
-pub async fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
-    let exchange = async {
-        let tcp = tokio::net::TcpStream::connect(addr)
-            .await
-            .expect("connect admin");
-        let (status, _, body) = http1_request(tcp, "GET", &addr.to_string(), path).await;
-        (status, body)
-    };
-    tokio::time::timeout(WAIT, exchange)
-        .await
-        .expect("admin answered in time")
-}
-
-/// `method path` (with `host`) over HTTP/1.1 on the open connection
-/// `io` (TCP or TLS): the status, the headers and the body. Unbounded:
-/// callers bound it.
-pub async fn http1_request<T>(
-    io: T,
-    method: &str,
-    host: &str,
-    path: &str,
-) -> (u16, http::HeaderMap, String)
-where
-    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
-{
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(io))
-        .await
-        .expect("handshake");
-    tokio::spawn(conn);
-    let request = http::Request::builder()
-        .method(method)
-        .uri(path)
-        .header("host", host)
-        .body(Empty::<bytes::Bytes>::new())
-        .expect("request");
-    let response = sender.send_request(request).await.expect("response");
-    let (parts, body) = response.into_parts();
-    let body = body.collect().await.expect("body").to_bytes();
-    (
-        parts.status.as_u16(),
-        parts.headers,
-        String::from_utf8_lossy(&body).into_owned(),
-    )
 }
 
 /// Logs to the test output (`RUST_LOG` picks the level; default warn).

@@ -11,6 +11,7 @@ pub mod fake_anthropic;
 pub mod fake_core;
 pub mod fake_openai;
 pub mod harness;
+pub mod http1;
 pub mod logs;
 pub mod pebble;
 pub mod postgres;

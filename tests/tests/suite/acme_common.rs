@@ -14,7 +14,7 @@ use vibectl_edge::{
 };
 use vibectl_proto::{GetServerInfoRequest, vibectl_llm_proxy_client::VibectlLlmProxyClient};
 use vibectl_tests::{
-    harness::{JWT_SECRET, WAIT, authed, claims, http_get, http1_request, init_logs, mint},
+    harness::{JWT_SECRET, WAIT, authed, claims, http_get, init_logs, mint},
     pebble::{Pebble, PebbleOptions},
 };
 
@@ -360,22 +360,6 @@ async fn poll_ready(
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-}
-
-/// An HTTP/1.1 request with a chosen `Host`: status, headers, body.
-pub(crate) async fn plain_http(
-    addr: SocketAddr,
-    method: &str,
-    path: &str,
-    host: &str,
-) -> (u16, http::HeaderMap, String) {
-    let exchange = async {
-        let tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
-        http1_request(tcp, method, host, path).await
-    };
-    tokio::time::timeout(WAIT, exchange)
-        .await
-        .expect("answered in time")
 }
 
 pub(crate) fn assert_private(dir: &Path) {

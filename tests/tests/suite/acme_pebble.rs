@@ -8,17 +8,18 @@
 
 use super::acme_common::{
     Core, DOMAIN, Edge, ISSUE_WAIT, assert_private, bind_listeners, challenge_config, channel,
-    config, listeners_and_pebble, pebble_client_config, plain_http, port, ready, served_leaf,
-    server_info, start_edge, wait_ready,
+    config, listeners_and_pebble, pebble_client_config, port, ready, served_leaf, server_info,
+    start_edge, wait_ready,
 };
 use rustls_pki_types::ServerName;
+use std::net::SocketAddr;
 use std::{
     sync::Arc,
     time::{Duration, Instant},
 };
 use tokio::net::TcpListener;
 use vibectl_tests::{
-    harness::{WAIT, http_get},
+    harness::{WAIT, http_get, http1_request},
     pebble::{Pebble, PebbleOptions},
 };
 /// Issues through `challenge`, checks `/ready` before and after and a
@@ -294,4 +295,20 @@ async fn renewal_swaps_while_clients_call_then_a_restart_serves_the_cache_withou
     edge.stop().await;
     core.stop().await;
     eprintln!("renewal + restart took {:?}", started.elapsed());
+}
+
+/// An HTTP/1.1 request with a chosen `Host`: status, headers, body.
+async fn plain_http(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    host: &str,
+) -> (u16, http::HeaderMap, String) {
+    let exchange = async {
+        let tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        http1_request(tcp, method, host, path).await
+    };
+    tokio::time::timeout(WAIT, exchange)
+        .await
+        .expect("answered in time")
 }

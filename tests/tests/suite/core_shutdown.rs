@@ -5,18 +5,13 @@
 use crate::support;
 
 use futures::StreamExt;
-use support::{Core, WAIT, config, key_file, kinds, request};
+use support::{Core, WAIT, config, kinds, openai_toml, request};
 use vibectl_proto::{StreamChunk, stream_chunk::ChunkType};
 use vibectl_tests::fake_openai::{FakeOpenAi, Script};
 
 async fn core_for(fake: &FakeOpenAi, dir: &std::path::Path, grace: &str) -> Core {
-    let cfg = config(&format!(
-        "[core]\nshutdown_grace = \"{grace}\"\n\
-         [providers.openai]\nkind = \"openai\"\nbase_url = \"{}\"\napi_key_file = \"{}\"\n\
-         [[models]]\nid = \"gpt-4o-mini\"\nprovider = \"openai\"\n",
-        fake.base_url(),
-        key_file(dir, "sk-test-shutdown"),
-    ));
+    let grace = format!("[core]\nshutdown_grace = \"{grace}\"");
+    let cfg = config(&openai_toml(&grace, fake, dir, ""));
     Core::start(cfg).await
 }
 

@@ -3,7 +3,7 @@
 //! chunk arrives while the provider still holds the rest), in-band model
 //! errors, a Unix-socket core, and a client cancel reaching the provider.
 
-use crate::support::{failure, success};
+use crate::support::{failure, open_stream, stack_with_openai, success};
 use futures::StreamExt;
 use std::time::Duration;
 use vibectl_proto::{GetServerInfoRequest, execute_response, stream_chunk::ChunkType};
@@ -12,38 +12,6 @@ use vibectl_tests::{
     fake_openai::{FakeOpenAi, Script},
     harness::{Stack, WAIT, authed, execute_request},
 };
-
-/// A stack whose `gpt-4o-mini` is served by `fake`, and the directory
-/// holding its API key file (keep it while the stack runs).
-async fn stack_with_openai(fake: &FakeOpenAi) -> (Stack, tempfile::TempDir) {
-    let key_dir = tempfile::tempdir().expect("tempdir");
-    let key_file = key_dir.path().join("openai-key");
-    std::fs::write(&key_file, "sk-test-e2e\n").expect("key");
-    let toml = format!(
-        r#"
-[providers.echo]
-kind = "echo"
-
-[providers.openai]
-kind = "openai"
-base_url = "{base}"
-api_key_file = "{key}"
-
-[[models]]
-id = "echo"
-provider = "echo"
-
-[[models]]
-id = "gpt-4o-mini"
-provider = "openai"
-input_usd_per_mtok = 0.15
-output_usd_per_mtok = 0.6
-"#,
-        base = fake.base_url(),
-        key = key_file.display(),
-    );
-    (Stack::builder().config(&toml).start().await, key_dir)
-}
 
 #[tokio::test]
 async fn get_server_info_through_the_edge_lists_the_echo_model() {
@@ -92,14 +60,8 @@ async fn stream_execute_delivers_chunks_incrementally_then_complete_and_metrics(
             .gated(),
     )
     .await;
-    let (stack, _key_dir) = stack_with_openai(&fake).await;
-    let mut client = stack.client().await;
-    let request = execute_request(Some("gpt-4o-mini"), "say hello");
-    let mut stream = client
-        .stream_execute(authed(request, &stack.token("alice")))
-        .await
-        .expect("OK")
-        .into_inner();
+    let (stack, _key_dir) = stack_with_openai(&fake, "").await;
+    let mut stream = open_stream(&stack, "alice", Some("gpt-4o-mini"), "say hello").await;
 
     // Chunk 1 crosses core and edge while the provider still holds the rest.
     let first = next_chunk(&mut stream).await;
@@ -132,13 +94,7 @@ async fn stream_execute_delivers_chunks_incrementally_then_complete_and_metrics(
 #[tokio::test]
 async fn echo_stream_has_several_chunks() {
     let stack = Stack::start().await;
-    let mut client = stack.client().await;
-    let request = execute_request(None, "one two three four five");
-    let stream = client
-        .stream_execute(authed(request, &stack.token("alice")))
-        .await
-        .expect("OK")
-        .into_inner();
+    let stream = open_stream(&stack, "alice", None, "one two three four five").await;
     let chunks: Vec<_> = tokio::time::timeout(WAIT, stream.collect::<Vec<_>>())
         .await
         .expect("in time");
@@ -178,14 +134,8 @@ async fn unknown_model_is_model_not_found_in_band() {
 #[tokio::test]
 async fn client_dropping_a_stream_closes_the_provider_connection() {
     let fake = FakeOpenAi::start(Script::text(["first", "never sent"]).gated()).await;
-    let (stack, _key_dir) = stack_with_openai(&fake).await;
-    let mut client = stack.client().await;
-    let request = execute_request(Some("gpt-4o-mini"), "stream then hang up");
-    let mut stream = client
-        .stream_execute(authed(request, &stack.token("alice")))
-        .await
-        .expect("OK")
-        .into_inner();
+    let (stack, _key_dir) = stack_with_openai(&fake, "").await;
+    let mut stream = open_stream(&stack, "alice", Some("gpt-4o-mini"), "stream then hang up").await;
     let first = next_chunk(&mut stream).await;
     assert_eq!(first.chunk_type, Some(ChunkType::TextChunk("first".into())));
     drop(stream); // RST_STREAM to the edge → the edge drops the core stream

@@ -2,6 +2,7 @@
 //! (`UNAVAILABLE` fast, never a hang), plaintext h2c without HSTS, and
 //! graceful shutdown (GOAWAY, in-flight streams drained, then bounded).
 
+use crate::support::{open_stream, stack_with_openai};
 use futures::StreamExt;
 use std::time::{Duration, Instant};
 use tonic::{Code, Request};
@@ -13,19 +14,6 @@ use vibectl_tests::{
 };
 
 const HSTS: &str = "strict-transport-security";
-
-async fn stack_with_openai(fake: &FakeOpenAi, edge_extra: &str) -> (Stack, tempfile::TempDir) {
-    let key_dir = tempfile::tempdir().expect("tempdir");
-    let key_file = key_dir.path().join("openai-key");
-    std::fs::write(&key_file, "sk-test-e2e\n").expect("key");
-    let toml = format!(
-        "[edge]\n{edge_extra}\n[providers.openai]\nkind = \"openai\"\nbase_url = \"{}\"\n\
-         api_key_file = \"{}\"\n[[models]]\nid = \"gpt-4o-mini\"\nprovider = \"openai\"\n",
-        fake.base_url(),
-        key_file.display()
-    );
-    (Stack::builder().config(&toml).start().await, key_dir)
-}
 
 #[tokio::test]
 async fn live_and_ready_then_not_ready_without_core() {
@@ -138,15 +126,7 @@ async fn serve_insecure_works_over_h2c_without_hsts() {
 async fn shutdown_drains_an_in_flight_stream() {
     let fake = FakeOpenAi::start(Script::text(["one", " two", " three"]).gated()).await;
     let (mut stack, _key_dir) = stack_with_openai(&fake, "").await;
-    let mut client = stack.client().await;
-    let mut stream = client
-        .stream_execute(authed(
-            execute_request(Some("gpt-4o-mini"), "x"),
-            &stack.token("a"),
-        ))
-        .await
-        .expect("OK")
-        .into_inner();
+    let mut stream = open_stream(&stack, "a", Some("gpt-4o-mini"), "x").await;
     assert_eq!(
         next_chunk(&mut stream).await.chunk_type,
         Some(ChunkType::TextChunk("one".into()))
@@ -189,16 +169,9 @@ async fn shutdown_drains_an_in_flight_stream() {
 #[tokio::test]
 async fn shutdown_grace_bounds_a_stream_that_never_ends() {
     let fake = FakeOpenAi::start(Script::text(["one", " never"]).gated()).await;
-    let (mut stack, _key_dir) = stack_with_openai(&fake, "shutdown_grace = \"300ms\"").await;
-    let mut client = stack.client().await;
-    let mut stream = client
-        .stream_execute(authed(
-            execute_request(Some("gpt-4o-mini"), "x"),
-            &stack.token("a"),
-        ))
-        .await
-        .expect("OK")
-        .into_inner();
+    let (mut stack, _key_dir) =
+        stack_with_openai(&fake, "[edge]\nshutdown_grace = \"300ms\"").await;
+    let mut stream = open_stream(&stack, "a", Some("gpt-4o-mini"), "x").await;
     next_chunk(&mut stream).await;
     let started = Instant::now();
     stack.stop_edge().await;

@@ -4,30 +4,16 @@
 //! client cancellations must not make the core drop the connection (h2's
 //! rapid-reset guard) and with it every other caller's stream.
 
+use crate::support::stack_with_openai;
 use futures::StreamExt;
 use vibectl_proto::{StreamChunk, stream_chunk::ChunkType};
 use vibectl_tests::{
     fake_openai::{FakeOpenAi, Script},
-    harness::{Stack, WAIT, authed, execute_request},
+    harness::{WAIT, authed, execute_request},
 };
 
 const STREAMS: usize = 260;
 const CONNECTIONS: usize = 2;
-
-async fn stack_with_openai(fake: &FakeOpenAi) -> (Stack, tempfile::TempDir) {
-    let key_dir = tempfile::tempdir().expect("tempdir");
-    let key_file = key_dir.path().join("openai-key");
-    std::fs::write(&key_file, "sk-test-many\n").expect("key");
-    let toml = format!(
-        "[providers.echo]\nkind = \"echo\"\n\
-         [providers.openai]\nkind = \"openai\"\nbase_url = \"{}\"\napi_key_file = \"{}\"\n\
-         [[models]]\nid = \"echo\"\nprovider = \"echo\"\n\
-         [[models]]\nid = \"gpt-4o-mini\"\nprovider = \"openai\"\n",
-        fake.base_url(),
-        key_file.display()
-    );
-    (Stack::builder().config(&toml).start().await, key_dir)
-}
 
 async fn first_text(stream: &mut tonic::Streaming<StreamChunk>) -> String {
     let chunk = tokio::time::timeout(WAIT, stream.next())
@@ -44,7 +30,7 @@ async fn first_text(stream: &mut tonic::Streaming<StreamChunk>) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn more_than_200_streams_in_flight_and_a_cancel_storm_spares_the_others() {
     let fake = FakeOpenAi::start(Script::text(["held", " then released"]).gated()).await;
-    let (stack, _keys) = stack_with_openai(&fake).await;
+    let (stack, _keys) = stack_with_openai(&fake, "").await;
     let token = stack.token("many");
     let mut clients = Vec::new();
     for _ in 0..CONNECTIONS {

@@ -9,7 +9,7 @@ use crate::support;
 
 use futures::StreamExt;
 use std::time::{Duration, Instant};
-use support::{Core, WAIT, config, key_file, request, sample, success, with_header};
+use support::{Core, WAIT, config, openai_toml, request, sample, success, with_header};
 use tonic::{Code, Request, Status};
 use vibectl_proto::{
     ExecuteRequest, GetServerInfoRequest, execute_response,
@@ -23,30 +23,7 @@ use vibectl_tests::fake_openai::{FakeOpenAi, Script};
 
 /// A core with `echo` and an `openai` provider pointing at `fake`.
 async fn core_for(fake: &FakeOpenAi, dir: &std::path::Path) -> Core {
-    let cfg = config(&format!(
-        r#"
-[providers.echo]
-kind = "echo"
-
-[providers.openai]
-kind = "openai"
-base_url = "{base}"
-api_key_file = "{key}"
-max_retries = 0
-
-[[models]]
-id = "echo"
-provider = "echo"
-
-[[models]]
-id = "gpt-4o-mini"
-provider = "openai"
-input_usd_per_mtok = 0.15
-output_usd_per_mtok = 0.6
-"#,
-        base = fake.base_url(),
-        key = key_file(dir, "sk-limits-test-0123456789"),
-    ));
+    let cfg = config(&openai_toml("", fake, dir, "max_retries = 0"));
     Core::start_with_metrics(cfg).await
 }
 

@@ -4,6 +4,7 @@
 //! whole response stream, input length (enforced by the core before any
 //! provider call) and the token's deadline.
 
+use crate::support::stack_with_openai;
 use futures::StreamExt;
 use std::time::{Duration, Instant};
 use tonic::{Code, Status, transport::Channel};
@@ -121,21 +122,6 @@ async fn rpm_passes_exactly_the_bucket_and_refuses_the_rest_with_rpm_metadata() 
         );
     }
     stack.shutdown().await;
-}
-
-/// A stack whose `gpt-4o-mini` is served by `fake`, with `extra` TOML.
-async fn stack_with_openai(fake: &FakeOpenAi, extra: &str) -> (Stack, tempfile::TempDir) {
-    let key_dir = tempfile::tempdir().expect("tempdir");
-    let key_file = key_dir.path().join("openai-key");
-    std::fs::write(&key_file, "sk-test-limits\n").expect("key");
-    let toml = format!(
-        "{extra}\n[providers.echo]\nkind = \"echo\"\n\n[providers.openai]\nkind = \"openai\"\n\
-         base_url = \"{base}\"\napi_key_file = \"{key}\"\n\n[[models]]\nid = \"echo\"\n\
-         provider = \"echo\"\n\n[[models]]\nid = \"gpt-4o-mini\"\nprovider = \"openai\"\n",
-        base = fake.base_url(),
-        key = key_file.display(),
-    );
-    (Stack::builder().config(&toml).start().await, key_dir)
 }
 
 async fn open_stream(

@@ -1,6 +1,7 @@
 //! The end-to-end suite: one test binary (one link, one copy on disk) holding
 //! every scenario module. cargo-nextest still runs each test in its own process.
 
+mod answers;
 mod journey_support;
 mod support;
 mod tls_common;

@@ -11,9 +11,11 @@ use tonic::transport::{Channel, Endpoint};
 use vibectl_config::Config;
 use vibectl_core::{CoreError, CoreListener};
 use vibectl_proto::{
-    ExecuteError, ExecuteRequest, ExecuteResponse, ExecuteSuccess, ExecutionMetrics, StreamChunk,
-    StreamComplete, execute_response, stream_chunk::ChunkType,
-    vibectl_llm_proxy_client::VibectlLlmProxyClient,
+    ExecuteRequest, ExecuteResponse, StreamChunk, vibectl_llm_proxy_client::VibectlLlmProxyClient,
+};
+use vibectl_tests::{
+    fake_openai::FakeOpenAi,
+    harness::{Stack, authed, execute_request},
 };
 
 /// The bound on every wait in these tests.
@@ -278,6 +280,56 @@ pub fn key_file(dir: &Path, key: &str) -> String {
     path.display().to_string()
 }
 
+/// Config text: `extra` first, then the `echo` model and `gpt-4o-mini`
+/// (0.15 and 0.6 USD per million tokens) from an `openai` provider at
+/// `fake`, its key in a file in `dir`, `provider_extra` in its table.
+pub fn openai_toml(extra: &str, fake: &FakeOpenAi, dir: &Path, provider_extra: &str) -> String {
+    format!(
+        r#"{extra}
+[providers.echo]
+kind = "echo"
+
+[providers.openai]
+kind = "openai"
+base_url = "{base}"
+api_key_file = "{key}"
+{provider_extra}
+
+[[models]]
+id = "echo"
+provider = "echo"
+
+[[models]]
+id = "gpt-4o-mini"
+provider = "openai"
+input_usd_per_mtok = 0.15
+output_usd_per_mtok = 0.6
+"#,
+        base = fake.base_url(),
+        key = key_file(dir, "sk-test-0123456789abcdef"),
+    )
+}
+
+/// A stack (edge and core) configured by [`openai_toml`] with `extra`,
+/// and the directory holding the key file (keep it while the stack runs).
+pub async fn stack_with_openai(fake: &FakeOpenAi, extra: &str) -> (Stack, tempfile::TempDir) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let toml = openai_toml(extra, fake, dir.path(), "");
+    (Stack::builder().config(&toml).start().await, dir)
+}
+
+/// `StreamExecute` of `text` for `model` through `stack`'s edge as `sub`,
+/// opened (status OK) within [`WAIT`].
+pub async fn open_stream(
+    stack: &Stack,
+    sub: &str,
+    model: Option<&str>,
+    text: &str,
+) -> tonic::Streaming<StreamChunk> {
+    let request = authed(execute_request(model, text), &stack.token(sub));
+    answer(stack.client().await.stream_execute(request)).await
+}
+
 /// A request for `model` with these fragments.
 pub fn request(model: Option<&str>, system: &[&str], user: &[&str], id: &str) -> ExecuteRequest {
     ExecuteRequest {
@@ -289,85 +341,6 @@ pub fn request(model: Option<&str>, system: &[&str], user: &[&str], id: &str) ->
     }
 }
 
-/// The text chunks of a stream, in order.
-pub fn texts(chunks: &[StreamChunk]) -> Vec<String> {
-    chunks
-        .iter()
-        .filter_map(|c| match &c.chunk_type {
-            Some(ChunkType::TextChunk(t)) => Some(t.clone()),
-            _ => None,
-        })
-        .collect()
-}
-
-/// A short name per chunk: `text`, `complete`, `metrics`, `error`.
-pub fn kinds(chunks: &[StreamChunk]) -> Vec<&'static str> {
-    chunks
-        .iter()
-        .map(|c| match &c.chunk_type {
-            Some(ChunkType::TextChunk(_)) => "text",
-            Some(ChunkType::Complete(_)) => "complete",
-            Some(ChunkType::FinalMetrics(_)) => "metrics",
-            Some(ChunkType::Error(_)) => "error",
-            None => "empty",
-        })
-        .collect()
-}
-
-/// The success in `resp`; panics, showing it, when it is an error.
-pub fn success(resp: ExecuteResponse) -> ExecuteSuccess {
-    match resp.result {
-        Some(execute_response::Result::Success(ok)) => ok,
-        _ => panic!("expected success: {resp:?}"),
-    }
-}
-
-/// The error in `resp`; panics, showing it, when it succeeded.
-pub fn failure(resp: ExecuteResponse) -> ExecuteError {
-    match resp.result {
-        Some(execute_response::Result::Error(e)) => e,
-        _ => panic!("expected error: {resp:?}"),
-    }
-}
-
-/// The error `chunk` carries; panics, showing it, when it is another kind.
-pub fn error_of(chunk: &StreamChunk) -> &ExecuteError {
-    match &chunk.chunk_type {
-        Some(ChunkType::Error(e)) => e,
-        _ => panic!("expected an error chunk: {chunk:?}"),
-    }
-}
-
-/// The metrics `chunk` carries; panics, showing it, otherwise.
-pub fn metrics_of(chunk: &StreamChunk) -> &ExecutionMetrics {
-    match &chunk.chunk_type {
-        Some(ChunkType::FinalMetrics(m)) => m,
-        _ => panic!("expected a metrics chunk: {chunk:?}"),
-    }
-}
-
-/// The completion `chunk` carries; panics, showing it, otherwise.
-pub fn complete_of(chunk: &StreamChunk) -> &StreamComplete {
-    match &chunk.chunk_type {
-        Some(ChunkType::Complete(done)) => done,
-        _ => panic!("expected a complete chunk: {chunk:?}"),
-    }
-}
-
-/// The answer to a gRPC `call` within [`WAIT`], its status OK.
-pub async fn answer<T>(call: impl Future<Output = Result<tonic::Response<T>, tonic::Status>>) -> T {
-    tokio::time::timeout(WAIT, call)
-        .await
-        .expect("answered in time")
-        .expect("status OK")
-        .into_inner()
-}
-
-/// Asserts two costs are equal to within rounding.
-pub fn assert_cost(actual: Option<f64>, expected: f64) {
-    let actual = actual.expect("cost_usd is set");
-    assert!(
-        (actual - expected).abs() < 1e-12,
-        "cost {actual} != {expected}"
-    );
-}
+pub use crate::answers::{
+    answer, assert_cost, complete_of, error_of, failure, kinds, metrics_of, success, texts,
+};
