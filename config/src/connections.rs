@@ -33,6 +33,15 @@ pub struct ConnectionsConfig {
     /// Most connections from one client address (IPv6: per /64), with the
     /// same rule at the cap. 0: no per-address cap.
     pub max_per_address: usize,
+    /// New connections accepted per second from one client address (IPv6:
+    /// per /64), a token bucket refilled at this rate; a connection over it
+    /// is closed at accept, before any TLS work. 0: no rate limit.
+    pub accept_rate_per_address: u32,
+    /// The bucket's size: new connections one address may open at once.
+    pub accept_burst_per_address: u32,
+    /// Most connections of one address in set-up at once (PROXY header,
+    /// TLS handshake); more are closed at accept. 0: no limit.
+    pub max_handshakes_per_address: usize,
     /// The premature-reset guard: a connection whose client resets more
     /// than this share (percent) of its recent streams within a second of
     /// opening them gets GOAWAY and its streams are cancelled. 0: off.
@@ -55,6 +64,9 @@ impl Default for ConnectionsConfig {
             keepalive_timeout: defaults::KEEPALIVE_TIMEOUT,
             max_total: defaults::MAX_CONNECTIONS,
             max_per_address: defaults::MAX_CONNECTIONS_PER_ADDRESS,
+            accept_rate_per_address: defaults::ACCEPT_RATE_PER_ADDRESS,
+            accept_burst_per_address: defaults::ACCEPT_BURST_PER_ADDRESS,
+            max_handshakes_per_address: defaults::MAX_HANDSHAKES_PER_ADDRESS,
             max_premature_reset_percent: defaults::MAX_PREMATURE_RESET_PERCENT,
             proxy_protocol: false,
             proxy_protocol_trusted: Vec::new(),
@@ -80,6 +92,12 @@ impl ConnectionsConfig {
         }
         if self.max_total == 0 {
             return Err(("connections.max_total", "must be > 0"));
+        }
+        if self.accept_rate_per_address > 0 && self.accept_burst_per_address == 0 {
+            return Err((
+                "connections.accept_burst_per_address",
+                "must be > 0 while accept_rate_per_address is set (0 would refuse every connection)",
+            ));
         }
         if self.max_premature_reset_percent > 100 {
             return Err((
@@ -110,6 +128,7 @@ mod tests {
             Duration::from_secs(10)
         );
         assert!(!cfg.connections.proxy_protocol);
+        assert_eq!(cfg.connections.accept_rate_per_address, 50);
         let text = "[connections]\nproxy_protocol = true\n\
                     proxy_protocol_trusted = [\"10.0.0.0/8\", \"fd00::/8\"]\n\
                     max_per_address = 0\n";
@@ -121,6 +140,15 @@ mod tests {
                 "proxy_protocol_trusted",
             ),
             ("[connections]\nmax_total = 0\n", "max_total"),
+            (
+                "[connections]\naccept_burst_per_address = 0\n",
+                "accept_burst_per_address",
+            ),
+            (
+                "[connections]\naccept_rate_per_address = -1\n",
+                "accept_rate_per_address",
+            ),
+            ("[connections]\naccept_rate = 5\n", "accept_rate"),
             ("[connections]\nidle_timeout = \"0s\"\n", "idle_timeout"),
             (
                 "[connections]\nproxy_protocol_trusted = [\"10.0.0.0/33\"]\n",

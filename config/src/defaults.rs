@@ -161,6 +161,14 @@ pub const MAX_CONNECTIONS: usize = 20_000;
 /// Most client connections from one address (IPv6: one /64). High enough
 /// for a NAT or a benchmark host; at the cap the oldest idle one is closed.
 pub const MAX_CONNECTIONS_PER_ADDRESS: usize = 5_000;
+/// New connections per second from one address (IPv6: one /64), refused
+/// at accept past it (no TLS work). A NAT of a thousand users each opening
+/// a connection a minute needs 17.
+pub const ACCEPT_RATE_PER_ADDRESS: u32 = 50;
+/// New connections one address may open at once before the rate applies.
+pub const ACCEPT_BURST_PER_ADDRESS: u32 = 200;
+/// Connections of one address in set-up (TLS handshake) at once.
+pub const MAX_HANDSHAKES_PER_ADDRESS: usize = 64;
 /// Premature-reset guard: GOAWAY past this share of streams reset by the
 /// client within a second of opening (Envoy's default is 50 %).
 pub const MAX_PREMATURE_RESET_PERCENT: u8 = 50;

@@ -49,6 +49,7 @@ pub(crate) async fn serve<F, Fut>(
             let span = tracing::debug_span!("plain_http", listener = name, peer = %a.peer);
             async move {
                 let state = a.guard.state().clone();
+                state.mark_ready(); // no set-up before HTTP/1.1
                 let service = service_fn(move |request| {
                     let guard = StreamGuard::open(&state, 0);
                     let call = handler(request);

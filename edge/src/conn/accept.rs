@@ -135,14 +135,19 @@ pub(crate) async fn serve<F, Fut>(
         };
         backoff = BACKOFF.0;
         spare.restore();
-        let Some(guard) = table.admit(peer.ip()) else {
-            if let Some(more) = refusals.tick() {
-                tracing::warn!(
-                    listener = name, %peer, more_refused = more, open = table.open(),
-                    "connection refused: connection cap reached and none idle"
-                );
+        let guard = match table.admit(peer.ip()) {
+            Ok(guard) => guard,
+            Err(refusal) => {
+                if let Some(more) = refusals.tick() {
+                    tracing::warn!(
+                        listener = name, %peer, reason = refusal.as_str(), more_refused = more,
+                        open = table.open(),
+                        "connection refused at accept (a cap with none idle, or its address's rate \
+                         or handshakes in progress)"
+                    );
+                }
+                continue;
             }
-            continue;
         };
         let accepted = Accepted {
             tcp,

@@ -2,7 +2,10 @@
 //!
 //! - [`accept`]: the one accept loop (file-descriptor exhaustion: back off,
 //!   shed idle connections, log once per interval);
-//! - [`table`]: caps in total and per address, oldest idle closed first;
+//! - [`table`]: caps in total and per address, oldest idle closed first
+//!   ([`idle`]: in O(1)), per-address rate and handshakes at accept
+//!   ([`admission`]);
+//! - [`state`]: one connection's state (idle since, close signal);
 //! - [`lifecycle`]: first-request and idle timeouts, closing on request;
 //! - [`streams`]: in-flight requests per connection and the
 //!   premature-reset guard;
@@ -11,16 +14,21 @@
 //! - [`stats`]: the counters `/metrics` reads.
 
 pub mod accept;
+mod admission;
 pub mod fd;
+mod idle;
 pub mod lifecycle;
 pub mod proxy;
+pub mod state;
 pub mod stats;
 pub mod streams;
 pub mod table;
 
-pub use stats::ConnStats;
-pub use table::{ConnGuard, ConnState, ConnTable};
+pub use state::ConnState;
+pub use stats::{ConnStats, Refusal};
+pub use table::{ConnGuard, ConnTable};
 
+use ipnet::IpNet;
 use std::{
     net::{IpAddr, Ipv6Addr},
     time::Duration,
@@ -40,6 +48,15 @@ pub struct Limits {
     pub max_per_address: usize,
     /// `connections.max_premature_reset_percent` (0: off).
     pub max_premature_reset_percent: u8,
+    /// `connections.accept_rate_per_address` (0: off).
+    pub accept_rate_per_address: u32,
+    /// `connections.accept_burst_per_address`.
+    pub accept_burst_per_address: u32,
+    /// `connections.max_handshakes_per_address` (0: none).
+    pub max_handshakes_per_address: usize,
+    /// The PROXY protocol sources (none when it is off): their connections
+    /// get the per-address rules once the header named the client.
+    pub proxy_trusted: Vec<IpNet>,
 }
 
 impl Limits {
@@ -51,7 +68,20 @@ impl Limits {
             max_total: c.max_total,
             max_per_address: c.max_per_address,
             max_premature_reset_percent: c.max_premature_reset_percent,
+            accept_rate_per_address: c.accept_rate_per_address,
+            accept_burst_per_address: c.accept_burst_per_address,
+            max_handshakes_per_address: c.max_handshakes_per_address,
+            proxy_trusted: if c.proxy_protocol {
+                c.proxy_protocol_trusted.clone()
+            } else {
+                Vec::new()
+            },
         }
+    }
+
+    /// Whether `peer` is a trusted PROXY protocol source.
+    pub fn trusts(&self, peer: IpAddr) -> bool {
+        self.proxy_trusted.iter().any(|net| net.contains(&peer))
     }
 }
 

@@ -2,6 +2,39 @@
 //! at scrape time.
 
 use crate::conn::CloseReason;
+
+/// Why a new connection was closed at accept (a `/metrics` label).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Refusal {
+    /// The total cap, with no idle connection to close.
+    TotalCap,
+    /// Its address's cap, with none of its connections idle.
+    AddressCap,
+    /// Its address opened connections faster than `accept_rate_per_address`.
+    AddressRate,
+    /// Its address has `max_handshakes_per_address` in set-up already.
+    AddressHandshakes,
+}
+
+impl Refusal {
+    /// Every reason, in label order.
+    pub const ALL: [Self; 4] = [
+        Self::TotalCap,
+        Self::AddressCap,
+        Self::AddressRate,
+        Self::AddressHandshakes,
+    ];
+
+    /// The `reason` label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::TotalCap => "total_cap",
+            Self::AddressCap => "address_cap",
+            Self::AddressRate => "address_rate",
+            Self::AddressHandshakes => "address_handshakes",
+        }
+    }
+}
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// See the module doc.
@@ -10,7 +43,7 @@ pub struct ConnStats {
     open: AtomicU64,
     max: AtomicU64,
     closed: [AtomicU64; CloseReason::ALL.len()],
-    refused: AtomicU64,
+    refused: [AtomicU64; Refusal::ALL.len()],
     accept_fd_limit: AtomicU64,
     accept_other: AtomicU64,
     proxy_refused: AtomicU64,
@@ -25,8 +58,8 @@ pub struct Snapshot {
     pub max: u64,
     /// Closed by the edge, per reason.
     pub closed: Vec<(CloseReason, u64)>,
-    /// Refused at a cap with nothing idle to close.
-    pub refused: u64,
+    /// Refused at accept, per reason.
+    pub refused: Vec<(Refusal, u64)>,
     /// Accept failures because file descriptors ran out (EMFILE, ENFILE).
     pub accept_fd_limit: u64,
     /// Other accept failures.
@@ -50,8 +83,10 @@ impl ConnStats {
         }
     }
 
-    pub(crate) fn refused(&self) {
-        self.refused.fetch_add(1, Ordering::Relaxed);
+    pub(crate) fn refused(&self, why: Refusal) {
+        if let Some(i) = Refusal::ALL.iter().position(|r| *r == why) {
+            self.refused[i].fetch_add(1, Ordering::Relaxed);
+        }
     }
 
     pub(crate) fn accept_failed(&self, fd_limit: bool) {
@@ -78,7 +113,11 @@ impl ConnStats {
                 .zip(&self.closed)
                 .map(|(r, n)| (*r, get(n)))
                 .collect(),
-            refused: get(&self.refused),
+            refused: Refusal::ALL
+                .iter()
+                .zip(&self.refused)
+                .map(|(r, n)| (*r, get(n)))
+                .collect(),
             accept_fd_limit: get(&self.accept_fd_limit),
             accept_other: get(&self.accept_other),
             proxy_refused: get(&self.proxy_refused),

@@ -2,155 +2,59 @@
 //! listeners), with the caps in total and per client address (IPv4, or
 //! the /64 of IPv6). At a cap the connection idle the longest (no request
 //! in flight; silent ones first, see [`ConnState`]) is closed to make
-//! room; with none idle, the newcomer is
-//! refused. Each connection's [`ConnState`] says whether it is idle, since
-//! when, and carries its close signal.
+//! room, found in O(1) amortised ([`super::idle`]); with none idle, the
+//! newcomer is refused. Before that, at accept, an address over its rate
+//! of new connections ([`super::admission`]) or with too many handshakes
+//! in progress is refused, before any TLS work. Behind a trusted PROXY
+//! protocol source the per-address rules apply once the header named the
+//! client ([`ConnGuard::rekey`]).
 
-use crate::conn::{CloseReason, ConnStats, Limits, address_key};
+use crate::conn::{
+    CloseReason, ConnState, ConnStats, Limits, Refusal, address_key, admission::AcceptRate,
+    idle::IdleQueues,
+};
 use std::{
     collections::HashMap,
     net::IpAddr,
     sync::{
-        Arc, Mutex, OnceLock,
-        atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering},
+        Arc, Mutex,
+        atomic::{AtomicU64, Ordering},
     },
-    time::Duration,
 };
 use tokio::time::Instant;
-use tokio_util::sync::CancellationToken;
 
-/// One connection as the table and its own task see it.
-#[derive(Debug)]
-pub struct ConnState {
-    id: u64,
-    epoch: Instant,
-    streams: AtomicU32,
-    /// Milliseconds since `epoch` of the last stream start or end (or of
-    /// the accept, before any).
-    last_active_ms: AtomicU64,
-    /// When the connection became ready for requests (TLS: handshake done).
-    ready_ms: AtomicU64,
-    used: AtomicBool,
-    /// Set by [`ConnState::mark_ready`]: set-up (TLS, PROXY header) done.
-    ready: AtomicBool,
-    close: CancellationToken,
-    reason: OnceLock<CloseReason>,
-    /// Premature-reset accounting: (streams ended, of which premature).
-    resets: Mutex<(u32, u32)>,
-}
-
-impl ConnState {
-    fn ms(&self, now: Instant) -> u64 {
-        u64::try_from(now.saturating_duration_since(self.epoch).as_millis()).unwrap_or(u64::MAX)
-    }
-
-    fn at(&self, ms: u64) -> Instant {
-        self.epoch + Duration::from_millis(ms)
-    }
-
-    /// Requests in flight.
-    pub fn streams(&self) -> u32 {
-        self.streams.load(Ordering::Acquire)
-    }
-
-    /// Whether a request ever arrived.
-    pub fn used(&self) -> bool {
-        self.used.load(Ordering::Acquire)
-    }
-
-    /// When the last request started or ended (or the connection was accepted).
-    pub fn last_active(&self) -> Instant {
-        self.at(self.last_active_ms.load(Ordering::Acquire))
-    }
-
-    /// When the connection became ready for its first request.
-    pub fn ready_at(&self) -> Instant {
-        self.at(self.ready_ms.load(Ordering::Acquire))
-    }
-
-    /// The TLS handshake (or PROXY header) is done: the first-request timer starts.
-    pub fn mark_ready(&self) {
-        self.ready.store(true, Ordering::Release);
-        self.start_timers();
-    }
-
-    fn start_timers(&self) {
-        let now = self.ms(Instant::now());
-        self.ready_ms.store(now, Ordering::Release);
-        self.last_active_ms.store(now, Ordering::Release);
-    }
-
-    pub(crate) fn stream_opened(&self) {
-        self.used.store(true, Ordering::Release);
-        self.streams.fetch_add(1, Ordering::AcqRel);
-        self.touch();
-    }
-
-    /// A stream ended; `premature`: reset by the client right after opening.
-    /// Returns true when the connection's recent streams trip the guard.
-    pub(crate) fn stream_closed(&self, premature: bool, max_percent: u8) -> bool {
-        self.streams.fetch_sub(1, Ordering::AcqRel);
-        self.touch();
-        if max_percent == 0 {
-            return false;
-        }
-        let Ok(mut counts) = self.resets.lock() else {
-            return false;
-        };
-        let (total, early) = &mut *counts;
-        *total += 1;
-        *early += u32::from(premature);
-        // A window of the last ~100-200 streams: halve both past 200.
-        if *total >= 200 {
-            *total /= 2;
-            *early /= 2;
-        }
-        *total >= 100 && u64::from(*early) * 100 > u64::from(*total) * u64::from(max_percent)
-    }
-
-    fn touch(&self) {
-        let now = self.ms(Instant::now());
-        self.last_active_ms.store(now, Ordering::Release);
-    }
-
-    /// Asks the connection's task to close it, for `reason` (the first wins).
-    pub fn close(&self, reason: CloseReason) {
-        let _ = self.reason.set(reason);
-        self.close.cancel();
-    }
-
-    /// Fires when someone asked the connection to close.
-    pub fn closing(&self) -> &CancellationToken {
-        &self.close
-    }
-
-    /// Why it was asked to close, if it was.
-    pub fn close_reason(&self) -> Option<CloseReason> {
-        self.reason.get().copied()
-    }
-
-    fn is_idle(&self) -> bool {
-        self.streams() == 0 && !self.close.is_cancelled()
-    }
-
-    /// Which idle connections go first at a cap: silent ones that finished
-    /// their set-up and never sent a request (what an attacker holds), then
-    /// ones still in set-up (bounded by the handshake timeout anyway), then
-    /// clients' idle keep-alive connections; within a class, the oldest.
-    fn eviction_order(&self) -> (u8, u64) {
-        let class = match (self.used(), self.ready.load(Ordering::Acquire)) {
-            (false, true) => 0,
-            (false, false) => 1,
-            (true, _) => 2,
-        };
-        (class, self.last_active_ms.load(Ordering::Acquire))
-    }
-}
-
+/// One client address (key) in the table.
 #[derive(Debug, Default)]
+struct Address {
+    /// Its connections open.
+    conns: usize,
+    /// Of which in set-up (PROXY header, TLS handshake).
+    setup: usize,
+    /// Its idle connections, in eviction order (with a per-address cap).
+    idle: IdleQueues,
+}
+
+#[derive(Debug)]
 struct Inner {
     conns: HashMap<u64, (IpAddr, Arc<ConnState>)>,
-    per_address: HashMap<IpAddr, usize>,
+    addresses: HashMap<IpAddr, Address>,
+    idle: IdleQueues,
+    rate: AcceptRate,
+}
+
+/// Whether the idle-queue entry `(id, generation)` (of address `key`, or
+/// any) still describes an open, idle connection.
+fn valid(
+    conns: &HashMap<u64, (IpAddr, Arc<ConnState>)>,
+    key: Option<IpAddr>,
+) -> impl Fn(u64, u64) -> bool {
+    move |id, generation| {
+        conns.get(&id).is_some_and(|(k, s)| {
+            key.is_none_or(|key| *k == key)
+                && s.is_idle()
+                && s.idle_gen.load(Ordering::Acquire) == generation
+        })
+    }
 }
 
 /// See the module doc.
@@ -190,7 +94,7 @@ impl ConnGuard {
     /// Moves the connection to the client address `addr` (from a PROXY
     /// header), applying the per-address cap there. False: refused.
     pub fn rekey(&self, addr: IpAddr) -> bool {
-        self.table.rekey(&self.state, address_key(addr))
+        self.table.rekey(&self.state, address_key(addr)).is_ok()
     }
 }
 
@@ -210,12 +114,21 @@ impl ConnTable {
         let max_total = limits.max_total.min(fd_cap).max(1);
         let stats = Arc::new(ConnStats::default());
         stats.set_max(max_total);
+        let rate = AcceptRate::new(
+            limits.accept_rate_per_address,
+            limits.accept_burst_per_address,
+        );
         Arc::new(Self {
             limits,
             max_total,
             epoch: Instant::now(),
             next_id: AtomicU64::new(0),
-            inner: Mutex::new(Inner::default()),
+            inner: Mutex::new(Inner {
+                conns: HashMap::new(),
+                addresses: HashMap::new(),
+                idle: IdleQueues::default(),
+                rate,
+            }),
             stats,
         })
     }
@@ -236,71 +149,137 @@ impl ConnTable {
     }
 
     /// Admits a connection from `peer`, closing the oldest idle one at a
-    /// cap; `None` when it must be refused (a cap with nothing idle).
-    pub fn admit(self: &Arc<Self>, peer: IpAddr) -> Option<ConnGuard> {
+    /// cap; `Err` when it must be refused: over its address's rate or
+    /// handshakes, or a cap with nothing idle.
+    pub fn admit(self: &Arc<Self>, peer: IpAddr) -> Result<ConnGuard, Refusal> {
         let key = address_key(peer);
-        let mut inner = self.inner.lock().ok()?;
-        if inner.conns.len() >= self.max_total
-            && !self.evict_oldest_idle(&mut inner, None, CloseReason::EvictedTotal)
-        {
-            self.stats.refused();
-            return None;
-        }
-        let max = self.limits.max_per_address;
-        if max > 0
-            && inner.per_address.get(&key).copied().unwrap_or(0) >= max
-            && !self.evict_oldest_idle(&mut inner, Some(key), CloseReason::EvictedAddress)
-        {
-            self.stats.refused();
-            return None;
+        let mut inner = self.inner.lock().map_err(|_| Refusal::TotalCap)?;
+        let result = self.make_room(&mut inner, key, !self.limits.trusts(peer), true);
+        if let Err(refusal) = result {
+            self.stats.refused(refusal);
+            return Err(refusal);
         }
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let state = Arc::new(ConnState {
-            id,
-            epoch: self.epoch,
-            streams: AtomicU32::new(0),
-            last_active_ms: AtomicU64::new(0),
-            ready_ms: AtomicU64::new(0),
-            used: AtomicBool::new(false),
-            ready: AtomicBool::new(false),
-            close: CancellationToken::new(),
-            reason: OnceLock::new(),
-            resets: Mutex::new((0, 0)),
-        });
-        state.start_timers();
+        let state = Arc::new(ConnState::new(id, self.epoch, Arc::downgrade(self)));
         inner.conns.insert(id, (key, state.clone()));
-        *inner.per_address.entry(key).or_default() += 1;
+        let address = inner.addresses.entry(key).or_default();
+        address.conns += 1;
+        address.setup += 1;
+        self.push_idle(&mut inner, &state, key);
         self.stats.set_open(inner.conns.len());
-        Some(ConnGuard {
+        Ok(ConnGuard {
             table: self.clone(),
             state,
         })
     }
 
-    fn rekey(&self, state: &Arc<ConnState>, key: IpAddr) -> bool {
-        let Ok(mut inner) = self.inner.lock() else {
-            return false;
-        };
+    /// Room for one more connection of `key`; `per_address`: apply the
+    /// address's rate, handshake and connection caps; `new`: the total cap.
+    fn make_room(
+        &self,
+        inner: &mut Inner,
+        key: IpAddr,
+        per_address: bool,
+        new: bool,
+    ) -> Result<(), Refusal> {
+        let limits = &self.limits;
+        if per_address {
+            if !inner.rate.take(key, Instant::now()) {
+                return Err(Refusal::AddressRate);
+            }
+            let setup = inner.addresses.get(&key).map_or(0, |a| a.setup);
+            if limits.max_handshakes_per_address > 0 && setup >= limits.max_handshakes_per_address {
+                return Err(Refusal::AddressHandshakes);
+            }
+        }
+        if new
+            && inner.conns.len() >= self.max_total
+            && !self.evict_oldest_idle(inner, None, CloseReason::EvictedTotal)
+        {
+            return Err(Refusal::TotalCap);
+        }
+        let max = limits.max_per_address;
+        if per_address
+            && max > 0
+            && inner.addresses.get(&key).map_or(0, |a| a.conns) >= max
+            && !self.evict_oldest_idle(inner, Some(key), CloseReason::EvictedAddress)
+        {
+            return Err(Refusal::AddressCap);
+        }
+        Ok(())
+    }
+
+    fn rekey(&self, state: &Arc<ConnState>, key: IpAddr) -> Result<(), Refusal> {
+        let mut inner = self.inner.lock().map_err(|_| Refusal::TotalCap)?;
         let Some(old) = inner.conns.get(&state.id).map(|(k, _)| *k) else {
-            return false;
+            return Err(Refusal::TotalCap);
         };
         if old == key {
-            return true;
+            return Ok(());
         }
-        let max = self.limits.max_per_address;
-        if max > 0
-            && inner.per_address.get(&key).copied().unwrap_or(0) >= max
-            && !self.evict_oldest_idle(&mut inner, Some(key), CloseReason::EvictedAddress)
-        {
-            self.stats.refused();
-            return false;
+        // The address's own rules, as at accept (the total cap held there).
+        if let Err(refusal) = self.make_room(&mut inner, key, true, false) {
+            self.stats.refused(refusal);
+            return Err(refusal);
         }
-        decrement(&mut inner.per_address, old);
-        *inner.per_address.entry(key).or_default() += 1;
+        let in_setup = !state.ready.load(Ordering::Acquire);
+        forget(&mut inner.addresses, old, in_setup);
+        let address = inner.addresses.entry(key).or_default();
+        address.conns += 1;
+        address.setup += usize::from(in_setup);
         if let Some(entry) = inner.conns.get_mut(&state.id) {
             entry.0 = key;
         }
-        true
+        self.push_idle(&mut inner, state, key);
+        Ok(())
+    }
+
+    /// The set-up of `state` is done (see [`ConnState::mark_ready`]).
+    pub(crate) fn ready(&self, state: &ConnState) {
+        let Ok(mut inner) = self.inner.lock() else {
+            return;
+        };
+        let key = inner.conns.get(&state.id).map(|(k, _)| *k);
+        if state.ready.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        if let Some(key) = key {
+            if let Some(address) = inner.addresses.get_mut(&key) {
+                address.setup = address.setup.saturating_sub(1);
+            }
+            self.push_idle(&mut inner, state, key);
+        }
+    }
+
+    /// `state` has no request in flight any more.
+    pub(crate) fn idle_again(&self, state: &ConnState) {
+        let Ok(mut inner) = self.inner.lock() else {
+            return;
+        };
+        if let Some(key) = inner.conns.get(&state.id).map(|(k, _)| *k) {
+            self.push_idle(&mut inner, state, key);
+        }
+    }
+
+    /// Queues `state` (of `key`) in eviction order, now that it is idle.
+    fn push_idle(&self, inner: &mut Inner, state: &ConnState, key: IpAddr) {
+        let (class, _) = state.eviction_order();
+        let generation = state.idle_gen.fetch_add(1, Ordering::AcqRel) + 1;
+        let Inner {
+            conns,
+            addresses,
+            idle,
+            ..
+        } = inner;
+        idle.push(class, state.id, generation, conns.len(), valid(conns, None));
+        if self.limits.max_per_address > 0
+            && let Some(address) = addresses.get_mut(&key)
+        {
+            let live = address.conns;
+            address
+                .idle
+                .push(class, state.id, generation, live, valid(conns, Some(key)));
+        }
     }
 
     /// Closes up to `n` of the connections idle the longest (file
@@ -317,38 +296,61 @@ impl ConnTable {
     /// Closes the idle connection (of `key`, or any) idle the longest and
     /// frees its place at once (its task drops the socket right after).
     fn evict_oldest_idle(&self, inner: &mut Inner, key: Option<IpAddr>, why: CloseReason) -> bool {
-        let oldest = inner
-            .conns
-            .iter()
-            .filter(|(_, (k, s))| key.is_none_or(|key| *k == key) && s.is_idle())
-            .min_by_key(|(_, (_, s))| s.eviction_order())
-            .map(|(id, _)| *id);
+        let Inner {
+            conns,
+            addresses,
+            idle,
+            ..
+        } = inner;
+        let oldest = match key {
+            None => idle.pop_oldest(valid(conns, None)),
+            Some(key) => addresses
+                .get_mut(&key)
+                .and_then(|a| a.idle.pop_oldest(valid(conns, Some(key)))),
+        };
         let Some(id) = oldest else {
             return false;
         };
-        if let Some((k, state)) = inner.conns.remove(&id) {
-            decrement(&mut inner.per_address, k);
-            state.close(why);
-        }
-        self.stats.set_open(inner.conns.len());
+        self.forget_conn(inner, id, Some(why));
         true
     }
 
     fn remove(&self, id: u64) {
-        if let Ok(mut inner) = self.inner.lock()
-            && let Some((key, _)) = inner.conns.remove(&id)
-        {
-            decrement(&mut inner.per_address, key);
+        if let Ok(mut inner) = self.inner.lock() {
+            self.forget_conn(&mut inner, id, None);
+        }
+    }
+
+    /// Takes connection `id` out of the table (asking it to close `why`).
+    fn forget_conn(&self, inner: &mut Inner, id: u64, why: Option<CloseReason>) {
+        if let Some((key, state)) = inner.conns.remove(&id) {
+            forget(
+                &mut inner.addresses,
+                key,
+                !state.ready.load(Ordering::Acquire),
+            );
+            if let Some(why) = why {
+                state.close(why);
+            }
             self.stats.set_open(inner.conns.len());
         }
     }
+
+    /// Entries in the idle queues (for the eviction benchmark).
+    pub fn idle_entries(&self) -> usize {
+        self.inner.lock().map_or(0, |i| i.idle.len())
+    }
 }
 
-fn decrement(map: &mut HashMap<IpAddr, usize>, key: IpAddr) {
-    if let Some(n) = map.get_mut(&key) {
-        *n -= 1;
-        if *n == 0 {
-            map.remove(&key);
+/// One connection of `key` less (`in_setup`: it had not finished set-up).
+fn forget(addresses: &mut HashMap<IpAddr, Address>, key: IpAddr, in_setup: bool) {
+    if let Some(address) = addresses.get_mut(&key) {
+        address.conns = address.conns.saturating_sub(1);
+        if in_setup {
+            address.setup = address.setup.saturating_sub(1);
+        }
+        if address.conns == 0 {
+            addresses.remove(&key);
         }
     }
 }

@@ -8,6 +8,10 @@ fn limits(max_total: usize, max_per_address: usize) -> Limits {
         max_total,
         max_per_address,
         max_premature_reset_percent: 50,
+        accept_rate_per_address: 0,
+        accept_burst_per_address: 1,
+        max_handshakes_per_address: 0,
+        proxy_trusted: Vec::new(),
     }
 }
 
@@ -37,16 +41,23 @@ async fn at_the_total_cap_the_oldest_idle_connection_makes_room() {
     // Busy `a`, idle `d` and `e` left: make `d` busy too.
     let _busy_d = streams::StreamGuard::open(d.state(), 50);
     drop(c);
-    let f = table.admit(ip("192.0.2.6"));
+    let f = table.admit(ip("192.0.2.6")).ok();
     assert!(f.is_some(), "e was idle");
     let _busy_f = f
         .as_ref()
         .map(|f| streams::StreamGuard::open(f.state(), 50));
-    assert!(
-        table.admit(ip("192.0.2.7")).is_none(),
+    assert_eq!(
+        table.admit(ip("192.0.2.7")).err(),
+        Some(Refusal::TotalCap),
         "nothing idle: refused"
     );
-    assert_eq!(table.stats().snapshot().refused, 1);
+    assert!(
+        table
+            .stats()
+            .snapshot()
+            .refused
+            .contains(&(Refusal::TotalCap, 1))
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -64,7 +75,7 @@ async fn per_address_cap_counts_ipv6_by_slash_64() {
     assert!(other.state().close_reason().is_none());
     // A PROXY header moves a connection to its client's address.
     assert!(other.rekey(ip("2001:db8:1:2::9")));
-    assert!(table.admit(ip("2001:db8:1:3::2")).is_some());
+    assert!(table.admit(ip("2001:db8:1:3::2")).is_ok());
 }
 
 #[test]
@@ -116,4 +127,70 @@ async fn silent_and_idle_connections_time_out() {
         closed.contains(&(CloseReason::IdleTimeout, 1)),
         "{closed:?}"
     );
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_address_over_its_rate_or_handshakes_is_refused_at_accept() {
+    let mut l = limits(1000, 0);
+    (l.accept_rate_per_address, l.accept_burst_per_address) = (10, 5);
+    l.max_handshakes_per_address = 3;
+    l.proxy_trusted = vec!["10.0.0.0/8".parse().expect("net")];
+    let table = ConnTable::new(l, usize::MAX);
+    let a = ip("192.0.2.1");
+    let mut held: Vec<_> = (0..3).map(|_| table.admit(a).expect("burst")).collect();
+    let refused = table.admit(a).err();
+    assert_eq!(refused, Some(Refusal::AddressHandshakes), "3 in set-up");
+    held.iter().for_each(|g| g.state().mark_ready());
+    held.push(table.admit(a).expect("set-up done frees a place"));
+    assert_eq!(table.admit(a).err(), Some(Refusal::AddressRate), "burst 5");
+    assert!(table.admit(ip("192.0.2.2")).is_ok(), "per address");
+    tokio::time::advance(Duration::from_millis(100)).await;
+    assert!(table.admit(a).is_ok(), "refilled at 10/s");
+    // A trusted PROXY source: its rules wait for the header's client.
+    let lb = ip("10.1.2.3");
+    let via_lb: Vec<_> = (0..10).map(|_| table.admit(lb).expect("trusted")).collect();
+    let rekeyed = via_lb.iter().filter(|g| g.rekey(a)).count();
+    assert_eq!(
+        rekeyed, 0,
+        "the client behind the load balancer is over its rate"
+    );
+    assert!(via_lb[0].rekey(ip("198.51.100.1")));
+    let refused = table.stats().snapshot().refused;
+    assert!(refused.contains(&(Refusal::AddressRate, 11)), "{refused:?}");
+    assert!(
+        refused.contains(&(Refusal::AddressHandshakes, 1)),
+        "{refused:?}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_idle_index_stays_small_while_connections_serve_requests() {
+    let table = ConnTable::new(limits(10_000, 100), usize::MAX);
+    let conns: Vec<_> = (0..10_000u32)
+        .map(|i| {
+            let addr = IpAddr::V4(std::net::Ipv4Addr::from(0x0a00_0000 + i / 100));
+            table.admit(addr).expect("admit")
+        })
+        .collect();
+    conns.iter().for_each(|c| c.state().mark_ready());
+    for round in 0..20 {
+        for c in conns.iter().skip(round % 2) {
+            drop(streams::StreamGuard::open(c.state(), 50));
+        }
+        assert!(
+            table.idle_entries() <= 3 * 2 * 10_000 + 96,
+            "{} entries",
+            table.idle_entries()
+        );
+    }
+    // The oldest idle goes first: the connection used longest ago.
+    tokio::time::advance(Duration::from_millis(5)).await;
+    let busy = streams::StreamGuard::open(conns[1].state(), 50);
+    drop(streams::StreamGuard::open(conns[3].state(), 50));
+    let _new = table.admit(ip("192.0.2.9")).expect("evicts one");
+    let evicted: Vec<_> = (0..4)
+        .map(|i| conns[i].state().close_reason().is_some())
+        .collect();
+    assert_eq!(evicted, [true, false, false, false]);
+    drop(busy);
 }

@@ -6,7 +6,7 @@
 //! | `vibectl_connections_open` | gauge | — |
 //! | `vibectl_connections_max` | gauge | — (the total cap in force) |
 //! | `vibectl_connections_closed_total` | counter | `reason` (first_request_timeout, idle_timeout, evicted_total_cap, evicted_address_cap, shed_fd_limit, premature_reset) |
-//! | `vibectl_connections_refused_total` | counter | — (at a cap, nothing idle to close) |
+//! | `vibectl_connections_refused_total` | counter | `reason` (total_cap, address_cap: nothing idle to close; address_rate, address_handshakes: at accept, before TLS) |
 //! | `vibectl_accept_errors_total` | counter | `kind` (fd_limit, other) |
 //! | `vibectl_proxy_protocol_refused_total` | counter | — |
 //! | `vibectl_auth_budget_refusals_total` | counter | — (tokens refused cheaply, address over its failure budget) |
@@ -81,10 +81,12 @@ pub(super) fn register(meter: &Meter, sources: &Arc<Sources>) -> Observed {
         ),
         counter(
             "vibectl_connections_refused",
-            "Client connections refused at a cap with none idle to close",
+            "Client connections closed at accept (a cap with none idle, an address's rate or handshakes)",
             |s, observe| {
                 if let Some(stats) = s.stats.load().as_ref() {
-                    observe(stats.snapshot().refused, &[]);
+                    for (reason, n) in stats.snapshot().refused {
+                        observe(n, &[KeyValue::new("reason", reason.as_str())]);
+                    }
                 }
             },
         ),

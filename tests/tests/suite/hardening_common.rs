@@ -29,10 +29,23 @@ pub fn tls_client(ca_bundle: &Path) -> TlsConnector {
     TlsConnector::from(Arc::new(config))
 }
 
-/// A TLS connection that completed its handshake and will send nothing
-/// (no HTTP/2 preface); `None` when the edge refused or closed it first.
+/// The attacker's own address in tests that need one apart from the
+/// victim's 127.0.0.1 (the edge limits new connections per address): the
+/// whole of 127.0.0.0/8 reaches the loopback listener.
+pub const ATTACKER: std::net::IpAddr = std::net::IpAddr::V4(std::net::Ipv4Addr::new(127, 0, 0, 2));
+
+/// A TCP connection to `addr` from `from` (any port).
+pub async fn connect_from(addr: SocketAddr, from: std::net::IpAddr) -> std::io::Result<TcpStream> {
+    let socket = tokio::net::TcpSocket::new_v4()?;
+    socket.bind(SocketAddr::new(from, 0))?;
+    socket.connect(addr).await
+}
+
+/// A TLS connection from [`ATTACKER`] that completed its handshake and
+/// will send nothing (no HTTP/2 preface); `None` when the edge refused or
+/// closed it first.
 pub async fn silent_tls(addr: SocketAddr, tls: &TlsConnector) -> Option<TlsStream<TcpStream>> {
-    let tcp = TcpStream::connect(addr).await.ok()?;
+    let tcp = connect_from(addr, ATTACKER).await.ok()?;
     let name = rustls_pki_types::ServerName::try_from("localhost").expect("name");
     tokio::time::timeout(Duration::from_secs(5), tls.connect(name, tcp))
         .await

@@ -1,8 +1,12 @@
 //! The attack that took the edge down: TLS connections that complete the
 //! handshake and send nothing, more of them (500) than the edge has file
-//! descriptors (its process runs under `prlimit --nofile=256:256`). The
-//! edge caps connections below the fd limit and closes the idle ones first,
-//! so a victim client measured beside the attack keeps >= 99 % success.
+//! descriptors (its process runs under `prlimit --nofile=256:256`), from
+//! one address (127.0.0.2) apart from the victim's. The edge caps
+//! connections below the fd limit and closes the idle ones first, and
+//! refuses the attacker's address past its rate of new connections
+//! (`connections.accept_rate_per_address = 20`, burst 250) at accept,
+//! before the TLS handshake the victim's would wait behind; a victim client
+//! measured beside the attack keeps >= 99 % success.
 //!
 //! The edge (with its core) runs in a child process: this test binary
 //! re-run with [`CHILD_ENV`] set, as `fd_limited_edge_child`.
@@ -29,7 +33,10 @@ async fn fd_limited_edge_child() {
         return;
     };
     let stack = Stack::builder()
-        .config("[metrics]\nenabled = true\ncore_listen = \"127.0.0.1:0\"\n")
+        .config(
+            "[metrics]\nenabled = true\ncore_listen = \"127.0.0.1:0\"\n\
+             [connections]\naccept_rate_per_address = 20\naccept_burst_per_address = 250\n",
+        )
         .start()
         .await;
     let ca = stack.ca_bundle.clone().expect("TLS stack");
@@ -151,8 +158,10 @@ async fn a_victim_keeps_99_percent_beside_500_silent_connections_under_256_fds()
     );
     attack.shutdown_background();
     let _ = child.kill().await;
+    // The attacker's address may open 250 at once, then 20 a second: it
+    // fills the edge's cap (192 of 256 fds), the rest is refused at accept.
     assert!(
-        opened.load(Ordering::Relaxed) as usize >= ATTACKERS / 2,
+        opened.load(Ordering::Relaxed) >= 150,
         "the attack never got going"
     );
     assert!(
