@@ -83,7 +83,7 @@ pub fn remember(state_dir: &Path, name: &str, fingerprint: &str, source: &str) -
         Remembered {
             fingerprint: fingerprint.to_owned(),
             source: source.to_owned(),
-            since: crate::auth::revocation::now_secs(),
+            since: crate::auth::now_secs(),
         },
     );
     write(state_dir, &record);

@@ -23,6 +23,7 @@ mod claims;
 mod fingerprint;
 mod key_error;
 pub mod keygen;
+pub(crate) mod key_set;
 pub(crate) mod keys;
 mod pem;
 mod precheck;
@@ -34,12 +35,22 @@ mod verify;
 
 pub use claims::{Audience, Claims};
 pub use key_error::KeyError;
-pub use keys::{KeyAlg, KeySet, KeyStatus, VerifyKey};
+pub use key_set::KeySet;
+pub use keys::{KeyAlg, KeyStatus, VerifyKey};
 pub use secret::{SecretEnv, SecretError, lookup_existing_secret, lookup_secret};
 #[cfg(any(test, feature = "test-support"))]
 pub use sign::mint_token;
 pub use sign::{SigningKey, TokenSpec, mint};
 pub use verify::{Decision, TokenVerifier, Verified};
+
+/// Seconds since the Unix epoch (the unit of `exp`, `iat`, `created`).
+pub(crate) fn now_secs() -> i64 {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs();
+    i64::try_from(secs).unwrap_or(i64::MAX)
+}
 
 /// How a client sends a token; every authentication error ends with it.
 pub const HOW_TO_SEND: &str = "send gRPC metadata `authorization: Bearer <jwt>` \

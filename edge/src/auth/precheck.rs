@@ -5,7 +5,7 @@
 //! that fails here is refused at the cost of a base64 and JSON decode; one
 //! that passes is verified in full, so a valid token is always served.
 
-use crate::auth::{AuthError, Claims, TokenVerifier, verify::now_secs};
+use crate::auth::{AuthError, Claims, TokenVerifier, now_secs};
 
 impl TokenVerifier {
     /// `Err` when `token` would fail verification whatever its signature.

@@ -16,8 +16,9 @@
 //!   last list read stays in force and, with `on_backend_failure =
 //!   "fail_closed"`, tokens are refused once it is older than that bound.
 
+use crate::auth::now_secs;
 use crate::{
-    auth::{AuthError, JwtError, keys::read_optional},
+    auth::{AuthError, JwtError, key_set::read_optional},
     fsutil,
     shared_redis::SharedRedis,
 };
@@ -28,7 +29,7 @@ use std::{
     collections::{HashMap, HashSet},
     path::{Path, PathBuf},
     sync::{Arc, Mutex},
-    time::{Duration, SystemTime, UNIX_EPOCH},
+    time::Duration,
 };
 use tokio::time::Instant;
 use vibectl_config::{
@@ -55,14 +56,6 @@ pub struct Revocation {
     /// When it was revoked (Unix seconds).
     #[serde(default)]
     pub revoked_at: i64,
-}
-
-pub(crate) fn now_secs() -> i64 {
-    let secs = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default()
-        .as_secs();
-    i64::try_from(secs).unwrap_or(i64::MAX)
 }
 
 /// The file's list as read.

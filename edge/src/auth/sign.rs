@@ -3,6 +3,7 @@
 //! `iss`, `iat`, `exp`, a fresh UUID `jti`, and optionally `aud`, `nbf` and
 //! `models`. The private key file never needs to be on the edge host.
 
+use crate::auth::now_secs;
 use crate::auth::{
     Audience, Claims, JwtError, KeyAlg, KeyError, claims::is_valid_model_name,
 };
@@ -10,7 +11,7 @@ use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use jsonwebtoken::{EncodingKey, Header};
 use std::{
     path::Path,
-    time::{Duration, SystemTime, UNIX_EPOCH},
+    time::Duration,
 };
 use vibectl_config::Secret;
 
@@ -90,14 +91,6 @@ pub struct TokenSpec {
     pub not_before: Option<i64>,
     /// `models`: the models the token may use (absent: any).
     pub models: Option<Vec<String>>,
-}
-
-fn now_secs() -> i64 {
-    let secs = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default()
-        .as_secs();
-    i64::try_from(secs).unwrap_or(i64::MAX)
 }
 
 /// Mints a token for `spec` with `key`: header `alg` (and `kid` when the

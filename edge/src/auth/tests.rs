@@ -1,5 +1,5 @@
 use super::*;
-use crate::auth::{keygen, keys::KeySet};
+use crate::auth::{KeySet, keygen};
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{Value, json};

@@ -4,13 +4,14 @@
 //! the set, `retire` stops a key: tokens signed with it are refused by
 //! every edge within `jwt.reload_interval`.
 
+use crate::auth::now_secs;
 use crate::{
     EdgeError,
     auth::{
         JwtError, KeySet, KeyStatus,
         keygen::{self, Generated},
-        keys::{JwksDoc, KeyAlg, is_plain_kid},
-        revocation::now_secs,
+        key_set::JwksDoc,
+        keys::{KeyAlg, is_plain_kid},
     },
     fsutil,
 };

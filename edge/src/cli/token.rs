@@ -7,6 +7,7 @@
 //! files are written 0600. A token in a URL (`vibectl-server://<jwt>@host`)
 //! is refused with the reason.
 
+use crate::auth::now_secs;
 use crate::{
     EdgeError,
     auth::{
@@ -96,10 +97,6 @@ pub struct RevokeArgs {
     /// life; default jwt.max_lifetime, else forever).
     #[arg(long, value_parser = parse_expires_in, value_name = "DURATION", requires = "jti")]
     pub keep_for: Option<Duration>,
-}
-
-fn now_secs() -> i64 {
-    revocation::now_secs()
 }
 
 fn refused(message: impl Into<String>) -> EdgeError {

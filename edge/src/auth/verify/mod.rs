@@ -6,9 +6,8 @@
 //! `jwt.max_lifetime`, `models`, revocation by `jti`.
 
 use crate::auth::{
-    AuthError, Claims, JwtError, KeyAlg, KeySet, KeyStatus, MAX_TOKEN_BYTES, VerifyKey,
+    AuthError, Claims, JwtError, now_secs, KeyAlg, KeySet, KeyStatus, MAX_TOKEN_BYTES, VerifyKey,
     cache::VerifiedCache,
-    claims::{check_subject, is_valid_model_name},
     fingerprint,
     keys::is_plain_kid,
     reload,
@@ -16,95 +15,20 @@ use crate::auth::{
 };
 use crate::shared_redis::SharedRedis;
 use arc_swap::ArcSwap;
-use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
-use jsonwebtoken::{Validation, errors::ErrorKind};
-use serde::Deserialize;
-use sha2::Digest;
 use std::{
     path::PathBuf,
     sync::{Arc, Mutex},
-    time::{Duration, SystemTime, UNIX_EPOCH},
+    time::Duration,
 };
 use vibectl_config::{Config, JwtConfig, Secret};
 
-/// Most entries a `models` claim may list.
-const MAX_MODELS: usize = 100;
+mod header;
+mod key_reload;
+mod policy;
 
-/// What a token must satisfy besides its signature.
-#[derive(Debug, Clone)]
-pub struct Policy {
-    /// `jwt.issuer` (empty: not checked).
-    pub issuer: String,
-    /// `jwt.audience` (absent: not checked).
-    pub audience: Option<String>,
-    /// `jwt.leeway`.
-    pub leeway: Duration,
-    /// `jwt.max_lifetime`.
-    pub max_lifetime: Option<Duration>,
-    /// `jwt.failure_budget` (0: off).
-    pub failure_budget: u32,
-    /// `jwt.failure_window`.
-    pub failure_window: Duration,
-    /// The claim checks of each algorithm, built once (not per request).
-    validations: [Validation; 4],
-}
-
-impl Policy {
-    /// The policy of `[jwt]`.
-    pub fn from_config(jwt: &JwtConfig) -> Self {
-        let issuer = jwt.issuer.clone();
-        let audience = jwt.audience.clone().filter(|a| !a.is_empty());
-        let leeway = jwt.leeway;
-        let validations = [KeyAlg::HS256, KeyAlg::ES256, KeyAlg::RS256, KeyAlg::EdDSA]
-            .map(|alg| Self::build_validation(&issuer, audience.as_deref(), leeway, alg));
-        Self {
-            issuer,
-            audience,
-            leeway,
-            max_lifetime: jwt.max_lifetime(),
-            failure_budget: jwt.failure_budget,
-            failure_window: jwt.failure_window,
-            validations,
-        }
-    }
-
-    fn validation(&self, alg: KeyAlg) -> &Validation {
-        let index = match alg {
-            KeyAlg::HS256 => 0,
-            KeyAlg::ES256 => 1,
-            KeyAlg::RS256 => 2,
-            KeyAlg::EdDSA => 3,
-        };
-        &self.validations[index]
-    }
-
-    fn build_validation(
-        issuer: &str,
-        audience: Option<&str>,
-        leeway: Duration,
-        alg: KeyAlg,
-    ) -> Validation {
-        let mut validation = Validation::new(alg.algorithm());
-        let mut required = vec!["exp", "sub"];
-        if !issuer.is_empty() {
-            validation.set_issuer(&[issuer]);
-            required.push("iss");
-        }
-        match audience {
-            Some(audience) => {
-                validation.set_audience(&[audience]);
-                validation.validate_aud = true;
-                required.push("aud");
-            }
-            None => validation.validate_aud = false,
-        }
-        validation.set_required_spec_claims(&required);
-        validation.leeway = leeway.as_secs();
-        validation.validate_exp = true;
-        validation.validate_nbf = true;
-        validation
-    }
-}
+use header::{read_header, signature_was_verified};
+use key_reload::check_jwks_mode;
+pub use policy::Policy;
 
 /// A token that verified: its claims and the key that verified it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -129,17 +53,6 @@ pub struct Decision {
     pub sub: Option<String>,
     /// See `sub`.
     pub jti: Option<String>,
-}
-
-/// The header members the edge reads (`alg` as a string, so `none` and
-/// unknown names get their own answer).
-#[derive(Debug, Deserialize)]
-struct RawHeader {
-    alg: String,
-    #[serde(default)]
-    kid: Option<String>,
-    #[serde(default)]
-    crit: Option<serde_json::Value>,
 }
 
 /// Verifies tokens; cheap to clone (shared state behind an `Arc`).
@@ -171,14 +84,6 @@ impl std::fmt::Debug for TokenVerifier {
             .field("keys", &self.shared.keys.load().len())
             .finish_non_exhaustive()
     }
-}
-
-pub(super) fn now_secs() -> i64 {
-    let secs = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default()
-        .as_secs();
-    i64::try_from(secs).unwrap_or(i64::MAX)
 }
 
 impl TokenVerifier {
@@ -351,7 +256,7 @@ impl TokenVerifier {
         ) {
             Ok(data) => data.claims,
             Err(e) => {
-                let error = self.classify(e.kind());
+                let error = self.shared.policy.classify(e.kind());
                 if signature_was_verified(e.kind()) {
                     // The claims are authentic: the audit may name them.
                     if let Ok(c) = jsonwebtoken::dangerous::insecure_decode_claims::<Claims>(token)
@@ -424,72 +329,19 @@ impl TokenVerifier {
     }
 
     pub(super) fn check_claims(&self, claims: &Claims) -> Result<(), AuthError> {
-        let policy = &self.shared.policy;
-        check_subject(&claims.sub).map_err(|why| AuthError::InvalidSubject { why })?;
-        if let Some(max) = policy.max_lifetime {
-            let leeway = i64::try_from(policy.leeway.as_secs()).unwrap_or(0);
-            let max_secs = i64::try_from(max.as_secs()).unwrap_or(i64::MAX);
-            // From `iat`, or from now when `iat` is absent or in the future.
-            let start = claims.iat.map_or(now_secs(), |iat| iat.min(now_secs()));
-            if claims.exp.saturating_sub(start) > max_secs.saturating_add(leeway) {
-                return Err(AuthError::LifetimeTooLong {
-                    max: humantime::format_duration(max).to_string(),
-                });
-            }
-        }
-        if let Some(models) = &claims.models
-            && (models.len() > MAX_MODELS || !models.iter().all(|m| is_valid_model_name(m)))
-        {
-            return Err(AuthError::InvalidClaim {
-                claim: "models".into(),
-            });
-        }
+        self.shared.policy.check_claims(claims)?;
         if let Some(jti) = &claims.jti {
             self.shared.revocations.check(jti)?;
         }
         Ok(())
     }
 
-    fn classify(&self, kind: &ErrorKind) -> AuthError {
-        match kind {
-            ErrorKind::InvalidSignature
-            | ErrorKind::InvalidEcdsaKey
-            | ErrorKind::InvalidEddsaKey
-            | ErrorKind::InvalidRsaKey(_)
-            | ErrorKind::InvalidKeyFormat => AuthError::BadSignature,
-            ErrorKind::ExpiredSignature => AuthError::TokenExpired,
-            ErrorKind::ImmatureSignature => AuthError::TokenNotYetValid,
-            ErrorKind::InvalidIssuer => self.wrong_issuer(),
-            ErrorKind::InvalidAudience => self.wrong_audience(),
-            ErrorKind::InvalidAlgorithm | ErrorKind::InvalidAlgorithmName => AuthError::Malformed,
-            ErrorKind::MissingRequiredClaim(claim) if claim == "iss" => self.wrong_issuer(),
-            ErrorKind::MissingRequiredClaim(claim) if claim == "aud" => self.wrong_audience(),
-            ErrorKind::MissingRequiredClaim(claim) => AuthError::MissingClaim {
-                claim: claim.clone(),
-            },
-            ErrorKind::InvalidClaimFormat(claim) => AuthError::InvalidClaim {
-                claim: claim.clone(),
-            },
-            // A claims object without `exp`/`sub` fails deserialisation
-            // before validation; report the missing claim, not "malformed".
-            ErrorKind::Json(e) => match missing_field(&e.to_string()) {
-                Some(claim) => AuthError::MissingClaim { claim },
-                None => AuthError::Malformed,
-            },
-            _ => AuthError::Malformed,
-        }
-    }
-
     pub(super) fn wrong_issuer(&self) -> AuthError {
-        AuthError::WrongIssuer {
-            expected: self.shared.policy.issuer.clone(),
-        }
+        self.shared.policy.wrong_issuer()
     }
 
     pub(super) fn wrong_audience(&self) -> AuthError {
-        AuthError::WrongAudience {
-            expected: self.shared.policy.audience.clone().unwrap_or_default(),
-        }
+        self.shared.policy.wrong_audience()
     }
 
     /// Re-reads the key set and revocation files now (the background task
@@ -527,148 +379,6 @@ impl TokenVerifier {
     }
 }
 
-impl reload::Reloadable for Shared {
-    fn reload_files(&self) {
-        self.reload_keys();
-        self.revocations.reload_file();
-    }
-
-    fn revocations(&self) -> &Revocations {
-        &self.revocations
-    }
-}
-
-impl Shared {
-    pub(crate) fn reload_keys(&self) {
-        let Some(path) = &self.jwks_path else { return };
-        let current = self.keys.load();
-        let bytes = match crate::auth::keys::read_optional(path) {
-            Ok(Some(bytes)) => bytes,
-            Ok(None) => {
-                if !current.is_empty() && self.note_bad([0; 32]) {
-                    tracing::error!(
-                        file = %path.display(),
-                        keys = current.len(),
-                        "the JWT key set file has disappeared; keeping the last good set"
-                    );
-                }
-                return;
-            }
-            Err(error) => {
-                if self.note_bad([1; 32]) {
-                    tracing::error!(%error, "cannot read the JWT key set; keeping the last good set");
-                }
-                return;
-            }
-        };
-        let digest: [u8; 32] = sha2::Sha256::digest(&bytes).into();
-        if digest == current.digest {
-            return;
-        }
-        match KeySet::parse(&bytes) {
-            Ok(set) => {
-                for old in current.iter() {
-                    let kid = old.kid.as_deref().unwrap_or_default();
-                    if let Some(new) = set.get(kid)
-                        && new.thumbprint != old.thumbprint
-                    {
-                        tracing::error!(
-                            kid,
-                            old = %old.thumbprint,
-                            new = %new.thumbprint,
-                            "JWT key `{kid}` was REPLACED by a different key under the same kid: \
-                             tokens signed with the old key are now refused"
-                        );
-                    }
-                }
-                if let Some(kid) = &self.default_kid
-                    && set.get(kid).is_none_or(|k| k.status == KeyStatus::Retired)
-                {
-                    tracing::warn!(
-                        kid,
-                        "jwt.default_kid is missing or retired in the reloaded key set: \
-                         tokens without `kid` are refused"
-                    );
-                }
-                let kids: Vec<String> = set
-                    .iter()
-                    .map(|k| {
-                        format!(
-                            "{}({},{})",
-                            k.kid.as_deref().unwrap_or("-"),
-                            k.alg,
-                            k.status.name()
-                        )
-                    })
-                    .collect();
-                tracing::info!(file = %path.display(), keys = %kids.join(" "), "JWT key set reloaded");
-                if let Ok(mut bad) = self.bad_digest.lock() {
-                    *bad = None;
-                }
-                if let Some(state_dir) = &self.state_dir {
-                    fingerprint::check_key_set(state_dir, &set);
-                }
-                check_jwks_mode(path, &set);
-                self.keys.store(Arc::new(set));
-            }
-            Err(reason) => {
-                if self.note_bad(digest) {
-                    tracing::error!(
-                        file = %path.display(),
-                        %reason,
-                        keys = current.len(),
-                        "the JWT key set file is invalid; keeping the last good set"
-                    );
-                }
-            }
-        }
-    }
-
-    /// Records a refused file state; true the first time it is seen.
-    fn note_bad(&self, digest: [u8; 32]) -> bool {
-        match self.bad_digest.lock() {
-            Ok(mut bad) => bad.replace(digest) != Some(digest),
-            Err(_) => true,
-        }
-    }
-}
-
-/// Errors jsonwebtoken reports only after the signature verified.
-fn signature_was_verified(kind: &ErrorKind) -> bool {
-    matches!(
-        kind,
-        ErrorKind::ExpiredSignature
-            | ErrorKind::ImmatureSignature
-            | ErrorKind::InvalidIssuer
-            | ErrorKind::InvalidAudience
-            | ErrorKind::MissingRequiredClaim(_)
-            | ErrorKind::InvalidClaimFormat(_)
-    )
-}
-
-/// The header of a compact JWS of exactly three non-empty parts.
-fn read_header(token: &str) -> Result<RawHeader, AuthError> {
-    let mut parts = token.split('.');
-    let (Some(header), Some(payload), Some(signature), None) =
-        (parts.next(), parts.next(), parts.next(), parts.next())
-    else {
-        return Err(AuthError::Malformed);
-    };
-    if header.is_empty() || payload.is_empty() || signature.is_empty() {
-        return Err(AuthError::Malformed);
-    }
-    let json = URL_SAFE_NO_PAD
-        .decode(header.trim_end_matches('='))
-        .map_err(|_| AuthError::Malformed)?;
-    serde_json::from_slice(&json).map_err(|_| AuthError::Malformed)
-}
-
-/// `missing field `exp`` → `exp` (serde's wording).
-fn missing_field(message: &str) -> Option<String> {
-    let rest = message.strip_prefix("missing field `")?;
-    Some(rest.split('`').next()?.to_owned())
-}
-
 /// Refuses a secret that is an asymmetric key: a public key is public, so
 /// HMAC with it would let anyone sign.
 fn check_secret(secret: &Secret) -> Result<(), JwtError> {
@@ -690,20 +400,4 @@ fn check_secret(secret: &Secret) -> Result<(), JwtError> {
         );
     }
     Ok(())
-}
-
-/// Warns when a key set holding shared secrets is readable by others.
-fn check_jwks_mode(path: &std::path::Path, keys: &KeySet) {
-    use std::os::unix::fs::PermissionsExt;
-    if !keys.has_secret_keys {
-        return;
-    }
-    if let Ok(meta) = std::fs::metadata(path)
-        && meta.permissions().mode() & 0o077 != 0
-    {
-        tracing::warn!(
-            file = %path.display(),
-            "the JWT key set holds HS256 secrets but is readable by other users; chmod 600 it"
-        );
-    }
 }
