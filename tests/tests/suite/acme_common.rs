@@ -6,7 +6,7 @@ use rustls_pki_types::{CertificateDer, ServerName, pem::PemObject};
 use std::{net::SocketAddr, path::Path, sync::Arc, time::Duration};
 use tokio::{net::TcpListener, sync::watch, task::JoinHandle};
 use tokio_util::sync::CancellationToken;
-use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
+use tonic::transport::{Certificate, Channel, ClientTlsConfig};
 use vibectl_config::Config;
 use vibectl_edge::{
     app::{Binds, EdgeApp, Running},
@@ -250,14 +250,7 @@ pub(crate) async fn channel(
     let config = ClientTlsConfig::new()
         .ca_certificate(Certificate::from_pem(root_pem))
         .domain_name(DOMAIN);
-    let endpoint = Endpoint::from_shared(format!("https://{tls}"))
-        .expect("endpoint")
-        .tls_config(config)
-        .expect("client TLS")
-        .connect_timeout(WAIT);
-    tokio::time::timeout(WAIT, endpoint.connect())
-        .await
-        .expect("connected (or refused) in time")
+    crate::tls_common::connect(tls, config).await
 }
 
 /// `GetServerInfo` on `channel`: the server name, or the error.

@@ -4,23 +4,13 @@
 //! certificate swap that keeps live connections.
 
 use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
-use rustls::{ClientConfig, RootCertStore, crypto::ring, version};
-use rustls_pki_types::{CertificateDer, ServerName, pem::PemObject};
-use std::sync::Arc;
+use rustls::version;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio_rustls::TlsConnector;
 use vibectl_proto::GetServerInfoRequest;
 use vibectl_proto::vibectl_llm_proxy_client::VibectlLlmProxyClient;
 use vibectl_tests::harness::{Stack, WAIT, authed};
 
-fn roots(stack: &Stack) -> RootCertStore {
-    let mut roots = RootCertStore::empty();
-    let bundle = stack.ca_bundle.as_ref().expect("TLS stack");
-    for ca in CertificateDer::pem_file_iter(bundle).expect("bundle") {
-        roots.add(ca.expect("ca")).expect("add");
-    }
-    roots
-}
+use crate::tls_common::{self, client_config};
 
 /// Handshakes with the edge using `versions` and `alpn`.
 async fn handshake(
@@ -28,20 +18,10 @@ async fn handshake(
     versions: &[&'static rustls::SupportedProtocolVersion],
     alpn: &[&[u8]],
 ) -> Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>, std::io::Error> {
-    let mut config = ClientConfig::builder_with_provider(Arc::new(ring::default_provider()))
-        .with_protocol_versions(versions)
-        .expect("versions")
-        .with_root_certificates(roots(stack))
-        .with_no_client_auth();
+    let bundle = stack.ca_bundle.as_ref().expect("TLS stack");
+    let mut config = client_config(bundle, versions);
     config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
-    let tcp = tokio::net::TcpStream::connect(stack.edge_addr).await?;
-    let name = ServerName::try_from("localhost").expect("name");
-    tokio::time::timeout(
-        WAIT,
-        TlsConnector::from(Arc::new(config)).connect(name, tcp),
-    )
-    .await
-    .expect("handshake in time")
+    tls_common::handshake(stack.edge_addr, config).await
 }
 
 async fn call_ok(stack: &Stack, client: &mut VibectlLlmProxyClient<tonic::transport::Channel>) {

@@ -117,6 +117,15 @@ pub async fn channel(
         let key = std::fs::read_to_string(key).expect("client key");
         tls = tls.identity(Identity::from_pem(cert, key));
     }
+    connect(addr, tls).await
+}
+
+/// A tonic channel to `addr` with `tls`, connected (or refused) within
+/// [`WAIT`].
+pub async fn connect(
+    addr: SocketAddr,
+    tls: ClientTlsConfig,
+) -> Result<Channel, tonic::transport::Error> {
     let endpoint = Endpoint::from_shared(format!("https://{addr}"))
         .expect("endpoint")
         .tls_config(tls)

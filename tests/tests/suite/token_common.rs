@@ -82,6 +82,15 @@ impl Signer {
         )
     }
 
+    /// A stack (edge and core) verifying this signer's tokens, `jwt` in
+    /// its `[jwt]` ([`Self::stack_toml`]).
+    pub async fn stack(&self, jwt: &str) -> Stack {
+        Stack::builder()
+            .config(&self.stack_toml(jwt, ""))
+            .start()
+            .await
+    }
+
     /// The stack TOML: `[jwt]` reading this signer's key set and revocation
     /// file, re-read every [`RELOAD`], plus `jwt` keys; then `rest`.
     pub fn stack_toml(&self, jwt: &str, rest: &str) -> String {

@@ -10,7 +10,7 @@ use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use std::time::Duration;
 use token_common::{Signer, assert_unauthenticated, call, eventually, execute};
 use vibectl_edge::auth::KeyAlg;
-use vibectl_tests::harness::{JWT_SECRET, Stack, claims, mint};
+use vibectl_tests::harness::{JWT_SECRET, claims, mint};
 
 #[tokio::test]
 async fn a_token_of_each_algorithm_verifies_through_the_edge() {
@@ -18,10 +18,7 @@ async fn a_token_of_each_algorithm_verifies_through_the_edge() {
     for alg in KeyAlg::ALL {
         signer.generate(alg, &format!("k-{}", alg.name().to_ascii_lowercase()));
     }
-    let stack = Stack::builder()
-        .config(&signer.stack_toml("", ""))
-        .start()
-        .await;
+    let stack = signer.stack("").await;
     for alg in KeyAlg::ALL {
         let kid = format!("k-{}", alg.name().to_ascii_lowercase());
         let token = signer.token(&kid, &format!("user-{kid}"), &[]);
@@ -62,10 +59,7 @@ async fn algorithm_confusion_is_unauthenticated() {
     let signer = Signer::new("");
     signer.generate(KeyAlg::RS256, "rsa-1");
     signer.generate(KeyAlg::ES256, "ec-1");
-    let stack = Stack::builder()
-        .config(&signer.stack_toml("", ""))
-        .start()
-        .await;
+    let stack = signer.stack("").await;
     // The attacker knows the public key (it is public): as PEM and as the
     // JWK's bytes, used as an HS256 secret under the RSA kid.
     let jwks: serde_json::Value =
@@ -138,10 +132,7 @@ async fn algorithm_confusion_is_unauthenticated() {
 async fn rotation_overlap_then_retire() {
     let signer = Signer::new("");
     signer.generate(KeyAlg::ES256, "2025-a");
-    let stack = Stack::builder()
-        .config(&signer.stack_toml("", ""))
-        .start()
-        .await;
+    let stack = signer.stack("").await;
     let old = signer.token("2025-a", "alice", &[]);
     call(&stack, &old).await.expect("old key");
 
@@ -178,10 +169,7 @@ async fn rotation_overlap_then_retire() {
 async fn default_kid_signs_tokens_without_kid() {
     let signer = Signer::new("");
     signer.generate(KeyAlg::ES256, "main");
-    let stack = Stack::builder()
-        .config(&signer.stack_toml("default_kid = \"main\"", ""))
-        .start()
-        .await;
+    let stack = signer.stack("default_kid = \"main\"").await;
     let with_kid = signer.token("main", "bob", &[]);
     call(&stack, &with_kid).await.expect("kid");
     // A token without kid is verified with the default key, not the secret:

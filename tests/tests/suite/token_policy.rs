@@ -32,10 +32,7 @@ fn revoke_jti(jti: &str) -> RevokeArgs {
 async fn a_revoked_token_is_refused_within_the_reload_interval() {
     let signer = Signer::new("");
     signer.generate(KeyAlg::ES256, "k1");
-    let stack = Stack::builder()
-        .config(&signer.stack_toml("", ""))
-        .start()
-        .await;
+    let stack = signer.stack("").await;
     let doomed = signer.token("k1", "carol", &[]);
     let spared = signer.token("k1", "carol", &[]);
     call(&stack, &doomed).await.expect("valid before");
@@ -133,10 +130,7 @@ async fn a_revocation_in_redis_reaches_every_edge_within_seconds() {
 async fn model_scopes_are_enforced_by_the_core() {
     let signer = Signer::new("");
     signer.generate(KeyAlg::ES256, "k1");
-    let stack = Stack::builder()
-        .config(&signer.stack_toml("", ""))
-        .start()
-        .await;
+    let stack = signer.stack("").await;
     let scoped = signer.token("k1", "frank", &["echo", "4o-mini"]);
     execute(&stack, &scoped, "echo")
         .await
@@ -203,9 +197,8 @@ async fn model_scopes_are_enforced_by_the_core() {
 async fn nbf_aud_and_max_lifetime_at_the_edge() {
     let signer = Signer::new("audience = \"llm-proxy\"\nmax_lifetime = \"1d\"");
     signer.generate(KeyAlg::ES256, "k1");
-    let stack = Stack::builder()
-        .config(&signer.stack_toml("audience = \"llm-proxy\"\nmax_lifetime = \"1d\"", ""))
-        .start()
+    let stack = signer
+        .stack("audience = \"llm-proxy\"\nmax_lifetime = \"1d\"")
         .await;
     let good = signer.token("k1", "gina", &[]);
     call(&stack, &good).await.expect("aud and lifetime fine");
@@ -254,10 +247,7 @@ async fn the_audit_log_names_each_decision_and_never_the_token() {
     let _guard = tracing::subscriber::set_default(subscriber);
     let signer = Signer::new("");
     signer.generate(KeyAlg::ES256, "k1");
-    let stack = Stack::builder()
-        .config(&signer.stack_toml("", ""))
-        .start()
-        .await;
+    let stack = signer.stack("").await;
     let good = signer.token("k1", "henry", &[]);
     let forged = {
         let mut parts: Vec<&str> = good.split('.').collect();
