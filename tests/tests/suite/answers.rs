@@ -91,3 +91,10 @@ pub fn assert_cost(actual: Option<f64>, expected: f64) {
         "cost {actual} != {expected}"
     );
 }
+
+/// Asserts that `message` names each of `parts`.
+pub fn assert_names(message: &str, parts: &[&str]) {
+    for part in parts {
+        assert!(message.contains(part), "{part} missing in {message}");
+    }
+}

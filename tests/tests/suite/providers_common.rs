@@ -5,8 +5,8 @@
 //! tests; only the bodies they share live here.
 
 use crate::support::{
-    self, Core, WAIT, assert_cost, complete_of, config, error_of, failure, key_file, kinds,
-    metrics_of, success, texts,
+    self, Core, WAIT, assert_cost, assert_names, complete_of, config, error_of, failure, key_file,
+    kinds, metrics_of, success, texts,
 };
 use futures::StreamExt;
 use std::marker::PhantomData;
@@ -194,13 +194,7 @@ output_usd_per_mtok = {output}
         let e = failure(resp);
         assert_eq!(e.error_code, "EXECUTION_FAILED");
         assert_eq!(e.error_details.as_deref(), Some("provider_http_401"));
-        for part in parts {
-            assert!(
-                e.error_message.contains(part),
-                "{part} missing in {}",
-                e.error_message
-            );
-        }
+        assert_names(&e.error_message, parts);
         assert!(
             !e.error_message.contains(self.key),
             "key leaked: {}",

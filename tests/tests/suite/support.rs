@@ -342,5 +342,6 @@ pub fn request(model: Option<&str>, system: &[&str], user: &[&str], id: &str) ->
 }
 
 pub use crate::answers::{
-    answer, assert_cost, complete_of, error_of, failure, kinds, metrics_of, success, texts,
+    answer, assert_cost, assert_names, complete_of, error_of, failure, kinds, metrics_of, success,
+    texts,
 };
