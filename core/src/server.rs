@@ -151,6 +151,15 @@ async fn routes(
 /// Concurrent streams (and pending resets) allowed on one connection from the edge.
 const MAX_STREAMS_PER_CONNECTION: u32 = 100_000;
 
+/// The connection window offered to the edge. h2 (since 0.4.20) closes a
+/// connection with GOAWAY `ENHANCE_YOUR_CALM` ("too_many_data_frames") once
+/// the small DATA frames received and not yet read by the service exceed a
+/// framing-overhead budget of half this window: with hyper's 1 MiB default, a burst of a few
+/// thousand calls opened at once (each a small request message) killed every
+/// stream on the edge's one connection, and only ~1,200 of 8,000 long streams
+/// were held. 32 MiB allows some 80,000 calls' first messages to wait.
+const CONNECTION_WINDOW: u32 = 32 * 1024 * 1024;
+
 async fn accept_loop(
     listener: CoreListener,
     routes: Routes,
@@ -168,6 +177,7 @@ async fn accept_loop(
     http2
         .timer(TokioTimer::new())
         .max_concurrent_streams(MAX_STREAMS_PER_CONNECTION)
+        .initial_connection_window_size(CONNECTION_WINDOW)
         .max_pending_accept_reset_streams(MAX_STREAMS_PER_CONNECTION as usize);
     let graceful = GracefulShutdown::new();
     let mut connections = JoinSet::new();
