@@ -63,7 +63,7 @@ impl CallResult {
             Self::Error(code) => code,
             Self::Cancelled => "cancelled",
             Self::DeadlineExceeded => "deadline_exceeded",
-            Self::InputLength => "input_length",
+            Self::InputLength => vibectl_proto::wire::LimitType::InputLength.as_str(),
         }
     }
 
