@@ -23,7 +23,7 @@ pub use metrics::QuotaMetrics;
 pub use settle::Identity;
 pub(crate) use start::restore;
 pub use start::{Usage, start};
-#[cfg(any(test, feature = "test-support"))]
+#[cfg(feature = "test-support")]
 pub use status::StatusRow;
 pub use status::status_rows;
 
@@ -85,13 +85,13 @@ impl Quotas {
     }
 
     /// The policy in force (for tests).
-    #[cfg(any(test, feature = "test-support"))]
+    #[cfg(feature = "test-support")]
     pub fn policy(&self) -> Arc<Policy> {
         self.policy.load_full()
     }
 
     /// The backend (for tests).
-    #[cfg(any(test, feature = "test-support"))]
+    #[cfg(feature = "test-support")]
     pub fn backend(&self) -> &Arc<dyn QuotaBackend> {
         &self.backend
     }

@@ -179,7 +179,7 @@ impl RedisQuota {
 
     /// One `PING` on the quota connection (what a round trip costs here;
     /// for the quota bench).
-    #[cfg(any(test, feature = "test-support"))]
+    #[cfg(feature = "test-support")]
     pub async fn ping(&self) -> Result<(), BackendError> {
         let mut conn = self.conn.clone();
         match tokio::time::timeout(OP_TIMEOUT, redis::cmd("PING").query_async::<()>(&mut conn))
