@@ -217,40 +217,41 @@ impl CallRecord {
     /// logs the tokens used so far.
     pub(crate) fn deadline_exceeded(&mut self, allowed: Duration) {
         self.finished = true;
-        self.count(CallResult::DeadlineExceeded, true);
-        self.settle("deadline_exceeded", "DEADLINE_EXCEEDED", true);
+        // A limit doing its job, not a fault: info, like a cancellation.
+        self.end_unfinished(
+            CallResult::DeadlineExceeded,
+            "DEADLINE_EXCEEDED",
+            Some(allowed),
+        );
+    }
+
+    /// Counts, settles and logs (at info, with the tokens used so far) a
+    /// call that ended before its answer did: `result`, gRPC `code`, the
+    /// deadline it had if that is why.
+    fn end_unfinished(&mut self, result: CallResult, code: &str, allowed: Option<Duration>) {
+        let label = result.label();
+        self.count(result, true);
+        self.settle(label, code, true);
         let (input, output) = self.tokens();
         let cost_usd = self.model.as_ref().and_then(|m| m.cost_usd(input, output));
-        // A limit doing its job, not a fault: info, like a cancellation.
         tracing::info!(
             parent: &self.span,
             input_tokens = input,
             output_tokens = output,
             cost_usd,
             duration_ms = u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX),
-            ?allowed,
-            "deadline exceeded"
+            allowed = allowed.map(tracing::field::debug),
+            "{}",
+            label.replace('_', " ")
         );
     }
 }
 
 impl Drop for CallRecord {
     fn drop(&mut self) {
-        if self.finished {
-            return;
+        if !self.finished {
+            self.end_unfinished(CallResult::Cancelled, "CANCELLED", None);
         }
-        self.count(CallResult::Cancelled, true);
-        self.settle("cancelled", "CANCELLED", true);
-        let (input, output) = self.tokens();
-        let cost_usd = self.model.as_ref().and_then(|m| m.cost_usd(input, output));
-        tracing::info!(
-            parent: &self.span,
-            input_tokens = input,
-            output_tokens = output,
-            cost_usd,
-            duration_ms = u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX),
-            "cancelled"
-        );
     }
 }
 

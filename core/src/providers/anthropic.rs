@@ -5,7 +5,7 @@
 
 use super::{
     ProviderError, ProviderRequest, Usage,
-    format::{Parsed, WireFormat, as_u32},
+    format::{Parsed, as_u32, wire_format},
 };
 use eventsource_stream::Event;
 use serde_json::{Value, json};
@@ -18,26 +18,11 @@ pub(super) const API_VERSION: &str = "2023-06-01";
 #[derive(Debug)]
 pub(super) struct Anthropic;
 
-impl WireFormat for Anthropic {
-    fn default_base_url(&self) -> &'static str {
-        "https://api.anthropic.com/v1"
-    }
-    fn path(&self) -> &'static str {
-        "/messages"
-    }
-    fn body(&self, req: &ProviderRequest) -> Value {
-        body(req)
-    }
-    fn authorize(&self, rb: reqwest::RequestBuilder, key: &Secret) -> reqwest::RequestBuilder {
-        authorize(rb, key)
-    }
-    fn parse(&self, event: &Event) -> Result<Parsed, ProviderError> {
-        parse(event)
-    }
-    fn error_message(&self, body: &str) -> Option<String> {
-        error_message(body)
-    }
-}
+wire_format!(
+    Anthropic,
+    base_url: "https://api.anthropic.com/v1",
+    path: "/messages"
+);
 
 /// The request body: the system fragments as the `system` string (plus the
 /// schema instruction, if any), the user fragments as one user message.

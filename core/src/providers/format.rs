@@ -33,6 +33,42 @@ pub(super) trait WireFormat: std::fmt::Debug + Send + Sync + 'static {
     fn error_message(&self, body: &str) -> Option<String>;
 }
 
+/// Implements [`WireFormat`] for a format type with the functions of the
+/// module it is invoked in: `body`, `authorize`, `parse`, `error_message`
+/// (each wire format is one file of those four).
+macro_rules! wire_format {
+    ($ty:ident, base_url: $base:literal, path: $path:literal) => {
+        impl $crate::providers::format::WireFormat for $ty {
+            fn default_base_url(&self) -> &'static str {
+                $base
+            }
+            fn path(&self) -> &'static str {
+                $path
+            }
+            fn body(&self, req: &$crate::providers::ProviderRequest) -> serde_json::Value {
+                body(req)
+            }
+            fn authorize(
+                &self,
+                rb: reqwest::RequestBuilder,
+                key: &vibectl_config::Secret,
+            ) -> reqwest::RequestBuilder {
+                authorize(rb, key)
+            }
+            fn parse(
+                &self,
+                event: &eventsource_stream::Event,
+            ) -> Result<$crate::providers::format::Parsed, $crate::providers::ProviderError> {
+                parse(event)
+            }
+            fn error_message(&self, body: &str) -> Option<String> {
+                error_message(body)
+            }
+        }
+    };
+}
+pub(super) use wire_format;
+
 /// A JSON number as a token count (saturating).
 pub(super) fn as_u32(v: &Value) -> Option<u32> {
     v.as_u64().map(|n| u32::try_from(n).unwrap_or(u32::MAX))

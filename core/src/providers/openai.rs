@@ -5,7 +5,7 @@
 
 use super::{
     ProviderError, ProviderRequest, Usage,
-    format::{Parsed, WireFormat, as_u32},
+    format::{Parsed, as_u32, wire_format},
 };
 use eventsource_stream::Event;
 use serde_json::{Value, json};
@@ -15,26 +15,11 @@ use vibectl_config::Secret;
 #[derive(Debug)]
 pub(super) struct OpenAi;
 
-impl WireFormat for OpenAi {
-    fn default_base_url(&self) -> &'static str {
-        "https://api.openai.com/v1"
-    }
-    fn path(&self) -> &'static str {
-        "/chat/completions"
-    }
-    fn body(&self, req: &ProviderRequest) -> Value {
-        body(req)
-    }
-    fn authorize(&self, rb: reqwest::RequestBuilder, key: &Secret) -> reqwest::RequestBuilder {
-        authorize(rb, key)
-    }
-    fn parse(&self, event: &Event) -> Result<Parsed, ProviderError> {
-        parse(event)
-    }
-    fn error_message(&self, body: &str) -> Option<String> {
-        error_message(body)
-    }
-}
+wire_format!(
+    OpenAi,
+    base_url: "https://api.openai.com/v1",
+    path: "/chat/completions"
+);
 
 /// The request body: system fragments as one `system` message, user
 /// fragments as one `user` message; a schema becomes a strict
