@@ -127,10 +127,10 @@ impl Edge {
             Limits::from_config(&config.connections),
             fd::connection_cap(fd::nofile()),
         );
-        let failure_budget = Arc::new(FailureBudget::new(
-            config.jwt.failure_budget,
-            config.jwt.failure_window,
-        ));
+        let failure_budget = Arc::new(
+            FailureBudget::new(config.jwt.failure_budget, config.jwt.failure_window)
+                .with_delay(crate::auth::budget::REFUSAL_DELAY),
+        );
         let metrics = Metrics::from_config(&config.metrics)?;
         // `/metrics` reports the main listener's failed handshakes.
         let handshake_stats = Arc::<HandshakeStats>::default();

@@ -9,6 +9,12 @@
 //! NAT or a load balancer one bad client cannot lock out the others.
 //! Memory is bounded: at most [`MAX_TRACKED`] addresses are tracked; when
 //! full, ended windows are dropped first, then the oldest.
+//!
+//! Refusals of an address past its budget may be answered after a delay
+//! ([`FailureBudget::with_delay`]; the edge uses [`REFUSAL_DELAY`]), a
+//! tarpit: a client that retries bad tokens in a loop, one call at a time,
+//! then makes one call per delay instead of thousands a second that the
+//! other clients' calls (a NAT's valid ones included) would queue behind.
 
 use crate::conn::address_key as key;
 use std::{
@@ -24,6 +30,9 @@ use tokio::time::Instant;
 
 /// Most addresses tracked at once (a few MB at most).
 pub const MAX_TRACKED: usize = 10_000;
+/// How long the edge holds the refusal of a token from an address past
+/// its budget before answering.
+pub const REFUSAL_DELAY: Duration = Duration::from_secs(1);
 
 #[derive(Debug, Clone, Copy)]
 struct Window {
@@ -39,6 +48,7 @@ pub struct FailureBudget {
     max_tracked: usize,
     windows: Mutex<HashMap<IpAddr, Window>>,
     refusals: AtomicU64,
+    delay: Option<Duration>,
 }
 
 impl FailureBudget {
@@ -55,7 +65,19 @@ impl FailureBudget {
             max_tracked: max_tracked.max(1),
             windows: Mutex::new(HashMap::new()),
             refusals: AtomicU64::new(0),
+            delay: None,
         }
+    }
+
+    /// Refusals past the budget are answered after `delay` (zero: at once).
+    pub fn with_delay(mut self, delay: Duration) -> Self {
+        self.delay = Some(delay).filter(|d| !d.is_zero());
+        self
+    }
+
+    /// The tarpit's delay, if any.
+    pub fn delay(&self) -> Option<Duration> {
+        self.delay
     }
 
     /// `Err(wait)` when `addr` has spent its budget: how long until its

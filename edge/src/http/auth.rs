@@ -10,7 +10,10 @@
 //! address (the context's `peer`, set by the accept loop) that keeps
 //! failing spends its [`FailureBudget`]; until its window ends, its tokens
 //! that fail the checks needing no signature are refused without
-//! verification work, and a token that verifies is still served.
+//! verification work, and a token that verifies is still served. Such an
+//! address's refusals are answered after [`FailureBudget::delay`] (a
+//! tarpit): a client retrying bad tokens in a loop makes one call a second
+//! per connection instead of thousands, which the others would wait behind.
 
 use super::{BoxError, context::RequestContext};
 use crate::{
@@ -18,8 +21,14 @@ use crate::{
     auth::{AuthError, TokenVerifier, budget::FailureBudget},
 };
 use http::{HeaderMap, Request, header::AUTHORIZATION};
-use std::{net::SocketAddr, sync::Arc};
-use tower::filter::{FilterLayer, Predicate};
+use std::{
+    future::Future,
+    net::SocketAddr,
+    pin::Pin,
+    sync::Arc,
+    task::{Context, Poll},
+};
+use tower::filter::{AsyncFilterLayer, AsyncPredicate};
 
 pub use super::context::Identity;
 
@@ -34,8 +43,29 @@ pub struct Authenticate {
 pub fn layer(
     verifier: Arc<TokenVerifier>,
     budget: Arc<FailureBudget>,
-) -> FilterLayer<Authenticate> {
-    FilterLayer::new(Authenticate { verifier, budget })
+) -> AsyncFilterLayer<Authenticate> {
+    AsyncFilterLayer::new(Authenticate { verifier, budget })
+}
+
+/// The predicate's answer: at once, or after the tarpit's delay.
+pub struct Checked<R> {
+    result: Option<Result<R, BoxError>>,
+    delay: Option<Pin<Box<tokio::time::Sleep>>>,
+}
+
+// `R` is only moved out, never pinned.
+impl<R> Unpin for Checked<R> {}
+
+impl<R> Future for Checked<R> {
+    type Output = Result<R, BoxError>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        if let Some(delay) = self.delay.as_mut() {
+            std::task::ready!(delay.as_mut().poll(cx));
+            self.delay = None;
+        }
+        Poll::Ready(self.result.take().unwrap_or_else(|| Err("polled again".into())))
+    }
 }
 
 impl Authenticate {
@@ -78,19 +108,30 @@ impl Authenticate {
     }
 }
 
-impl<B> Predicate<Request<B>> for Authenticate {
+impl<B> AsyncPredicate<Request<B>> for Authenticate {
     type Request = Request<B>;
+    type Future = Checked<Request<B>>;
 
-    fn check(&mut self, mut request: Request<B>) -> Result<Request<B>, BoxError> {
+    fn check(&mut self, mut request: Request<B>) -> Self::Future {
         let peer = RequestContext::of(&request).and_then(|c| c.peer);
-        match self.decide(request.headers(), peer, request.uri().path()) {
+        let (result, delay) = match self.decide(request.headers(), peer, request.uri().path()) {
             Ok(identity) => {
                 let span = tracing::Span::current();
                 span.record("sub", identity.sub.as_str());
                 RequestContext::of_mut(&mut request).verified(identity);
-                Ok(request)
+                (Ok(request), None)
             }
-            Err(error) => Err(Box::new(error)),
+            Err(error) => {
+                let now = tokio::time::Instant::now();
+                let over = peer.is_some_and(|p| self.budget.check(p.ip(), now).is_err());
+                let delay = self.budget.delay().filter(|_| over);
+                let error: BoxError = Box::new(error);
+                (Err(error), delay.map(|d| Box::pin(tokio::time::sleep(d))))
+            }
+        };
+        Checked {
+            result: Some(result),
+            delay,
         }
     }
 }

@@ -70,6 +70,52 @@ pub async fn closed_within<S: tokio::io::AsyncRead + Unpin>(
     tokio::time::timeout(within, read_to_end).await.is_ok()
 }
 
+/// New clients of the edge at `addr` over TLS (trusting `ca_pem`, name
+/// `localhost`), for a victim or an attacker.
+#[derive(Clone)]
+pub struct EdgeClients(tonic::transport::Endpoint);
+
+impl EdgeClients {
+    /// Clients of the edge at `addr` trusting `ca_pem`.
+    pub fn tls(addr: SocketAddr, ca_pem: &str) -> Self {
+        let tls = tonic::transport::ClientTlsConfig::new()
+            .ca_certificate(tonic::transport::Certificate::from_pem(ca_pem))
+            .domain_name("localhost");
+        let endpoint = tonic::transport::Endpoint::from_shared(format!("https://{addr}"))
+            .expect("endpoint")
+            .tls_config(tls)
+            .expect("client TLS")
+            .connect_timeout(Duration::from_secs(5));
+        Self(endpoint)
+    }
+
+    /// Clients of the h2c (`insecure`) edge at `addr`.
+    pub fn h2c(addr: SocketAddr) -> Self {
+        let endpoint = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+            .expect("endpoint")
+            .connect_timeout(Duration::from_secs(5));
+        Self(endpoint)
+    }
+
+    /// A client on a new connection (`None`: refused or timed out).
+    pub async fn connect(&self) -> Option<VibectlLlmProxyClient<tonic::transport::Channel>> {
+        let connect = self.0.connect();
+        let channel = tokio::time::timeout(Duration::from_secs(10), connect).await;
+        channel.ok()?.ok().map(VibectlLlmProxyClient::new)
+    }
+}
+
+/// The attacker's own runtime (2 threads), as it would have its own
+/// machine: its client work does not queue the victim's tasks (it still
+/// shares the CPU). Tasks spawned there connect there.
+pub fn attacker_runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("attacker runtime")
+}
+
 /// What a victim client saw.
 #[derive(Debug, Default)]
 pub struct VictimReport {
@@ -104,6 +150,23 @@ impl VictimReport {
             self.p99().as_secs_f64() * 1e3,
             baseline.p99().as_secs_f64() * 1e3,
             self.p99().as_secs_f64() / baseline.p99().as_secs_f64().max(1e-6)
+        );
+    }
+
+    /// Asserts what a user would notice: >= 99 % of at least `min_calls`
+    /// calls succeeded.
+    pub fn assert_served(&self, min_calls: u32) {
+        assert!(
+            self.success_rate() >= 0.99,
+            "victim success {:.3} over {} calls: {:?}",
+            self.success_rate(),
+            self.calls,
+            self.errors
+        );
+        assert!(
+            self.calls >= min_calls,
+            "the victim made only {} calls",
+            self.calls
         );
     }
 
@@ -169,4 +232,23 @@ pub async fn victim(
         }
     }
     report
+}
+
+/// Runs `attack` with a victim of `clients` (token `token`) calling beside
+/// it for `run` (a new connection every 5 calls), after a baseline of the
+/// same victim alone; prints the `victim:` line for `name` and asserts the
+/// victim was served (>= 99 %). Returns what the attack returned.
+pub async fn beside<T>(
+    name: &str,
+    clients: &EdgeClients,
+    token: &str,
+    run: Duration,
+    attack: impl std::future::Future<Output = T>,
+) -> (T, VictimReport) {
+    let connect = async || clients.connect().await;
+    let baseline = victim(&connect, token, run, 5).await;
+    let (out, report) = tokio::join!(attack, victim(&connect, token, run, 5));
+    report.print(name, &baseline);
+    report.assert_served(5);
+    (out, report)
 }

@@ -6,12 +6,11 @@
 //! `tls.handshake_timeout`.
 
 use crate::{
-    hardening_common::{closed_within, silent_tls, tls_client, victim},
+    hardening_common::{EdgeClients, beside, closed_within, silent_tls, tls_client},
     support::sample,
 };
 use std::time::{Duration, Instant};
 use tokio::io::AsyncWriteExt;
-use vibectl_proto::llm_proxy::vibectl_llm_proxy_client::VibectlLlmProxyClient;
 use vibectl_tests::harness::Stack;
 
 const LIMITS: &str = "[metrics]\nenabled = true\ncore_listen = \"127.0.0.1:0\"\n\
@@ -37,25 +36,9 @@ async fn silent_connections_are_closed_and_the_cap_spares_the_victim() {
         }
         silent
     };
-    let connect = async || {
-        stack
-            .try_channel(Some(&ca_pem))
-            .await
-            .ok()
-            .map(VibectlLlmProxyClient::new)
-    };
-    let baseline = victim(&connect, &token, Duration::from_secs(1), 5).await;
-    let (mut silent, report) =
-        tokio::join!(attack, victim(&connect, &token, Duration::from_secs(3), 5));
-    report.print("100 silent TLS connections, cap 40", &baseline);
-    assert!(
-        report.success_rate() >= 0.99,
-        "victim success {:.3} over {} calls: {:?}",
-        report.success_rate(),
-        report.calls,
-        report.errors
-    );
-    assert!(report.calls >= 10, "the victim made {} calls", report.calls);
+    let clients = EdgeClients::tls(stack.edge_addr, &ca_pem);
+    let name = "100 silent TLS connections, cap 40";
+    let (mut silent, _) = beside(name, &clients, &token, Duration::from_secs(2), attack).await;
 
     // Every silent connection is closed: evicted at the cap, or after its
     // first-request timeout (1 s) at the latest.
@@ -88,7 +71,7 @@ async fn silent_connections_are_closed_and_the_cap_spares_the_victim() {
     stack.shutdown().await;
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dribbled_tls_handshake_is_cut_at_the_handshake_timeout() {
     let stack = Stack::builder().config(LIMITS).start().await;
     // A real ClientHello, sent one byte every 50 ms (it would take ~15 s).
@@ -103,25 +86,30 @@ async fn a_dribbled_tls_handshake_is_cut_at_the_handshake_timeout() {
         rustls::ClientConnection::new(std::sync::Arc::new(config), name).expect("client");
     let mut hello = Vec::new();
     conn.write_tls(&mut hello).expect("client hello");
-    let tcp = tokio::net::TcpStream::connect(stack.edge_addr)
-        .await
-        .expect("connect");
-    let (mut read, mut write) = tcp.into_split();
-    let started = Instant::now();
-    let dribble = tokio::spawn(async move {
-        for byte in hello {
-            if write.write_all(&[byte]).await.is_err() {
-                return;
+    let cut = async {
+        let tcp = tokio::net::TcpStream::connect(stack.edge_addr)
+            .await
+            .expect("connect");
+        let (mut read, mut write) = tcp.into_split();
+        let started = Instant::now();
+        let dribble = tokio::spawn(async move {
+            for byte in hello {
+                if write.write_all(&[byte]).await.is_err() {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
             }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    });
-    assert!(
-        closed_within(&mut read, Duration::from_secs(8)).await,
-        "the dribbling client was never cut"
-    );
-    let took = started.elapsed();
-    dribble.abort();
+        });
+        let closed = closed_within(&mut read, Duration::from_secs(8)).await;
+        dribble.abort();
+        (closed, started.elapsed())
+    };
+    let ca = std::fs::read_to_string(stack.ca_bundle.as_ref().expect("TLS")).expect("ca");
+    let clients = EdgeClients::tls(stack.edge_addr, &ca);
+    let name = "a TLS ClientHello dribbled a byte per 50 ms";
+    let token = stack.token("victim");
+    let ((closed, took), _) = beside(name, &clients, &token, Duration::from_secs(1), cut).await;
+    assert!(closed, "the dribbling client was never cut");
     assert!(
         took >= Duration::from_millis(900) && took < Duration::from_secs(5),
         "cut after {took:?} (handshake_timeout = 1s)"

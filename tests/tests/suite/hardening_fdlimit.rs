@@ -11,7 +11,9 @@
 //! The edge (with its core) runs in a child process: this test binary
 //! re-run with [`CHILD_ENV`] set, as `fd_limited_edge_child`.
 
-use crate::hardening_common::{closed_within, silent_tls, tls_client, victim};
+use crate::hardening_common::{
+    EdgeClients, attacker_runtime, closed_within, silent_tls, tls_client, victim,
+};
 use std::{
     sync::{
         Arc,
@@ -19,7 +21,6 @@ use std::{
     },
     time::Duration,
 };
-use vibectl_proto::llm_proxy::vibectl_llm_proxy_client::VibectlLlmProxyClient;
 use vibectl_tests::harness::Stack;
 
 /// Set in the child: where it writes `addr\nca_bundle\ntoken\nadmin`.
@@ -92,23 +93,8 @@ async fn a_victim_keeps_99_percent_beside_500_silent_connections_under_256_fds()
     let token = lines.next().expect("token").to_owned();
     let ca_pem = std::fs::read_to_string(&ca).expect("ca");
     let tls = tls_client(&ca);
-
-    let endpoint = tonic::transport::Endpoint::from_shared(format!("https://{addr}"))
-        .expect("endpoint")
-        .tls_config(
-            tonic::transport::ClientTlsConfig::new()
-                .ca_certificate(tonic::transport::Certificate::from_pem(&ca_pem))
-                .domain_name("localhost"),
-        )
-        .expect("tls")
-        .connect_timeout(Duration::from_secs(5));
-    let connect = async || {
-        endpoint
-            .connect()
-            .await
-            .ok()
-            .map(VibectlLlmProxyClient::new)
-    };
+    let clients = EdgeClients::tls(addr, &ca_pem);
+    let connect = async || clients.connect().await;
     // Baseline, for the p99 ratio in the report (not asserted: shared machine).
     let baseline = victim(&connect, &token, Duration::from_secs(2), 5).await;
 
@@ -116,11 +102,7 @@ async fn a_victim_keeps_99_percent_beside_500_silent_connections_under_256_fds()
     // edge closes it. The attacker runs on its own runtime (threads), as it
     // would on its own machine: its 500 client handshakes do not queue the
     // victim's client tasks behind them.
-    let attack = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("attacker runtime");
+    let attack = attacker_runtime();
     let stop = Arc::new(AtomicBool::new(false));
     let opened = Arc::new(AtomicU32::new(0));
     for _ in 0..ATTACKERS {

@@ -3,7 +3,7 @@
 //! refused, while that source's plain TLS clients are served.
 
 use crate::{
-    hardening_common::{closed_within, tls_client},
+    hardening_common::{ATTACKER, EdgeClients, beside, closed_within, connect_from, tls_client},
     support::sample,
 };
 use std::time::Duration;
@@ -24,32 +24,53 @@ async fn handshake_after(stack: &Stack, header: &[u8]) -> bool {
     )
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_proxy_header_from_an_untrusted_source_is_refused() {
     let config = format!(
         "{METRICS}[connections]\nproxy_protocol = true\nproxy_protocol_trusted = [\"10.0.0.0/8\"]\n"
     );
     let stack = Stack::builder().config(&config).start().await;
-    // 127.0.0.1 is not trusted: its claim to be 203.0.113.9 is refused.
-    let mut tcp = TcpStream::connect(stack.edge_addr).await.expect("connect");
-    tcp.write_all(b"PROXY TCP4 203.0.113.9 10.0.0.1 40000 443\r\n")
-        .await
-        .expect("header");
-    assert!(
-        closed_within(&mut tcp, Duration::from_secs(10)).await,
-        "closed"
-    );
+    // 127.0.0.2 is not trusted: its claims to be 203.0.113.9 are refused,
+    // one after the other for a second, while a client is served.
+    let attack = async {
+        let started = std::time::Instant::now();
+        let mut refused = 0;
+        while started.elapsed() < Duration::from_secs(1) {
+            let mut tcp = connect_from(stack.edge_addr, ATTACKER)
+                .await
+                .expect("connect");
+            tcp.write_all(b"PROXY TCP4 203.0.113.9 10.0.0.1 40000 443\r\n")
+                .await
+                .expect("header");
+            assert!(
+                closed_within(&mut tcp, Duration::from_secs(10)).await,
+                "closed"
+            );
+            refused += 1;
+        }
+        refused
+    };
+    let ca = std::fs::read_to_string(stack.ca_bundle.as_ref().expect("TLS")).expect("ca");
+    let clients = EdgeClients::tls(stack.edge_addr, &ca);
+    let (token, run) = (stack.token("victim"), Duration::from_secs(1));
+    let name = "PROXY headers from an untrusted source";
+    let (refused, _) = beside(name, &clients, &token, run, attack).await;
     // Its direct TLS clients are served.
     assert!(
         handshake_after(&stack, b"").await,
         "direct TLS from an untrusted source"
     );
     let text = stack.admin_get("/metrics").await.1;
-    assert_eq!(
-        sample(&text, "vibectl_proxy_protocol_refused_total", &[]),
-        Some(1.0),
-        "{text}"
+    // Each was refused for its header, or (past 200 at once, 50 a second)
+    // at accept for its address's rate of new connections.
+    let header = sample(&text, "vibectl_proxy_protocol_refused_total", &[]).unwrap_or(0.0);
+    let rate = sample(
+        &text,
+        "vibectl_connections_refused_total",
+        &[("reason", "address_rate")],
     );
+    assert!(header >= 1.0, "{text}");
+    assert_eq!(header + rate.unwrap_or(0.0), f64::from(refused), "{text}");
     stack.shutdown().await;
 }
 

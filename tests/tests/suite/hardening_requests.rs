@@ -5,14 +5,15 @@
 //! call without a deadline; so does a core stream that never ends, at
 //! `edge.max_call_duration`, and the core's call is cancelled.
 
-use crate::{hardening_common::victim, support::sample};
+use crate::{
+    hardening_common::{EdgeClients, attacker_runtime, victim},
+    support::sample,
+};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use std::{sync::Arc, time::Duration};
-use vibectl_proto::llm_proxy::{
-    GetServerInfoRequest, vibectl_llm_proxy_client::VibectlLlmProxyClient,
-};
+use vibectl_proto::llm_proxy::GetServerInfoRequest;
 use vibectl_tests::{
     harness::{Stack, authed, claims, mint},
     logs::Captured,
@@ -141,20 +142,16 @@ async fn a_storm_of_bad_tokens_from_one_address_never_refuses_a_valid_token() {
         .await;
     let ca_pem = std::fs::read_to_string(stack.ca_bundle.as_ref().expect("TLS")).expect("ca");
     let token = stack.token("alice");
-    let connect = async || {
-        stack
-            .try_channel(Some(&ca_pem))
-            .await
-            .ok()
-            .map(VibectlLlmProxyClient::new)
-    };
+    let clients = EdgeClients::tls(stack.edge_addr, &ca_pem);
+    let connect = async || clients.connect().await;
     let baseline = victim(&connect, &token, Duration::from_secs(1), 10).await;
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    // Four clients behind the same address (127.0.0.1) with bad tokens, on
+    // the attacker's own runtime.
+    let attack = attacker_runtime();
     let mut storm = Vec::new();
-    // Four clients behind the same address (127.0.0.1) with bad tokens.
     for i in 0..4 {
-        let mut client = stack.client().await;
-        let stop = stop.clone();
+        let (clients, stop) = (clients.clone(), stop.clone());
         let bad = match i {
             0 => "garbage".to_owned(),
             1 => mint("not-the-secret", &claims("mallory", 3600)),
@@ -164,7 +161,8 @@ async fn a_storm_of_bad_tokens_from_one_address_never_refuses_a_valid_token() {
             ),
             _ => "a.b.c".to_owned(),
         };
-        storm.push(tokio::spawn(async move {
+        storm.push(attack.spawn(async move {
+            let mut client = clients.connect().await.expect("storm client");
             let mut refused = 0u32;
             while !stop.load(std::sync::atomic::Ordering::Relaxed) {
                 let r = client
@@ -187,7 +185,15 @@ async fn a_storm_of_bad_tokens_from_one_address_never_refuses_a_valid_token() {
     for s in storm {
         bad_calls += s.await.expect("storm task");
     }
-    assert!(bad_calls >= 100, "the storm made only {bad_calls} calls");
+    attack.shutdown_background();
+    eprintln!("edge: bad-token storm (NAT): {bad_calls} bad calls beside the victim's");
+    // Past the budget (3) each bad call is answered after the tarpit's 1 s:
+    // four clients retrying in a loop make a few calls a second, not
+    // thousands (2,000 in 3 s without it).
+    assert!(
+        (8..=60).contains(&bad_calls),
+        "the storm made {bad_calls} calls"
+    );
     assert_eq!(
         report.ok, report.calls,
         "every valid call is served during the storm: {:?}",
@@ -196,7 +202,7 @@ async fn a_storm_of_bad_tokens_from_one_address_never_refuses_a_valid_token() {
     let text = stack.admin_get("/metrics").await.1;
     let cheap = sample(&text, "vibectl_auth_budget_refusals_total", &[]).unwrap_or(0.0);
     assert!(
-        cheap >= 10.0,
+        cheap >= 4.0,
         "bad tokens past the budget are refused cheaply: {cheap}"
     );
     stack.shutdown().await;

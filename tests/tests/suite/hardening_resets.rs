@@ -3,12 +3,12 @@
 //! while other clients are served; the streams it left open are cancelled
 //! at the core.
 
+use crate::hardening_common::{EdgeClients, beside};
 use bytes::Bytes;
 use std::time::Duration;
-use vibectl_proto::llm_proxy::GetServerInfoRequest;
 use vibectl_tests::{
     fake_core::StubbornCore,
-    harness::{Stack, WAIT, authed, execute_request},
+    harness::{Stack, WAIT, execute_request},
 };
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -20,33 +20,28 @@ async fn a_connection_resetting_most_of_its_streams_gets_goaway() {
         .expect("connect");
     let (client, conn) = h2::client::handshake(tcp).await.expect("h2 handshake");
     let conn = tokio::spawn(conn);
-    let mut opened = 0;
     let attack = async {
-        for _ in 0..1000 {
-            let Ok(mut ready) = client.clone().ready().await else {
-                return;
-            };
-            let request = http::Request::post(format!(
-                "http://{}/vibectl.llm_proxy.VibectlLLMProxy/Execute",
-                stack.edge_addr
-            ))
-            .header("content-type", "application/grpc")
-            .header("te", "trailers")
-            .header("authorization", format!("Bearer {token}"))
-            .body(())
-            .expect("request");
-            let Ok((_response, mut body)) = ready.send_request(request, false) else {
-                return;
+        let mut opened = 0;
+        while opened < 1000 {
+            let Some((_response, mut body)) =
+                open_stream(&client, stack.edge_addr, &token, None).await
+            else {
+                break;
             };
             opened += 1;
             // Let the edge take the stream in (auth, limits, core), then reset it.
             tokio::time::sleep(Duration::from_millis(2)).await;
             body.send_reset(h2::Reason::CANCEL);
         }
+        opened
     };
-    tokio::time::timeout(Duration::from_secs(30), attack)
-        .await
-        .expect("attack ended in time");
+    // Another client is served while it runs.
+    let clients = EdgeClients::h2c(stack.edge_addr);
+    let name = "streams reset 2 ms after opening";
+    let run = Duration::from_secs(1);
+    let attack = tokio::time::timeout(Duration::from_secs(30), attack);
+    let (opened, _) = beside(name, &clients, &stack.token("other"), run, attack).await;
+    let opened = opened.expect("attack ended in time");
     assert!(
         opened < 1000,
         "the edge never closed the connection ({opened} streams)"
@@ -57,25 +52,26 @@ async fn a_connection_resetting_most_of_its_streams_gets_goaway() {
         .expect("connection ended")
         .expect("task")
         .ok();
-    // Others are served.
-    let mut client = stack.client().await;
-    client
-        .get_server_info(authed(GetServerInfoRequest {}, &stack.token("other")))
-        .await
-        .expect("another client is served");
     stack.shutdown().await;
 }
 
-/// One `StreamExecute` request (headers and its one message) on `client`;
-/// the response and the stream's send half.
-async fn stream_execute(
+/// One request on `client`: `Execute` with its body left open (`None`),
+/// or `StreamExecute` with `message` as its one message; the response and
+/// the stream's send half.
+async fn open_stream(
     client: &h2::client::SendRequest<Bytes>,
     edge: std::net::SocketAddr,
     token: &str,
+    message: Option<&str>,
 ) -> Option<(h2::client::ResponseFuture, h2::SendStream<Bytes>)> {
     let mut ready = client.clone().ready().await.ok()?;
+    let method = if message.is_some() {
+        "StreamExecute"
+    } else {
+        "Execute"
+    };
     let request = http::Request::post(format!(
-        "http://{edge}/vibectl.llm_proxy.VibectlLLMProxy/StreamExecute"
+        "http://{edge}/vibectl.llm_proxy.VibectlLLMProxy/{method}"
     ))
     .header("content-type", "application/grpc")
     .header("te", "trailers")
@@ -83,11 +79,13 @@ async fn stream_execute(
     .body(())
     .expect("request");
     let (response, mut body) = ready.send_request(request, false).ok()?;
-    let message = prost::Message::encode_to_vec(&execute_request(None, "hold"));
-    let mut frame = vec![0u8];
-    frame.extend_from_slice(&u32::try_from(message.len()).expect("len").to_be_bytes());
-    frame.extend_from_slice(&message);
-    body.send_data(Bytes::from(frame), true).ok()?;
+    if let Some(text) = message {
+        let message = prost::Message::encode_to_vec(&execute_request(None, text));
+        let mut frame = vec![0u8];
+        frame.extend_from_slice(&u32::try_from(message.len()).expect("len").to_be_bytes());
+        frame.extend_from_slice(&message);
+        body.send_data(Bytes::from(frame), true).ok()?;
+    }
     Some((response, body))
 }
 
@@ -111,7 +109,7 @@ async fn the_streams_an_offender_left_open_are_cancelled_at_the_core() {
     let mut held = Vec::new();
     for _ in 0..10 {
         held.push(
-            stream_execute(&client, stack.edge_addr, &token)
+            open_stream(&client, stack.edge_addr, &token, Some("hold"))
                 .await
                 .expect("held stream"),
         );
@@ -128,7 +126,7 @@ async fn the_streams_an_offender_left_open_are_cancelled_at_the_core() {
     let attack = async {
         while opened < 1000 {
             let Some((_response, mut body)) =
-                stream_execute(&client, stack.edge_addr, &token).await
+                open_stream(&client, stack.edge_addr, &token, Some("hold")).await
             else {
                 return;
             };
