@@ -146,20 +146,9 @@ async fn a_victim_keeps_99_percent_beside_500_silent_connections_under_256_fds()
         opened.load(Ordering::Relaxed) >= 150,
         "the attack never got going"
     );
-    assert!(
-        report.success_rate() >= 0.99,
-        "victim success {:.3} over {} calls: {:?}",
-        report.success_rate(),
-        report.calls,
-        report.errors
-    );
     // The victim must have run; how many calls fit in 6 s depends on the
     // machine (2 shared cores, debug build, 500 attackers' handshakes).
-    assert!(
-        report.calls >= 5,
-        "the victim made only {} calls",
-        report.calls
-    );
+    report.assert_served(5);
     assert!(fds <= 256, "{fds} fds");
     // Accept failures, if any, are logged once per interval, not per failure.
     let log = std::fs::read_to_string(dir.path().join("child.log")).unwrap_or_default();
