@@ -33,6 +33,15 @@ struct Inner {
 }
 
 impl QuotaMetrics {
+    /// Instruments in a registry of their own, as a core with metrics on
+    /// has them (for measuring what they cost: `quota_bench`).
+    pub fn standalone(models: &[&str], max_subjects: usize) -> Result<Self, crate::CoreError> {
+        Ok(Self::new(&Metrics::new(
+            models.iter().copied(),
+            max_subjects,
+        )?))
+    }
+
     /// Instruments in `metrics`' registry.
     pub fn new(metrics: &Metrics) -> Self {
         let inner = metrics.meter().map(|m| {

@@ -150,7 +150,9 @@ async fn reserve_latency(
     probe: Option<&mut redis::aio::MultiplexedConnection>,
 ) -> f64 {
     let config = Config::from_toml(BUDGETS, std::path::Path::new("bench.toml")).expect("config");
-    let quotas = Arc::new(Quotas::new(&config, backend, QuotaMetrics::default()));
+    // With metrics on, as a core serving calls has them: gauges per call.
+    let metrics = QuotaMetrics::standalone(&["echo"], 100).expect("metrics");
+    let quotas = Arc::new(Quotas::new(&config, backend, metrics));
     let model = Registry::from_config(&config)
         .resolve(Some("echo"))
         .expect("echo");
