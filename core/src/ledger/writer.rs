@@ -145,18 +145,23 @@ impl Writer {
     async fn run(mut self, stop: CancellationToken) {
         let mut batch = Vec::with_capacity(self.batch_rows);
         loop {
-            // Wait for a first row, then gather more for at most flush_interval.
+            // Wait for a first row. Unless a whole batch is queued already,
+            // let more gather for flush_interval, then take what came: one
+            // timer wake per batch, not a wake of this thread per row.
             tokio::select! {
                 _ = stop.cancelled() => break,
                 n = self.rx.recv_many(&mut batch, self.batch_rows) => if n == 0 { break },
             }
-            let until = tokio::time::Instant::now() + self.flush_interval;
-            while batch.len() < self.batch_rows {
-                let room = self.batch_rows - batch.len();
+            if batch.len() < self.batch_rows {
                 tokio::select! {
-                    _ = stop.cancelled() => break,
-                    _ = tokio::time::sleep_until(until) => break,
-                    n = self.rx.recv_many(&mut batch, room) => if n == 0 { break },
+                    _ = stop.cancelled() => {}
+                    _ = tokio::time::sleep(self.flush_interval) => {}
+                }
+                while batch.len() < self.batch_rows {
+                    match self.rx.try_recv() {
+                        Ok(row) => batch.push(row),
+                        Err(_) => break,
+                    }
                 }
             }
             let mut backoff = FIRST_BACKOFF;

@@ -23,13 +23,14 @@ const OP_TIMEOUT: Duration = Duration::from_millis(500);
 /// Longest a connection attempt may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 
-/// Drops the expired reservations of budget `i` (KEYS used, res, sum at
-/// 3i-2, 3i-1, 3i) and returns the sum of the open ones. Shared by the
-/// scripts below.
-const OPEN_SUM: &str = r"
-local function open_sum(i, now)
+/// Budget `i`'s settled use and open reservations (KEYS used, res, sum at
+/// 3i-2, 3i-1, 3i; one `MGET`), dropping the expired reservations first.
+/// Shared by the scripts below.
+const COUNTS_OF: &str = r"
+local function counts(i, now)
   local res, sum = KEYS[3 * i - 1], KEYS[3 * i]
-  local reserved = tonumber(redis.call('GET', sum) or '0')
+  local v = redis.call('MGET', KEYS[3 * i - 2], sum)
+  local used, reserved = tonumber(v[1] or '0'), tonumber(v[2] or '0')
   local gone = redis.call('ZRANGEBYSCORE', res, '-inf', now)
   if #gone > 0 then
     for _, m in ipairs(gone) do
@@ -43,7 +44,7 @@ local function open_sum(i, now)
       redis.call('DEL', sum)
     end
   end
-  return reserved
+  return used, reserved
 end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -51,14 +52,14 @@ local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 
 /// KEYS: used, res, sum per line; ARGV: id, ttl_ms, then per line limit,
 /// amount, enforce (1/0). Returns now_ms, refused line (0: none), then
-/// used, reserved per line.
+/// used, reserved per line. Four commands per budget (the sum is set
+/// with its expiry in one `SET … PX`).
 const RESERVE: &str = r"
 local ttl = tonumber(ARGV[2])
 local n = #KEYS / 3
 local out = {now, 0}
 for i = 1, n do
-  local used = tonumber(redis.call('GET', KEYS[3 * i - 2]) or '0')
-  local reserved = open_sum(i, now)
+  local used, reserved = counts(i, now)
   local limit = tonumber(ARGV[3 * i])
   local amount = tonumber(ARGV[3 * i + 1])
   if out[2] == 0 and ARGV[3 * i + 2] == '1' and used + reserved + amount > limit then
@@ -71,9 +72,8 @@ if out[2] == 0 then
   for i = 1, n do
     local res, sum, amount = KEYS[3 * i - 1], KEYS[3 * i], ARGV[3 * i + 1]
     redis.call('ZADD', res, now + ttl, ARGV[1] .. ':' .. amount)
-    redis.call('INCRBY', sum, amount)
     redis.call('PEXPIRE', res, ttl + 60000)
-    redis.call('PEXPIRE', sum, ttl + 60000)
+    redis.call('SET', sum, string.format('%d', out[2 + 2 * i] + amount), 'PX', ttl + 60000)
   end
 end
 return out
@@ -103,8 +103,9 @@ return 1
 const COUNTS: &str = r"
 local out = {}
 for i = 1, #KEYS / 3 do
-  table.insert(out, tonumber(redis.call('GET', KEYS[3 * i - 2]) or '0'))
-  table.insert(out, open_sum(i, now))
+  local used, reserved = counts(i, now)
+  table.insert(out, used)
+  table.insert(out, reserved)
 end
 return out
 ";
@@ -160,9 +161,9 @@ impl RedisQuota {
         Ok(Self {
             conn,
             prefix: format!("{prefix}quota:"),
-            reserve: Script::new(&format!("{OPEN_SUM}{RESERVE}")),
+            reserve: Script::new(&format!("{COUNTS_OF}{RESERVE}")),
             settle: Script::new(SETTLE),
-            counts: Script::new(&format!("{OPEN_SUM}{COUNTS}")),
+            counts: Script::new(&format!("{COUNTS_OF}{COUNTS}")),
         })
     }
 
