@@ -19,6 +19,8 @@
 pub mod acme;
 pub mod ca;
 mod client_auth;
+#[cfg(test)]
+mod client_check;
 pub mod files;
 pub mod inspect;
 mod pki;

@@ -1,32 +1,9 @@
 use super::*;
-use rustls::{
-    RootCertStore,
-    client::{WebPkiServerVerifier, danger::ServerCertVerifier},
-};
-use rustls_pki_types::{CertificateDer, ServerName, UnixTime, pem::PemObject};
-use std::{os::unix::fs::PermissionsExt, sync::Arc};
+use std::os::unix::fs::PermissionsExt;
 
 /// Verifies `server.crt` against `ca-bundle.crt` for `name`, as a client would.
 fn verify(made: &SelfSigned, name: &str) -> Result<(), rustls::Error> {
-    crate::tls::install_crypto_provider();
-    let mut roots = RootCertStore::empty();
-    for ca in CertificateDer::pem_file_iter(&made.ca_bundle_path).expect("bundle") {
-        roots.add(ca.expect("ca")).expect("add");
-    }
-    let chain: Vec<_> = CertificateDer::pem_file_iter(&made.cert_path)
-        .expect("chain")
-        .map(|c| c.expect("cert"))
-        .collect();
-    let verifier = WebPkiServerVerifier::builder_with_provider(
-        Arc::new(roots),
-        Arc::new(crate::tls::crypto_provider()),
-    )
-    .build()
-    .expect("verifier");
-    let server = ServerName::try_from(name.to_owned()).expect("name");
-    verifier
-        .verify_server_cert(&chain[0], &chain[1..], &server, &[], UnixTime::now())
-        .map(|_| ())
+    crate::tls::client_check::verify_chain(&made.ca_bundle_path, &made.cert_path, name)
 }
 
 fn mode(path: &Path) -> u32 {

@@ -1,20 +1,11 @@
 //! `vibectl-edge ca …` as an operator (or an init container) runs it: the
 //! built binary, a temporary directory, no configuration file.
 
+use crate::binary::{edge, mode};
 use std::{
-    os::unix::fs::PermissionsExt,
     path::Path,
     process::{Command, Output},
 };
-
-/// The binary with a private state dir and nothing from the environment.
-fn edge(state: &Path) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_vibectl-edge"));
-    cmd.env("VIBECTL_PROXY_HOME", state)
-        .env_remove("VIBECTL_PROXY_CONFIG")
-        .env_remove("RUST_LOG");
-    cmd
-}
 
 fn run(state: &Path, args: &[&str]) -> Output {
     edge(state).args(args).output().expect("run vibectl-edge")
@@ -26,10 +17,6 @@ fn stdout(out: &Output) -> String {
 
 fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
-fn mode(path: &Path) -> u32 {
-    std::fs::metadata(path).expect("meta").permissions().mode() & 0o777
 }
 
 /// The `AB:CD:…` fingerprint on the line starting with `label`.

@@ -23,15 +23,11 @@ use vibectl_edge::tls::inspect;
 const WAIT: Duration = Duration::from_secs(15);
 
 fn edge(state: &Path) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_vibectl-edge"));
-    cmd.env("VIBECTL_PROXY_HOME", state)
-        .env(
-            "VIBECTL_JWT_SECRET",
-            "ca-serve-test-secret-0123456789abcdef",
-        )
-        .env_remove("VIBECTL_PROXY_CONFIG")
-        .env_remove("VIBECTL_JWT_SECRET_FILE")
-        .env_remove("RUST_LOG");
+    let mut cmd = crate::binary::edge(state);
+    cmd.env(
+        "VIBECTL_JWT_SECRET",
+        "ca-serve-test-secret-0123456789abcdef",
+    );
     cmd
 }
 

@@ -2,21 +2,9 @@
 //! and file on a bad configuration, `init-config`, `generate-token`,
 //! `generate-certs`.
 
-use std::{os::unix::fs::PermissionsExt, path::Path, process::Command};
+use crate::binary::{edge, mode};
 use vibectl_config::{Config, Secret};
 use vibectl_edge::auth::TokenVerifier;
-
-/// The binary with a private state dir and no JWT variables from the
-/// environment of the test run.
-fn edge(state: &Path) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_vibectl-edge"));
-    cmd.env("VIBECTL_PROXY_HOME", state)
-        .env_remove("VIBECTL_PROXY_CONFIG")
-        .env_remove("VIBECTL_JWT_SECRET")
-        .env_remove("VIBECTL_JWT_SECRET_FILE")
-        .env_remove("RUST_LOG");
-    cmd
-}
 
 fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
@@ -100,7 +88,7 @@ fn generate_token_to_stdout_or_to_a_private_file() {
         .expect("run");
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert!(out.stdout.is_empty(), "no token on stdout with --output");
-    let mode = std::fs::metadata(&file).expect("meta").permissions().mode();
+    let mode = mode(&file);
     assert_eq!(mode & 0o777, 0o600);
     let token = std::fs::read_to_string(&file).expect("read");
     assert!(verifier.verify(token.trim()).is_ok());

@@ -1,5 +1,6 @@
 //! The edge's integration tests: one test binary (one link, one copy on disk).
 
+mod binary;
 mod ca_cli;
 mod ca_serve;
 mod cli;

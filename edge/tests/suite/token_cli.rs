@@ -5,17 +5,8 @@
 //! `revoke-token --token-file`, `keys retire`; no token is ever printed
 //! back, and none is taken from the command line.
 
-use std::{os::unix::fs::PermissionsExt, path::Path, process::Command};
-
-fn edge(state: &Path) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_vibectl-edge"));
-    cmd.env("VIBECTL_PROXY_HOME", state)
-        .env_remove("VIBECTL_PROXY_CONFIG")
-        .env_remove("VIBECTL_JWT_SECRET")
-        .env_remove("VIBECTL_JWT_SECRET_FILE")
-        .env_remove("RUST_LOG");
-    cmd
-}
+use crate::binary::{edge, mode};
+use std::path::Path;
 
 /// Runs and returns (success, stdout, stderr).
 fn run(state: &Path, args: &[&str]) -> (bool, String, String) {
@@ -25,10 +16,6 @@ fn run(state: &Path, args: &[&str]) -> (bool, String, String) {
         String::from_utf8_lossy(&out.stdout).into_owned(),
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
-}
-
-fn mode(path: &Path) -> u32 {
-    std::fs::metadata(path).expect("meta").permissions().mode() & 0o777
 }
 
 #[test]

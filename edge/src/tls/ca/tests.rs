@@ -1,10 +1,4 @@
 use super::*;
-use rustls::{
-    RootCertStore,
-    client::{WebPkiServerVerifier, danger::ServerCertVerifier},
-};
-use rustls_pki_types::{CertificateDer, ServerName, UnixTime, pem::PemObject};
-use std::sync::Arc;
 
 fn now() -> i64 {
     inspect::now_unix()
@@ -13,25 +7,7 @@ fn now() -> i64 {
 /// Verifies `server.crt` for `name` trusting only `ca-bundle.crt`, as rustls
 /// clients (tonic, vibectl's grpc) do.
 fn verify_with_bundle(dir: &Path, name: &str) -> Result<(), rustls::Error> {
-    crate::tls::install_crypto_provider();
-    let mut roots = RootCertStore::empty();
-    for ca in CertificateDer::pem_file_iter(dir.join(files::BUNDLE)).expect("bundle") {
-        roots.add(ca.expect("ca")).expect("add");
-    }
-    let chain: Vec<_> = CertificateDer::pem_file_iter(dir.join(files::SERVER_CRT))
-        .expect("chain")
-        .map(|c| c.expect("cert"))
-        .collect();
-    let verifier = WebPkiServerVerifier::builder_with_provider(
-        Arc::new(roots),
-        Arc::new(crate::tls::crypto_provider()),
-    )
-    .build()
-    .expect("verifier");
-    let server = ServerName::try_from(name.to_owned()).expect("name");
-    verifier
-        .verify_server_cert(&chain[0], &chain[1..], &server, &[], UnixTime::now())
-        .map(|_| ())
+    crate::tls::client_check::verify_chain(&dir.join(files::BUNDLE), &dir.join(files::SERVER_CRT), name)
 }
 
 #[test]
