@@ -35,6 +35,7 @@ struct Inner {
 impl QuotaMetrics {
     /// Instruments in a registry of their own, as a core with metrics on
     /// has them (for measuring what they cost: `quota_bench`).
+    #[cfg(feature = "test-support")]
     pub fn standalone(models: &[&str], max_subjects: usize) -> Result<Self, crate::CoreError> {
         Ok(Self::new(&Metrics::new(
             models.iter().copied(),
