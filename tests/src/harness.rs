@@ -43,8 +43,7 @@ use vibectl_proto::{ExecuteRequest, vibectl_llm_proxy_client::VibectlLlmProxyCli
 
 pub use crate::http1::{http_get, http1_request};
 
-/// The bound on every wait.
-pub const WAIT: Duration = Duration::from_secs(10);
+pub use crate::WAIT;
 
 /// The next chunk of `stream` within [`WAIT`]; panics on a timeout, the
 /// end of the stream or a status.

@@ -2,7 +2,7 @@
 //! listener, Pebble's management API over TLS), each bounded by its
 //! caller or by [`WAIT`].
 
-use crate::harness::WAIT;
+use crate::WAIT;
 use http_body_util::{BodyExt, Empty};
 use hyper_util::rt::TokioIo;
 use std::net::SocketAddr;

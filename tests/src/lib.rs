@@ -5,6 +5,9 @@
 //! authoritative DNS server ([`bind`]). Nothing
 //! here is mocked at the trait level.
 
+/// The bound on every wait (the harness's, HTTP/1.1 requests', …).
+pub const WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
 pub mod acme_proxy;
 pub mod bind;
 pub mod fake_anthropic;
