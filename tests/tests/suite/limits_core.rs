@@ -21,10 +21,13 @@ use vibectl_proto::{
 };
 use vibectl_tests::fake_openai::{FakeOpenAi, Script};
 
-/// A core with `echo` and an `openai` provider pointing at `fake`.
-async fn core_for(fake: &FakeOpenAi, dir: &std::path::Path) -> Core {
-    let cfg = config(&openai_toml("", fake, dir, "max_retries = 0"));
-    Core::start_with_metrics(cfg).await
+/// A fake OpenAI serving `script`, a core (with metrics) whose `openai`
+/// provider points at it beside `echo`, and the key file's directory.
+async fn start(script: Script) -> (FakeOpenAi, Core, tempfile::TempDir) {
+    let fake = FakeOpenAi::start(script).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = config(&openai_toml("", &fake, dir.path(), "max_retries = 0"));
+    (fake, Core::start_with_metrics(cfg).await, dir)
 }
 
 fn limited(req: ExecuteRequest, max_chars: &str) -> Request<ExecuteRequest> {
@@ -49,9 +52,7 @@ fn assert_input_refused(status: &Status, characters: u64, limit: u32) {
 
 #[tokio::test]
 async fn input_over_the_limit_is_refused_before_any_provider_call() {
-    let fake = FakeOpenAi::start(Script::text(["never"])).await;
-    let dir = tempfile::tempdir().expect("tempdir");
-    let core = core_for(&fake, dir.path()).await;
+    let (fake, core, _dir) = start(Script::text(["never"])).await;
     // 5 + 6 = 11 characters against a limit of 10.
     let req = || request(Some("gpt-4o-mini"), &["sys: "], &["hello!"], "len-1");
     let status = tokio::time::timeout(WAIT, core.client().execute(limited(req(), "10")))
@@ -83,9 +84,7 @@ async fn input_over_the_limit_is_refused_before_any_provider_call() {
 
 #[tokio::test]
 async fn input_within_the_limit_is_served() {
-    let fake = FakeOpenAi::start(Script::text(["fine"])).await;
-    let dir = tempfile::tempdir().expect("tempdir");
-    let core = core_for(&fake, dir.path()).await;
+    let (fake, core, _dir) = start(Script::text(["fine"])).await;
     let req = request(Some("gpt-4o-mini"), &["sys: "], &["hello!"], "len-2");
     let resp = tokio::time::timeout(WAIT, core.client().execute(limited(req, "11")))
         .await
@@ -102,9 +101,7 @@ async fn input_within_the_limit_is_served() {
 
 #[tokio::test]
 async fn input_is_counted_in_characters_not_bytes() {
-    let fake = FakeOpenAi::start(Script::text(["unused"])).await;
-    let dir = tempfile::tempdir().expect("tempdir");
-    let core = core_for(&fake, dir.path()).await;
+    let (_fake, core, _dir) = start(Script::text(["unused"])).await;
     // 7 characters, 21 bytes in UTF-8; plus "é" (2 bytes) in the system part.
     let text = "日本語テキスト";
     assert_eq!(text.len(), 21);
@@ -133,9 +130,7 @@ async fn next<T>(stream: &mut tonic::Streaming<T>) -> Option<Result<T, Status>> 
 
 #[tokio::test]
 async fn deadline_ends_a_stream_that_sent_chunks_and_closes_the_provider() {
-    let fake = FakeOpenAi::start(Script::text(["first", "never sent"]).gated()).await;
-    let dir = tempfile::tempdir().expect("tempdir");
-    let core = core_for(&fake, dir.path()).await;
+    let (fake, core, _dir) = start(Script::text(["first", "never sent"]).gated()).await;
     let req = with_header(
         Request::new(request(Some("gpt-4o-mini"), &[], &["slow"], "dl-1")),
         GRPC_TIMEOUT,
@@ -190,9 +185,7 @@ async fn deadline_ends_a_stream_that_sent_chunks_and_closes_the_provider() {
 
 #[tokio::test]
 async fn deadline_ends_a_unary_call_and_closes_the_provider() {
-    let fake = FakeOpenAi::start(Script::text(["first", "never sent"]).gated()).await;
-    let dir = tempfile::tempdir().expect("tempdir");
-    let core = core_for(&fake, dir.path()).await;
+    let (fake, core, _dir) = start(Script::text(["first", "never sent"]).gated()).await;
     let req = with_header(
         Request::new(request(Some("gpt-4o-mini"), &[], &["slow"], "dl-2")),
         GRPC_TIMEOUT,
@@ -215,9 +208,7 @@ async fn deadline_ends_a_unary_call_and_closes_the_provider() {
 
 #[tokio::test]
 async fn the_tokens_timeout_is_named_and_typed() {
-    let fake = FakeOpenAi::start(Script::text(["first", "never sent"]).gated()).await;
-    let dir = tempfile::tempdir().expect("tempdir");
-    let core = core_for(&fake, dir.path()).await;
+    let (fake, core, _dir) = start(Script::text(["first", "never sent"]).gated()).await;
     // The edge sends the token's limit and a grpc-timeout no longer than it.
     let req = with_header(
         with_header(
@@ -245,9 +236,7 @@ async fn the_tokens_timeout_is_named_and_typed() {
 
 #[tokio::test]
 async fn server_info_reports_the_callers_limits() {
-    let fake = FakeOpenAi::start(Script::text(["unused"])).await;
-    let dir = tempfile::tempdir().expect("tempdir");
-    let core = core_for(&fake, dir.path()).await;
+    let (_fake, core, _dir) = start(Script::text(["unused"])).await;
     let mut req = Request::new(GetServerInfoRequest {});
     for (name, value) in [
         (LIMIT_RPM_HEADER, "120"),
