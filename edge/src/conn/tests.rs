@@ -194,3 +194,23 @@ async fn the_idle_index_stays_small_while_connections_serve_requests() {
     assert_eq!(evicted, [true, false, false, false]);
     drop(busy);
 }
+
+/// Not a test: the eviction micro-benchmark of docs/reliability.md, for
+/// instruction counts under callgrind. `EVICTION_BENCH="N M"`: N idle
+/// connections at a cap of N, then M newcomers, each evicting the oldest.
+#[test]
+#[ignore = "a benchmark: run under valgrind --tool=callgrind"]
+fn eviction_bench() {
+    let spec = std::env::var("EVICTION_BENCH").unwrap_or_else(|_| "10000 1000".into());
+    let mut numbers = spec.split_whitespace().map(|n| n.parse::<u32>().expect("N M"));
+    let (n, m) = (numbers.next().unwrap_or(10_000), numbers.next().unwrap_or(0));
+    let table = ConnTable::new(limits(n as usize, 0), usize::MAX);
+    let addr = |i: u32| IpAddr::V4(std::net::Ipv4Addr::from(0x0a00_0000 + i));
+    let held: Vec<_> = (0..n).map(|i| table.admit(addr(i)).expect("admit")).collect();
+    held.iter().for_each(|c| c.state().mark_ready());
+    let newcomers: Vec<_> = (0..m)
+        .map(|i| table.admit(addr(n + i)).expect("evicts one"))
+        .collect();
+    assert_eq!(table.open(), n as usize);
+    drop((held, newcomers));
+}
