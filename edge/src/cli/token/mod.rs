@@ -11,25 +11,27 @@ use crate::auth::now_secs;
 use crate::{
     EdgeError,
     auth::{
-        JwtError, KeySet, KeyStatus, SecretEnv, SigningKey, TokenSpec, TokenVerifier, Verified,
-        keys::KeyAlg,
-        lookup_existing_secret, lookup_secret, mint,
-        revocation::{self, RedisTarget, Revocation},
+        JwtError, KeySet, KeyStatus, SecretEnv, SigningKey, TokenSpec, keys::KeyAlg,
+        lookup_secret, mint,
     },
     fsutil,
-    shared_redis::SharedRedis,
 };
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use clap::{Args, Subcommand};
 use serde_json::Value;
 use std::{
-    fmt::Write as _,
     path::{Path, PathBuf},
     time::Duration,
 };
 use vibectl_config::Config;
 
 use super::parse_expires_in;
+
+mod inspect;
+mod revoke;
+
+pub use inspect::{Inspection, inspect};
+pub use revoke::{Revoked, revoke};
 
 /// `generate-token`.
 #[derive(Debug, Clone, Args)]
@@ -289,195 +291,6 @@ fn unverified_parts(token: &str) -> Result<(Value, Value), EdgeError> {
             .map_err(|_| refused(format!("not a JWT: the {what} is not JSON")))
     };
     Ok((decode("header")?, decode("claims")?))
-}
-
-/// What `token inspect` found.
-#[derive(Debug)]
-pub struct Inspection {
-    /// The header (unverified).
-    pub header: Value,
-    /// The claims (unverified).
-    pub claims: Value,
-    /// This edge's decision, by the real verifier.
-    pub verdict: Result<Verified, crate::auth::AuthError>,
-    /// What the edge verifies with: the state dir, the HS256 secret's
-    /// source (or none), the key set file.
-    pub keys: String,
-}
-
-impl Inspection {
-    /// True when the edge would accept the token.
-    pub fn accepted(&self) -> bool {
-        self.verdict.is_ok()
-    }
-}
-
-impl std::fmt::Display for Inspection {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let show = |v: &Value| serde_json::to_string_pretty(v).unwrap_or_default();
-        writeln!(f, "header: {}", show(&self.header))?;
-        writeln!(f, "claims: {}", show(&self.claims))?;
-        for claim in ["iat", "nbf", "exp"] {
-            if let Some(t) = self.claims.get(claim).and_then(Value::as_i64)
-                && let Ok(at) = time::OffsetDateTime::from_unix_timestamp(t)
-            {
-                writeln!(f, "  {claim}: {at}")?;
-            }
-        }
-        match &self.verdict {
-            Ok(v) => writeln!(
-                f,
-                "this edge would ACCEPT it: sub `{}`, {} key {}",
-                v.claims.sub,
-                v.alg,
-                v.kid
-                    .as_deref()
-                    .map_or("(legacy HS256 secret, no kid)".to_owned(), |k| format!(
-                        "`{k}`"
-                    ))
-            ),
-            Err(e) => writeln!(f, "this edge would REFUSE it: {e} [{}]", e.reason()),
-        }?;
-        writeln!(f, "{}", self.keys)
-    }
-}
-
-/// Inspects a token: header, claims, and the decision of a verifier built
-/// exactly as `serve` builds it (key set, default key, revocations — Redis
-/// read once when configured). Never generates a secret.
-pub async fn inspect(
-    config: &Config,
-    env: &SecretEnv,
-    token: &str,
-) -> Result<Inspection, EdgeError> {
-    let (header, claims) = unverified_parts(token)?;
-    let state_dir = config.edge.state_dir();
-    let found = lookup_existing_secret(env, &config.jwt, &state_dir)?;
-    let jwks = config.jwt.jwks_path(&state_dir);
-    let keys = format!(
-        "this edge (state dir {}) verifies with: HS256 secret from {}; key set {}{}",
-        state_dir.display(),
-        found.as_ref().map_or(
-            "(none: no secret configured or saved yet)".to_owned(),
-            |(_, source)| { source.to_string() }
-        ),
-        jwks.display(),
-        if jwks.exists() { "" } else { " (absent)" },
-    );
-    let secret = found.map(|(s, _)| s);
-    let redis = SharedRedis::from_limits(&config.limits).map_err(JwtError::from)?;
-    let verdict = match TokenVerifier::from_config(config, secret.as_ref(), redis) {
-        Ok(verifier) => {
-            verifier.sync_redis_once().await;
-            verifier.verify_token(token)
-        }
-        Err(e) => {
-            return Err(refused(format!("cannot build this edge's verifier: {e}")));
-        }
-    };
-    Ok(Inspection {
-        header,
-        claims,
-        verdict,
-        keys,
-    })
-}
-
-/// What `revoke-token` did.
-#[derive(Debug)]
-pub struct Revoked {
-    /// The entry recorded.
-    pub entry: Revocation,
-    /// The file written, and how many entries it holds.
-    pub file: (PathBuf, usize),
-    /// Whether Redis recorded it too (`None`: not configured).
-    pub redis: Option<u64>,
-}
-
-impl std::fmt::Display for Revoked {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let mut until = String::new();
-        match self
-            .entry
-            .exp
-            .and_then(|e| time::OffsetDateTime::from_unix_timestamp(e).ok())
-        {
-            Some(at) => {
-                let _ = write!(until, "until {at}");
-            }
-            None => until.push_str("for good (its expiry is unknown)"),
-        }
-        writeln!(
-            f,
-            "revoked jti `{}`{} {until}",
-            self.entry.jti,
-            self.entry
-                .sub
-                .as_deref()
-                .map_or(String::new(), |s| format!(" (sub `{s}`)"))
-        )?;
-        writeln!(
-            f,
-            "  file: {} ({} revocations; edges re-read it within jwt.reload_interval)",
-            self.file.0.display(),
-            self.file.1
-        )?;
-        match self.redis {
-            Some(n) => writeln!(
-                f,
-                "  redis: recorded ({n} revocations; every edge sees it within 2 s)"
-            ),
-            None => writeln!(f, "  redis: not configured ([limits] backend = \"memory\")"),
-        }
-    }
-}
-
-/// Revokes a token (by `--jti`, or the token's own `jti` and `exp`).
-pub async fn revoke(config: &Config, args: &RevokeArgs) -> Result<Revoked, EdgeError> {
-    let now = now_secs();
-    let entry = match &args.jti {
-        Some(jti) => {
-            let jti = jti.trim();
-            if jti.is_empty() {
-                return Err(refused("--jti must not be empty"));
-            }
-            let keep = args.keep_for.or(config.jwt.max_lifetime());
-            Revocation {
-                jti: jti.to_owned(),
-                exp: keep
-                    .map(|d| now.saturating_add(i64::try_from(d.as_secs()).unwrap_or(i64::MAX))),
-                sub: None,
-                revoked_at: now,
-            }
-        }
-        None => {
-            let token = read_token(&args.source)?;
-            let (_, claims) = unverified_parts(&token)?;
-            let jti = claims.get("jti").and_then(Value::as_str).ok_or_else(|| {
-                refused(
-                    "this token has no `jti`, so it cannot be revoked on its own: retire the key \
-                     that signed it (`keys retire`) or change the secret",
-                )
-            })?;
-            Revocation {
-                jti: jti.to_owned(),
-                exp: claims.get("exp").and_then(Value::as_i64),
-                sub: claims.get("sub").and_then(Value::as_str).map(str::to_owned),
-                revoked_at: now,
-            }
-        }
-    };
-    let path = config.jwt.revocation_path(&config.edge.state_dir());
-    let count = revocation::record_in_file(&path, &entry)?;
-    let redis = match SharedRedis::from_limits(&config.limits).map_err(JwtError::from)? {
-        Some(redis) => Some(RedisTarget::new(redis).record(&entry.jti, entry.exp).await?),
-        None => None,
-    };
-    Ok(Revoked {
-        entry,
-        file: (path, count),
-        redis,
-    })
 }
 
 #[cfg(test)]
