@@ -30,8 +30,8 @@ use super::parse_expires_in;
 mod inspect;
 mod revoke;
 
-pub use inspect::{Inspection, inspect};
-pub use revoke::{Revoked, revoke};
+pub use inspect::inspect;
+pub use revoke::revoke;
 
 /// `generate-token`.
 #[derive(Debug, Clone, Args)]
