@@ -124,7 +124,9 @@ impl Record {
         if std::mem::replace(&mut self.done, true) {
             return;
         }
-        let sub = self.metrics.subject(self.slot.get());
+        let Some(sub) = self.metrics.subject(self.slot.get()) else {
+            return;
+        };
         self.metrics
             .request(&sub, self.method, code, self.started.elapsed());
         let limit = status

@@ -2,8 +2,11 @@
 //! the three RPC names, the gRPC status names, the limit types.
 
 use std::{
-    collections::HashSet,
-    sync::{Mutex, PoisonError},
+    collections::HashMap,
+    sync::{
+        Arc, Mutex, PoisonError,
+        atomic::{AtomicBool, AtomicI64, Ordering},
+    },
 };
 
 /// The `sub` of requests without a verified subject.
@@ -13,34 +16,109 @@ pub use vibectl_proto::wire::ANONYMOUS_SUBJECT as ANONYMOUS;
 pub use vibectl_proto::wire::OTHER_LABEL as OTHER;
 use vibectl_proto::wire::{LimitType, Method};
 
+/// One `sub` label value, shared (no allocation per call), with its calls
+/// in flight (an atomic read at scrape time, not a measurement per call).
+#[derive(Debug)]
+struct Slot {
+    label: Arc<str>,
+    in_flight: AtomicI64,
+    used: AtomicBool,
+}
+
+impl Slot {
+    fn new(label: &str) -> Arc<Self> {
+        Arc::new(Self {
+            label: Arc::from(label),
+            in_flight: AtomicI64::new(0),
+            used: AtomicBool::new(false),
+        })
+    }
+}
+
+/// The `sub` label of a request (see [`Subjects::label`]).
+#[derive(Debug, Clone)]
+pub struct SubjectLabel(Arc<Slot>);
+
+impl SubjectLabel {
+    /// The label value.
+    pub fn as_str(&self) -> &str {
+        &self.0.label
+    }
+
+    /// The label value for an attribute (an `Arc` clone, no copy).
+    pub(crate) fn value(&self) -> opentelemetry::Value {
+        opentelemetry::Value::String(self.0.label.clone().into())
+    }
+
+    /// One more call of this subject in flight.
+    pub(crate) fn enter(&self) {
+        self.0.in_flight.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// One call of this subject less in flight.
+    pub(crate) fn leave(&self) {
+        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+impl PartialEq<&str> for SubjectLabel {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
 /// The first `max` distinct subjects keep their own label.
 #[derive(Debug)]
 pub(crate) struct Subjects {
     max: usize,
-    seen: Mutex<HashSet<String>>,
+    seen: Mutex<HashMap<Box<str>, Arc<Slot>>>,
+    anonymous: Arc<Slot>,
+    other: Arc<Slot>,
 }
 
 impl Subjects {
     pub(crate) fn new(max: usize) -> Self {
         Self {
             max,
-            seen: Mutex::new(HashSet::new()),
+            seen: Mutex::new(HashMap::new()),
+            anonymous: Slot::new(ANONYMOUS),
+            other: Slot::new(OTHER),
         }
     }
 
-    pub(crate) fn label(&self, sub: Option<&str>) -> String {
+    pub(crate) fn label(&self, sub: Option<&str>) -> SubjectLabel {
         let Some(sub) = sub else {
-            return ANONYMOUS.to_owned();
+            return SubjectLabel(self.anonymous.clone());
         };
         let mut seen = self.seen.lock().unwrap_or_else(PoisonError::into_inner);
-        if seen.contains(sub) {
-            return sub.to_owned();
+        if let Some(slot) = seen.get(sub) {
+            return SubjectLabel(slot.clone());
         }
         if seen.len() < self.max {
-            seen.insert(sub.to_owned());
-            return sub.to_owned();
+            let slot = Slot::new(sub);
+            seen.insert(Box::from(sub), slot.clone());
+            return SubjectLabel(slot);
         }
-        OTHER.to_owned()
+        self.other.used.store(true, Ordering::Relaxed);
+        SubjectLabel(self.other.clone())
+    }
+
+    /// Calls in flight per label: `anonymous` always, every subject seen,
+    /// and `other` once used.
+    pub(crate) fn in_flight(&self, mut each: impl FnMut(&Arc<str>, i64)) {
+        let read = |slot: &Slot| slot.in_flight.load(Ordering::Relaxed);
+        each(&self.anonymous.label, read(&self.anonymous));
+        for slot in self
+            .seen
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .values()
+        {
+            each(&slot.label, read(slot));
+        }
+        if self.other.used.load(Ordering::Relaxed) {
+            each(&self.other.label, read(&self.other));
+        }
     }
 }
 

@@ -26,12 +26,15 @@ mod acme;
 mod connections;
 pub(crate) mod labels;
 
+pub use labels::SubjectLabel;
+
 use crate::tls::{CertResolver, HandshakeStats};
 use arc_swap::ArcSwapOption;
 use opentelemetry::{
     KeyValue,
     metrics::{
-        Counter, Histogram, MeterProvider as _, ObservableCounter, ObservableGauge, UpDownCounter,
+        Counter, Histogram, MeterProvider as _, ObservableCounter, ObservableGauge,
+        ObservableUpDownCounter,
     },
 };
 use opentelemetry_sdk::metrics::SdkMeterProvider;
@@ -76,10 +79,9 @@ impl std::fmt::Debug for Metrics {
 struct Instruments {
     registry: prometheus::Registry,
     provider: SdkMeterProvider,
-    subjects: labels::Subjects,
+    subjects: Arc<labels::Subjects>,
     requests: Counter<u64>,
     rate_limited: Counter<u64>,
-    in_flight: UpDownCounter<i64>,
     duration: Histogram<f64>,
     first_chunk: Histogram<f64>,
     backend_errors: Counter<u64>,
@@ -89,6 +91,7 @@ struct Instruments {
     _observed: (
         ObservableCounter<u64>,
         ObservableGauge<f64>,
+        ObservableUpDownCounter<i64>,
         connections::Observed,
         acme::Observed,
     ),
@@ -168,6 +171,23 @@ impl Metrics {
         let conn_instruments = connections::register(&meter, &conns);
         let acme = Arc::new(acme::Source::default());
         let acme_instruments = acme::register(&meter, &acme);
+        // Calls in flight: counted per subject in atomics and read at scrape
+        // time (a measurement per call and per end cost two attribute-set
+        // lookups). `anonymous` is exported from start (at 0), so alerts
+        // and dashboards see it before the first call.
+        let subjects = Arc::new(labels::Subjects::new(max_subjects));
+        let in_flight = {
+            let subjects = subjects.clone();
+            meter
+                .i64_observable_up_down_counter("vibectl_concurrent_in_flight")
+                .with_description("Calls in flight (holding a limits permit), by subject")
+                .with_callback(move |observer| {
+                    subjects.in_flight(|label, n| {
+                        observer.observe(n, &[KeyValue::new("sub", label.clone())]);
+                    });
+                })
+                .build()
+        };
         let histogram = |name: &'static str, description: &'static str| {
             meter
                 .f64_histogram(name)
@@ -185,10 +205,6 @@ impl Metrics {
                 .u64_counter("vibectl_rate_limited")
                 .with_description("Calls refused or ended by a limit, by subject and limit type")
                 .build(),
-            in_flight: meter
-                .i64_up_down_counter("vibectl_concurrent_in_flight")
-                .with_description("Calls in flight (holding a limits permit), by subject")
-                .build(),
             duration: histogram(
                 "vibectl_request_duration",
                 "Wall time of a request at the edge, to the end of its response stream",
@@ -201,19 +217,20 @@ impl Metrics {
                 .u64_counter("vibectl_limits_backend_errors")
                 .with_description("Calls for which the rate-limit backend could not answer")
                 .build(),
-            subjects: labels::Subjects::new(max_subjects),
+            subjects,
             registry,
             provider,
             tls,
             conns,
             acme,
-            _observed: (handshakes, expiry, conn_instruments, acme_instruments),
+            _observed: (
+                handshakes,
+                expiry,
+                in_flight,
+                conn_instruments,
+                acme_instruments,
+            ),
         };
-        // Exported from start (at 0), so alerts and dashboards see it
-        // before the first call.
-        instruments
-            .in_flight
-            .add(0, &[KeyValue::new("sub", labels::ANONYMOUS)]);
         Ok(Self {
             inner: Some(Arc::new(instruments)),
         })
@@ -225,12 +242,9 @@ impl Metrics {
     }
 
     /// The `sub` label of a subject (`anonymous` for none, `other` past
-    /// `max_subjects`).
-    pub fn subject(&self, sub: Option<&str>) -> String {
-        match &self.inner {
-            Some(inner) => inner.subjects.label(sub),
-            None => String::new(),
-        }
+    /// `max_subjects`); `None` when metrics are off.
+    pub fn subject(&self, sub: Option<&str>) -> Option<SubjectLabel> {
+        Some(self.inner.as_ref()?.subjects.label(sub))
     }
 
     /// Reports `vibectl_certificate_expiry_seconds` from `resolver`.
@@ -269,12 +283,18 @@ impl Metrics {
     }
 
     /// A finished request (`sub` is already a label).
-    pub fn request(&self, sub: &str, method: &'static str, code: &'static str, took: Duration) {
+    pub fn request(
+        &self,
+        sub: &SubjectLabel,
+        method: &'static str,
+        code: &'static str,
+        took: Duration,
+    ) {
         let Some(inner) = &self.inner else { return };
         inner.requests.add(
             1,
             &[
-                KeyValue::new("sub", sub.to_owned()),
+                KeyValue::new("sub", sub.value()),
                 KeyValue::new("method", method),
                 KeyValue::new("code", code),
             ],
@@ -285,12 +305,12 @@ impl Metrics {
     }
 
     /// A call refused or ended by the limit `limit_type`.
-    pub fn rate_limited(&self, sub: &str, limit_type: &'static str) {
+    pub fn rate_limited(&self, sub: &SubjectLabel, limit_type: &'static str) {
         let Some(inner) = &self.inner else { return };
         inner.rate_limited.add(
             1,
             &[
-                KeyValue::new("sub", sub.to_owned()),
+                KeyValue::new("sub", sub.value()),
                 KeyValue::new("limit_type", limit_type),
             ],
         );
@@ -323,15 +343,10 @@ impl Metrics {
     /// Counts a call of `sub` in flight until the guard drops.
     pub fn in_flight(&self, sub: &str) -> InFlight {
         let label = self.subject(Some(sub));
-        if let Some(inner) = &self.inner {
-            inner
-                .in_flight
-                .add(1, &[KeyValue::new("sub", label.clone())]);
+        if let Some(label) = &label {
+            label.enter();
         }
-        InFlight {
-            metrics: self.clone(),
-            label,
-        }
+        InFlight { label }
     }
 
     /// The Prometheus text exposition (empty when off).
@@ -348,16 +363,13 @@ impl Metrics {
 /// One call in `vibectl_concurrent_in_flight`; dropping it ends it.
 #[derive(Debug)]
 pub struct InFlight {
-    metrics: Metrics,
-    label: String,
+    label: Option<SubjectLabel>,
 }
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        if let Some(inner) = &self.metrics.inner {
-            inner
-                .in_flight
-                .add(-1, &[KeyValue::new("sub", std::mem::take(&mut self.label))]);
+        if let Some(label) = &self.label {
+            label.leave();
         }
     }
 }
@@ -379,7 +391,7 @@ mod tests {
     #[test]
     fn disabled_renders_nothing_and_counts_nothing() {
         let m = Metrics::disabled();
-        m.request("a", "Execute", "OK", Duration::from_millis(1));
+        assert!(m.subject(Some("a")).is_none());
         let _f = m.in_flight("a");
         assert_eq!(m.render().expect("render"), "");
     }
@@ -387,7 +399,7 @@ mod tests {
     #[test]
     fn names_units_and_no_scope_labels() {
         let m = Metrics::new(2).expect("metrics");
-        let alice = m.subject(Some("alice"));
+        let alice = m.subject(Some("alice")).expect("on");
         m.request(&alice, "Execute", "OK", Duration::from_millis(20));
         m.rate_limited(&alice, "rpm");
         m.first_chunk("StreamExecute", Duration::from_millis(5));
@@ -419,7 +431,11 @@ mod tests {
             text.contains(r#"vibectl_concurrent_in_flight{sub="bob"} 0"#),
             "{text}"
         );
-        assert_eq!(m.subject(Some("carol")), labels::OTHER, "max_subjects = 2");
-        assert_eq!(m.subject(None), labels::ANONYMOUS);
+        assert_eq!(
+            m.subject(Some("carol")).expect("on"),
+            labels::OTHER,
+            "max_subjects = 2"
+        );
+        assert_eq!(m.subject(None).expect("on"), labels::ANONYMOUS);
     }
 }
