@@ -98,13 +98,14 @@ impl FailureBudget {
         }
     }
 
-    /// Counts one failure of `addr`.
-    pub fn record_failure(&self, addr: IpAddr, now: Instant) {
+    /// Counts one failure of `addr`; whether it has spent its budget now
+    /// (what [`check`](Self::check) would say next).
+    pub fn record_failure(&self, addr: IpAddr, now: Instant) -> bool {
         if self.limit == 0 {
-            return;
+            return false;
         }
         let Ok(mut windows) = self.windows.lock() else {
-            return;
+            return false;
         };
         let addr = key(addr);
         if !windows.contains_key(&addr) && windows.len() >= self.max_tracked {
@@ -127,6 +128,7 @@ impl FailureBudget {
             };
         }
         entry.failures = entry.failures.saturating_add(1);
+        entry.failures >= self.limit
     }
 
     /// Counts a token refused cheaply because its address is over budget.

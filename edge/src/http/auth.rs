@@ -69,13 +69,15 @@ impl<R> Future for Checked<R> {
 }
 
 impl Authenticate {
-    /// Decides on a request's headers; the identity, or why not.
+    /// Decides on a request's headers; the identity, or why not and
+    /// whether the address has spent its failure budget (its refusal is
+    /// then tarpitted).
     fn decide(
         &self,
         headers: &HeaderMap,
         peer: Option<SocketAddr>,
         path: &str,
-    ) -> Result<Identity, AuthError> {
+    ) -> Result<Identity, (AuthError, bool)> {
         let now = tokio::time::Instant::now();
         let over_budget = peer.is_some_and(|p| self.budget.check(p.ip(), now).is_err());
         let result = match bearer_token(headers) {
@@ -87,7 +89,7 @@ impl Authenticate {
                 if over_budget && let Err(error) = self.verifier.precheck(token) {
                     self.budget.refused();
                     audit::refused_early(peer, path, &error);
-                    return Err(error);
+                    return Err((error, true));
                 }
                 let decision = self.verifier.decide(token);
                 audit::decision(peer, path, &decision);
@@ -99,12 +101,10 @@ impl Authenticate {
                 })
             }
         };
-        if result.is_err()
-            && let Some(peer) = peer
-        {
-            self.budget.record_failure(peer.ip(), now);
-        }
-        result
+        result.map_err(|error| {
+            let over = peer.is_some_and(|p| self.budget.record_failure(p.ip(), now));
+            (error, over)
+        })
     }
 }
 
@@ -121,9 +121,7 @@ impl<B> AsyncPredicate<Request<B>> for Authenticate {
                 RequestContext::of_mut(&mut request).verified(identity);
                 (Ok(request), None)
             }
-            Err(error) => {
-                let now = tokio::time::Instant::now();
-                let over = peer.is_some_and(|p| self.budget.check(p.ip(), now).is_err());
+            Err((error, over)) => {
                 let delay = self.budget.delay().filter(|_| over);
                 let error: BoxError = Box::new(error);
                 (Err(error), delay.map(|d| Box::pin(tokio::time::sleep(d))))
