@@ -208,13 +208,8 @@ impl JwksDoc {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::auth::KeyStatus;
+    use crate::auth::{KeyStatus, keys::tests::ec_jwk};
     use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
-
-    fn ec_jwk(kid: &str) -> Value {
-        json!({"kty": "EC", "crv": "P-256", "alg": "ES256", "kid": kid, "use": "sig",
-               "x": URL_SAFE_NO_PAD.encode([1u8; 32]), "y": URL_SAFE_NO_PAD.encode([2u8; 32])})
-    }
 
     #[test]
     fn doc_add_retire_save_round_trip() {

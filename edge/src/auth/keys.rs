@@ -261,12 +261,13 @@ pub(crate) fn short_hash(parts: &[&[u8]]) -> String {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use crate::auth::KeySet;
     use serde_json::json;
 
-    fn ec_jwk(kid: &str) -> Value {
+    /// A public P-256 JWK (made-up coordinates) named `kid`.
+    pub(crate) fn ec_jwk(kid: &str) -> Value {
         json!({"kty": "EC", "crv": "P-256", "alg": "ES256", "kid": kid, "use": "sig",
                "x": URL_SAFE_NO_PAD.encode([1u8; 32]), "y": URL_SAFE_NO_PAD.encode([2u8; 32])})
     }
