@@ -4,7 +4,7 @@
 //! one address (127.0.0.2) apart from the victim's. The edge caps
 //! connections below the fd limit and closes the idle ones first, and
 //! refuses the attacker's address past its rate of new connections
-//! (`connections.accept_rate_per_address = 20`, burst 250) at accept,
+//! (`connections.accept_rate_per_address = 20`, burst 400) at accept,
 //! before the TLS handshake the victim's would wait behind; a victim client
 //! measured beside the attack keeps >= 99 % success.
 //!
@@ -14,6 +14,7 @@
 use crate::hardening_common::{
     EdgeClients, attacker_runtime, closed_within, silent_tls, tls_client, victim,
 };
+use crate::support::sample;
 use std::{
     sync::{
         Arc,
@@ -21,7 +22,7 @@ use std::{
     },
     time::Duration,
 };
-use vibectl_tests::harness::Stack;
+use vibectl_tests::{harness::Stack, http1::http_get};
 
 /// Set in the child: where it writes `addr\nca_bundle\ntoken\nadmin`.
 const CHILD_ENV: &str = "VIBECTL_TEST_FD_LIMITED_EDGE";
@@ -36,7 +37,7 @@ async fn fd_limited_edge_child() {
     let stack = Stack::builder()
         .config(
             "[metrics]\nenabled = true\ncore_listen = \"127.0.0.1:0\"\n\
-             [connections]\naccept_rate_per_address = 20\naccept_burst_per_address = 250\n",
+             [connections]\naccept_rate_per_address = 20\naccept_burst_per_address = 400\n",
         )
         .start()
         .await;
@@ -91,6 +92,7 @@ async fn a_victim_keeps_99_percent_beside_500_silent_connections_under_256_fds()
     let addr: std::net::SocketAddr = lines.next().expect("addr").parse().expect("addr");
     let ca = std::path::PathBuf::from(lines.next().expect("ca"));
     let token = lines.next().expect("token").to_owned();
+    let admin: std::net::SocketAddr = lines.next().expect("admin").parse().expect("admin");
     let ca_pem = std::fs::read_to_string(&ca).expect("ca");
     let tls = tls_client(&ca);
     let clients = EdgeClients::tls(addr, &ca_pem);
@@ -120,7 +122,29 @@ async fn a_victim_keeps_99_percent_beside_500_silent_connections_under_256_fds()
             }
         });
     }
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // The victim is measured once the attack holds the edge at its cap:
+    // from when the cap first closes a silent connection for a newcomer.
+    let evictions = async || {
+        let metrics = http_get(admin, "/metrics").await.1;
+        let evicted = sample(
+            &metrics,
+            "vibectl_connections_closed_total",
+            &[("reason", "evicted_total_cap")],
+        );
+        (evicted.unwrap_or(0.0), metrics)
+    };
+    let at_cap = async {
+        while evictions().await.0 < 1.0 {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    };
+    if tokio::time::timeout(Duration::from_secs(30), at_cap)
+        .await
+        .is_err()
+    {
+        let metrics = evictions().await.1;
+        panic!("the attack never reached the connection cap: {metrics}");
+    }
     let report = victim(&connect, &token, Duration::from_secs(6), 5).await;
     stop.store(true, Ordering::Relaxed);
     let pid = child.id().expect("child pid");
@@ -132,16 +156,19 @@ async fn a_victim_keeps_99_percent_beside_500_silent_connections_under_256_fds()
                 .find(|l| l.starts_with("VmRSS"))
                 .map(str::to_owned)
         });
+    let (evicted, _) = evictions().await;
     report.print("500 silent TLS connections, 256 fds", &baseline);
     eprintln!(
-        "edge: 500 silent TLS connections, 256 fds: attack connections opened {}; edge fds {fds}; {}",
+        "edge: 500 silent TLS connections, 256 fds: attack connections opened {}, evicted at the cap {}; edge fds {fds}; {}",
         opened.load(Ordering::Relaxed),
+        evicted,
         rss.as_deref().unwrap_or("VmRSS: ?").replace('\t', " ")
     );
     attack.shutdown_background();
     let _ = child.kill().await;
-    // The attacker's address may open 250 at once, then 20 a second: it
-    // fills the edge's cap (192 of 256 fds), the rest is refused at accept.
+    // The attacker's address may open 400 at once, then 20 a second: it
+    // filled the edge's cap (below 256 fds; the victim ran from the first
+    // eviction there on), the rest is refused at accept.
     assert!(
         opened.load(Ordering::Relaxed) >= 150,
         "the attack never got going"
