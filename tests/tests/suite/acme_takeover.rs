@@ -133,10 +133,17 @@ async fn the_lock_holder_killed_mid_order_another_replica_completes_the_same_ord
         "the survivors serve the same certificate"
     );
     let logs: Vec<String> = replicas.iter().map(|r| r.server.log()).collect();
+    // The same order is completed, unless the CA had already failed it:
+    // killed while the CA was validating its answer, the holder can leave
+    // an invalid order behind (Pebble validates once, from one place), and
+    // the survivor that takes it over must then order anew, once.
+    let left_invalid = logs
+        .iter()
+        .any(|l| l.contains("the order left behind is invalid; ordering anew"));
     assert_eq!(
         pebble.orders_added(),
-        1,
-        "the same order was completed; the survivors' logs:\n{}",
+        1 + usize::from(left_invalid),
+        "the same order was completed (or, the CA having failed it, one new one); the survivors' logs:\n{}",
         logs.join("\n----\n")
     );
 
@@ -151,7 +158,10 @@ async fn the_lock_holder_killed_mid_order_another_replica_completes_the_same_ord
             .log()
             .contains("resuming the order of a replica whose lease expired")
     });
-    assert!(resumed, "the order was resumed, not placed again");
+    assert!(
+        resumed || left_invalid,
+        "the order was resumed, not placed again (unless the CA had failed it)"
+    );
     for replica in replicas {
         replica.server.terminate().await;
     }
