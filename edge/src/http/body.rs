@@ -28,21 +28,28 @@ pub struct StreamIdle {
 
 pin_project! {
     /// Fails with [`StreamIdle`] when `inner` yields no frame for `idle`.
+    /// The timer is armed only when `inner` has to wait: a body whose
+    /// frames are all ready (a unary call) never touches the timer wheel,
+    /// and a frame costs no clock read; the wait after a frame re-arms it.
     pub struct IdleTimeout<B> {
         #[pin]
         inner: B,
-        #[pin]
-        sleep: Sleep,
+        sleep: Option<Pin<Box<Sleep>>>,
+        // Whether `sleep` runs from the current wait (not re-armed yet
+        // since the last frame).
+        armed: bool,
         idle: Duration,
     }
 }
 
 impl<B> IdleTimeout<B> {
-    /// Wraps `inner`; the clock starts now and restarts at every frame.
+    /// Wraps `inner`; the clock starts when it first waits for a frame and
+    /// restarts at the first wait after every frame.
     pub fn new(inner: B, idle: Duration) -> Self {
         Self {
             inner,
-            sleep: tokio::time::sleep(idle),
+            sleep: None,
+            armed: false,
             idle,
         }
     }
@@ -60,14 +67,23 @@ where
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
-        let mut this = self.project();
+        let this = self.project();
         match this.inner.poll_frame(cx) {
             Poll::Ready(frame) => {
-                this.sleep.as_mut().reset(Instant::now() + *this.idle);
+                *this.armed = false;
                 Poll::Ready(frame.map(|f| f.map_err(Into::into)))
             }
             Poll::Pending => {
-                ready!(this.sleep.poll(cx));
+                let sleep = match this.sleep {
+                    Some(sleep) if *this.armed => sleep,
+                    Some(sleep) => {
+                        sleep.as_mut().reset(Instant::now() + *this.idle);
+                        sleep
+                    }
+                    None => this.sleep.insert(Box::pin(tokio::time::sleep(*this.idle))),
+                };
+                *this.armed = true;
+                ready!(sleep.as_mut().poll(cx));
                 Poll::Ready(Some(Err(Box::new(StreamIdle { after: *this.idle }))))
             }
         }

@@ -27,7 +27,10 @@ pub use forward::ForwardError;
 
 use crate::Edge;
 use bytes::Bytes;
-use http::{Request, Response, header::AUTHORIZATION};
+use http::{
+    HeaderName, Request, Response,
+    header::AUTHORIZATION,
+};
 use http_body::Body;
 use http_body_util::{BodyExt, combinators::UnsyncBoxBody};
 use metrics::MetricsLayer;
@@ -39,6 +42,9 @@ use tower_http::{
     trace::{DefaultOnFailure, DefaultOnResponse, TraceLayer},
 };
 use tracing::{Level, Span};
+
+/// `x-request-id`, set (or kept) on every request and echoed on its response.
+const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// Errors inside the stack travel boxed; [`rescue`] maps them.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -101,6 +107,11 @@ where
         // Request id next: `x-request-id` (the client's, else a new UUID),
         // so the span below and every log line in it carry it.
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+        // A request id is new on every call: HPACK must not index it (on
+        // the core leg, nor echoed to the client), or each call inserts an
+        // entry that evicts the ones that do repeat, and the encoder walks
+        // a chain of stale ids on every call (a third of its work).
+        .layer(SetSensitiveRequestHeadersLayer::new([X_REQUEST_ID]))
         // One span per request (id, path; `sub` filled in by auth). Outcomes
         // log at debug: refusals are expected, not errors of the edge.
         .layer(
