@@ -16,6 +16,7 @@ use crate::{
     tokenizer::count_tokens,
 };
 use std::{
+    borrow::Cow,
     sync::Arc,
     time::{Duration, Instant, SystemTime, UNIX_EPOCH},
 };
@@ -83,7 +84,7 @@ impl CallRecord {
     }
 
     /// Settles the quota and records the ledger row (once, at the end).
-    fn settle(&mut self, outcome: &'static str, status: &str, engaged: bool) {
+    fn settle(&mut self, outcome: &'static str, status: Cow<'static, str>, engaged: bool) {
         let mut estimated = self.usage.input_tokens.is_none() || self.usage.output_tokens.is_none();
         let tokens = (self.model.is_some() && engaged).then(|| {
             let (input, output) = self.tokens();
@@ -184,7 +185,7 @@ impl CallRecord {
     pub(crate) fn complete(&mut self) -> ExecutionMetrics {
         self.finished = true;
         self.count(CallResult::Ok, true);
-        self.settle("ok", "OK", true);
+        self.settle("ok", Cow::Borrowed("OK"), true);
         let m = self.metrics();
         tracing::info!(
             parent: &self.span,
@@ -204,7 +205,8 @@ impl CallRecord {
         let engaged = self.usage_reported || self.output_estimate > 0;
         self.count(CallResult::from_code(code), engaged);
         let refused = matches!(code, "RESOURCE_EXHAUSTED" | "UNAVAILABLE");
-        self.settle(if refused { "refused" } else { "failed" }, code, engaged);
+        let outcome = if refused { "refused" } else { "failed" };
+        self.settle(outcome, Cow::Owned(code.to_owned()), engaged);
         let (input, output) = self.tokens();
         if self.model.is_some() {
             tracing::warn!(parent: &self.span, code, details, input_tokens = input, output_tokens = output, retries = self.retries, error = message, "failed");
@@ -228,10 +230,15 @@ impl CallRecord {
     /// Counts, settles and logs (at info, with the tokens used so far) a
     /// call that ended before its answer did: `result`, gRPC `code`, the
     /// deadline it had if that is why.
-    fn end_unfinished(&mut self, result: CallResult, code: &str, allowed: Option<Duration>) {
+    fn end_unfinished(
+        &mut self,
+        result: CallResult,
+        code: &'static str,
+        allowed: Option<Duration>,
+    ) {
         let label = result.label();
         self.count(result, true);
-        self.settle(label, code, true);
+        self.settle(label, Cow::Borrowed(code), true);
         let (input, output) = self.tokens();
         let cost_usd = self.model.as_ref().and_then(|m| m.cost_usd(input, output));
         tracing::info!(

@@ -20,6 +20,7 @@ pub use store::{LedgerError, LedgerStore, Total};
 pub use writer::Ledger;
 
 use serde::Serialize;
+use std::borrow::Cow;
 
 /// One call, as the ledger keeps it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -38,8 +39,10 @@ pub struct LedgerRow {
     pub model: String,
     /// The provider's name.
     pub provider: String,
-    /// `Execute` or `StreamExecute`.
-    pub method: String,
+    /// `Execute` or `StreamExecute`. (This and the other words from a
+    /// fixed set are borrowed when a call writes its row: no allocation
+    /// per call.)
+    pub method: Cow<'static, str>,
     /// Input tokens charged.
     pub input_tokens: i64,
     /// Output tokens charged.
@@ -51,8 +54,8 @@ pub struct LedgerRow {
     /// Wall time of the call.
     pub duration_ms: i64,
     /// `ok`, `failed`, `cancelled`, `deadline_exceeded`, `refused`.
-    pub outcome: String,
+    pub outcome: Cow<'static, str>,
     /// The status or in-band error code (`OK`, `EXECUTION_FAILED`,
     /// `RESOURCE_EXHAUSTED`, …).
-    pub status: String,
+    pub status: Cow<'static, str>,
 }

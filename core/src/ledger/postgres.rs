@@ -66,6 +66,42 @@ impl PostgresStore {
     }
 }
 
+impl PostgresStore {
+    /// Stores `rows` in one transaction, in multi-row `INSERT`s of a few
+    /// fixed sizes (each prepared once per connection).
+    async fn insert_rows(&self, rows: &[super::LedgerRow]) -> Result<(), LedgerError> {
+        let fail = |e: sqlx::Error| LedgerError::Query {
+            backend: "postgres",
+            reason: e.to_string(),
+        };
+        let mut tx = self.pool.begin().await.map_err(fail)?;
+        for (sql, chunk) in self.inserts.chunks(rows) {
+            // Borrowed binds: no copy of a row's strings.
+            let mut q = sqlx::query::<sqlx::Postgres>(sql);
+            for r in chunk {
+                q = q
+                    .bind(r.ts_ms)
+                    .bind(r.request_id.as_str())
+                    .bind(r.sub.as_str())
+                    .bind(r.kid.as_deref())
+                    .bind(r.jti.as_deref())
+                    .bind(r.model.as_str())
+                    .bind(r.provider.as_str())
+                    .bind(&*r.method)
+                    .bind(r.input_tokens)
+                    .bind(r.output_tokens)
+                    .bind(r.estimated)
+                    .bind(r.cost_nanousd)
+                    .bind(r.duration_ms)
+                    .bind(&*r.outcome)
+                    .bind(&*r.status);
+            }
+            q.execute(&mut *tx).await.map_err(fail)?;
+        }
+        tx.commit().await.map_err(fail)
+    }
+}
+
 /// The password in `postgres://user:password@host/…`, if any.
 fn password_of(url: &str) -> Option<&str> {
     let rest = url.split_once("://")?.1;

@@ -59,7 +59,7 @@ pub(super) fn table_v1(id: &str, int: &str) -> String {
 /// The columns, in insert order.
 pub(super) const COLUMNS: &str = "ts_ms, request_id, sub, kid, jti, model, provider, method, \
     input_tokens, output_tokens, estimated, cost_nanousd, duration_ms, outcome, status";
-const COLUMN_COUNT: usize = 15;
+pub(super) const COLUMN_COUNT: usize = 15;
 
 /// Rows per multi-row `INSERT`, largest first. A batch is cut into chunks
 /// of these sizes only, so the database sees a handful of distinct
@@ -94,6 +94,11 @@ impl Inserts {
         }))
     }
 
+    /// Every statement, largest first.
+    pub(super) fn statements(&self) -> impl Iterator<Item = &str> {
+        self.0.iter().map(String::as_str)
+    }
+
     /// `rows` cut into chunks of [`CHUNK_ROWS`] sizes, in order, each with
     /// its statement.
     pub(super) fn chunks<'a, T>(
@@ -109,8 +114,9 @@ impl Inserts {
     }
 }
 
-/// Implements `LedgerStore` for `$store` (a struct with `pool`, `what`
-/// and `inserts`).
+/// Implements `LedgerStore` for `$store` (a struct with `pool` and
+/// `what`, and an inherent `async fn insert_rows`: how rows are written
+/// differs between the databases).
 macro_rules! sql_store {
     ($store:ty, $db:ty, $name:literal) => {
         #[async_trait::async_trait]
@@ -127,35 +133,7 @@ macro_rules! sql_store {
                 &self,
                 rows: &[$crate::ledger::LedgerRow],
             ) -> Result<(), $crate::ledger::LedgerError> {
-                let fail = |e: sqlx::Error| $crate::ledger::LedgerError::Query {
-                    backend: $name,
-                    reason: e.to_string(),
-                };
-                let mut tx = self.pool.begin().await.map_err(fail)?;
-                for (sql, chunk) in self.inserts.chunks(rows) {
-                    // Borrowed binds: no copy of a row's strings.
-                    let mut q = sqlx::query::<$db>(sql);
-                    for r in chunk {
-                        q = q
-                            .bind(r.ts_ms)
-                            .bind(r.request_id.as_str())
-                            .bind(r.sub.as_str())
-                            .bind(r.kid.as_deref())
-                            .bind(r.jti.as_deref())
-                            .bind(r.model.as_str())
-                            .bind(r.provider.as_str())
-                            .bind(r.method.as_str())
-                            .bind(r.input_tokens)
-                            .bind(r.output_tokens)
-                            .bind(r.estimated)
-                            .bind(r.cost_nanousd)
-                            .bind(r.duration_ms)
-                            .bind(r.outcome.as_str())
-                            .bind(r.status.as_str());
-                    }
-                    q.execute(&mut *tx).await.map_err(fail)?;
-                }
-                tx.commit().await.map_err(fail)
+                self.insert_rows(rows).await
             }
 
             async fn rows(
@@ -189,14 +167,14 @@ macro_rules! sql_store {
                             jti: r.try_get("jti")?,
                             model: r.try_get("model")?,
                             provider: r.try_get("provider")?,
-                            method: r.try_get("method")?,
+                            method: r.try_get::<String, _>("method")?.into(),
                             input_tokens: r.try_get("input_tokens")?,
                             output_tokens: r.try_get("output_tokens")?,
                             estimated: r.try_get("estimated")?,
                             cost_nanousd: r.try_get("cost_nanousd")?,
                             duration_ms: r.try_get("duration_ms")?,
-                            outcome: r.try_get("outcome")?,
-                            status: r.try_get("status")?,
+                            outcome: r.try_get::<String, _>("outcome")?.into(),
+                            status: r.try_get::<String, _>("status")?.into(),
                         })
                     })
                     .collect::<Result<Vec<_>, sqlx::Error>>()

@@ -1,22 +1,62 @@
 //! The ledger in an SQLite file (the default: nothing to install). WAL
-//! mode, so `vibectl-core usage` can read while the core writes.
+//! mode, so `vibectl-core usage` can read while the core writes;
+//! `synchronous = NORMAL`: a committed batch survives a crash of the
+//! process, the last batches before a power loss may not (a graceful
+//! shutdown writes every queued row first).
+//!
+//! Migrations and reports go through sqlx; rows are written by a
+//! rusqlite connection of their own (the same bundled SQLite): a batch's
+//! multi-row `INSERT`s run on the ledger's writer thread, with no worker
+//! thread or copy of the binds between (sqlx's SQLite driver cost the
+//! ledger more than SQLite did).
 
-use super::{LedgerError, sql};
+use super::{LedgerError, LedgerRow, sql};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
-use std::{path::Path, time::Duration};
+use std::{
+    path::Path,
+    sync::{Mutex, PoisonError},
+    time::Duration,
+};
+
+/// How long a statement waits for another connection's lock.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The SQLite store.
 #[derive(Debug)]
 pub struct SqliteStore {
+    /// Migrations and reports.
     pool: SqlitePool,
     /// What it is, for logs: `SQLite file …` or `PostgreSQL at host:port`.
     what: String,
+    /// Writes rows (the ledger's writer thread is its only user).
+    writer: Mutex<rusqlite::Connection>,
     inserts: sql::Inserts,
 }
 
 sql::sql_store!(SqliteStore, sqlx::Sqlite, "sqlite");
+
+/// Migration 2: the table without `AUTOINCREMENT` (a new row's id is the
+/// largest + 1, as before, without a `sqlite_sequence` read and write per
+/// statement) and with one index, on `ts_ms`: every report and restore
+/// selects a time range (a `--sub` report filters that range); the index
+/// on `(sub, ts_ms)` cost every insert a second index entry. Rows and
+/// their ids are kept.
+fn migration_2() -> String {
+    format!(
+        "DROP INDEX usage_ledger_ts;
+    DROP INDEX usage_ledger_sub_ts;
+    ALTER TABLE usage_ledger RENAME TO usage_ledger_v1;
+    {}
+    DROP INDEX usage_ledger_sub_ts;
+    INSERT INTO usage_ledger (id, {cols}) SELECT id, {cols} FROM usage_ledger_v1;
+    DROP TABLE usage_ledger_v1;
+    DELETE FROM sqlite_sequence WHERE name = 'usage_ledger_v1';",
+        sql::table_v1("INTEGER PRIMARY KEY", "INTEGER"),
+        cols = sql::COLUMNS,
+    )
+}
 
 impl SqliteStore {
     /// Opens (creating it and its directory if needed) and migrates `path`.
@@ -35,25 +75,175 @@ impl SqliteStore {
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Normal)
-            .busy_timeout(Duration::from_secs(5));
+            .busy_timeout(BUSY_TIMEOUT);
         let pool = SqlitePoolOptions::new()
             .max_connections(2)
             .acquire_timeout(Duration::from_secs(5))
             .connect_with(options)
             .await
             .map_err(|e| open_err(e.to_string()))?;
+        sql::migrator(vec![
+            (
+                1,
+                "usage ledger",
+                sql::table_v1("INTEGER PRIMARY KEY AUTOINCREMENT", "INTEGER"),
+            ),
+            (2, "usage ledger: no autoincrement, one index", migration_2()),
+        ])
+        .run(&pool)
+        .await
+        .map_err(|e| open_err(format!("migration failed: {e}")))?;
+        let inserts = sql::Inserts::new(false);
+        let writer = open_writer(path, &inserts).map_err(|e| open_err(e.to_string()))?;
+        Ok(Self {
+            pool,
+            what,
+            writer: Mutex::new(writer),
+            inserts,
+        })
+    }
+
+    /// Stores `rows` in one transaction. Runs SQLite on the caller's
+    /// thread (the ledger's writer thread, never a call's).
+    async fn insert_rows(&self, rows: &[LedgerRow]) -> Result<(), LedgerError> {
+        let mut conn = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
+        write(&mut conn, &self.inserts, rows).map_err(|e| LedgerError::Query {
+            backend: "sqlite",
+            reason: e.to_string(),
+        })
+    }
+}
+
+/// The writer's connection to the migrated file (WAL, set by the pool,
+/// is the file's own mode; `synchronous` is per connection), with the
+/// `INSERT`s prepared now, once (the largest is parsed in milliseconds:
+/// never on a batch's time).
+fn open_writer(path: &Path, inserts: &sql::Inserts) -> rusqlite::Result<rusqlite::Connection> {
+    let conn = rusqlite::Connection::open(path)?;
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    conn.pragma_update(None, "synchronous", "NORMAL")?;
+    for sql in inserts.statements() {
+        conn.prepare_cached(sql)?;
+    }
+    Ok(conn)
+}
+
+/// `rows` in one transaction, in multi-row `INSERT`s of a few fixed sizes
+/// ([`sql::Inserts`]: each prepared once per connection, its cursors
+/// opened once per statement, not per row). On an error the transaction
+/// is rolled back (nothing of the batch is stored) and the batch retried.
+fn write(
+    conn: &mut rusqlite::Connection,
+    inserts: &sql::Inserts,
+    rows: &[LedgerRow],
+) -> rusqlite::Result<()> {
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    for (sql, chunk) in inserts.chunks(rows) {
+        let mut insert = tx.prepare_cached(sql)?;
+        for (i, r) in chunk.iter().enumerate() {
+            bind(&mut insert, i * sql::COLUMN_COUNT, r)?;
+        }
+        insert.raw_execute()?;
+    }
+    tx.commit()
+}
+
+/// Binds `r` to parameters `at + 1 ..= at + 15`, in [`sql::COLUMNS`]
+/// order (each bind statically typed; SQLite copies the strings).
+fn bind(insert: &mut rusqlite::Statement<'_>, at: usize, r: &LedgerRow) -> rusqlite::Result<()> {
+    insert.raw_bind_parameter(at + 1, r.ts_ms)?;
+    insert.raw_bind_parameter(at + 2, r.request_id.as_str())?;
+    insert.raw_bind_parameter(at + 3, r.sub.as_str())?;
+    insert.raw_bind_parameter(at + 4, r.kid.as_deref())?;
+    insert.raw_bind_parameter(at + 5, r.jti.as_deref())?;
+    insert.raw_bind_parameter(at + 6, r.model.as_str())?;
+    insert.raw_bind_parameter(at + 7, r.provider.as_str())?;
+    insert.raw_bind_parameter(at + 8, &*r.method)?;
+    insert.raw_bind_parameter(at + 9, r.input_tokens)?;
+    insert.raw_bind_parameter(at + 10, r.output_tokens)?;
+    insert.raw_bind_parameter(at + 11, r.estimated)?;
+    insert.raw_bind_parameter(at + 12, r.cost_nanousd)?;
+    insert.raw_bind_parameter(at + 13, r.duration_ms)?;
+    insert.raw_bind_parameter(at + 14, &*r.outcome)?;
+    insert.raw_bind_parameter(at + 15, &*r.status)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ledger::LedgerStore;
+
+    fn row(request_id: &str, ts_ms: i64) -> LedgerRow {
+        LedgerRow {
+            ts_ms,
+            request_id: request_id.into(),
+            sub: "alice".into(),
+            kid: Some("k1".into()),
+            jti: None,
+            model: "echo".into(),
+            provider: "echo".into(),
+            method: "Execute".into(),
+            input_tokens: 3,
+            output_tokens: 4,
+            estimated: true,
+            cost_nanousd: 70,
+            duration_ms: 5,
+            outcome: "ok".into(),
+            status: "OK".into(),
+        }
+    }
+
+    /// A ledger written before migration 2 opens: its rows and ids are
+    /// kept, new rows follow them, and reports read both.
+    #[tokio::test]
+    async fn a_ledger_of_migration_one_keeps_its_rows() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("usage.db");
+        let options = SqliteConnectOptions::new()
+            .filename(&path)
+            .create_if_missing(true);
+        let pool = SqlitePool::connect_with(options).await.expect("open");
         sql::migrator(vec![(
             1,
             "usage ledger",
             sql::table_v1("INTEGER PRIMARY KEY AUTOINCREMENT", "INTEGER"),
         )])
-            .run(&pool)
+        .run(&pool)
+        .await
+        .expect("migration 1");
+        let inserts = sql::Inserts::new(false);
+        let mut old = open_writer(&path, &inserts).expect("writer");
+        write(&mut old, &inserts, &[row("a", 1), row("b", 2)])
+            .expect("rows");
+        drop(old);
+        pool.close().await;
+
+        let store = SqliteStore::open(&path).await.expect("migrated");
+        store.insert(&[row("c", 3)]).await.expect("insert");
+        let ids: Vec<String> = store
+            .rows(0, i64::MAX, Some("alice"))
             .await
-            .map_err(|e| open_err(format!("migration failed: {e}")))?;
-        Ok(Self {
-            pool,
-            what,
-            inserts: sql::Inserts::new(false),
-        })
+            .expect("rows")
+            .into_iter()
+            .map(|r| r.request_id)
+            .collect();
+        assert_eq!(ids, ["a", "b", "c"]);
+        assert_eq!(store.rows(2, 3, None).await.expect("rows"), [row("b", 2)]);
+        let totals = store.totals(0).await.expect("totals");
+        assert_eq!((totals[0].tokens, totals[0].cost_nanousd), (21, 210));
+        let schema: Vec<(String,)> = sqlx::query_as(
+            "SELECT sql FROM sqlite_master WHERE tbl_name = 'usage_ledger' AND sql IS NOT NULL",
+        )
+        .fetch_all(&store.pool)
+        .await
+        .expect("schema");
+        let schema: Vec<&str> = schema.iter().map(|(s,)| s.as_str()).collect();
+        assert_eq!(schema.len(), 2, "the table and one index: {schema:?}");
+        assert!(!schema[0].contains("AUTOINCREMENT"), "{schema:?}");
+        let max_id: (i64,) = sqlx::query_as("SELECT MAX(id) FROM usage_ledger")
+            .fetch_one(&store.pool)
+            .await
+            .expect("id");
+        assert_eq!(max_id.0, 3, "ids kept and continued");
     }
 }

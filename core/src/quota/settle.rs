@@ -8,6 +8,7 @@ use crate::{
     registry::ModelEntry,
 };
 use std::{
+    borrow::Cow,
     sync::Arc,
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
@@ -39,7 +40,7 @@ pub(crate) struct Ending<'a> {
     /// `ok`, `failed`, `refused`, `cancelled`, `deadline_exceeded`.
     pub(crate) outcome: &'static str,
     /// The status or in-band code.
-    pub(crate) status: &'a str,
+    pub(crate) status: Cow<'static, str>,
     pub(crate) model: Option<&'a ModelEntry>,
     /// Tokens charged, `None` when nothing was billed.
     pub(crate) tokens: Option<(u32, u32)>,
@@ -72,14 +73,14 @@ impl CallUsage {
             jti: self.identity.jti.take(),
             model: e.model.map(|m| m.id.clone()).unwrap_or_default(),
             provider: e.model.map(|m| m.provider.clone()).unwrap_or_default(),
-            method: self.method.to_owned(),
+            method: Cow::Borrowed(self.method),
             input_tokens: i64::from(input),
             output_tokens: i64::from(output),
             estimated: e.tokens.is_some() && e.estimated,
             cost_nanousd: i64::try_from(cost).unwrap_or(i64::MAX),
             duration_ms: i64::try_from(e.duration.as_millis()).unwrap_or(i64::MAX),
-            outcome: e.outcome.to_owned(),
-            status: e.status.to_owned(),
+            outcome: Cow::Borrowed(e.outcome),
+            status: e.status.clone(),
         });
     }
 }

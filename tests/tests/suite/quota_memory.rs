@@ -112,7 +112,7 @@ async fn over_budget_is_refused_until_midnight_and_every_call_is_in_the_ledger()
         .find(|r| r.request_id == "over")
         .expect("refused row");
     assert_eq!(
-        (over.outcome.as_str(), over.status.as_str()),
+        (&*over.outcome, &*over.status),
         ("refused", "RESOURCE_EXHAUSTED")
     );
     assert_eq!((over.input_tokens, over.output_tokens), (0, 0));
@@ -261,7 +261,7 @@ async fn a_cancelled_anthropic_stream_is_charged_what_it_produced_and_an_error_n
     assert_eq!(rows.len(), 1);
     assert_eq!(
         (
-            rows[0].outcome.as_str(),
+            &*rows[0].outcome,
             rows[0].input_tokens,
             rows[0].output_tokens
         ),
