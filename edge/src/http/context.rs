@@ -5,12 +5,21 @@
 //! [`Subject`] handle taken before the call.
 
 use crate::{limits::deadline::ResponseWait, tls::ClientIdentity};
-use http::{HeaderMap, HeaderValue, Request};
+use http::{HeaderMap, HeaderName, HeaderValue, Request};
 use std::{
     net::SocketAddr,
     sync::{Arc, OnceLock},
 };
-use vibectl_proto::wire::ALLOWED_MODELS_HEADER;
+use vibectl_proto::wire::{ALLOWED_MODELS_HEADER, JTI_HEADER, KID_HEADER, SUB_HEADER};
+
+/// The identity headers for the core, parsed once (a `&str` name is
+/// parsed on every use and copied on every insert).
+pub const SUB_NAME: HeaderName = HeaderName::from_static(SUB_HEADER);
+/// See [`SUB_NAME`].
+pub const KID_NAME: HeaderName = HeaderName::from_static(KID_HEADER);
+/// See [`SUB_NAME`].
+pub const JTI_NAME: HeaderName = HeaderName::from_static(JTI_HEADER);
+const ALLOWED_MODELS_NAME: HeaderName = HeaderName::from_static(ALLOWED_MODELS_HEADER);
 
 /// Who a verified request is from.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -37,9 +46,9 @@ impl Identity {
     /// Sets (or removes) [`ALLOWED_MODELS_HEADER`] on a request to the core.
     /// Call it after client-sent `x-vibectl-*` headers were stripped.
     pub fn apply_scope(&self, headers: &mut HeaderMap) {
-        headers.remove(ALLOWED_MODELS_HEADER);
+        headers.remove(&ALLOWED_MODELS_NAME);
         if let Some(value) = self.allowed_models_header() {
-            headers.insert(ALLOWED_MODELS_HEADER, value);
+            headers.insert(ALLOWED_MODELS_NAME, value);
         }
     }
 }

@@ -9,7 +9,7 @@ use crate::{
     http::{
         BoxError, EdgeBody,
         body::{GrpcResponseBody, IdleTimeout},
-        context::RequestContext,
+        context::{JTI_NAME, KID_NAME, RequestContext, SUB_NAME},
         core_client::CoreClient,
         grpc_status::{GrpcCode, percent_encode},
     },
@@ -24,7 +24,10 @@ use std::{
     task::{Context, Poll},
     time::Duration,
 };
-use vibectl_proto::wire::{IDENTITY_PREFIX, JTI_HEADER, KID_HEADER, SUB_HEADER};
+use vibectl_proto::wire::IDENTITY_PREFIX;
+#[cfg(test)]
+use vibectl_proto::wire::SUB_HEADER;
+
 
 /// Why a request could not be forwarded.
 #[derive(Debug, thiserror::Error)]
@@ -113,7 +116,7 @@ where
             if let Some(identity) = identity {
                 identity.apply_scope(&mut parts.headers);
                 // The key and token ids, for the core's quotas and ledger.
-                for (name, value) in [(KID_HEADER, &identity.kid), (JTI_HEADER, &identity.jti)] {
+                for (name, value) in [(KID_NAME, &identity.kid), (JTI_NAME, &identity.jti)] {
                     if let Some(v) = value
                         .as_deref()
                         .and_then(|v| HeaderValue::from_str(&percent_encode(v)).ok())
@@ -151,8 +154,8 @@ pub fn rewrite_identity(headers: &mut HeaderMap, sub: Option<&str>) {
             headers.remove(name);
         }
     }
-    if let Some(value) = sub.and_then(|s| HeaderValue::from_str(&percent_encode(s)).ok()) {
-        headers.insert(SUB_HEADER, value);
+    if let Some(value) = sub.and_then(|s| HeaderValue::try_from(percent_encode(s)).ok()) {
+        headers.insert(SUB_NAME, value);
     }
 }
 

@@ -4,8 +4,16 @@
 //! a forwarded stream), so every gRPC client reads them as status codes.
 
 use crate::http::EdgeBody;
-use http::{HeaderMap, HeaderValue, Response, StatusCode, header::CONTENT_TYPE};
+use http::{HeaderMap, HeaderName, HeaderValue, Response, StatusCode, header::CONTENT_TYPE};
 use http_body_util::{BodyExt, Empty};
+
+/// `grpc-status`, parsed once (a `&str` name is parsed on every use, and
+/// copied on every insert).
+pub const GRPC_STATUS: HeaderName = HeaderName::from_static("grpc-status");
+/// `grpc-message`.
+pub const GRPC_MESSAGE: HeaderName = HeaderName::from_static("grpc-message");
+/// `limit-type` ([`vibectl_proto::wire::LIMIT_TYPE`]).
+pub const LIMIT_TYPE_NAME: HeaderName = HeaderName::from_static(vibectl_proto::wire::LIMIT_TYPE);
 
 /// The gRPC status codes the edge uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -37,9 +45,9 @@ impl GrpcCode {
 /// The `grpc-status` and `grpc-message` headers for `code` and `message`.
 pub fn status_headers(code: GrpcCode, message: &str) -> HeaderMap {
     let mut headers = HeaderMap::new();
-    headers.insert("grpc-status", HeaderValue::from(u16::from(code.as_u8())));
+    headers.insert(GRPC_STATUS, HeaderValue::from(u16::from(code.as_u8())));
     if let Ok(value) = HeaderValue::from_str(&percent_encode(message)) {
-        headers.insert("grpc-message", value);
+        headers.insert(GRPC_MESSAGE, value);
     }
     headers
 }

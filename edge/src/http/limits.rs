@@ -19,7 +19,7 @@
 use super::{
     BoxError, EdgeBody,
     context::RequestContext,
-    grpc_status::{GrpcCode, response},
+    grpc_status::{GrpcCode, LIMIT_TYPE_NAME, response},
     limited_body::{Backstop, Hold, deadline_status, limited_body},
 };
 use crate::{
@@ -31,7 +31,7 @@ use crate::{
     },
     metrics::Metrics,
 };
-use http::{HeaderMap, HeaderValue, Request, Response};
+use http::{HeaderMap, HeaderName, HeaderValue, Request, Response};
 use http_body_util::BodyExt;
 use std::{
     future::Future,
@@ -44,9 +44,18 @@ use tower::{Layer, Service, ServiceExt};
 use vibectl_config::LimitSet;
 use vibectl_proto::wire::{
     ANONYMOUS_SUBJECT, GRPC_TIMEOUT, LIMIT_CONCURRENCY_HEADER, LIMIT_INPUT_LENGTH_HEADER,
-    LIMIT_RPM_HEADER, LIMIT_TIMEOUT_HEADER, LIMIT_TYPE, RETRY_AFTER_MS, format_grpc_timeout,
+    LIMIT_RPM_HEADER, LIMIT_TIMEOUT_HEADER, RETRY_AFTER_MS, format_grpc_timeout,
     parse_grpc_timeout,
 };
+
+/// The header names this layer writes, parsed once (a `&str` name is
+/// parsed and copied on every insert).
+const RPM: HeaderName = HeaderName::from_static(LIMIT_RPM_HEADER);
+const CONCURRENCY: HeaderName = HeaderName::from_static(LIMIT_CONCURRENCY_HEADER);
+const INPUT_LENGTH: HeaderName = HeaderName::from_static(LIMIT_INPUT_LENGTH_HEADER);
+const TIMEOUT: HeaderName = HeaderName::from_static(LIMIT_TIMEOUT_HEADER);
+const DEADLINE: HeaderName = HeaderName::from_static(GRPC_TIMEOUT);
+const RETRY_AFTER: HeaderName = HeaderName::from_static(RETRY_AFTER_MS);
 
 /// The limits layer for the request path.
 #[derive(Debug, Clone)]
@@ -128,7 +137,7 @@ where
             };
             let client_timeout = request
                 .headers()
-                .get(GRPC_TIMEOUT)
+                .get(&DEADLINE)
                 .and_then(|v| v.to_str().ok())
                 .and_then(parse_grpc_timeout);
             let deadline = CallDeadline::of(
@@ -172,12 +181,12 @@ where
 /// The caller's limits as headers for the core, and the call's
 /// `grpc-timeout`.
 fn stamp<B>(request: &mut Request<B>, limits: &LimitSet, deadline: Option<CallDeadline>) {
-    let mut core = HeaderMap::new();
+    let mut core = HeaderMap::with_capacity(4);
     for (name, value) in [
-        (LIMIT_RPM_HEADER, limits.max_requests_per_minute),
-        (LIMIT_CONCURRENCY_HEADER, limits.max_concurrent_requests),
-        (LIMIT_INPUT_LENGTH_HEADER, limits.max_input_length),
-        (LIMIT_TIMEOUT_HEADER, limits.request_timeout_seconds),
+        (RPM, limits.max_requests_per_minute),
+        (CONCURRENCY, limits.max_concurrent_requests),
+        (INPUT_LENGTH, limits.max_input_length),
+        (TIMEOUT, limits.request_timeout_seconds),
     ] {
         if let Some(n) = value {
             core.insert(name, HeaderValue::from(n.get()));
@@ -185,9 +194,9 @@ fn stamp<B>(request: &mut Request<B>, limits: &LimitSet, deadline: Option<CallDe
     }
     RequestContext::of_mut(request).core_headers = core;
     if let Some(deadline) = deadline
-        && let Ok(value) = HeaderValue::from_str(&format_grpc_timeout(deadline.after))
+        && let Ok(value) = HeaderValue::try_from(format_grpc_timeout(deadline.after))
     {
-        request.headers_mut().insert(GRPC_TIMEOUT, value);
+        request.headers_mut().insert(DEADLINE, value);
     }
 }
 
@@ -203,9 +212,9 @@ fn refused(sub: &str, refusal: &Refusal) -> Response<EdgeBody> {
             tracing::debug!(%sub, limit = limit.as_str(), retry_after_ms = retry, "refused: {message}");
             let mut r = response(GrpcCode::ResourceExhausted, message);
             r.headers_mut()
-                .insert(LIMIT_TYPE, HeaderValue::from_static(limit.as_str()));
+                .insert(LIMIT_TYPE_NAME, HeaderValue::from_static(limit.as_str()));
             r.headers_mut()
-                .insert(RETRY_AFTER_MS, HeaderValue::from(retry));
+                .insert(RETRY_AFTER, HeaderValue::from(retry));
             r
         }
         Refusal::BackendUnavailable => response(
@@ -224,7 +233,7 @@ fn deadline_response(deadline: &CallDeadline, sub: &str) -> Response<EdgeBody> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use vibectl_proto::wire::LimitType;
+    use vibectl_proto::wire::{LIMIT_TYPE, LimitType};
     use std::{num::NonZeroU32, time::Duration};
 
     #[test]

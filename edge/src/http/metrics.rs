@@ -11,6 +11,7 @@ use super::{
     BoxError, EdgeBody,
     body::{FrameWatch, WatchedBody},
     context::{RequestContext, Subject},
+    grpc_status::{GRPC_STATUS, LIMIT_TYPE_NAME},
 };
 use crate::metrics::{Metrics, labels};
 use bytes::Bytes;
@@ -90,7 +91,7 @@ where
                     return Err(error);
                 }
             };
-            if let Some(code) = response.headers().get("grpc-status") {
+            if let Some(code) = response.headers().get(&GRPC_STATUS) {
                 // Trailers-only: the status is final now.
                 let code = labels::code_name(code.to_str().unwrap_or(""));
                 record.finish(code, response.headers());
@@ -131,7 +132,7 @@ impl Record {
             .request(&sub, self.method, code, self.started.elapsed());
         let limit = status
             .into()
-            .and_then(|h| h.get(vibectl_proto::wire::LIMIT_TYPE))
+            .and_then(|h| h.get(&LIMIT_TYPE_NAME))
             .and_then(|v| v.to_str().ok());
         if let Some(limit) = limit {
             self.metrics.rate_limited(&sub, labels::limit_type(limit));
@@ -165,7 +166,7 @@ impl FrameWatch for Watch {
             Some(Ok(f)) => {
                 if let Some(trailers) = f.trailers_ref() {
                     let code = trailers
-                        .get("grpc-status")
+                        .get(&GRPC_STATUS)
                         .map_or("UNKNOWN", |c| labels::code_name(c.to_str().unwrap_or("")));
                     self.record.finish(code, trailers);
                 }

@@ -121,7 +121,7 @@ where
                 .on_failure(DefaultOnFailure::new().level(Level::DEBUG)),
         )
         // Echo the request id on the response, for support.
-        .layer(PropagateRequestIdLayer::x_request_id())
+        .layer(PropagateRequestIdLayer::new(X_REQUEST_ID))
         // Metrics outside HSTS, rescue, auth and limits, so refused requests
         // are counted too (by the status they got). Absent when metrics are
         // off.
@@ -168,7 +168,7 @@ where
 fn request_span<B>(request: &Request<B>) -> Span {
     let id = request
         .headers()
-        .get("x-request-id")
+        .get(&X_REQUEST_ID)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("-");
     tracing::info_span!(

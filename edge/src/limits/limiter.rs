@@ -34,6 +34,8 @@ const BACKEND_LOG_INTERVAL: Duration = Duration::from_secs(10);
 const MAX_REMEMBERED_KEYS: usize = 10_000;
 /// The key of the all-token concurrency slots (token keys start `sub:`).
 const TOTAL_KEY: &str = "total";
+/// The start of a token's key.
+const SUB_KEY_PREFIX: &str = "sub:";
 
 /// What a request is, for the limits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -118,9 +120,13 @@ impl Durations {
         if map.len() >= MAX_REMEMBERED_KEYS && !map.contains_key(key) {
             map.clear();
         }
-        let typical = map.entry(key.to_owned()).or_insert(took);
-        // Recent calls count most.
-        *typical = (*typical * 3 + took) / 4;
+        // Recent calls count most. The key is copied only when it is new.
+        match map.get_mut(key) {
+            Some(typical) => *typical = (*typical * 3 + took) / 4,
+            None => {
+                map.insert(key.to_owned(), took);
+            }
+        }
     }
 
     /// When a slot of `key` should free, given its oldest holder's age.
@@ -212,7 +218,9 @@ impl Limiter {
         let snapshot = self.snapshot();
         let limits = snapshot.for_token(sub, kid);
         let policy = snapshot.on_backend_failure;
-        let key = format!("sub:{sub}");
+        let mut key = String::with_capacity(SUB_KEY_PREFIX.len() + sub.len());
+        key.push_str(SUB_KEY_PREFIX);
+        key.push_str(sub);
         let mut held = Vec::new();
         let mut failed = false;
 

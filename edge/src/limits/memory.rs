@@ -113,7 +113,15 @@ impl<C: Clock + Clone> MemoryBackend<C> {
     /// Takes a slot of `key` if fewer than `max` are held.
     pub fn acquire_slot(&self, key: &str, max: NonZeroU32) -> SlotOutcome {
         let mut map = self.slots.lock().unwrap_or_else(PoisonError::into_inner);
-        let slots = map.entry(key.to_owned()).or_default();
+        // The key is copied only when it holds no slot yet.
+        if !map.contains_key(key) {
+            map.insert(key.to_owned(), Slots::default());
+        }
+        let Some(slots) = map.get_mut(key) else {
+            return SlotOutcome::Full {
+                oldest_age: std::time::Duration::ZERO,
+            };
+        };
         if slots.started.len() >= max.get() as usize {
             let oldest_age = slots
                 .started
@@ -133,9 +141,10 @@ impl<C: Clock + Clone> MemoryBackend<C> {
         }))
     }
 
-    /// Drops rate state of keys that are back to a full bucket, and the
-    /// limiters of quotas no key uses any more (a reload left them behind):
-    /// memory stays bounded by the keys active within about a minute.
+    /// Drops rate state of keys that are back to a full bucket, the
+    /// limiters of quotas no key uses any more (a reload left them behind)
+    /// and the slot entries of keys holding none: memory stays bounded by
+    /// the keys active within about a minute.
     pub fn retain_recent(&self) {
         let mut map = self.lock_limiters();
         for limiter in map.values() {
@@ -143,6 +152,11 @@ impl<C: Clock + Clone> MemoryBackend<C> {
             limiter.shrink_to_fit();
         }
         map.retain(|_, limiter| !limiter.is_empty());
+        drop(map);
+        self.slots
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .retain(|_, slots| !slots.started.is_empty());
     }
 
     /// Slots held now by `key`.
@@ -166,11 +180,10 @@ struct MemorySlot {
 impl Drop for MemorySlot {
     fn drop(&mut self) {
         let mut map = self.slots.lock().unwrap_or_else(PoisonError::into_inner);
+        // An emptied key stays (its next call need not copy it again);
+        // `retain_recent` drops it.
         if let Some(slots) = map.get_mut(&self.key) {
             slots.started.remove(&self.id);
-            if slots.started.is_empty() {
-                map.remove(&self.key);
-            }
         }
     }
 }
