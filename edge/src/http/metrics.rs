@@ -13,7 +13,7 @@ use super::{
     context::{RequestContext, Subject},
     grpc_status::{GRPC_STATUS, LIMIT_TYPE_NAME},
 };
-use crate::metrics::{Metrics, labels};
+use crate::metrics::{Code, Metrics, MethodLabel, labels};
 use bytes::Bytes;
 use http::{HeaderMap, Request, Response};
 use http_body::Frame;
@@ -87,13 +87,13 @@ where
             let response = match future.await {
                 Ok(response) => response,
                 Err(error) => {
-                    record.finish("INTERNAL", None);
+                    record.finish(Code::INTERNAL, None);
                     return Err(error);
                 }
             };
             if let Some(code) = response.headers().get(&GRPC_STATUS) {
                 // Trailers-only: the status is final now.
-                let code = labels::code_name(code.to_str().unwrap_or(""));
+                let code = labels::code(code.to_str().unwrap_or(""));
                 record.finish(code, response.headers());
                 return Ok(response);
             }
@@ -114,14 +114,14 @@ where
 /// One request's measurements until its status is known.
 struct Record {
     metrics: Metrics,
-    method: &'static str,
+    method: MethodLabel,
     slot: Subject,
     started: Instant,
     done: bool,
 }
 
 impl Record {
-    fn finish<'a>(&mut self, code: &'static str, status: impl Into<Option<&'a HeaderMap>>) {
+    fn finish<'a>(&mut self, code: Code, status: impl Into<Option<&'a HeaderMap>>) {
         if std::mem::replace(&mut self.done, true) {
             return;
         }
@@ -143,7 +143,7 @@ impl Record {
 impl Drop for Record {
     fn drop(&mut self) {
         // Dropped before a status: the client went away.
-        self.finish("CANCELLED", None);
+        self.finish(Code::CANCELLED, None);
     }
 }
 
@@ -167,14 +167,14 @@ impl FrameWatch for Watch {
                 if let Some(trailers) = f.trailers_ref() {
                     let code = trailers
                         .get(&GRPC_STATUS)
-                        .map_or("UNKNOWN", |c| labels::code_name(c.to_str().unwrap_or("")));
+                        .map_or(Code::UNKNOWN, |c| labels::code(c.to_str().unwrap_or("")));
                     self.record.finish(code, trailers);
                 }
             }
             // A broken stream: hyper resets it; the client sees no status.
-            Some(Err(_)) => self.record.finish("UNKNOWN", None),
+            Some(Err(_)) => self.record.finish(Code::UNKNOWN, None),
             // Ended without trailers: not a valid gRPC response.
-            None => self.record.finish("UNKNOWN", None),
+            None => self.record.finish(Code::UNKNOWN, None),
         }
     }
 }

@@ -1,10 +1,11 @@
 //! Bounded label values: the `sub` of at most `max_subjects` subjects,
 //! the three RPC names, the gRPC status names, the limit types.
 
+use prometheus::IntCounter;
 use std::{
     collections::HashMap,
     sync::{
-        Arc, Mutex, PoisonError,
+        Arc, Mutex, OnceLock, PoisonError,
         atomic::{AtomicBool, AtomicI64, Ordering},
     },
 };
@@ -17,12 +18,15 @@ pub use vibectl_proto::wire::OTHER_LABEL as OTHER;
 use vibectl_proto::wire::{LimitType, Method};
 
 /// One `sub` label value, shared (no allocation per call), with its calls
-/// in flight (an atomic read at scrape time, not a measurement per call).
+/// in flight (an atomic read at scrape time, not a measurement per call)
+/// and its `vibectl_requests_total` series, each resolved at its first
+/// call and then only incremented.
 #[derive(Debug)]
 struct Slot {
     label: Arc<str>,
     in_flight: AtomicI64,
     used: AtomicBool,
+    requests: [OnceLock<IntCounter>; MethodLabel::COUNT * Code::COUNT],
 }
 
 impl Slot {
@@ -31,6 +35,7 @@ impl Slot {
             label: Arc::from(label),
             in_flight: AtomicI64::new(0),
             used: AtomicBool::new(false),
+            requests: std::array::from_fn(|_| OnceLock::new()),
         })
     }
 }
@@ -58,6 +63,18 @@ impl SubjectLabel {
     /// One call of this subject less in flight.
     pub(crate) fn leave(&self) {
         self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    /// This subject's series of `method` and `code`, made by `resolve` the
+    /// first time.
+    pub(crate) fn requests(
+        &self,
+        method: MethodLabel,
+        code: Code,
+        resolve: impl FnOnce() -> IntCounter,
+    ) -> &IntCounter {
+        self.0.requests[usize::from(method.0) * Code::COUNT + usize::from(code.0)]
+            .get_or_init(resolve)
     }
 }
 
@@ -122,32 +139,86 @@ impl Subjects {
     }
 }
 
-/// The `method` label of a request path.
-pub fn method(path: &str) -> &'static str {
-    Method::from_path(path).map_or(OTHER, Method::name)
+/// A `method` label value: one of the three RPCs, or `other`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MethodLabel(u8);
+
+impl MethodLabel {
+    /// How many values there are.
+    pub const COUNT: usize = Method::ALL.len() + 1;
+
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
+        Method::ALL
+            .get(usize::from(self.0))
+            .map_or(OTHER, |m| m.name())
+    }
+
+    /// Its position among the [`Self::COUNT`] values.
+    pub fn index(self) -> usize {
+        usize::from(self.0)
+    }
 }
 
-/// The name of a numeric `grpc-status`.
-pub fn code_name(code: &str) -> &'static str {
-    match code.trim() {
-        "0" => "OK",
-        "1" => "CANCELLED",
-        "3" => "INVALID_ARGUMENT",
-        "4" => "DEADLINE_EXCEEDED",
-        "5" => "NOT_FOUND",
-        "6" => "ALREADY_EXISTS",
-        "7" => "PERMISSION_DENIED",
-        "8" => "RESOURCE_EXHAUSTED",
-        "9" => "FAILED_PRECONDITION",
-        "10" => "ABORTED",
-        "11" => "OUT_OF_RANGE",
-        "12" => "UNIMPLEMENTED",
-        "13" => "INTERNAL",
-        "14" => "UNAVAILABLE",
-        "15" => "DATA_LOSS",
-        "16" => "UNAUTHENTICATED",
-        _ => "UNKNOWN",
+/// The `method` label of a request path.
+pub fn method(path: &str) -> MethodLabel {
+    let of = |m: Method| Method::ALL.iter().position(|x| *x == m);
+    let index = Method::from_path(path)
+        .and_then(of)
+        .unwrap_or(Method::ALL.len());
+    MethodLabel(u8::try_from(index).unwrap_or(u8::MAX))
+}
+
+/// A `code` label value: a gRPC status, by its number.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Code(u8);
+
+/// The gRPC status names, by number.
+const CODE_NAMES: [&str; 17] = [
+    "OK",
+    "CANCELLED",
+    "UNKNOWN",
+    "INVALID_ARGUMENT",
+    "DEADLINE_EXCEEDED",
+    "NOT_FOUND",
+    "ALREADY_EXISTS",
+    "PERMISSION_DENIED",
+    "RESOURCE_EXHAUSTED",
+    "FAILED_PRECONDITION",
+    "ABORTED",
+    "OUT_OF_RANGE",
+    "UNIMPLEMENTED",
+    "INTERNAL",
+    "UNAVAILABLE",
+    "DATA_LOSS",
+    "UNAUTHENTICATED",
+];
+
+impl Code {
+    /// How many values there are.
+    pub const COUNT: usize = CODE_NAMES.len();
+    /// `CANCELLED`.
+    pub const CANCELLED: Self = Self(1);
+    /// `UNKNOWN`.
+    pub const UNKNOWN: Self = Self(2);
+    /// `INTERNAL`.
+    pub const INTERNAL: Self = Self(13);
+
+    /// The status name (`OK`, `RESOURCE_EXHAUSTED`, …).
+    pub fn as_str(self) -> &'static str {
+        CODE_NAMES[usize::from(self.0)]
     }
+}
+
+/// The status of a numeric `grpc-status` (`UNKNOWN` for anything else).
+pub fn code(value: &str) -> Code {
+    // Exactly the decimal numbers, as gRPC sends them ("01", "+1": UNKNOWN).
+    let n = match value.trim().as_bytes() {
+        [d @ b'0'..=b'9'] => d - b'0',
+        [b'1', d @ b'0'..=b'6'] => 10 + (d - b'0'),
+        _ => return Code::UNKNOWN,
+    };
+    Code(n)
 }
 
 /// The `limit_type` label of a `limit-type` value.
@@ -167,10 +238,19 @@ mod tests {
         assert_eq!(s.label(Some("c")), OTHER);
         assert_eq!(s.label(Some("a")), "a");
         assert_eq!(s.label(None), ANONYMOUS);
-        assert_eq!(method("/grpc.health.v1.Health/Check"), OTHER);
-        assert_eq!(method(Method::Execute.path()), "Execute");
-        assert_eq!(code_name("8"), "RESOURCE_EXHAUSTED");
-        assert_eq!(code_name("99"), "UNKNOWN");
+        assert_eq!(method("/grpc.health.v1.Health/Check").as_str(), OTHER);
+        for m in Method::ALL {
+            assert_eq!(method(m.path()).as_str(), m.name());
+        }
+        assert_eq!(code("8").as_str(), "RESOURCE_EXHAUSTED");
+        assert_eq!(code(" 0").as_str(), "OK");
+        assert_eq!(code("16").as_str(), "UNAUTHENTICATED");
+        assert_eq!(code("99").as_str(), "UNKNOWN");
+        assert_eq!(code("+1").as_str(), "UNKNOWN");
+        assert_eq!(code("01").as_str(), "UNKNOWN");
+        assert_eq!(code("17").as_str(), "UNKNOWN");
+        assert_eq!(code("2").as_str(), "UNKNOWN");
+        assert_eq!(code("x").as_str(), "UNKNOWN");
         assert_eq!(limit_type("rpm"), "rpm");
         assert_eq!(limit_type("tokens"), OTHER);
     }

@@ -23,18 +23,18 @@
 //! `/metrics` port). Every method is a no-op when metrics are off.
 
 mod acme;
+mod calls;
 mod connections;
 pub(crate) mod labels;
 
-pub use labels::SubjectLabel;
+pub use labels::{Code, MethodLabel, SubjectLabel};
 
 use crate::tls::{CertResolver, HandshakeStats};
 use arc_swap::ArcSwapOption;
 use opentelemetry::{
     KeyValue,
     metrics::{
-        Counter, Histogram, MeterProvider as _, ObservableCounter, ObservableGauge,
-        ObservableUpDownCounter,
+        Counter, MeterProvider as _, ObservableCounter, ObservableGauge, ObservableUpDownCounter,
     },
 };
 use opentelemetry_sdk::metrics::SdkMeterProvider;
@@ -43,13 +43,6 @@ use std::{
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
 use vibectl_config::MetricsConfig;
-
-/// Buckets (seconds) of the duration histograms: from a refusal (well
-/// under a millisecond) to a long LLM stream (minutes).
-const DURATION_BUCKETS: [f64; 17] = [
-    0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0,
-    300.0,
-];
 
 /// Why the metrics cannot be set up or rendered.
 #[derive(Debug, thiserror::Error)]
@@ -60,6 +53,9 @@ pub enum MetricsError {
     /// The registry could not be written as Prometheus text.
     #[error("cannot encode the metrics: {0}")]
     Encode(#[source] prometheus::Error),
+    /// The per-call series could not be registered.
+    #[error("cannot register the per-call metrics: {0}")]
+    Register(#[source] prometheus::Error),
 }
 
 /// The edge's metrics; cheap to clone.
@@ -80,10 +76,8 @@ struct Instruments {
     registry: prometheus::Registry,
     provider: SdkMeterProvider,
     subjects: Arc<labels::Subjects>,
-    requests: Counter<u64>,
+    calls: calls::Calls,
     rate_limited: Counter<u64>,
-    duration: Histogram<f64>,
-    first_chunk: Histogram<f64>,
     backend_errors: Counter<u64>,
     tls: Arc<TlsSources>,
     conns: Arc<connections::Sources>,
@@ -188,31 +182,12 @@ impl Metrics {
                 })
                 .build()
         };
-        let histogram = |name: &'static str, description: &'static str| {
-            meter
-                .f64_histogram(name)
-                .with_unit("s")
-                .with_description(description)
-                .with_boundaries(DURATION_BUCKETS.to_vec())
-                .build()
-        };
         let instruments = Instruments {
-            requests: meter
-                .u64_counter("vibectl_requests")
-                .with_description("Requests to the edge, by subject, method and gRPC status")
-                .build(),
+            calls: calls::Calls::new(&registry)?,
             rate_limited: meter
                 .u64_counter("vibectl_rate_limited")
                 .with_description("Calls refused or ended by a limit, by subject and limit type")
                 .build(),
-            duration: histogram(
-                "vibectl_request_duration",
-                "Wall time of a request at the edge, to the end of its response stream",
-            ),
-            first_chunk: histogram(
-                "vibectl_time_to_first_chunk",
-                "Time from a request's start to its first response DATA frame",
-            ),
             backend_errors: meter
                 .u64_counter("vibectl_limits_backend_errors")
                 .with_description("Calls for which the rate-limit backend could not answer")
@@ -283,25 +258,9 @@ impl Metrics {
     }
 
     /// A finished request (`sub` is already a label).
-    pub fn request(
-        &self,
-        sub: &SubjectLabel,
-        method: &'static str,
-        code: &'static str,
-        took: Duration,
-    ) {
+    pub fn request(&self, sub: &SubjectLabel, method: MethodLabel, code: Code, took: Duration) {
         let Some(inner) = &self.inner else { return };
-        inner.requests.add(
-            1,
-            &[
-                KeyValue::new("sub", sub.value()),
-                KeyValue::new("method", method),
-                KeyValue::new("code", code),
-            ],
-        );
-        inner
-            .duration
-            .record(took.as_secs_f64(), &[KeyValue::new("method", method)]);
+        inner.calls.request(sub, method, code, took);
     }
 
     /// A call refused or ended by the limit `limit_type`.
@@ -317,11 +276,9 @@ impl Metrics {
     }
 
     /// The first DATA frame of a response left, `elapsed` after the start.
-    pub fn first_chunk(&self, method: &'static str, elapsed: Duration) {
+    pub fn first_chunk(&self, method: MethodLabel, elapsed: Duration) {
         let Some(inner) = &self.inner else { return };
-        inner
-            .first_chunk
-            .record(elapsed.as_secs_f64(), &[KeyValue::new("method", method)]);
+        inner.calls.first_chunk(method, elapsed);
     }
 
     /// The rate-limit backend (`memory`, `redis`) failed a call.
@@ -400,9 +357,18 @@ mod tests {
     fn names_units_and_no_scope_labels() {
         let m = Metrics::new(2).expect("metrics");
         let alice = m.subject(Some("alice")).expect("on");
-        m.request(&alice, "Execute", "OK", Duration::from_millis(20));
+        let execute = labels::method(vibectl_proto::wire::Method::Execute.path());
+        let stream = labels::method(vibectl_proto::wire::Method::StreamExecute.path());
+        m.request(
+            &alice,
+            execute,
+            labels::code("0"),
+            Duration::from_millis(20),
+        );
+        m.request(&alice, execute, labels::code("0"), Duration::from_millis(2));
+        m.request(&alice, execute, Code::CANCELLED, Duration::from_millis(2));
         m.rate_limited(&alice, "rpm");
-        m.first_chunk("StreamExecute", Duration::from_millis(5));
+        m.first_chunk(stream, Duration::from_millis(5));
         m.backend_error("redis");
         let stats = Arc::new(HandshakeStats::default());
         for _ in 0..3 {
@@ -412,10 +378,15 @@ mod tests {
         let held = m.in_flight("bob");
         let text = m.render().expect("render");
         for needle in [
-            r#"vibectl_requests_total{code="OK",method="Execute",sub="alice"} 1"#,
+            r#"vibectl_requests_total{code="OK",method="Execute",sub="alice"} 2"#,
+            r#"vibectl_requests_total{code="CANCELLED",method="Execute",sub="alice"} 1"#,
+            "# HELP vibectl_requests_total Requests to the edge, by subject, method and gRPC status\n# TYPE vibectl_requests_total counter",
+            "# TYPE vibectl_request_duration_seconds histogram",
+            r#"vibectl_request_duration_seconds_bucket{method="Execute",le="0.005"} 2"#,
+            r#"vibectl_request_duration_seconds_count{method="Execute"} 3"#,
             r#"vibectl_rate_limited_total{limit_type="rpm",sub="alice"} 1"#,
             r#"vibectl_concurrent_in_flight{sub="bob"} 1"#,
-            r#"vibectl_request_duration_seconds_bucket{method="Execute",le="0.025"} 1"#,
+            r#"vibectl_request_duration_seconds_bucket{method="Execute",le="0.025"} 3"#,
             r#"vibectl_time_to_first_chunk_seconds_count{method="StreamExecute"} 1"#,
             r#"vibectl_limits_backend_errors_total{backend="redis"} 1"#,
             r#"vibectl_tls_handshake_failures_total{reason="timeout"} 3"#,
