@@ -89,7 +89,7 @@ mod tests {
 
     fn accepted(sub: &str) -> Decision {
         Decision {
-            verdict: Ok(Verified {
+            verdict: Ok(Arc::new(Verified {
                 claims: Claims {
                     sub: sub.into(),
                     exp: 100,
@@ -97,7 +97,7 @@ mod tests {
                 },
                 kid: None,
                 alg: KeyAlg::HS256,
-            }),
+            })),
             kid: None,
             sub: Some(sub.into()),
             jti: None,

@@ -93,12 +93,7 @@ impl Authenticate {
                 }
                 let decision = self.verifier.decide(token);
                 audit::decision(peer, path, &decision);
-                decision.verdict.map(|v| Identity {
-                    sub: v.claims.sub,
-                    kid: v.kid,
-                    jti: v.claims.jti,
-                    models: v.claims.models.map(Arc::from),
-                })
+                decision.verdict.map(Identity::new)
             }
         };
         result.map_err(|error| {
@@ -117,7 +112,7 @@ impl<B> AsyncPredicate<Request<B>> for Authenticate {
         let (result, delay) = match self.decide(request.headers(), peer, request.uri().path()) {
             Ok(identity) => {
                 let span = tracing::Span::current();
-                span.record("sub", identity.sub.as_str());
+                span.record("sub", identity.sub());
                 RequestContext::of_mut(&mut request).verified(identity);
                 (Ok(request), None)
             }

@@ -4,7 +4,7 @@
 //! both. Outer layers that answer after the inner ones ran (metrics) keep a
 //! [`Subject`] handle taken before the call.
 
-use crate::{limits::deadline::ResponseWait, tls::ClientIdentity};
+use crate::{auth::Verified, limits::deadline::ResponseWait, tls::ClientIdentity};
 use http::{HeaderMap, HeaderName, HeaderValue, Request};
 use std::{
     net::SocketAddr,
@@ -21,25 +21,42 @@ pub const KID_NAME: HeaderName = HeaderName::from_static(KID_HEADER);
 pub const JTI_NAME: HeaderName = HeaderName::from_static(JTI_HEADER);
 const ALLOWED_MODELS_NAME: HeaderName = HeaderName::from_static(ALLOWED_MODELS_HEADER);
 
-/// Who a verified request is from.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct Identity {
-    /// The token's `sub`.
-    pub sub: String,
-    /// The `kid` of the key that verified the token (`None`: the legacy
-    /// HS256 secret). Limits may key on it (`LimitsConfig::for_token`).
-    pub kid: Option<String>,
-    /// The token's `jti`.
-    pub jti: Option<String>,
-    /// The models the token may use (`models` claim); `None`: any.
-    pub models: Option<Arc<[String]>>,
-}
+/// Who a verified request is from: the verified token, shared (a token
+/// remembered by the verifier's cache costs no copy per call).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity(Arc<Verified>);
 
 impl Identity {
+    /// The identity of a verified token.
+    pub fn new(verified: Arc<Verified>) -> Self {
+        Self(verified)
+    }
+
+    /// The token's `sub`.
+    pub fn sub(&self) -> &str {
+        &self.0.claims.sub
+    }
+
+    /// The `kid` of the key that verified the token (`None`: the legacy
+    /// HS256 secret). Limits may key on it (`LimitsConfig::for_token`).
+    pub fn kid(&self) -> Option<&str> {
+        self.0.kid.as_deref()
+    }
+
+    /// The token's `jti`.
+    pub fn jti(&self) -> Option<&str> {
+        self.0.claims.jti.as_deref()
+    }
+
+    /// The models the token may use (`models` claim); `None`: any.
+    pub fn models(&self) -> Option<&[String]> {
+        self.0.claims.models.as_deref()
+    }
+
     /// The value of [`ALLOWED_MODELS_HEADER`] for this identity, if it is
     /// restricted: `a,b` (names were checked to be header-safe, comma-free).
     pub fn allowed_models_header(&self) -> Option<HeaderValue> {
-        let models = self.models.as_ref()?;
+        let models = self.models()?;
         HeaderValue::from_str(&models.join(",")).ok()
     }
 
@@ -57,12 +74,12 @@ impl Identity {
 /// handed on (by the metrics layer, which runs outside auth and so counts
 /// refusals too).
 #[derive(Debug, Clone, Default)]
-pub struct Subject(Arc<OnceLock<String>>);
+pub struct Subject(Arc<OnceLock<Identity>>);
 
 impl Subject {
     /// The subject, if the token was verified.
     pub fn get(&self) -> Option<&str> {
-        self.0.get().map(String::as_str)
+        self.0.get().map(Identity::sub)
     }
 }
 
@@ -119,7 +136,7 @@ impl RequestContext {
 
     /// Records the verified token (auth).
     pub fn verified(&mut self, identity: Identity) {
-        let _ = self.subject.0.set(identity.sub.clone());
+        let _ = self.subject.0.set(identity.clone());
         self.identity = Some(identity);
     }
 
@@ -130,20 +147,31 @@ impl RequestContext {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
+    use crate::auth::{Claims, KeyAlg};
+
+    /// The identity of a token of `sub` limited to `models`.
+    pub(crate) fn identity(sub: &str, models: Option<Vec<String>>) -> Identity {
+        Identity::new(Arc::new(Verified {
+            claims: Claims {
+                sub: sub.to_owned(),
+                models,
+                ..Claims::default()
+            },
+            kid: None,
+            alg: KeyAlg::HS256,
+        }))
+    }
 
     #[test]
     fn scope_header_replaces_any_client_copy() {
         let mut headers = HeaderMap::new();
         headers.insert(ALLOWED_MODELS_HEADER, HeaderValue::from_static("*"));
-        let open = Identity::default();
+        let open = tests::identity("alice", None);
         open.apply_scope(&mut headers);
         assert!(headers.get(ALLOWED_MODELS_HEADER).is_none());
-        let scoped = Identity {
-            models: Some(Arc::from(vec!["echo".to_owned(), "4o".to_owned()])),
-            ..Identity::default()
-        };
+        let scoped = tests::identity("alice", Some(vec!["echo".to_owned(), "4o".to_owned()]));
         scoped.apply_scope(&mut headers);
         assert_eq!(headers[ALLOWED_MODELS_HEADER], "echo,4o");
     }
@@ -153,10 +181,7 @@ mod tests {
         let mut request = Request::new(());
         let subject = RequestContext::of_mut(&mut request).subject();
         assert_eq!(subject.get(), None);
-        RequestContext::of_mut(&mut request).verified(Identity {
-            sub: "alice".to_owned(),
-            ..Identity::default()
-        });
+        RequestContext::of_mut(&mut request).verified(identity("alice", None));
         drop(request);
         assert_eq!(subject.get(), Some("alice"));
     }

@@ -9,7 +9,7 @@ use crate::{
     http::{
         BoxError, EdgeBody,
         body::{GrpcResponseBody, IdleTimeout},
-        context::{JTI_NAME, KID_NAME, RequestContext, SUB_NAME},
+        context::{Identity, JTI_NAME, KID_NAME, RequestContext, SUB_NAME},
         core_client::CoreClient,
         grpc_status::{GrpcCode, percent_encode},
     },
@@ -111,15 +111,14 @@ where
                 .remove::<RequestContext>()
                 .unwrap_or_default();
             let identity = context.identity();
-            rewrite_identity(&mut parts.headers, identity.map(|i| i.sub.as_str()));
+            rewrite_identity(&mut parts.headers, identity.map(Identity::sub));
             // The token's model scope (`x-vibectl-allowed-models`), if any.
             if let Some(identity) = identity {
                 identity.apply_scope(&mut parts.headers);
                 // The key and token ids, for the core's quotas and ledger.
-                for (name, value) in [(KID_NAME, &identity.kid), (JTI_NAME, &identity.jti)] {
-                    if let Some(v) = value
-                        .as_deref()
-                        .and_then(|v| HeaderValue::from_str(&percent_encode(v)).ok())
+                for (name, value) in [(KID_NAME, identity.kid()), (JTI_NAME, identity.jti())] {
+                    if let Some(v) =
+                        value.and_then(|v| HeaderValue::try_from(percent_encode(v)).ok())
                     {
                         parts.headers.insert(name, v);
                     }

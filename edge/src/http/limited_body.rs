@@ -8,6 +8,7 @@
 use super::{
     BoxError, EdgeBody,
     body::{FrameWatch, WatchedBody},
+    context::Identity,
     grpc_status::{GrpcCode, status_headers},
 };
 use crate::{
@@ -23,10 +24,10 @@ use http_body::Frame;
 use std::{
     future::Future,
     pin::Pin,
-    task::Context,
+    task::{Context, Poll},
 };
 use tokio::time::{Instant, Sleep};
-use vibectl_proto::wire::{LIMIT_TYPE, LimitType};
+use vibectl_proto::wire::{ANONYMOUS_SUBJECT, LIMIT_TYPE, LimitType};
 
 /// The `DEADLINE_EXCEEDED` status (with `limit-type: timeout` when it is
 /// the token's deadline) of a call that outlived `deadline`.
@@ -52,10 +53,10 @@ pub struct Hold {
 
 /// The edge's own end of a call that outlived its deadline.
 pub struct Backstop {
-    at: Instant,
     sleep: Pin<Box<Sleep>>,
     deadline: CallDeadline,
-    sub: String,
+    /// Whose call (`None`: anonymous).
+    who: Option<Identity>,
 }
 
 /// What an admitted call's response body holds ([`limited_body`]).
@@ -85,9 +86,10 @@ pub fn limited_body(inner: EdgeBody, hold: Hold, backstop: Option<Backstop>) -> 
 impl FrameWatch for Limited {
     fn interrupt(&mut self, cx: &mut Context<'_>) -> Option<Frame<Bytes>> {
         let backstop = self.backstop.as_mut()?;
-        backstop.sleep.as_mut().poll(cx).is_ready().then(|| {
-            tracing::info!(sub = %backstop.sub, after = ?backstop.deadline.after, "call ended by the edge's deadline backstop");
-            Frame::trailers(deadline_status(&backstop.deadline, &backstop.sub))
+        backstop.expired(cx).is_ready().then(|| {
+            let sub = backstop.sub();
+            tracing::info!(%sub, after = ?backstop.deadline.after, "call ended by the edge's deadline backstop");
+            Frame::trailers(deadline_status(&backstop.deadline, sub))
         })
     }
 
@@ -95,21 +97,31 @@ impl FrameWatch for Limited {
 }
 
 impl Backstop {
-    /// The backstop of a call of `sub` that started at `started`.
-    pub fn new(deadline: CallDeadline, sub: String, started: Instant) -> Self {
+    /// The backstop of a call of `who` (`None`: anonymous) that started
+    /// at `started`.
+    pub fn new(deadline: CallDeadline, who: Option<Identity>, started: Instant) -> Self {
         let at = started + deadline.after + BACKSTOP_GRACE;
         Self {
-            at,
             sleep: Box::pin(tokio::time::sleep_until(at)),
             deadline,
-            sub,
+            who,
         }
     }
 
-    /// When the edge ends the call.
-    pub fn at(&self) -> Instant {
-        self.at
+    /// Ready once the backstop's time has come.
+    pub fn expired(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        self.sleep.as_mut().poll(cx)
     }
+
+    fn sub(&self) -> &str {
+        self.who.as_ref().map_or(ANONYMOUS_SUBJECT, Identity::sub)
+    }
+
+    /// When the edge ends the call.
+    #[cfg(test)]
+    pub fn at(&self) -> Instant {
+        self.sleep.deadline()
+}
 }
 
 #[cfg(test)]
@@ -157,7 +169,8 @@ mod tests {
             });
         let deadline = CallDeadline::of(None, Some(2)).expect("deadline");
         let started = Instant::now();
-        let backstop = Backstop::new(deadline, "alice".to_owned(), started);
+        let alice = crate::http::context::tests::identity("alice", None);
+        let backstop = Backstop::new(deadline, Some(alice), started);
         assert_eq!(backstop.at() - started, Duration::from_secs(3));
         let hold = Hold {
             permit,

@@ -18,7 +18,7 @@
 
 use super::{
     BoxError, EdgeBody,
-    context::RequestContext,
+    context::{Identity, RequestContext},
     grpc_status::{GrpcCode, LIMIT_TYPE_NAME, response},
     limited_body::{Backstop, Hold, deadline_status, limited_body},
 };
@@ -36,7 +36,7 @@ use http_body_util::BodyExt;
 use std::{
     future::Future,
     pin::Pin,
-    sync::Arc,
+    sync::{Arc, Mutex, PoisonError},
     task::{Context, Poll},
 };
 use tokio::time::Instant;
@@ -64,6 +64,7 @@ pub struct LimitsLayer {
     metrics: Metrics,
     /// `edge.max_call_duration`: the deadline of a call without one.
     max_call: std::time::Duration,
+    stamps: Arc<Stamps>,
 }
 
 impl LimitsLayer {
@@ -73,6 +74,7 @@ impl LimitsLayer {
             limiter: edge.limiter().clone(),
             metrics: edge.metrics().clone(),
             max_call: edge.config().edge.max_call_duration,
+            stamps: Arc::default(),
         }
     }
 }
@@ -86,6 +88,7 @@ impl<S> Layer<S> for LimitsLayer {
             limiter: self.limiter.clone(),
             metrics: self.metrics.clone(),
             max_call: self.max_call,
+            stamps: self.stamps.clone(),
         }
     }
 }
@@ -97,6 +100,7 @@ pub struct Limits<S> {
     limiter: Arc<Limiter>,
     metrics: Metrics,
     max_call: std::time::Duration,
+    stamps: Arc<Stamps>,
 }
 
 impl<S, B> Service<Request<B>> for Limits<S>
@@ -120,20 +124,26 @@ where
     fn call(&mut self, mut request: Request<B>) -> Self::Future {
         let clone = self.inner.clone();
         let inner = std::mem::replace(&mut self.inner, clone);
-        let (limiter, metrics) = (self.limiter.clone(), self.metrics.clone());
+        let (limiter, metrics, stamps) = (
+            self.limiter.clone(),
+            self.metrics.clone(),
+            self.stamps.clone(),
+        );
         let max_call = self.max_call;
         // Without auth (`edge.require_auth = false`) every caller shares
         // the `anonymous` limits.
-        let identity = RequestContext::of(&request).and_then(RequestContext::identity);
-        let sub = identity.map_or_else(|| ANONYMOUS_SUBJECT.to_owned(), |i| i.sub.clone());
-        // The `kid` of the key that verified the token selects an override
-        // too (a `sub` override wins).
-        let kid = identity.and_then(|i| i.kid.clone());
+        let identity = RequestContext::of(&request)
+            .and_then(RequestContext::identity)
+            .cloned();
         let kind = CallKind::of_path(request.uri().path());
         Box::pin(async move {
-            let permit = match limiter.admit(&sub, kid.as_deref(), kind).await {
+            let sub = identity.as_ref().map_or(ANONYMOUS_SUBJECT, Identity::sub);
+            // The `kid` of the key that verified the token selects an
+            // override too (a `sub` override wins).
+            let kid = identity.as_ref().and_then(Identity::kid);
+            let permit = match limiter.admit(sub, kid, kind).await {
                 Admit::Allowed(permit) => permit,
-                Admit::Refused(refusal) => return Ok(refused(&sub, &refusal)),
+                Admit::Refused(refusal) => return Ok(refused(sub, &refusal)),
             };
             let client_timeout = request
                 .headers()
@@ -151,36 +161,85 @@ where
             // The edge's own default bound is not sent to the core (absent
             // there = no deadline asked); the backstop below enforces it.
             let asked = Some(deadline).filter(|d| d.source != DeadlineSource::Default);
-            stamp(&mut request, &permit.limits, asked);
-            let deadline = Some(deadline);
+            stamps.stamp(&mut request, &permit.limits, asked);
             let hold = Hold {
                 permit,
-                in_flight: (kind == CallKind::Call).then(|| metrics.in_flight(&sub)),
+                in_flight: (kind == CallKind::Call).then(|| metrics.in_flight(sub)),
             };
-            let Some(deadline) = deadline else {
-                let response = inner.oneshot(request).await?;
-                return Ok(response.map(|b| limited_body(b, hold, None).boxed_unsync()));
-            };
-            let started = Instant::now();
-            let end = Backstop::new(deadline, sub.clone(), started);
-            match tokio::time::timeout_at(end.at(), inner.oneshot(request)).await {
-                Ok(response) => {
+            let mut end = Backstop::new(deadline, identity.clone(), Instant::now());
+            // The call races the backstop's own timer (one timer per call).
+            let mut call = std::pin::pin!(inner.oneshot(request));
+            let answered = std::future::poll_fn(|cx| match call.as_mut().poll(cx) {
+                Poll::Ready(response) => Poll::Ready(Some(response)),
+                Poll::Pending => end.expired(cx).map(|()| None),
+            })
+            .await;
+            match answered {
+                Some(response) => {
                     Ok(response?.map(|b| limited_body(b, hold, Some(end)).boxed_unsync()))
                 }
                 // No response headers by then: dropping the future drops
                 // the core's stream, which cancels the call there.
-                Err(_) => {
+                None => {
                     tracing::info!(%sub, after = ?deadline.after, "call ended by the edge's deadline backstop (no answer)");
-                    Ok(deadline_response(&deadline, &sub))
+                    Ok(deadline_response(&deadline, sub))
                 }
             }
         })
     }
 }
 
+/// The last stamped limits and deadline as headers, kept: nearly every
+/// call has the limits of the call before (the global set, or the same
+/// token's) and the same deadline, and formatting them anew cost about
+/// 2,500 instructions per call.
+#[derive(Debug, Default)]
+struct Stamps(Mutex<Last>);
+
+#[derive(Debug, Default)]
+struct Last {
+    limits: Option<(LimitSet, HeaderMap)>,
+    deadline: Option<(std::time::Duration, HeaderValue)>,
+}
+
+impl Stamps {
+    /// [`stamp`], from the kept headers when the limits and the deadline
+    /// are the last ones.
+    fn stamp<B>(&self, request: &mut Request<B>, limits: &LimitSet, deadline: Option<CallDeadline>) {
+        let mut last = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        let core = match &last.limits {
+            Some((kept, headers)) if kept == limits => headers.clone(),
+            _ => {
+                let headers = core_headers(limits);
+                last.limits = Some((*limits, headers.clone()));
+                headers
+            }
+        };
+        RequestContext::of_mut(request).core_headers = core;
+        let Some(deadline) = deadline else { return };
+        let value = match &last.deadline {
+            Some((after, value)) if *after == deadline.after => value.clone(),
+            _ => {
+                let Ok(value) = HeaderValue::try_from(format_grpc_timeout(deadline.after)) else {
+                    return;
+                };
+                last.deadline = Some((deadline.after, value.clone()));
+                value
+            }
+        };
+        request.headers_mut().insert(DEADLINE, value);
+    }
+}
+
 /// The caller's limits as headers for the core, and the call's
 /// `grpc-timeout`.
+#[cfg(test)]
 fn stamp<B>(request: &mut Request<B>, limits: &LimitSet, deadline: Option<CallDeadline>) {
+    Stamps::default().stamp(request, limits, deadline);
+}
+
+/// The caller's limits as headers for the core.
+fn core_headers(limits: &LimitSet) -> HeaderMap {
     let mut core = HeaderMap::with_capacity(4);
     for (name, value) in [
         (RPM, limits.max_requests_per_minute),
@@ -192,12 +251,7 @@ fn stamp<B>(request: &mut Request<B>, limits: &LimitSet, deadline: Option<CallDe
             core.insert(name, HeaderValue::from(n.get()));
         }
     }
-    RequestContext::of_mut(request).core_headers = core;
-    if let Some(deadline) = deadline
-        && let Ok(value) = HeaderValue::try_from(format_grpc_timeout(deadline.after))
-    {
-        request.headers_mut().insert(DEADLINE, value);
-    }
+    core
 }
 
 /// The trailers-only answer to a refused call.

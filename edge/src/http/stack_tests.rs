@@ -3,7 +3,9 @@
 //! one reaches it with its identity and the caller's limits in the one
 //! request context, and every response carries the request id.
 
-use super::{BoxError, EdgeBody, RequestContext, message_size::Replayed, service_with};
+use super::{
+    BoxError, EdgeBody, RequestContext, context::Identity, message_size::Replayed, service_with,
+};
 use crate::{Edge, Transport, auth::mint_token};
 use http::{HeaderValue, Request, Response, header::AUTHORIZATION};
 use http_body_util::{BodyExt, Empty};
@@ -82,6 +84,6 @@ async fn the_layers_run_in_order_over_a_stub_leaf() {
     assert!(passed.headers().contains_key("x-request-id"));
     let seen = seen.lock().expect("lock");
     let context = seen.first().expect("the leaf was called");
-    assert_eq!(context.identity().map(|i| i.sub.as_str()), Some("alice"));
+    assert_eq!(context.identity().map(Identity::sub), Some("alice"));
     assert_eq!(context.core_headers[LIMIT_RPM_HEADER], "60");
 }

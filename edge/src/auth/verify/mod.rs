@@ -41,18 +41,19 @@ pub struct Verified {
     pub alg: KeyAlg,
 }
 
-/// One decision, with what the audit log may say about the token.
+/// One decision, with what the audit log may say about the token. Cheap
+/// to clone (shared parts): a remembered decision is handed out per call.
 #[derive(Debug, Clone)]
 pub struct Decision {
     /// Accepted, or why not.
-    pub verdict: Result<Verified, AuthError>,
+    pub verdict: Result<Arc<Verified>, AuthError>,
     /// The header's `kid`, when it is a plain identifier.
-    pub kid: Option<String>,
+    pub kid: Option<Arc<str>>,
     /// `sub` and `jti`, only when the signature verified (so they are
     /// authentic even if the token was refused, e.g. as revoked).
-    pub sub: Option<String>,
+    pub sub: Option<Arc<str>>,
     /// See `sub`.
-    pub jti: Option<String>,
+    pub jti: Option<Arc<str>>,
 }
 
 /// Verifies tokens; cheap to clone (shared state behind an `Arc`).
@@ -208,7 +209,7 @@ impl TokenVerifier {
 
     /// Verifies `token`: its claims and key.
     pub fn verify_token(&self, token: &str) -> Result<Verified, AuthError> {
-        self.decide(token).verdict
+        self.decide(token).verdict.map(Arc::unwrap_or_clone)
     }
 
     /// Verifies `token`, keeping what the audit log may show. A token
@@ -234,7 +235,7 @@ impl TokenVerifier {
         };
         // Verified under `keys`, the same snapshot the cache entry is tagged
         // with: a reload in between cannot mix two key sets.
-        decision.verdict = self.decide_into(token, &keys, &mut decision);
+        decision.verdict = self.decide_into(token, &keys, &mut decision).map(Arc::new);
         shared
             .cache
             .insert(token, arc_swap::Guard::into_inner(keys), &decision, now);
@@ -247,7 +248,10 @@ impl TokenVerifier {
         keys: &KeySet,
         d: &mut Decision,
     ) -> Result<Verified, AuthError> {
-        let key = self.header_and_key(token, keys, &mut d.kid)?;
+        let mut kid = None;
+        let key = self.header_and_key(token, keys, &mut kid);
+        d.kid = kid.map(Arc::from);
+        let key = key?;
         let policy = &self.shared.policy;
         let claims = match jsonwebtoken::decode::<Claims>(
             token,
@@ -261,15 +265,15 @@ impl TokenVerifier {
                     // The claims are authentic: the audit may name them.
                     if let Ok(c) = jsonwebtoken::dangerous::insecure_decode_claims::<Claims>(token)
                     {
-                        d.sub = Some(c.sub);
-                        d.jti = c.jti;
+                        d.sub = Some(c.sub.into());
+                        d.jti = c.jti.map(Arc::from);
                     }
                 }
                 return Err(error);
             }
         };
-        d.sub = Some(claims.sub.clone());
-        d.jti = claims.jti.clone();
+        d.sub = Some(claims.sub.as_str().into());
+        d.jti = claims.jti.as_deref().map(Arc::from);
         self.check_claims(&claims)?;
         Ok(Verified {
             claims,
