@@ -182,6 +182,9 @@ pub const QUOTA_TIME_ZONE: &str = "UTC";
 /// How long a quota reservation of a call that never ends (its core
 /// crashed) keeps counting: longer than any provider call may take.
 pub const QUOTA_RESERVATION_TTL: Duration = Duration::from_secs(600);
+/// Calls' worth of a shared budget a core replica leases at once
+/// (`[quota] lease_calls`; leases are carved only far from the limit).
+pub const QUOTA_LEASE_CALLS: u32 = 16;
 /// The usage ledger's SQLite file, in the state directory.
 pub const LEDGER_SQLITE_FILE: &str = "usage.db";
 /// Rows the ledger writes in one transaction at most.

@@ -120,6 +120,10 @@ pub struct QuotaConfig {
     /// core): after this it no longer counts against any budget.
     #[serde(with = "humantime_serde")]
     pub reservation_ttl: Duration,
+    /// With a shared (Redis) backend: a replica leases this many calls'
+    /// worth of a budget at once and reserves later calls from the lease
+    /// in memory, while the budget is far from its limit. 0: no leases.
+    pub lease_calls: u32,
 }
 
 impl Default for QuotaConfig {
@@ -127,6 +131,7 @@ impl Default for QuotaConfig {
         Self {
             time_zone: defaults::QUOTA_TIME_ZONE.to_owned(),
             reservation_ttl: defaults::QUOTA_RESERVATION_TTL,
+            lease_calls: defaults::QUOTA_LEASE_CALLS,
         }
     }
 }

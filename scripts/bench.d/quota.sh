@@ -3,7 +3,9 @@
 # Builds quota_bench (release), starts a redis-server on TCP loopback
 # (127.0.0.1, a free port) in a temporary directory, and prints Markdown
 # tables: the p50/p99 latency of one quota reservation (memory backend;
-# Redis, one EVALSHA per reservation) beside the floor of this machine's
+# Redis, one EVALSHA per reservation; Redis with per-replica leases, the
+# default, where most reservations are taken from the lease in memory)
+# beside the floor of this machine's
 # Redis (`redis-benchmark -t ping -c 1` p50, and a PING and an empty
 # EVALSHA through the core's own client), the client commands and
 # connections Redis saw for the reservations (INFO), Redis' own time per
@@ -19,7 +21,10 @@
 #
 # --baseline-bin runs an earlier build of quota_bench in every round too,
 # interleaved with this one (the order alternates), for before/after on a
-# busy machine; Redis is flushed before each run.
+# busy machine; Redis is flushed before each run. This build's timed loops
+# run on a runtime worker, as the core's calls do; with --baseline-bin it
+# also runs with `--on main` (the thread blocking on the runtime, where
+# builds before the leases measured), to tell the two effects apart.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 ROUNDS=1 BASELINE="" INSTRUCTIONS=""
@@ -56,11 +61,13 @@ script_usec() {
   rcli info commandstats | tr -d '\r' | grep -E '^cmdstat_(evalsha|eval):' |
     sed -E 's/^cmdstat_([a-z]+):calls=([0-9]+),usec=[0-9]+,usec_per_call=([0-9.]+).*/\1: \2 calls, \3 µs each (Redis CPU)/'
 }
-run() { # NAME BIN
+run() { # NAME BIN [ARGS…]
+  local name=$1 bin=$2
+  shift 2
   rcli flushall >/dev/null
   rcli config resetstat >/dev/null
-  echo "### $1"
-  "$2" --redis "redis://127.0.0.1:$port/" "${ARGS[@]}"
+  echo "### $name"
+  "$bin" --redis "redis://127.0.0.1:$port/" "$@" "${ARGS[@]}"
   echo
   script_usec
   echo
@@ -77,6 +84,7 @@ for round in $(seq "$ROUNDS"); do
   echo
   if [ -n "$BASELINE" ] && [ $((round % 2)) -eq 1 ]; then run baseline "$BASELINE"; fi
   run current "$BIN"
+  if [ -n "$BASELINE" ]; then run "current, --on main" "$BIN" --on main; fi
   if [ -n "$BASELINE" ] && [ $((round % 2)) -eq 0 ]; then run baseline "$BASELINE"; fi
 done
 if [ -n "$INSTRUCTIONS" ]; then

@@ -3,7 +3,7 @@
 //! step is atomic in the backend: a reservation checks every budget of the
 //! call and reserves in all of them, or in none.
 
-use std::{fmt, time::Duration};
+use std::{fmt, sync::Arc, time::Duration};
 
 /// One budget of a reservation.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -23,6 +23,9 @@ pub struct Line {
 pub struct Settle {
     /// The counter.
     pub key: String,
+    /// The lease the call took its reservation from (`None`: its own
+    /// reservation, under the settlement's id).
+    pub lease: Option<String>,
     /// What was reserved.
     pub reserved: u64,
     /// What the call actually used.
@@ -50,6 +53,26 @@ pub struct ReserveOutcome {
     pub counts: Vec<Counts>,
     /// The first enforced line that did not fit (nothing was reserved).
     pub refused: Option<usize>,
+    /// The lease asked for was carved, and the call's reservation is a
+    /// part of it (see [`LeaseRequest`]).
+    pub leased: bool,
+}
+
+/// What a reservation also asks of a backend that leases (Redis): give
+/// this replica's old leases back, and carve a new one.
+#[derive(Debug, Clone, Default)]
+pub struct LeaseRequest {
+    /// How long the call's own reservation counts if never settled.
+    pub ttl: Duration,
+    /// The new lease's id (`None`: carve none).
+    pub id: Option<Arc<str>>,
+    /// Its size per line: `(calls + 1) ×` the line's amount (the call's
+    /// own reservation is its first part).
+    pub calls: u64,
+    /// How long it counts in the backend if never given back.
+    pub hold: Duration,
+    /// Per line: an old lease and its unused part, given back first.
+    pub give_back: Vec<Option<(Arc<str>, u64)>>,
 }
 
 /// The backend could not answer.
@@ -70,6 +93,15 @@ pub type Reserved = Result<ReserveOutcome, BackendError>;
 pub trait QuotaBackend: Send + Sync + fmt::Debug {
     /// Reserves `lines` under `id` for at most `ttl`, atomically: all or none.
     async fn reserve(&self, id: &str, lines: &[Line], ttl: Duration) -> Reserved;
+    /// [`QuotaBackend::reserve`] that also gives leases back and carves
+    /// one, in the same atomic step (backends that lease).
+    async fn reserve_leasing(&self, id: &str, lines: &[Line], req: &LeaseRequest) -> Reserved {
+        self.reserve(id, lines, req.ttl).await
+    }
+    /// True when the counters are shared and worth leasing (Redis).
+    fn leases(&self) -> bool {
+        false
+    }
     /// Replaces reservation `id` by the actual use, atomically.
     async fn settle(&self, id: &str, lines: &[Settle]) -> Result<(), BackendError>;
     /// The counts of `keys` (expired reservations dropped).

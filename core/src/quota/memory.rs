@@ -98,6 +98,7 @@ impl QuotaBackend for MemoryBackend {
             now_ms,
             counts,
             refused,
+            leased: false,
         })
     }
 
@@ -169,6 +170,7 @@ mod tests {
         );
         let settle = |key: &str| Settle {
             key: key.into(),
+            lease: None,
             reserved: 60,
             actual: 25,
             expire_at: i64::MAX,

@@ -8,10 +8,13 @@
 //! Budgets in shadow mode (`enforce = false`) count and report, never refuse.
 
 pub mod backend;
+pub mod lease;
 pub mod memory;
 mod metrics;
 pub mod policy;
 pub mod redis;
+mod redis_scripts;
+mod refusal;
 pub mod reload;
 pub(crate) mod settle;
 mod start;
@@ -20,6 +23,8 @@ mod status;
 mod windows_test;
 
 pub use metrics::QuotaMetrics;
+use refusal::refusal;
+pub use refusal::code_name;
 pub use settle::Identity;
 pub(crate) use start::restore;
 pub use start::{Usage, start};
@@ -29,23 +34,15 @@ pub use status::status_rows;
 
 use crate::registry::ModelEntry;
 use arc_swap::ArcSwap;
-use backend::{Line, QuotaBackend, Settle};
+use backend::{LeaseRequest, Line, QuotaBackend, Settle};
 use jiff::Timestamp;
+use lease::{LEASE_WINDOW, LeaseBook, Taken};
 use policy::{Budget, Policy, Unit};
-use std::sync::Arc;
+use std::{sync::Arc, time::Instant};
 use tonic::Status;
 use vibectl_config::{BackendFailure, Config, Usd, defaults};
 
 pub use vibectl_proto::wire::{JTI_HEADER, KID_HEADER};
-
-/// The name a ledger row and the logs give a refusal's status.
-pub fn code_name(status: &Status) -> &'static str {
-    match status.code() {
-        tonic::Code::ResourceExhausted => "RESOURCE_EXHAUSTED",
-        tonic::Code::Unavailable => "UNAVAILABLE",
-        _ => "INTERNAL",
-    }
-}
 
 /// Counters are kept this long past their window's end.
 const KEEP_AFTER_WINDOW_SECS: i64 = 7 * 24 * 3600;
@@ -57,6 +54,8 @@ pub struct Quotas {
     backend: Arc<dyn QuotaBackend>,
     on_failure: BackendFailure,
     metrics: QuotaMetrics,
+    /// This replica's leases of shared budgets.
+    leases: LeaseBook,
 }
 
 /// Who calls.
@@ -76,6 +75,7 @@ impl Quotas {
             backend,
             on_failure: config.limits.on_backend_failure,
             metrics,
+            leases: LeaseBook::default(),
         }
     }
 
@@ -94,6 +94,25 @@ impl Quotas {
     #[cfg(feature = "test-support")]
     pub fn backend(&self) -> &Arc<dyn QuotaBackend> {
         &self.backend
+    }
+
+    /// This replica's leases (for tests).
+    #[cfg(feature = "test-support")]
+    pub fn leases(&self) -> &LeaseBook {
+        &self.leases
+    }
+
+    /// Gives back the leases that stopped serving calls (all of them
+    /// with `all`: at shutdown).
+    pub async fn give_back_leases(&self, all: bool) {
+        let lines = self.leases.expired((!all).then(Instant::now));
+        if lines.is_empty() {
+            return;
+        }
+        if let Err(e) = self.backend.settle("", &lines).await {
+            self.metrics.backend_error();
+            tracing::warn!(error = %e, "giving quota leases back failed; they expire on their own");
+        }
     }
 
     /// Reserves what a call to `model` may use, or the status refusing it.
@@ -143,10 +162,35 @@ impl Quotas {
                 enforce: b.enforce,
             })
             .collect();
+        // The lease path: this replica's leases hold room for every line.
+        let lease_calls = match self.backend.leases() {
+            true => policy.lease_calls,
+            false => 0,
+        };
+        if lease_calls > 0
+            && let Some(taken) = self.leases.take(&lines, Instant::now())
+        {
+            self.metrics.reservation_opened();
+            let mut r = Reservation::new(self, String::new(), budgets, lines, Some(taken));
+            r.local = true;
+            return Ok(Some(r));
+        }
         let id = uuid::Uuid::new_v4().to_string();
+        let ask = (lease_calls > 0).then(|| self.leases.ask(&lines));
+        let lease = LeaseRequest {
+            ttl: policy.reservation_ttl,
+            id: ask
+                .as_ref()
+                .filter(|a| a.carve)
+                .map(|_| Arc::from(format!("L{}", uuid::Uuid::new_v4().simple()))),
+            calls: lease_calls,
+            hold: policy.reservation_ttl + LEASE_WINDOW,
+            give_back: ask.as_ref().map(|a| a.give_back.clone()).unwrap_or_default(),
+        };
+        let sent = Instant::now();
         let outcome = match self
             .backend
-            .reserve(&id, &lines, policy.reservation_ttl)
+            .reserve_leasing(&id, &lines, &lease)
             .await
         {
             Ok(outcome) => outcome,
@@ -190,17 +234,26 @@ impl Quotas {
                 tracing::warn!(sub = caller.sub, budget = b.name, owner = %b.owner, used = c.used, reserved = c.reserved, needs = lines[i].amount, limit = b.limit, "would have refused: quota exhausted (shadow mode, enforce = false)");
             }
         }
+        let taken = match (&ask, &lease.id) {
+            (Some(ask), Some(lid)) if outcome.leased => {
+                let replaced = self.leases.carved(
+                    ask,
+                    &lines,
+                    lid,
+                    |l| l.amount.saturating_mul(lease_calls),
+                    |i| budgets[i].window.resets.as_second() + KEEP_AFTER_WINDOW_SECS,
+                    sent + LEASE_WINDOW,
+                );
+                if !replaced.is_empty() {
+                    let quotas = self.clone();
+                    tokio::spawn(async move { quotas.backend.settle("", &replaced).await });
+                }
+                Some(vec![lid.clone(); lines.len()])
+            }
+            _ => None,
+        };
         self.metrics.reservation_opened();
-        Ok(Some(Reservation {
-            quotas: self.clone(),
-            id,
-            budgets: budgets
-                .into_iter()
-                .zip(lines)
-                .map(|(b, l)| (b, l.amount))
-                .collect(),
-            settled: false,
-        }))
+        Ok(Some(Reservation::new(self, id, budgets, lines, taken)))
     }
 }
 
@@ -243,50 +296,47 @@ pub fn nanos(usd: Option<f64>) -> u64 {
     usd.and_then(Usd::from_f64).map_or(0, Usd::nanos)
 }
 
-/// The `RESOURCE_EXHAUSTED` status of a budget that does not fit.
-fn refusal(policy: &Policy, b: &Budget, c: backend::Counts, needs: u64, now_ms: i64) -> Status {
-    let show = |n: u64| match b.unit {
-        Unit::Tokens => format!("{n} tokens"),
-        Unit::Cost => format!("{} USD", Usd::from_nanos(n)),
-    };
-    let resets = b.window.resets;
-    let retry_after_ms = (resets.as_millisecond() - now_ms).max(0);
-    let mut status = Status::resource_exhausted(format!(
-        "{} budget of {} exhausted: {} = {} per {} ({} {} in {}); used {}, reserved {}, this call needs up to {}; resets at {}",
-        b.unit.limit_type().as_str(),
-        b.owner,
-        b.name,
-        show(b.limit),
-        b.period.name(),
-        b.period.name(),
-        b.window.label,
-        policy.tz_name,
-        show(c.used),
-        show(c.reserved),
-        show(needs),
-        resets,
-    ));
-    let md = status.metadata_mut();
-    md.insert(
-        vibectl_proto::wire::LIMIT_TYPE,
-        b.unit.limit_type().as_str().parse().expect("ASCII"),
-    );
-    if let Ok(v) = retry_after_ms.to_string().parse() {
-        md.insert(vibectl_proto::wire::RETRY_AFTER_MS, v);
-    }
-    status
-}
-
 /// A call's open reservation; settle it when the call ends.
 #[derive(Debug)]
 pub struct Reservation {
     quotas: Arc<Quotas>,
     id: String,
     budgets: Vec<(Budget, u64)>,
+    /// The leases it was taken from, per budget (`None`: its own, `id`).
+    leases: Option<Taken>,
+    /// Taken from this replica's leases without a backend step.
+    local: bool,
     settled: bool,
 }
 
 impl Reservation {
+    fn new(
+        quotas: &Arc<Quotas>,
+        id: String,
+        budgets: Vec<Budget>,
+        lines: Vec<Line>,
+        leases: Option<Taken>,
+    ) -> Self {
+        Self {
+            quotas: quotas.clone(),
+            id,
+            budgets: budgets
+                .into_iter()
+                .zip(lines)
+                .map(|(b, l)| (b, l.amount))
+                .collect(),
+            leases,
+            local: false,
+            settled: false,
+        }
+    }
+
+    /// True when it was taken from this replica's leases without a
+    /// backend step.
+    pub fn is_local(&self) -> bool {
+        self.local
+    }
+
     /// Replaces the reservation by what the call used (off the call's path).
     pub fn settle(mut self, tokens: u64, cost_nanos: u64) {
         self.settled = true;
@@ -297,8 +347,10 @@ impl Reservation {
         let lines: Vec<Settle> = self
             .budgets
             .iter()
-            .map(|(b, reserved)| Settle {
+            .enumerate()
+            .map(|(i, (b, reserved))| Settle {
                 key: b.key.clone(),
+                lease: self.leases.as_ref().map(|t| t[i].to_string()),
                 reserved: *reserved,
                 actual: match b.unit {
                     Unit::Tokens => tokens,

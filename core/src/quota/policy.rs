@@ -119,6 +119,9 @@ pub struct Policy {
     pub tz_name: String,
     /// How long a reservation of a call that never ends keeps counting.
     pub reservation_ttl: std::time::Duration,
+    /// `[quota] lease_calls`: calls' worth a replica leases of a shared
+    /// budget (0: none).
+    pub lease_calls: u64,
     /// No budget configured at all (computed once).
     empty: bool,
 }
@@ -136,6 +139,7 @@ impl Policy {
             tz: TimeZone::get(&config.quota.time_zone).unwrap_or(TimeZone::UTC),
             tz_name: config.quota.time_zone.clone(),
             reservation_ttl: config.quota.reservation_ttl,
+            lease_calls: u64::from(config.quota.lease_calls),
         })
     }
 

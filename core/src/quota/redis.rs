@@ -1,114 +1,51 @@
 //! The quota counters in Redis, shared by every core replica. Each step is
 //! one Lua script run by `EVALSHA` (one round trip; the script is loaded
 //! once per Redis), so no replica can check and then act on stale numbers:
-//! a reservation drops expired reservations, checks every budget of the
-//! call and reserves in all of them (or none) at once, on Redis' own clock
-//! (`TIME`). Per budget three keys: `<key>` the settled use (a string),
-//! `<key>:r` the open reservations (a sorted set scored by expiry, members
-//! `<id>:<amount>`) and `<key>:s` their running sum, so a step costs the
-//! same however many calls are in flight (it reads the sum, and touches
-//! only the reservations that expired). A crashed core's reservations stop
-//! counting after `[quota] reservation_ttl`.
+//! a reservation checks every budget of the call and reserves in all of
+//! them (or none) at once, on Redis' own clock (`TIME`), and may carve this
+//! replica a lease ([`super::lease`]). The keys and scripts are in
+//! [`super::redis_scripts`]: a step costs the same however many calls are
+//! in flight (it reads each budget's running sum, and touches only the
+//! reservations that expired). A crashed core's reservations stop counting
+//! after `[quota] reservation_ttl`, its leases after that plus
+//! [`super::lease::LEASE_WINDOW`].
 
-use super::backend::{BackendError, Counts, Line, QuotaBackend, ReserveOutcome, Reserved, Settle};
+use super::{
+    backend::{
+        BackendError, Counts, LeaseRequest, Line, QuotaBackend, ReserveOutcome, Reserved, Settle,
+    },
+    lease::LEASE_SHARE,
+    redis_scripts,
+};
 use redis::{
-    Script,
+    Cmd, RedisWrite, Script, ToRedisArgs,
     aio::{ConnectionManager, ConnectionManagerConfig},
     io::tcp::TcpSettings,
 };
-use std::time::Duration;
+use std::{io::Write, time::Duration};
 
 /// Longest one Redis step may take.
 const OP_TIMEOUT: Duration = Duration::from_millis(500);
 /// Longest a connection attempt may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 
-/// Budget `i`'s settled use and open reservations (KEYS used, res, sum at
-/// 3i-2, 3i-1, 3i; one `MGET`), dropping the expired reservations first.
-/// Shared by the scripts below.
-const COUNTS_OF: &str = r"
-local function counts(i, now)
-  local res, sum = KEYS[3 * i - 1], KEYS[3 * i]
-  local v = redis.call('MGET', KEYS[3 * i - 2], sum)
-  local used, reserved = tonumber(v[1] or '0'), tonumber(v[2] or '0')
-  local gone = redis.call('ZRANGEBYSCORE', res, '-inf', now)
-  if #gone > 0 then
-    for _, m in ipairs(gone) do
-      reserved = reserved - tonumber(string.match(m, ':(%d+)$'))
-    end
-    redis.call('ZREMRANGEBYSCORE', res, '-inf', now)
-    if reserved > 0 then
-      redis.call('SET', sum, reserved, 'KEEPTTL')
-    else
-      reserved = 0
-      redis.call('DEL', sum)
-    end
-  end
-  return used, reserved
-end
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-";
+/// A budget's Redis key, written straight into the command (no string
+/// built per key): `<prefix><key><suffix>`.
+struct Key<'a>(&'a str, &'a str, &'static str);
 
-/// KEYS: used, res, sum per line; ARGV: id, ttl_ms, then per line limit,
-/// amount, enforce (1/0). Returns now_ms, refused line (0: none), then
-/// used, reserved per line. Four commands per budget (the sum is set
-/// with its expiry in one `SET … PX`).
-const RESERVE: &str = r"
-local ttl = tonumber(ARGV[2])
-local n = #KEYS / 3
-local out = {now, 0}
-for i = 1, n do
-  local used, reserved = counts(i, now)
-  local limit = tonumber(ARGV[3 * i])
-  local amount = tonumber(ARGV[3 * i + 1])
-  if out[2] == 0 and ARGV[3 * i + 2] == '1' and used + reserved + amount > limit then
-    out[2] = i
-  end
-  table.insert(out, used)
-  table.insert(out, reserved)
-end
-if out[2] == 0 then
-  for i = 1, n do
-    local res, sum, amount = KEYS[3 * i - 1], KEYS[3 * i], ARGV[3 * i + 1]
-    redis.call('ZADD', res, now + ttl, ARGV[1] .. ':' .. amount)
-    redis.call('PEXPIRE', res, ttl + 60000)
-    redis.call('SET', sum, string.format('%d', out[2 + 2 * i] + amount), 'PX', ttl + 60000)
-  end
-end
-return out
-";
+impl ToRedisArgs for Key<'_> {
+    fn write_redis_args<W: ?Sized + RedisWrite>(&self, out: &mut W) {
+        let mut w = out.writer_for_next_arg();
+        // Writing into the command's buffer cannot fail.
+        let _ = w
+            .write_all(self.0.as_bytes())
+            .and_then(|()| w.write_all(self.1.as_bytes()))
+            .and_then(|()| w.write_all(self.2.as_bytes()));
+    }
+}
 
-/// KEYS: used, res, sum per line; ARGV: id, then per line reserved,
-/// actual, expire_at. A reservation that already expired is not
-/// subtracted twice.
-const SETTLE: &str = r"
-for i = 1, #KEYS / 3 do
-  local reserved = ARGV[3 * i - 1]
-  if redis.call('ZREM', KEYS[3 * i - 1], ARGV[1] .. ':' .. reserved) == 1 then
-    if redis.call('DECRBY', KEYS[3 * i], reserved) <= 0 then
-      redis.call('DEL', KEYS[3 * i])
-    end
-  end
-  local actual = tonumber(ARGV[3 * i])
-  if actual > 0 then
-    redis.call('INCRBY', KEYS[3 * i - 2], actual)
-  end
-  redis.call('EXPIREAT', KEYS[3 * i - 2], ARGV[3 * i + 1])
-end
-return 1
-";
-
-/// KEYS: used, res, sum per line. Returns used, reserved per line.
-const COUNTS: &str = r"
-local out = {}
-for i = 1, #KEYS / 3 do
-  local used, reserved = counts(i, now)
-  table.insert(out, used)
-  table.insert(out, reserved)
-end
-return out
-";
+/// The four keys of a budget (see [`super::redis_scripts`]).
+const SUFFIXES: [&str; 4] = ["", ":r", ":s", ":l"];
 
 /// Quota counters in Redis.
 pub struct RedisQuota {
@@ -161,21 +98,23 @@ impl RedisQuota {
         Ok(Self {
             conn,
             prefix: format!("{prefix}quota:"),
-            reserve: Script::new(&format!("{COUNTS_OF}{RESERVE}")),
-            settle: Script::new(SETTLE),
-            counts: Script::new(&format!("{COUNTS_OF}{COUNTS}")),
+            reserve: Script::new(&redis_scripts::reserve(LEASE_SHARE)),
+            settle: Script::new(&redis_scripts::settle()),
+            counts: Script::new(&redis_scripts::counts()),
         })
     }
 
-    fn keys<'a>(&self, keys: impl Iterator<Item = &'a str>) -> Vec<String> {
-        keys.flat_map(|k| {
-            [
-                format!("{}{k}", self.prefix),
-                format!("{}{k}:r", self.prefix),
-                format!("{}{k}:s", self.prefix),
-            ]
-        })
-        .collect()
+    /// `EVALSHA` of `script` over the four keys of each of `keys`; its
+    /// arguments follow.
+    fn evalsha<'a>(&self, script: &Script, keys: impl ExactSizeIterator<Item = &'a str>) -> Cmd {
+        let mut cmd = redis::cmd("EVALSHA");
+        cmd.arg(script.get_hash()).arg(keys.len() * SUFFIXES.len());
+        for k in keys {
+            for suffix in SUFFIXES {
+                cmd.arg(Key(&self.prefix, k, suffix));
+            }
+        }
+        cmd
     }
 
     /// One `PING` on the quota connection (what a round trip costs here;
@@ -183,28 +122,40 @@ impl RedisQuota {
     #[cfg(feature = "test-support")]
     pub async fn ping(&self) -> Result<(), BackendError> {
         let mut conn = self.conn.clone();
-        match tokio::time::timeout(OP_TIMEOUT, redis::cmd("PING").query_async::<()>(&mut conn))
+        redis::cmd("PING")
+            .query_async::<()>(&mut conn)
             .await
-        {
-            Err(_) => Err(err("Redis did not answer a PING in time")),
-            Ok(r) => r.map_err(|e| err(e.to_string())),
-        }
+            .map_err(redis_error)
     }
 
+    /// Runs `cmd` (an `EVALSHA` of `script`), loading the script first
+    /// if this Redis does not have it yet. The connection's response
+    /// timeout bounds each step.
     async fn run<T: redis::FromRedisValue>(
         &self,
-        invocation: &redis::ScriptInvocation<'_>,
+        script: &Script,
+        cmd: &Cmd,
     ) -> Result<T, BackendError> {
         let mut conn = self.conn.clone();
-        match tokio::time::timeout(OP_TIMEOUT, invocation.invoke_async(&mut conn)).await {
-            Err(_) => Err(err(format!(
-                "Redis did not answer within {} ms",
-                OP_TIMEOUT.as_millis()
-            ))),
-            // The error's kind and text, never the URL (redis-rs does not echo it).
-            Ok(r) => r.map_err(|e| err(e.to_string())),
+        match cmd.query_async(&mut conn).await {
+            Err(e) if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) => {
+                script.load_async(&mut conn).await.map_err(redis_error)?;
+                cmd.query_async(&mut conn).await.map_err(redis_error)
+            }
+            r => r.map_err(redis_error),
         }
     }
+}
+
+/// The error's kind and text, never the URL (redis-rs does not echo it).
+fn redis_error(e: redis::RedisError) -> BackendError {
+    if e.is_timeout() {
+        return err(format!(
+            "Redis did not answer within {} ms",
+            OP_TIMEOUT.as_millis()
+        ));
+    }
+    err(e.to_string())
 }
 
 fn pairs(values: &[i64]) -> Vec<Counts> {
@@ -217,20 +168,37 @@ fn pairs(values: &[i64]) -> Vec<Counts> {
         .collect()
 }
 
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
 #[async_trait::async_trait]
 impl QuotaBackend for RedisQuota {
     async fn reserve(&self, id: &str, lines: &[Line], ttl: Duration) -> Reserved {
-        let mut inv = self.reserve.prepare_invoke();
-        for k in self.keys(lines.iter().map(|l| l.key.as_str())) {
-            inv.key(k);
+        let lease = LeaseRequest {
+            ttl,
+            ..LeaseRequest::default()
+        };
+        self.reserve_leasing(id, lines, &lease).await
+    }
+
+    async fn reserve_leasing(&self, id: &str, lines: &[Line], lease: &LeaseRequest) -> Reserved {
+        let mut cmd = self.evalsha(&self.reserve, lines.iter().map(|l| l.key.as_str()));
+        let hold = millis(lease.hold.max(lease.ttl));
+        cmd.arg(id).arg(millis(lease.ttl)).arg(hold);
+        match &lease.id {
+            Some(lid) if lease.calls > 0 => cmd.arg(&**lid).arg(lease.calls),
+            _ => cmd.arg("").arg(0),
+        };
+        for (i, l) in lines.iter().enumerate() {
+            cmd.arg(l.limit).arg(l.amount).arg(u8::from(l.enforce));
+            match lease.give_back.get(i).and_then(Option::as_ref) {
+                Some((old, free)) => cmd.arg(&**old).arg(*free),
+                None => cmd.arg("").arg(0),
+            };
         }
-        inv.arg(id)
-            .arg(u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX));
-        for l in lines {
-            inv.arg(l.limit).arg(l.amount).arg(u8::from(l.enforce));
-        }
-        let out: Vec<i64> = self.run(&inv).await?;
-        if out.len() != 2 + 2 * lines.len() {
+        let out: Vec<i64> = self.run(&self.reserve, &cmd).await?;
+        if out.len() != 3 + 2 * lines.len() {
             return Err(err("unexpected answer from the reserve script"));
         }
         Ok(ReserveOutcome {
@@ -239,29 +207,31 @@ impl QuotaBackend for RedisQuota {
                 .ok()
                 .filter(|i| *i > 0)
                 .map(|i| i - 1),
-            counts: pairs(&out[2..]),
+            leased: out[2] == 1,
+            counts: pairs(&out[3..]),
         })
     }
 
+    fn leases(&self) -> bool {
+        true
+    }
+
     async fn settle(&self, id: &str, lines: &[Settle]) -> Result<(), BackendError> {
-        let mut inv = self.settle.prepare_invoke();
-        for k in self.keys(lines.iter().map(|l| l.key.as_str())) {
-            inv.key(k);
-        }
-        inv.arg(id);
+        let mut cmd = self.evalsha(&self.settle, lines.iter().map(|l| l.key.as_str()));
+        cmd.arg(id);
         for l in lines {
-            inv.arg(l.reserved).arg(l.actual).arg(l.expire_at);
+            cmd.arg(l.lease.as_deref().unwrap_or(""))
+                .arg(l.reserved)
+                .arg(l.actual)
+                .arg(l.expire_at);
         }
-        let _: i64 = self.run(&inv).await?;
+        let _: i64 = self.run(&self.settle, &cmd).await?;
         Ok(())
     }
 
     async fn counts(&self, keys: &[String]) -> Result<Vec<Counts>, BackendError> {
-        let mut inv = self.counts.prepare_invoke();
-        for k in self.keys(keys.iter().map(String::as_str)) {
-            inv.key(k);
-        }
-        let out: Vec<i64> = self.run(&inv).await?;
+        let cmd = self.evalsha(&self.counts, keys.iter().map(String::as_str));
+        let out: Vec<i64> = self.run(&self.counts, &cmd).await?;
         Ok(pairs(&out))
     }
 }

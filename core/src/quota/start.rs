@@ -74,9 +74,11 @@ impl Usage {
         self.quotas.reserve(caller, model, input_estimate).await
     }
 
-    /// Stops watching the config and writes the ledger's queue.
+    /// Stops watching the config, gives this replica's quota leases back
+    /// and writes the ledger's queue.
     pub async fn close(&self) {
         self.stop.cancel();
+        self.quotas.give_back_leases(true).await;
         if let Some(ledger) = &self.ledger {
             ledger.close(LEDGER_CLOSE_TIMEOUT).await;
         }
@@ -125,6 +127,9 @@ pub async fn start(config: &Config, metrics: &Metrics) -> Result<Usage, CoreErro
     if let Some(path) = config.source.clone() {
         tokio::spawn(super::reload::watch(path, quotas.clone(), stop.clone()));
     }
+    if quotas.backend.leases() {
+        tokio::spawn(give_back_leases(Arc::downgrade(&quotas), stop.clone()));
+    }
     Ok(Usage {
         quotas,
         ledger,
@@ -161,4 +166,17 @@ pub(crate) async fn restore(
         "quota counters restored from the usage ledger"
     );
     Ok(())
+}
+
+/// Gives leases back once they stop serving calls (a budget with no more
+/// calls here would hold its lease until it expires in Redis).
+async fn give_back_leases(quotas: std::sync::Weak<Quotas>, stop: CancellationToken) {
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            () = tokio::time::sleep(super::lease::LEASE_WINDOW / 2) => {}
+        }
+        let Some(quotas) = quotas.upgrade() else { return };
+        quotas.give_back_leases(false).await;
+    }
 }

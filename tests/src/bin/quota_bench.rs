@@ -55,6 +55,18 @@ struct Args {
     /// With --fixed-calls: `on` (SQLite ledger) or `off`.
     #[arg(long, default_value = "on")]
     ledger: String,
+    /// Where the timed loops run: `worker` (a task on the multi-thread
+    /// runtime, as the core's calls run) or `main` (the thread that
+    /// blocks on the runtime).
+    #[arg(long, default_value = "worker")]
+    on: String,
+    /// Only `--calls` Redis reservations (and their settlements), for
+    /// counting instructions under `valgrind --tool=callgrind`.
+    #[arg(long)]
+    redis_reserves_only: bool,
+    /// With --redis-reserves-only: `[quota] lease_calls`.
+    #[arg(long, default_value_t = 0)]
+    lease_calls: u32,
 }
 
 const BUDGETS: &str = "[limits.global]\nmax_tokens_per_day = 1000000000000\n\
@@ -147,9 +159,11 @@ async fn reserve_latency(
     name: &str,
     backend: Arc<dyn QuotaBackend>,
     calls: usize,
+    lease_calls: u32,
     probe: Option<&mut redis::aio::MultiplexedConnection>,
 ) -> f64 {
-    let config = Config::from_toml(BUDGETS, std::path::Path::new("bench.toml")).expect("config");
+    let text = format!("{BUDGETS}[quota]\nlease_calls = {lease_calls}\n");
+    let config = Config::from_toml(&text, std::path::Path::new("bench.toml")).expect("config");
     // With metrics on, as a core serving calls has them: gauges per call.
     let metrics = QuotaMetrics::standalone(&["echo"], 100).expect("metrics");
     let quotas = Arc::new(Quotas::new(&config, backend, metrics));
@@ -184,6 +198,10 @@ async fn reserve_latency(
             delta(&before, &after)
         );
     }
+    if lease_calls > 0 {
+        let local = held.iter().flatten().filter(|r| r.is_local()).count();
+        println!("| ↳ taken from this replica's lease in memory | {local} of {calls} | | |");
+    }
     drop(held);
     timed(
         &format!("quota reserve, {name}, settles in flight"),
@@ -214,9 +232,19 @@ async fn redis_tables(url: &str, calls: usize) {
         redis.counts(&[]).await.expect("redis");
     })
     .await;
-    let p50 = reserve_latency("Redis", redis.clone(), calls, Some(&mut probe)).await;
+    let p50 = reserve_latency("Redis", redis.clone(), calls, 0, Some(&mut probe)).await;
+    let lease_calls = vibectl_config::defaults::QUOTA_LEASE_CALLS;
+    let leased = reserve_latency(
+        &format!("Redis + leases of {lease_calls} calls"),
+        redis.clone(),
+        calls,
+        lease_calls,
+        Some(&mut probe),
+    )
+    .await;
     println!(
-        "\nRedis reserve alone, p50: {p50:.1} µs = {:.2} × this client's PING p50 ({ping:.1} µs).",
+        "\nRedis reserve alone, p50: {p50:.1} µs = {:.2} × this client's PING p50 ({ping:.1} µs); \
+         with leases (the default): {leased:.1} µs.",
         p50 / ping
     );
 }
@@ -311,9 +339,27 @@ async fn ledger_rounds(args: &Args) {
     );
 }
 
-#[tokio::main]
-async fn main() {
+fn main() {
     let args = Args::parse();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    if args.on == "main" {
+        rt.block_on(run(args));
+    } else {
+        rt.block_on(async { tokio::spawn(run(args)).await.expect("bench") });
+    }
+}
+
+async fn run(args: Args) {
+    if args.redis_reserves_only {
+        let url = args.redis.as_deref().expect("--redis");
+        let redis = Arc::new(RedisQuota::new(url, "bench:").expect("redis url"));
+        let lease_calls = args.lease_calls;
+        reserve_latency("Redis", redis, args.calls, lease_calls, None).await;
+        return;
+    }
     if let Some(calls) = args.fixed_calls {
         let dir = tempfile::tempdir().expect("tempdir");
         let db = dir.path().join("usage.db");
@@ -327,11 +373,14 @@ async fn main() {
         "memory",
         Arc::new(MemoryBackend::default()),
         args.calls,
+        0,
         None,
     )
     .await;
     if let Some(url) = &args.redis {
         redis_tables(url, args.calls).await;
     }
-    ledger_rounds(&args).await;
+    if args.ledger_rounds > 0 {
+        ledger_rounds(&args).await;
+    }
 }

@@ -47,6 +47,7 @@ mod providers_anthropic;
 mod providers_common;
 mod providers_openai;
 mod quota_common;
+mod quota_lease;
 mod quota_memory;
 mod quota_redis;
 mod reload_limits;
