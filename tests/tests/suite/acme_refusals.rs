@@ -105,20 +105,22 @@ async fn rate_limited_waits_until_the_named_time_shown_in_ready_and_the_metric()
     // Then it orders again, not before the time named, and is served.
     edge.wait_for("issued after the wait", &pebble, |s| s.issued >= 1)
         .await;
+    // One refused new-order, then the ones after the wait: Pebble refuses
+    // 5 % of nonces (`badNonce`), and the edge rightly sends that
+    // new-order again, so a second POST may reach the proxy; Pebble still
+    // creates exactly one order.
     let orders = proxy.new_orders();
-    assert_eq!(
-        orders
-            .iter()
-            .map(|(_, refused)| *refused)
-            .collect::<Vec<_>>(),
-        [true, false],
-        "one refused new-order, then one that went through"
-    );
+    let refused: Vec<bool> = orders.iter().map(|(_, refused)| *refused).collect();
     assert!(
-        unix(orders[1].0) >= until,
-        "ordered again at {:?}, before {until}",
-        orders[1].0
+        refused.len() >= 2 && refused[0] && !refused[1..].contains(&true),
+        "one refused new-order, then ones that went through: {refused:?}"
     );
+    for (at, _) in &orders[1..] {
+        assert!(
+            unix(*at) >= until,
+            "ordered again at {at:?}, before {until}"
+        );
+    }
     assert_eq!(pebble.orders_added(), 1);
     assert_eq!(edge.status().borrow().rate_limited_until, None);
     edge.stop().await;
