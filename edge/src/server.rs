@@ -26,7 +26,6 @@ use crate::{
     http::{EdgeService, RequestContext, service},
     tls::{ClientIdentity, HandshakeFailure, HandshakeStats, acme::ACME_TLS_ALPN},
 };
-use http_body_util::BodyExt;
 use hyper::server::conn::http2;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
@@ -216,13 +215,14 @@ impl Conn {
             async move {
                 let response = call.await?;
                 let reset = response.extensions().get::<ClientReset>().is_some();
+                // Handed to hyper as it is (no second box around the
+                // already boxed body).
                 Ok::<_, std::convert::Infallible>(response.map(|body| {
-                    let guarded = if reset {
+                    if reset {
                         GuardedBody::reset(body, guard)
                     } else {
                         GuardedBody::new(body, guard)
-                    };
-                    guarded.boxed_unsync()
+                    }
                 }))
             }
         });
