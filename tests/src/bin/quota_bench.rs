@@ -7,8 +7,9 @@
 //!   holds every reservation until the timed loop ends (nothing else on
 //!   the connection), "settles in flight" settles each one as a call does
 //!   (spawned, off the call's path, sharing the connection);
-//! - calls per second through an in-process core with 64 streams at once,
-//!   ledger off and SQLite ledger on, in interleaved rounds;
+//! - calls per second and CPU time per call (the whole process) through an
+//!   in-process core with 64 streams at once, ledger off and SQLite
+//!   ledger on, in interleaved rounds;
 //! - with `--fixed-calls N --ledger on|off`: only N calls (for counting
 //!   instructions under `valgrind --tool=callgrind`).
 
@@ -257,9 +258,38 @@ fn ledger_config(ledger: Option<&std::path::Path>) -> Config {
     Config::from_toml(&text, std::path::Path::new("bench.toml")).expect("config")
 }
 
+/// CPU seconds this process has used so far, all threads, user + system
+/// (`/proc/self/stat` utime + stime, in USER_HZ = 100 ticks). Steadier
+/// than calls/s on a busy machine: another process' load slows the calls
+/// but hardly changes what each costs.
+fn cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the command name, from the 3rd (state) on.
+    let fields: Vec<&str> = stat
+        .rsplit_once(") ")
+        .map_or("", |(_, r)| r)
+        .split(' ')
+        .collect();
+    let tick = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    (tick(11) + tick(12)) as f64 / 100.0
+}
+
+/// One throughput run: calls/s, calls, and CPU µs per call (the process'
+/// CPU time over the run, client and core together, / calls).
+struct Run {
+    rate: f64,
+    calls: u64,
+    cpu_us: f64,
+}
+
 /// Calls through an in-process core, `streams` at once, until `until`
-/// or `limit` calls; returns calls/s and the count.
-async fn throughput(config: Config, streams: usize, until: Duration, limit: u64) -> (f64, u64) {
+/// or `limit` calls.
+async fn throughput(config: Config, streams: usize, until: Duration, limit: u64) -> Run {
     let listener = CoreListener::bind("127.0.0.1:0").await.expect("bind");
     let address = listener.local_addr_string();
     let stop = CancellationToken::new();
@@ -274,6 +304,7 @@ async fn throughput(config: Config, streams: usize, until: Duration, limit: u64)
         .await
         .expect("connect");
     let started = Instant::now();
+    let cpu_before = cpu_seconds();
     let until = started + until;
     let next = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let workers = (0..streams).map(|w| {
@@ -305,9 +336,14 @@ async fn throughput(config: Config, streams: usize, until: Duration, limit: u64)
     });
     let total: u64 = futures::future::join_all(workers).await.into_iter().sum();
     let rate = total as f64 / started.elapsed().as_secs_f64();
+    let cpu_us = (cpu_seconds() - cpu_before) * 1e6 / total.max(1) as f64;
     stop.cancel();
     let _ = server.await;
-    (rate, total)
+    Run {
+        rate,
+        calls: total,
+        cpu_us,
+    }
 }
 
 async fn ledger_rounds(args: &Args) {
@@ -315,27 +351,46 @@ async fn ledger_rounds(args: &Args) {
     let db = dir.path().join("usage.db");
     let run = Duration::from_secs(args.seconds);
     println!(
-        "\n| ledger, {} streams, round | off calls/s | SQLite on calls/s | on vs off |\n| --- | --- | --- | --- |",
+        "\n| ledger, {} streams, round | off calls/s | SQLite on calls/s | on vs off | off CPU µs/call | on CPU µs/call | on vs off |\n| --- | --- | --- | --- | --- | --- | --- |",
         args.streams
     );
-    let mut ratios = Vec::new();
+    let (mut rates, mut cpus) = (Vec::new(), Vec::new());
     for round in 1..=args.ledger_rounds {
         // The order alternates, so a drift of the machine's load cancels out.
-        let (mut off, mut on) = (0.0, 0.0);
+        let (mut off, mut on) = (None, None);
         for ledger_on in [round % 2 == 0, round % 2 == 1] {
             let config = ledger_config(ledger_on.then_some(db.as_path()));
-            let (rate, _) = throughput(config, args.streams, run, u64::MAX).await;
-            *(if ledger_on { &mut on } else { &mut off }) = rate;
+            let r = throughput(config, args.streams, run, u64::MAX).await;
+            *(if ledger_on { &mut on } else { &mut off }) = Some(r);
         }
-        let ratio = on / off - 1.0;
-        ratios.push(ratio);
-        println!("| {round} | {off:.0} | {on:.0} | {:+.1} % |", ratio * 100.0);
+        let (off, on) = (off.expect("off run"), on.expect("on run"));
+        let rate = on.rate / off.rate - 1.0;
+        let cpu = on.cpu_us / off.cpu_us - 1.0;
+        rates.push(rate);
+        cpus.push(cpu);
+        println!(
+            "| {round} | {:.0} | {:.0} | {:+.1} % | {:.1} | {:.1} | {:+.1} % |",
+            off.rate,
+            on.rate,
+            rate * 100.0,
+            off.cpu_us,
+            on.cpu_us,
+            cpu * 100.0
+        );
     }
-    ratios.sort_by(f64::total_cmp);
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2] * 100.0
+    };
     println!(
-        "\nMedian of {} interleaved rounds: ledger on {:+.1} % calls/s.",
-        ratios.len(),
-        ratios[ratios.len() / 2] * 100.0
+        "\nMedian of {} interleaved rounds: ledger on {:+.1} % calls/s ({:+.1} % … {:+.1} %), {:+.1} % CPU per call ({:+.1} % … {:+.1} %).",
+        rates.len(),
+        median(&mut rates),
+        rates[0] * 100.0,
+        rates[rates.len() - 1] * 100.0,
+        median(&mut cpus),
+        cpus[0] * 100.0,
+        cpus[cpus.len() - 1] * 100.0
     );
 }
 
@@ -364,8 +419,8 @@ async fn run(args: Args) {
         let dir = tempfile::tempdir().expect("tempdir");
         let db = dir.path().join("usage.db");
         let config = ledger_config((args.ledger == "on").then_some(db.as_path()));
-        let (_, done) = throughput(config, args.streams, Duration::MAX / 4, calls).await;
-        println!("{done} calls, ledger {}", args.ledger);
+        let run = throughput(config, args.streams, Duration::MAX / 4, calls).await;
+        println!("{} calls, ledger {}", run.calls, args.ledger);
         return;
     }
     println!("| what | p50 | p99 | calls |\n| --- | --- | --- | --- |");
