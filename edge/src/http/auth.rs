@@ -132,7 +132,13 @@ impl<B> AsyncPredicate<Request<B>> for Authenticate {
 /// The token of `authorization: Bearer <token>` (scheme case-insensitive).
 pub fn bearer_token(headers: &HeaderMap) -> Result<&str, AuthError> {
     let value = headers.get(AUTHORIZATION).ok_or(AuthError::MissingHeader)?;
-    let value = value.to_str().map_err(|_| AuthError::NotBearer)?.trim();
+    // ASCII only, as `HeaderValue::to_str` (a header value holds no control
+    // byte but tab), checked a word at a time rather than byte by byte.
+    let value = std::str::from_utf8(value.as_bytes())
+        .ok()
+        .filter(|v| v.is_ascii())
+        .ok_or(AuthError::NotBearer)?
+        .trim();
     let (scheme, token) = value.split_once(' ').ok_or(AuthError::NotBearer)?;
     if !scheme.eq_ignore_ascii_case("bearer") {
         return Err(AuthError::NotBearer);

@@ -65,12 +65,20 @@ pub fn response(code: GrpcCode, message: &str) -> Response<EdgeBody> {
 /// Percent-encodes a `grpc-message` as the gRPC spec asks: every byte
 /// outside printable ASCII, and `%` itself, becomes `%XX`.
 pub fn percent_encode(message: &str) -> String {
-    let mut out = String::with_capacity(message.len());
+    let plain = |byte: u8| (0x20..=0x7e).contains(&byte) && byte != b'%';
+    // The common case (a `sub`, a `jti`, most messages): nothing to encode.
+    if message.bytes().all(plain) {
+        return message.to_owned();
+    }
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    let mut out = String::with_capacity(message.len() + 8);
     for byte in message.bytes() {
-        if (0x20..=0x7e).contains(&byte) && byte != b'%' {
+        if plain(byte) {
             out.push(char::from(byte));
         } else {
-            out.push_str(&format!("%{byte:02X}"));
+            out.push('%');
+            out.push(char::from(HEX[usize::from(byte >> 4)]));
+            out.push(char::from(HEX[usize::from(byte & 0xf)]));
         }
     }
     out
@@ -90,5 +98,7 @@ mod tests {
             r.headers()["grpc-message"],
             "no token: 100%25 wrong%0A%C3%A9"
         );
+        assert_eq!(percent_encode("alice@example.com"), "alice@example.com");
+        assert_eq!(percent_encode("\u{7f}~"), "%7F~");
     }
 }
