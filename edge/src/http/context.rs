@@ -6,6 +6,7 @@
 
 use crate::{auth::Verified, limits::deadline::ResponseWait, tls::ClientIdentity};
 use http::{HeaderMap, HeaderName, HeaderValue, Request};
+use tower_http::request_id::{MakeRequestId, RequestId};
 use std::{
     net::SocketAddr,
     sync::{Arc, OnceLock},
@@ -83,6 +84,22 @@ impl Subject {
     }
 }
 
+/// New request ids: a random UUID (v4), as tower-http's `MakeRequestUuid`
+/// (without its string copy and re-parse), marked sensitive: HPACK sends
+/// it as a never-indexed literal (see the request path in `http`).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NewRequestId;
+
+impl MakeRequestId for NewRequestId {
+    fn make_request_id<B>(&mut self, _request: &Request<B>) -> Option<RequestId> {
+        let mut buffer = uuid::Uuid::encode_buffer();
+        let id = uuid::Uuid::new_v4().hyphenated().encode_lower(&mut buffer);
+        let mut value = HeaderValue::from_str(id).ok()?;
+        value.set_sensitive(true);
+        Some(RequestId::new(value))
+    }
+}
+
 /// The request's context (see the module doc).
 #[derive(Debug, Clone, Default)]
 pub struct RequestContext {
@@ -122,11 +139,7 @@ impl RequestContext {
 
     /// The context of `request`, created empty if it has none.
     pub fn of_mut<B>(request: &mut Request<B>) -> &mut Self {
-        let extensions = request.extensions_mut();
-        if extensions.get::<Self>().is_none() {
-            extensions.insert(Self::default());
-        }
-        extensions.get_mut::<Self>().expect("inserted above")
+        request.extensions_mut().get_or_insert_default::<Self>()
     }
 
     /// The verified token, if auth accepted one.
@@ -174,6 +187,20 @@ pub(crate) mod tests {
         let scoped = tests::identity("alice", Some(vec!["echo".to_owned(), "4o".to_owned()]));
         scoped.apply_scope(&mut headers);
         assert_eq!(headers[ALLOWED_MODELS_HEADER], "echo,4o");
+    }
+
+    #[test]
+    fn request_ids_are_uuids_never_indexed() {
+        let id = NewRequestId
+            .make_request_id(&Request::new(()))
+            .expect("an id")
+            .into_header_value();
+        assert!(id.is_sensitive(), "never indexed by HPACK");
+        let text = id.to_str().expect("ascii");
+        assert_eq!(
+            uuid::Uuid::parse_str(text).map(|u| u.get_version_num()),
+            Ok(4)
+        );
     }
 
     #[test]

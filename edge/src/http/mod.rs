@@ -22,6 +22,7 @@ mod policy;
 pub mod rescue;
 
 pub use context::RequestContext;
+use context::NewRequestId;
 pub use core_client::{CoreClient, CoreHealth};
 pub use forward::ForwardError;
 
@@ -37,7 +38,7 @@ use metrics::MetricsLayer;
 use std::convert::Infallible;
 use tower::{Service, ServiceBuilder, util::BoxCloneService};
 use tower_http::{
-    request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer},
+    request_id::{PropagateRequestIdLayer, SetRequestIdLayer},
     sensitive_headers::SetSensitiveRequestHeadersLayer,
     trace::{DefaultOnFailure, DefaultOnResponse, TraceLayer},
 };
@@ -102,16 +103,17 @@ where
         // Erases the body type so the stack has one nameable type (no behaviour).
         .map_response(erase_body)
         // Mark `authorization` sensitive before anything could log or
-        // re-encode it (HPACK never indexes it; `Debug` redacts it).
-        .layer(SetSensitiveRequestHeadersLayer::new([AUTHORIZATION]))
-        // Request id next: `x-request-id` (the client's, else a new UUID),
-        // so the span below and every log line in it carry it.
-        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
-        // A request id is new on every call: HPACK must not index it (on
-        // the core leg, nor echoed to the client), or each call inserts an
-        // entry that evicts the ones that do repeat, and the encoder walks
-        // a chain of stale ids on every call (a third of its work).
-        .layer(SetSensitiveRequestHeadersLayer::new([X_REQUEST_ID]))
+        // re-encode it (HPACK never indexes it; `Debug` redacts it), and a
+        // client's `x-request-id`: a request id is new on every call, so
+        // HPACK must not index it (on the core leg, nor echoed to the
+        // client), or each call inserts an entry that evicts the ones that
+        // do repeat, and the encoder walks a chain of stale ids on every
+        // call (a third of its work).
+        .layer(SetSensitiveRequestHeadersLayer::new([AUTHORIZATION, X_REQUEST_ID]))
+        // Request id next: `x-request-id` (the client's, else a new UUID,
+        // made sensitive too), so the span below and every log line in it
+        // carry it.
+        .layer(SetRequestIdLayer::new(X_REQUEST_ID, NewRequestId))
         // One span per request (id, path; `sub` filled in by auth). Outcomes
         // log at debug: refusals are expected, not errors of the edge.
         .layer(
