@@ -107,8 +107,13 @@ impl RedisQuota {
     /// `EVALSHA` of `script` over the four keys of each of `keys`; its
     /// arguments follow.
     fn evalsha<'a>(&self, script: &Script, keys: impl ExactSizeIterator<Item = &'a str>) -> Cmd {
-        let mut cmd = redis::cmd("EVALSHA");
-        cmd.arg(script.get_hash()).arg(keys.len() * SUFFIXES.len());
+        // Sized once for the keys and up to 9 arguments per budget (no
+        // regrowth of the command's buffers while it is written).
+        let n = keys.len();
+        let mut cmd = Cmd::with_capacity(8 + 9 * n, 96 + n * (4 * self.prefix.len() + 192));
+        cmd.arg("EVALSHA")
+            .arg(script.get_hash())
+            .arg(n * SUFFIXES.len());
         for k in keys {
             for suffix in SUFFIXES {
                 cmd.arg(Key(&self.prefix, k, suffix));
