@@ -196,6 +196,7 @@ impl LeaseBook {
     }
 
     /// What calls may still take from `key`'s lease (for tests).
+    #[cfg(feature = "test-support")]
     pub fn free(&self, key: &str) -> Option<u64> {
         self.lock()
             .get(key)

@@ -333,6 +333,7 @@ impl Reservation {
 
     /// True when it was taken from this replica's leases without a
     /// backend step.
+    #[cfg(feature = "test-support")]
     pub fn is_local(&self) -> bool {
         self.local
     }
