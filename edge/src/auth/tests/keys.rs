@@ -10,7 +10,7 @@ fn every_algorithm_signs_and_verifies_by_kid() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let config = edge_config(tmp.path(), &all_keys(), "");
     let verifier =
-        TokenVerifier::from_config(&config, Some(&Secret::new(SECRET)), None).expect("verifier");
+        keys_verifier(&config);
     for alg in KeyAlg::ALL {
         let token = mint(&signing_key(alg), &spec("alice")).expect("mint");
         let header = jsonwebtoken::decode_header(&token).expect("header");
@@ -28,7 +28,7 @@ fn algorithm_confusion_is_refused() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let config = edge_config(tmp.path(), &all_keys(), "");
     let verifier =
-        TokenVerifier::from_config(&config, Some(&Secret::new(SECRET)), None).expect("verifier");
+        keys_verifier(&config);
     let claims = json!({"sub": "mallory", "iss": "vibectl-server", "exp": now() + 600}).to_string();
     // The RSA public key, as PEM and as its JWK members, used as an HMAC
     // secret under the RSA key's kid: the kid pins RS256.
@@ -146,7 +146,7 @@ fn default_kid_replaces_the_legacy_secret_and_retired_keys_stop() {
         &jwks,
         &format!("[jwt]\ndefault_kid = \"{es}\"\n"),
     );
-    let verifier = TokenVerifier::from_config(&config, Some(&Secret::new(SECRET)), None).expect("v");
+    let verifier = keys_verifier(&config);
     let mut es_key = signing_key(KeyAlg::ES256);
     es_key.kid = None;
     let kidless = mint(&es_key, &spec("alice")).expect("mint");
@@ -154,13 +154,7 @@ fn default_kid_replaces_the_legacy_secret_and_retired_keys_stop() {
         verifier.verify_token(&kidless).expect("default kid").kid,
         Some(es.clone())
     );
-    let legacy = mint_token(
-        &Secret::new(SECRET),
-        "vibectl-server",
-        "a",
-        Duration::from_secs(60),
-    )
-    .expect("mint");
+    let legacy = legacy_token(SECRET, "a");
     refused_by(
         &verifier,
         &legacy,
@@ -210,7 +204,7 @@ fn nbf_aud_and_max_lifetime() {
         &all_keys(),
         "[jwt]\naudience = \"llm-proxy\"\nmax_lifetime = \"1d\"\n",
     );
-    let verifier = TokenVerifier::from_config(&config, Some(&Secret::new(SECRET)), None).expect("v");
+    let verifier = keys_verifier(&config);
     let es = signing_key(KeyAlg::ES256);
     let ok = TokenSpec {
         audience: Some("llm-proxy".into()),
@@ -280,7 +274,7 @@ fn nbf_aud_and_max_lifetime() {
 fn revoked_tokens_are_refused_after_a_reload() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let config = edge_config(tmp.path(), &all_keys(), "");
-    let verifier = TokenVerifier::from_config(&config, Some(&Secret::new(SECRET)), None).expect("v");
+    let verifier = keys_verifier(&config);
     let token = mint(&signing_key(KeyAlg::EdDSA), &spec("carol")).expect("mint");
     let claims = verifier.verify(&token).expect("valid");
     revocation::record_in_file(

@@ -19,6 +19,23 @@ fn verifier() -> TokenVerifier {
     TokenVerifier::new(&Secret::new(SECRET), &config())
 }
 
+/// A token minted with the legacy shared `secret` for `sub`, valid 60 s.
+fn legacy_token(secret: &str, sub: &str) -> String {
+    mint_token(
+        &Secret::new(secret),
+        "vibectl-server",
+        sub,
+        Duration::from_secs(60),
+    )
+    .expect("mint")
+}
+
+/// The verifier of the key set configured in `config`, with the legacy
+/// shared secret beside it.
+fn keys_verifier(config: &Config) -> TokenVerifier {
+    TokenVerifier::from_config(config, Some(&Secret::new(SECRET)), None).expect("verifier")
+}
+
 fn now() -> i64 {
     i64::try_from(
         SystemTime::now()
@@ -120,13 +137,7 @@ fn spec(sub: &str) -> TokenSpec {
 
 #[test]
 fn minted_token_verifies_with_all_claims() {
-    let token = mint_token(
-        &Secret::new(SECRET),
-        "vibectl-server",
-        "alice",
-        Duration::from_secs(60),
-    )
-    .expect("mint");
+    let token = legacy_token(SECRET, "alice");
     let claims = verifier().verify(&token).expect("valid");
     assert_eq!(claims.sub, "alice");
     assert_eq!(claims.iss.as_deref(), Some("vibectl-server"));
@@ -134,13 +145,7 @@ fn minted_token_verifies_with_all_claims() {
     assert!((claims.exp - iat - 60).abs() <= 1);
     let jti = claims.jti.expect("jti");
     assert!(uuid::Uuid::parse_str(&jti).is_ok(), "{jti}");
-    let other = mint_token(
-        &Secret::new(SECRET),
-        "vibectl-server",
-        "alice",
-        Duration::from_secs(60),
-    )
-    .expect("mint");
+    let other = legacy_token(SECRET, "alice");
     assert_ne!(
         verifier().verify(&other).expect("valid").jti.as_deref(),
         Some(jti.as_str())
@@ -209,13 +214,7 @@ fn malformed_tokens() {
 
 #[test]
 fn bad_signature() {
-    let token = mint_token(
-        &Secret::new("another-secret"),
-        "vibectl-server",
-        "bob",
-        Duration::from_secs(60),
-    )
-    .expect("mint");
+    let token = legacy_token("another-secret", "bob");
     refused(&token, AuthError::BadSignature);
 }
 
