@@ -6,7 +6,7 @@
 //! counted once in the [`Metrics`].
 
 use crate::{
-    metrics::{CallResult, CallSample, Metrics},
+    metrics::{CallResult, CallSample, Metrics, Subject},
     providers::Usage,
     quota::{
         Reservation,
@@ -28,8 +28,8 @@ use vibectl_proto::ExecutionMetrics;
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Telemetry {
     pub(crate) metrics: Metrics,
-    /// The `sub` label ([`Metrics::subject`]).
-    pub(crate) sub: String,
+    /// The `sub` label ([`Metrics::subject_label`]).
+    pub(crate) sub: Subject,
     /// `Execute` or `StreamExecute`.
     pub(crate) method: &'static str,
 }

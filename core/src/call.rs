@@ -22,6 +22,7 @@ use std::{
     sync::Arc,
     task::{Context, Poll},
 };
+use tokio::time::Instant;
 use tonic::Status;
 use tracing::Span;
 use vibectl_proto::{
@@ -57,11 +58,14 @@ enum Next {
 }
 
 /// Starts a call. Returns the request id in force (the client's, or a new
-/// UUID v4 when it sent none) and the call's chunks, each carrying that id.
+/// UUID v4 when it sent none) and the call's chunks: each carrying that id
+/// when `stamped` (`StreamExecute`), else with none (`Execute`, whose one
+/// response carries it).
 pub(crate) fn run(
     shared: Arc<Shared>,
     req: ExecuteRequest,
     ctx: CallContext,
+    stamped: bool,
 ) -> (String, ChunkStream) {
     let request_id = if req.request_id.trim().is_empty() {
         uuid::Uuid::new_v4().to_string()
@@ -76,7 +80,7 @@ pub(crate) fn run(
         sub = ctx.sub.as_deref().unwrap_or("-"),
     );
     let telemetry = Telemetry {
-        sub: shared.metrics.subject(ctx.sub.as_deref()),
+        sub: shared.metrics.subject_label(ctx.sub.as_deref()),
         metrics: shared.metrics.clone(),
         method: ctx.method,
     };
@@ -84,7 +88,7 @@ pub(crate) fn run(
     let id = request_id.clone();
     let call_span = span.clone();
     let chunks = async_stream::stream! {
-        let chunk = |c: ChunkType| Ok(StreamChunk { request_id: id.clone(), chunk_type: Some(c) });
+        let chunk = |c: ChunkType| Ok(StreamChunk { request_id: String::new(), chunk_type: Some(c) });
         let input_estimate = count_fragments(&req.system_fragments)
             .saturating_add(count_fragments(&req.user_fragments));
         let mut record = CallRecord::new(call_span.clone(), input_estimate, telemetry);
@@ -138,10 +142,15 @@ pub(crate) fn run(
         };
         tokio::pin!(expiry);
         loop {
-            let next = tokio::select! {
-                biased;
-                d = &mut expiry => Next::Expired(d),
-                event = events.next() => event.map_or(Next::End, Next::Event),
+            // The timer is armed only when the provider makes the call
+            // wait; a provider that is always ready meets the clock here.
+            let next = match deadline.filter(|d| Instant::now() >= d.at) {
+                Some(d) => Next::Expired(d),
+                None => tokio::select! {
+                    biased;
+                    event = events.next() => event.map_or(Next::End, Next::Event),
+                    d = &mut expiry => Next::Expired(d),
+                },
             };
             match next {
                 Next::End => break,
@@ -176,6 +185,7 @@ pub(crate) fn run(
     let stream = Instrumented {
         inner: Box::pin(chunks),
         span,
+        stamp: stamped.then(|| request_id.clone()),
     };
     (request_id, Box::pin(stream))
 }
@@ -208,10 +218,12 @@ fn execution_failed(model: &ModelEntry, error: &ProviderError, retries: u32) -> 
     }
 }
 
-/// Polls the call's stream inside its tracing span.
+/// Polls the call's stream inside its tracing span; puts the request id
+/// in each chunk when it has one to `stamp`.
 struct Instrumented {
     inner: ChunkStream,
     span: Span,
+    stamp: Option<String>,
 }
 
 impl Stream for Instrumented {
@@ -220,6 +232,10 @@ impl Stream for Instrumented {
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let this = &mut *self;
         let _entered = this.span.enter();
-        this.inner.as_mut().poll_next(cx)
+        let mut next = this.inner.as_mut().poll_next(cx);
+        if let (Some(id), Poll::Ready(Some(Ok(chunk)))) = (&this.stamp, &mut next) {
+            chunk.request_id.clone_from(id);
+        }
+        next
     }
 }

@@ -5,6 +5,7 @@
 //! deadline (it owns the provider call). Rate and concurrency are the
 //! edge's; the core only reports them in `GetServerInfo`.
 
+use http::{HeaderMap, HeaderName};
 use std::time::Duration;
 use tokio::time::Instant;
 use tonic::{Status, metadata::MetadataMap};
@@ -14,6 +15,13 @@ use vibectl_proto::wire::{
     GRPC_TIMEOUT, LIMIT_CONCURRENCY_HEADER, LIMIT_INPUT_LENGTH_HEADER, LIMIT_RPM_HEADER,
     LIMIT_TIMEOUT_HEADER, LIMIT_TYPE, LimitType, parse_grpc_timeout,
 };
+
+// The header names, parsed once (a `&str` name is parsed at every lookup).
+const RPM_NAME: HeaderName = HeaderName::from_static(LIMIT_RPM_HEADER);
+const CONCURRENCY_NAME: HeaderName = HeaderName::from_static(LIMIT_CONCURRENCY_HEADER);
+const INPUT_LENGTH_NAME: HeaderName = HeaderName::from_static(LIMIT_INPUT_LENGTH_HEADER);
+const TIMEOUT_NAME: HeaderName = HeaderName::from_static(LIMIT_TIMEOUT_HEADER);
+const GRPC_TIMEOUT_NAME: HeaderName = HeaderName::from_static(GRPC_TIMEOUT);
 
 /// The edge may spend a moment before forwarding: a `grpc-timeout` within
 /// this much of the token's `request_timeout_seconds` is taken to be it.
@@ -38,18 +46,23 @@ impl CallLimits {
     /// Reads the headers; a malformed value counts as absent (and is logged:
     /// only the edge sets them).
     pub fn from_metadata(metadata: &MetadataMap) -> Self {
-        let text = |name: &str| metadata.get(name).and_then(|v| v.to_str().ok());
-        let number = |name: &str| {
+        let headers: &HeaderMap = metadata.as_ref();
+        let text = |name: &HeaderName| headers.get(name).and_then(|v| v.to_str().ok());
+        let number = |name: &HeaderName| {
             let value = text(name)?;
             match value.trim().parse::<u32>() {
                 Ok(n) if n > 0 => Some(n),
                 _ => {
-                    tracing::warn!(header = name, value, "ignoring a malformed limit header");
+                    tracing::warn!(
+                        header = name.as_str(),
+                        value,
+                        "ignoring a malformed limit header"
+                    );
                     None
                 }
             }
         };
-        let grpc_timeout = text(GRPC_TIMEOUT).and_then(|value| {
+        let grpc_timeout = text(&GRPC_TIMEOUT_NAME).and_then(|value| {
             let parsed = parse_grpc_timeout(value);
             if parsed.is_none() {
                 tracing::warn!(value, "ignoring a malformed grpc-timeout header");
@@ -57,10 +70,10 @@ impl CallLimits {
             parsed
         });
         Self {
-            requests_per_minute: number(LIMIT_RPM_HEADER),
-            concurrency: number(LIMIT_CONCURRENCY_HEADER),
-            input_length: number(LIMIT_INPUT_LENGTH_HEADER),
-            timeout_seconds: number(LIMIT_TIMEOUT_HEADER),
+            requests_per_minute: number(&RPM_NAME),
+            concurrency: number(&CONCURRENCY_NAME),
+            input_length: number(&INPUT_LENGTH_NAME),
+            timeout_seconds: number(&TIMEOUT_NAME),
             grpc_timeout,
         }
     }

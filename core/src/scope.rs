@@ -4,15 +4,20 @@
 //! stripped at the edge); the core, which resolves model names, checks the
 //! resolved model against it with [`check`]. No header: any model.
 
+use http::{HeaderMap, HeaderName};
 use tonic::{Status, metadata::MetadataMap};
 
 /// The header the edge sets from the token's `models` claim.
 pub use vibectl_proto::wire::ALLOWED_MODELS_HEADER;
 
+/// [`ALLOWED_MODELS_HEADER`], parsed once.
+const ALLOWED_MODELS_NAME: HeaderName = HeaderName::from_static(ALLOWED_MODELS_HEADER);
+
 /// The allowed-models header of a request, if the edge set one.
 pub fn allowed_models(metadata: &MetadataMap) -> Option<String> {
-    metadata
-        .get(ALLOWED_MODELS_HEADER)
+    let headers: &HeaderMap = metadata.as_ref();
+    headers
+        .get(&ALLOWED_MODELS_NAME)
         .map(|v| v.to_str().map(str::to_owned).unwrap_or_default())
 }
 

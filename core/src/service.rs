@@ -12,6 +12,7 @@ use crate::{
     shared::Shared,
 };
 use futures::{Stream, StreamExt};
+use http::{HeaderMap, HeaderName};
 use std::{pin::Pin, sync::Arc};
 use tokio::time::Instant;
 use tonic::{Request, Response, Status, metadata::MetadataMap};
@@ -35,15 +36,19 @@ impl ProxyService {
     }
 }
 
+// The identity headers the edge sets, parsed once (a `&str` name is
+// parsed at every lookup).
+const SUB_NAME: HeaderName = HeaderName::from_static(SUB_HEADER);
+const KID_NAME: HeaderName = HeaderName::from_static(crate::quota::KID_HEADER);
+const JTI_NAME: HeaderName = HeaderName::from_static(crate::quota::JTI_HEADER);
+
 fn sub_of(metadata: &MetadataMap) -> Option<String> {
-    metadata
-        .get(SUB_HEADER)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned)
+    header_of(metadata, &SUB_NAME)
 }
 
-fn header_of(metadata: &MetadataMap, name: &str) -> Option<String> {
-    metadata
+fn header_of(metadata: &MetadataMap, name: &HeaderName) -> Option<String> {
+    let headers: &HeaderMap = metadata.as_ref();
+    headers
         .get(name)
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned)
@@ -56,12 +61,13 @@ impl ProxyService {
         &self,
         request: Request<ExecuteRequest>,
         method: &'static str,
+        stamped: bool,
     ) -> Result<(String, call::ChunkStream), Status> {
         let started = Instant::now();
         let limits = CallLimits::from_metadata(request.metadata());
         let sub = sub_of(request.metadata());
-        let kid = header_of(request.metadata(), crate::quota::KID_HEADER);
-        let jti = header_of(request.metadata(), crate::quota::JTI_HEADER);
+        let kid = header_of(request.metadata(), &KID_NAME);
+        let jti = header_of(request.metadata(), &JTI_NAME);
         let allowed_models = crate::scope::allowed_models(request.metadata());
         let mut req = request.into_inner();
         let unnamed = req
@@ -85,7 +91,7 @@ impl ProxyService {
             );
             let metrics = &self.shared.metrics;
             metrics.call_finished(&CallSample {
-                sub: &metrics.subject(sub.as_deref()),
+                sub: &metrics.subject_label(sub.as_deref()),
                 method,
                 model: model.as_ref().map(|m| m.id.as_str()),
                 result: CallResult::InputLength,
@@ -96,10 +102,12 @@ impl ProxyService {
             return Err(refused.status());
         }
         // The token's model scope (an unknown model is answered in-band by the call).
-        if let Ok(model) = self.shared.registry.resolve(req.model_name.as_deref()) {
+        if let Some(allowed) = allowed_models.as_deref()
+            && let Ok(model) = self.shared.registry.resolve(req.model_name.as_deref())
+        {
             let name = req.model_name.as_deref().unwrap_or(&model.id);
             let (id, names) = self.shared.registry.scope_names(name);
-            crate::scope::check(allowed_models.as_deref(), &id, &names)?;
+            crate::scope::check(Some(allowed), &id, &names)?;
         }
         let ctx = CallContext {
             method,
@@ -108,7 +116,7 @@ impl ProxyService {
             jti,
             deadline: limits.deadline(started),
         };
-        Ok(call::run(self.shared.clone(), req, ctx))
+        Ok(call::run(self.shared.clone(), req, ctx, stamped))
     }
 }
 
@@ -118,12 +126,14 @@ impl VibectlLlmProxy for ProxyService {
         &self,
         request: Request<ExecuteRequest>,
     ) -> Result<Response<ExecuteResponse>, Status> {
-        let (request_id, mut chunks) = self.start(request, Method::Execute.name())?;
+        let (request_id, mut chunks) = self.start(request, Method::Execute.name(), false)?;
         let mut text = String::new();
         let mut model = String::new();
         let mut result = None;
         while let Some(chunk) = chunks.next().await {
             match chunk?.chunk_type {
+                // The first piece as is: no copy for a one-chunk answer.
+                Some(ChunkType::TextChunk(t)) if text.is_empty() => text = t,
                 Some(ChunkType::TextChunk(t)) => text.push_str(&t),
                 Some(ChunkType::Complete(c)) => model = c.actual_model_used,
                 Some(ChunkType::FinalMetrics(metrics)) => {
@@ -156,7 +166,7 @@ impl VibectlLlmProxy for ProxyService {
         &self,
         request: Request<ExecuteRequest>,
     ) -> Result<Response<Self::StreamExecuteStream>, Status> {
-        let (_, chunks) = self.start(request, Method::StreamExecute.name())?;
+        let (_, chunks) = self.start(request, Method::StreamExecute.name(), true)?;
         Ok(Response::new(chunks))
     }
 
@@ -167,7 +177,7 @@ impl VibectlLlmProxy for ProxyService {
         let limits = CallLimits::from_metadata(request.metadata());
         let allowed = crate::scope::allowed_models(request.metadata());
         let sub = sub_of(request.metadata());
-        let kid = header_of(request.metadata(), crate::quota::KID_HEADER);
+        let kid = header_of(request.metadata(), &KID_NAME);
         let mut response = Response::new(crate::server_info::answer(
             &self.shared.registry,
             allowed.as_deref(),

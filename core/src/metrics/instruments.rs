@@ -1,5 +1,7 @@
-//! The core's instruments (OpenTelemetry, exported to a Prometheus registry
-//! of this [`Metrics`] alone, so several cores in one process never mix):
+//! The core's instruments, in a Prometheus registry of this [`Metrics`]
+//! alone (so several cores in one process never mix): the per-call series
+//! as Prometheus instruments resolved once per label set
+//! ([`super::series`]), the rest through OpenTelemetry's exporter:
 //!
 //! | Prometheus name | kind | labels |
 //! | --- | --- | --- |
@@ -14,30 +16,17 @@
 //! `sub` takes at most `[metrics] max_subjects` distinct values, later
 //! subjects count as `other` (and a call without a subject as `-`).
 
+use super::series::{Finished, Series, Subject};
 use crate::error::CoreError;
 use opentelemetry::{
     KeyValue,
-    metrics::{Counter, Histogram, MeterProvider as _},
+    metrics::{Counter, MeterProvider as _},
 };
 use opentelemetry_sdk::metrics::SdkMeterProvider;
-use std::{
-    collections::HashSet,
-    sync::{Arc, Mutex, PoisonError},
-    time::Duration,
-};
+use std::{sync::Arc, time::Duration};
 
-/// The `sub` label of a call that carries no `x-vibectl-sub`.
-pub use vibectl_proto::wire::NO_SUBJECT;
-/// The `sub` label of every subject past `max_subjects`.
-pub use vibectl_proto::wire::OTHER_LABEL as OTHER_SUBJECT;
 /// The `model` label of a name that is not a configured model id.
 pub const UNKNOWN_MODEL: &str = "unknown";
-
-/// Buckets (seconds) of the duration histograms: LLM calls take from
-/// milliseconds (echo, cached) to minutes.
-const DURATION_BUCKETS: [f64; 16] = [
-    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0,
-];
 
 /// How a call ended, as the `result` label says it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -81,8 +70,8 @@ impl CallResult {
 /// Everything known about a finished call, for the counters.
 #[derive(Debug, Clone)]
 pub struct CallSample<'a> {
-    /// The `sub` label (from [`Metrics::subject`]).
-    pub sub: &'a str,
+    /// The `sub` label (from [`Metrics::subject_label`]).
+    pub sub: &'a Subject,
     /// `Execute` or `StreamExecute`.
     pub method: &'static str,
     /// The resolved model id, if the call got that far.
@@ -107,22 +96,15 @@ pub struct Metrics {
 struct Instruments {
     registry: prometheus::Registry,
     provider: SdkMeterProvider,
-    tokens: Counter<u64>,
-    cost: Counter<f64>,
-    requests: Counter<u64>,
-    duration: Histogram<f64>,
-    first_chunk: Histogram<f64>,
+    /// Every series of a call (see [`super::series`]).
+    series: Series,
     provider_errors: Counter<u64>,
-    models: HashSet<String>,
-    max_subjects: usize,
-    subjects: Mutex<HashSet<String>>,
 }
 
 impl std::fmt::Debug for Instruments {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Instruments")
-            .field("models", &self.models)
-            .field("max_subjects", &self.max_subjects)
+            .field("series", &self.series)
             .finish_non_exhaustive()
     }
 }
@@ -157,39 +139,17 @@ impl Metrics {
         let provider = SdkMeterProvider::builder().with_reader(exporter).build();
         let meter = provider.meter("vibectl-core");
         let instruments = Instruments {
-            tokens: meter
-                .u64_counter("vibectl_tokens")
-                .with_description("Tokens used, by subject, model and direction")
-                .build(),
-            cost: meter
-                .f64_counter("vibectl_cost_usd")
-                .with_description("Cost of the tokens used, in USD (0 for unpriced models)")
-                .build(),
-            requests: meter
-                .u64_counter("vibectl_core_requests")
-                .with_description("Execute and StreamExecute calls, by how they ended")
-                .build(),
-            duration: meter
-                .f64_histogram("vibectl_core_request_duration")
-                .with_unit("s")
-                .with_description("Wall time of a call in the core")
-                .with_boundaries(DURATION_BUCKETS.to_vec())
-                .build(),
-            first_chunk: meter
-                .f64_histogram("vibectl_core_time_to_first_chunk")
-                .with_unit("s")
-                .with_description("Time from the call's start to its first text chunk")
-                .with_boundaries(DURATION_BUCKETS.to_vec())
-                .build(),
+            series: Series::new(
+                &registry,
+                models.into_iter().map(Into::into).collect(),
+                max_subjects,
+            )?,
             provider_errors: meter
                 .u64_counter("vibectl_provider_errors")
                 .with_description("Failed provider calls, by error kind")
                 .build(),
             registry,
             provider,
-            models: models.into_iter().map(Into::into).collect(),
-            max_subjects,
-            subjects: Mutex::new(HashSet::new()),
         };
         Ok(Self {
             inner: Some(Arc::new(instruments)),
@@ -213,95 +173,47 @@ impl Metrics {
     /// The `sub` label for a subject: itself while fewer than
     /// `max_subjects` distinct subjects were seen, else `other`.
     pub fn subject(&self, sub: Option<&str>) -> String {
-        let Some(inner) = &self.inner else {
-            return String::new();
-        };
-        let Some(sub) = sub else {
-            return NO_SUBJECT.to_owned();
-        };
-        let mut seen = inner
-            .subjects
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        if seen.contains(sub) {
-            return sub.to_owned();
-        }
-        if seen.len() < inner.max_subjects {
-            seen.insert(sub.to_owned());
-            return sub.to_owned();
-        }
-        OTHER_SUBJECT.to_owned()
+        self.subject_label(sub).as_str().to_owned()
     }
 
-    fn model<'a>(inner: &Instruments, model: Option<&'a str>) -> &'a str {
-        match model {
-            Some(m) if inner.models.contains(m) => m,
-            _ => UNKNOWN_MODEL,
+    /// [`Self::subject`] as a shared handle (no copy per call) that also
+    /// holds the subject's series.
+    pub fn subject_label(&self, sub: Option<&str>) -> Subject {
+        match &self.inner {
+            Some(inner) => inner.series.subject(sub),
+            None => Subject::default(),
         }
     }
 
     /// Counts a finished call (requests, duration, tokens, cost).
     pub fn call_finished(&self, call: &CallSample<'_>) {
         let Some(inner) = &self.inner else { return };
-        let model = Self::model(inner, call.model);
-        inner.requests.add(
-            1,
-            &[
-                KeyValue::new("sub", call.sub.to_owned()),
-                KeyValue::new("method", call.method),
-                KeyValue::new("model", model.to_owned()),
-                KeyValue::new("result", call.result.label()),
-            ],
-        );
-        if call.result != CallResult::InputLength {
-            inner.duration.record(
-                call.duration.as_secs_f64(),
-                &[
-                    KeyValue::new("method", call.method),
-                    KeyValue::new("model", model.to_owned()),
-                ],
-            );
-        }
-        if let Some((input, output)) = call.tokens {
-            for (direction, n) in [("input", input), ("output", output)] {
-                inner.tokens.add(
-                    u64::from(n),
-                    &[
-                        KeyValue::new("sub", call.sub.to_owned()),
-                        KeyValue::new("model", model.to_owned()),
-                        KeyValue::new("direction", direction),
-                    ],
-                );
-            }
-            inner.cost.add(
-                call.cost_usd,
-                &[
-                    KeyValue::new("sub", call.sub.to_owned()),
-                    KeyValue::new("model", model.to_owned()),
-                ],
-            );
-        }
+        inner.series.call(&Finished {
+            sub: call.sub,
+            method: call.method,
+            model: call.model,
+            result: call.result,
+            seconds: call.duration.as_secs_f64(),
+            tokens: call.tokens,
+            cost_usd: call.cost_usd,
+        });
     }
 
     /// The call's first text chunk left, `elapsed` after its start.
     pub fn first_chunk(&self, model: &str, elapsed: Duration) {
         let Some(inner) = &self.inner else { return };
-        let model = Self::model(inner, Some(model));
-        inner.first_chunk.record(
-            elapsed.as_secs_f64(),
-            &[KeyValue::new("model", model.to_owned())],
-        );
+        inner.series.first_chunk(model, elapsed.as_secs_f64());
     }
 
     /// A provider call failed with `kind` (`ProviderError::code`).
     pub fn provider_error(&self, provider: &str, model: &str, kind: &str) {
         let Some(inner) = &self.inner else { return };
-        let model = Self::model(inner, Some(model));
+        let model = inner.series.model_label(Some(model)).to_owned();
         inner.provider_errors.add(
             1,
             &[
                 KeyValue::new("provider", provider.to_owned()),
-                KeyValue::new("model", model.to_owned()),
+                KeyValue::new("model", model),
                 KeyValue::new("kind", kind.to_owned()),
             ],
         );
@@ -320,8 +232,9 @@ impl Metrics {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use vibectl_proto::wire::{NO_SUBJECT, OTHER_LABEL as OTHER_SUBJECT};
 
-    fn sample<'a>(sub: &'a str, result: CallResult) -> CallSample<'a> {
+    fn sample<'a>(sub: &'a Subject, result: CallResult) -> CallSample<'a> {
         CallSample {
             sub,
             method: "Execute",
@@ -337,7 +250,7 @@ mod tests {
     fn disabled_does_nothing() {
         let m = Metrics::disabled();
         assert!(!m.is_enabled());
-        m.call_finished(&sample("a", CallResult::Ok));
+        m.call_finished(&sample(&m.subject_label(Some("a")), CallResult::Ok));
         assert_eq!(m.render().expect("render"), "");
     }
 
@@ -349,11 +262,14 @@ mod tests {
         assert_eq!(m.subject(Some("carol")), OTHER_SUBJECT);
         assert_eq!(m.subject(Some("alice")), "alice");
         assert_eq!(m.subject(None), NO_SUBJECT);
-        m.call_finished(&sample("alice", CallResult::Ok));
+        m.call_finished(&sample(&m.subject_label(Some("alice")), CallResult::Ok));
         m.call_finished(&CallSample {
             model: Some("gpt-9"),
             tokens: None,
-            ..sample("other", CallResult::from_code("MODEL_NOT_FOUND"))
+            ..sample(
+                &m.subject_label(Some("dave")),
+                CallResult::from_code("MODEL_NOT_FOUND"),
+            )
         });
         m.first_chunk("echo", Duration::from_millis(3));
         m.provider_error("openai", "nope", "provider_http_500");

@@ -5,6 +5,8 @@
 
 mod endpoint;
 mod instruments;
+mod series;
 
 pub use endpoint::serve_metrics;
 pub use instruments::{CallResult, CallSample, Metrics};
+pub use series::Subject;

@@ -59,26 +59,34 @@ impl Provider for Echo {
 
 /// The events of one echo call.
 fn stream(request: &ProviderRequest, knobs: Knobs) -> EventStream {
-    let input = count_fragments(&request.system).saturating_add(count_fragments(&request.user));
+    let user = count_fragments(&request.user);
+    let input = count_fragments(&request.system).saturating_add(user);
     let mut text = request.user_prompt();
+    // The fragments joined by blank lines: no word spans two of them, so
+    // the plain answer has the user fragments' tokens.
+    let mut output = user;
     if let Some(schema) = &request.schema {
         text = super::schema_instance::instance(schema, &text).to_string();
+        output = count_tokens(&text);
     } else if let Some(n) = knobs.answer_chars {
         text = fill(&text, n);
+        output = count_tokens(&text);
     }
     let usage = Usage {
         input_tokens: Some(input),
-        output_tokens: Some(count_tokens(&text)),
+        output_tokens: Some(output),
     };
     let chunks = match knobs.chunks {
         Some(n) => split_even(&text, n),
         None => split_chunks(&text),
     };
-    let events: Vec<ProviderEvent> = chunks
-        .into_iter()
-        .map(|c| ProviderEvent::Text(c.to_owned()))
-        .chain([ProviderEvent::Usage(usage)])
-        .collect();
+    let mut events = Vec::with_capacity(chunks.len() + 1);
+    events.extend(
+        chunks
+            .into_iter()
+            .map(|c| ProviderEvent::Text(c.to_owned())),
+    );
+    events.push(ProviderEvent::Usage(usage));
     Box::pin(futures::stream::iter(events))
 }
 
@@ -113,31 +121,33 @@ fn split_even(text: &str, n: usize) -> Vec<&str> {
 /// Splits `text` at word starts into at most [`MAX_CHUNKS`] groups of
 /// words; the chunks put together are exactly `text`.
 fn split_chunks(text: &str) -> Vec<&str> {
-    let mut starts = Vec::new();
-    let mut prev_space = true;
-    for (i, c) in text.char_indices() {
-        if !c.is_whitespace() && prev_space {
-            starts.push(i);
-        }
-        prev_space = c.is_whitespace();
-    }
-    if starts.is_empty() {
+    let words = word_starts(text).count();
+    if words == 0 {
         return if text.is_empty() {
             Vec::new()
         } else {
             vec![text]
         };
     }
-    let per_chunk = starts.len().div_ceil(starts.len().min(MAX_CHUNKS));
-    let mut cuts: Vec<usize> = starts.iter().copied().step_by(per_chunk).skip(1).collect();
-    cuts.push(text.len());
-    let mut chunks = Vec::with_capacity(cuts.len());
+    let per_chunk = words.div_ceil(words.min(MAX_CHUNKS));
+    let mut chunks = Vec::with_capacity(words.div_ceil(per_chunk));
     let mut from = 0;
-    for cut in cuts {
+    for cut in word_starts(text).step_by(per_chunk).skip(1) {
         chunks.push(&text[from..cut]);
         from = cut;
     }
+    chunks.push(&text[from..]);
     chunks
+}
+
+/// The byte offsets where the words of `text` start.
+fn word_starts(text: &str) -> impl Iterator<Item = usize> + '_ {
+    let mut prev_space = true;
+    text.char_indices().filter_map(move |(i, c)| {
+        let start = !c.is_whitespace() && prev_space;
+        prev_space = c.is_whitespace();
+        start.then_some(i)
+    })
 }
 
 #[cfg(test)]
@@ -181,5 +191,43 @@ mod tests {
         assert_eq!(split_chunks("one two three"), vec!["one ", "two ", "three"]);
         assert_eq!(split_chunks(&"w ".repeat(100)).len(), 8);
         assert_eq!(split_chunks("single"), vec!["single"]);
+        assert_eq!(split_chunks(" lead"), vec![" lead"]);
+        assert_eq!(split_chunks("a  b "), vec!["a  ", "b "]);
+    }
+
+    #[test]
+    fn output_tokens_are_the_answer_tokens() {
+        let model = Arc::new(crate::registry::ModelEntry {
+            id: "echo".into(),
+            display_name: "echo".into(),
+            provider: "echo".into(),
+            kind: vibectl_config::ProviderKind::Echo,
+            upstream_model: "echo".into(),
+            aliases: vec![],
+            max_context_length: None,
+            input_usd_per_mtok: None,
+            output_usd_per_mtok: None,
+            max_output_tokens: None,
+        });
+        let request = ProviderRequest {
+            model,
+            system: vec!["be brief".into()],
+            user: vec!["get pods,".into(), "-n kube_system".into()],
+            schema: None,
+        };
+        let events = futures::executor::block_on_stream(stream(&request, Knobs::default()));
+        let mut text = String::new();
+        let mut usage = None;
+        for event in events {
+            match event {
+                ProviderEvent::Text(t) => text.push_str(&t),
+                ProviderEvent::Usage(u) => usage = Some(u),
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        assert_eq!(text, "get pods,\n\n-n kube_system");
+        let usage = usage.expect("usage");
+        assert_eq!(usage.output_tokens, Some(count_tokens(&text)));
+        assert_eq!(usage.input_tokens, Some(2 + count_tokens(&text)));
     }
 }
