@@ -6,8 +6,10 @@
 # Redis, one EVALSHA per reservation; Redis with per-replica leases, the
 # default, where most reservations are taken from the lease in memory)
 # beside the floor of this machine's
-# Redis (`redis-benchmark -t ping -c 1` p50, and a PING and an empty
-# EVALSHA through the core's own client), the client commands and
+# Redis (`redis-benchmark -t ping -c 1` p50, a PING and an empty EVALSHA
+# through the core's own connections, and a PING through the redis crate's
+# multiplexed connection, the one the core used before 2026-12-06 s8:
+# a driver task and channels between the caller and the socket), the client commands and
 # connections Redis saw for the reservations (INFO), Redis' own time per
 # script (INFO commandstats), and calls/s through an in-process core with
 # 64 streams at once, ledger off and SQLite ledger on, in interleaved

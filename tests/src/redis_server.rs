@@ -24,23 +24,18 @@ impl RedisServer {
     pub async fn start() -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let sock = dir.path().join("redis.sock");
-        let mut command = Command::new("redis-server");
-        command
-            .args(["--port", "0", "--save", "", "--appendonly", "no"])
-            .arg("--unixsocket")
-            .arg(&sock);
-        let server = ServerProcess::start_fixed(
-            "redis-server",
-            &dir.path().join("redis.log"),
-            &mut command,
-            || pongs(&sock),
-        )
-        .await;
         Self {
-            server,
+            server: spawn(dir.path(), &sock).await,
             sock,
             _dir: dir,
         }
+    }
+
+    /// Kills it and starts a new one on the same socket (empty, as a
+    /// Redis without persistence comes back), once it answers `PING`.
+    pub async fn restart(&mut self) {
+        self.server.kill();
+        self.server = spawn(self._dir.path(), &self.sock).await;
     }
 
     /// `redis+unix:///…/redis.sock`.
@@ -52,6 +47,18 @@ impl RedisServer {
     pub fn kill(&mut self) {
         self.server.kill();
     }
+}
+
+async fn spawn(dir: &Path, sock: &Path) -> ServerProcess {
+    let mut command = Command::new("redis-server");
+    command
+        .args(["--port", "0", "--save", "", "--appendonly", "no"])
+        .arg("--unixsocket")
+        .arg(sock);
+    ServerProcess::start_fixed("redis-server", &dir.join("redis.log"), &mut command, || {
+        pongs(sock)
+    })
+    .await
 }
 
 /// Whether the server at `sock` answers `PING` with `+PONG`.

@@ -8,48 +8,27 @@
 //! in flight (it reads each budget's running sum, and touches only the
 //! reservations that expired). A crashed core's reservations stop counting
 //! after `[quota] reservation_ttl`, its leases after that plus
-//! [`super::lease::LEASE_WINDOW`].
+//! [`super::lease::LEASE_WINDOW`]. Steps run on connections of their own
+//! ([`super::redis_conn`]), each a single round trip.
 
 use super::{
     backend::{
         BackendError, Counts, LeaseRequest, Line, QuotaBackend, ReserveOutcome, Reserved, Settle,
     },
     lease::LEASE_SHARE,
+    redis_conn::{Addr, Pool, Script},
     redis_scripts,
+    resp::{Request, Value},
 };
-use redis::{
-    Cmd, RedisWrite, Script, ToRedisArgs,
-    aio::{ConnectionManager, ConnectionManagerConfig},
-    io::tcp::TcpSettings,
-};
-use std::{io::Write, time::Duration};
-
-/// Longest one Redis step may take.
-const OP_TIMEOUT: Duration = Duration::from_millis(500);
-/// Longest a connection attempt may take.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
-
-/// A budget's Redis key, written straight into the command (no string
-/// built per key): `<prefix><key><suffix>`.
-struct Key<'a>(&'a str, &'a str, &'static str);
-
-impl ToRedisArgs for Key<'_> {
-    fn write_redis_args<W: ?Sized + RedisWrite>(&self, out: &mut W) {
-        let mut w = out.writer_for_next_arg();
-        // Writing into the command's buffer cannot fail.
-        let _ = w
-            .write_all(self.0.as_bytes())
-            .and_then(|()| w.write_all(self.1.as_bytes()))
-            .and_then(|()| w.write_all(self.2.as_bytes()));
-    }
-}
+use redis::{ConnectionAddr, IntoConnectionInfo};
+use std::time::Duration;
 
 /// The four keys of a budget (see [`super::redis_scripts`]).
 const SUFFIXES: [&str; 4] = ["", ":r", ":s", ":l"];
 
 /// Quota counters in Redis.
 pub struct RedisQuota {
-    conn: ConnectionManager,
+    pool: Pool,
     prefix: String,
     reserve: Script,
     settle: Script,
@@ -77,90 +56,88 @@ impl RedisQuota {
     /// lazily: a Redis down at start is handled per `on_backend_failure`).
     /// The error never repeats the URL.
     pub fn new(url: &str, prefix: &str) -> Result<Self, BackendError> {
-        let info = redis::IntoConnectionInfo::into_connection_info(url).map_err(|_| {
-            err("limits.redis_url is not a valid Redis URL (expected redis://[user:password@]host:port/db)")
-        })?;
-        // A step is one small request and its answer: no Nagle delay
-        // behind the previous step's unacknowledged bytes.
-        let info = info.set_tcp_settings(TcpSettings::default().set_nodelay(true));
-        let client = redis::Client::open(info)
-            .map_err(|e| err(format!("cannot set up the Redis client: {:?}", e.kind())))?;
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(CONNECT_TIMEOUT))
-            .set_response_timeout(Some(OP_TIMEOUT))
-            .set_number_of_retries(1);
-        let conn = ConnectionManager::new_lazy_with_config(client, config).map_err(|e| {
-            err(format!(
-                "cannot set up the Redis connection: {:?}",
-                e.kind()
-            ))
-        })?;
+        const BAD_URL: &str = "limits.redis_url is not a valid Redis URL \
+                               (expected redis://[user:password@]host:port/db or redis+unix:///path)";
+        let info = url.into_connection_info().map_err(|_| err(BAD_URL))?;
+        let addr = match info.addr() {
+            ConnectionAddr::Tcp(host, port) => Addr::Tcp(host.clone(), *port),
+            ConnectionAddr::Unix(path) => Addr::Unix(path.clone()),
+            _ => {
+                return Err(err(
+                    "limits.redis_url: TLS (rediss://) is not supported for quotas; \
+                     use redis:// on a private network or redis+unix://",
+                ));
+            }
+        };
+        let settings = info.redis_settings();
         Ok(Self {
-            conn,
+            pool: Pool::new(addr, settings.username(), settings.password(), settings.db()),
             prefix: format!("{prefix}quota:"),
-            reserve: Script::new(&redis_scripts::reserve(LEASE_SHARE)),
-            settle: Script::new(&redis_scripts::settle()),
-            counts: Script::new(&redis_scripts::counts()),
+            reserve: Script::new(redis_scripts::reserve(LEASE_SHARE)),
+            settle: Script::new(redis_scripts::settle()),
+            counts: Script::new(redis_scripts::counts()),
         })
     }
 
-    /// `EVALSHA` of `script` over the four keys of each of `keys`; its
-    /// arguments follow.
-    fn evalsha<'a>(&self, script: &Script, keys: impl ExactSizeIterator<Item = &'a str>) -> Cmd {
-        // Sized once for the keys and up to 9 arguments per budget (no
-        // regrowth of the command's buffers while it is written).
-        let n = keys.len();
-        let mut cmd = Cmd::with_capacity(8 + 9 * n, 96 + n * (4 * self.prefix.len() + 192));
-        cmd.arg("EVALSHA")
-            .arg(script.get_hash())
-            .arg(n * SUFFIXES.len());
+    /// Writes `EVALSHA` of `script` over the four keys of each of `keys`;
+    /// its arguments follow.
+    fn evalsha<'a>(
+        &self,
+        r: &mut Request<'_>,
+        script: &Script,
+        keys: impl ExactSizeIterator<Item = &'a str>,
+    ) {
+        r.arg("EVALSHA")
+            .arg(&script.hash)
+            .uint((keys.len() * SUFFIXES.len()) as u64);
         for k in keys {
             for suffix in SUFFIXES {
-                cmd.arg(Key(&self.prefix, k, suffix));
+                r.parts(&[self.prefix.as_bytes(), k.as_bytes(), suffix.as_bytes()]);
             }
         }
-        cmd
     }
 
-    /// One `PING` on the quota connection (what a round trip costs here;
-    /// for the quota bench).
+    /// One `PING` (what a round trip costs here; for the quota bench).
     #[cfg(feature = "test-support")]
     pub async fn ping(&self) -> Result<(), BackendError> {
-        let mut conn = self.conn.clone();
-        redis::cmd("PING")
-            .query_async::<()>(&mut conn)
-            .await
-            .map_err(redis_error)
+        match self.pool.call(None, |r| {
+            r.arg("PING");
+        }).await {
+            Ok(Value::Status(s)) if s == "PONG" => Ok(()),
+            Ok(other) => Err(unexpected(&other, "PING")),
+            Err(e) => Err(err(e.to_string())),
+        }
     }
 
-    /// Runs `cmd` (an `EVALSHA` of `script`), loading the script first
-    /// if this Redis does not have it yet. The connection's response
-    /// timeout bounds each step.
-    async fn run<T: redis::FromRedisValue>(
+    /// Runs an `EVALSHA` of `script` (loaded first if this Redis does not
+    /// have it yet); its integers.
+    async fn run(
         &self,
         script: &Script,
-        cmd: &Cmd,
-    ) -> Result<T, BackendError> {
-        let mut conn = self.conn.clone();
-        match cmd.query_async(&mut conn).await {
-            Err(e) if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) => {
-                script.load_async(&mut conn).await.map_err(redis_error)?;
-                cmd.query_async(&mut conn).await.map_err(redis_error)
-            }
-            r => r.map_err(redis_error),
+        what: &str,
+        write: impl FnOnce(&mut Request<'_>),
+    ) -> Result<Vec<i64>, BackendError> {
+        match self.pool.call(Some(script), write).await {
+            Ok(Value::Int(n)) => Ok(vec![n]),
+            Ok(Value::Array(items)) => items
+                .iter()
+                .map(|v| match v {
+                    Value::Int(n) => Ok(*n),
+                    other => Err(unexpected(other, what)),
+                })
+                .collect(),
+            Ok(other) => Err(unexpected(&other, what)),
+            Err(e) => Err(err(e.to_string())),
         }
     }
 }
 
-/// The error's kind and text, never the URL (redis-rs does not echo it).
-fn redis_error(e: redis::RedisError) -> BackendError {
-    if e.is_timeout() {
-        return err(format!(
-            "Redis did not answer within {} ms",
-            OP_TIMEOUT.as_millis()
-        ));
+/// An answer the scripts do not give (Redis' error text, if it is one).
+fn unexpected(value: &Value, what: &str) -> BackendError {
+    match value {
+        Value::Error(e) => err(format!("Redis refused the {what} step: {e}")),
+        _ => err(format!("unexpected answer from the {what} script")),
     }
-    err(e.to_string())
 }
 
 fn pairs(values: &[i64]) -> Vec<Counts> {
@@ -188,21 +165,24 @@ impl QuotaBackend for RedisQuota {
     }
 
     async fn reserve_leasing(&self, id: &str, lines: &[Line], lease: &LeaseRequest) -> Reserved {
-        let mut cmd = self.evalsha(&self.reserve, lines.iter().map(|l| l.key.as_str()));
         let hold = millis(lease.hold.max(lease.ttl));
-        cmd.arg(id).arg(millis(lease.ttl)).arg(hold);
-        match &lease.id {
-            Some(lid) if lease.calls > 0 => cmd.arg(&**lid).arg(lease.calls),
-            _ => cmd.arg("").arg(0),
-        };
-        for (i, l) in lines.iter().enumerate() {
-            cmd.arg(l.limit).arg(l.amount).arg(u8::from(l.enforce));
-            match lease.give_back.get(i).and_then(Option::as_ref) {
-                Some((old, free)) => cmd.arg(&**old).arg(*free),
-                None => cmd.arg("").arg(0),
-            };
-        }
-        let out: Vec<i64> = self.run(&self.reserve, &cmd).await?;
+        let out = self
+            .run(&self.reserve, "reserve", |r| {
+                self.evalsha(r, &self.reserve, lines.iter().map(|l| l.key.as_str()));
+                r.arg(id).uint(millis(lease.ttl)).uint(hold);
+                match &lease.id {
+                    Some(lid) if lease.calls > 0 => r.arg(&**lid).uint(lease.calls),
+                    _ => r.arg("").uint(0),
+                };
+                for (i, l) in lines.iter().enumerate() {
+                    r.uint(l.limit).uint(l.amount).uint(u64::from(l.enforce));
+                    match lease.give_back.get(i).and_then(Option::as_ref) {
+                        Some((old, free)) => r.arg(&**old).uint(*free),
+                        None => r.arg("").uint(0),
+                    };
+                }
+            })
+            .await?;
         if out.len() != 3 + 2 * lines.len() {
             return Err(err("unexpected answer from the reserve script"));
         }
@@ -222,21 +202,26 @@ impl QuotaBackend for RedisQuota {
     }
 
     async fn settle(&self, id: &str, lines: &[Settle]) -> Result<(), BackendError> {
-        let mut cmd = self.evalsha(&self.settle, lines.iter().map(|l| l.key.as_str()));
-        cmd.arg(id);
-        for l in lines {
-            cmd.arg(l.lease.as_deref().unwrap_or(""))
-                .arg(l.reserved)
-                .arg(l.actual)
-                .arg(l.expire_at);
-        }
-        let _: i64 = self.run(&self.settle, &cmd).await?;
+        self.run(&self.settle, "settle", |r| {
+            self.evalsha(r, &self.settle, lines.iter().map(|l| l.key.as_str()));
+            r.arg(id);
+            for l in lines {
+                r.arg(l.lease.as_deref().unwrap_or(""))
+                    .uint(l.reserved)
+                    .uint(l.actual)
+                    .int(l.expire_at);
+            }
+        })
+        .await?;
         Ok(())
     }
 
     async fn counts(&self, keys: &[String]) -> Result<Vec<Counts>, BackendError> {
-        let cmd = self.evalsha(&self.counts, keys.iter().map(String::as_str));
-        let out: Vec<i64> = self.run(&self.counts, &cmd).await?;
+        let out = self
+            .run(&self.counts, "counts", |r| {
+                self.evalsha(r, &self.counts, keys.iter().map(String::as_str));
+            })
+            .await?;
         Ok(pairs(&out))
     }
 }

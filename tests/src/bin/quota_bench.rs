@@ -229,6 +229,19 @@ async fn redis_tables(url: &str, calls: usize) {
         redis.ping().await.expect("ping");
     })
     .await;
+    let multiplexed = &probe;
+    timed(
+        "PING, the redis crate's multiplexed connection",
+        calls,
+        |_| async {
+            let mut conn = multiplexed.clone();
+            redis::cmd("PING")
+                .query_async::<()>(&mut conn)
+                .await
+                .expect("ping");
+        },
+    )
+    .await;
     timed("empty EVALSHA, same client", calls, |_| async {
         redis.counts(&[]).await.expect("redis");
     })

@@ -4,7 +4,7 @@
 //! and `retry-after-ms` until midnight; a crashed core's reservation
 //! expires after `reservation_ttl`, also when a real core process is
 //! killed (`kill -9`) mid-call; a dead Redis fails open or closed as
-//! configured.
+//! configured; a restarted Redis is used again from the next call on.
 
 use crate::{
     journey_support::{Home, start_core},
@@ -189,6 +189,50 @@ async fn a_dead_redis_fails_open_or_closed_as_configured() {
     );
     open.stop().await;
     closed.stop().await;
+}
+
+#[tokio::test]
+async fn a_restarted_redis_costs_no_call() {
+    let mut redis = RedisServer::start().await;
+    // Every call goes to Redis (no lease), and a failed step refuses it.
+    let core = Core::start(support::config(&format!(
+        "[limits]\nbackend = \"redis\"\nredis_url = \"{}\"\nredis_key_prefix = \"restart:\"\n\
+         on_backend_failure = \"fail_closed\"\n[limits.global]\nmax_tokens_per_day = 100000\n\
+         [quota]\nlease_calls = 0\n",
+        redis.url()
+    )))
+    .await;
+    let call = |id: &str| {
+        let request = with_header(
+            tonic::Request::new(support::request(Some("echo"), &[], &["hi"], id)),
+            "x-vibectl-sub",
+            "dana",
+        );
+        let mut client = core.client();
+        async move {
+            tokio::time::timeout(WAIT, client.execute(request))
+                .await
+                .expect("in time")
+        }
+    };
+    call("before").await.expect("served");
+    // The core's connections now lead to a dead process; the new Redis is
+    // empty (no counters, no scripts loaded).
+    redis.restart().await;
+    for id in ["after-1", "after-2"] {
+        call(id).await.expect("served right after the restart");
+    }
+    let backend = RedisQuota::new(&redis.url(), "restart:").expect("redis");
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let counts = backend.counts(&[today_key("dana")]).await.expect("counts");
+        if counts[0].used > 0 && counts[0].reserved == 0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "never settled: {counts:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    core.stop().await;
 }
 
 #[tokio::test]
