@@ -10,6 +10,12 @@ use vibectl_core::{
     cli::{self, Cli, Command, ConfigArg, HealthArgs},
 };
 
+/// mimalloc instead of glibc's malloc, as in the edge: fewer instructions
+/// per allocation (issue 17, callgrind on the core alone: 115.4k -> 106.3k
+/// instructions per call at 1 stream, 112.3k -> 100.2k at 64).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> ExitCode {
     let args = match <Cli as clap::Parser>::parse().command {
