@@ -153,16 +153,7 @@ impl CoreClient {
         mut request: Request<EdgeBody>,
         timeout: Duration,
     ) -> Result<Response<CoreBody>, ForwardError> {
-        // The path kept as it is (no copy, no re-parse); scheme and
-        // authority the core's.
-        let mut parts = std::mem::take(request.uri_mut()).into_parts();
-        parts.scheme = Some(Scheme::HTTP);
-        parts.authority = Some(self.shared.authority.clone());
-        if parts.path_and_query.is_none() {
-            parts.path_and_query = Some(http::uri::PathAndQuery::from_static("/"));
-        }
-        *request.uri_mut() = Uri::from_parts(parts).map_err(|e| self.unavailable(&e))?;
-        *request.version_mut() = Version::HTTP_2;
+        self.address_to_core(&mut request)?;
         match tokio::time::timeout(timeout, self.shared.conn.send(request)).await {
             Ok(Ok(response)) => Ok(response),
             Ok(Err(e)) => Err(self.unavailable(e.as_ref())),
@@ -171,6 +162,36 @@ impl CoreClient {
                 after: timeout,
             }),
         }
+    }
+
+    /// As [`CoreClient::send`] without a timer of its own: for a call
+    /// whose caller already bounds the wait (the limits layer's deadline
+    /// backstop ends a call with a deadline at the same moment this
+    /// timer would, so a second timer per call was pure cost).
+    pub async fn send_bounded_by_caller(
+        &self,
+        mut request: Request<EdgeBody>,
+    ) -> Result<Response<CoreBody>, ForwardError> {
+        self.address_to_core(&mut request)?;
+        self.shared
+            .conn
+            .send(request)
+            .await
+            .map_err(|e| self.unavailable(e.as_ref()))
+    }
+
+    /// The path kept as it is (no copy, no re-parse); scheme and authority
+    /// the core's; HTTP/2.
+    fn address_to_core(&self, request: &mut Request<EdgeBody>) -> Result<(), ForwardError> {
+        let mut parts = std::mem::take(request.uri_mut()).into_parts();
+        parts.scheme = Some(Scheme::HTTP);
+        parts.authority = Some(self.shared.authority.clone());
+        if parts.path_and_query.is_none() {
+            parts.path_and_query = Some(http::uri::PathAndQuery::from_static("/"));
+        }
+        *request.uri_mut() = Uri::from_parts(parts).map_err(|e| self.unavailable(&e))?;
+        *request.version_mut() = Version::HTTP_2;
+        Ok(())
     }
 
     fn unavailable(&self, error: &(dyn std::error::Error + 'static)) -> ForwardError {

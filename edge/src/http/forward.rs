@@ -9,7 +9,7 @@ use crate::{
     http::{
         BoxError, EdgeBody,
         body::{GrpcResponseBody, IdleTimeout},
-        context::{Identity, JTI_NAME, KID_NAME, RequestContext, SUB_NAME},
+        context::{RequestContext, SUB_NAME},
         core_client::CoreClient,
         grpc_status::{GrpcCode, percent_encode},
     },
@@ -110,30 +110,23 @@ where
                 .extensions
                 .remove::<RequestContext>()
                 .unwrap_or_default();
-            let identity = context.identity();
-            rewrite_identity(&mut parts.headers, identity.map(Identity::sub));
-            // The token's model scope (`x-vibectl-allowed-models`), if any.
-            if let Some(identity) = identity {
-                identity.apply_scope(&mut parts.headers);
-                // The key and token ids, for the core's quotas and ledger.
-                for (name, value) in [(KID_NAME, identity.kid()), (JTI_NAME, identity.jti())] {
-                    if let Some(v) =
-                        value.and_then(|v| HeaderValue::try_from(percent_encode(v)).ok())
-                    {
-                        parts.headers.insert(name, v);
-                    }
-                }
+            rewrite_identity(&mut parts.headers, None);
+            // The verified `sub`, the key and token ids (for the core's
+            // quotas and ledger) and the token's model scope, if any.
+            if let Some(identity) = context.identity() {
+                identity.set_core_headers(&mut parts.headers);
             }
             // The edge's own headers for the core (the caller's limits), set
             // by the limits layer: added after the client's were stripped.
-            parts.headers.extend(context.core_headers);
-            // A call with a deadline waits for the core up to it; one without,
+            context.core_headers.set_on(&mut parts.headers);
+            // A call with a deadline waits for the core up to it (plus the
+            // grace): the limits layer's backstop, armed at the call's
+            // start for that same moment, ends it then. One without waits
             // `edge.core_response_timeout`.
-            let wait = context.response_wait;
             let body = IdleTimeout::new(body, idle).boxed_unsync();
             let request = Request::from_parts(parts, body);
-            let response = match wait {
-                Some(ResponseWait(wait)) => core.send_within(request, wait).await?,
+            let response = match context.response_wait {
+                Some(ResponseWait(_)) => core.send_bounded_by_caller(request).await?,
                 None => core.send(request).await?,
             };
             Ok(response.map(|b| GrpcResponseBody::new(b, idle).boxed_unsync()))

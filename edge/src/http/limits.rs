@@ -18,7 +18,7 @@
 
 use super::{
     BoxError, EdgeBody,
-    context::{Identity, RequestContext},
+    context::{CoreHeaders, Identity, RequestContext},
     grpc_status::{GrpcCode, LIMIT_TYPE_NAME, response},
     limited_body::{Backstop, Hold, deadline_status, limited_body},
 };
@@ -31,7 +31,7 @@ use crate::{
     },
     metrics::Metrics,
 };
-use http::{HeaderMap, HeaderName, HeaderValue, Request, Response};
+use http::{HeaderName, HeaderValue, Request, Response};
 use http_body_util::BodyExt;
 use std::{
     future::Future,
@@ -198,7 +198,7 @@ struct Stamps(Mutex<Last>);
 
 #[derive(Debug, Default)]
 struct Last {
-    limits: Option<(LimitSet, HeaderMap)>,
+    limits: Option<(LimitSet, CoreHeaders)>,
     deadline: Option<(std::time::Duration, HeaderValue)>,
 }
 
@@ -239,19 +239,17 @@ fn stamp<B>(request: &mut Request<B>, limits: &LimitSet, deadline: Option<CallDe
 }
 
 /// The caller's limits as headers for the core.
-fn core_headers(limits: &LimitSet) -> HeaderMap {
-    let mut core = HeaderMap::with_capacity(4);
-    for (name, value) in [
+fn core_headers(limits: &LimitSet) -> CoreHeaders {
+    let headers = [
         (RPM, limits.max_requests_per_minute),
         (CONCURRENCY, limits.max_concurrent_requests),
         (INPUT_LENGTH, limits.max_input_length),
         (TIMEOUT, limits.request_timeout_seconds),
-    ] {
-        if let Some(n) = value {
-            core.insert(name, HeaderValue::from(n.get()));
-        }
-    }
-    core
+    ]
+    .into_iter()
+    .filter_map(|(name, value)| Some((name, HeaderValue::from(value?.get()))))
+    .collect();
+    CoreHeaders::new(headers)
 }
 
 /// The trailers-only answer to a refused call.
@@ -331,9 +329,10 @@ mod tests {
         stamp(&mut request, &limits, deadline);
         assert_eq!(request.headers()[GRPC_TIMEOUT], "5000m");
         let core = &RequestContext::of(&request).expect("set").core_headers;
-        assert_eq!(core[LIMIT_RPM_HEADER], "60");
-        assert_eq!(core[LIMIT_INPUT_LENGTH_HEADER], "100");
-        assert_eq!(core[LIMIT_TIMEOUT_HEADER], "5");
+        let value = |name| core.get(name).map(HeaderValue::as_bytes);
+        assert_eq!(value(LIMIT_RPM_HEADER), Some(&b"60"[..]));
+        assert_eq!(value(LIMIT_INPUT_LENGTH_HEADER), Some(&b"100"[..]));
+        assert_eq!(value(LIMIT_TIMEOUT_HEADER), Some(&b"5"[..]));
         assert!(
             core.get(LIMIT_CONCURRENCY_HEADER).is_none(),
             "unlimited = absent"

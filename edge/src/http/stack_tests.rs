@@ -85,5 +85,8 @@ async fn the_layers_run_in_order_over_a_stub_leaf() {
     let seen = seen.lock().expect("lock");
     let context = seen.first().expect("the leaf was called");
     assert_eq!(context.identity().map(Identity::sub), Some("alice"));
-    assert_eq!(context.core_headers[LIMIT_RPM_HEADER], "60");
+    assert_eq!(
+        context.core_headers.get(LIMIT_RPM_HEADER).map(|v| v.as_bytes()),
+        Some(&b"60"[..])
+    );
 }

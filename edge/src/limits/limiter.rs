@@ -96,7 +96,8 @@ pub enum Admit {
 pub struct Permit {
     /// The caller's limits in force.
     pub limits: LimitSet,
-    held: Vec<(String, SlotGuard)>,
+    /// The token's slot and the all-token slot, each if limited.
+    held: [Option<(Arc<str>, SlotGuard)>; 2],
     durations: Arc<Durations>,
     started: Instant,
 }
@@ -104,7 +105,7 @@ pub struct Permit {
 impl Drop for Permit {
     fn drop(&mut self) {
         let took = self.started.elapsed();
-        for (key, _) in &self.held {
+        for (key, _) in self.held.iter().flatten() {
             self.durations.record(key, took);
         }
     }
@@ -112,19 +113,19 @@ impl Drop for Permit {
 
 /// Typical call duration per slot key (exponentially weighted).
 #[derive(Debug, Default)]
-struct Durations(Mutex<HashMap<String, Duration>>);
+struct Durations(Mutex<HashMap<Arc<str>, Duration, foldhash::fast::RandomState>>);
 
 impl Durations {
-    fn record(&self, key: &str, took: Duration) {
+    fn record(&self, key: &Arc<str>, took: Duration) {
         let mut map = self.0.lock().unwrap_or_else(PoisonError::into_inner);
-        if map.len() >= MAX_REMEMBERED_KEYS && !map.contains_key(key) {
+        if map.len() >= MAX_REMEMBERED_KEYS && !map.contains_key(&**key) {
             map.clear();
         }
-        // Recent calls count most. The key is copied only when it is new.
-        match map.get_mut(key) {
+        // Recent calls count most. The key is shared, never copied.
+        match map.get_mut(&**key) {
             Some(typical) => *typical = (*typical * 3 + took) / 4,
             None => {
-                map.insert(key.to_owned(), took);
+                map.insert(key.clone(), took);
             }
         }
     }
@@ -143,6 +144,10 @@ pub struct Limiter {
     snapshot: ArcSwap<LimitsConfig>,
     backend: Backend,
     durations: Arc<Durations>,
+    /// [`TOTAL_KEY`], shared by every call's permit.
+    total_key: Arc<str>,
+    /// The last token's key ([`Limiter::key_of`]).
+    last_key: Mutex<Option<Arc<str>>>,
     metrics: Metrics,
     failure_log: Mutex<(Option<Instant>, u64)>,
     reloads: tokio::sync::watch::Sender<ReloadStatus>,
@@ -173,6 +178,8 @@ impl Limiter {
             snapshot: ArcSwap::from_pointee(config.clone()),
             backend,
             durations: Arc::default(),
+            total_key: TOTAL_KEY.into(),
+            last_key: Mutex::new(None),
             metrics,
             failure_log: Mutex::new((None, 0)),
             reloads: tokio::sync::watch::Sender::new(ReloadStatus::default()),
@@ -212,27 +219,43 @@ impl Limiter {
         &self.backend
     }
 
+    /// The key of `sub`'s state (`sub:<sub>`), shared by the call's slots,
+    /// rate state and durations: the last one made is kept, as nearly
+    /// every call is of the same token as the call before.
+    fn key_of(&self, sub: &str) -> Arc<str> {
+        let mut last = self.last_key.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(key) = &*last
+            && key.strip_prefix(SUB_KEY_PREFIX) == Some(sub)
+        {
+            return key.clone();
+        }
+        let mut key = String::with_capacity(SUB_KEY_PREFIX.len() + sub.len());
+        key.push_str(SUB_KEY_PREFIX);
+        key.push_str(sub);
+        let key: Arc<str> = key.into();
+        *last = Some(key.clone());
+        key
+    }
+
     /// Decides on a call of `sub` (its `kid`, if the token has one, selects
     /// an override too).
     pub async fn admit(&self, sub: &str, kid: Option<&str>, kind: CallKind) -> Admit {
         let snapshot = self.snapshot();
         let limits = snapshot.for_token(sub, kid);
         let policy = snapshot.on_backend_failure;
-        let mut key = String::with_capacity(SUB_KEY_PREFIX.len() + sub.len());
-        key.push_str(SUB_KEY_PREFIX);
-        key.push_str(sub);
-        let mut held = Vec::new();
+        let key = self.key_of(sub);
+        let mut held = [None, None];
         let mut failed = false;
 
         if kind == CallKind::Call {
             let slots = [
-                (key.as_str(), limits.max_concurrent_requests, false),
-                (TOTAL_KEY, snapshot.max_concurrent_total, true),
+                (&key, limits.max_concurrent_requests, false),
+                (&self.total_key, snapshot.max_concurrent_total, true),
             ];
-            for (slot_key, max, total) in slots {
+            for (place, (slot_key, max, total)) in held.iter_mut().zip(slots) {
                 let Some(max) = max else { continue };
                 match self.backend.acquire_slot(slot_key, max).await {
-                    Ok(SlotOutcome::Acquired(guard)) => held.push((slot_key.to_owned(), guard)),
+                    Ok(SlotOutcome::Acquired(guard)) => *place = Some((slot_key.clone(), guard)),
                     Ok(SlotOutcome::Full { oldest_age }) => {
                         let retry_after = self.durations.estimate(slot_key, oldest_age);
                         return Admit::Refused(concurrency_refusal(sub, max, total, retry_after));

@@ -11,22 +11,31 @@ use governor::{
     state::keyed::DefaultKeyedStateStore,
 };
 use std::{
-    collections::{BTreeMap, HashMap},
+    collections::HashMap,
     num::NonZeroU32,
     sync::{Arc, Mutex, PoisonError},
     time::Instant,
 };
 
-type KeyedLimiter<C> =
-    RateLimiter<String, DefaultKeyedStateStore<String>, C, NoOpMiddleware<<C as Clock>::Instant>>;
+/// Keyed by the shared key of the call (`sub:<sub>`): a key that has
+/// state already costs no copy per call.
+type KeyedLimiter<C> = RateLimiter<
+    Arc<str>,
+    DefaultKeyedStateStore<Arc<str>>,
+    C,
+    NoOpMiddleware<<C as Clock>::Instant>,
+>;
 
 /// In-process limit state; cheap to clone (shared inside). Generic over
 /// governor's clock so tests can drive time (`FakeRelativeClock`).
 pub struct MemoryBackend<C: Clock = DefaultClock> {
     clock: C,
     limiters: Arc<Mutex<HashMap<RateQuota, Arc<KeyedLimiter<C>>>>>,
-    slots: Arc<Mutex<HashMap<String, Slots>>>,
+    slots: Arc<Mutex<SlotMap>>,
 }
+
+/// Slots by key (verified subjects, `total`): foldhash, keyed per process.
+type SlotMap = HashMap<Arc<str>, Slots, foldhash::fast::RandomState>;
 
 impl<C: Clock + Clone> Clone for MemoryBackend<C> {
     fn clone(&self) -> Self {
@@ -47,11 +56,13 @@ impl<C: Clock + Clone> std::fmt::Debug for MemoryBackend<C> {
     }
 }
 
-/// The slots one key holds: id → when it was taken.
+/// The slots one key holds: (id, when it was taken). A vector that keeps
+/// its capacity: taking the only slot of a key allocates nothing once the
+/// key has held one (a map's node was allocated and freed on every call).
 #[derive(Default)]
 struct Slots {
     next_id: u64,
-    started: BTreeMap<u64, Instant>,
+    started: Vec<(u64, Instant)>,
 }
 
 impl Default for MemoryBackend<DefaultClock> {
@@ -98,9 +109,9 @@ impl<C: Clock + Clone> MemoryBackend<C> {
     }
 
     /// Counts one call of `key` against `quota`.
-    pub fn check_rate(&self, key: &str, quota: RateQuota) -> Admission {
+    pub fn check_rate(&self, key: &Arc<str>, quota: RateQuota) -> Admission {
         let limiter = self.limiter(quota);
-        match limiter.check_key(&key.to_owned()) {
+        match limiter.check_key(key) {
             Ok(()) => Admission::Allowed,
             Err(not_until) => Admission::Denied {
                 // Measured on the limiter's own clock (its instants are
@@ -111,32 +122,29 @@ impl<C: Clock + Clone> MemoryBackend<C> {
     }
 
     /// Takes a slot of `key` if fewer than `max` are held.
-    pub fn acquire_slot(&self, key: &str, max: NonZeroU32) -> SlotOutcome {
+    pub fn acquire_slot(&self, key: &Arc<str>, max: NonZeroU32) -> SlotOutcome {
         let mut map = self.slots.lock().unwrap_or_else(PoisonError::into_inner);
-        // The key is copied only when it holds no slot yet.
-        if !map.contains_key(key) {
-            map.insert(key.to_owned(), Slots::default());
-        }
-        let Some(slots) = map.get_mut(key) else {
-            return SlotOutcome::Full {
-                oldest_age: std::time::Duration::ZERO,
-            };
+        // The key is shared (not copied) when it holds no slot yet.
+        let slots = match map.get_mut(&**key) {
+            Some(slots) => slots,
+            None => map.entry(key.clone()).or_default(),
         };
         if slots.started.len() >= max.get() as usize {
             let oldest_age = slots
                 .started
-                .values()
+                .iter()
+                .map(|(_, at)| *at)
                 .min()
-                .map(Instant::elapsed)
+                .map(|at| at.elapsed())
                 .unwrap_or_default();
             return SlotOutcome::Full { oldest_age };
         }
         let id = slots.next_id;
         slots.next_id += 1;
-        slots.started.insert(id, Instant::now());
+        slots.started.push((id, Instant::now()));
         SlotOutcome::Acquired(SlotGuard::new(MemorySlot {
             slots: self.slots.clone(),
-            key: key.to_owned(),
+            key: key.clone(),
             id,
         }))
     }
@@ -172,8 +180,8 @@ impl<C: Clock + Clone> MemoryBackend<C> {
 }
 
 struct MemorySlot {
-    slots: Arc<Mutex<HashMap<String, Slots>>>,
-    key: String,
+    slots: Arc<Mutex<SlotMap>>,
+    key: Arc<str>,
     id: u64,
 }
 
@@ -182,8 +190,10 @@ impl Drop for MemorySlot {
         let mut map = self.slots.lock().unwrap_or_else(PoisonError::into_inner);
         // An emptied key stays (its next call need not copy it again);
         // `retain_recent` drops it.
-        if let Some(slots) = map.get_mut(&self.key) {
-            slots.started.remove(&self.id);
+        if let Some(slots) = map.get_mut(&*self.key)
+            && let Some(at) = slots.started.iter().position(|(id, _)| *id == self.id)
+        {
+            slots.started.swap_remove(at);
         }
     }
 }
@@ -193,6 +203,10 @@ mod tests {
     use super::*;
     use governor::clock::FakeRelativeClock;
     use std::time::Duration;
+
+    fn key(name: &str) -> Arc<str> {
+        name.into()
+    }
 
     fn nz(n: u32) -> NonZeroU32 {
         NonZeroU32::new(n).expect("non-zero")
@@ -207,30 +221,30 @@ mod tests {
             burst: nz(10),
         };
         let allowed = (0..200)
-            .filter(|_| m.check_rate("alice", q) == Admission::Allowed)
+            .filter(|_| m.check_rate(&key("alice"), q) == Admission::Allowed)
             .count();
         assert_eq!(allowed, 10, "the burst, no more");
-        match m.check_rate("alice", q) {
+        match m.check_rate(&key("alice"), q) {
             Admission::Denied { retry_after } => assert_eq!(retry_after, Duration::from_secs(1)),
             Admission::Allowed => panic!("denied expected"),
         }
         clock.advance(Duration::from_millis(250));
-        match m.check_rate("alice", q) {
+        match m.check_rate(&key("alice"), q) {
             Admission::Denied { retry_after } => {
                 assert_eq!(retry_after, Duration::from_millis(750));
             }
             Admission::Allowed => panic!("denied expected"),
         }
         clock.advance(Duration::from_millis(750));
-        assert_eq!(m.check_rate("alice", q), Admission::Allowed);
-        assert!(matches!(m.check_rate("alice", q), Admission::Denied { .. }));
+        assert_eq!(m.check_rate(&key("alice"), q), Admission::Allowed);
+        assert!(matches!(m.check_rate(&key("alice"), q), Admission::Denied { .. }));
         clock.advance(Duration::from_secs(30));
         let refilled = (0..200)
-            .filter(|_| m.check_rate("alice", q) == Admission::Allowed)
+            .filter(|_| m.check_rate(&key("alice"), q) == Admission::Allowed)
             .count();
         assert_eq!(refilled, 10, "refill is capped at the burst");
         assert_eq!(
-            m.check_rate("bob", q),
+            m.check_rate(&key("bob"), q),
             Admission::Allowed,
             "another key is unaffected"
         );
@@ -248,9 +262,9 @@ mod tests {
             per_minute: nz(600),
             burst: nz(5),
         };
-        assert_eq!(m.check_rate("k", slow), Admission::Allowed);
-        assert!(matches!(m.check_rate("k", slow), Admission::Denied { .. }));
-        assert_eq!(m.check_rate("k", fast), Admission::Allowed);
+        assert_eq!(m.check_rate(&key("k"), slow), Admission::Allowed);
+        assert!(matches!(m.check_rate(&key("k"), slow), Admission::Denied { .. }));
+        assert_eq!(m.check_rate(&key("k"), fast), Admission::Allowed);
         assert_eq!(m.rate_keys(), 2);
         clock.advance(Duration::from_secs(60));
         m.retain_recent();
@@ -262,24 +276,24 @@ mod tests {
     fn concurrency_slots_are_counted_and_freed() {
         let m = MemoryBackend::new();
         let guards: Vec<_> = (0..3)
-            .map(|_| match m.acquire_slot("k", nz(3)) {
+            .map(|_| match m.acquire_slot(&key("k"), nz(3)) {
                 SlotOutcome::Acquired(g) => g,
                 SlotOutcome::Full { .. } => panic!("slot expected"),
             })
             .collect();
         assert!(matches!(
-            m.acquire_slot("k", nz(3)),
+            m.acquire_slot(&key("k"), nz(3)),
             SlotOutcome::Full { .. }
         ));
         assert!(matches!(
-            m.acquire_slot("other", nz(3)),
+            m.acquire_slot(&key("other"), nz(3)),
             SlotOutcome::Acquired(_)
         ));
         assert_eq!(m.in_flight("k"), 3);
         drop(guards);
         assert_eq!(m.in_flight("k"), 0);
         assert!(matches!(
-            m.acquire_slot("k", nz(3)),
+            m.acquire_slot(&key("k"), nz(3)),
             SlotOutcome::Acquired(_)
         ));
     }

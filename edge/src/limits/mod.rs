@@ -21,7 +21,7 @@ pub use limiter::{Admit, CallKind, Limiter, Permit, Refusal, retry_ms};
 pub use memory::MemoryBackend;
 pub use redis_backend::RedisBackend;
 
-use std::{num::NonZeroU32, time::Duration};
+use std::{num::NonZeroU32, sync::Arc, time::Duration};
 
 /// A requests-per-minute budget: a GCRA with `burst` calls of tolerance.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -114,7 +114,11 @@ impl Backend {
     }
 
     /// Counts one call against `key`'s rate quota.
-    pub async fn check_rate(&self, key: &str, quota: RateQuota) -> Result<Admission, BackendError> {
+    pub async fn check_rate(
+        &self,
+        key: &Arc<str>,
+        quota: RateQuota,
+    ) -> Result<Admission, BackendError> {
         match self {
             Self::Memory(m) => Ok(m.check_rate(key, quota)),
             Self::Redis(r) => r.check_rate(key, quota).await,
@@ -124,7 +128,7 @@ impl Backend {
     /// Takes one of `max` concurrency slots of `key`.
     pub async fn acquire_slot(
         &self,
-        key: &str,
+        key: &Arc<str>,
         max: NonZeroU32,
     ) -> Result<SlotOutcome, BackendError> {
         match self {

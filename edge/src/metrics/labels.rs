@@ -88,7 +88,9 @@ impl PartialEq<&str> for SubjectLabel {
 #[derive(Debug)]
 pub(crate) struct Subjects {
     max: usize,
-    seen: Mutex<HashMap<Box<str>, Arc<Slot>>>,
+    /// Keyed by verified subjects only; foldhash (keyed per process), as
+    /// every call looks its subject up.
+    seen: Mutex<HashMap<Box<str>, Arc<Slot>, foldhash::fast::RandomState>>,
     anonymous: Arc<Slot>,
     other: Arc<Slot>,
 }
@@ -97,7 +99,7 @@ impl Subjects {
     pub(crate) fn new(max: usize) -> Self {
         Self {
             max,
-            seen: Mutex::new(HashMap::new()),
+            seen: Mutex::new(HashMap::default()),
             anonymous: Slot::new(ANONYMOUS),
             other: Slot::new(OTHER),
         }

@@ -17,7 +17,7 @@ use crate::shared_redis::SharedRedis;
 use arc_swap::ArcSwap;
 use std::{
     path::PathBuf,
-    sync::{Arc, Mutex},
+    sync::{Arc, Mutex, OnceLock},
     time::Duration,
 };
 use vibectl_config::{Config, JwtConfig, Secret};
@@ -39,7 +39,34 @@ pub struct Verified {
     pub kid: Option<String>,
     /// The algorithm.
     pub alg: KeyAlg,
+    /// What the request path derives from the token once (its identity
+    /// headers for the core), kept with it.
+    pub memo: HeaderMemo,
 }
+
+/// Headers derived once from a verified token and kept beside it: a token
+/// remembered by the cache costs no formatting nor allocation per call.
+/// Not part of the token: any two compare equal.
+#[derive(Debug, Clone, Default)]
+pub struct HeaderMemo(OnceLock<Vec<(http::HeaderName, http::HeaderValue)>>);
+
+impl HeaderMemo {
+    /// The headers, made by `make` on first use.
+    pub fn get_or_init(
+        &self,
+        make: impl FnOnce() -> Vec<(http::HeaderName, http::HeaderValue)>,
+    ) -> &[(http::HeaderName, http::HeaderValue)] {
+        self.0.get_or_init(make)
+    }
+}
+
+impl PartialEq for HeaderMemo {
+    fn eq(&self, _other: &Self) -> bool {
+        true
+    }
+}
+
+impl Eq for HeaderMemo {}
 
 /// One decision, with what the audit log may say about the token. Cheap
 /// to clone (shared parts): a remembered decision is handed out per call.
@@ -279,6 +306,7 @@ impl TokenVerifier {
             claims,
             kid: key.kid.clone(),
             alg: key.alg,
+            memo: HeaderMemo::default(),
         })
     }
 
