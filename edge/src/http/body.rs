@@ -26,6 +26,14 @@ pub struct StreamIdle {
     pub after: Duration,
 }
 
+/// The body's next frame if it is ready now (never waits; a body that is
+/// not ready has the task's waker).
+pub async fn poll_now<B: Body + Unpin>(
+    body: &mut B,
+) -> Poll<Option<Result<Frame<B::Data>, B::Error>>> {
+    std::future::poll_fn(|cx| Poll::Ready(Pin::new(&mut *body).poll_frame(cx))).await
+}
+
 pin_project! {
     /// Fails with [`StreamIdle`] when `inner` yields no frame for `idle`.
     /// The timer is armed only when `inner` has to wait: a body whose

@@ -9,7 +9,6 @@ use crate::{
     tls::ClientIdentity,
 };
 use http::{HeaderMap, HeaderName, HeaderValue, Request};
-use tower_http::request_id::{MakeRequestId, RequestId};
 use std::{
     net::SocketAddr,
     sync::{Arc, OnceLock},
@@ -113,22 +112,6 @@ impl Subject {
     /// The subject, if the token was verified.
     pub fn get(&self) -> Option<&str> {
         self.0.get().map(Identity::sub)
-    }
-}
-
-/// New request ids: a random UUID (v4), as tower-http's `MakeRequestUuid`
-/// (without its string copy and re-parse), marked sensitive: HPACK sends
-/// it as a never-indexed literal (see the request path in `http`).
-#[derive(Debug, Clone, Copy, Default)]
-pub struct NewRequestId;
-
-impl MakeRequestId for NewRequestId {
-    fn make_request_id<B>(&mut self, _request: &Request<B>) -> Option<RequestId> {
-        let mut buffer = uuid::Uuid::encode_buffer();
-        let id = uuid::Uuid::new_v4().hyphenated().encode_lower(&mut buffer);
-        let mut value = HeaderValue::from_str(id).ok()?;
-        value.set_sensitive(true);
-        Some(RequestId::new(value))
     }
 }
 
@@ -246,20 +229,6 @@ pub(crate) mod tests {
         let scoped = tests::identity("alice", Some(vec!["echo".to_owned(), "4o".to_owned()]));
         scoped.apply_scope(&mut headers);
         assert_eq!(headers[ALLOWED_MODELS_HEADER], "echo,4o");
-    }
-
-    #[test]
-    fn request_ids_are_uuids_never_indexed() {
-        let id = NewRequestId
-            .make_request_id(&Request::new(()))
-            .expect("an id")
-            .into_header_value();
-        assert!(id.is_sensitive(), "never indexed by HPACK");
-        let text = id.to_str().expect("ascii");
-        assert_eq!(
-            uuid::Uuid::parse_str(text).map(|u| u.get_version_num()),
-            Ok(4)
-        );
     }
 
     #[test]

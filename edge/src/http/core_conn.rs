@@ -9,7 +9,7 @@
 //! connect timeout; when it ends (the core restarted, GOAWAY) the next
 //! request opens a new one.
 
-use crate::http::{BoxError, EdgeBody};
+use crate::http::{BoxError, EdgeBody, body::poll_now};
 use bytes::Bytes;
 use h2::{
     RecvStream, SendStream,
@@ -200,11 +200,6 @@ async fn dial(dial: &Dial) -> io::Result<CoreStream> {
         }
         Dial::Unix(path) => Ok(CoreStream::Unix(UnixStream::connect(path).await?)),
     }
-}
-
-/// The body's next frame if it is ready now (never waits).
-async fn poll_now(body: &mut EdgeBody) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-    poll_fn(|cx| Poll::Ready(Pin::new(&mut *body).poll_frame(cx))).await
 }
 
 /// Queues one request body frame; whether more frames may follow.

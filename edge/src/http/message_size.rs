@@ -7,9 +7,10 @@
 
 use crate::http::{
     BoxError, EdgeBody,
+    body::poll_now,
     grpc_status::{GrpcCode, response},
 };
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use http::{HeaderValue, Request, Response};
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::BodyExt;
@@ -87,11 +88,22 @@ where
         let (max, idle) = (self.max, self.idle);
         Box::pin(async move {
             let (parts, mut body) = request.into_parts();
-            let mut read = VecDeque::new();
-            let mut head = BytesMut::new();
+            // The frames read, and the prefix in place: a unary call's
+            // first frame holds it, and costs no allocation.
+            let mut read = Replayed::new();
+            let mut head = [0u8; PREFIX];
+            let mut filled = 0;
             let mut ended = false;
-            while head.len() < PREFIX && !ended {
-                let frame = tokio::time::timeout(idle, body.frame()).await;
+            while filled < PREFIX && !ended {
+                // A frame already there is taken without arming a timer.
+                let boxed = |f: Option<Result<Frame<Bytes>, B::Error>>| {
+                    f.map(|r| r.map_err(Into::<BoxError>::into))
+                };
+                let now = poll_now(&mut body).await.map(boxed);
+                let frame = match now {
+                    Poll::Ready(frame) => Ok(frame),
+                    Poll::Pending => tokio::time::timeout(idle, body.frame()).await.map(boxed),
+                };
                 match frame {
                     Err(_) => {
                         return Ok(response(
@@ -100,22 +112,24 @@ where
                         ));
                     }
                     Ok(None) => ended = true,
-                    Ok(Some(Err(e))) => return Err(e.into()),
+                    Ok(Some(Err(e))) => return Err(e),
                     Ok(Some(Ok(frame))) => {
                         if let Some(data) = frame.data_ref() {
-                            head.extend_from_slice(data);
+                            let n = data.len().min(PREFIX - filled);
+                            head[filled..filled + n].copy_from_slice(&data[..n]);
+                            filled += n;
                         }
                         ended = !frame.is_data();
-                        read.push_back(frame);
+                        read.push(frame);
                     }
                 }
             }
-            if let Some(length) = message_length(&head)
+            if let Some(length) = message_length(&head[..filled])
                 && length > max.get()
             {
                 return Ok(too_large(length, max));
             }
-            let body = Replayed { read, rest: body };
+            let body = read.then(body);
             inner.oneshot(Request::from_parts(parts, body)).await
         })
     }
@@ -152,8 +166,45 @@ fn too_large(length: u32, max: NonZeroU32) -> Response<EdgeBody> {
 /// A body whose first frames were already read: those, then the rest.
 #[derive(Debug)]
 pub struct Replayed<B> {
-    read: VecDeque<Frame<Bytes>>,
+    /// The first frame read (nearly always the only one).
+    first: Option<Frame<Bytes>>,
+    /// Any more read (a prefix split over frames).
+    more: VecDeque<Frame<Bytes>>,
     rest: B,
+}
+
+/// The frames read so far, before the rest of the body is known.
+struct Read {
+    first: Option<Frame<Bytes>>,
+    more: VecDeque<Frame<Bytes>>,
+}
+
+impl Replayed<()> {
+    fn new() -> Read {
+        Read {
+            first: None,
+            more: VecDeque::new(),
+        }
+    }
+}
+
+impl Read {
+    fn push(&mut self, frame: Frame<Bytes>) {
+        if self.first.is_none() && self.more.is_empty() {
+            self.first = Some(frame);
+        } else {
+            self.more.push_back(frame);
+        }
+    }
+
+    /// These frames, then `rest`.
+    fn then<B>(self, rest: B) -> Replayed<B> {
+        Replayed {
+            first: self.first,
+            more: self.more,
+            rest,
+        }
+    }
 }
 
 impl<B> Body for Replayed<B>
@@ -167,18 +218,18 @@ where
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
-        if let Some(frame) = self.read.pop_front() {
+        if let Some(frame) = self.first.take().or_else(|| self.more.pop_front()) {
             return Poll::Ready(Some(Ok(frame)));
         }
         Pin::new(&mut self.rest).poll_frame(cx)
     }
 
     fn is_end_stream(&self) -> bool {
-        self.read.is_empty() && self.rest.is_end_stream()
+        self.first.is_none() && self.more.is_empty() && self.rest.is_end_stream()
     }
 
     fn size_hint(&self) -> SizeHint {
-        if self.read.is_empty() {
+        if self.first.is_none() && self.more.is_empty() {
             self.rest.size_hint()
         } else {
             SizeHint::default()

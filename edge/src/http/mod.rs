@@ -19,33 +19,27 @@ mod limits;
 mod message_size;
 mod metrics;
 mod policy;
+mod request_id;
 pub mod rescue;
 
 pub use context::RequestContext;
-use context::NewRequestId;
 pub use core_client::{CoreClient, CoreHealth};
 pub use forward::ForwardError;
 
 use crate::Edge;
 use bytes::Bytes;
-use http::{
-    HeaderName, Request, Response,
-    header::AUTHORIZATION,
-};
+use http::{Request, Response};
 use http_body::Body;
 use http_body_util::{BodyExt, combinators::UnsyncBoxBody};
 use metrics::MetricsLayer;
 use std::convert::Infallible;
 use tower::{Service, ServiceBuilder, util::BoxCloneService};
 use tower_http::{
-    request_id::{PropagateRequestIdLayer, SetRequestIdLayer},
-    sensitive_headers::SetSensitiveRequestHeadersLayer,
     trace::{DefaultOnFailure, DefaultOnResponse, TraceLayer},
 };
 use tracing::{Level, Span, level_filters::LevelFilter};
 
-/// `x-request-id`, set (or kept) on every request and echoed on its response.
-const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+use request_id::X_REQUEST_ID;
 
 /// Errors inside the stack travel boxed; [`rescue`] maps them.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -102,18 +96,12 @@ where
     let stack = ServiceBuilder::new()
         // Erases the body type so the stack has one nameable type (no behaviour).
         .map_response(erase_body)
-        // Mark `authorization` sensitive before anything could log or
-        // re-encode it (HPACK never indexes it; `Debug` redacts it), and a
-        // client's `x-request-id`: a request id is new on every call, so
-        // HPACK must not index it (on the core leg, nor echoed to the
-        // client), or each call inserts an entry that evicts the ones that
-        // do repeat, and the encoder walks a chain of stale ids on every
-        // call (a third of its work).
-        .layer(SetSensitiveRequestHeadersLayer::new([AUTHORIZATION, X_REQUEST_ID]))
-        // Request id next: `x-request-id` (the client's, else a new UUID,
-        // made sensitive too), so the span below and every log line in it
-        // carry it.
-        .layer(SetRequestIdLayer::new(X_REQUEST_ID, NewRequestId))
+        // Mark `authorization` and `x-request-id` sensitive (HPACK never
+        // indexes them; `Debug` redacts them) before anything could log or
+        // re-encode them; set `x-request-id` (the client's, else a new
+        // UUID) so the span below and every log line in it carry it, and
+        // echo it on the response, for support.
+        .layer(request_id::RequestIdLayer)
         // One span per request (id, path; `sub` filled in by auth). Outcomes
         // log at debug: refusals are expected, not errors of the edge.
         // Absent when the log level is below info (the span and its
@@ -131,8 +119,6 @@ where
                 )
                 .into_inner()
         }))
-        // Echo the request id on the response, for support.
-        .layer(PropagateRequestIdLayer::new(X_REQUEST_ID))
         // Metrics outside HSTS, rescue, auth and limits, so refused requests
         // are counted too (by the status they got). Absent when metrics are
         // off.

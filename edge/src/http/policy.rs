@@ -12,9 +12,9 @@ use crate::http::{
     grpc_status::{GrpcCode, response},
 };
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
+use futures::future::Either;
 use std::{
-    future::Future,
-    pin::Pin,
+    future::Ready,
     task::{Context, Poll},
 };
 use vibectl_proto::wire;
@@ -146,7 +146,6 @@ pub struct Policy<S> {
     forward_reflection: bool,
 }
 
-type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
 
 impl<S, B> tower::Service<Request<B>> for Policy<S>
 where
@@ -155,7 +154,8 @@ where
 {
     type Response = Response<EdgeBody>;
     type Error = BoxError;
-    type Future = BoxFuture<Result<Response<EdgeBody>, BoxError>>;
+    /// The inner call's future, or the refusal (no box per call).
+    type Future = Either<S::Future, Ready<Result<Response<EdgeBody>, BoxError>>>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
         self.inner.poll_ready(cx)
@@ -170,11 +170,11 @@ where
             path,
             self.forward_reflection,
         ) {
-            Ok(()) => Box::pin(self.inner.call(request)),
+            Ok(()) => Either::Left(self.inner.call(request)),
             Err(refusal) => {
                 tracing::debug!(?refusal, method = %request.method(), "request refused by policy");
                 let answer = refusal_response(refusal, path);
-                Box::pin(async move { Ok(answer) })
+                Either::Right(std::future::ready(Ok(answer)))
             }
         }
     }

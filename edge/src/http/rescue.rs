@@ -12,11 +12,14 @@ use crate::{
         grpc_status::{GrpcCode, response},
     },
 };
+use futures::{
+    FutureExt,
+    future::{Either, Map},
+};
 use http::Response;
 use std::{
     convert::Infallible,
-    future::Future,
-    pin::Pin,
+    future::Ready,
     task::{Context, Poll},
 };
 use tower::{Layer, Service};
@@ -63,7 +66,9 @@ where
 {
     type Response = Response<EdgeBody>;
     type Error = Infallible;
-    type Future = Pin<Box<dyn Future<Output = Result<Response<EdgeBody>, Infallible>> + Send>>;
+    /// The inner call's future mapped by [`rescue`], or a rescued
+    /// readiness error (no box per call).
+    type Future = Either<Ready<Result<Response<EdgeBody>, Infallible>>, Map<S::Future, Rescuer>>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
         // A readiness error is kept and answered by the next call, so it is
@@ -78,12 +83,14 @@ where
 
     fn call(&mut self, request: R) -> Self::Future {
         if let Some(error) = self.not_ready.take() {
-            return Box::pin(std::future::ready(rescue(Err(error))));
+            return Either::Left(std::future::ready(rescue(Err(error))));
         }
-        let response = self.inner.call(request);
-        Box::pin(async move { rescue(response.await) })
+        Either::Right(self.inner.call(request).map(rescue as Rescuer))
     }
 }
+
+/// [`rescue`], as the type of the response future's map.
+type Rescuer = fn(Result<Response<EdgeBody>, BoxError>) -> Result<Response<EdgeBody>, Infallible>;
 
 /// Maps a failed request to its gRPC status response; passes responses on.
 pub fn rescue(
