@@ -90,7 +90,7 @@ where
             let (parts, mut body) = request.into_parts();
             // The frames read, and the prefix in place: a unary call's
             // first frame holds it, and costs no allocation.
-            let mut read = Replayed::new();
+            let mut read = Read::default();
             let mut head = [0u8; PREFIX];
             let mut filled = 0;
             let mut ended = false;
@@ -174,18 +174,10 @@ pub struct Replayed<B> {
 }
 
 /// The frames read so far, before the rest of the body is known.
+#[derive(Default)]
 struct Read {
     first: Option<Frame<Bytes>>,
     more: VecDeque<Frame<Bytes>>,
-}
-
-impl Replayed<()> {
-    fn new() -> Read {
-        Read {
-            first: None,
-            more: VecDeque::new(),
-        }
-    }
 }
 
 impl Read {
@@ -243,7 +235,7 @@ mod tests {
     use http_body_util::{Full, StreamBody};
 
     fn message(len: u32) -> Bytes {
-        let mut b = BytesMut::from(&[0u8][..]);
+        let mut b = bytes::BytesMut::from(&[0u8][..]);
         b.extend_from_slice(&len.to_be_bytes());
         b.extend_from_slice(&vec![b'x'; len as usize]);
         b.freeze()
