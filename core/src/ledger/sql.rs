@@ -65,51 +65,71 @@ pub(super) const COLUMN_COUNT: usize = 15;
 /// of these sizes only, so the database sees a handful of distinct
 /// statements, each prepared once and then taken from the connection's
 /// statement cache (a statement per batch length would be parsed anew for
-/// almost every batch).
-const CHUNK_ROWS: [usize; 4] = [128, 32, 8, 1];
+/// almost every batch). PostgreSQL: large chunks, each statement a round
+/// trip.
+const POSTGRES_CHUNK_ROWS: &[usize] = &[128, 32, 8, 1];
+/// SQLite: small enough that SQLite's copies of a chunk's strings (up to 9
+/// a row, the three statements' binds together) fit the connection's
+/// lookaside slots (about 300): with 128-row chunks each string bind went
+/// to `malloc`, behind SQLite's global memory mutex (about 1,700 more
+/// instructions per row, callgrind); a statement's own cost, spread over
+/// 16 rows, is far smaller.
+const SQLITE_CHUNK_ROWS: &[usize] = &[16, 4, 1];
 
-/// The `INSERT` of each [`CHUNK_ROWS`] size, written once per store (not
-/// per batch); `numbered`: `$1, $2, …` placeholders (PostgreSQL), else `?`.
+/// The `INSERT` of each chunk size, written once per store (not per
+/// batch); `numbered`: `$1, $2, …` placeholders and PostgreSQL's chunk
+/// sizes, else `?` and SQLite's.
 #[derive(Debug)]
-pub(super) struct Inserts([String; CHUNK_ROWS.len()]);
+pub(super) struct Inserts {
+    sizes: &'static [usize],
+    statements: Vec<String>,
+}
 
 impl Inserts {
     pub(super) fn new(numbered: bool) -> Self {
-        Self(CHUNK_ROWS.map(|rows| {
-            let mut sql = format!("INSERT INTO usage_ledger ({COLUMNS}) VALUES ");
-            for row in 0..rows {
-                sql.push_str(if row == 0 { "(" } else { ", (" });
-                for col in 0..COLUMN_COUNT {
-                    if col > 0 {
-                        sql.push_str(", ");
+        let sizes = match numbered {
+            true => POSTGRES_CHUNK_ROWS,
+            false => SQLITE_CHUNK_ROWS,
+        };
+        let statements = sizes
+            .iter()
+            .map(|&rows| {
+                let mut sql = format!("INSERT INTO usage_ledger ({COLUMNS}) VALUES ");
+                for row in 0..rows {
+                    sql.push_str(if row == 0 { "(" } else { ", (" });
+                    for col in 0..COLUMN_COUNT {
+                        if col > 0 {
+                            sql.push_str(", ");
+                        }
+                        match numbered {
+                            true => sql.push_str(&format!("${}", row * COLUMN_COUNT + col + 1)),
+                            false => sql.push('?'),
+                        }
                     }
-                    match numbered {
-                        true => sql.push_str(&format!("${}", row * COLUMN_COUNT + col + 1)),
-                        false => sql.push('?'),
-                    }
+                    sql.push(')');
                 }
-                sql.push(')');
-            }
-            sql
-        }))
+                sql
+            })
+            .collect();
+        Self { sizes, statements }
     }
 
     /// Every statement, largest first.
     pub(super) fn statements(&self) -> impl Iterator<Item = &str> {
-        self.0.iter().map(String::as_str)
+        self.statements.iter().map(String::as_str)
     }
 
-    /// `rows` cut into chunks of [`CHUNK_ROWS`] sizes, in order, each with
-    /// its statement.
+    /// `rows` cut into chunks of the store's sizes, in order, each with its
+    /// statement.
     pub(super) fn chunks<'a, T>(
         &'a self,
         mut rows: &'a [T],
     ) -> impl Iterator<Item = (&'a str, &'a [T])> + 'a {
         std::iter::from_fn(move || {
-            let i = CHUNK_ROWS.iter().position(|n| *n <= rows.len())?;
-            let (chunk, rest) = rows.split_at(CHUNK_ROWS[i]);
+            let i = self.sizes.iter().position(|n| *n <= rows.len())?;
+            let (chunk, rest) = rows.split_at(self.sizes[i]);
             rows = rest;
-            Some((self.0[i].as_str(), chunk))
+            Some((self.statements[i].as_str(), chunk))
         })
     }
 }
@@ -224,7 +244,9 @@ mod tests {
         let inserts = Inserts::new(false);
         let rows: Vec<usize> = (0..300).collect();
         let sizes: Vec<usize> = inserts.chunks(&rows).map(|(_, c)| c.len()).collect();
-        assert_eq!(sizes, [128, 128, 32, 8, 1, 1, 1, 1]);
+        assert_eq!(sizes.iter().sum::<usize>(), 300);
+        assert_eq!(sizes[..18], [16; 18]);
+        assert_eq!(sizes[18..], [4, 4, 4]);
         let flat: Vec<usize> = inserts.chunks(&rows).flat_map(|(_, c)| c).copied().collect();
         assert_eq!(flat, rows);
         assert_eq!(inserts.chunks::<usize>(&[]).count(), 0);
@@ -233,6 +255,8 @@ mod tests {
         let numbered = Inserts::new(true);
         let (two, _) = numbered.chunks(&rows[..8]).next().expect("a chunk");
         assert!(two.contains("($1, $2,") && two.ends_with("$119, $120)"), "{two}");
+        let sizes: Vec<usize> = numbered.chunks(&rows).map(|(_, c)| c.len()).collect();
+        assert_eq!(sizes, [128, 128, 32, 8, 1, 1, 1, 1]);
     }
 
     /// The checksums of migration 1 as released: a change of its text

@@ -157,10 +157,13 @@ impl Writer {
                     _ = stop.cancelled() => {}
                     _ = tokio::time::sleep(self.flush_interval) => {}
                 }
-                while batch.len() < self.batch_rows {
-                    match self.rx.try_recv() {
-                        Ok(row) => batch.push(row),
-                        Err(_) => break,
+                // What came meanwhile, in bulk (a `try_recv` per row gave
+                // a permit back to the queue's semaphore, under its
+                // mutex, per row); never waits: only while rows are queued.
+                while batch.len() < self.batch_rows && !self.rx.is_empty() {
+                    let room = self.batch_rows - batch.len();
+                    if self.rx.recv_many(&mut batch, room).await == 0 {
+                        break;
                     }
                 }
             }
