@@ -26,22 +26,50 @@ pub fn count_tokens(text: &str) -> u32 {
     count
 }
 
-/// [`count_tokens`] of ASCII text, a byte at a time (the same classes:
-/// `char::is_whitespace` of an ASCII character is these six bytes).
+/// The class of each ASCII byte for [`count_ascii`]: the same classes as
+/// `char::is_alphanumeric` / `char::is_whitespace` give its character.
+const ASCII_CLASS: [Class; 128] = {
+    let mut classes = [Class::Other; 128];
+    let mut b = 0;
+    while b < 128 {
+        let byte = b as u8;
+        classes[b] = if byte.is_ascii_alphanumeric() || byte == b'_' {
+            Class::Word
+        } else if matches!(byte, b' ' | b'\t' | b'\n' | 0x0b | 0x0c | b'\r') {
+            Class::Space
+        } else {
+            Class::Other
+        };
+        b += 1;
+    }
+    classes
+};
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Class {
+    Word,
+    Space,
+    Other,
+}
+
+/// [`count_tokens`] of ASCII text, a byte at a time.
 fn count_ascii(text: &[u8]) -> u32 {
-    let mut count: u32 = 0;
+    let mut count: usize = 0;
     let mut in_word = false;
     for &b in text {
-        if b.is_ascii_alphanumeric() || b == b'_' {
-            count = count.saturating_add(u32::from(!in_word));
-            in_word = true;
-        } else {
-            in_word = false;
-            let space = matches!(b, b' ' | b'\t' | b'\n' | 0x0b | 0x0c | b'\r');
-            count = count.saturating_add(u32::from(!space));
+        match ASCII_CLASS[usize::from(b & 0x7f)] {
+            Class::Word => {
+                count += usize::from(!in_word);
+                in_word = true;
+            }
+            Class::Space => in_word = false,
+            Class::Other => {
+                count += 1;
+                in_word = false;
+            }
         }
     }
-    count
+    u32::try_from(count).unwrap_or(u32::MAX)
 }
 
 /// Number of tokens in all `fragments` together (each counted on its own,

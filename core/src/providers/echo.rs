@@ -10,7 +10,7 @@
 
 use super::{EventStream, Provider, ProviderEvent, ProviderRequest, Usage};
 use crate::tokenizer::{count_fragments, count_tokens};
-use std::sync::Arc;
+use std::{borrow::Cow, sync::Arc};
 use vibectl_config::ProviderConfig;
 
 /// At most this many chunks per answer (fewer for short inputs: one word per
@@ -61,31 +61,30 @@ impl Provider for Echo {
 fn stream(request: &ProviderRequest, knobs: Knobs) -> EventStream {
     let user = count_fragments(&request.user);
     let input = count_fragments(&request.system).saturating_add(user);
-    let mut text = request.user_prompt();
-    // The fragments joined by blank lines: no word spans two of them, so
-    // the plain answer has the user fragments' tokens.
+    // The fragments joined by blank lines (one is used as is): no word
+    // spans two of them, so the plain answer has the user fragments' tokens.
+    let mut text = match request.user.as_slice() {
+        [one] => Cow::Borrowed(one.as_str()),
+        _ => Cow::Owned(request.user_prompt()),
+    };
     let mut output = user;
     if let Some(schema) = &request.schema {
-        text = super::schema_instance::instance(schema, &text).to_string();
+        text = Cow::Owned(super::schema_instance::instance(schema, &text).to_string());
         output = count_tokens(&text);
     } else if let Some(n) = knobs.answer_chars {
-        text = fill(&text, n);
+        text = Cow::Owned(fill(&text, n));
         output = count_tokens(&text);
     }
     let usage = Usage {
         input_tokens: Some(input),
         output_tokens: Some(output),
     };
-    let chunks = match knobs.chunks {
-        Some(n) => split_even(&text, n),
-        None => split_chunks(&text),
-    };
-    let mut events = Vec::with_capacity(chunks.len() + 1);
-    events.extend(
-        chunks
-            .into_iter()
-            .map(|c| ProviderEvent::Text(c.to_owned())),
-    );
+    let piece = |c: &str| ProviderEvent::Text(c.to_owned());
+    let mut events = Vec::with_capacity(MAX_CHUNKS + 1);
+    match knobs.chunks {
+        Some(n) => events.extend(split_even(&text, n).into_iter().map(piece)),
+        None => events.extend(split_chunks(&text).map(piece)),
+    }
     events.push(ProviderEvent::Usage(usage));
     Box::pin(futures::stream::iter(events))
 }
@@ -120,24 +119,23 @@ fn split_even(text: &str, n: usize) -> Vec<&str> {
 
 /// Splits `text` at word starts into at most [`MAX_CHUNKS`] groups of
 /// words; the chunks put together are exactly `text`.
-fn split_chunks(text: &str) -> Vec<&str> {
+fn split_chunks(text: &str) -> impl Iterator<Item = &str> + '_ {
     let words = word_starts(text).count();
-    if words == 0 {
-        return if text.is_empty() {
-            Vec::new()
-        } else {
-            vec![text]
-        };
-    }
-    let per_chunk = words.div_ceil(words.min(MAX_CHUNKS));
-    let mut chunks = Vec::with_capacity(words.div_ceil(per_chunk));
+    let per_chunk = words.div_ceil(words.clamp(1, MAX_CHUNKS)).max(1);
+    let mut cuts = word_starts(text)
+        .step_by(per_chunk)
+        .skip(1)
+        .chain([text.len()]);
     let mut from = 0;
-    for cut in word_starts(text).step_by(per_chunk).skip(1) {
-        chunks.push(&text[from..cut]);
+    std::iter::from_fn(move || {
+        if from >= text.len() {
+            return None;
+        }
+        let cut = cuts.next()?;
+        let chunk = &text[from..cut];
         from = cut;
-    }
-    chunks.push(&text[from..]);
-    chunks
+        Some(chunk)
+    })
 }
 
 /// The byte offsets where the words of `text` start.
@@ -164,7 +162,7 @@ mod tests {
             " lead and trail ",
             "a b c d e f g h i j k l m n o p q r",
         ] {
-            let chunks = split_chunks(text);
+            let chunks: Vec<&str> = split_chunks(text).collect();
             assert_eq!(chunks.concat(), text);
             assert!(chunks.len() <= MAX_CHUNKS);
         }
@@ -188,11 +186,14 @@ mod tests {
 
     #[test]
     fn multi_word_input_gives_several_chunks() {
-        assert_eq!(split_chunks("one two three"), vec!["one ", "two ", "three"]);
-        assert_eq!(split_chunks(&"w ".repeat(100)).len(), 8);
-        assert_eq!(split_chunks("single"), vec!["single"]);
-        assert_eq!(split_chunks(" lead"), vec![" lead"]);
-        assert_eq!(split_chunks("a  b "), vec!["a  ", "b "]);
+        let split = |text: &str| split_chunks(text).map(str::to_owned).collect::<Vec<_>>();
+        assert_eq!(split("one two three"), vec!["one ", "two ", "three"]);
+        assert_eq!(split(&"w ".repeat(100)).len(), 8);
+        assert_eq!(split("single"), vec!["single"]);
+        assert_eq!(split(" lead"), vec![" lead"]);
+        assert_eq!(split("a  b "), vec!["a  ", "b "]);
+        assert_eq!(split("   "), vec!["   "]);
+        assert!(split("").is_empty());
     }
 
     #[test]
