@@ -20,22 +20,20 @@ use crate::{
     conn::{
         ConnGuard,
         accept::{self, Accepted, ConnCtx},
+        h2_serve::{H2Connection, KeepAliveConfig, Streams},
+        h2_stream::RequestBody,
         lifecycle, proxy,
-        streams::{ClientReset, GuardedBody, StreamGuard},
     },
     http::{EdgeService, RequestContext, service},
     tls::{ClientIdentity, HandshakeFailure, HandshakeStats, acme::ACME_TLS_ALPN},
 };
-use hyper::server::conn::http2;
-use hyper_util::rt::{TokioIo, TokioTimer};
-use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
+use http::Request;
+use std::{net::SocketAddr, sync::Arc, time::Duration};
 use tokio::{
     io::{AsyncRead, AsyncWrite, AsyncWriteExt},
     net::{TcpListener, TcpStream},
 };
 use tokio_rustls::TlsAcceptor;
-use tokio_util::task::TaskTracker;
-use tower::ServiceExt;
 use tracing::{Instrument, Span, field::Empty};
 use vibectl_config::ConnectionsConfig;
 
@@ -183,50 +181,30 @@ impl Conn {
         }
     }
 
-    /// Serves HTTP/2 on `io`; every request carries the peer and `identity`
-    /// (the verified client certificate's) in its extensions, and counts as
-    /// in flight on the connection until its response ends.
+    /// Serves HTTP/2 on `io` ([`h2_serve`]); every request carries the peer
+    /// and `identity` (the verified client certificate's) in its
+    /// extensions, and counts as in flight on the connection until its
+    /// response ends.
     async fn serve_h2<I>(self, io: I, identity: Option<ClientIdentity>)
     where
         I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
-        let executor = SpanExecutor {
-            span: Span::current(),
-            tracker: self.ctx.tracker.clone(),
-        };
         let connections = &self.shared.connections;
-        let mut builder = http2::Builder::new(executor);
-        builder.timer(TokioTimer::new());
-        if !connections.keepalive_interval.is_zero() {
-            builder
-                .keep_alive_interval(Some(connections.keepalive_interval))
-                .keep_alive_timeout(connections.keepalive_timeout);
-        }
-        let state = self.guard.state().clone();
-        let max_percent = self.guard.limits().max_premature_reset_percent;
-        let peer = self.peer;
-        let service = self.service.clone();
-        let per_request = hyper::service::service_fn(move |mut request| {
-            let guard = StreamGuard::open(&state, max_percent);
-            request
-                .extensions_mut()
-                .insert(RequestContext::new(peer, identity.clone()));
-            let call = service.clone().oneshot(request);
-            async move {
-                let response = call.await?;
-                let reset = response.extensions().get::<ClientReset>().is_some();
-                // Handed to hyper as it is (no second box around the
-                // already boxed body).
-                Ok::<_, std::convert::Infallible>(response.map(|body| {
-                    if reset {
-                        GuardedBody::reset(body, guard)
-                    } else {
-                        GuardedBody::new(body, guard)
-                    }
-                }))
-            }
+        let keepalive = (!connections.keepalive_interval.is_zero()).then_some(KeepAliveConfig {
+            interval: connections.keepalive_interval,
+            timeout: connections.keepalive_timeout,
         });
-        let conn = builder.serve_connection(TokioIo::new(io), per_request);
+        let peer = self.peer;
+        let streams = Streams {
+            state: self.guard.state().clone(),
+            max_premature_percent: self.guard.limits().max_premature_reset_percent,
+            prepare: move |request: &mut Request<RequestBody>| {
+                request
+                    .extensions_mut()
+                    .insert(RequestContext::new(peer, identity.clone()));
+            },
+        };
+        let conn = H2Connection::new(io, self.service.clone(), keepalive, streams);
         let limits = self.guard.limits().clone();
         lifecycle::drive(conn, self.guard.state(), &limits, &self.ctx).await;
     }
@@ -278,23 +256,4 @@ enum Io {
         Box<tokio_rustls::server::TlsStream<TcpStream>>,
         Option<ClientIdentity>,
     ),
-}
-
-/// Runs hyper's per-stream tasks inside the connection's span and under the
-/// listener's tracker, so request logs nest under their connection and the
-/// drain waits for them.
-#[derive(Clone)]
-struct SpanExecutor {
-    span: Span,
-    tracker: TaskTracker,
-}
-
-impl<F> hyper::rt::Executor<F> for SpanExecutor
-where
-    F: Future + Send + 'static,
-    F::Output: Send + 'static,
-{
-    fn execute(&self, future: F) {
-        self.tracker.spawn(future.instrument(self.span.clone()));
-    }
 }

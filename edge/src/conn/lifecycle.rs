@@ -7,7 +7,11 @@
 
 use crate::conn::{CloseReason, ConnState, Limits, accept::ConnCtx};
 use hyper_util::server::graceful::GracefulConnection;
-use std::{pin::pin, time::Duration};
+use std::{
+    future::Future,
+    pin::{Pin, pin},
+    time::Duration,
+};
 
 /// At shutdown, how long a connection that never sent a request may take
 /// to send one (hyper waits for the client preface before GOAWAY).
@@ -16,13 +20,31 @@ const UNUSED_CONNECTION_GRACE: Duration = Duration::from_secs(1);
 /// connection, and every stream on it, is dropped.
 const OFFENDER_GRACE: Duration = Duration::from_millis(100);
 
-/// Serves `conn` until it ends or must close (see the module doc). Errors
-/// of a connection are expected (clients go away) and logged at debug.
-pub(crate) async fn drive<C>(conn: C, state: &ConnState, limits: &Limits, ctx: &ConnCtx)
+/// A connection that can be asked to finish its in-flight requests and
+/// close: hyper's HTTP/1.1 connections, and the edge's own HTTP/2 server
+/// ([`crate::conn::h2_serve`]).
+pub(crate) trait Drain: Future<Output = Result<(), Self::Error>> {
+    type Error: std::fmt::Display;
+    /// Stops taking new requests (HTTP/2: GOAWAY); the future ends once
+    /// those in flight have.
+    fn graceful_shutdown(self: Pin<&mut Self>);
+}
+
+impl<C> Drain for C
 where
     C: GracefulConnection,
     C::Error: std::fmt::Display,
 {
+    type Error = C::Error;
+
+    fn graceful_shutdown(self: Pin<&mut Self>) {
+        GracefulConnection::graceful_shutdown(self);
+    }
+}
+
+/// Serves `conn` until it ends or must close (see the module doc). Errors
+/// of a connection are expected (clients go away) and logged at debug.
+pub(crate) async fn drive<C: Drain>(conn: C, state: &ConnState, limits: &Limits, ctx: &ConnCtx) {
     let mut conn = pin!(conn);
     let result = tokio::select! {
         result = conn.as_mut() => result,
