@@ -20,8 +20,8 @@ use crate::{
     conn::{
         ConnGuard,
         accept::{self, Accepted, ConnCtx},
+        h2_body::RecvBody,
         h2_serve::{H2Connection, KeepAliveConfig, Streams},
-        h2_stream::RequestBody,
         lifecycle, proxy,
     },
     http::{EdgeService, RequestContext, service},
@@ -198,7 +198,7 @@ impl Conn {
         let streams = Streams {
             state: self.guard.state().clone(),
             max_premature_percent: self.guard.limits().max_premature_reset_percent,
-            prepare: move |request: &mut Request<RequestBody>| {
+            prepare: move |request: &mut Request<RecvBody>| {
                 request
                     .extensions_mut()
                     .insert(RequestContext::new(peer, identity.clone()));

@@ -12,7 +12,8 @@
 
 use crate::conn::{
     ConnState,
-    h2_stream::{RequestBody, StreamTask},
+    h2_body::RecvBody,
+    h2_stream::StreamTask,
     lifecycle::Drain,
     streams::StreamGuard,
 };
@@ -76,14 +77,14 @@ pub(crate) struct Streams<P> {
 /// One client connection (see the module doc); a future that ends with it.
 pub(crate) struct H2Connection<I, S, B, P>
 where
-    S: Service<Request<RequestBody>>,
+    S: Service<Request<RecvBody>>,
 {
     phase: Phase<I>,
     keepalive: Option<KeepAliveConfig>,
     close_pending: bool,
     service: S,
     streams: Streams<P>,
-    in_flight: FuturesUnordered<StreamTask<Oneshot<S, Request<RequestBody>>, B>>,
+    in_flight: FuturesUnordered<StreamTask<Oneshot<S, Request<RecvBody>>, B>>,
 }
 
 enum Phase<I> {
@@ -98,7 +99,7 @@ enum Phase<I> {
 impl<I, S, B, P> H2Connection<I, S, B, P>
 where
     I: AsyncRead + AsyncWrite + Unpin,
-    S: Service<Request<RequestBody>, Response = Response<B>, Error = Infallible> + Clone,
+    S: Service<Request<RecvBody>, Response = Response<B>, Error = Infallible> + Clone,
 {
     /// Starts the server handshake on `io` (hyper's SETTINGS).
     pub(crate) fn new(io: I, service: S, keepalive: Option<KeepAliveConfig>, streams: Streams<P>) -> Self {
@@ -126,7 +127,7 @@ impl<I, S, B, P> Drain for H2Connection<I, S, B, P>
 where
     Self: Future<Output = Result<(), H2Error>>,
     I: AsyncRead + AsyncWrite + Unpin,
-    S: Service<Request<RequestBody>> + Unpin,
+    S: Service<Request<RecvBody>> + Unpin,
     P: Unpin,
 {
     type Error = H2Error;
@@ -144,11 +145,11 @@ where
 impl<I, S, B, P> Future for H2Connection<I, S, B, P>
 where
     I: AsyncRead + AsyncWrite + Unpin,
-    S: Service<Request<RequestBody>, Response = Response<B>, Error = Infallible> + Clone + Unpin,
+    S: Service<Request<RecvBody>, Response = Response<B>, Error = Infallible> + Clone + Unpin,
     S::Future: Unpin,
     B: Body<Data = Bytes> + Unpin,
     B::Error: std::error::Error + 'static,
-    P: Fn(&mut Request<RequestBody>) + Unpin,
+    P: Fn(&mut Request<RecvBody>) + Unpin,
 {
     type Output = Result<(), H2Error>;
 
@@ -192,7 +193,7 @@ where
                         .headers
                         .get(CONTENT_LENGTH)
                         .and_then(|v| v.to_str().ok()?.parse().ok());
-                    let mut request = Request::from_parts(parts, RequestBody::new(recv, length));
+                    let mut request = Request::from_parts(parts, RecvBody::new(recv, length));
                     (this.streams.prepare)(&mut request);
                     let s = &this.streams;
                     let guard = StreamGuard::open(&s.state, s.max_premature_percent);

@@ -8,82 +8,17 @@
 
 use crate::conn::streams::{ClientReset, GuardedBody, StreamGuard};
 use bytes::Bytes;
-use h2::{Reason, RecvStream, SendStream, server::SendResponse};
+use h2::{Reason, SendStream, server::SendResponse};
 use http::{HeaderValue, Response, header};
-use http_body::{Body, Frame, SizeHint};
+use http_body::Body;
 use std::{
     cell::RefCell,
     convert::Infallible,
     future::Future,
     pin::Pin,
-    task::{Context, Poll, ready},
+    task::{Context, Poll},
     time::{SystemTime, UNIX_EPOCH},
 };
-
-/// A request body: the client's DATA frames (their flow-control window
-/// given back as they are read), then its trailers. A RST_STREAM with
-/// `NO_ERROR` ends it early without an error (RFC 9113 §8.1).
-#[derive(Debug)]
-pub struct RequestBody {
-    recv: RecvStream,
-    data_done: bool,
-    length: Option<u64>,
-}
-
-impl RequestBody {
-    pub(crate) fn new(recv: RecvStream, length: Option<u64>) -> Self {
-        let length = length.or_else(|| recv.is_end_stream().then_some(0));
-        Self {
-            recv,
-            data_done: false,
-            length,
-        }
-    }
-}
-
-/// A clean end for `NO_ERROR` (an early response), else the error.
-fn end_or<T>(error: h2::Error) -> Poll<Option<Result<T, h2::Error>>> {
-    match error.reason() {
-        Some(Reason::NO_ERROR) => Poll::Ready(None),
-        _ => Poll::Ready(Some(Err(error))),
-    }
-}
-
-impl Body for RequestBody {
-    type Data = Bytes;
-    type Error = h2::Error;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, h2::Error>>> {
-        if !self.data_done {
-            match ready!(self.recv.poll_data(cx)) {
-                Some(Ok(data)) => {
-                    let _ = self.recv.flow_control().release_capacity(data.len());
-                    if let Some(length) = &mut self.length {
-                        *length = length.saturating_sub(data.len() as u64);
-                    }
-                    return Poll::Ready(Some(Ok(Frame::data(data))));
-                }
-                Some(Err(error)) => return end_or(error),
-                None => self.data_done = true,
-            }
-        }
-        match ready!(self.recv.poll_trailers(cx)) {
-            Ok(trailers) => Poll::Ready(trailers.map(|t| Ok(Frame::trailers(t)))),
-            Err(error) => end_or(error),
-        }
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.recv.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.length.map_or_else(SizeHint::default, SizeHint::with_exact)
-    }
-}
 
 /// One stream in flight: its reply handle and where it stands.
 pub(crate) struct StreamTask<F, B> {

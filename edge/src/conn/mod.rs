@@ -8,7 +8,8 @@
 //! - [`state`]: one connection's state (idle since, close signal);
 //! - [`lifecycle`]: first-request and idle timeouts, closing on request;
 //! - [`h2_serve`]: the HTTP/2 server loop, each stream polled in the
-//!   connection's task ([`h2_stream`]);
+//!   connection's task ([`h2_stream`]); [`h2_body`]: a stream's received
+//!   body;
 //! - [`streams`]: in-flight requests per connection and the
 //!   premature-reset guard;
 //! - [`proxy`]: the PROXY protocol (v1, v2) from trusted networks;
@@ -18,8 +19,9 @@
 pub mod accept;
 mod admission;
 pub mod fd;
+pub mod h2_body;
 pub(crate) mod h2_serve;
-pub mod h2_stream;
+mod h2_stream;
 mod idle;
 pub mod lifecycle;
 pub mod proxy;

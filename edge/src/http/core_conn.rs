@@ -12,11 +12,11 @@
 use crate::http::{BoxError, EdgeBody, body::poll_now};
 use bytes::Bytes;
 use h2::{
-    RecvStream, SendStream,
+    SendStream,
     client::{self, SendRequest},
 };
 use http::{Request, Response};
-use http_body::{Body, Frame, SizeHint};
+use http_body::{Body, Frame};
 use std::{
     future::poll_fn,
     io,
@@ -121,10 +121,7 @@ impl CoreConn {
             }
         }
         let response = response.await?;
-        Ok(response.map(|recv| CoreBody {
-            recv,
-            data_done: false,
-        }))
+        Ok(response.map(|recv| CoreBody::new(recv, None)))
     }
 
     /// A request handle ready for one more stream, connecting if needed.
@@ -265,50 +262,7 @@ async fn pump(mut body: EdgeBody, mut stream: SendStream<Bytes>) {
 
 /// The core's response body: DATA frames (their flow-control window given
 /// back as they are read), then the trailers.
-pub struct CoreBody {
-    recv: RecvStream,
-    data_done: bool,
-}
-
-impl Body for CoreBody {
-    type Data = Bytes;
-    type Error = h2::Error;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, h2::Error>>> {
-        if !self.data_done {
-            match ready!(self.recv.poll_data(cx)) {
-                Some(Ok(data)) => {
-                    let _ = self.recv.flow_control().release_capacity(data.len());
-                    return Poll::Ready(Some(Ok(Frame::data(data))));
-                }
-                Some(Err(error)) => return Poll::Ready(Some(Err(error))),
-                None => self.data_done = true,
-            }
-        }
-        match ready!(self.recv.poll_trailers(cx)) {
-            Ok(Some(trailers)) => Poll::Ready(Some(Ok(Frame::trailers(trailers)))),
-            Ok(None) => Poll::Ready(None),
-            Err(error) => Poll::Ready(Some(Err(error))),
-        }
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.recv.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        SizeHint::default()
-    }
-}
-
-impl std::fmt::Debug for CoreBody {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("CoreBody").finish_non_exhaustive()
-    }
-}
+pub type CoreBody = crate::conn::h2_body::RecvBody;
 
 /// A connection to the core.
 pub enum CoreStream {

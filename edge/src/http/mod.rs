@@ -49,7 +49,7 @@ pub type EdgeBody = UnsyncBoxBody<Bytes, BoxError>;
 pub type ServerBody = UnsyncBoxBody<Bytes, BodyError>;
 /// The whole request path for one listener, cloned per connection.
 pub type EdgeService =
-    BoxCloneService<Request<crate::conn::h2_stream::RequestBody>, Response<ServerBody>, Infallible>;
+    BoxCloneService<Request<crate::conn::h2_body::RecvBody>, Response<ServerBody>, Infallible>;
 
 /// A body error on its way to hyper. A concrete type rather than
 /// [`BoxError`]: with a boxed trait object, proving the connection future
