@@ -2,8 +2,9 @@
 //! when it sends no first request in time, stays idle too long, is
 //! evicted at a cap or trips the premature-reset guard, or at shutdown.
 //! HTTP/2 connections get GOAWAY and their in-flight requests finish; one
-//! that never sent a request is dropped at once (hyper would wait for a
-//! preface first); a premature-reset offender's streams are cancelled.
+//! that never sent a request is dropped at once (the HTTP/2 handshake
+//! would wait for a preface first); a premature-reset offender's streams
+//! are cancelled.
 
 use crate::conn::{CloseReason, ConnState, Limits, accept::ConnCtx};
 use hyper_util::server::graceful::GracefulConnection;
@@ -14,7 +15,8 @@ use std::{
 };
 
 /// At shutdown, how long a connection that never sent a request may take
-/// to send one (hyper waits for the client preface before GOAWAY).
+/// to send one (the HTTP/2 handshake waits for the client preface before
+/// GOAWAY).
 const UNUSED_CONNECTION_GRACE: Duration = Duration::from_secs(1);
 /// How long a premature-reset offender has to read its GOAWAY before the
 /// connection, and every stream on it, is dropped.
