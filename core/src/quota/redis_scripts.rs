@@ -3,7 +3,11 @@
 //! string), the open reservations and leases (a sorted set scored by
 //! expiry, members `<id>:<amount>`), their running sum (a string), and the
 //! leases' current sizes (a hash, lease id → amount; lease ids start with
-//! `L`). A step reads every line's use and sum with one `MGET` and drops
+//! `L`). The set and the sum are given [`LIFE_MS`] when a reservation
+//! finds the budget with none open, and keep it (no expiry set per call):
+//! a key belongs to one day or month, so it outlives its window, and it
+//! goes as soon as its last reservation does (Redis drops an empty set,
+//! the scripts a sum of 0). A step reads every line's use and sum with one `MGET` and drops
 //! the expired reservations of a line only when they could matter: when
 //! the call would not fit, and in `quota status`. A kept expired
 //! reservation only makes the sum larger, so a call that fits with it
@@ -118,8 +122,12 @@ if out[2] == 0 then
     local amount = tonumber(ARGV[5 * i + 2]) * size
     local a = string.format('%d', amount)
     redis.call('ZADD', KEYS[4 * i - 2], expiry, member .. ':' .. a)
-    redis.call('PEXPIRE', KEYS[4 * i - 2], keep)
-    redis.call('SET', KEYS[4 * i - 1], string.format('%d', reserved[i] + amount), 'PX', keep)
+    if reserved[i] > 0 then
+      redis.call('INCRBY', KEYS[4 * i - 1], amount)
+    else
+      redis.call('PEXPIRE', KEYS[4 * i - 2], LIFE)
+      redis.call('SET', KEYS[4 * i - 1], a, 'PX', LIFE)
+    end
     if calls > 0 then
       redis.call('HSET', KEYS[4 * i], lid, a)
       redis.call('PEXPIRE', KEYS[4 * i], keep)
@@ -163,10 +171,14 @@ end
 return out
 ";
 
+/// How long a budget's reservations set and sum live (35 days, in ms):
+/// longer than a month plus any reservation's hold.
+pub const LIFE_MS: u64 = 35 * 24 * 3600 * 1000;
+
 /// The reservation script; a lease is carved only if `share` more leases
 /// would still fit.
 pub fn reserve(share: u64) -> String {
-    format!("local SHARE = {share}\n{NOW}{READ}{SHRINK}{RESERVE}")
+    format!("local SHARE, LIFE = {share}, {LIFE_MS}\n{NOW}{READ}{SHRINK}{RESERVE}")
 }
 
 /// The settlement script.
