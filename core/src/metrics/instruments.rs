@@ -16,6 +16,7 @@
 //! `sub` takes at most `[metrics] max_subjects` distinct values, later
 //! subjects count as `other` (and a call without a subject as `-`).
 
+use super::call_result::CallResult;
 use super::series::{Finished, Series, Subject};
 use crate::error::CoreError;
 use opentelemetry::{
@@ -24,48 +25,6 @@ use opentelemetry::{
 };
 use opentelemetry_sdk::metrics::SdkMeterProvider;
 use std::{sync::Arc, time::Duration};
-
-/// The `model` label of a name that is not a configured model id.
-pub const UNKNOWN_MODEL: &str = "unknown";
-
-/// How a call ended, as the `result` label says it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CallResult {
-    /// `ok`.
-    Ok,
-    /// An in-band `ExecuteError` code, lower-cased (`no_model`,
-    /// `model_not_found`, `execution_failed`).
-    Error(&'static str),
-    /// `cancelled`: the client went away.
-    Cancelled,
-    /// `deadline_exceeded`.
-    DeadlineExceeded,
-    /// `input_length`: refused before any provider call.
-    InputLength,
-}
-
-impl CallResult {
-    /// The label value.
-    pub fn label(self) -> &'static str {
-        match self {
-            Self::Ok => "ok",
-            Self::Error(code) => code,
-            Self::Cancelled => "cancelled",
-            Self::DeadlineExceeded => "deadline_exceeded",
-            Self::InputLength => vibectl_proto::wire::LimitType::InputLength.as_str(),
-        }
-    }
-
-    /// The result of an in-band error code.
-    pub fn from_code(code: &str) -> Self {
-        match code {
-            "NO_MODEL" => Self::Error("no_model"),
-            "MODEL_NOT_FOUND" => Self::Error("model_not_found"),
-            "RESOURCE_EXHAUSTED" => Self::Error("quota"),
-            _ => Self::Error("execution_failed"),
-        }
-    }
-}
 
 /// Everything known about a finished call, for the counters.
 #[derive(Debug, Clone)]

@@ -9,7 +9,7 @@
 //! instructions per call). Names, help texts, labels and buckets are the
 //! ones the OpenTelemetry exporter wrote.
 
-use super::instruments::CallResult;
+use super::call_result::{CallResult, UNKNOWN_MODEL};
 use crate::error::CoreError;
 use prometheus::{
     Counter, CounterVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, Opts,
@@ -150,7 +150,7 @@ impl Series {
             register(registry, IntCounterVec::new(Opts::new(name, help), labels))
         };
         let mut model_labels = models;
-        model_labels.push(super::instruments::UNKNOWN_MODEL.to_owned());
+        model_labels.push(UNKNOWN_MODEL.to_owned());
         let model_index = model_labels
             .iter()
             .take(model_labels.len() - 1)
