@@ -11,17 +11,13 @@ use tokio::time::Instant;
 use tonic::{Status, metadata::MetadataMap};
 use vibectl_proto::{ExecuteRequest, ServerLimits};
 
-use vibectl_proto::wire::{
-    GRPC_TIMEOUT, LIMIT_CONCURRENCY_HEADER, LIMIT_INPUT_LENGTH_HEADER, LIMIT_RPM_HEADER,
-    LIMIT_TIMEOUT_HEADER, LIMIT_TYPE, LimitType, parse_grpc_timeout,
-};
+use vibectl_proto::wire::{LIMIT_TYPE, LimitType, parse_grpc_timeout};
 
-// The header names, parsed once (a `&str` name is parsed at every lookup).
-const RPM_NAME: HeaderName = HeaderName::from_static(LIMIT_RPM_HEADER);
-const CONCURRENCY_NAME: HeaderName = HeaderName::from_static(LIMIT_CONCURRENCY_HEADER);
-const INPUT_LENGTH_NAME: HeaderName = HeaderName::from_static(LIMIT_INPUT_LENGTH_HEADER);
-const TIMEOUT_NAME: HeaderName = HeaderName::from_static(LIMIT_TIMEOUT_HEADER);
-const GRPC_TIMEOUT_NAME: HeaderName = HeaderName::from_static(GRPC_TIMEOUT);
+// The header names, parsed once.
+use vibectl_proto::wire::header_names::{
+    GRPC_TIMEOUT as GRPC_TIMEOUT_NAME, LIMIT_CONCURRENCY as CONCURRENCY_NAME,
+    LIMIT_INPUT_LENGTH as INPUT_LENGTH_NAME, LIMIT_RPM as RPM_NAME, LIMIT_TIMEOUT as TIMEOUT_NAME,
+};
 
 /// The edge may spend a moment before forwarding: a `grpc-timeout` within
 /// this much of the token's `request_timeout_seconds` is taken to be it.
@@ -219,6 +215,10 @@ fn human(d: Duration) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use vibectl_proto::wire::{
+        GRPC_TIMEOUT, LIMIT_CONCURRENCY_HEADER, LIMIT_INPUT_LENGTH_HEADER, LIMIT_RPM_HEADER,
+        LIMIT_TIMEOUT_HEADER,
+    };
 
     fn metadata(pairs: &[(&'static str, &str)]) -> MetadataMap {
         let mut m = MetadataMap::new();

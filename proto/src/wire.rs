@@ -51,6 +51,28 @@ pub const GRPC_TIMEOUT: &str = "grpc-timeout";
 pub const LIMIT_TYPE: &str = "limit-type";
 /// Metadata: milliseconds until a refused call may pass.
 pub const RETRY_AFTER_MS: &str = "retry-after-ms";
+
+/// The limit and deadline headers above as parsed header names, for the
+/// edge that writes them and the core that reads them (a `&str` name is
+/// parsed again at every lookup or insert).
+pub mod header_names {
+    use tonic::codegen::http::HeaderName;
+
+    /// [`super::LIMIT_RPM_HEADER`].
+    pub const LIMIT_RPM: HeaderName = HeaderName::from_static(super::LIMIT_RPM_HEADER);
+    /// [`super::LIMIT_CONCURRENCY_HEADER`].
+    pub const LIMIT_CONCURRENCY: HeaderName =
+        HeaderName::from_static(super::LIMIT_CONCURRENCY_HEADER);
+    /// [`super::LIMIT_INPUT_LENGTH_HEADER`].
+    pub const LIMIT_INPUT_LENGTH: HeaderName =
+        HeaderName::from_static(super::LIMIT_INPUT_LENGTH_HEADER);
+    /// [`super::LIMIT_TIMEOUT_HEADER`].
+    pub const LIMIT_TIMEOUT: HeaderName = HeaderName::from_static(super::LIMIT_TIMEOUT_HEADER);
+    /// [`super::GRPC_TIMEOUT`].
+    pub const GRPC_TIMEOUT: HeaderName = HeaderName::from_static(super::GRPC_TIMEOUT);
+    /// [`super::RETRY_AFTER_MS`].
+    pub const RETRY_AFTER_MS: HeaderName = HeaderName::from_static(super::RETRY_AFTER_MS);
+}
 /// Response metadata of `GetServerInfo` (core → client, through the edge):
 /// the caller's remaining quota budgets and when each resets.
 pub const QUOTA_REMAINING: &str = "x-vibectl-quota-remaining";

@@ -31,7 +31,7 @@ use crate::{
     },
     metrics::Metrics,
 };
-use http::{HeaderName, HeaderValue, Request, Response};
+use http::{HeaderValue, Request, Response};
 use http_body_util::BodyExt;
 use std::{
     future::Future,
@@ -42,20 +42,14 @@ use std::{
 use tokio::time::Instant;
 use tower::{Layer, Service, ServiceExt};
 use vibectl_config::LimitSet;
-use vibectl_proto::wire::{
-    ANONYMOUS_SUBJECT, GRPC_TIMEOUT, LIMIT_CONCURRENCY_HEADER, LIMIT_INPUT_LENGTH_HEADER,
-    LIMIT_RPM_HEADER, LIMIT_TIMEOUT_HEADER, RETRY_AFTER_MS, format_grpc_timeout,
-    parse_grpc_timeout,
-};
+use vibectl_proto::wire::{ANONYMOUS_SUBJECT, format_grpc_timeout, parse_grpc_timeout};
 
-/// The header names this layer writes, parsed once (a `&str` name is
-/// parsed and copied on every insert).
-const RPM: HeaderName = HeaderName::from_static(LIMIT_RPM_HEADER);
-const CONCURRENCY: HeaderName = HeaderName::from_static(LIMIT_CONCURRENCY_HEADER);
-const INPUT_LENGTH: HeaderName = HeaderName::from_static(LIMIT_INPUT_LENGTH_HEADER);
-const TIMEOUT: HeaderName = HeaderName::from_static(LIMIT_TIMEOUT_HEADER);
-const DEADLINE: HeaderName = HeaderName::from_static(GRPC_TIMEOUT);
-const RETRY_AFTER: HeaderName = HeaderName::from_static(RETRY_AFTER_MS);
+// The header names this layer writes, parsed once.
+use vibectl_proto::wire::header_names::{
+    GRPC_TIMEOUT as DEADLINE, LIMIT_CONCURRENCY as CONCURRENCY,
+    LIMIT_INPUT_LENGTH as INPUT_LENGTH, LIMIT_RPM as RPM, LIMIT_TIMEOUT as TIMEOUT,
+    RETRY_AFTER_MS as RETRY_AFTER,
+};
 
 /// The limits layer for the request path.
 #[derive(Debug, Clone)]
@@ -285,6 +279,10 @@ fn deadline_response(deadline: &CallDeadline, sub: &str) -> Response<EdgeBody> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use vibectl_proto::wire::{
+        GRPC_TIMEOUT, LIMIT_CONCURRENCY_HEADER, LIMIT_INPUT_LENGTH_HEADER, LIMIT_RPM_HEADER,
+        LIMIT_TIMEOUT_HEADER, RETRY_AFTER_MS,
+    };
     use vibectl_proto::wire::{LIMIT_TYPE, LimitType};
     use std::{num::NonZeroU32, time::Duration};
 
