@@ -255,10 +255,8 @@ impl KeepAlive {
         if self.timed_out {
             return Poll::Pending;
         }
-        if self.waiting && self.pings.poll_pong(cx).is_ready() {
-            self.waiting = false;
-            let next = Instant::now() + self.config.interval;
-            self.sleep.as_mut().reset(next);
+        if self.waiting {
+            self.poll_pong(cx);
         }
         while self.sleep.as_mut().poll(cx).is_ready() {
             if self.waiting {
@@ -273,12 +271,17 @@ impl KeepAlive {
             let deadline = Instant::now() + self.config.timeout;
             self.sleep.as_mut().reset(deadline);
             // Registers for the PONG.
-            if self.pings.poll_pong(cx).is_ready() {
-                self.waiting = false;
-                let next = Instant::now() + self.config.interval;
-                self.sleep.as_mut().reset(next);
-            }
+            self.poll_pong(cx);
         }
         Poll::Pending
+    }
+
+    /// When the PONG is back: the next PING after a whole interval.
+    fn poll_pong(&mut self, cx: &mut Context<'_>) {
+        if self.pings.poll_pong(cx).is_ready() {
+            self.waiting = false;
+            let next = Instant::now() + self.config.interval;
+            self.sleep.as_mut().reset(next);
+        }
     }
 }
