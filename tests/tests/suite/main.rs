@@ -35,6 +35,7 @@ mod hardening_resets;
 mod hardening_trace;
 mod journey_dev;
 mod journey_manual;
+mod keepalive;
 mod ledger_postgres;
 mod ledger_sqlite;
 mod limits_contract;
