@@ -123,6 +123,12 @@ impl Metrics {
             .map(|i| i.provider.meter("vibectl-core"))
     }
 
+    /// The Prometheus registry, for series kept elsewhere and resolved
+    /// once (the quota gauges); `None` when metrics are off.
+    pub fn registry(&self) -> Option<&prometheus::Registry> {
+        self.inner.as_ref().map(|i| &i.registry)
+    }
+
     /// True when metrics are collected.
     #[cfg(test)]
     pub fn is_enabled(&self) -> bool {

@@ -8,8 +8,9 @@ use std::{fmt, sync::Arc, time::Duration};
 /// One budget of a reservation.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Line {
-    /// The counter (without the backend's prefix).
-    pub key: String,
+    /// The counter (without the backend's prefix; shared with the
+    /// budget it comes from, no copy per call).
+    pub key: Arc<str>,
     /// Its limit.
     pub limit: u64,
     /// What the call reserves.
@@ -22,10 +23,10 @@ pub struct Line {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Settle {
     /// The counter.
-    pub key: String,
+    pub key: Arc<str>,
     /// The lease the call took its reservation from (`None`: its own
     /// reservation, under the settlement's id).
-    pub lease: Option<String>,
+    pub lease: Option<Arc<str>>,
     /// What was reserved.
     pub reserved: u64,
     /// What the call actually used.

@@ -60,7 +60,7 @@ struct Slot {
 /// This replica's leases, by budget key.
 #[derive(Debug, Default)]
 pub struct LeaseBook {
-    slots: Mutex<HashMap<String, Slot>>,
+    slots: Mutex<HashMap<Arc<str>, Slot>>,
 }
 
 /// What a direct call asks of the lease book: the leases of its budgets
@@ -69,7 +69,7 @@ pub struct LeaseBook {
 #[derive(Debug)]
 pub struct Ask<'a> {
     book: &'a LeaseBook,
-    keys: Vec<String>,
+    keys: Vec<Arc<str>>,
     /// Per line: the lease to give back and its unused part.
     pub give_back: Vec<Option<(Arc<str>, u64)>>,
     /// This call may carve (no other call of this replica is carving).
@@ -83,7 +83,7 @@ impl Drop for Ask<'_> {
         }
         let mut slots = self.book.lock();
         for k in &self.keys {
-            if let Some(s) = slots.get_mut(k) {
+            if let Some(s) = slots.get_mut(&**k) {
                 s.carving = false;
             }
         }
@@ -94,7 +94,7 @@ impl Drop for Ask<'_> {
 pub type Taken = Vec<Arc<str>>;
 
 impl LeaseBook {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Slot>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Arc<str>, Slot>> {
         self.slots.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
@@ -103,7 +103,7 @@ impl LeaseBook {
     pub fn take(&self, lines: &[Line], now: Instant) -> Option<Taken> {
         let mut slots = self.lock();
         let fits = lines.iter().all(|l| {
-            slots.get(&l.key).and_then(|s| s.lease.as_ref()).is_some_and(|h| {
+            slots.get(&*l.key).and_then(|s| s.lease.as_ref()).is_some_and(|h| {
                 h.until > now && h.free >= l.amount && h.limit == l.limit && h.enforce == l.enforce
             })
         });
@@ -113,7 +113,7 @@ impl LeaseBook {
         let mut taken = Vec::with_capacity(lines.len());
         for l in lines {
             let held = slots
-                .get_mut(&l.key)
+                .get_mut(&*l.key)
                 .and_then(|s| s.lease.as_mut())
                 .expect("checked above");
             held.free -= l.amount;
@@ -129,7 +129,7 @@ impl LeaseBook {
         let mut slots = self.lock();
         let carve = lines
             .iter()
-            .all(|l| !slots.get(&l.key).is_some_and(|s| s.carving));
+            .all(|l| !slots.get(&*l.key).is_some_and(|s| s.carving));
         let give_back = lines
             .iter()
             .map(|l| {
@@ -206,10 +206,10 @@ impl LeaseBook {
 }
 
 /// The settlement that gives a lease's unused part back: no use charged.
-fn give_back(key: &str, held: &Held) -> Settle {
+fn give_back(key: &Arc<str>, held: &Held) -> Settle {
     Settle {
-        key: key.to_owned(),
-        lease: Some(held.id.to_string()),
+        key: key.clone(),
+        lease: Some(held.id.clone()),
         reserved: held.free,
         actual: 0,
         expire_at: held.expire_at,

@@ -5,7 +5,7 @@
 use super::backend::{BackendError, Counts, Line, QuotaBackend, ReserveOutcome, Reserved, Settle};
 use std::{
     collections::HashMap,
-    sync::{Mutex, PoisonError},
+    sync::{Arc, Mutex, PoisonError},
     time::{Duration, Instant, SystemTime, UNIX_EPOCH},
 };
 
@@ -36,7 +36,7 @@ pub struct MemoryBackend {
 
 #[derive(Debug, Default)]
 struct Counters {
-    map: HashMap<String, Counter>,
+    map: HashMap<Arc<str>, Counter>,
     /// Reservations since the last sweep of ended windows.
     since_sweep: u32,
 }
@@ -55,11 +55,16 @@ fn unix_now() -> (i64, i64) {
     )
 }
 
+/// `key`'s counter, made on its first use (the key is shared, not copied).
+fn counter<'a>(map: &'a mut HashMap<Arc<str>, Counter>, key: &Arc<str>) -> &'a mut Counter {
+    map.entry(key.clone()).or_default()
+}
+
 impl MemoryBackend {
     /// Adds settled use to `key` (the ledger's totals at start).
     pub fn add_used(&self, key: &str, amount: u64, expire_at: i64) {
         let mut counters = self.counters.lock().unwrap_or_else(PoisonError::into_inner);
-        let c = counters.map.entry(key.to_owned()).or_default();
+        let c = counters.map.entry(Arc::from(key)).or_default();
         c.used = c.used.saturating_add(amount);
         c.expire_at = c.expire_at.max(expire_at);
     }
@@ -82,7 +87,7 @@ impl QuotaBackend for MemoryBackend {
         let map = &mut counters.map;
         let counts: Vec<Counts> = lines
             .iter()
-            .map(|l| map.entry(l.key.clone()).or_default().counts(now))
+            .map(|l| counter(map, &l.key).counts(now))
             .collect();
         let refused = lines.iter().zip(&counts).position(|(l, c)| {
             l.enforce && c.used.saturating_add(c.reserved).saturating_add(l.amount) > l.limit
@@ -106,7 +111,7 @@ impl QuotaBackend for MemoryBackend {
         let mut counters = self.counters.lock().unwrap_or_else(PoisonError::into_inner);
         let map = &mut counters.map;
         for l in lines {
-            let c = map.entry(l.key.clone()).or_default();
+            let c = counter(map, &l.key);
             c.reservations.remove(id);
             c.used = c.used.saturating_add(l.actual);
             c.expire_at = c.expire_at.max(l.expire_at);
@@ -120,7 +125,11 @@ impl QuotaBackend for MemoryBackend {
         let map = &mut counters.map;
         Ok(keys
             .iter()
-            .map(|k| map.get_mut(k).map(|c| c.counts(now)).unwrap_or_default())
+            .map(|k| {
+                map.get_mut(k.as_str())
+                    .map(|c| c.counts(now))
+                    .unwrap_or_default()
+            })
             .collect())
     }
 }

@@ -8,6 +8,7 @@
 //! Budgets in shadow mode (`enforce = false`) count and report, never refuse.
 
 pub mod backend;
+mod budget_sets;
 pub mod lease;
 pub mod memory;
 mod metrics;
@@ -37,9 +38,10 @@ pub use status::status_rows;
 use crate::registry::ModelEntry;
 use arc_swap::ArcSwap;
 use backend::{LeaseRequest, Line, QuotaBackend, Settle};
+use budget_sets::{BudgetSet, InForce};
 use jiff::Timestamp;
 use lease::{LEASE_WINDOW, LeaseBook, Taken};
-use policy::{Budget, Policy, Unit};
+use policy::{Policy, Unit};
 use std::{sync::Arc, time::Instant};
 use tonic::Status;
 use vibectl_config::{BackendFailure, Config, Usd, defaults};
@@ -52,7 +54,8 @@ const KEEP_AFTER_WINDOW_SECS: i64 = 7 * 24 * 3600;
 /// The quota engine of one core.
 #[derive(Debug)]
 pub struct Quotas {
-    policy: ArcSwap<Policy>,
+    /// The policy and the budget sets made under it.
+    in_force: ArcSwap<InForce>,
     backend: Arc<dyn QuotaBackend>,
     on_failure: BackendFailure,
     metrics: QuotaMetrics,
@@ -73,7 +76,7 @@ impl Quotas {
     /// An engine over `backend`.
     pub fn new(config: &Config, backend: Arc<dyn QuotaBackend>, metrics: QuotaMetrics) -> Self {
         Self {
-            policy: ArcSwap::new(Policy::from_config(config)),
+            in_force: ArcSwap::from_pointee(InForce::new(Policy::from_config(config))),
             backend,
             on_failure: config.limits.on_backend_failure,
             metrics,
@@ -83,13 +86,14 @@ impl Quotas {
 
     /// Puts a reloaded configuration's budgets in force.
     pub fn reload(&self, config: &Config) {
-        self.policy.store(Policy::from_config(config));
+        let policy = Policy::from_config(config);
+        self.in_force.store(Arc::new(InForce::new(policy)));
     }
 
     /// The policy in force (for tests).
     #[cfg(feature = "test-support")]
     pub fn policy(&self) -> Arc<Policy> {
-        self.policy.load_full()
+        self.in_force.load().policy.clone()
     }
 
     /// The backend (for tests).
@@ -138,11 +142,13 @@ impl Quotas {
         input_estimate: u32,
         now: Timestamp,
     ) -> Result<Option<Reservation>, Status> {
-        let policy = self.policy.load();
+        let in_force = self.in_force.load();
+        let policy = &*in_force.policy;
         if policy.is_empty() {
             return Ok(None);
         }
-        let budgets = policy.budgets(caller.sub, caller.kid, &model.id, now);
+        let set = in_force.budgets(&self.metrics, caller.sub, caller.kid, &model.id, now);
+        let budgets = &set.budgets;
         if budgets.is_empty() {
             return Ok(None);
         }
@@ -151,16 +157,12 @@ impl Quotas {
             .unwrap_or(defaults::MAX_OUTPUT_TOKENS);
         let tokens = u64::from(input_estimate) + u64::from(max_output);
         let cost = nanos(model.cost_usd(input_estimate, max_output));
-        let amount = |b: &Budget| match b.unit {
-            Unit::Tokens => tokens,
-            Unit::Cost => cost,
-        };
         let lines: Vec<Line> = budgets
             .iter()
             .map(|b| Line {
                 key: b.key.clone(),
                 limit: b.limit,
-                amount: amount(b),
+                amount: b.unit.pick(tokens, cost),
                 enforce: b.enforce,
             })
             .collect();
@@ -173,7 +175,7 @@ impl Quotas {
             && let Some(taken) = self.leases.take(&lines, Instant::now())
         {
             self.metrics.reservation_opened();
-            let mut r = Reservation::new(self, String::new(), budgets, lines, Some(taken));
+            let mut r = Reservation::new(self, String::new(), &set, (tokens, cost), Some(taken));
             r.local = true;
             return Ok(Some(r));
         }
@@ -212,8 +214,8 @@ impl Quotas {
                 };
             }
         };
-        for (b, c) in budgets.iter().zip(&outcome.counts) {
-            self.metrics.observe(caller.sub, b, c.used);
+        for (g, c) in set.gauges.iter().zip(&outcome.counts) {
+            g.observed(c.used);
         }
         if let Some(i) = outcome.refused {
             let b = &budgets[i];
@@ -223,7 +225,7 @@ impl Quotas {
             // Until the window resets by the clock that chose the window
             // (Redis' clock may differ by the replicas' skew).
             return Err(refusal(
-                &policy,
+                policy,
                 b,
                 c,
                 lines[i].amount,
@@ -255,7 +257,7 @@ impl Quotas {
             _ => None,
         };
         self.metrics.reservation_opened();
-        Ok(Some(Reservation::new(self, id, budgets, lines, taken)))
+        Ok(Some(Reservation::new(self, id, &set, (tokens, cost), taken)))
     }
 }
 
@@ -270,12 +272,14 @@ impl Quotas {
         &self,
         caller: Caller<'_>,
     ) -> Option<tonic::metadata::MetadataValue<tonic::metadata::Ascii>> {
-        let policy = self.policy.load();
-        let budgets = policy.caller_budgets(caller.sub, caller.kid, Timestamp::now());
+        let in_force = self.in_force.load();
+        let budgets = in_force
+            .policy
+            .caller_budgets(caller.sub, caller.kid, Timestamp::now());
         if budgets.is_empty() {
             return None;
         }
-        let keys: Vec<String> = budgets.iter().map(|b| b.key.clone()).collect();
+        let keys: Vec<String> = budgets.iter().map(|b| b.key.to_string()).collect();
         let counts = self.backend.counts(&keys).await.ok()?;
         let parts: Vec<String> = budgets
             .iter()
@@ -303,7 +307,9 @@ pub fn nanos(usd: Option<f64>) -> u64 {
 pub struct Reservation {
     quotas: Arc<Quotas>,
     id: String,
-    budgets: Vec<(Budget, u64)>,
+    set: Arc<BudgetSet>,
+    /// What it reserved: tokens, and nano-USD (per budget by its unit).
+    reserved: (u64, u64),
     /// The leases it was taken from, per budget (`None`: its own, `id`).
     leases: Option<Taken>,
     /// Taken from this replica's leases without a backend step.
@@ -315,18 +321,15 @@ impl Reservation {
     fn new(
         quotas: &Arc<Quotas>,
         id: String,
-        budgets: Vec<Budget>,
-        lines: Vec<Line>,
+        set: &Arc<BudgetSet>,
+        reserved: (u64, u64),
         leases: Option<Taken>,
     ) -> Self {
         Self {
             quotas: quotas.clone(),
             id,
-            budgets: budgets
-                .into_iter()
-                .zip(lines)
-                .map(|(b, l)| (b, l.amount))
-                .collect(),
+            set: set.clone(),
+            reserved,
             leases,
             local: false,
             settled: false,
@@ -347,21 +350,27 @@ impl Reservation {
     }
 
     fn finish(&mut self, tokens: u64, cost_nanos: u64) {
+        let (res_tokens, res_cost) = self.reserved;
         let lines: Vec<Settle> = self
+            .set
             .budgets
             .iter()
             .enumerate()
-            .map(|(i, (b, reserved))| Settle {
+            .map(|(i, b)| Settle {
                 key: b.key.clone(),
-                lease: self.leases.as_ref().map(|t| t[i].to_string()),
-                reserved: *reserved,
-                actual: match b.unit {
-                    Unit::Tokens => tokens,
-                    Unit::Cost => cost_nanos,
-                },
+                lease: self.leases.as_ref().map(|t| t[i].clone()),
+                reserved: b.unit.pick(res_tokens, res_cost),
+                actual: b.unit.pick(tokens, cost_nanos),
                 expire_at: b.window.resets.as_second() + KEEP_AFTER_WINDOW_SECS,
             })
             .collect();
+        // The gauges count this replica's use at once (a call served from
+        // a lease never reads the backend's count).
+        if self.set.current() {
+            for (g, l) in self.set.gauges.iter().zip(&lines) {
+                g.settled(l.actual);
+            }
+        }
         let quotas = self.quotas.clone();
         let id = std::mem::take(&mut self.id);
         quotas.metrics.reservation_closed();

@@ -26,6 +26,13 @@ impl Unit {
             Self::Cost => LimitType::Cost,
         }
     }
+    /// Of a call's `tokens` and `cost`, the one this unit counts.
+    pub fn pick(self, tokens: u64, cost: u64) -> u64 {
+        match self {
+            Self::Tokens => tokens,
+            Self::Cost => cost,
+        }
+    }
     fn key(self) -> &'static str {
         match self {
             Self::Tokens => "tokens",
@@ -91,8 +98,8 @@ impl Window {
 #[derive(Debug, Clone)]
 pub struct Budget {
     /// The counter's key (without the backend's prefix), e.g.
-    /// `sub:alice:tokens:day:2026-12-06`.
-    pub key: String,
+    /// `sub:alice:tokens:day:2026-12-06` (shared by the calls' lines).
+    pub key: Arc<str>,
     /// Who it is for, as a message says it: `token \`alice\`` or `model \`gpt-4o\``.
     pub owner: String,
     /// The config key, e.g. `max_tokens_per_day`.
@@ -243,7 +250,7 @@ impl Policy {
             let Some(limit) = limit else { continue };
             let window = Window::of(period, now, &self.tz);
             out.push(Budget {
-                key: counter_key(scope, unit, period, &window.label),
+                key: counter_key(scope, unit, period, &window.label).into(),
                 owner: owner.to_owned(),
                 name,
                 unit,

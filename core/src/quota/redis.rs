@@ -168,7 +168,7 @@ impl QuotaBackend for RedisQuota {
         let hold = millis(lease.hold.max(lease.ttl));
         let out = self
             .run(&self.reserve, "reserve", |r| {
-                self.evalsha(r, &self.reserve, lines.iter().map(|l| l.key.as_str()));
+                self.evalsha(r, &self.reserve, lines.iter().map(|l| &*l.key));
                 r.arg(id).uint(millis(lease.ttl)).uint(hold);
                 match &lease.id {
                     Some(lid) if lease.calls > 0 => r.arg(&**lid).uint(lease.calls),
@@ -203,7 +203,7 @@ impl QuotaBackend for RedisQuota {
 
     async fn settle(&self, id: &str, lines: &[Settle]) -> Result<(), BackendError> {
         self.run(&self.settle, "settle", |r| {
-            self.evalsha(r, &self.settle, lines.iter().map(|l| l.key.as_str()));
+            self.evalsha(r, &self.settle, lines.iter().map(|l| &*l.key));
             r.arg(id);
             for l in lines {
                 r.arg(l.lease.as_deref().unwrap_or(""))

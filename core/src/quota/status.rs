@@ -43,7 +43,7 @@ pub async fn status_rows(
         .flat_map(|s| policy.caller_budgets(s, None, now))
         .chain(models.iter().flat_map(|m| policy.model_budgets(m, now)))
         .collect();
-    let keys: Vec<String> = budgets.iter().map(|b| b.key.clone()).collect();
+    let keys: Vec<String> = budgets.iter().map(|b| b.key.to_string()).collect();
     let counts = backend.counts(&keys).await?;
     Ok(budgets
         .into_iter()

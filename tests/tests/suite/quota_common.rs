@@ -86,3 +86,21 @@ output_usd_per_mtok = 2.0
 "#
     )
 }
+
+/// A request for model `m` (see [`provider_toml`]).
+pub fn request(id: &str) -> vibectl_proto::ExecuteRequest {
+    crate::support::request(Some("m"), &[], &["hello world"], id)
+}
+
+/// An `Execute` of [`request`] by `sub` (as the edge passes it).
+pub async fn call(
+    core: &crate::support::Core,
+    sub: &str,
+    id: &str,
+) -> Result<vibectl_proto::ExecuteResponse, tonic::Status> {
+    let req = crate::support::with_header(tonic::Request::new(request(id)), "x-vibectl-sub", sub);
+    tokio::time::timeout(crate::support::WAIT, core.client().execute(req))
+        .await
+        .expect("answered in time")
+        .map(tonic::Response::into_inner)
+}

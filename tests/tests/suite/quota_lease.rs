@@ -3,15 +3,21 @@
 //! budget and reserves later calls from it in memory, every use still
 //! charged in Redis; near the limit every call goes to Redis, so two cores
 //! sharing a budget admit exactly what fits; a core that dies holding a
-//! lease loses it after `reservation_ttl` + the lease window.
+//! lease loses it after `reservation_ttl` + the lease window; calls
+//! served from a lease show in the core's `vibectl_quota_used` gauge and
+//! in `quota status`.
 
-use crate::quota_common::{assert_daily_token_refusal, today_key};
+use crate::{
+    quota_common::{assert_daily_token_refusal, call, provider_toml, today_key},
+    support::{self, Core},
+};
 use std::{
     sync::Arc,
     time::{Duration, Instant},
 };
 use vibectl_config::Config;
 use vibectl_core::{
+    ledger::report::Format,
     quota::{
         Caller, QuotaMetrics, Quotas, Reservation,
         backend::{Counts, QuotaBackend},
@@ -19,8 +25,13 @@ use vibectl_core::{
         redis::RedisQuota,
     },
     registry::{ModelEntry, Registry},
+    usage_cli::{QuotaStatusArgs, quota_status},
 };
-use vibectl_tests::{harness::WAIT, redis_server::RedisServer};
+use vibectl_tests::{
+    fake_openai::{FakeOpenAi, Script},
+    harness::WAIT,
+    redis_server::RedisServer,
+};
 
 /// A core's quota engine over `redis` (prefix `prefix`), with a daily
 /// token budget of `limit` and leases of `lease_calls` calls.
@@ -206,4 +217,86 @@ async fn a_dead_cores_lease_expires_after_the_ttl_and_the_window() {
         "expired early: {:?}",
         died.elapsed()
     );
+}
+
+/// Redis' count of `EVALSHA` commands so far.
+async fn evalsha_calls(redis: &RedisServer) -> u64 {
+    let mut conn = redis::Client::open(redis.url())
+        .expect("url")
+        .get_multiplexed_async_connection()
+        .await
+        .expect("connect");
+    let info: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .query_async(&mut conn)
+        .await
+        .expect("INFO");
+    info.lines()
+        .find_map(|l| l.strip_prefix("cmdstat_evalsha:calls="))
+        .and_then(|v| v.split(',').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+#[tokio::test]
+async fn calls_served_from_a_lease_show_in_the_used_gauge_and_quota_status() {
+    let redis = RedisServer::start().await;
+    // Each call is charged the provider's 30 + 2 tokens.
+    let fake = FakeOpenAi::start(Script::text(["a", "b"]).usage(30, 2)).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let text = format!(
+        "[limits]\nbackend = \"redis\"\nredis_url = \"{}\"\nredis_key_prefix = \"gauge:\"\n\
+         [limits.global]\nmax_tokens_per_day = 1000000\n[ledger]\nenabled = false\n{}",
+        redis.url(),
+        provider_toml("openai", &fake.base_url(), dir.path())
+    );
+    let core = Core::start_with_metrics(support::config(&text)).await;
+    let before = evalsha_calls(&redis).await;
+    const CALLS: u64 = 10;
+    for i in 0..CALLS {
+        call(&core, "gail", &format!("g-{i}")).await.expect("fits");
+    }
+    let want = (32 * CALLS) as f64;
+    // The gauge counts each settled call (bounded wait: settlements run
+    // after the answer).
+    let gauge = || async {
+        support::sample(
+            &core.scrape().await,
+            "vibectl_quota_used",
+            &[("owner", "gail"), ("budget", "max_tokens_per_day")],
+        )
+    };
+    let started = Instant::now();
+    while gauge().await != Some(want) {
+        assert!(
+            started.elapsed() < WAIT,
+            "gauge {:?}, want {want}",
+            gauge().await
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // The first call carved a lease (default lease_calls = 16) and the
+    // others were served from it: one reservation step in Redis, and a
+    // settlement per call.
+    let steps = evalsha_calls(&redis).await - before;
+    assert!(
+        steps < 2 * CALLS,
+        "{steps} EVALSHA for {CALLS} calls: no lease served"
+    );
+    // `quota status` (another process, reading Redis) shows the same use;
+    // the lease's unused part counts as reserved until it goes back.
+    let args = QuotaStatusArgs {
+        config: None,
+        sub: Some("gail".into()),
+        format: Format::Csv,
+    };
+    let status = quota_status(&support::config(&text), &args)
+        .await
+        .expect("status");
+    let row = status
+        .lines()
+        .find(|l| l.contains("max_tokens_per_day"))
+        .unwrap_or_else(|| panic!("{status}"));
+    assert!(row.contains(&format!(",{},", 32 * CALLS)), "{status}");
+    core.stop().await;
 }

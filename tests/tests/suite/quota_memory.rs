@@ -7,7 +7,7 @@
 //! shadow mode refuses nothing and counts would-be refusals.
 
 use crate::{
-    quota_common::{assert_daily_token_refusal, provider_toml},
+    quota_common::{assert_daily_token_refusal, call, provider_toml, request},
     support::{self, Core, WAIT, with_header},
 };
 use std::path::Path;
@@ -44,22 +44,6 @@ async fn started(kind: &str, base: &str, limits: &str) -> (tempfile::TempDir, St
     let text = cfg_text(kind, base, dir.path(), limits);
     let core = Core::start(support::config(&text)).await;
     (dir, text, core)
-}
-
-fn request(id: &str) -> vibectl_proto::ExecuteRequest {
-    support::request(Some("m"), &[], &["hello world"], id)
-}
-
-async fn call(
-    core: &Core,
-    sub: &str,
-    id: &str,
-) -> Result<vibectl_proto::ExecuteResponse, tonic::Status> {
-    let req = with_header(tonic::Request::new(request(id)), "x-vibectl-sub", sub);
-    tokio::time::timeout(WAIT, core.client().execute(req))
-        .await
-        .expect("answered in time")
-        .map(tonic::Response::into_inner)
 }
 
 async fn rows(config_text: &str) -> Vec<LedgerRow> {

@@ -112,7 +112,7 @@ async fn a_crashed_cores_reservation_expires_after_the_ttl() {
     let redis = RedisServer::start().await;
     let backend = RedisQuota::new(&redis.url(), "crash:").expect("redis");
     let line = |amount| Line {
-        key: today_key("bob"),
+        key: today_key("bob").into(),
         limit: 100,
         amount,
         enforce: true,
