@@ -16,7 +16,9 @@
 # rounds (the order alternates). With --instructions, also the
 # instructions per call with the ledger off and on (valgrind
 # --tool=callgrind over two fixed call counts, the difference divided by
-# the difference: start-up cancels out), steady on a busy machine.
+# the difference: start-up cancels out), steady on a busy machine, and
+# the instructions per quota reservation and its settlement (memory,
+# Redis, Redis with leases; also of the --baseline-bin build).
 # Not part of scripts/test.
 #
 #   scripts/bench --quota [--rounds N] [--instructions] [--baseline-bin PATH] [quota_bench args…]
@@ -89,7 +91,38 @@ for round in $(seq "$ROUNDS"); do
   if [ -n "$BASELINE" ]; then run "current, --on main" "$BIN" --on main; fi
   if [ -n "$BASELINE" ] && [ $((round % 2)) -eq 0 ]; then run baseline "$BASELINE"; fi
 done
+# Instructions of quota_bench's two reservation loops over N calls (each
+# call: one reservation held to the loop's end, one settled at once; both
+# settled) with BACKEND memory | redis (no lease) | leases (16 calls).
+reserve_instructions() { # BIN BACKEND N
+  local bin=$1 backend=$2 n=$3 url="redis://127.0.0.1:$port/"
+  local args=(--calls "$n")
+  case $backend in
+    memory) args+=(--ledger-rounds 0) ;;
+    redis) args+=(--redis "$url" --redis-reserves-only --lease-calls 0) ;;
+    leases) args+=(--redis "$url" --redis-reserves-only --lease-calls 16) ;;
+  esac
+  rcli flushall >/dev/null
+  valgrind --tool=callgrind --callgrind-out-file=/dev/null "$bin" "${args[@]}" 2>&1 |
+    sed -nE 's/.*Collected : ([0-9]+).*/\1/p'
+}
 if [ -n "$INSTRUCTIONS" ]; then
+  rs=${QUOTA_RESERVES_SMALL:-500} rl=${QUOTA_RESERVES_LARGE:-2500}
+  echo "## instructions per reservation and its settlement (callgrind, $rs and $rl calls of two reservations each)"
+  echo
+  echo "| build | memory | Redis, no lease | Redis, leases of 16 calls |"
+  echo "| --- | --- | --- | --- |"
+  builds=("$BIN")
+  [ -z "$BASELINE" ] || builds+=("$BASELINE")
+  for bin in "${builds[@]}"; do
+    row="| $bin |"
+    for backend in memory redis leases; do
+      a=$(reserve_instructions "$bin" "$backend" "$rs") b=$(reserve_instructions "$bin" "$backend" "$rl")
+      row="$row $(( (b - a) / (2 * (rl - rs)) )) |"
+    done
+    echo "$row"
+  done
+  echo
   small=${QUOTA_CALLS_SMALL:-400} large=${QUOTA_CALLS_LARGE:-1600}
   echo "## instructions per call (callgrind, $small and $large calls, 64 streams)"
   echo

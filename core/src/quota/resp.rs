@@ -4,6 +4,13 @@
 //! over the bytes received so far (`None` until the reply is whole). The
 //! quota scripts answer integers and arrays of integers; the parser reads
 //! every RESP2 type, so an unexpected answer is an error, never a hang.
+//!
+//! Why not the `redis` crate's pieces (it is a dependency): writing the
+//! reservation's `EVALSHA` (two budgets) and reading its reply takes 6,966
+//! instructions here, 11,371 with `redis::Cmd::write_packed_command` and
+//! its `ValueCodec` (the combine-based parser, most of the difference),
+//! 20,670 with `redis::parse_redis_value` (callgrind, 1,000 vs 11,000
+//! steps, fat LTO, the same bytes on the wire; 2026-12-06).
 
 /// A request being written: its arguments go after a header slot, and
 /// [`Request::finish`] writes the `*<count>` header in front of them.
