@@ -12,11 +12,12 @@ pub mod report;
 mod sql;
 mod sqlite;
 mod store;
+mod words;
 mod writer;
 
 pub use metrics::LedgerMetrics;
 pub use open::open_store;
-pub use store::{LedgerError, LedgerStore, Total};
+pub use store::{BlockingInsert, LedgerError, LedgerStore, Total};
 pub use writer::Ledger;
 
 use serde::Serialize;

@@ -67,6 +67,12 @@ impl PostgresStore {
 }
 
 impl PostgresStore {
+    /// None: PostgreSQL is written through [`PostgresStore::insert_rows`]
+    /// (async, from the pool).
+    fn blocking_insert(&self, run: &mut dyn FnMut(Option<super::BlockingInsert<'_>>)) {
+        run(None)
+    }
+
     /// Stores `rows` in one transaction, in multi-row `INSERT`s of a few
     /// fixed sizes (each prepared once per connection).
     async fn insert_rows(&self, rows: &[super::LedgerRow]) -> Result<(), LedgerError> {
@@ -75,9 +81,9 @@ impl PostgresStore {
             reason: e.to_string(),
         };
         let mut tx = self.pool.begin().await.map_err(fail)?;
-        for (sql, chunk) in self.inserts.chunks(rows) {
+        for (i, chunk) in self.inserts.chunks(rows) {
             // Borrowed binds: no copy of a row's strings.
-            let mut q = sqlx::query::<sqlx::Postgres>(sql);
+            let mut q = sqlx::query::<sqlx::Postgres>(self.inserts.statement(i));
             for r in chunk {
                 q = q
                     .bind(r.ts_ms)

@@ -2,6 +2,7 @@
 //! and the queries, written once for any sqlx database (a macro, because
 //! sqlx's generic bounds would be longer than the code).
 
+use super::words;
 use sqlx::migrate::{Migration, MigrationType, Migrator};
 use std::borrow::Cow;
 
@@ -61,6 +62,22 @@ pub(super) const COLUMNS: &str = "ts_ms, request_id, sub, kid, jti, model, provi
     input_tokens, output_tokens, estimated, cost_nanousd, duration_ms, outcome, status";
 pub(super) const COLUMN_COUNT: usize = 15;
 
+/// SQLite's parameters per row: one per column (the words' codes, see
+/// [`words`]), then the text of each of the three words when it is
+/// outside its set.
+pub(super) const SQLITE_PARAMS: usize = COLUMN_COUNT + 3;
+
+/// SQLite's value of column `col` (1-based, [`COLUMNS`] order) of the row
+/// whose parameters follow `at`.
+fn sqlite_value(at: usize, col: usize) -> String {
+    match col {
+        8 => words::METHOD.case(at + 8, at + 16),
+        14 => words::OUTCOME.case(at + 14, at + 17),
+        15 => words::STATUS.case(at + 15, at + 18),
+        _ => format!("?{}", at + col),
+    }
+}
+
 /// Rows per multi-row `INSERT`, largest first. A batch is cut into chunks
 /// of these sizes only, so the database sees a handful of distinct
 /// statements, each prepared once and then taken from the connection's
@@ -91,19 +108,26 @@ impl Inserts {
             true => POSTGRES_CHUNK_ROWS,
             false => SQLITE_CHUNK_ROWS,
         };
+        // SQLite: `OR ROLLBACK` (a failed row fails the whole batch, which
+        // is rolled back and retried anyway) spares each statement its
+        // statement journal (a copy of every page it first touches).
+        let verb = match numbered {
+            true => "INSERT INTO",
+            false => "INSERT OR ROLLBACK INTO",
+        };
         let statements = sizes
             .iter()
             .map(|&rows| {
-                let mut sql = format!("INSERT INTO usage_ledger ({COLUMNS}) VALUES ");
+                let mut sql = format!("{verb} usage_ledger ({COLUMNS}) VALUES ");
                 for row in 0..rows {
                     sql.push_str(if row == 0 { "(" } else { ", (" });
-                    for col in 0..COLUMN_COUNT {
-                        if col > 0 {
+                    for col in 1..=COLUMN_COUNT {
+                        if col > 1 {
                             sql.push_str(", ");
                         }
                         match numbered {
-                            true => sql.push_str(&format!("${}", row * COLUMN_COUNT + col + 1)),
-                            false => sql.push('?'),
+                            true => sql.push_str(&format!("${}", row * COLUMN_COUNT + col)),
+                            false => sql.push_str(&sqlite_value(row * SQLITE_PARAMS, col)),
                         }
                     }
                     sql.push(')');
@@ -119,24 +143,29 @@ impl Inserts {
         self.statements.iter().map(String::as_str)
     }
 
-    /// `rows` cut into chunks of the store's sizes, in order, each with its
-    /// statement.
+    /// Statement `i` of [`Inserts::statements`].
+    pub(super) fn statement(&self, i: usize) -> &str {
+        &self.statements[i]
+    }
+
+    /// `rows` cut into chunks of the store's sizes, in order, each with the
+    /// index of its statement.
     pub(super) fn chunks<'a, T>(
         &'a self,
         mut rows: &'a [T],
-    ) -> impl Iterator<Item = (&'a str, &'a [T])> + 'a {
+    ) -> impl Iterator<Item = (usize, &'a [T])> + 'a {
         std::iter::from_fn(move || {
             let i = self.sizes.iter().position(|n| *n <= rows.len())?;
             let (chunk, rest) = rows.split_at(self.sizes[i]);
             rows = rest;
-            Some((self.statements[i].as_str(), chunk))
+            Some((i, chunk))
         })
     }
 }
 
 /// Implements `LedgerStore` for `$store` (a struct with `pool` and
-/// `what`, and an inherent `async fn insert_rows`: how rows are written
-/// differs between the databases).
+/// `what`, and inherent `async fn insert_rows` and `fn blocking_insert`:
+/// how rows are written differs between the databases).
 macro_rules! sql_store {
     ($store:ty, $db:ty, $name:literal) => {
         #[async_trait::async_trait]
@@ -154,6 +183,13 @@ macro_rules! sql_store {
                 rows: &[$crate::ledger::LedgerRow],
             ) -> Result<(), $crate::ledger::LedgerError> {
                 self.insert_rows(rows).await
+            }
+
+            fn with_blocking_insert(
+                &self,
+                run: &mut dyn FnMut(Option<$crate::ledger::BlockingInsert<'_>>),
+            ) {
+                self.blocking_insert(run)
             }
 
             async fn rows(
@@ -251,9 +287,13 @@ mod tests {
         assert_eq!(flat, rows);
         assert_eq!(inserts.chunks::<usize>(&[]).count(), 0);
         let (one, _) = inserts.chunks(&rows[..1]).next().expect("a chunk");
-        assert!(one.ends_with("VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"));
+        let one = inserts.statement(one);
+        assert!(one.starts_with("INSERT OR ROLLBACK INTO"), "{one}");
+        assert!(one.contains("VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, CASE ?8 WHEN 0"), "{one}");
+        assert!(one.ends_with("ELSE ?18 END)"), "{one}");
         let numbered = Inserts::new(true);
         let (two, _) = numbered.chunks(&rows[..8]).next().expect("a chunk");
+        let two = numbered.statement(two);
         assert!(two.contains("($1, $2,") && two.ends_with("$119, $120)"), "{two}");
         let sizes: Vec<usize> = numbered.chunks(&rows).map(|(_, c)| c.len()).collect();
         assert_eq!(sizes, [128, 128, 32, 8, 1, 1, 1, 1]);

@@ -10,12 +10,12 @@
 //! thread or copy of the binds between (sqlx's SQLite driver cost the
 //! ledger more than SQLite did).
 
-use super::{LedgerError, LedgerRow, sql};
+use super::{BlockingInsert, LedgerError, LedgerRow, sql, words};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 use std::{
-    path::Path,
+    path::{Path, PathBuf},
     sync::{Mutex, PoisonError},
     time::Duration,
 };
@@ -30,7 +30,10 @@ pub struct SqliteStore {
     pool: SqlitePool,
     /// What it is, for logs: `SQLite file …` or `PostgreSQL at host:port`.
     what: String,
-    /// Writes rows (the ledger's writer thread is its only user).
+    /// The file, for the writer thread's own connection.
+    path: PathBuf,
+    /// Writes rows when [`LedgerStore::insert`] is called (tests, and a
+    /// writer thread that could not prepare its own statements).
     writer: Mutex<rusqlite::Connection>,
     inserts: sql::Inserts,
 }
@@ -94,10 +97,12 @@ impl SqliteStore {
         .await
         .map_err(|e| open_err(format!("migration failed: {e}")))?;
         let inserts = sql::Inserts::new(false);
-        let writer = open_writer(path, &inserts).map_err(|e| open_err(e.to_string()))?;
+        let writer = open_writer(path).map_err(|e| open_err(e.to_string()))?;
+        Prepared::new(&writer, &inserts).map_err(|e| open_err(e.to_string()))?;
         Ok(Self {
             pool,
             what,
+            path: path.to_owned(),
             writer: Mutex::new(writer),
             inserts,
         })
@@ -106,50 +111,103 @@ impl SqliteStore {
     /// Stores `rows` in one transaction. Runs SQLite on the caller's
     /// thread (the ledger's writer thread, never a call's).
     async fn insert_rows(&self, rows: &[LedgerRow]) -> Result<(), LedgerError> {
-        let mut conn = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
-        write(&mut conn, &self.inserts, rows).map_err(|e| LedgerError::Query {
-            backend: "sqlite",
-            reason: e.to_string(),
-        })
+        let conn = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
+        Prepared::new(&conn, &self.inserts)
+            .and_then(|mut p| p.write(&self.inserts, rows))
+            .map_err(query_err)
+    }
+
+    /// The writer thread's insert: a connection of its own with its
+    /// statements prepared once, kept on that thread for its whole run
+    /// (rusqlite's statement cache hashes, compares and copies a
+    /// statement's whole text at each use).
+    fn blocking_insert(&self, run: &mut dyn FnMut(Option<BlockingInsert<'_>>)) {
+        let conn = match open_writer(&self.path) {
+            Ok(conn) => conn,
+            Err(e) => {
+                tracing::error!(error = %e, ledger = %self.what, "usage ledger: the writer's own connection failed; writing through the shared one");
+                return run(None);
+            }
+        };
+        match Prepared::new(&conn, &self.inserts) {
+            Ok(mut prepared) => run(Some(&mut |rows| {
+                prepared.write(&self.inserts, rows).map_err(query_err)
+            })),
+            Err(e) => {
+                tracing::error!(error = %e, ledger = %self.what, "usage ledger: the writer's statements failed; writing through the shared connection");
+                run(None)
+            }
+        }
     }
 }
 
-/// The writer's connection to the migrated file (WAL, set by the pool,
-/// is the file's own mode; `synchronous` is per connection), with the
-/// `INSERT`s prepared now, once (the largest is parsed in milliseconds:
-/// never on a batch's time).
-fn open_writer(path: &Path, inserts: &sql::Inserts) -> rusqlite::Result<rusqlite::Connection> {
+fn query_err(e: rusqlite::Error) -> LedgerError {
+    LedgerError::Query {
+        backend: "sqlite",
+        reason: e.to_string(),
+    }
+}
+
+/// A writer's connection to the migrated file (WAL, set by the pool, is
+/// the file's own mode; `synchronous` is per connection).
+fn open_writer(path: &Path) -> rusqlite::Result<rusqlite::Connection> {
     let conn = rusqlite::Connection::open(path)?;
     conn.busy_timeout(BUSY_TIMEOUT)?;
     conn.pragma_update(None, "synchronous", "NORMAL")?;
-    for sql in inserts.statements() {
-        conn.prepare_cached(sql)?;
-    }
     Ok(conn)
 }
 
-/// `rows` in one transaction, in multi-row `INSERT`s of a few fixed sizes
-/// ([`sql::Inserts`]: each prepared once per connection, its cursors
-/// opened once per statement, not per row). On an error the transaction
-/// is rolled back (nothing of the batch is stored) and the batch retried.
-fn write(
-    conn: &mut rusqlite::Connection,
-    inserts: &sql::Inserts,
-    rows: &[LedgerRow],
-) -> rusqlite::Result<()> {
-    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-    for (sql, chunk) in inserts.chunks(rows) {
-        let mut insert = tx.prepare_cached(sql)?;
-        for (i, r) in chunk.iter().enumerate() {
-            bind(&mut insert, i * sql::COLUMN_COUNT, r)?;
-        }
-        insert.raw_execute()?;
-    }
-    tx.commit()
+/// A connection's statements for writing rows, each prepared once: the
+/// batch's transaction (rusqlite's `Transaction` parses its `BEGIN` and
+/// `COMMIT` anew each time) and the multi-row `INSERT`s of
+/// [`sql::Inserts`] (the largest is parsed in milliseconds: never on a
+/// batch's time; each keeps its cursors open across its rows).
+struct Prepared<'c> {
+    conn: &'c rusqlite::Connection,
+    begin: rusqlite::Statement<'c>,
+    commit: rusqlite::Statement<'c>,
+    inserts: Vec<rusqlite::Statement<'c>>,
 }
 
-/// Binds `r` to parameters `at + 1 ..= at + 15`, in [`sql::COLUMNS`]
-/// order (each bind statically typed; SQLite copies the strings).
+impl<'c> Prepared<'c> {
+    fn new(conn: &'c rusqlite::Connection, inserts: &sql::Inserts) -> rusqlite::Result<Self> {
+        Ok(Self {
+            conn,
+            begin: conn.prepare("BEGIN IMMEDIATE")?,
+            commit: conn.prepare("COMMIT")?,
+            inserts: inserts
+                .statements()
+                .map(|sql| conn.prepare(sql))
+                .collect::<rusqlite::Result<_>>()?,
+        })
+    }
+
+    /// `rows` in one transaction, cut into chunks by `sizes`. On an error
+    /// the transaction is rolled back (nothing of the batch is stored)
+    /// and the batch retried.
+    fn write(&mut self, sizes: &sql::Inserts, rows: &[LedgerRow]) -> rusqlite::Result<()> {
+        self.begin.raw_execute()?;
+        let written = (|| {
+            for (i, chunk) in sizes.chunks(rows) {
+                let insert = &mut self.inserts[i];
+                for (n, r) in chunk.iter().enumerate() {
+                    bind(insert, n * sql::SQLITE_PARAMS, r)?;
+                }
+                insert.raw_execute()?;
+            }
+            self.commit.raw_execute()
+        })();
+        if written.is_err() && !self.conn.is_autocommit() {
+            // Still open (SQLite ends it itself on some errors): ended here.
+            let _ = self.conn.execute_batch("ROLLBACK");
+        }
+        written.map(drop)
+    }
+}
+
+/// Binds `r` to parameters `at + 1 ..= at + 18` ([`sql::COLUMNS`] order,
+/// then the words outside their sets; each bind statically typed; SQLite
+/// copies the strings, not the words' codes).
 fn bind(insert: &mut rusqlite::Statement<'_>, at: usize, r: &LedgerRow) -> rusqlite::Result<()> {
     insert.raw_bind_parameter(at + 1, r.ts_ms)?;
     insert.raw_bind_parameter(at + 2, r.request_id.as_str())?;
@@ -158,14 +216,31 @@ fn bind(insert: &mut rusqlite::Statement<'_>, at: usize, r: &LedgerRow) -> rusql
     insert.raw_bind_parameter(at + 5, r.jti.as_deref())?;
     insert.raw_bind_parameter(at + 6, r.model.as_str())?;
     insert.raw_bind_parameter(at + 7, r.provider.as_str())?;
-    insert.raw_bind_parameter(at + 8, &*r.method)?;
+    bind_word(insert, &words::METHOD, (at + 8, at + 16), &r.method)?;
     insert.raw_bind_parameter(at + 9, r.input_tokens)?;
     insert.raw_bind_parameter(at + 10, r.output_tokens)?;
     insert.raw_bind_parameter(at + 11, r.estimated)?;
     insert.raw_bind_parameter(at + 12, r.cost_nanousd)?;
     insert.raw_bind_parameter(at + 13, r.duration_ms)?;
-    insert.raw_bind_parameter(at + 14, &*r.outcome)?;
-    insert.raw_bind_parameter(at + 15, &*r.status)
+    bind_word(insert, &words::OUTCOME, (at + 14, at + 17), &r.outcome)?;
+    bind_word(insert, &words::STATUS, (at + 15, at + 18), &r.status)
+}
+
+/// A word's code; outside its set, -1 and its text. (A known word leaves
+/// the text parameter as it was: the `CASE` never reads it then.)
+fn bind_word(
+    insert: &mut rusqlite::Statement<'_>,
+    words: &words::Words,
+    (code, text): (usize, usize),
+    word: &str,
+) -> rusqlite::Result<()> {
+    match words.code(word) {
+        Some(c) => insert.raw_bind_parameter(code, c),
+        None => {
+            insert.raw_bind_parameter(code, -1i64)?;
+            insert.raw_bind_parameter(text, word)
+        }
+    }
 }
 
 #[cfg(test)]
@@ -212,14 +287,23 @@ mod tests {
         .await
         .expect("migration 1");
         let inserts = sql::Inserts::new(false);
-        let mut old = open_writer(&path, &inserts).expect("writer");
-        write(&mut old, &inserts, &[row("a", 1), row("b", 2)])
+        let old = open_writer(&path).expect("writer");
+        Prepared::new(&old, &inserts)
+            .and_then(|mut p| p.write(&inserts, &[row("a", 1), row("b", 2)]))
             .expect("rows");
         drop(old);
         pool.close().await;
 
         let store = SqliteStore::open(&path).await.expect("migrated");
-        store.insert(&[row("c", 3)]).await.expect("insert");
+        // A word outside its set is stored as its text too.
+        let odd = LedgerRow {
+            method: "Execute".into(),
+            outcome: "failed".into(),
+            status: "provider_http_500".into(),
+            ..row("d", 4)
+        };
+        store.insert(&[row("c", 3), odd.clone()]).await.expect("insert");
+        assert_eq!(store.rows(3, 5, None).await.expect("rows"), [row("c", 3), odd]);
         let ids: Vec<String> = store
             .rows(0, i64::MAX, Some("alice"))
             .await
@@ -227,10 +311,10 @@ mod tests {
             .into_iter()
             .map(|r| r.request_id)
             .collect();
-        assert_eq!(ids, ["a", "b", "c"]);
+        assert_eq!(ids, ["a", "b", "c", "d"]);
         assert_eq!(store.rows(2, 3, None).await.expect("rows"), [row("b", 2)]);
         let totals = store.totals(0).await.expect("totals");
-        assert_eq!((totals[0].tokens, totals[0].cost_nanousd), (21, 210));
+        assert_eq!((totals[0].tokens, totals[0].cost_nanousd), (28, 280));
         let schema: Vec<(String,)> = sqlx::query_as(
             "SELECT sql FROM sqlite_master WHERE tbl_name = 'usage_ledger' AND sql IS NOT NULL",
         )
@@ -244,6 +328,6 @@ mod tests {
             .fetch_one(&store.pool)
             .await
             .expect("id");
-        assert_eq!(max_id.0, 3, "ids kept and continued");
+        assert_eq!(max_id.0, 4, "ids kept and continued");
     }
 }

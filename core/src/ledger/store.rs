@@ -40,6 +40,9 @@ pub struct Total {
     pub cost_nanousd: u64,
 }
 
+/// Stores a batch in one transaction, on the thread that calls it.
+pub type BlockingInsert<'a> = &'a mut dyn FnMut(&[LedgerRow]) -> Result<(), LedgerError>;
+
 /// A ledger database.
 #[async_trait::async_trait]
 pub trait LedgerStore: Send + Sync + fmt::Debug {
@@ -50,6 +53,11 @@ pub trait LedgerStore: Send + Sync + fmt::Debug {
     fn describe(&self) -> &str;
     /// Stores `rows` in one transaction.
     async fn insert(&self, rows: &[LedgerRow]) -> Result<(), LedgerError>;
+    /// Calls `run` once, with a blocking insert that keeps its connection
+    /// and prepared statements for the whole of `run` (the ledger's writer
+    /// thread runs in it: SQLite), or with `None` (then the writer uses
+    /// [`LedgerStore::insert`]).
+    fn with_blocking_insert(&self, run: &mut dyn FnMut(Option<BlockingInsert<'_>>));
     /// The rows with `since_ms <= ts_ms < until_ms`, of `sub` if given, oldest first.
     async fn rows(
         &self,

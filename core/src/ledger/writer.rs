@@ -6,7 +6,7 @@
 //! connection) is retried with backoff while new rows queue; a full queue
 //! drops rows (counted). [`Ledger::close`] writes what is queued.
 
-use super::{LedgerMetrics, LedgerRow, LedgerStore};
+use super::{BlockingInsert, LedgerMetrics, LedgerRow, LedgerStore};
 use std::{
     sync::{
         Arc, Mutex, PoisonError,
@@ -70,11 +70,19 @@ impl Ledger {
                 .enable_all()
                 .build()
             {
-                Ok(rt) => rt.block_on(async move {
-                    writer.run(writer_stop).await;
-                    // Lets the pool take back the last connection.
-                    tokio::task::yield_now().await;
-                }),
+                Ok(rt) => {
+                    let store = writer.store.clone();
+                    let mut writer = Some(writer);
+                    store.with_blocking_insert(&mut |mut blocking| {
+                        if let Some(writer) = writer.take() {
+                            rt.block_on(async {
+                                writer.run(writer_stop.clone(), &mut blocking).await;
+                                // Lets the pool take back the last connection.
+                                tokio::task::yield_now().await;
+                            });
+                        }
+                    });
+                }
                 Err(e) => tracing::error!(error = %e, "usage ledger: no runtime for the writer; rows are not written"),
             }
             let _ = done_tx.send(());
@@ -142,7 +150,7 @@ struct Writer {
 }
 
 impl Writer {
-    async fn run(mut self, stop: CancellationToken) {
+    async fn run(mut self, stop: CancellationToken, blocking: &mut Option<BlockingInsert<'_>>) {
         let mut batch = Vec::with_capacity(self.batch_rows);
         loop {
             // Wait for a first row. Unless a whole batch is queued already,
@@ -168,11 +176,11 @@ impl Writer {
                 }
             }
             let mut backoff = FIRST_BACKOFF;
-            let mut written = self.write(&batch).await;
+            let mut written = self.write(blocking, &batch).await;
             while !written && !stop.is_cancelled() {
                 tokio::select! {
                     _ = stop.cancelled() => {}
-                    _ = tokio::time::sleep(backoff) => written = self.write(&batch).await,
+                    _ = tokio::time::sleep(backoff) => written = self.write(blocking, &batch).await,
                 }
                 backoff = (backoff * 2).min(MAX_BACKOFF);
             }
@@ -192,7 +200,7 @@ impl Writer {
         for chunk in batch.chunks(self.batch_rows) {
             let mut written = false;
             for _ in 0..CLOSE_TRIES {
-                if self.write(chunk).await {
+                if self.write(blocking, chunk).await {
                     written = true;
                     break;
                 }
@@ -210,11 +218,15 @@ impl Writer {
     }
 
     /// One batch; true when stored.
-    async fn write(&self, batch: &[LedgerRow]) -> bool {
+    async fn write(&self, blocking: &mut Option<BlockingInsert<'_>>, batch: &[LedgerRow]) -> bool {
         if batch.is_empty() {
             return true;
         }
-        match self.store.insert(batch).await {
+        let stored = match blocking {
+            Some(insert) => insert(batch),
+            None => self.store.insert(batch).await,
+        };
+        match stored {
             Ok(()) => {
                 let oldest = batch.iter().map(|r| r.ts_ms).min().unwrap_or_else(now_ms);
                 self.metrics
