@@ -15,10 +15,12 @@ use crate::conn::{
     h2_body::RecvBody,
     h2_stream::StreamTask,
     lifecycle::Drain,
+    side_wake::SideWake,
+    stream_set::StreamSet,
     streams::StreamGuard,
+    wake_gate::WakeGate,
 };
 use bytes::Bytes;
-use futures::stream::{FuturesUnordered, StreamExt};
 use h2::{
     Ping, PingPong,
     server::{Builder, Connection, Handshake},
@@ -30,7 +32,7 @@ use std::{
     future::Future,
     pin::Pin,
     sync::Arc,
-    task::{Context, Poll},
+    task::{Context, Poll, Waker},
     time::Duration,
 };
 use tokio::{
@@ -84,7 +86,9 @@ where
     close_pending: bool,
     service: S,
     streams: Streams<P>,
-    in_flight: FuturesUnordered<StreamTask<Oneshot<S, Request<RecvBody>>, B>>,
+    in_flight: StreamSet<StreamTask<Oneshot<S, Request<RecvBody>>, B>>,
+    /// The waker the `h2` connection gets (see [`WakeGate`]).
+    gate: (Arc<WakeGate>, Waker),
 }
 
 enum Phase<I> {
@@ -92,6 +96,8 @@ enum Phase<I> {
     Serving {
         conn: Connection<I, Bytes>,
         ping: Option<KeepAlive>,
+        /// Polls `ping` only when its timer or PONG woke the task.
+        ping_wake: SideWake,
     },
     Closed,
 }
@@ -118,7 +124,8 @@ where
             close_pending: false,
             service,
             streams,
-            in_flight: FuturesUnordered::new(),
+            in_flight: StreamSet::new(),
+            gate: WakeGate::new(),
         }
     }
 }
@@ -170,23 +177,37 @@ where
             let ping = this
                 .keepalive
                 .and_then(|config| Some(KeepAlive::new(conn.ping_pong()?, config)));
-            this.phase = Phase::Serving { conn, ping };
+            this.phase = Phase::Serving {
+                conn,
+                ping,
+                ping_wake: SideWake::new(),
+            };
         }
-        let Phase::Serving { conn, ping } = &mut this.phase else {
+        let Phase::Serving {
+            conn,
+            ping,
+            ping_wake,
+        } = &mut this.phase
+        else {
             return Poll::Ready(Ok(()));
         };
         if let Some(ping) = ping
-            && ping.poll(cx).is_ready()
+            && ping_wake.poll_if_woken(cx, |cx| ping.poll(cx)).is_ready()
         {
             tracing::debug!("keepalive timed out; closing the connection");
             conn.abrupt_shutdown(h2::Reason::NO_ERROR);
         }
         let mut budget = ACCEPT_BUDGET;
+        let (gate, gate_waker) = &this.gate;
+        let gated = &mut Context::from_waker(gate_waker);
         loop {
             // Streams first: the frames they queue go out with the
-            // connection's flush below.
-            while let Poll::Ready(Some(())) = this.in_flight.poll_next_unpin(cx) {}
-            match conn.poll_accept(cx) {
+            // connection's flush below, so the wake-ups they give the
+            // connection are dropped.
+            gate.hold(cx.waker());
+            this.in_flight.poll_woken(cx);
+            gate.release();
+            match conn.poll_accept(gated) {
                 Poll::Ready(Some(Ok((request, reply)))) => {
                     let (parts, recv) = request.into_parts();
                     let length = parts

@@ -16,7 +16,7 @@ use std::{
     convert::Infallible,
     future::Future,
     pin::Pin,
-    task::{Context, Poll},
+    task::{Context, Poll, Waker},
     time::{SystemTime, UNIX_EPOCH},
 };
 
@@ -95,7 +95,19 @@ where
                             this.state = State::Done;
                             return Poll::Ready(());
                         }
-                        Ok(tx) => {
+                        Ok(mut tx) => {
+                            // The waker `poll_reset` left while the call was
+                            // pending would fire at the first claim on the
+                            // window (h2 wakes it when it assigns capacity),
+                            // costing the connection task an empty poll: a
+                            // no-op one replaces it. Every `Pending` below
+                            // registers this poll's waker again.
+                            let noop = &mut Context::from_waker(Waker::noop());
+                            if reset_or_pending(&mut tx, noop).is_ready() {
+                                tracing::debug!("stream reset by the client");
+                                this.state = State::Done;
+                                return Poll::Ready(());
+                            }
                             this.state = State::Body {
                                 body,
                                 tx,

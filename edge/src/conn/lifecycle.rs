@@ -6,11 +6,12 @@
 //! would wait for a preface first); a premature-reset offender's streams
 //! are cancelled.
 
-use crate::conn::{CloseReason, ConnState, Limits, accept::ConnCtx};
+use crate::conn::{CloseReason, ConnState, Limits, accept::ConnCtx, side_wake::SideWake};
 use hyper_util::server::graceful::GracefulConnection;
 use std::{
-    future::Future,
+    future::{Future, poll_fn},
     pin::{Pin, pin},
+    task::Poll,
     time::Duration,
 };
 
@@ -21,6 +22,12 @@ const UNUSED_CONNECTION_GRACE: Duration = Duration::from_secs(1);
 /// How long a premature-reset offender has to read its GOAWAY before the
 /// connection, and every stream on it, is dropped.
 const OFFENDER_GRACE: Duration = Duration::from_millis(100);
+
+/// What ends serving before the connection itself does.
+enum Signal {
+    Shutdown,
+    Close(CloseReason),
+}
 
 /// A connection that can be asked to finish its in-flight requests and
 /// close: hyper's HTTP/1.1 connections, and the edge's own HTTP/2 server
@@ -48,9 +55,26 @@ where
 /// of a connection are expected (clients go away) and logged at debug.
 pub(crate) async fn drive<C: Drain>(conn: C, state: &ConnState, limits: &Limits, ctx: &ConnCtx) {
     let mut conn = pin!(conn);
-    let result = tokio::select! {
-        result = conn.as_mut() => result,
-        _ = ctx.shutdown.cancelled() => {
+    // The signals are polled only when they were woken ([`SideWake`]),
+    // not at each of the connection's wake-ups.
+    let mut signals = pin!(async {
+        tokio::select! {
+            biased;
+            _ = ctx.shutdown.cancelled() => Signal::Shutdown,
+            reason = closing(state, limits) => Signal::Close(reason),
+        }
+    });
+    let side = SideWake::new();
+    let first = poll_fn(|cx| {
+        if let Poll::Ready(signal) = side.poll_if_woken(cx, |cx| signals.as_mut().poll(cx)) {
+            return Poll::Ready(Err(signal));
+        }
+        conn.as_mut().poll(cx).map(Ok)
+    })
+    .await;
+    let result = match first {
+        Ok(result) => result,
+        Err(Signal::Shutdown) => {
             conn.as_mut().graceful_shutdown();
             let unused_grace = async {
                 if state.used() {
@@ -68,7 +92,7 @@ pub(crate) async fn drive<C: Drain>(conn: C, state: &ConnState, limits: &Limits,
                 }
             }
         }
-        reason = closing(state, limits) => {
+        Err(Signal::Close(reason)) => {
             tracing::debug!(reason = reason.as_str(), "closing the connection");
             if !state.used() {
                 return;

@@ -29,6 +29,9 @@ pub mod state;
 pub mod stats;
 pub mod streams;
 pub mod table;
+mod side_wake;
+mod stream_set;
+mod wake_gate;
 
 pub use state::ConnState;
 pub use stats::{ConnStats, Refusal};
