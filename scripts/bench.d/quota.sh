@@ -16,7 +16,9 @@
 # rounds (the order alternates). With --instructions, also the
 # instructions per call with the ledger off and on (valgrind
 # --tool=callgrind over two fixed call counts, the difference divided by
-# the difference: start-up cancels out), steady on a busy machine, and
+# the difference: start-up cancels out; QUOTA_LEDGER_RUNS runs per build,
+# default 3, alternating with --baseline-bin's, and their medians: one
+# run moves by +-700 with how the calls fall into the writer's batches), and
 # the instructions per quota reservation and its settlement (memory,
 # Redis, Redis with leases; also of the --baseline-bin build).
 # Not part of scripts/test.
@@ -77,8 +79,8 @@ run() { # NAME BIN [ARGS…]
   echo
 }
 # Instructions of N calls through the core, ledger on|off (callgrind's total).
-instructions() { # N on|off
-  valgrind --tool=callgrind --callgrind-out-file=/dev/null "$BIN" --fixed-calls "$1" --ledger "$2" 2>&1 |
+instructions() { # BIN N on|off
+  valgrind --tool=callgrind --callgrind-out-file=/dev/null "$1" --fixed-calls "$2" --ledger "$3" 2>&1 |
     sed -nE 's/.*Collected : ([0-9]+).*/\1/p'
 }
 for round in $(seq "$ROUNDS"); do
@@ -124,16 +126,31 @@ if [ -n "$INSTRUCTIONS" ]; then
   done
   echo
   small=${QUOTA_CALLS_SMALL:-400} large=${QUOTA_CALLS_LARGE:-1600}
-  echo "## instructions per call (callgrind, $small and $large calls, 64 streams)"
+  # One run moves by +-700 instructions with how the calls fall into the
+  # writer's batches: several runs, the builds alternating, and medians.
+  runs=${QUOTA_LEDGER_RUNS:-3}
+  echo "## instructions per call (callgrind, $small and $large calls, 64 streams, $runs runs per build)"
   echo
-  echo "| ledger | instructions per call |"
-  echo "| --- | --- |"
-  declare -A per
-  for mode in off on; do
-    a=$(instructions "$small" "$mode") b=$(instructions "$large" "$mode")
-    per[$mode]=$(( (b - a) / (large - small) ))
-    echo "| $mode | ${per[$mode]} |"
+  echo "| build | run | ledger off | ledger on | the ledger costs |"
+  echo "| --- | --- | --- | --- | --- |"
+  declare -A costs ons
+  for run in $(seq "$runs"); do
+    builds=("$BIN")
+    [ -z "$BASELINE" ] || { [ $((run % 2)) -eq 1 ] && builds=("$BASELINE" "$BIN") || builds+=("$BASELINE"); }
+    for bin in "${builds[@]}"; do
+      declare -A per
+      for mode in off on; do
+        a=$(instructions "$bin" "$small" "$mode") b=$(instructions "$bin" "$large" "$mode")
+        per[$mode]=$(( (b - a) / (large - small) ))
+      done
+      cost=$(( per[on] - per[off] ))
+      costs[$bin]="${costs[$bin]:-} $cost" ons[$bin]="${ons[$bin]:-} ${per[on]}"
+      echo "| $bin | $run | ${per[off]} | ${per[on]} | $cost ($(awk -v on="${per[on]}" -v off="${per[off]}" 'BEGIN { printf "%+.1f", (on / off - 1) * 100 }') %) |"
+    done
   done
+  median() { tr ' ' '\n' | grep . | sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
   echo
-  echo "The ledger costs $(( per[on] - per[off] )) instructions per call ($(awk -v on="${per[on]}" -v off="${per[off]}" 'BEGIN { printf "%+.1f", (on / off - 1) * 100 }') %)."
+  for bin in "$BIN" ${BASELINE:+"$BASELINE"}; do
+    echo "$bin: the ledger costs $(echo "${costs[$bin]}" | median) instructions per call (median of$(echo "${costs[$bin]}" | tr ' ' ',' | sed 's/^,/ /')); a call with it: $(echo "${ons[$bin]}" | median)."
+  done
 fi
