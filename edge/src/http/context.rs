@@ -6,7 +6,7 @@
 
 use crate::{
     auth::Verified, http::grpc_status::percent_encode, limits::deadline::ResponseWait,
-    tls::ClientIdentity,
+    metrics::SubjectLabel, tls::ClientIdentity,
 };
 use http::{HeaderMap, HeaderName, HeaderValue, Request};
 use std::{
@@ -104,14 +104,31 @@ impl Identity {
 
 /// The verified subject of a request, readable after the request was
 /// handed on (by the metrics layer, which runs outside auth and so counts
-/// refusals too).
+/// refusals too), with its metrics label once the limits layer looked it
+/// up (so a call looks its label up once, not twice).
 #[derive(Debug, Clone, Default)]
-pub struct Subject(Arc<OnceLock<Identity>>);
+pub struct Subject(Arc<SubjectCell>);
+
+#[derive(Debug, Default)]
+struct SubjectCell {
+    identity: OnceLock<Identity>,
+    label: OnceLock<SubjectLabel>,
+}
 
 impl Subject {
     /// The subject, if the token was verified.
     pub fn get(&self) -> Option<&str> {
-        self.0.get().map(Identity::sub)
+        self.0.identity.get().map(Identity::sub)
+    }
+
+    /// The subject's metrics label, if it was looked up.
+    pub fn label(&self) -> Option<&SubjectLabel> {
+        self.0.label.get()
+    }
+
+    /// Keeps the subject's metrics label (the first one given).
+    pub fn keep_label(&self, label: &SubjectLabel) {
+        let _ = self.0.label.set(label.clone());
     }
 }
 
@@ -190,13 +207,18 @@ impl RequestContext {
 
     /// Records the verified token (auth).
     pub fn verified(&mut self, identity: Identity) {
-        let _ = self.subject.0.set(identity.clone());
+        let _ = self.subject.0.identity.set(identity.clone());
         self.identity = Some(identity);
     }
 
     /// A handle on the verified subject, to read after the call.
     pub fn subject(&self) -> Subject {
         self.subject.clone()
+    }
+
+    /// The verified subject, shared (the limits layer keeps its label).
+    pub fn subject_ref(&self) -> &Subject {
+        &self.subject
     }
 }
 

@@ -113,15 +113,21 @@ impl Backstop {
         self.sleep.as_mut().poll(cx)
     }
 
-    fn sub(&self) -> &str {
+    /// Whose call (`anonymous` without a verified token).
+    pub fn sub(&self) -> &str {
         self.who.as_ref().map_or(ANONYMOUS_SUBJECT, Identity::sub)
+    }
+
+    /// The call's deadline.
+    pub fn deadline(&self) -> CallDeadline {
+        self.deadline
     }
 
     /// When the edge ends the call.
     #[cfg(test)]
     pub fn at(&self) -> Instant {
         self.sleep.deadline()
-}
+    }
 }
 
 #[cfg(test)]

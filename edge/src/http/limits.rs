@@ -15,12 +15,17 @@
 //! [`super::limited_body::LimitedBody`]). The call's permit (its concurrency slots) is held by
 //! the response body, so the slot is taken for the whole stream and freed
 //! when the stream ends or the client drops it.
+//!
+//! With the in-process backend the decision is made in `call` and the
+//! call's future is [`Admitted`] (no box, no async block per call); a
+//! shared backend (Redis) answers over the network, in a boxed future.
 
 use super::{
     BoxError, EdgeBody,
-    context::{CoreHeaders, Identity, RequestContext},
+    context::{Identity, RequestContext},
     grpc_status::{GrpcCode, LIMIT_TYPE_NAME, response},
     limited_body::{Backstop, Hold, deadline_status, limited_body},
+    stamps::Stamps,
 };
 use crate::{
     Edge,
@@ -31,44 +36,50 @@ use crate::{
     },
     metrics::Metrics,
 };
+use futures::future::Either;
 use http::{HeaderValue, Request, Response};
 use http_body_util::BodyExt;
+use pin_project_lite::pin_project;
 use std::{
-    future::Future,
+    future::{Future, Ready, ready},
     pin::Pin,
-    sync::{Arc, Mutex, PoisonError},
-    task::{Context, Poll},
+    sync::Arc,
+    task::{self, Context, Poll},
 };
 use tokio::time::Instant;
-use tower::{Layer, Service, ServiceExt};
-use vibectl_config::LimitSet;
-use vibectl_proto::wire::{ANONYMOUS_SUBJECT, format_grpc_timeout, parse_grpc_timeout};
-
-// The header names this layer writes, parsed once.
-use vibectl_proto::wire::header_names::{
-    GRPC_TIMEOUT as DEADLINE, LIMIT_CONCURRENCY as CONCURRENCY,
-    LIMIT_INPUT_LENGTH as INPUT_LENGTH, LIMIT_RPM as RPM, LIMIT_TIMEOUT as TIMEOUT,
-    RETRY_AFTER_MS as RETRY_AFTER,
+use tower::{Layer, Service, ServiceExt, util::Oneshot};
+use vibectl_proto::wire::{
+    ANONYMOUS_SUBJECT, header_names::GRPC_TIMEOUT as DEADLINE,
+    header_names::RETRY_AFTER_MS as RETRY_AFTER, parse_grpc_timeout,
 };
 
 /// The limits layer for the request path.
 #[derive(Debug, Clone)]
 pub struct LimitsLayer {
+    shared: Arc<Shared>,
+}
+
+/// What every call of the layer's services reads (one reference count per
+/// service clone).
+#[derive(Debug)]
+struct Shared {
     limiter: Arc<Limiter>,
     metrics: Metrics,
     /// `edge.max_call_duration`: the deadline of a call without one.
     max_call: std::time::Duration,
-    stamps: Arc<Stamps>,
+    stamps: Stamps,
 }
 
 impl LimitsLayer {
     /// The layer of `edge` (its limiter and metrics).
     pub fn new(edge: &Edge) -> Self {
         Self {
-            limiter: edge.limiter().clone(),
-            metrics: edge.metrics().clone(),
-            max_call: edge.config().edge.max_call_duration,
-            stamps: Arc::default(),
+            shared: Arc::new(Shared {
+                limiter: edge.limiter().clone(),
+                metrics: edge.metrics().clone(),
+                max_call: edge.config().edge.max_call_duration,
+                stamps: Stamps::default(),
+            }),
         }
     }
 }
@@ -79,10 +90,7 @@ impl<S> Layer<S> for LimitsLayer {
     fn layer(&self, inner: S) -> Limits<S> {
         Limits {
             inner,
-            limiter: self.limiter.clone(),
-            metrics: self.metrics.clone(),
-            max_call: self.max_call,
-            stamps: self.stamps.clone(),
+            shared: self.shared.clone(),
         }
     }
 }
@@ -91,11 +99,15 @@ impl<S> Layer<S> for LimitsLayer {
 #[derive(Debug, Clone)]
 pub struct Limits<S> {
     inner: S,
-    limiter: Arc<Limiter>,
-    metrics: Metrics,
-    max_call: std::time::Duration,
-    stamps: Arc<Stamps>,
+    shared: Arc<Shared>,
 }
+
+/// A refusal, answered at once.
+type Answer = Ready<Result<Response<EdgeBody>, BoxError>>;
+/// A call decided at once: refused, or admitted.
+type Started<S, B> = Either<Answer, Admitted<Oneshot<S, Request<B>>>>;
+/// A call waiting for a shared backend's decision.
+type Deciding = Pin<Box<dyn Future<Output = Result<Response<EdgeBody>, BoxError>> + Send>>;
 
 impl<S, B> Service<Request<B>> for Limits<S>
 where
@@ -108,142 +120,134 @@ where
 {
     type Response = Response<EdgeBody>;
     type Error = BoxError;
-    type Future = Pin<Box<dyn Future<Output = Result<Response<EdgeBody>, BoxError>> + Send>>;
+    type Future = Either<Started<S, B>, Deciding>;
 
     fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
         // The inner service is made ready in `call`, after admission.
         Poll::Ready(Ok(()))
     }
 
-    fn call(&mut self, mut request: Request<B>) -> Self::Future {
+    fn call(&mut self, request: Request<B>) -> Self::Future {
         let clone = self.inner.clone();
         let inner = std::mem::replace(&mut self.inner, clone);
-        let (limiter, metrics, stamps) = (
-            self.limiter.clone(),
-            self.metrics.clone(),
-            self.stamps.clone(),
-        );
-        let max_call = self.max_call;
         // Without auth (`edge.require_auth = false`) every caller shares
         // the `anonymous` limits.
         let identity = RequestContext::of(&request)
             .and_then(RequestContext::identity)
             .cloned();
         let kind = CallKind::of_path(request.uri().path());
-        Box::pin(async move {
-            let sub = identity.as_ref().map_or(ANONYMOUS_SUBJECT, Identity::sub);
-            // The `kid` of the key that verified the token selects an
-            // override too (a `sub` override wins).
+        // The `kid` of the key that verified the token selects an override
+        // too (a `sub` override wins).
+        let kid = identity.as_ref().and_then(Identity::kid);
+        let sub = identity.as_ref().map_or(ANONYMOUS_SUBJECT, Identity::sub);
+        if let Some(admit) = self.shared.limiter.admit_now(sub, kid, kind) {
+            return Either::Left(self.shared.start(admit, inner, request, identity, kind));
+        }
+        let shared = self.shared.clone();
+        Either::Right(Box::pin(async move {
             let kid = identity.as_ref().and_then(Identity::kid);
-            let permit = match limiter.admit(sub, kid, kind).await {
-                Admit::Allowed(permit) => permit,
-                Admit::Refused(refusal) => return Ok(refused(sub, &refusal)),
-            };
-            let client_timeout = request
-                .headers()
-                .get(&DEADLINE)
-                .and_then(|v| v.to_str().ok())
-                .and_then(parse_grpc_timeout);
-            let deadline = CallDeadline::of(
-                client_timeout,
-                permit.limits.request_timeout_seconds.map(|n| n.get()),
-            )
-            .unwrap_or(CallDeadline::default_bound(max_call));
-            if let Some(wait) = deadline.response_wait() {
-                RequestContext::of_mut(&mut request).response_wait = Some(wait);
-            }
-            // The edge's own default bound is not sent to the core (absent
-            // there = no deadline asked); the backstop below enforces it.
-            let asked = Some(deadline).filter(|d| d.source != DeadlineSource::Default);
-            stamps.stamp(&mut request, &permit.limits, asked);
-            let hold = Hold {
-                permit,
-                in_flight: (kind == CallKind::Call).then(|| metrics.in_flight(sub)),
-            };
-            let mut end = Backstop::new(deadline, identity.clone(), Instant::now());
-            // The call races the backstop's own timer (one timer per call).
-            let mut call = std::pin::pin!(inner.oneshot(request));
-            let answered = std::future::poll_fn(|cx| match call.as_mut().poll(cx) {
-                Poll::Ready(response) => Poll::Ready(Some(response)),
-                Poll::Pending => end.expired(cx).map(|()| None),
-            })
-            .await;
-            match answered {
-                Some(response) => {
-                    Ok(response?.map(|b| limited_body(b, hold, Some(end)).boxed_unsync()))
-                }
-                // No response headers by then: dropping the future drops
-                // the core's stream, which cancels the call there.
-                None => {
-                    tracing::info!(%sub, after = ?deadline.after, "call ended by the edge's deadline backstop (no answer)");
-                    Ok(deadline_response(&deadline, sub))
-                }
-            }
+            let sub = identity.as_ref().map_or(ANONYMOUS_SUBJECT, Identity::sub);
+            let admit = shared.limiter.admit(sub, kid, kind).await;
+            shared.start(admit, inner, request, identity, kind).await
+        }))
+    }
+}
+
+impl Shared {
+    /// Starts an admitted call: its deadline, its limits stamped for the
+    /// core, its hold and its backstop; a refused one's answer.
+    fn start<S, B>(
+        &self,
+        admit: Admit,
+        inner: S,
+        mut request: Request<B>,
+        identity: Option<Identity>,
+        kind: CallKind,
+    ) -> Started<S, B>
+    where
+        S: Service<Request<B>>,
+    {
+        let sub = identity.as_ref().map_or(ANONYMOUS_SUBJECT, Identity::sub);
+        let permit = match admit {
+            Admit::Allowed(permit) => permit,
+            Admit::Refused(refusal) => return Either::Left(ready(Ok(refused(sub, &refusal)))),
+        };
+        let client_timeout = request
+            .headers()
+            .get(&DEADLINE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(parse_grpc_timeout);
+        let deadline = CallDeadline::of(
+            client_timeout,
+            permit.limits.request_timeout_seconds.map(|n| n.get()),
+        )
+        .unwrap_or(CallDeadline::default_bound(self.max_call));
+        if let Some(wait) = deadline.response_wait() {
+            RequestContext::of_mut(&mut request).response_wait = Some(wait);
+        }
+        // The edge's own default bound is not sent to the core (absent
+        // there = no deadline asked); the backstop enforces it.
+        let asked = Some(deadline).filter(|d| d.source != DeadlineSource::Default);
+        self.stamps.stamp(&mut request, &permit.limits, asked);
+        let in_flight = (kind == CallKind::Call).then(|| self.metrics.in_flight(sub));
+        if let Some(label) = in_flight.as_ref().and_then(|f| f.label()) {
+            // The metrics layer counts the call under the same label.
+            RequestContext::of_mut(&mut request)
+                .subject_ref()
+                .keep_label(label);
+        }
+        let hold = Hold { permit, in_flight };
+        let backstop = Backstop::new(deadline, identity, Instant::now());
+        Either::Right(Admitted {
+            call: inner.oneshot(request),
+            hold: Some(hold),
+            backstop: Some(backstop),
         })
     }
 }
 
-/// The last stamped limits and deadline as headers, kept: nearly every
-/// call has the limits of the call before (the global set, or the same
-/// token's) and the same deadline, and formatting them anew cost about
-/// 2,500 instructions per call.
-#[derive(Debug, Default)]
-struct Stamps(Mutex<Last>);
-
-#[derive(Debug, Default)]
-struct Last {
-    limits: Option<(LimitSet, CoreHeaders)>,
-    deadline: Option<(std::time::Duration, HeaderValue)>,
-}
-
-impl Stamps {
-    /// [`stamp`], from the kept headers when the limits and the deadline
-    /// are the last ones.
-    fn stamp<B>(&self, request: &mut Request<B>, limits: &LimitSet, deadline: Option<CallDeadline>) {
-        let mut last = self.0.lock().unwrap_or_else(PoisonError::into_inner);
-        let core = match &last.limits {
-            Some((kept, headers)) if kept == limits => headers.clone(),
-            _ => {
-                let headers = core_headers(limits);
-                last.limits = Some((*limits, headers.clone()));
-                headers
-            }
-        };
-        RequestContext::of_mut(request).core_headers = core;
-        let Some(deadline) = deadline else { return };
-        let value = match &last.deadline {
-            Some((after, value)) if *after == deadline.after => value.clone(),
-            _ => {
-                let Ok(value) = HeaderValue::try_from(format_grpc_timeout(deadline.after)) else {
-                    return;
-                };
-                last.deadline = Some((deadline.after, value.clone()));
-                value
-            }
-        };
-        request.headers_mut().insert(DEADLINE, value);
+pin_project! {
+    /// An admitted call: it races the backstop's own timer (one timer per
+    /// call) until the response headers come, which then carry the hold
+    /// and the backstop in their body.
+    pub struct Admitted<F> {
+        #[pin]
+        call: F,
+        hold: Option<Hold>,
+        backstop: Option<Backstop>,
     }
 }
 
-/// The caller's limits as headers for the core, and the call's
-/// `grpc-timeout`.
-#[cfg(test)]
-fn stamp<B>(request: &mut Request<B>, limits: &LimitSet, deadline: Option<CallDeadline>) {
-    Stamps::default().stamp(request, limits, deadline);
-}
+impl<F> Future for Admitted<F>
+where
+    F: Future<Output = Result<Response<EdgeBody>, BoxError>>,
+{
+    type Output = Result<Response<EdgeBody>, BoxError>;
 
-/// The caller's limits as headers for the core.
-fn core_headers(limits: &LimitSet) -> CoreHeaders {
-    let headers = [
-        (RPM, limits.max_requests_per_minute),
-        (CONCURRENCY, limits.max_concurrent_requests),
-        (INPUT_LENGTH, limits.max_input_length),
-        (TIMEOUT, limits.request_timeout_seconds),
-    ]
-    .into_iter()
-    .filter_map(|(name, value)| Some((name, HeaderValue::from(value?.get()))))
-    .collect();
-    CoreHeaders::new(headers)
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        if let Poll::Ready(response) = this.call.poll(cx) {
+            let Some(hold) = this.hold.take() else {
+                return Poll::Ready(Err("the limits future was polled after its answer".into()));
+            };
+            let backstop = this.backstop.take();
+            return Poll::Ready(
+                response.map(|r| r.map(|b| limited_body(b, hold, backstop).boxed_unsync())),
+            );
+        }
+        let Some(backstop) = this.backstop.as_mut() else {
+            return Poll::Pending;
+        };
+        task::ready!(backstop.expired(cx));
+        // No response headers by then: the core's stream is dropped with
+        // this future, which cancels the call there.
+        this.hold.take();
+        let (deadline, sub) = (backstop.deadline(), backstop.sub());
+        tracing::info!(%sub, after = ?deadline.after, "call ended by the edge's deadline backstop (no answer)");
+        let answer = deadline_response(&deadline, sub);
+        this.backstop.take();
+        Poll::Ready(Ok(answer))
+    }
 }
 
 /// The trailers-only answer to a refused call.
@@ -279,12 +283,8 @@ fn deadline_response(deadline: &CallDeadline, sub: &str) -> Response<EdgeBody> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use vibectl_proto::wire::{
-        GRPC_TIMEOUT, LIMIT_CONCURRENCY_HEADER, LIMIT_INPUT_LENGTH_HEADER, LIMIT_RPM_HEADER,
-        LIMIT_TIMEOUT_HEADER, RETRY_AFTER_MS,
-    };
-    use vibectl_proto::wire::{LIMIT_TYPE, LimitType};
-    use std::{num::NonZeroU32, time::Duration};
+    use std::time::Duration;
+    use vibectl_proto::wire::{LIMIT_TYPE, LimitType, RETRY_AFTER_MS};
 
     #[test]
     fn refusal_carries_limit_type_and_retry_after() {
@@ -309,31 +309,5 @@ mod tests {
         let down = refused("alice", &Refusal::BackendUnavailable);
         assert_eq!(down.headers()["grpc-status"], "14");
         assert!(down.headers().get(LIMIT_TYPE).is_none());
-    }
-
-    #[test]
-    fn limits_and_the_shorter_deadline_are_stamped() {
-        let limits = LimitSet {
-            max_requests_per_minute: NonZeroU32::new(60),
-            max_input_length: NonZeroU32::new(100),
-            request_timeout_seconds: NonZeroU32::new(5),
-            ..LimitSet::default()
-        };
-        let mut request = Request::new(());
-        request
-            .headers_mut()
-            .insert(GRPC_TIMEOUT, HeaderValue::from_static("1H"));
-        let deadline = CallDeadline::of(Some(Duration::from_secs(3600)), Some(5));
-        stamp(&mut request, &limits, deadline);
-        assert_eq!(request.headers()[GRPC_TIMEOUT], "5000m");
-        let core = &RequestContext::of(&request).expect("set").core_headers;
-        let value = |name| core.get(name).map(HeaderValue::as_bytes);
-        assert_eq!(value(LIMIT_RPM_HEADER), Some(&b"60"[..]));
-        assert_eq!(value(LIMIT_INPUT_LENGTH_HEADER), Some(&b"100"[..]));
-        assert_eq!(value(LIMIT_TIMEOUT_HEADER), Some(&b"5"[..]));
-        assert!(
-            core.get(LIMIT_CONCURRENCY_HEADER).is_none(),
-            "unlimited = absent"
-        );
     }
 }

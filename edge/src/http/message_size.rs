@@ -14,15 +14,16 @@ use bytes::Bytes;
 use http::{HeaderValue, Request, Response};
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::BodyExt;
+use futures::future::Either;
 use std::{
     collections::VecDeque,
-    future::Future,
+    future::{Future, Ready, ready},
     num::NonZeroU32,
     pin::Pin,
-    task::{Context, Poll},
+    task::{Context, Poll, Waker},
     time::Duration,
 };
-use tower::{Layer, Service, ServiceExt};
+use tower::{Layer, Service, ServiceExt, util::Oneshot};
 use vibectl_proto::wire::{LIMIT_TYPE, LimitType};
 
 /// Length of a gRPC message prefix.
@@ -63,6 +64,11 @@ pub struct MessageSize<S> {
     idle: Duration,
 }
 
+/// An answer made at once (a refusal, or the body's error).
+type Answer = Ready<Result<Response<EdgeBody>, BoxError>>;
+/// A call whose prefix has not come yet.
+type Waiting = Pin<Box<dyn Future<Output = Result<Response<EdgeBody>, BoxError>> + Send>>;
+
 impl<S, B> Service<Request<B>> for MessageSize<S>
 where
     S: Service<Request<Replayed<B>>, Response = Response<EdgeBody>, Error = BoxError>
@@ -75,7 +81,10 @@ where
 {
     type Response = Response<EdgeBody>;
     type Error = BoxError;
-    type Future = Pin<Box<dyn Future<Output = Result<Response<EdgeBody>, BoxError>> + Send>>;
+    /// When the first frame is there with the whole prefix (a unary
+    /// call), the check is made in `call` and the inner call's future is
+    /// this one's (no box, no async block per call).
+    type Future = Either<Answer, Either<Oneshot<S, Request<Replayed<B>>>, Waiting>>;
 
     fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
         // The inner service is made ready in `call`, after the check.
@@ -86,52 +95,92 @@ where
         let clone = self.inner.clone();
         let inner = std::mem::replace(&mut self.inner, clone);
         let (max, idle) = (self.max, self.idle);
-        Box::pin(async move {
-            let (parts, mut body) = request.into_parts();
-            // The frames read, and the prefix in place: a unary call's
-            // first frame holds it, and costs no allocation.
-            let mut read = Read::default();
-            let mut head = [0u8; PREFIX];
-            let mut filled = 0;
-            let mut ended = false;
-            while filled < PREFIX && !ended {
+        let (parts, mut body) = request.into_parts();
+        // The frames read, and the prefix in place: a unary call's first
+        // frame holds it, and costs no allocation. A frame already there
+        // is taken now (polled without a waker: the future below polls
+        // again, with the task's, if it is not).
+        let mut prefix = Prefix::default();
+        let now = Pin::new(&mut body).poll_frame(&mut Context::from_waker(Waker::noop()));
+        if let Poll::Ready(frame) = now
+            && let Err(error) = prefix.take(frame.map(|f| f.map_err(Into::into)))
+        {
+            return Either::Left(ready(Err(error)));
+        }
+        if prefix.complete() {
+            if let Some(answer) = prefix.refusal(max) {
+                return Either::Left(ready(Ok(answer)));
+            }
+            let request = Request::from_parts(parts, prefix.read.then(body));
+            return Either::Right(Either::Left(inner.oneshot(request)));
+        }
+        Either::Right(Either::Right(Box::pin(async move {
+            while !prefix.complete() {
                 // A frame already there is taken without arming a timer.
                 let boxed = |f: Option<Result<Frame<Bytes>, B::Error>>| {
                     f.map(|r| r.map_err(Into::<BoxError>::into))
                 };
                 let now = poll_now(&mut body).await.map(boxed);
                 let frame = match now {
-                    Poll::Ready(frame) => Ok(frame),
-                    Poll::Pending => tokio::time::timeout(idle, body.frame()).await.map(boxed),
-                };
-                match frame {
-                    Err(_) => {
-                        return Ok(response(
-                            GrpcCode::DeadlineExceeded,
-                            &format!("no request message within {idle:?}"),
-                        ));
-                    }
-                    Ok(None) => ended = true,
-                    Ok(Some(Err(e))) => return Err(e),
-                    Ok(Some(Ok(frame))) => {
-                        if let Some(data) = frame.data_ref() {
-                            let n = data.len().min(PREFIX - filled);
-                            head[filled..filled + n].copy_from_slice(&data[..n]);
-                            filled += n;
+                    Poll::Ready(frame) => frame,
+                    Poll::Pending => match tokio::time::timeout(idle, body.frame()).await {
+                        Ok(frame) => boxed(frame),
+                        Err(_) => {
+                            return Ok(response(
+                                GrpcCode::DeadlineExceeded,
+                                &format!("no request message within {idle:?}"),
+                            ));
                         }
-                        ended = !frame.is_data();
-                        read.push(frame);
-                    }
+                    },
+                };
+                prefix.take(frame)?;
+            }
+            if let Some(answer) = prefix.refusal(max) {
+                return Ok(answer);
+            }
+            let request = Request::from_parts(parts, prefix.read.then(body));
+            inner.oneshot(request).await
+        })))
+    }
+}
+
+/// The request's first frames, read until the first message's prefix is
+/// complete or the body ends.
+#[derive(Default)]
+struct Prefix {
+    read: Read,
+    head: [u8; PREFIX],
+    filled: usize,
+    ended: bool,
+}
+
+impl Prefix {
+    /// Takes the body's next frame (`None`: the body ended).
+    fn take(&mut self, frame: Option<Result<Frame<Bytes>, BoxError>>) -> Result<(), BoxError> {
+        match frame {
+            None => self.ended = true,
+            Some(Err(error)) => return Err(error),
+            Some(Ok(frame)) => {
+                if let Some(data) = frame.data_ref() {
+                    let n = data.len().min(PREFIX - self.filled);
+                    self.head[self.filled..self.filled + n].copy_from_slice(&data[..n]);
+                    self.filled += n;
                 }
+                self.ended = !frame.is_data();
+                self.read.push(frame);
             }
-            if let Some(length) = message_length(&head[..filled])
-                && length > max.get()
-            {
-                return Ok(too_large(length, max));
-            }
-            let body = read.then(body);
-            inner.oneshot(Request::from_parts(parts, body)).await
-        })
+        }
+        Ok(())
+    }
+
+    fn complete(&self) -> bool {
+        self.filled == PREFIX || self.ended
+    }
+
+    /// The refusal of a first message over `max` bytes, if it is.
+    fn refusal(&self, max: NonZeroU32) -> Option<Response<EdgeBody>> {
+        let length = message_length(&self.head[..self.filled])?;
+        (length > max.get()).then(|| too_large(length, max))
     }
 }
 

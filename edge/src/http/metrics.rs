@@ -18,10 +18,11 @@ use bytes::Bytes;
 use http::{HeaderMap, Request, Response};
 use http_body::Frame;
 use http_body_util::BodyExt;
+use pin_project_lite::pin_project;
 use std::{
     future::Future,
     pin::Pin,
-    task::{Context, Poll},
+    task::{Context, Poll, ready},
 };
 use tokio::time::Instant;
 use tower::{Layer, Service};
@@ -62,12 +63,11 @@ pub struct MetricsService<S> {
 impl<S, B> Service<Request<B>> for MetricsService<S>
 where
     S: Service<Request<B>, Response = Response<EdgeBody>>,
-    S::Future: Send + 'static,
-    S::Error: Send + 'static,
 {
     type Response = Response<EdgeBody>;
     type Error = S::Error;
-    type Future = Pin<Box<dyn Future<Output = Result<Response<EdgeBody>, S::Error>> + Send>>;
+    /// The inner call's future, measured (no box per call).
+    type Future = Measured<S::Future>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
         self.inner.poll_ready(cx)
@@ -75,39 +75,67 @@ where
 
     fn call(&mut self, mut request: Request<B>) -> Self::Future {
         let slot = RequestContext::of_mut(&mut request).subject();
-        let mut record = Record {
+        let record = Record {
             metrics: self.metrics.clone(),
             method: labels::method(request.uri().path()),
             slot,
             started: Instant::now(),
             done: false,
         };
-        let future = self.inner.call(request);
-        Box::pin(async move {
-            let response = match future.await {
-                Ok(response) => response,
-                Err(error) => {
-                    record.finish(Code::INTERNAL, None);
-                    return Err(error);
-                }
-            };
-            if let Some(code) = response.headers().get(&GRPC_STATUS) {
-                // Trailers-only: the status is final now.
-                let code = labels::code(code.to_str().unwrap_or(""));
-                record.finish(code, response.headers());
-                return Ok(response);
+        Measured {
+            inner: self.inner.call(request),
+            record: Some(record),
+        }
+    }
+}
+
+pin_project! {
+    /// The response future: counts a trailers-only answer (or a failure)
+    /// at once, else hands the record to the response body's watch. Dropped
+    /// before its answer, its record counts the call as `CANCELLED`.
+    pub struct Measured<F> {
+        #[pin]
+        inner: F,
+        record: Option<Record>,
+    }
+}
+
+impl<F, E> Future for Measured<F>
+where
+    F: Future<Output = Result<Response<EdgeBody>, E>>,
+{
+    type Output = Result<Response<EdgeBody>, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let result = ready!(this.inner.poll(cx));
+        let Some(mut record) = this.record.take() else {
+            // Polled again after its answer: nothing more to count.
+            return Poll::Ready(result);
+        };
+        let response = match result {
+            Ok(response) => response,
+            Err(error) => {
+                record.finish(Code::INTERNAL, None);
+                return Poll::Ready(Err(error));
             }
-            Ok(response.map(|body| {
-                WatchedBody::new(
-                    body,
-                    Watch {
-                        record,
-                        seen_data: false,
-                    },
-                )
-                .boxed_unsync()
-            }))
-        })
+        };
+        if let Some(code) = response.headers().get(&GRPC_STATUS) {
+            // Trailers-only: the status is final now.
+            let code = labels::code(code.to_str().unwrap_or(""));
+            record.finish(code, response.headers());
+            return Poll::Ready(Ok(response));
+        }
+        Poll::Ready(Ok(response.map(|body| {
+            WatchedBody::new(
+                body,
+                Watch {
+                    record,
+                    seen_data: false,
+                },
+            )
+            .boxed_unsync()
+        })))
     }
 }
 
@@ -125,7 +153,10 @@ impl Record {
         if std::mem::replace(&mut self.done, true) {
             return;
         }
-        let Some(sub) = self.metrics.subject(self.slot.get()) else {
+        // The label the limits layer looked up, else (a call refused
+        // before the limits, or no call kind that holds a slot) its own.
+        let looked_up = self.slot.label().cloned();
+        let Some(sub) = looked_up.or_else(|| self.metrics.subject(self.slot.get())) else {
             return;
         };
         self.metrics

@@ -21,6 +21,8 @@ mod metrics;
 mod policy;
 mod request_id;
 pub mod rescue;
+mod shared;
+mod stamps;
 
 pub use context::RequestContext;
 pub use core_client::{CoreClient, CoreHealth};
@@ -29,15 +31,19 @@ pub use forward::ForwardError;
 use crate::Edge;
 use bytes::Bytes;
 use http::{Request, Response};
-use http_body::Body;
+use http_body::{Body, Frame, SizeHint};
 use http_body_util::{BodyExt, combinators::UnsyncBoxBody};
+use std::{
+    pin::Pin,
+    task::{Context, Poll},
+};
 use metrics::MetricsLayer;
-use std::convert::Infallible;
-use tower::{Service, ServiceBuilder, util::BoxCloneService};
+use shared::SharedService;
+use tower::{Service, ServiceBuilder};
 use tower_http::{
     trace::{DefaultOnFailure, DefaultOnResponse, TraceLayer},
 };
-use tracing::{Level, Span, level_filters::LevelFilter};
+use tracing::{Level, Span};
 
 use request_id::X_REQUEST_ID;
 
@@ -45,11 +51,11 @@ use request_id::X_REQUEST_ID;
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 /// Every body the edge sends or forwards.
 pub type EdgeBody = UnsyncBoxBody<Bytes, BoxError>;
-/// The body handed to hyper: as [`EdgeBody`], with a concrete error type.
-pub type ServerBody = UnsyncBoxBody<Bytes, BodyError>;
+/// The body handed to the connection: an [`EdgeBody`] whose errors are
+/// a concrete type, mapped as its frames pass (no second box per call).
+pub struct ServerBody(EdgeBody);
 /// The whole request path for one listener, cloned per connection.
-pub type EdgeService =
-    BoxCloneService<Request<crate::conn::h2_body::RecvBody>, Response<ServerBody>, Infallible>;
+pub type EdgeService = SharedService<Request<crate::conn::h2_body::RecvBody>, Response<ServerBody>>;
 
 /// A body error on its way to hyper. A concrete type rather than
 /// [`BoxError`]: with a boxed trait object, proving the connection future
@@ -82,19 +88,20 @@ pub fn service(edge: &Edge) -> EdgeService {
 pub fn service_with<B, S>(
     edge: &Edge,
     leaf: S,
-) -> BoxCloneService<Request<B>, Response<ServerBody>, Infallible>
+) -> SharedService<Request<B>, Response<ServerBody>>
 where
     B: Body<Data = Bytes> + Send + Unpin + 'static,
     B::Error: Into<BoxError>,
     S: Service<Request<message_size::Replayed<B>>, Response = Response<EdgeBody>, Error = BoxError>
         + Clone
         + Send
+        + Sync
         + 'static,
     S::Future: Send + 'static,
 {
     let config = edge.config();
     let stack = ServiceBuilder::new()
-        // Erases the body type so the stack has one nameable type (no behaviour).
+        // The body with a concrete error type for the connection (no behaviour).
         .map_response(erase_body)
         // Mark `authorization` and `x-request-id` sensitive (HPACK never
         // indexes them; `Debug` redacts them) before anything could log or
@@ -104,11 +111,14 @@ where
         .layer(request_id::RequestIdLayer)
         // One span per request (id, path; `sub` filled in by auth). Outcomes
         // log at debug: refusals are expected, not errors of the edge.
-        // Absent when the log level is below info (the span and its
-        // outcome lines would be disabled; the layer still parsed every
-        // status and read the clock, ~3,000 instructions per call). The
-        // level is fixed at start-up (`--log-level`).
-        .option_layer((Level::INFO <= LevelFilter::current()).then(|| {
+        // Absent when the log filter disables the span (its outcome lines
+        // would be disabled too; the layer still parsed every status and
+        // read the clock, ~3,000 instructions per call). Asked of the
+        // filter for this module's target, not of the global maximum
+        // level: `--log-level warn` keeps HTTP/2 and TLS internals at info
+        // (`QUIET_DIRECTIVES`), which held that maximum at info. The
+        // filter is fixed at start-up (`--log-level`, `RUST_LOG`).
+        .option_layer(tracing::span_enabled!(Level::INFO).then(|| {
             ServiceBuilder::new()
                 .map_response(rebox)
                 .layer(
@@ -151,15 +161,39 @@ where
         .layer(limits::LimitsLayer::new(edge))
         // The leaf: forward the stream to the core, frame by frame.
         .service(leaf);
-    BoxCloneService::new(stack)
+    SharedService::new(stack)
 }
 
-fn erase_body<B>(response: Response<B>) -> Response<ServerBody>
-where
-    B: Body<Data = Bytes> + Send + 'static,
-    B::Error: Into<BoxError>,
-{
-    response.map(|body| body.map_err(|e| BodyError(e.into())).boxed_unsync())
+fn erase_body(response: Response<EdgeBody>) -> Response<ServerBody> {
+    response.map(ServerBody)
+}
+
+impl Body for ServerBody {
+    type Data = Bytes;
+    type Error = BodyError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
+        Pin::new(&mut self.0)
+            .poll_frame(cx)
+            .map(|frame| frame.map(|f| f.map_err(BodyError)))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.0.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.0.size_hint()
+    }
+}
+
+impl std::fmt::Debug for ServerBody {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ServerBody")
+    }
 }
 
 /// Boxes a response body as an [`EdgeBody`] (the traced branch's body

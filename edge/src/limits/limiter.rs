@@ -17,8 +17,10 @@ use crate::{
 use arc_swap::ArcSwap;
 use std::{
     collections::HashMap,
+    future::Future,
     num::NonZeroU32,
     sync::{Arc, Mutex, PoisonError},
+    task::{Context, Poll, Waker},
     time::{Duration, Instant},
 };
 use vibectl_config::{BackendFailure, LimitSet, LimitsBackend, LimitsConfig};
@@ -300,6 +302,26 @@ impl Limiter {
             durations: self.durations.clone(),
             started: Instant::now(),
         })
+    }
+
+    /// [`Limiter::admit`] when the decision needs no wait: the in-process
+    /// backend answers at once, so the caller needs no future (nor box)
+    /// for it. `None` with a shared backend (Redis), which answers over
+    /// the network: use [`Limiter::admit`].
+    pub fn admit_now(&self, sub: &str, kid: Option<&str>, kind: CallKind) -> Option<Admit> {
+        if !matches!(self.backend, Backend::Memory(_)) {
+            return None;
+        }
+        let admit = std::pin::pin!(self.admit(sub, kid, kind));
+        match admit.poll(&mut Context::from_waker(Waker::noop())) {
+            Poll::Ready(admit) => Some(admit),
+            Poll::Pending => {
+                // In-process state never waits; were it to, refusing is
+                // safe (dropping the decision frees what it took).
+                debug_assert!(false, "the memory backend waited");
+                Some(Admit::Refused(Refusal::BackendUnavailable))
+            }
+        }
     }
 
     /// Counts (once per call) and logs (at most every

@@ -142,7 +142,7 @@ impl<C: Clock + Clone> MemoryBackend<C> {
         let id = slots.next_id;
         slots.next_id += 1;
         slots.started.push((id, Instant::now()));
-        SlotOutcome::Acquired(SlotGuard::new(MemorySlot {
+        SlotOutcome::Acquired(SlotGuard::Memory(MemorySlot {
             slots: self.slots.clone(),
             key: key.clone(),
             id,
@@ -179,7 +179,8 @@ impl<C: Clock + Clone> MemoryBackend<C> {
     }
 }
 
-struct MemorySlot {
+/// A slot held in this process's state; freed on drop.
+pub struct MemorySlot {
     slots: Arc<Mutex<SlotMap>>,
     key: Arc<str>,
     id: u64,

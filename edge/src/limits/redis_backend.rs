@@ -184,17 +184,14 @@ impl RedisBackend {
             let oldest_age = Duration::from_millis(u64::try_from(oldest_age).unwrap_or(0));
             return Ok(SlotOutcome::Full { oldest_age });
         }
-        Ok(SlotOutcome::Acquired(SlotGuard::new(Lease::start(
-            self.clone(),
-            conn,
-            rkey,
-            member,
+        Ok(SlotOutcome::Acquired(SlotGuard::Redis(Box::new(
+            Lease::start(self.clone(), conn, rkey, member),
         ))))
     }
 }
 
 /// A slot in Redis: refreshed every third of the lease; removed on drop.
-struct Lease {
+pub struct Lease {
     refresher: tokio::task::JoinHandle<()>,
     backend: RedisBackend,
     conn: ConnectionManager,

@@ -323,6 +323,13 @@ pub struct InFlight {
     label: Option<SubjectLabel>,
 }
 
+impl InFlight {
+    /// The call's `sub` label (`None` when metrics are off).
+    pub fn label(&self) -> Option<&SubjectLabel> {
+        self.label.as_ref()
+    }
+}
+
 impl Drop for InFlight {
     fn drop(&mut self) {
         if let Some(label) = &self.label {
