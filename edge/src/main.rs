@@ -17,7 +17,9 @@ use vibectl_edge::{
 /// per allocation (issue 17, callgrind, `scripts/profile-edge callgrind`:
 /// 143.5k -> 137.9k instructions per call at 1 stream, 129.8k -> 117.2k at
 /// 64). Its `no_thp` feature keeps idle RSS where glibc's was (without it,
-/// transparent huge pages made the idle edge 27 MiB).
+/// transparent huge pages made the idle edge 27 MiB). The `system-allocator`
+/// feature keeps glibc's, for heap profilers that hook malloc (heaptrack).
+#[cfg(not(feature = "system-allocator"))]
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
