@@ -15,7 +15,7 @@ use http::{Request, Response};
 use http_body_util::Full;
 use hyper::{body::Incoming, server::conn::http1, service::service_fn};
 use hyper_util::rt::{TokioIo, TokioTimer};
-use std::{convert::Infallible, future::Future, sync::Arc, time::Duration};
+use std::{convert::Infallible, future::Future, pin::pin, sync::Arc, time::Duration};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
@@ -58,10 +58,12 @@ pub(crate) async fn serve<F, Fut>(
                         Ok::<_, Infallible>(response.map(|body| GuardedBody::new(body, guard)))
                     }
                 });
-                let conn = http1::Builder::new()
-                    .timer(TokioTimer::new())
-                    .header_read_timeout(HEADER_READ_TIMEOUT)
-                    .serve_connection(TokioIo::new(a.tcp), service);
+                let conn = pin!(
+                    http1::Builder::new()
+                        .timer(TokioTimer::new())
+                        .header_read_timeout(HEADER_READ_TIMEOUT)
+                        .serve_connection(TokioIo::new(a.tcp), service)
+                );
                 let limits = a.guard.limits().clone();
                 lifecycle::drive(conn, a.guard.state(), &limits, &a.ctx).await;
             }

@@ -28,7 +28,7 @@ use crate::{
     tls::{ClientIdentity, HandshakeFailure, HandshakeStats, acme::ACME_TLS_ALPN},
 };
 use http::Request;
-use std::{net::SocketAddr, sync::Arc, time::Duration};
+use std::{net::SocketAddr, pin::pin, sync::Arc, time::Duration};
 use tokio::{
     io::{AsyncRead, AsyncWrite, AsyncWriteExt},
     net::{TcpListener, TcpStream},
@@ -129,11 +129,13 @@ impl Conn {
         let deadline = tokio::time::Instant::now() + self.shared.handshake_timeout;
         let shutdown = self.ctx.shutdown.clone();
         // Before HTTP: PROXY header and TLS handshake, within one deadline,
-        // abandoned at eviction or shutdown.
-        let setup = async {
+        // abandoned at eviction or shutdown. Boxed: inline, its state (the
+        // TLS handshake's, 2.7 KB) would be reserved in the task for the
+        // connection's whole life.
+        let setup = Box::pin(async {
             let tcp = self.proxy_header(tcp).await?;
             handshake(&self.shared, tcp).await
-        };
+        });
         let stream = tokio::select! {
             result = tokio::time::timeout_at(deadline, setup) => match result {
                 Ok(Some(stream)) => stream,
@@ -148,9 +150,11 @@ impl Conn {
             _ = shutdown.cancelled() => return,
         };
         state.mark_ready();
+        // The TLS stream stays in its box: moved out, it would sit in the
+        // task beside the box, which is only freed when the task ends.
         match stream {
             Io::Plain(tcp) => self.serve_h2(tcp, None).await,
-            Io::Tls(tls, identity) => self.serve_h2(*tls, identity).await,
+            Io::Tls(tls, identity) => self.serve_h2(tls, identity).await,
         }
     }
 
@@ -184,7 +188,8 @@ impl Conn {
     /// Serves HTTP/2 on `io` ([`h2_serve`]); every request carries the peer
     /// and `identity` (the verified client certificate's) in its
     /// extensions, and counts as in flight on the connection until its
-    /// response ends.
+    /// response ends. `io` is small (a socket, or a boxed TLS stream): an
+    /// `async fn` keeps its arguments for its whole life.
     async fn serve_h2<I>(self, io: I, identity: Option<ClientIdentity>)
     where
         I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
@@ -204,7 +209,7 @@ impl Conn {
                     .insert(RequestContext::new(peer, identity.clone()));
             },
         };
-        let conn = H2Connection::new(io, self.service.clone(), keepalive, streams);
+        let conn = pin!(H2Connection::new(io, self.service, keepalive, streams));
         let limits = self.guard.limits().clone();
         lifecycle::drive(conn, self.guard.state(), &limits, &self.ctx).await;
     }
