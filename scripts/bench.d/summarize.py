@@ -326,16 +326,7 @@ def reading(tables):
                    "connection fails (the core logs `remotely-reset pending-accept streams reached limit (20)`).")
     idle = m("per idle TLS connection: (RSS − RSS_before) / connections")
     if idle is not None and idle > 4:
-        out.append(f"An idle TLS connection costs {idle:.1f} KiB, over the 4 KiB target. Most of it is buffers that h2 "
-                   "0.4 allocates per connection at fixed sizes that no setting changes: its frame write buffer "
-                   "(16 KiB), its frame read buffer (8 KiB) and its HPACK decoder buffer (4 KiB). Then come the "
-                   "connection's task (about 8.4 KB: the connection future, with hyper's and h2's state inline), "
-                   "rustls (about 6 KB: its record reader and connection state) and h2's stream store (about 3.7 KB). "
-                   "These are heap peaks per site from `heaptrack` on the edge holding 1,000 idle connections from "
-                   "`idle_conns`, divided by 1,000 (session 6). jemalloc in place of glibc's malloc (`LD_PRELOAD`) gave "
-                   "38.9 KiB against 36.7 KiB: the buffers are written to, so a different allocator cannot help. "
-                   "Reaching 4 KiB would take an HTTP/2 stack that allocates its buffers lazily or frees them on "
-                   "idle connections, as nginx does.")
+        out.append(issue17.idle_tls_reading(idle))
     return out
 
 
