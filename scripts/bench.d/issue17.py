@@ -168,7 +168,8 @@ def scale_rows(rounds, extra):
 # live heap of `heaptrack` on an edge built with `--features
 # system-allocator` (glibc's malloc) holding 1,000 idle connections from
 # `idle_conns`, minus the same edge holding 1, divided by 999 (session 9,
-# at 67d4dc7). (owner, what, bytes, what would remove it)
+# at 67d4dc7 = 7ca621c + the idle-connection change). (owner, what, bytes,
+# what would remove it)
 IDLE_TLS_HEAP = [
     ("h2 0.4", "frame write buffer", 16384, "allocated at a fixed 16 KiB when the connection starts"),
     ("h2 0.4", "frame read buffer (tokio-util's `FramedRead`)", 8184, "allocated at a fixed 8 KiB"),
