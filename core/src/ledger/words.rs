@@ -6,18 +6,21 @@
 //! word outside its set (a provider's own error code) is bound as text to
 //! the `ELSE` parameter.
 
+use crate::call::EXECUTION_FAILED;
+use vibectl_proto::wire::Method;
+
 /// One column's words, most frequent first (each `WHEN` is a compare).
 pub(super) struct Words(&'static [&'static str]);
 
-/// `method`.
-pub(super) const METHOD: Words = Words(&["StreamExecute", "Execute"]);
+/// `method`: the RPCs' names as the contract spells them.
+pub(super) const METHOD: Words = Words(&[Method::StreamExecute.name(), Method::Execute.name()]);
 /// `outcome`.
 pub(super) const OUTCOME: Words =
     Words(&["ok", "failed", "refused", "cancelled", "deadline_exceeded"]);
 /// `status`.
 pub(super) const STATUS: Words = Words(&[
     "OK",
-    "EXECUTION_FAILED",
+    EXECUTION_FAILED,
     "RESOURCE_EXHAUSTED",
     "UNAVAILABLE",
     "CANCELLED",
