@@ -8,7 +8,7 @@
 //! | `vibectl_quota_refusals_total` | counter | `limit_type` (`token`/`cost`), `mode` (`enforced`/`shadow`) |
 //! | `vibectl_quota_backend_errors_total` | counter | |
 
-use super::policy::{Budget, Unit};
+use super::policy::{Budget, Unit, scope_of};
 use crate::metrics::Metrics;
 use opentelemetry::{KeyValue, metrics::Counter};
 use prometheus::{IntGauge, IntGaugeVec, Opts};
@@ -112,7 +112,7 @@ impl QuotaMetrics {
             return BudgetGauges::default();
         };
         let owner = if budget.key.starts_with("model:") {
-            budget.key.split(':').take(2).collect::<Vec<_>>().join(":")
+            scope_of(&budget.key).to_owned()
         } else {
             self.metrics.subject(Some(sub))
         };

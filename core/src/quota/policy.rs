@@ -268,9 +268,24 @@ pub fn counter_key(scope: &str, unit: Unit, period: Period, label: &str) -> Stri
     format!("{scope}:{}:{}:{label}", unit.key(), period.name())
 }
 
+/// The scope of a [`counter_key`]: the key without its unit, period and
+/// window label (the last three fields, none of which holds a `:`), so a
+/// model id with a `:` in it (`llama3:8b`) stays whole.
+pub fn scope_of(key: &str) -> &str {
+    key.rsplitn(4, ':').nth(3).unwrap_or(key)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_counter_keys_scope_keeps_a_model_id_with_colons() {
+        let key = counter_key("model:ollama/llama3:8b", Unit::Tokens, Period::Day, "2026-12-06");
+        assert_eq!(scope_of(&key), "model:ollama/llama3:8b");
+        let key = counter_key("sub:alice", Unit::Cost, Period::Month, "2026-12");
+        assert_eq!(scope_of(&key), "sub:alice");
+    }
 
     #[test]
     fn windows_follow_the_calendar_in_the_time_zone() {
