@@ -11,8 +11,7 @@
 //! | `vibectl_request_duration_seconds` | histogram | `method` | the request path's metrics layer (`http::metrics`), request start → end of the response stream |
 //! | `vibectl_time_to_first_chunk_seconds` | histogram | `method` | the request path's metrics layer (`http::metrics`), request start → first response DATA frame |
 //! | `vibectl_limits_backend_errors_total` | counter | `backend` | the limiter, once per call the backend failed |
-//! | `vibectl_tls_handshake_failures_total` | counter | `reason` | read from the TLS listener's counters at scrape time |
-//! | `vibectl_certificate_expiry_seconds` | gauge | — | read from the certificate resolver at scrape time |
+//! | `vibectl_tls_handshake_failures_total`, `vibectl_certificate_expiry_seconds` | | | [`tls`]: read from the TLS listener's counters and the certificate resolver at scrape time |
 //! | `vibectl_connections_*`, `vibectl_accept_errors_total`, … | | | [`connections`]: the connection limits and the failure budget |
 //! | `vibectl_acme_*` | | | [`acme`]: orders, failures by reason, renewals, ARI (ACME mode) |
 //!
@@ -26,22 +25,17 @@ mod acme;
 mod calls;
 mod connections;
 pub(crate) mod labels;
+mod tls;
 
 pub use labels::{Code, MethodLabel, SubjectLabel};
 
 use crate::tls::{CertResolver, HandshakeStats};
-use arc_swap::ArcSwapOption;
 use opentelemetry::{
     KeyValue,
-    metrics::{
-        Counter, MeterProvider as _, ObservableCounter, ObservableGauge, ObservableUpDownCounter,
-    },
+    metrics::{Counter, MeterProvider as _, ObservableUpDownCounter},
 };
 use opentelemetry_sdk::metrics::SdkMeterProvider;
-use std::{
-    sync::Arc,
-    time::{Duration, SystemTime, UNIX_EPOCH},
-};
+use std::{sync::Arc, time::Duration};
 use vibectl_config::MetricsConfig;
 
 /// Why the metrics cannot be set up or rendered.
@@ -79,23 +73,15 @@ struct Instruments {
     calls: calls::Calls,
     rate_limited: Counter<u64>,
     backend_errors: Counter<u64>,
-    tls: Arc<TlsSources>,
+    tls: Arc<tls::Sources>,
     conns: Arc<connections::Sources>,
     acme: Arc<acme::Source>,
     _observed: (
-        ObservableCounter<u64>,
-        ObservableGauge<f64>,
+        tls::Observed,
         ObservableUpDownCounter<i64>,
         connections::Observed,
         acme::Observed,
     ),
-}
-
-/// What the scrape-time instruments read; filled in once TLS is set up.
-#[derive(Default)]
-struct TlsSources {
-    certificate: ArcSwapOption<CertResolver>,
-    handshakes: ArcSwapOption<HandshakeStats>,
 }
 
 impl Drop for Instruments {
@@ -130,37 +116,8 @@ impl Metrics {
             .map_err(MetricsError::Exporter)?;
         let provider = SdkMeterProvider::builder().with_reader(exporter).build();
         let meter = provider.meter("vibectl-edge");
-        let tls = Arc::new(TlsSources::default());
-        let handshakes = {
-            let tls = tls.clone();
-            meter
-                .u64_observable_counter("vibectl_tls_handshake_failures")
-                .with_description("Failed TLS handshakes on the main listener, by reason")
-                .with_callback(move |observer| {
-                    if let Some(stats) = tls.handshakes.load().as_ref() {
-                        for (reason, n) in stats.snapshot() {
-                            observer.observe(n, &[KeyValue::new("reason", reason.as_str())]);
-                        }
-                    }
-                })
-                .build()
-        };
-        let expiry = {
-            let tls = tls.clone();
-            meter
-                .f64_observable_gauge("vibectl_certificate_expiry")
-                .with_unit("s")
-                .with_description(
-                    "Seconds until the served certificate expires (negative: expired)",
-                )
-                .with_callback(move |observer| {
-                    let served = tls.certificate.load().as_ref().and_then(|r| r.served());
-                    if let Some(served) = served {
-                        observer.observe(seconds_until(served.not_after_unix), &[]);
-                    }
-                })
-                .build()
-        };
+        let tls = Arc::new(tls::Sources::default());
+        let tls_instruments = tls::register(&meter, &tls);
         let conns = Arc::new(connections::Sources::default());
         let conn_instruments = connections::register(&meter, &conns);
         let acme = Arc::new(acme::Source::default());
@@ -199,8 +156,7 @@ impl Metrics {
             conns,
             acme,
             _observed: (
-                handshakes,
-                expiry,
+                tls_instruments,
                 in_flight,
                 conn_instruments,
                 acme_instruments,
@@ -336,16 +292,6 @@ impl Drop for InFlight {
             label.leave();
         }
     }
-}
-
-fn seconds_until(unix: i64) -> f64 {
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0.0, |d| d.as_secs_f64());
-    // Unix seconds fit an f64 exactly for the next hundred million years.
-    #[allow(clippy::cast_precision_loss)]
-    let at = unix as f64;
-    at - now
 }
 
 #[cfg(test)]
