@@ -12,7 +12,8 @@ pub mod report;
 mod sql;
 mod sqlite;
 mod store;
-mod words;
+mod sqlite_schema;
+mod sqlite_write;
 mod writer;
 
 pub use metrics::LedgerMetrics;

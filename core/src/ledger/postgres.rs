@@ -61,7 +61,7 @@ impl PostgresStore {
         Ok(Self {
             pool,
             what,
-            inserts: sql::Inserts::new(true),
+            inserts: sql::Inserts::postgres(),
         })
     }
 }

@@ -2,7 +2,6 @@
 //! and the queries, written once for any sqlx database (a macro, because
 //! sqlx's generic bounds would be longer than the code).
 
-use super::words;
 use sqlx::migrate::{Migration, MigrationType, Migrator};
 use std::borrow::Cow;
 
@@ -62,22 +61,6 @@ pub(super) const COLUMNS: &str = "ts_ms, request_id, sub, kid, jti, model, provi
     input_tokens, output_tokens, estimated, cost_nanousd, duration_ms, outcome, status";
 pub(super) const COLUMN_COUNT: usize = 15;
 
-/// SQLite's parameters per row: one per column (the words' codes, see
-/// [`words`]), then the text of each of the three words when it is
-/// outside its set.
-pub(super) const SQLITE_PARAMS: usize = COLUMN_COUNT + 3;
-
-/// SQLite's value of column `col` (1-based, [`COLUMNS`] order) of the row
-/// whose parameters follow `at`.
-fn sqlite_value(at: usize, col: usize) -> String {
-    match col {
-        8 => words::METHOD.case(at + 8, at + 16),
-        14 => words::OUTCOME.case(at + 14, at + 17),
-        15 => words::STATUS.case(at + 15, at + 18),
-        _ => format!("?{}", at + col),
-    }
-}
-
 /// Rows per multi-row `INSERT`, largest first. A batch is cut into chunks
 /// of these sizes only, so the database sees a handful of distinct
 /// statements, each prepared once and then taken from the connection's
@@ -94,8 +77,7 @@ const POSTGRES_CHUNK_ROWS: &[usize] = &[128, 32, 8, 1];
 const SQLITE_CHUNK_ROWS: &[usize] = &[16, 4, 1];
 
 /// The `INSERT` of each chunk size, written once per store (not per
-/// batch); `numbered`: `$1, $2, …` placeholders and PostgreSQL's chunk
-/// sizes, else `?` and SQLite's.
+/// batch).
 #[derive(Debug)]
 pub(super) struct Inserts {
     sizes: &'static [usize],
@@ -103,32 +85,38 @@ pub(super) struct Inserts {
 }
 
 impl Inserts {
-    pub(super) fn new(numbered: bool) -> Self {
-        let sizes = match numbered {
-            true => POSTGRES_CHUNK_ROWS,
-            false => SQLITE_CHUNK_ROWS,
-        };
-        // SQLite: `OR ROLLBACK` (a failed row fails the whole batch, which
-        // is rolled back and retried anyway) spares each statement its
-        // statement journal (a copy of every page it first touches).
-        let verb = match numbered {
-            true => "INSERT INTO",
-            false => "INSERT OR ROLLBACK INTO",
-        };
+    /// PostgreSQL's: `$1, $2, …` placeholders into `usage_ledger`.
+    pub(super) fn postgres() -> Self {
+        Self::new(POSTGRES_CHUNK_ROWS, "INSERT INTO usage_ledger", COLUMNS, COLUMN_COUNT, "$")
+    }
+
+    /// SQLite's: `?1, ?2, …` into `table (columns)`, `count` columns.
+    /// `OR ROLLBACK` (a failed row fails the whole batch, which is rolled
+    /// back and retried anyway) spares each statement its statement
+    /// journal (a copy of every page it first touches).
+    pub(super) fn sqlite(table: &str, columns: &str, count: usize) -> Self {
+        let verb = format!("INSERT OR ROLLBACK INTO {table}");
+        Self::new(SQLITE_CHUNK_ROWS, &verb, columns, count, "?")
+    }
+
+    fn new(
+        sizes: &'static [usize],
+        verb: &str,
+        columns: &str,
+        count: usize,
+        mark: &str,
+    ) -> Self {
         let statements = sizes
             .iter()
             .map(|&rows| {
-                let mut sql = format!("{verb} usage_ledger ({COLUMNS}) VALUES ");
+                let mut sql = format!("{verb} ({columns}) VALUES ");
                 for row in 0..rows {
                     sql.push_str(if row == 0 { "(" } else { ", (" });
-                    for col in 1..=COLUMN_COUNT {
+                    for col in 1..=count {
                         if col > 1 {
                             sql.push_str(", ");
                         }
-                        match numbered {
-                            true => sql.push_str(&format!("${}", row * COLUMN_COUNT + col)),
-                            false => sql.push_str(&sqlite_value(row * SQLITE_PARAMS, col)),
-                        }
+                        sql.push_str(&format!("{mark}{}", row * count + col));
                     }
                     sql.push(')');
                 }
@@ -277,7 +265,7 @@ mod tests {
 
     #[test]
     fn batches_are_cut_into_a_few_statement_sizes() {
-        let inserts = Inserts::new(false);
+        let inserts = Inserts::sqlite("t", "a, b", 2);
         let rows: Vec<usize> = (0..300).collect();
         let sizes: Vec<usize> = inserts.chunks(&rows).map(|(_, c)| c.len()).collect();
         assert_eq!(sizes.iter().sum::<usize>(), 300);
@@ -288,10 +276,10 @@ mod tests {
         assert_eq!(inserts.chunks::<usize>(&[]).count(), 0);
         let (one, _) = inserts.chunks(&rows[..1]).next().expect("a chunk");
         let one = inserts.statement(one);
-        assert!(one.starts_with("INSERT OR ROLLBACK INTO"), "{one}");
-        assert!(one.contains("VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, CASE ?8 WHEN 0"), "{one}");
-        assert!(one.ends_with("ELSE ?18 END)"), "{one}");
-        let numbered = Inserts::new(true);
+        assert_eq!(one, "INSERT OR ROLLBACK INTO t (a, b) VALUES (?1, ?2)");
+        let (four, _) = inserts.chunks(&rows[..4]).next().expect("a chunk");
+        assert!(inserts.statement(four).ends_with("(?7, ?8)"));
+        let numbered = Inserts::postgres();
         let (two, _) = numbered.chunks(&rows[..8]).next().expect("a chunk");
         let two = numbered.statement(two);
         assert!(two.contains("($1, $2,") && two.ends_with("$119, $120)"), "{two}");

@@ -10,7 +10,11 @@
 //! thread or copy of the binds between (sqlx's SQLite driver cost the
 //! ledger more than SQLite did).
 
-use super::{BlockingInsert, LedgerError, LedgerRow, sql, words};
+use super::{
+    BlockingInsert, LedgerError, LedgerRow, sql,
+    sqlite_schema::{migration_2, migration_3},
+    sqlite_write::{Prepared, inserts},
+};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
@@ -39,27 +43,6 @@ pub struct SqliteStore {
 }
 
 sql::sql_store!(SqliteStore, sqlx::Sqlite, "sqlite");
-
-/// Migration 2: the table without `AUTOINCREMENT` (a new row's id is the
-/// largest + 1, as before, without a `sqlite_sequence` read and write per
-/// statement) and with one index, on `ts_ms`: every report and restore
-/// selects a time range (a `--sub` report filters that range); the index
-/// on `(sub, ts_ms)` cost every insert a second index entry. Rows and
-/// their ids are kept.
-fn migration_2() -> String {
-    format!(
-        "DROP INDEX usage_ledger_ts;
-    DROP INDEX usage_ledger_sub_ts;
-    ALTER TABLE usage_ledger RENAME TO usage_ledger_v1;
-    {}
-    DROP INDEX usage_ledger_sub_ts;
-    INSERT INTO usage_ledger (id, {cols}) SELECT id, {cols} FROM usage_ledger_v1;
-    DROP TABLE usage_ledger_v1;
-    DELETE FROM sqlite_sequence WHERE name = 'usage_ledger_v1';",
-        sql::table_v1("INTEGER PRIMARY KEY", "INTEGER"),
-        cols = sql::COLUMNS,
-    )
-}
 
 impl SqliteStore {
     /// Opens (creating it and its directory if needed) and migrates `path`.
@@ -92,11 +75,12 @@ impl SqliteStore {
                 sql::table_v1("INTEGER PRIMARY KEY AUTOINCREMENT", "INTEGER"),
             ),
             (2, "usage ledger: no autoincrement, one index", migration_2()),
+            (3, "usage ledger: rows by time, words once", migration_3()),
         ])
         .run(&pool)
         .await
         .map_err(|e| open_err(format!("migration failed: {e}")))?;
-        let inserts = sql::Inserts::new(false);
+        let inserts = inserts();
         let writer = open_writer(path).map_err(|e| open_err(e.to_string()))?;
         Prepared::new(&writer, &inserts).map_err(|e| open_err(e.to_string()))?;
         Ok(Self {
@@ -157,92 +141,6 @@ fn open_writer(path: &Path) -> rusqlite::Result<rusqlite::Connection> {
     Ok(conn)
 }
 
-/// A connection's statements for writing rows, each prepared once: the
-/// batch's transaction (rusqlite's `Transaction` parses its `BEGIN` and
-/// `COMMIT` anew each time) and the multi-row `INSERT`s of
-/// [`sql::Inserts`] (the largest is parsed in milliseconds: never on a
-/// batch's time; each keeps its cursors open across its rows).
-struct Prepared<'c> {
-    conn: &'c rusqlite::Connection,
-    begin: rusqlite::Statement<'c>,
-    commit: rusqlite::Statement<'c>,
-    inserts: Vec<rusqlite::Statement<'c>>,
-}
-
-impl<'c> Prepared<'c> {
-    fn new(conn: &'c rusqlite::Connection, inserts: &sql::Inserts) -> rusqlite::Result<Self> {
-        Ok(Self {
-            conn,
-            begin: conn.prepare("BEGIN IMMEDIATE")?,
-            commit: conn.prepare("COMMIT")?,
-            inserts: inserts
-                .statements()
-                .map(|sql| conn.prepare(sql))
-                .collect::<rusqlite::Result<_>>()?,
-        })
-    }
-
-    /// `rows` in one transaction, cut into chunks by `sizes`. On an error
-    /// the transaction is rolled back (nothing of the batch is stored)
-    /// and the batch retried.
-    fn write(&mut self, sizes: &sql::Inserts, rows: &[LedgerRow]) -> rusqlite::Result<()> {
-        self.begin.raw_execute()?;
-        let written = (|| {
-            for (i, chunk) in sizes.chunks(rows) {
-                let insert = &mut self.inserts[i];
-                for (n, r) in chunk.iter().enumerate() {
-                    bind(insert, n * sql::SQLITE_PARAMS, r)?;
-                }
-                insert.raw_execute()?;
-            }
-            self.commit.raw_execute()
-        })();
-        if written.is_err() && !self.conn.is_autocommit() {
-            // Still open (SQLite ends it itself on some errors): ended here.
-            let _ = self.conn.execute_batch("ROLLBACK");
-        }
-        written.map(drop)
-    }
-}
-
-/// Binds `r` to parameters `at + 1 ..= at + 18` ([`sql::COLUMNS`] order,
-/// then the words outside their sets; each bind statically typed; SQLite
-/// copies the strings, not the words' codes).
-fn bind(insert: &mut rusqlite::Statement<'_>, at: usize, r: &LedgerRow) -> rusqlite::Result<()> {
-    insert.raw_bind_parameter(at + 1, r.ts_ms)?;
-    insert.raw_bind_parameter(at + 2, r.request_id.as_str())?;
-    insert.raw_bind_parameter(at + 3, r.sub.as_str())?;
-    insert.raw_bind_parameter(at + 4, r.kid.as_deref())?;
-    insert.raw_bind_parameter(at + 5, r.jti.as_deref())?;
-    insert.raw_bind_parameter(at + 6, r.model.as_str())?;
-    insert.raw_bind_parameter(at + 7, r.provider.as_str())?;
-    bind_word(insert, &words::METHOD, (at + 8, at + 16), &r.method)?;
-    insert.raw_bind_parameter(at + 9, r.input_tokens)?;
-    insert.raw_bind_parameter(at + 10, r.output_tokens)?;
-    insert.raw_bind_parameter(at + 11, r.estimated)?;
-    insert.raw_bind_parameter(at + 12, r.cost_nanousd)?;
-    insert.raw_bind_parameter(at + 13, r.duration_ms)?;
-    bind_word(insert, &words::OUTCOME, (at + 14, at + 17), &r.outcome)?;
-    bind_word(insert, &words::STATUS, (at + 15, at + 18), &r.status)
-}
-
-/// A word's code; outside its set, -1 and its text. (A known word leaves
-/// the text parameter as it was: the `CASE` never reads it then.)
-fn bind_word(
-    insert: &mut rusqlite::Statement<'_>,
-    words: &words::Words,
-    (code, text): (usize, usize),
-    word: &str,
-) -> rusqlite::Result<()> {
-    match words.code(word) {
-        Some(c) => insert.raw_bind_parameter(code, c),
-        None => {
-            insert.raw_bind_parameter(code, -1i64)?;
-            insert.raw_bind_parameter(text, word)
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -268,66 +166,84 @@ mod tests {
         }
     }
 
-    /// A ledger written before migration 2 opens: its rows and ids are
-    /// kept, new rows follow them, and reports read both.
+    /// A ledger written before migration 2 or 3 opens: its rows and ids
+    /// are kept (a gap too), new rows follow them, and reports read both.
     #[tokio::test]
-    async fn a_ledger_of_migration_one_keeps_its_rows() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let path = dir.path().join("usage.db");
-        let options = SqliteConnectOptions::new()
-            .filename(&path)
-            .create_if_missing(true);
-        let pool = SqlitePool::connect_with(options).await.expect("open");
-        sql::migrator(vec![(
-            1,
-            "usage ledger",
-            sql::table_v1("INTEGER PRIMARY KEY AUTOINCREMENT", "INTEGER"),
-        )])
-        .run(&pool)
-        .await
-        .expect("migration 1");
-        let inserts = sql::Inserts::new(false);
-        let old = open_writer(&path).expect("writer");
-        Prepared::new(&old, &inserts)
-            .and_then(|mut p| p.write(&inserts, &[row("a", 1), row("b", 2)]))
-            .expect("rows");
-        drop(old);
-        pool.close().await;
+    async fn ledgers_of_migrations_one_and_two_keep_their_rows() {
+        for steps in [1usize, 2] {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let path = dir.path().join("usage.db");
+            let options = SqliteConnectOptions::new()
+                .filename(&path)
+                .create_if_missing(true);
+            let pool = SqlitePool::connect_with(options).await.expect("open");
+            let all = vec![
+                (1, "usage ledger", sql::table_v1("INTEGER PRIMARY KEY AUTOINCREMENT", "INTEGER")),
+                (2, "usage ledger: no autoincrement, one index", migration_2()),
+            ];
+            sql::migrator(all.into_iter().take(steps).collect())
+                .run(&pool)
+                .await
+                .expect("old migrations");
+            for (id, r) in [(1, row("a", 1)), (5, row("b", 2))] {
+                sqlx::query(&format!(
+                    "INSERT INTO usage_ledger (id, {}) VALUES (?, ?, ?, ?, ?, NULL, ?, ?, ?, 3, 4, 1, 70, 5, 'ok', 'OK')",
+                    sql::COLUMNS
+                ))
+                .bind(id)
+                .bind(r.ts_ms)
+                .bind(&r.request_id)
+                .bind(&r.sub)
+                .bind(&r.kid)
+                .bind(&r.model)
+                .bind(&r.provider)
+                .bind(&*r.method)
+                .execute(&pool)
+                .await
+                .expect("old row");
+            }
+            pool.close().await;
 
-        let store = SqliteStore::open(&path).await.expect("migrated");
-        // A word outside its set is stored as its text too.
-        let odd = LedgerRow {
-            method: "Execute".into(),
-            outcome: "failed".into(),
-            status: "provider_http_500".into(),
-            ..row("d", 4)
-        };
-        store.insert(&[row("c", 3), odd.clone()]).await.expect("insert");
-        assert_eq!(store.rows(3, 5, None).await.expect("rows"), [row("c", 3), odd]);
-        let ids: Vec<String> = store
-            .rows(0, i64::MAX, Some("alice"))
+            let store = SqliteStore::open(&path).await.expect("migrated");
+            let odd = LedgerRow {
+                sub: "bob".into(),
+                jti: Some("j1".into()),
+                outcome: "failed".into(),
+                status: "provider_http_500".into(),
+                ..row("d", 4)
+            };
+            store.insert(&[row("c", 3), odd.clone()]).await.expect("insert");
+            store.insert(&[row("e", 4)]).await.expect("insert");
+            assert_eq!(store.rows(3, 5, None).await.expect("rows"), [row("c", 3), odd, row("e", 4)]);
+            let ids: Vec<String> = store
+                .rows(0, i64::MAX, Some("alice"))
+                .await
+                .expect("rows")
+                .into_iter()
+                .map(|r| r.request_id)
+                .collect();
+            assert_eq!(ids, ["a", "b", "c", "e"]);
+            assert_eq!(store.rows(2, 3, None).await.expect("rows"), [row("b", 2)]);
+            let totals = store.totals(0).await.expect("totals");
+            let alice = totals.iter().find(|t| t.sub == "alice").expect("alice");
+            assert_eq!((alice.tokens, alice.cost_nanousd), (28, 280));
+            let ids: Vec<(i64, String)> =
+                sqlx::query_as("SELECT id, request_id FROM usage_ledger ORDER BY id")
+                    .fetch_all(&store.pool)
+                    .await
+                    .expect("ids");
+            let want = [(1, "a"), (5, "b"), (6, "c"), (7, "d"), (8, "e")];
+            let want: Vec<(i64, String)> = want.iter().map(|(i, r)| (*i, (*r).into())).collect();
+            assert_eq!(ids, want, "ids kept and continued (from migration {steps})");
+            let tables: Vec<(String,)> = sqlx::query_as(
+                "SELECT sql FROM sqlite_master WHERE sql IS NOT NULL AND name NOT LIKE 'sqlite_%' ORDER BY name",
+            )
+            .fetch_all(&store.pool)
             .await
-            .expect("rows")
-            .into_iter()
-            .map(|r| r.request_id)
-            .collect();
-        assert_eq!(ids, ["a", "b", "c", "d"]);
-        assert_eq!(store.rows(2, 3, None).await.expect("rows"), [row("b", 2)]);
-        let totals = store.totals(0).await.expect("totals");
-        assert_eq!((totals[0].tokens, totals[0].cost_nanousd), (28, 280));
-        let schema: Vec<(String,)> = sqlx::query_as(
-            "SELECT sql FROM sqlite_master WHERE tbl_name = 'usage_ledger' AND sql IS NOT NULL",
-        )
-        .fetch_all(&store.pool)
-        .await
-        .expect("schema");
-        let schema: Vec<&str> = schema.iter().map(|(s,)| s.as_str()).collect();
-        assert_eq!(schema.len(), 2, "the table and one index: {schema:?}");
-        assert!(!schema[0].contains("AUTOINCREMENT"), "{schema:?}");
-        let max_id: (i64,) = sqlx::query_as("SELECT MAX(id) FROM usage_ledger")
-            .fetch_one(&store.pool)
-            .await
-            .expect("id");
-        assert_eq!(max_id.0, 4, "ids kept and continued");
+            .expect("schema");
+            let calls = tables.iter().find(|(s,)| s.contains("TABLE usage_calls")).expect("usage_calls");
+            assert!(calls.0.ends_with("WITHOUT ROWID"), "{tables:?}");
+            assert!(!tables.iter().any(|(s,)| s.contains("INDEX")), "no index: {tables:?}");
+        }
     }
 }
