@@ -5,7 +5,7 @@
 //! The core resolves models and aliases ([`registry`]), calls providers
 //! (built-in `echo`, OpenAI-compatible, Anthropic) with real streaming,
 //! accounts tokens and cost, and holds the provider API keys. Of the
-//! caller's limits that the edge passes in `x-vibectl-limit-*` headers it
+//! caller's limits that the edge passes in the `x-vibectl-limits` header it
 //! enforces the two only it can ([`limits`]: the input length, which needs
 //! the decoded request, and the deadline, which must cancel the provider
 //! call); it exports Prometheus [`metrics`] on its own loopback listener.

@@ -1,5 +1,5 @@
-//! The caller's limits, as the edge passes them in request headers after it
-//! verified the token (`x-vibectl-limit-*`; absent = unlimited), and the
+//! The caller's limits, as the edge passes them in a request header after
+//! it verified the token (`x-vibectl-limits`; absent = unlimited), and the
 //! call's deadline (`grpc-timeout`). The core enforces the two it can only
 //! enforce itself: the input length (it decodes the request) and the
 //! deadline (it owns the provider call). Rate and concurrency are the
@@ -11,13 +11,10 @@ use tokio::time::Instant;
 use tonic::{Status, metadata::MetadataMap};
 use vibectl_proto::{ExecuteRequest, ServerLimits};
 
-use vibectl_proto::wire::{LIMIT_TYPE, LimitType, parse_grpc_timeout};
+use vibectl_proto::wire::{LIMIT_TYPE, LimitType, LimitValues, parse_grpc_timeout};
 
 // The header names, parsed once.
-use vibectl_proto::wire::header_names::{
-    GRPC_TIMEOUT as GRPC_TIMEOUT_NAME, LIMIT_CONCURRENCY as CONCURRENCY_NAME,
-    LIMIT_INPUT_LENGTH as INPUT_LENGTH_NAME, LIMIT_RPM as RPM_NAME, LIMIT_TIMEOUT as TIMEOUT_NAME,
-};
+use vibectl_proto::wire::header_names::{GRPC_TIMEOUT as GRPC_TIMEOUT_NAME, LIMITS as LIMITS_NAME};
 
 /// The edge may spend a moment before forwarding: a `grpc-timeout` within
 /// this much of the token's `request_timeout_seconds` is taken to be it.
@@ -26,14 +23,8 @@ const TOKEN_DEADLINE_SLACK: Duration = Duration::from_secs(1);
 /// The limits in force for one call.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct CallLimits {
-    /// `x-vibectl-limit-rpm`.
-    pub requests_per_minute: Option<u32>,
-    /// `x-vibectl-limit-concurrency`.
-    pub concurrency: Option<u32>,
-    /// `x-vibectl-limit-input-length`, in characters.
-    pub input_length: Option<u32>,
-    /// `x-vibectl-limit-timeout`, in seconds.
-    pub timeout_seconds: Option<u32>,
+    /// The caller's limits (`x-vibectl-limits`).
+    pub limits: LimitValues,
     /// `grpc-timeout`.
     pub grpc_timeout: Option<Duration>,
 }
@@ -44,20 +35,17 @@ impl CallLimits {
     pub fn from_metadata(metadata: &MetadataMap) -> Self {
         let headers: &HeaderMap = metadata.as_ref();
         let text = |name: &HeaderName| headers.get(name).and_then(|v| v.to_str().ok());
-        let number = |name: &HeaderName| {
-            let value = text(name)?;
-            match value.trim().parse::<u32>() {
-                Ok(n) if n > 0 => Some(n),
-                _ => {
-                    tracing::warn!(
-                        header = name.as_str(),
-                        value,
-                        "ignoring a malformed limit header"
-                    );
-                    None
-                }
+        let limits = text(&LIMITS_NAME).map_or_else(LimitValues::default, |value| {
+            let (limits, malformed) = LimitValues::parse(value);
+            for part in malformed {
+                tracing::warn!(
+                    header = LIMITS_NAME.as_str(),
+                    part,
+                    "ignoring a malformed limit"
+                );
             }
-        };
+            limits
+        });
         let grpc_timeout = text(&GRPC_TIMEOUT_NAME).and_then(|value| {
             let parsed = parse_grpc_timeout(value);
             if parsed.is_none() {
@@ -66,10 +54,7 @@ impl CallLimits {
             parsed
         });
         Self {
-            requests_per_minute: number(&RPM_NAME),
-            concurrency: number(&CONCURRENCY_NAME),
-            input_length: number(&INPUT_LENGTH_NAME),
-            timeout_seconds: number(&TIMEOUT_NAME),
+            limits,
             grpc_timeout,
         }
     }
@@ -78,10 +63,10 @@ impl CallLimits {
     pub fn server_limits(&self) -> ServerLimits {
         let as_i32 = |n: Option<u32>| n.map(|n| i32::try_from(n).unwrap_or(i32::MAX));
         ServerLimits {
-            max_requests_per_minute: as_i32(self.requests_per_minute),
-            max_concurrent_requests: as_i32(self.concurrency),
-            max_input_length: as_i32(self.input_length),
-            request_timeout_seconds: as_i32(self.timeout_seconds),
+            max_requests_per_minute: as_i32(self.limits.requests_per_minute),
+            max_concurrent_requests: as_i32(self.limits.concurrency),
+            max_input_length: as_i32(self.limits.input_length),
+            request_timeout_seconds: as_i32(self.limits.timeout_seconds),
         }
     }
 
@@ -89,7 +74,7 @@ impl CallLimits {
     /// request's characters exceed the caller's limit. No `retry-after-ms`:
     /// waiting does not make the input shorter.
     pub fn check_input(&self, request: &ExecuteRequest) -> Result<(), InputTooLong> {
-        let Some(limit) = self.input_length else {
+        let Some(limit) = self.limits.input_length else {
             return Ok(());
         };
         let characters = input_characters(request);
@@ -103,6 +88,7 @@ impl CallLimits {
     /// `grpc-timeout` and the token's `request_timeout_seconds`.
     pub fn deadline(&self, started: Instant) -> Option<Deadline> {
         let token = self
+            .limits
             .timeout_seconds
             .map(|s| Duration::from_secs(u64::from(s)));
         // (time allowed, the time named in the message, whose limit)
@@ -215,10 +201,7 @@ fn human(d: Duration) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use vibectl_proto::wire::{
-        GRPC_TIMEOUT, LIMIT_CONCURRENCY_HEADER, LIMIT_INPUT_LENGTH_HEADER, LIMIT_RPM_HEADER,
-        LIMIT_TIMEOUT_HEADER,
-    };
+    use vibectl_proto::wire::{GRPC_TIMEOUT, LIMITS_HEADER};
 
     fn metadata(pairs: &[(&'static str, &str)]) -> MetadataMap {
         let mut m = MetadataMap::new();
@@ -231,19 +214,20 @@ mod tests {
     #[test]
     fn headers_become_limits_and_bad_ones_are_ignored() {
         let l = CallLimits::from_metadata(&metadata(&[
-            (LIMIT_RPM_HEADER, "60"),
-            (LIMIT_CONCURRENCY_HEADER, "0"),
-            (LIMIT_INPUT_LENGTH_HEADER, "32000"),
-            (LIMIT_TIMEOUT_HEADER, "many"),
+            (
+                LIMITS_HEADER,
+                "rpm=60,concurrency=0,input-length=32000,timeout=many",
+            ),
             (GRPC_TIMEOUT, "5S"),
         ]));
         assert_eq!(
             l,
             CallLimits {
-                requests_per_minute: Some(60),
-                concurrency: None,
-                input_length: Some(32000),
-                timeout_seconds: None,
+                limits: LimitValues {
+                    requests_per_minute: Some(60),
+                    input_length: Some(32000),
+                    ..LimitValues::default()
+                },
                 grpc_timeout: Some(Duration::from_secs(5)),
             }
         );
@@ -266,7 +250,10 @@ mod tests {
         };
         assert_eq!(input_characters(&req), 7);
         let limits = |n| CallLimits {
-            input_length: Some(n),
+            limits: LimitValues {
+                input_length: Some(n),
+                ..LimitValues::default()
+            },
             ..CallLimits::default()
         };
         assert!(limits(7).check_input(&req).is_ok());
@@ -294,8 +281,10 @@ mod tests {
         let now = Instant::now();
         let l = |grpc: Option<u64>, token: Option<u32>| CallLimits {
             grpc_timeout: grpc.map(Duration::from_millis),
-            timeout_seconds: token,
-            ..CallLimits::default()
+            limits: LimitValues {
+                timeout_seconds: token,
+                ..LimitValues::default()
+            },
         };
         assert_eq!(l(None, None).deadline(now), None);
         let d = l(Some(500), None).deadline(now).expect("client");

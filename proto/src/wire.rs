@@ -3,7 +3,7 @@
 //!
 //! The edge verifies the token, strips every client-sent `x-vibectl-*`
 //! header, sets [`SUB_HEADER`], [`ALLOWED_MODELS_HEADER`] and the
-//! `x-vibectl-limit-*` headers ([`LIMIT_RPM_HEADER`] …), rewrites
+//! caller's limits ([`LIMITS_HEADER`]), rewrites
 //! [`GRPC_TIMEOUT`] to the call's deadline, and forwards over h2c. The core
 //! trusts those headers (it listens on loopback only) and answers limit
 //! refusals with a [`LimitType`] in [`LIMIT_TYPE`] trailing metadata (the
@@ -11,6 +11,9 @@
 //! it on both sides.
 
 use std::time::Duration;
+
+mod limits;
+pub use limits::{LIMITS_HEADER, LimitValues};
 
 // The service name as a literal, so the method paths below are built from
 // it at compile time (`concat!` takes literals, not constants).
@@ -36,14 +39,6 @@ pub const JTI_HEADER: &str = "x-vibectl-jti";
 /// The models the caller's token may use (comma-separated ids or aliases);
 /// absent = every model.
 pub const ALLOWED_MODELS_HEADER: &str = "x-vibectl-allowed-models";
-/// The caller's sustained requests per minute.
-pub const LIMIT_RPM_HEADER: &str = "x-vibectl-limit-rpm";
-/// The caller's calls in flight at once.
-pub const LIMIT_CONCURRENCY_HEADER: &str = "x-vibectl-limit-concurrency";
-/// The caller's maximum input, in characters of system + user fragments.
-pub const LIMIT_INPUT_LENGTH_HEADER: &str = "x-vibectl-limit-input-length";
-/// The caller's longest call, in seconds.
-pub const LIMIT_TIMEOUT_HEADER: &str = "x-vibectl-limit-timeout";
 /// The gRPC deadline header (`<1-8 digits><H|M|S|m|u|n>`).
 pub const GRPC_TIMEOUT: &str = "grpc-timeout";
 /// Metadata (header or trailer) naming the limit that refused or ended a
@@ -58,16 +53,8 @@ pub const RETRY_AFTER_MS: &str = "retry-after-ms";
 pub mod header_names {
     use tonic::codegen::http::HeaderName;
 
-    /// [`super::LIMIT_RPM_HEADER`].
-    pub const LIMIT_RPM: HeaderName = HeaderName::from_static(super::LIMIT_RPM_HEADER);
-    /// [`super::LIMIT_CONCURRENCY_HEADER`].
-    pub const LIMIT_CONCURRENCY: HeaderName =
-        HeaderName::from_static(super::LIMIT_CONCURRENCY_HEADER);
-    /// [`super::LIMIT_INPUT_LENGTH_HEADER`].
-    pub const LIMIT_INPUT_LENGTH: HeaderName =
-        HeaderName::from_static(super::LIMIT_INPUT_LENGTH_HEADER);
-    /// [`super::LIMIT_TIMEOUT_HEADER`].
-    pub const LIMIT_TIMEOUT: HeaderName = HeaderName::from_static(super::LIMIT_TIMEOUT_HEADER);
+    /// [`super::LIMITS_HEADER`].
+    pub const LIMITS: HeaderName = HeaderName::from_static(super::LIMITS_HEADER);
     /// [`super::GRPC_TIMEOUT`].
     pub const GRPC_TIMEOUT: HeaderName = HeaderName::from_static(super::GRPC_TIMEOUT);
     /// [`super::RETRY_AFTER_MS`].

@@ -171,7 +171,7 @@ pub struct RequestContext {
     /// The verified token, once auth accepted it.
     identity: Option<Identity>,
     /// Headers the edge's own layers send the core (the caller's
-    /// `x-vibectl-limit-*`); forward adds them after stripping every
+    /// `x-vibectl-limits`); forward adds them after stripping every
     /// client-sent `x-vibectl-*`.
     pub core_headers: CoreHeaders,
     /// How long forward waits for the core's response headers when the

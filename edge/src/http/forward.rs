@@ -12,6 +12,7 @@ use crate::{
         context::{RequestContext, SUB_NAME},
         core_client::CoreClient,
         grpc_status::{GrpcCode, percent_encode},
+        request_id::X_REQUEST_ID,
     },
     limits::deadline::ResponseWait,
 };
@@ -111,6 +112,11 @@ where
                 .remove::<RequestContext>()
                 .unwrap_or_default();
             rewrite_identity(&mut parts.headers, None);
+            // The request id stays on the edge (its span, the response):
+            // the core reads none (its ledger and logs use the message's
+            // `request_id`), and a value new on every call is a literal
+            // that HPACK encodes, and the core decodes, on every call.
+            parts.headers.remove(X_REQUEST_ID);
             // The verified `sub`, the key and token ids (for the core's
             // quotas and ledger) and the token's model scope, if any.
             if let Some(identity) = context.identity() {

@@ -6,8 +6,8 @@
 //! `RESOURCE_EXHAUSTED` with `limit-type` and `retry-after-ms`, or
 //! `UNAVAILABLE` when the backend is down and the policy is to fail closed.
 //!
-//! An admitted call carries its limits to the core (`x-vibectl-limit-rpm`,
-//! `-concurrency`, `-input-length`, `-timeout`; absent = unlimited) and a
+//! An admitted call carries its limits to the core (`x-vibectl-limits`:
+//! `rpm`, `concurrency`, `input-length`, `timeout`; absent = unlimited) and a
 //! `grpc-timeout` that is the shorter of the client's and the token's
 //! `request_timeout_seconds`. The core enforces input length and the
 //! deadline; this layer is the backstop that ends a call still running

@@ -106,7 +106,7 @@ where
         // Mark `authorization` and `x-request-id` sensitive (HPACK never
         // indexes them; `Debug` redacts them) before anything could log or
         // re-encode them; set `x-request-id` (the client's, else a new
-        // UUID) so the span below and every log line in it carry it, and
+        // random id) so the span below and every log line in it carry it, and
         // echo it on the response, for support.
         .layer(request_id::RequestIdLayer)
         // One span per request (id, path; `sub` filled in by auth). Outcomes

@@ -1,10 +1,11 @@
 //! `x-request-id`, and the credentials marked sensitive, in one layer: a
-//! client's `x-request-id` is kept, else a new UUID is set; either is
+//! client's `x-request-id` is kept, else a new random id is set; either is
 //! echoed on the response (unless the response has its own). The request's
 //! `authorization` and `x-request-id` are marked sensitive before anything
 //! could log or re-encode them: HPACK never indexes them and `Debug`
-//! redacts them. A request id is new on every call, so HPACK must not
-//! index it (on the core leg, nor echoed to the client), or each call
+//! redacts them. The id is not sent to the core (forward removes it: the
+//! core reads none). A request id is new on every call, so HPACK must not
+//! index it (echoed to the client), or each call
 //! inserts an entry that evicts the ones that do repeat, and the encoder
 //! walks a chain of stale ids on every call.
 //!
@@ -28,20 +29,29 @@ use tower::{Layer, Service};
 /// `x-request-id`.
 pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
-/// A new request id: a random UUID (v4), encoded in place, marked
-/// sensitive (HPACK sends it as a never-indexed literal).
+/// A new request id: 96 random bits in base64url, 16 characters (as
+/// unlikely to repeat as a UUID v4's 122 bits over any log's lifetime; a
+/// UUID's 36 characters were Huffman-coded by HPACK on every response),
+/// marked sensitive (HPACK sends it as a never-indexed literal).
 pub fn new_request_id() -> HeaderValue {
-    let mut buffer = uuid::Uuid::encode_buffer();
-    let id = uuid::Uuid::new_v4().hyphenated().encode_lower(&mut buffer);
-    let mut value = HeaderValue::from_str(id).unwrap_or(HeaderValue::from_static("-"));
+    use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
+    use rand::RngCore;
+    let mut random = [0u8; 12];
+    rand::rng().fill_bytes(&mut random);
+    let mut text = [0u8; 16];
+    let id = match URL_SAFE_NO_PAD.encode_slice(random, &mut text) {
+        Ok(16) => HeaderValue::from_bytes(&text).ok(),
+        _ => None,
+    };
+    let mut value = id.unwrap_or(HeaderValue::from_static("-"));
     value.set_sensitive(true);
     value
 }
 
-/// Headers the edge adds to a forwarded request beside the client's:
-/// `x-request-id`, `grpc-timeout`, `x-vibectl-sub`, `-jti` and the four
-/// `x-vibectl-limit-*` (room made once: growing the map insert by insert
-/// re-hashed it up to twice per call).
+/// Headers the edge adds to a forwarded request beside the client's (room
+/// for `x-request-id`, `grpc-timeout`, `x-vibectl-sub`, `-kid`, `-jti`,
+/// `-allowed-models` and `-limits`, made once: growing the map insert by
+/// insert re-hashed it up to twice per call).
 const ADDED_HEADERS: usize = 8;
 
 /// Marks every `authorization` and `x-request-id` value sensitive, in one
@@ -151,10 +161,13 @@ mod tests {
         let id = &response.headers()[X_REQUEST_ID];
         assert!(id.is_sensitive(), "never indexed by HPACK");
         let text = id.to_str().expect("ascii");
-        assert_eq!(
-            uuid::Uuid::parse_str(text).map(|u| u.get_version_num()),
-            Ok(4)
+        assert_eq!(text.len(), 16, "{text}");
+        assert!(
+            text.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'),
+            "base64url: {text}"
         );
+        assert_ne!(new_request_id(), new_request_id(), "random");
         assert_eq!(response.body()[X_REQUEST_ID], text, "the request carried it");
 
         let mut request = Request::new(());

@@ -15,7 +15,7 @@ use std::{
 };
 use tower::ServiceExt;
 use vibectl_config::{Config, Secret};
-use vibectl_proto::wire::{LIMIT_RPM_HEADER, Method};
+use vibectl_proto::wire::{LIMITS_HEADER, Method};
 
 const SECRET: &str = "stack-test-secret-0123456789abcdefgh";
 
@@ -86,7 +86,7 @@ async fn the_layers_run_in_order_over_a_stub_leaf() {
     let context = seen.first().expect("the leaf was called");
     assert_eq!(context.identity().map(Identity::sub), Some("alice"));
     assert_eq!(
-        context.core_headers.get(LIMIT_RPM_HEADER).map(|v| v.as_bytes()),
-        Some(&b"60"[..])
+        context.core_headers.get(LIMITS_HEADER).map(|v| v.as_bytes()),
+        Some(&b"rpm=60"[..])
     );
 }

@@ -1,5 +1,5 @@
 //! What an admitted call tells the core about its limits: the caller's
-//! `x-vibectl-limit-*` headers (absent = unlimited, set on the request's
+//! `x-vibectl-limits` header (absent = unlimited, set on the request's
 //! context for forward to add after stripping the client's) and the call's
 //! `grpc-timeout`, the shorter of the client's and the token's. The last
 //! ones made are kept: nearly every call has the limits of the call before
@@ -11,11 +11,8 @@ use crate::limits::deadline::CallDeadline;
 use http::{HeaderValue, Request};
 use std::sync::{Mutex, PoisonError};
 use vibectl_config::LimitSet;
-use vibectl_proto::wire::format_grpc_timeout;
-use vibectl_proto::wire::header_names::{
-    GRPC_TIMEOUT as DEADLINE, LIMIT_CONCURRENCY as CONCURRENCY,
-    LIMIT_INPUT_LENGTH as INPUT_LENGTH, LIMIT_RPM as RPM, LIMIT_TIMEOUT as TIMEOUT,
-};
+use vibectl_proto::wire::header_names::{GRPC_TIMEOUT as DEADLINE, LIMITS};
+use vibectl_proto::wire::{LimitValues, format_grpc_timeout};
 
 /// The last stamped limits and deadline as headers (see the module doc).
 #[derive(Debug, Default)]
@@ -63,26 +60,21 @@ impl Stamps {
 
 /// The caller's limits as headers for the core.
 fn core_headers(limits: &LimitSet) -> CoreHeaders {
-    let headers = [
-        (RPM, limits.max_requests_per_minute),
-        (CONCURRENCY, limits.max_concurrent_requests),
-        (INPUT_LENGTH, limits.max_input_length),
-        (TIMEOUT, limits.request_timeout_seconds),
-    ]
-    .into_iter()
-    .filter_map(|(name, value)| Some((name, HeaderValue::from(value?.get()))))
-    .collect();
-    CoreHeaders::new(headers)
+    let values = LimitValues {
+        requests_per_minute: limits.max_requests_per_minute.map(|n| n.get()),
+        concurrency: limits.max_concurrent_requests.map(|n| n.get()),
+        input_length: limits.max_input_length.map(|n| n.get()),
+        timeout_seconds: limits.request_timeout_seconds.map(|n| n.get()),
+    };
+    let header = values.to_header().and_then(|v| HeaderValue::try_from(v).ok());
+    CoreHeaders::new(header.map(|value| (LIMITS, value)).into_iter().collect())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::{num::NonZeroU32, time::Duration};
-    use vibectl_proto::wire::{
-        GRPC_TIMEOUT, LIMIT_CONCURRENCY_HEADER, LIMIT_INPUT_LENGTH_HEADER, LIMIT_RPM_HEADER,
-        LIMIT_TIMEOUT_HEADER,
-    };
+    use vibectl_proto::wire::{GRPC_TIMEOUT, LIMITS_HEADER};
 
     #[test]
     fn limits_and_the_shorter_deadline_are_stamped() {
@@ -100,13 +92,14 @@ mod tests {
         Stamps::default().stamp(&mut request, &limits, deadline);
         assert_eq!(request.headers()[GRPC_TIMEOUT], "5000m");
         let core = &RequestContext::of(&request).expect("set").core_headers;
-        let value = |name| core.get(name).map(HeaderValue::as_bytes);
-        assert_eq!(value(LIMIT_RPM_HEADER), Some(&b"60"[..]));
-        assert_eq!(value(LIMIT_INPUT_LENGTH_HEADER), Some(&b"100"[..]));
-        assert_eq!(value(LIMIT_TIMEOUT_HEADER), Some(&b"5"[..]));
+        assert_eq!(
+            core.get(LIMITS_HEADER).map(HeaderValue::as_bytes),
+            Some(&b"rpm=60,input-length=100,timeout=5"[..]),
+            "unlimited (concurrency) = absent"
+        );
         assert!(
-            core.get(LIMIT_CONCURRENCY_HEADER).is_none(),
-            "unlimited = absent"
+            core_headers(&LimitSet::default()).get(LIMITS_HEADER).is_none(),
+            "no limits: no header"
         );
     }
 }

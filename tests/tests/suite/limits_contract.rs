@@ -1,6 +1,6 @@
 //! The edge's side of the limits contract with the core, against a
 //! recording core: an admitted call carries the caller's limits in
-//! `x-vibectl-limit-*` (absent = unlimited; client-sent ones never pass)
+//! `x-vibectl-limits` (absent = unlimited; client-sent ones never pass)
 //! and a `grpc-timeout` that is the shorter of the client's and the
 //! token's; a core that ignores the deadline is cut off by the edge's
 //! backstop one second after it, with `DEADLINE_EXCEEDED` and
@@ -36,15 +36,16 @@ async fn admitted_calls_carry_the_callers_limits_and_the_shorter_deadline() {
     let mut request = authed(GetServerInfoRequest {}, &stack.token("alice"));
     request
         .metadata_mut()
-        .insert("x-vibectl-limit-rpm", "999999".parse().expect("ascii"));
+        .insert("x-vibectl-limits", "rpm=999999".parse().expect("ascii"));
     request.set_timeout(Duration::from_secs(60));
     client.get_server_info(request).await.expect("OK");
     let seen = core.last();
-    let limits: Vec<_> = seen.get_all("x-vibectl-limit-rpm").iter().collect();
-    assert_eq!(limits, ["600"], "the edge's value only, never the client's");
-    assert_eq!(header(&seen, "x-vibectl-limit-concurrency"), Some("4"));
-    assert_eq!(header(&seen, "x-vibectl-limit-input-length"), Some("1000"));
-    assert_eq!(header(&seen, "x-vibectl-limit-timeout"), Some("7"));
+    let limits: Vec<_> = seen.get_all("x-vibectl-limits").iter().collect();
+    assert_eq!(
+        limits,
+        ["rpm=600,concurrency=4,input-length=1000,timeout=7"],
+        "the edge's value only, never the client's"
+    );
     assert_eq!(
         header(&seen, "grpc-timeout"),
         Some("7000m"),
@@ -67,16 +68,10 @@ async fn admitted_calls_carry_the_callers_limits_and_the_shorter_deadline() {
     let mut request = authed(GetServerInfoRequest {}, &stack.token("bob"));
     request
         .metadata_mut()
-        .insert("x-vibectl-limit-timeout", "1".parse().expect("ascii"));
+        .insert("x-vibectl-limits", "timeout=1".parse().expect("ascii"));
     client.get_server_info(request).await.expect("OK");
     let seen = core.last();
-    for name in [
-        "x-vibectl-limit-rpm",
-        "x-vibectl-limit-concurrency",
-        "x-vibectl-limit-input-length",
-        "x-vibectl-limit-timeout",
-        "grpc-timeout",
-    ] {
+    for name in ["x-vibectl-limits", "grpc-timeout"] {
         assert!(seen.get(name).is_none(), "{name}: {:?}", seen.get(name));
     }
 

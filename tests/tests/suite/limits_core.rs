@@ -1,7 +1,7 @@
 //! The limits the core enforces itself, from the headers the edge sends:
-//! the input length (`x-vibectl-limit-input-length`, in characters, refused
-//! before any provider call) and the deadline (`grpc-timeout`, and
-//! `x-vibectl-limit-timeout`), which cancels the provider call; and
+//! the input length (`input-length` in `x-vibectl-limits`, in characters,
+//! refused before any provider call) and the deadline (`grpc-timeout`, and
+//! `timeout` in `x-vibectl-limits`), which cancels the provider call; and
 //! `GetServerInfo` reporting the caller's limits. The real `serve` runs
 //! in-process; providers are the built-in echo or a fake OpenAI server.
 
@@ -14,10 +14,7 @@ use tonic::{Code, Request, Status};
 use vibectl_proto::{
     ExecuteRequest, GetServerInfoRequest, execute_response,
     stream_chunk::ChunkType,
-    wire::{
-        GRPC_TIMEOUT, LIMIT_CONCURRENCY_HEADER, LIMIT_INPUT_LENGTH_HEADER, LIMIT_RPM_HEADER,
-        LIMIT_TIMEOUT_HEADER,
-    },
+    wire::{GRPC_TIMEOUT, LIMITS_HEADER},
 };
 use vibectl_tests::fake_openai::{FakeOpenAi, Script};
 
@@ -31,7 +28,8 @@ async fn start(script: Script) -> (FakeOpenAi, Core, tempfile::TempDir) {
 }
 
 fn limited(req: ExecuteRequest, max_chars: &str) -> Request<ExecuteRequest> {
-    with_header(Request::new(req), LIMIT_INPUT_LENGTH_HEADER, max_chars)
+    let limits = format!("input-length={max_chars}");
+    with_header(Request::new(req), LIMITS_HEADER, &limits)
 }
 
 fn assert_input_refused(status: &Status, characters: u64, limit: u32) {
@@ -213,8 +211,8 @@ async fn the_tokens_timeout_is_named_and_typed() {
     let req = with_header(
         with_header(
             Request::new(request(Some("gpt-4o-mini"), &[], &["slow"], "dl-3")),
-            LIMIT_TIMEOUT_HEADER,
-            "1",
+            LIMITS_HEADER,
+            "timeout=1",
         ),
         GRPC_TIMEOUT,
         "995m",
@@ -237,15 +235,11 @@ async fn the_tokens_timeout_is_named_and_typed() {
 #[tokio::test]
 async fn server_info_reports_the_callers_limits() {
     let (_fake, core, _dir) = start(Script::text(["unused"])).await;
-    let mut req = Request::new(GetServerInfoRequest {});
-    for (name, value) in [
-        (LIMIT_RPM_HEADER, "120"),
-        (LIMIT_CONCURRENCY_HEADER, "4"),
-        (LIMIT_INPUT_LENGTH_HEADER, "32000"),
-        (LIMIT_TIMEOUT_HEADER, "300"),
-    ] {
-        req = with_header(req, name, value);
-    }
+    let req = with_header(
+        Request::new(GetServerInfoRequest {}),
+        LIMITS_HEADER,
+        "rpm=120,concurrency=4,input-length=32000,timeout=300",
+    );
     let info = tokio::time::timeout(WAIT, core.client().get_server_info(req))
         .await
         .expect("in time")
