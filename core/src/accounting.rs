@@ -99,7 +99,7 @@ impl CallRecord {
         self.hooks.finish(&Ending {
             outcome,
             status,
-            model: self.model.as_deref(),
+            model: self.model.as_ref(),
             tokens,
             estimated,
             duration: self.started.elapsed(),

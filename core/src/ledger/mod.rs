@@ -21,8 +21,56 @@ pub use open::open_store;
 pub use store::{BlockingInsert, LedgerError, LedgerStore, Total};
 pub use writer::Ledger;
 
+use crate::registry::ModelEntry;
 use serde::Serialize;
-use std::borrow::Cow;
+use std::{borrow::Cow, sync::Arc};
+
+/// One call as the core queues it for the ledger: the model shared with
+/// the registry (its id and provider's name are not copied per call), the
+/// fixed words borrowed. Stored as a [`LedgerRow`].
+#[derive(Debug, Clone)]
+pub struct CallRow {
+    /// When the call ended, unix milliseconds.
+    pub ts_ms: i64,
+    /// The call's request id.
+    pub request_id: String,
+    /// The token's `sub` (`-` without one).
+    pub sub: String,
+    /// The key id that verified the token.
+    pub kid: Option<String>,
+    /// The token's `jti`.
+    pub jti: Option<String>,
+    /// The model (none when none resolved).
+    pub model: Option<Arc<ModelEntry>>,
+    /// `Execute` or `StreamExecute`.
+    pub method: &'static str,
+    /// Input tokens charged.
+    pub input_tokens: u32,
+    /// Output tokens charged.
+    pub output_tokens: u32,
+    /// True when a count is the core's estimate, not the provider's.
+    pub estimated: bool,
+    /// Cost in nano-USD.
+    pub cost_nanousd: i64,
+    /// Wall time of the call.
+    pub duration_ms: i64,
+    /// `ok`, `failed`, `cancelled`, `deadline_exceeded`, `refused`.
+    pub outcome: &'static str,
+    /// The status or in-band error code.
+    pub status: Cow<'static, str>,
+}
+
+impl CallRow {
+    /// The model id (empty when none resolved).
+    pub fn model_id(&self) -> &str {
+        self.model.as_deref().map_or("", |m| m.id.as_str())
+    }
+
+    /// The provider's name (empty when no model resolved).
+    pub fn provider(&self) -> &str {
+        self.model.as_deref().map_or("", |m| m.provider.as_str())
+    }
+}
 
 /// One call, as the ledger keeps it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

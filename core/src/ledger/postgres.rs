@@ -75,7 +75,7 @@ impl PostgresStore {
 
     /// Stores `rows` in one transaction, in multi-row `INSERT`s of a few
     /// fixed sizes (each prepared once per connection).
-    async fn insert_rows(&self, rows: &[super::LedgerRow]) -> Result<(), LedgerError> {
+    async fn insert_rows(&self, rows: &[super::CallRow]) -> Result<(), LedgerError> {
         let fail = |e: sqlx::Error| LedgerError::Query {
             backend: "postgres",
             reason: e.to_string(),
@@ -91,15 +91,15 @@ impl PostgresStore {
                     .bind(r.sub.as_str())
                     .bind(r.kid.as_deref())
                     .bind(r.jti.as_deref())
-                    .bind(r.model.as_str())
-                    .bind(r.provider.as_str())
-                    .bind(&*r.method)
-                    .bind(r.input_tokens)
-                    .bind(r.output_tokens)
+                    .bind(r.model_id())
+                    .bind(r.provider())
+                    .bind(r.method)
+                    .bind(i64::from(r.input_tokens))
+                    .bind(i64::from(r.output_tokens))
                     .bind(r.estimated)
                     .bind(r.cost_nanousd)
                     .bind(r.duration_ms)
-                    .bind(&*r.outcome)
+                    .bind(r.outcome)
                     .bind(&*r.status);
             }
             q.execute(&mut *tx).await.map_err(fail)?;

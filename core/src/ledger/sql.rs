@@ -168,7 +168,7 @@ macro_rules! sql_store {
 
             async fn insert(
                 &self,
-                rows: &[$crate::ledger::LedgerRow],
+                rows: &[$crate::ledger::CallRow],
             ) -> Result<(), $crate::ledger::LedgerError> {
                 self.insert_rows(rows).await
             }

@@ -11,7 +11,7 @@
 //! ledger more than SQLite did).
 
 use super::{
-    BlockingInsert, LedgerError, LedgerRow, sql,
+    BlockingInsert, CallRow, LedgerError, sql,
     sqlite_schema::{migration_2, migration_3},
     sqlite_write::{Prepared, inserts},
 };
@@ -94,7 +94,7 @@ impl SqliteStore {
 
     /// Stores `rows` in one transaction. Runs SQLite on the caller's
     /// thread (the ledger's writer thread, never a call's).
-    async fn insert_rows(&self, rows: &[LedgerRow]) -> Result<(), LedgerError> {
+    async fn insert_rows(&self, rows: &[CallRow]) -> Result<(), LedgerError> {
         let conn = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
         Prepared::new(&conn, &self.inserts)
             .and_then(|mut p| p.write(&self.inserts, rows))
@@ -144,7 +144,40 @@ fn open_writer(path: &Path) -> rusqlite::Result<rusqlite::Connection> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ledger::LedgerStore;
+    use crate::ledger::{LedgerRow, LedgerStore};
+    use crate::registry::ModelEntry;
+    use std::sync::Arc;
+
+    /// The row [`row`] stores.
+    fn call(request_id: &str, ts_ms: i64) -> CallRow {
+        CallRow {
+            ts_ms,
+            request_id: request_id.into(),
+            sub: "alice".into(),
+            kid: Some("k1".into()),
+            jti: None,
+            model: Some(Arc::new(ModelEntry {
+                id: "echo".into(),
+                display_name: "echo".into(),
+                provider: "echo".into(),
+                kind: vibectl_config::ProviderKind::Echo,
+                upstream_model: "echo".into(),
+                aliases: vec![],
+                max_context_length: None,
+                input_usd_per_mtok: None,
+                output_usd_per_mtok: None,
+                max_output_tokens: None,
+            })),
+            method: "Execute",
+            input_tokens: 3,
+            output_tokens: 4,
+            estimated: true,
+            cost_nanousd: 70,
+            duration_ms: 5,
+            outcome: "ok",
+            status: "OK".into(),
+        }
+    }
 
     fn row(request_id: &str, ts_ms: i64) -> LedgerRow {
         LedgerRow {
@@ -205,15 +238,25 @@ mod tests {
             pool.close().await;
 
             let store = SqliteStore::open(&path).await.expect("migrated");
+            let odd = CallRow {
+                sub: "bob".into(),
+                jti: Some("j1".into()),
+                model: None,
+                outcome: "failed",
+                status: "provider_http_500".into(),
+                ..call("d", 4)
+            };
+            store.insert(&[call("c", 3), odd]).await.expect("insert");
+            store.insert(&[call("e", 4)]).await.expect("insert");
             let odd = LedgerRow {
                 sub: "bob".into(),
                 jti: Some("j1".into()),
+                model: String::new(),
+                provider: String::new(),
                 outcome: "failed".into(),
                 status: "provider_http_500".into(),
                 ..row("d", 4)
             };
-            store.insert(&[row("c", 3), odd.clone()]).await.expect("insert");
-            store.insert(&[row("e", 4)]).await.expect("insert");
             assert_eq!(store.rows(3, 5, None).await.expect("rows"), [row("c", 3), odd, row("e", 4)]);
             let ids: Vec<String> = store
                 .rows(0, i64::MAX, Some("alice"))

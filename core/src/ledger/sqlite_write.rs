@@ -6,7 +6,7 @@
 //! (its request id): SQLite copies no other string.
 
 use super::{
-    LedgerRow, sql,
+    CallRow, sql,
     sqlite_schema::{CALL_COLUMN_COUNT, CALL_COLUMNS},
 };
 use rusqlite::{Connection, Statement};
@@ -113,7 +113,7 @@ impl<'c> Prepared<'c> {
     /// `rows` in one transaction, cut into chunks by `sizes`. On an error
     /// the transaction is rolled back (nothing of the batch is stored)
     /// and the batch retried.
-    pub(super) fn write(&mut self, sizes: &sql::Inserts, rows: &[LedgerRow]) -> rusqlite::Result<()> {
+    pub(super) fn write(&mut self, sizes: &sql::Inserts, rows: &[CallRow]) -> rusqlite::Result<()> {
         self.begin.raw_execute()?;
         let written = self.write_rows(sizes, rows);
         if written.is_err() {
@@ -126,7 +126,7 @@ impl<'c> Prepared<'c> {
         written
     }
 
-    fn write_rows(&mut self, sizes: &sql::Inserts, rows: &[LedgerRow]) -> rusqlite::Result<()> {
+    fn write_rows(&mut self, sizes: &sql::Inserts, rows: &[CallRow]) -> rusqlite::Result<()> {
         let mut id: i64 = self.next_id.query_row([], |r| r.get(0))?;
         for (i, chunk) in sizes.chunks(rows) {
             let insert = &mut self.inserts[i];
@@ -148,7 +148,7 @@ fn bind(
     words: &mut WordIds<'_>,
     at: usize,
     id: i64,
-    r: &LedgerRow,
+    r: &CallRow,
 ) -> rusqlite::Result<()> {
     let optional = |words: &mut WordIds<'_>, column, word: &Option<String>| {
         word.as_deref().map(|w| words.id(column, w)).transpose()
@@ -159,14 +159,14 @@ fn bind(
     insert.raw_bind_parameter(at + 4, words.id(0, &r.sub)?)?;
     insert.raw_bind_parameter(at + 5, optional(words, 1, &r.kid)?)?;
     insert.raw_bind_parameter(at + 6, optional(words, 2, &r.jti)?)?;
-    insert.raw_bind_parameter(at + 7, words.id(3, &r.model)?)?;
-    insert.raw_bind_parameter(at + 8, words.id(4, &r.provider)?)?;
-    insert.raw_bind_parameter(at + 9, words.id(5, &r.method)?)?;
+    insert.raw_bind_parameter(at + 7, words.id(3, r.model_id())?)?;
+    insert.raw_bind_parameter(at + 8, words.id(4, r.provider())?)?;
+    insert.raw_bind_parameter(at + 9, words.id(5, r.method)?)?;
     insert.raw_bind_parameter(at + 10, r.input_tokens)?;
     insert.raw_bind_parameter(at + 11, r.output_tokens)?;
     insert.raw_bind_parameter(at + 12, r.estimated)?;
     insert.raw_bind_parameter(at + 13, r.cost_nanousd)?;
     insert.raw_bind_parameter(at + 14, r.duration_ms)?;
-    insert.raw_bind_parameter(at + 15, words.id(6, &r.outcome)?)?;
+    insert.raw_bind_parameter(at + 15, words.id(6, r.outcome)?)?;
     insert.raw_bind_parameter(at + 16, words.id(7, &r.status)?)
 }

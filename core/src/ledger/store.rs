@@ -1,7 +1,7 @@
 //! The ledger's storage: one trait, one implementation per database
 //! (SQLite, PostgreSQL), each with its own versioned migrations.
 
-use super::LedgerRow;
+use super::{CallRow, LedgerRow};
 use std::fmt;
 
 /// The ledger database failed.
@@ -41,7 +41,7 @@ pub struct Total {
 }
 
 /// Stores a batch in one transaction, on the thread that calls it.
-pub type BlockingInsert<'a> = &'a mut dyn FnMut(&[LedgerRow]) -> Result<(), LedgerError>;
+pub type BlockingInsert<'a> = &'a mut dyn FnMut(&[CallRow]) -> Result<(), LedgerError>;
 
 /// A ledger database.
 #[async_trait::async_trait]
@@ -52,7 +52,7 @@ pub trait LedgerStore: Send + Sync + fmt::Debug {
     /// host:port` (never a password).
     fn describe(&self) -> &str;
     /// Stores `rows` in one transaction.
-    async fn insert(&self, rows: &[LedgerRow]) -> Result<(), LedgerError>;
+    async fn insert(&self, rows: &[CallRow]) -> Result<(), LedgerError>;
     /// Calls `run` once, with a blocking insert that keeps its connection
     /// and prepared statements for the whole of `run` (the ledger's writer
     /// thread runs in it: SQLite), or with `None` (then the writer uses

@@ -6,7 +6,7 @@
 //! connection) is retried with backoff while new rows queue; a full queue
 //! drops rows (counted). [`Ledger::close`] writes what is queued.
 
-use super::{BlockingInsert, LedgerMetrics, LedgerRow, LedgerStore};
+use super::{BlockingInsert, CallRow, LedgerMetrics, LedgerStore};
 use std::{
     sync::{
         Arc, Mutex, PoisonError,
@@ -27,7 +27,7 @@ const CLOSE_TRIES: u32 = 3;
 /// The handle calls record through.
 #[derive(Debug)]
 pub struct Ledger {
-    tx: mpsc::Sender<LedgerRow>,
+    tx: mpsc::Sender<CallRow>,
     failing: Arc<AtomicBool>,
     stop: CancellationToken,
     /// Fires when the writer thread has finished.
@@ -106,7 +106,7 @@ impl Ledger {
     /// Queues a row; never waits. A full queue drops it (logged, counted).
     /// The queue gauge is the writer's to set (after each batch): a call
     /// pays only for the channel send.
-    pub fn record(&self, row: LedgerRow) {
+    pub fn record(&self, row: CallRow) {
         if let Err(e) = self.tx.try_send(row) {
             self.metrics.dropped(1);
             let row = match e {
@@ -142,7 +142,7 @@ impl Ledger {
 
 struct Writer {
     store: Arc<dyn LedgerStore>,
-    rx: mpsc::Receiver<LedgerRow>,
+    rx: mpsc::Receiver<CallRow>,
     batch_rows: usize,
     flush_interval: Duration,
     failing: Arc<AtomicBool>,
@@ -218,7 +218,7 @@ impl Writer {
     }
 
     /// One batch; true when stored.
-    async fn write(&self, blocking: &mut Option<BlockingInsert<'_>>, batch: &[LedgerRow]) -> bool {
+    async fn write(&self, blocking: &mut Option<BlockingInsert<'_>>, batch: &[CallRow]) -> bool {
         if batch.is_empty() {
             return true;
         }

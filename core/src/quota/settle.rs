@@ -4,7 +4,7 @@
 
 use super::{Reservation, nanos};
 use crate::{
-    ledger::{Ledger, LedgerRow},
+    ledger::{CallRow, Ledger},
     registry::ModelEntry,
 };
 use std::{
@@ -41,7 +41,7 @@ pub(crate) struct Ending<'a> {
     pub(crate) outcome: &'static str,
     /// The status or in-band code.
     pub(crate) status: Cow<'static, str>,
-    pub(crate) model: Option<&'a ModelEntry>,
+    pub(crate) model: Option<&'a Arc<ModelEntry>>,
     /// Tokens charged, `None` when nothing was billed.
     pub(crate) tokens: Option<(u32, u32)>,
     /// A count is the core's estimate.
@@ -62,7 +62,7 @@ impl CallUsage {
             r.settle(u64::from(input) + u64::from(output), cost);
         }
         let Some(ledger) = &self.ledger else { return };
-        ledger.record(LedgerRow {
+        ledger.record(CallRow {
             ts_ms: SystemTime::now()
                 .duration_since(UNIX_EPOCH)
                 .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
@@ -71,15 +71,14 @@ impl CallUsage {
             sub: std::mem::take(&mut self.identity.sub),
             kid: self.identity.kid.take(),
             jti: self.identity.jti.take(),
-            model: e.model.map(|m| m.id.clone()).unwrap_or_default(),
-            provider: e.model.map(|m| m.provider.clone()).unwrap_or_default(),
-            method: Cow::Borrowed(self.method),
-            input_tokens: i64::from(input),
-            output_tokens: i64::from(output),
+            model: e.model.cloned(),
+            method: self.method,
+            input_tokens: input,
+            output_tokens: output,
             estimated: e.tokens.is_some() && e.estimated,
             cost_nanousd: i64::try_from(cost).unwrap_or(i64::MAX),
             duration_ms: i64::try_from(e.duration.as_millis()).unwrap_or(i64::MAX),
-            outcome: Cow::Borrowed(e.outcome),
+            outcome: e.outcome,
             status: e.status.clone(),
         });
     }
