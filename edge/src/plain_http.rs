@@ -47,9 +47,13 @@ pub(crate) async fn serve<F, Fut>(
         move |a: Accepted| {
             let handler = handler.clone();
             let span = tracing::debug_span!("plain_http", listener = name, peer = %a.peer);
+            // No set-up before HTTP/1.1: ready at once, in the accept loop.
+            // Marked in the task, a connection waiting to be polled stayed
+            // "in set-up" at a cap, where it could outlive (and so make
+            // evict) another listener's client still in its TLS handshake.
+            let state = a.guard.state().clone();
+            state.mark_ready();
             async move {
-                let state = a.guard.state().clone();
-                state.mark_ready(); // no set-up before HTTP/1.1
                 let service = service_fn(move |request| {
                     let guard = StreamGuard::open(&state, 0);
                     let call = handler(request);
