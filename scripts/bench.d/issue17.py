@@ -206,7 +206,28 @@ def idle_tls_reading(idle):
             "rustls refills its reader on every read) and we do not patch them. Reaching 4 KiB would take an "
             "HTTP/2 stack that allocates its buffers on use and drops them on idle connections (nginx reads every "
             "HTTP/2 connection of a worker through one shared buffer, `http2_recv_buffer_size`), and a TLS reader "
-            "that frees its buffer when it is empty.")
+            "that frees its buffer when it is empty. " + IDLE_TLS_STAGES)
+
+
+# Session 10: the same edge (release, 76558ee) holding 10,000 connections at
+# each stage (`scripts/bench.d/idle_ab.sh --stage S --rounds 2
+# target/release/vibectl-edge`), and what was tried on the read path and
+# h2's settings (one experimental build, switched by environment, not kept).
+IDLE_TLS_STAGES = (
+    "By stage (session 10, release edge, 10,000 connections, `scripts/bench.d/idle_ab.sh --stage S`): accepted "
+    "with no TLS byte yet 12.2 KiB (the connection's task and the pending handshake: rustls' connection with its "
+    "4 KiB reader, the boxed set-up), TLS done with no HTTP/2 byte 25.2 KiB, HTTP/2 preface and SETTINGS exchanged "
+    "26.2 KiB, after one call 31.7 KiB. So h2's connection and rustls' session are resident before any request: "
+    "each of h2's three fixed buffers (16, 8 and 4 KiB) has its first page touched (by the allocator's free "
+    "list and the first frames) and rustls' reader is one whole page, 4 pages (16 KiB) that no request needs. "
+    "Tried and measured without effect (10,000 connections, each within 31.59-31.71 KiB, the spread of ten "
+    "runs of the unchanged edge): offering the TLS reader at most 512 bytes per read (tokio-rustls 0.26 copies "
+    "plaintext with `put_slice` and never zero-fills the read buffer h2 offers, so the untouched pages were "
+    "never touched); h2's `header_table_size` 0 or 1024; `max_concurrent_streams` 1 or 64; mimalloc purging "
+    "freed pages at once (`MIMALLOC_PURGE_DELAY=0`), so the figure is live memory, not fragmentation. rustls' "
+    "unbuffered API would let the edge free the reader's page while idle (at most 4 KiB less); the rest needs "
+    "the HTTP/2 stack above."
+)
 
 def write_summary(w, rounds):
     """The summary table: 1 stream beside 64 streams."""
