@@ -100,15 +100,18 @@ where
     S::Future: Send + 'static,
 {
     let config = edge.config();
+    // Whether the request span below is made (see there).
+    let span = tracing::span_enabled!(Level::INFO);
     let stack = ServiceBuilder::new()
         // The body with a concrete error type for the connection (no behaviour).
         .map_response(erase_body)
         // Mark `authorization` and `x-request-id` sensitive (HPACK never
         // indexes them; `Debug` redacts them) before anything could log or
         // re-encode them; set `x-request-id` (the client's, else a new
-        // random id) so the span below and every log line in it carry it, and
-        // echo it on the response, for support.
-        .layer(request_id::RequestIdLayer)
+        // random id) so the span below and every log line in it carry it
+        // (a new id only when the span is made), and echo it on the
+        // response, for support.
+        .layer(request_id::RequestIdLayer::new(span))
         // One span per request (id, path; `sub` filled in by auth). Outcomes
         // log at debug: refusals are expected, not errors of the edge.
         // Absent when the log filter disables the span (its outcome lines
@@ -118,7 +121,7 @@ where
         // level: `--log-level warn` keeps HTTP/2 and TLS internals at info
         // (`QUIET_DIRECTIVES`), which held that maximum at info. The
         // filter is fixed at start-up (`--log-level`, `RUST_LOG`).
-        .option_layer(tracing::span_enabled!(Level::INFO).then(|| {
+        .option_layer(span.then(|| {
             ServiceBuilder::new()
                 .map_response(rebox)
                 .layer(

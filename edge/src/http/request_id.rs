@@ -72,13 +72,27 @@ fn mark_sensitive(headers: &mut HeaderMap) -> Option<HeaderValue> {
 
 /// The layer (see the module doc).
 #[derive(Debug, Clone, Copy, Default)]
-pub struct RequestIdLayer;
+pub struct RequestIdLayer {
+    on_request: bool,
+}
+
+impl RequestIdLayer {
+    /// `on_request`: whether a new id is also set on the request, for the
+    /// request span (without it, the id only goes back on the response:
+    /// nothing after this layer reads it, and forward would remove it).
+    pub fn new(on_request: bool) -> Self {
+        Self { on_request }
+    }
+}
 
 impl<S> Layer<S> for RequestIdLayer {
     type Service = RequestId<S>;
 
     fn layer(&self, inner: S) -> RequestId<S> {
-        RequestId { inner }
+        RequestId {
+            inner,
+            on_request: self.on_request,
+        }
     }
 }
 
@@ -86,6 +100,7 @@ impl<S> Layer<S> for RequestIdLayer {
 #[derive(Debug, Clone)]
 pub struct RequestId<S> {
     inner: S,
+    on_request: bool,
 }
 
 impl<S, B, R> Service<Request<B>> for RequestId<S>
@@ -107,7 +122,9 @@ where
             Some(id) => id,
             None => {
                 let id = new_request_id();
-                headers.append(X_REQUEST_ID, id.clone());
+                if self.on_request {
+                    headers.append(X_REQUEST_ID, id.clone());
+                }
                 id
             }
         };
@@ -156,7 +173,11 @@ mod tests {
             let seen = request.headers().clone();
             Ok::<_, std::convert::Infallible>(Response::new(seen))
         });
-        let service = RequestIdLayer.layer(echo);
+        let unlogged = RequestIdLayer::new(false).layer(echo);
+        let response = unlogged.oneshot(Request::new(())).await.expect("ok");
+        assert!(response.headers()[X_REQUEST_ID].is_sensitive(), "echoed");
+        assert!(response.body().is_empty(), "no span: not on the request");
+        let service = RequestIdLayer::new(true).layer(echo);
         let response = service.clone().oneshot(Request::new(())).await.expect("ok");
         let id = &response.headers()[X_REQUEST_ID];
         assert!(id.is_sensitive(), "never indexed by HPACK");
