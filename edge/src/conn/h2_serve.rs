@@ -14,6 +14,7 @@ use crate::conn::{
     ConnState,
     h2_body::RecvBody,
     h2_stream::StreamTask,
+    headers_seen::HeadersSeen,
     lifecycle::Drain,
     side_wake::SideWake,
     stream_set::StreamSet,
@@ -31,7 +32,10 @@ use std::{
     convert::Infallible,
     future::Future,
     pin::Pin,
-    sync::Arc,
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
     task::{Context, Poll, Waker},
     time::Duration,
 };
@@ -81,7 +85,10 @@ pub(crate) struct H2Connection<I, S, B, P>
 where
     S: Service<Request<RecvBody>>,
 {
-    phase: Phase<I>,
+    phase: Phase<HeadersSeen<I>>,
+    /// HEADERS frames read (see [`HeadersSeen`]), and streams accepted.
+    headers_seen: Arc<AtomicU64>,
+    accepted: u64,
     keepalive: Option<KeepAliveConfig>,
     close_pending: bool,
     service: S,
@@ -109,17 +116,20 @@ where
 {
     /// Starts the server handshake on `io` (hyper's SETTINGS).
     pub(crate) fn new(io: I, service: S, keepalive: Option<KeepAliveConfig>, streams: Streams<P>) -> Self {
-        let handshake = Builder::new()
+        let mut builder = Builder::new();
+        builder
             .initial_window_size(STREAM_WINDOW)
             .initial_connection_window_size(CONN_WINDOW)
             .max_frame_size(MAX_FRAME_SIZE)
             .max_header_list_size(MAX_HEADER_LIST)
             .max_local_error_reset_streams(Some(MAX_LOCAL_ERROR_RESETS))
             .max_send_buffer_size(MAX_SEND_BUFFER)
-            .max_concurrent_streams(MAX_CONCURRENT_STREAMS)
-            .handshake(io);
+            .max_concurrent_streams(MAX_CONCURRENT_STREAMS);
+        let (io, headers_seen) = HeadersSeen::new(io);
         Self {
-            phase: Phase::Handshaking(handshake),
+            phase: Phase::Handshaking(builder.handshake(io)),
+            headers_seen,
+            accepted: 0,
             keepalive,
             close_pending: false,
             service,
@@ -200,13 +210,20 @@ where
         let mut budget = ACCEPT_BUDGET;
         let (gate, gate_waker) = &this.gate;
         let gated = &mut Context::from_waker(gate_waker);
+        let mut took = false;
         loop {
             // Streams first: the frames they queue go out with the
             // connection's flush below, so the wake-ups they give the
             // connection are dropped.
             gate.hold(cx.waker());
             this.in_flight.poll_woken(cx);
-            gate.release();
+            let dropped = gate.release();
+            // The connection was polled (to `Pending`) by the accept just
+            // before: unless a wake-up was dropped since, or a stream may
+            // be waiting, polling it again would find nothing to do.
+            if took && !dropped && this.headers_seen.load(Ordering::Acquire) == this.accepted {
+                return Poll::Pending;
+            }
             match conn.poll_accept(gated) {
                 Poll::Ready(Some(Ok((request, reply)))) => {
                     let (parts, recv) = request.into_parts();
@@ -220,6 +237,8 @@ where
                     let guard = StreamGuard::open(&s.state, s.max_premature_percent);
                     let call = this.service.clone().oneshot(request);
                     this.in_flight.push(StreamTask::new(reply, call, guard));
+                    this.accepted += 1;
+                    took = true;
                     budget -= 1;
                     if budget == 0 {
                         cx.waker().wake_by_ref();

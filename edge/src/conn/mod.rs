@@ -9,7 +9,7 @@
 //! - [`lifecycle`]: first-request and idle timeouts, closing on request;
 //! - [`h2_serve`]: the HTTP/2 server loop, each stream polled in the
 //!   connection's task ([`h2_stream`]); [`h2_body`]: a stream's received
-//!   body;
+//!   body; [`headers_seen`]: when no stream can be waiting to be accepted;
 //! - [`streams`]: in-flight requests per connection and the
 //!   premature-reset guard;
 //! - [`proxy`]: the PROXY protocol (v1, v2) from trusted networks;
@@ -22,6 +22,7 @@ pub mod fd;
 pub mod h2_body;
 pub(crate) mod h2_serve;
 mod h2_stream;
+mod headers_seen;
 mod idle;
 pub mod lifecycle;
 pub mod proxy;

@@ -102,17 +102,19 @@ impl ConnState {
         self.last_active_ms.store(now, Ordering::Release);
     }
 
-    pub(crate) fn stream_opened(&self) {
+    /// A stream started `now` (the caller's clock reading, shared).
+    pub(crate) fn stream_opened(&self, now: Instant) {
         self.used.store(true, Ordering::Release);
         self.streams.fetch_add(1, Ordering::AcqRel);
-        self.touch();
+        self.touch(now);
     }
 
-    /// A stream ended; `premature`: reset by the client right after opening.
-    /// Returns true when the connection's recent streams trip the guard.
-    pub(crate) fn stream_closed(&self, premature: bool, max_percent: u8) -> bool {
+    /// A stream ended `now`; `premature`: reset by the client right after
+    /// opening. Returns true when the connection's recent streams trip the
+    /// guard.
+    pub(crate) fn stream_closed(&self, now: Instant, premature: bool, max_percent: u8) -> bool {
         let before = self.streams.fetch_sub(1, Ordering::AcqRel);
-        self.touch();
+        self.touch(now);
         if before == 1
             && let Some(table) = self.table.upgrade()
         {
@@ -135,8 +137,8 @@ impl ConnState {
         *total >= 100 && u64::from(*early) * 100 > u64::from(*total) * u64::from(max_percent)
     }
 
-    fn touch(&self) {
-        let now = self.ms(Instant::now());
+    fn touch(&self, now: Instant) {
+        let now = self.ms(now);
         self.last_active_ms.store(now, Ordering::Release);
     }
 

@@ -36,10 +36,12 @@ pub struct StreamGuard {
 impl StreamGuard {
     /// A request started on the connection of `state`.
     pub fn open(state: &Arc<ConnState>, max_percent: u8) -> Self {
-        state.stream_opened();
+        // One clock reading for the guard and the connection's activity.
+        let opened = Instant::now();
+        state.stream_opened(opened);
         Self {
             state: state.clone(),
-            opened: Instant::now(),
+            opened,
             completed: false,
             max_percent,
         }
@@ -48,8 +50,9 @@ impl StreamGuard {
 
 impl Drop for StreamGuard {
     fn drop(&mut self) {
-        let premature = !self.completed && self.opened.elapsed() < PREMATURE;
-        if self.state.stream_closed(premature, self.max_percent)
+        let now = Instant::now();
+        let premature = !self.completed && now.saturating_duration_since(self.opened) < PREMATURE;
+        if self.state.stream_closed(now, premature, self.max_percent)
             && self.state.close_reason().is_none()
         {
             tracing::warn!(

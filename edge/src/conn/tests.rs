@@ -84,20 +84,20 @@ fn premature_resets_trip_the_guard_and_normal_streams_do_not() {
     let conn = table.admit(ip("192.0.2.1")).expect("conn");
     let state = conn.state();
     for _ in 0..1000 {
-        state.stream_opened();
+        state.stream_opened(tokio::time::Instant::now());
         assert!(
-            !state.stream_closed(false, 50),
+            !state.stream_closed(tokio::time::Instant::now(), false, 50),
             "completed streams never trip"
         );
     }
     let tripped = (0..1000).position(|_| {
-        state.stream_opened();
-        state.stream_closed(true, 50)
+        state.stream_opened(tokio::time::Instant::now());
+        state.stream_closed(tokio::time::Instant::now(), true, 50)
     });
     let n = tripped.expect("resets trip the guard");
     assert!(n < 200, "tripped after {n} premature resets");
-    state.stream_opened();
-    assert!(!state.stream_closed(true, 0), "0 = off");
+    state.stream_opened(tokio::time::Instant::now());
+    assert!(!state.stream_closed(tokio::time::Instant::now(), true, 0), "0 = off");
 }
 
 #[tokio::test(start_paused = true)]

@@ -26,6 +26,8 @@ pub(crate) struct WakeGate {
     task: AtomicWaker,
     /// The task is polling its streams: wake-ups are dropped.
     held: AtomicBool,
+    /// A wake-up was dropped since [`WakeGate::hold`].
+    dropped: AtomicBool,
 }
 
 impl WakeGate {
@@ -39,12 +41,15 @@ impl WakeGate {
     /// The task's current waker, and wake-ups dropped from now on.
     pub(crate) fn hold(&self, task: &Waker) {
         self.task.register(task);
+        self.dropped.store(false, Ordering::SeqCst);
         self.held.store(true, Ordering::SeqCst);
     }
 
-    /// Wake-ups passed on again; the caller polls the connection next.
-    pub(crate) fn release(&self) {
+    /// Wake-ups passed on again; whether one was dropped since
+    /// [`WakeGate::hold`] (then the caller must poll the connection).
+    pub(crate) fn release(&self) -> bool {
         self.held.store(false, Ordering::SeqCst);
+        self.dropped.swap(false, Ordering::SeqCst)
     }
 }
 
@@ -54,7 +59,9 @@ impl Wake for WakeGate {
     }
 
     fn wake_by_ref(self: &Arc<Self>) {
-        if !self.held.load(Ordering::SeqCst) {
+        if self.held.load(Ordering::SeqCst) {
+            self.dropped.store(true, Ordering::SeqCst);
+        } else {
             self.task.wake();
         }
     }
@@ -70,10 +77,14 @@ mod tests {
         let (count, task) = counting::waker();
         let (gate, waker) = WakeGate::new();
         gate.hold(&task);
+        assert!(!gate.release(), "none dropped");
+        gate.hold(&task);
         waker.wake_by_ref();
         assert_eq!(count.get(), 0, "held: dropped");
-        gate.release();
+        assert!(gate.release(), "the caller learns of it");
         waker.wake_by_ref();
         assert_eq!(count.get(), 1, "released: passed on");
+        gate.hold(&task);
+        assert!(!gate.release(), "the next hold starts afresh");
     }
 }

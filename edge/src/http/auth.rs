@@ -132,18 +132,24 @@ impl<B> AsyncPredicate<Request<B>> for Authenticate {
 /// The token of `authorization: Bearer <token>` (scheme case-insensitive).
 pub fn bearer_token(headers: &HeaderMap) -> Result<&str, AuthError> {
     let value = headers.get(AUTHORIZATION).ok_or(AuthError::MissingHeader)?;
-    // ASCII only, as `HeaderValue::to_str` (a header value holds no control
-    // byte but tab), checked a word at a time rather than byte by byte.
-    let value = std::str::from_utf8(value.as_bytes())
-        .ok()
-        .filter(|v| v.is_ascii())
-        .ok_or(AuthError::NotBearer)?
-        .trim();
-    let (scheme, token) = value.split_once(' ').ok_or(AuthError::NotBearer)?;
-    if !scheme.eq_ignore_ascii_case("bearer") {
+    // On bytes: a header value holds no control byte but tab, so ASCII
+    // whitespace is all `trim` could remove, and the scheme ends at the
+    // first space (str searches and trims cost ~600 instructions per call).
+    let value = value.as_bytes().trim_ascii();
+    let space = value
+        .iter()
+        .position(|&b| b == b' ')
+        .ok_or(AuthError::NotBearer)?;
+    let (scheme, token) = (&value[..space], value[space + 1..].trim_ascii());
+    if !scheme.eq_ignore_ascii_case(b"bearer") {
         return Err(AuthError::NotBearer);
     }
-    let token = token.trim();
+    // ASCII only, as `HeaderValue::to_str`: an OR of every byte, which the
+    // compiler vectorises (`is_ascii` cost ~440 instructions for a JWT).
+    if token.iter().fold(0, |all, &b| all | b) >= 0x80 {
+        return Err(AuthError::NotBearer);
+    }
+    let token = std::str::from_utf8(token).map_err(|_| AuthError::NotBearer)?;
     if token.is_empty() {
         return Err(AuthError::Malformed);
     }
@@ -178,6 +184,13 @@ mod tests {
         assert_eq!(bearer_token(&with("Bearer ")), Err(AuthError::NotBearer));
         assert_eq!(bearer_token(&with("Bearer a.b.c")), Ok("a.b.c"));
         assert_eq!(bearer_token(&with("bearer  a.b.c ")), Ok("a.b.c"));
+        assert_eq!(bearer_token(&with("\tBearer a.b.c\t")), Ok("a.b.c"));
+        assert_eq!(bearer_token(&with("Bearer\ta.b.c")), Err(AuthError::NotBearer));
+        assert_eq!(bearer_token(&with("Bearer  ")), Err(AuthError::NotBearer));
+        let latin = HeaderValue::from_bytes(b"Bearer a.b\xe9").expect("value");
+        let mut h = HeaderMap::new();
+        h.insert(AUTHORIZATION, latin);
+        assert_eq!(bearer_token(&h), Err(AuthError::NotBearer));
     }
 
     #[test]
