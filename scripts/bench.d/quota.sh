@@ -13,7 +13,9 @@
 # connections Redis saw for the reservations (INFO), Redis' own time per
 # script (INFO commandstats), and calls/s through an in-process core with
 # 64 streams at once, ledger off and SQLite ledger on, in interleaved
-# rounds (the order alternates). With --instructions, also the
+# rounds (the order alternates; each ledger-on run on an empty file, and
+# each run timed from after a first call, so the core's start is not in
+# it), with the CPU time per call beside calls/s. With --instructions, also the
 # instructions per call with the ledger off and on (valgrind
 # --tool=callgrind over two fixed call counts, the difference divided by
 # the difference: start-up cancels out; QUOTA_LEDGER_RUNS runs per build,

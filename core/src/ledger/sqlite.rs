@@ -145,8 +145,7 @@ fn open_writer(path: &Path) -> rusqlite::Result<rusqlite::Connection> {
 mod tests {
     use super::*;
     use crate::ledger::{LedgerRow, LedgerStore};
-    use crate::registry::ModelEntry;
-    use std::sync::Arc;
+    use crate::registry::Registry;
 
     /// The row [`row`] stores.
     fn call(request_id: &str, ts_ms: i64) -> CallRow {
@@ -156,18 +155,12 @@ mod tests {
             sub: "alice".into(),
             kid: Some("k1".into()),
             jti: None,
-            model: Some(Arc::new(ModelEntry {
-                id: "echo".into(),
-                display_name: "echo".into(),
-                provider: "echo".into(),
-                kind: vibectl_config::ProviderKind::Echo,
-                upstream_model: "echo".into(),
-                aliases: vec![],
-                max_context_length: None,
-                input_usd_per_mtok: None,
-                output_usd_per_mtok: None,
-                max_output_tokens: None,
-            })),
+            // The default config's offline model: `echo`, served by `echo`.
+            model: Some(
+                Registry::from_config(&vibectl_config::Config::default())
+                    .resolve(Some("echo"))
+                    .expect("echo"),
+            ),
             method: "Execute",
             input_tokens: 3,
             output_tokens: 4,
