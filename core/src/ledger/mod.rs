@@ -72,7 +72,8 @@ impl CallRow {
     }
 }
 
-/// One call, as the ledger keeps it.
+/// One call, as the ledger keeps it (read back by reports; a call writes a
+/// [`CallRow`]).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct LedgerRow {
     /// When the call ended, unix milliseconds.
@@ -89,10 +90,8 @@ pub struct LedgerRow {
     pub model: String,
     /// The provider's name.
     pub provider: String,
-    /// `Execute` or `StreamExecute`. (This and the other words from a
-    /// fixed set are borrowed when a call writes its row: no allocation
-    /// per call.)
-    pub method: Cow<'static, str>,
+    /// `Execute` or `StreamExecute`.
+    pub method: String,
     /// Input tokens charged.
     pub input_tokens: i64,
     /// Output tokens charged.
@@ -104,8 +103,8 @@ pub struct LedgerRow {
     /// Wall time of the call.
     pub duration_ms: i64,
     /// `ok`, `failed`, `cancelled`, `deadline_exceeded`, `refused`.
-    pub outcome: Cow<'static, str>,
+    pub outcome: String,
     /// The status or in-band error code (`OK`, `EXECUTION_FAILED`,
     /// `RESOURCE_EXHAUSTED`, …).
-    pub status: Cow<'static, str>,
+    pub status: String,
 }

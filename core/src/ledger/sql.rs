@@ -211,14 +211,14 @@ macro_rules! sql_store {
                             jti: r.try_get("jti")?,
                             model: r.try_get("model")?,
                             provider: r.try_get("provider")?,
-                            method: r.try_get::<String, _>("method")?.into(),
+                            method: r.try_get("method")?,
                             input_tokens: r.try_get("input_tokens")?,
                             output_tokens: r.try_get("output_tokens")?,
                             estimated: r.try_get("estimated")?,
                             cost_nanousd: r.try_get("cost_nanousd")?,
                             duration_ms: r.try_get("duration_ms")?,
-                            outcome: r.try_get::<String, _>("outcome")?.into(),
-                            status: r.try_get::<String, _>("status")?.into(),
+                            outcome: r.try_get("outcome")?,
+                            status: r.try_get("status")?,
                         })
                     })
                     .collect::<Result<Vec<_>, sqlx::Error>>()

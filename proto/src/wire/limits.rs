@@ -26,6 +26,7 @@ pub struct LimitValues {
 }
 
 impl LimitValues {
+    /// The values in [`KEYS`] order.
     fn values(&self) -> [Option<u32>; 4] {
         [
             self.requests_per_minute,
@@ -35,14 +36,16 @@ impl LimitValues {
         ]
     }
 
+    /// The field of `key` (the fields in [`KEYS`] order, as [`Self::values`]).
     fn slot(&mut self, key: &str) -> Option<&mut Option<u32>> {
-        Some(match key {
-            "rpm" => &mut self.requests_per_minute,
-            "concurrency" => &mut self.concurrency,
-            "input-length" => &mut self.input_length,
-            "timeout" => &mut self.timeout_seconds,
-            _ => return None,
-        })
+        let i = KEYS.iter().position(|k| *k == key)?;
+        let fields = [
+            &mut self.requests_per_minute,
+            &mut self.concurrency,
+            &mut self.input_length,
+            &mut self.timeout_seconds,
+        ];
+        fields.into_iter().nth(i)
     }
 
     /// The header's value; `None` when every limit is unlimited (the edge
