@@ -5,7 +5,7 @@
 //! of the same provider kind, so a user who sets any of them, or none, gets
 //! an answer (`[core] client_model_names = false` turns this off).
 
-use crate::core::ProviderKind;
+use crate::providers::ProviderKind;
 
 /// Names the client may send, grouped by the default model that serves them.
 #[derive(Debug)]
@@ -223,7 +223,7 @@ mod tests {
 
     #[test]
     fn every_target_is_a_default_model() {
-        let models = crate::core::default_models();
+        let models = crate::models::default_models();
         for g in CLIENT_NAMES {
             assert!(
                 models.iter().any(|m| m.id == g.target),

@@ -13,26 +13,33 @@ pub mod defaults;
 mod dns_name;
 pub mod edge;
 mod error;
+pub mod hsts;
+pub mod jwt;
 pub mod ledger;
 pub mod limits;
 pub mod logging;
+pub mod models;
+pub mod providers;
 pub mod quota;
 pub mod secret;
+pub mod tls;
 mod validate;
 
-pub use crate::core::{CoreConfig, ModelConfig, ProviderConfig, ProviderKind};
+pub use crate::core::CoreConfig;
 pub use acme::{AcmeChallenge, AcmeStorage, AcmeTls};
 pub use acme_dns::{AcmeDns01, TsigAlgorithm};
 pub use connections::ConnectionsConfig;
-pub use edge::{
-    ClientAuth, EdgeConfig, FilesTls, HstsConfig, JwtConfig, PrivateCaTls, SelfSignedTls,
-    TlsConfig, TlsMode, TlsVersion,
-};
+pub use edge::EdgeConfig;
 pub use error::ConfigError;
+pub use hsts::HstsConfig;
+pub use jwt::JwtConfig;
 pub use ledger::LedgerConfig;
 pub use limits::{BackendFailure, LimitSet, LimitsBackend, LimitsConfig, MetricsConfig};
+pub use models::ModelConfig;
+pub use providers::{ProviderConfig, ProviderKind};
 pub use quota::{QuotaConfig, QuotaSet, Usd};
 pub use secret::Secret;
+pub use tls::{ClientAuth, FilesTls, PrivateCaTls, SelfSignedTls, TlsConfig, TlsMode, TlsVersion};
 
 use serde::Deserialize;
 use std::{
@@ -89,8 +96,8 @@ impl Default for Config {
             metrics: MetricsConfig::default(),
             quota: QuotaConfig::default(),
             ledger: LedgerConfig::default(),
-            providers: crate::core::default_providers(),
-            models: crate::core::default_models(),
+            providers: providers::default_providers(),
+            models: models::default_models(),
             source: None,
         }
     }
@@ -150,10 +157,10 @@ impl Config {
 
     fn fill_defaults(&mut self) {
         if self.providers.is_empty() {
-            self.providers = crate::core::default_providers();
+            self.providers = providers::default_providers();
         }
         if self.models.is_empty() {
-            self.models = crate::core::default_models();
+            self.models = models::default_models();
         }
     }
 }
