@@ -1,201 +1,19 @@
-//! Issuing certificates with rcgen: CAs (the self-signed mode's local CA;
-//! the private CA's root and intermediate) and leaves (server, client).
-//! Pure functions, PEM in and PEM out; writing files is
-//! [`crate::tls::store`]'s job, reading them back [`crate::tls::inspect`]'s.
-//! Every key is ECDSA P-256; every serial number is 128 random bits.
+//! Making certificates with rcgen: self-signed, root and intermediate CAs,
+//! and server and client leaves signed by an [`Issuer`].
 
+use super::{
+    ORGANIZATION, PkiError,
+    issuer::{Issued, Issuer},
+    names::{check_client_name, normalize_host},
+    rc,
+};
 use rand::RngCore;
 use rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
     KeyPair, KeyUsagePurpose, SanType, SerialNumber,
 };
-use std::{fmt, net::IpAddr};
+use std::net::IpAddr;
 use time::{Duration, OffsetDateTime};
-
-/// The organization name in every certificate the edge issues.
-pub const ORGANIZATION: &str = "vibectl LLM proxy";
-
-/// Why a certificate could not be made.
-#[derive(Debug, thiserror::Error)]
-pub enum PkiError {
-    /// rcgen refused the parameters or the key.
-    #[error("cannot {what}: {source}")]
-    Rcgen {
-        /// What was being done.
-        what: &'static str,
-        /// rcgen's reason.
-        source: rcgen::Error,
-    },
-    /// A host name that is neither a DNS name nor an IP address.
-    #[error("host name `{name}` cannot go into a certificate: {reason}")]
-    BadHost {
-        /// The name as given.
-        name: String,
-        /// What is wrong with it.
-        reason: &'static str,
-    },
-    /// A client name that cannot be a certificate's common name and file name.
-    #[error("client name `{name}` is not usable: {reason}")]
-    BadClientName {
-        /// The name as given.
-        name: String,
-        /// What is wrong with it.
-        reason: &'static str,
-    },
-    /// The CA key is not the key of the CA certificate.
-    #[error("the CA key does not belong to the CA certificate")]
-    CaKeyMismatch,
-    /// A server certificate needs at least one name.
-    #[error("a server certificate needs at least one host name or IP address")]
-    NoHosts,
-}
-
-fn rc(what: &'static str) -> impl FnOnce(rcgen::Error) -> PkiError {
-    move |source| PkiError::Rcgen { what, source }
-}
-
-/// A certificate (or chain, leaf first) with its private key, both PEM.
-#[derive(Clone)]
-pub struct Issued {
-    /// The certificate; for leaves, the chain a server or client sends:
-    /// the leaf, then its issuer.
-    pub cert_pem: String,
-    /// Its PKCS#8 private key.
-    pub key_pem: String,
-}
-
-impl fmt::Debug for Issued {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Issued")
-            .field("cert_pem", &self.cert_pem)
-            .field("key_pem", &"<redacted>")
-            .finish()
-    }
-}
-
-/// A CA loaded for signing: its certificate (as rcgen needs it) and key.
-pub struct Issuer {
-    cert: rcgen::Certificate,
-    key: KeyPair,
-    /// The CA certificate exactly as it was read (the one that is shipped in
-    /// chains and bundles).
-    pub cert_pem: String,
-}
-
-impl fmt::Debug for Issuer {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Issuer")
-            .field("cert_pem", &self.cert_pem)
-            .field("key", &"<redacted>")
-            .finish()
-    }
-}
-
-impl Issuer {
-    /// Loads an issuer from its PEM certificate and key.
-    pub fn from_pem(cert_pem: &str, key_pem: &str) -> Result<Self, PkiError> {
-        let key = KeyPair::from_pem(key_pem).map_err(rc("read the CA key"))?;
-        let params =
-            CertificateParams::from_ca_cert_pem(cert_pem).map_err(rc("read the CA certificate"))?;
-        let der: rustls_pki_types::CertificateDer<'static> =
-            rustls_pki_types::pem::PemObject::from_pem_slice(cert_pem.as_bytes()).map_err(
-                |_| PkiError::Rcgen {
-                    what: "read the CA certificate",
-                    source: rcgen::Error::CouldNotParseCertificate,
-                },
-            )?;
-        let cert_key = x509_parser::parse_x509_certificate(&der)
-            .map(|(_, c)| c.public_key().subject_public_key.data.to_vec())
-            .map_err(|_| PkiError::Rcgen {
-                what: "read the CA certificate",
-                source: rcgen::Error::CouldNotParseCertificate,
-            })?;
-        if cert_key != key.public_key_raw() {
-            return Err(PkiError::CaKeyMismatch);
-        }
-        // Re-signing with the same key reproduces the subject and key
-        // identifier (from_ca_cert_pem keeps both) that children must name;
-        // it stays in memory, the original PEM is what gets shipped.
-        let cert = params
-            .self_signed(&key)
-            .map_err(rc("load the CA certificate"))?;
-        Ok(Self {
-            cert,
-            key,
-            cert_pem: cert_pem.to_owned(),
-        })
-    }
-
-    /// Loads an issued CA (as [`root_ca`] or [`intermediate_ca`] return it).
-    pub fn from_issued(issued: &Issued) -> Result<Self, PkiError> {
-        Self::from_pem(&issued.cert_pem, &issued.key_pem)
-    }
-}
-
-/// Normalises a host name for a certificate: an IP address in canonical
-/// form, or a DNS name in lower case (letters, digits, `-`, `.`, `_`, and a
-/// leading `*.` wildcard label).
-pub fn normalize_host(name: &str) -> Result<String, PkiError> {
-    let trimmed = name.trim();
-    let bad = |reason| PkiError::BadHost {
-        name: name.to_owned(),
-        reason,
-    };
-    if trimmed.is_empty() {
-        return Err(bad("it is empty"));
-    }
-    if let Ok(ip) = trimmed.parse::<IpAddr>() {
-        return Ok(ip.to_string());
-    }
-    let lower = trimmed.to_ascii_lowercase();
-    let body = lower.strip_prefix("*.").unwrap_or(&lower);
-    if lower.len() > 253 {
-        return Err(bad("it is longer than 253 characters"));
-    }
-    for label in body.split('.') {
-        if label.is_empty() {
-            return Err(bad("it has an empty label"));
-        }
-        if label.len() > 63 {
-            return Err(bad("a label is longer than 63 characters"));
-        }
-        if !label
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-        {
-            return Err(bad(
-                "only letters, digits, '-', '_' and '.' (and a leading '*.') are allowed",
-            ));
-        }
-        if label.starts_with('-') || label.ends_with('-') {
-            return Err(bad("a label starts or ends with '-'"));
-        }
-    }
-    Ok(lower)
-}
-
-/// Checks a client name (it becomes the common name and `clients/NAME.crt`).
-pub fn check_client_name(name: &str) -> Result<(), PkiError> {
-    let bad = |reason| PkiError::BadClientName {
-        name: name.to_owned(),
-        reason,
-    };
-    if name.is_empty() || name.len() > 64 {
-        return Err(bad("it must have 1 to 64 characters"));
-    }
-    if name.starts_with('.') || name.starts_with('-') {
-        return Err(bad("it must not start with '.' or '-'"));
-    }
-    if !name
-        .chars()
-        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '@'))
-    {
-        return Err(bad(
-            "only letters, digits, '-', '_', '.' and '@' are allowed",
-        ));
-    }
-    Ok(())
-}
 
 fn random_serial() -> SerialNumber {
     let mut bytes = [0u8; 16];
@@ -340,22 +158,6 @@ mod tests {
     use super::*;
     use crate::tls::inspect;
 
-    #[test]
-    fn hosts_are_normalised_and_checked() {
-        assert_eq!(
-            normalize_host(" Proxy.Example.COM ").expect("dns"),
-            "proxy.example.com"
-        );
-        assert_eq!(normalize_host("::0001").expect("ip"), "::1");
-        assert_eq!(
-            normalize_host("*.example.com").expect("wildcard"),
-            "*.example.com"
-        );
-        for bad in ["", "bad host", "a..b", "-a.b", "é.example", "a/b", "*"] {
-            let err = normalize_host(bad).expect_err(bad).to_string();
-            assert!(err.contains(&format!("`{bad}`")), "{err}");
-        }
-    }
 
     #[test]
     fn chain_of_root_intermediate_and_leaves() {
