@@ -11,9 +11,9 @@
 //! `FakeAnthropic::start(Script::text([..])).await`, `.base_url()`,
 //! `.requests()`, `.release_gate()`, `.wait_closed(timeout)`.
 
-pub use crate::fake_openai::common::{Fake, FakeServer, RecordedRequest, Script};
+pub use crate::scripted_provider::{Fake, FakeServer, RecordedRequest, Script};
 
-use crate::fake_openai::common::{Dialect, ErrorReply, Frame, StreamReply};
+use crate::scripted_provider::{Dialect, ErrorReply, Frame, StreamReply};
 use serde_json::{Value, json};
 
 /// The fake Anthropic server. Dereferences to [`FakeServer`]; stops when

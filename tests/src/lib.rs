@@ -19,5 +19,6 @@ pub mod logs;
 pub mod pebble;
 pub mod postgres;
 pub mod redis_server;
+pub mod scripted_provider;
 pub mod server_process;
 pub mod tcp_balancer;

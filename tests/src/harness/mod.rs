@@ -18,183 +18,34 @@
 //! Later tests (rate limits, metrics, ACME) reuse it: [`StackBuilder::config`]
 //! takes any TOML (it is the one file both processes read), [`Stack::admin_addr`]
 //! is where `/metrics` will be, [`Stack::edge`] is the running [`Edge`].
+//!
+//! [`StackBuilder`] starts a [`Stack`]; the helpers for calls through it
+//! (bearer metadata, requests, reading a stream) are in `calls`, the
+//! tokens the stacks accept in `tokens`.
 
-use serde_json::{Value, json};
-use std::{
-    net::SocketAddr,
-    path::PathBuf,
-    sync::{
-        Arc,
-        atomic::{AtomicU64, Ordering},
-    },
-    time::Duration,
-};
+mod builder;
+mod calls;
+mod tokens;
+
+pub use builder::StackBuilder;
+pub use calls::{authed, execute_request, next_chunk};
+pub use tokens::{ISSUER, JWT_SECRET, claims, mint};
+
+use std::{net::SocketAddr, path::PathBuf, sync::Arc, time::Duration};
 use tokio::{sync::watch, task::JoinHandle};
 use tokio_util::sync::CancellationToken;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
-use vibectl_config::{Config, Secret, SelfSignedTls};
+use vibectl_config::Config;
 use vibectl_edge::{
     Edge,
-    app::{Binds, EdgeApp, Running},
-    auth::SecretEnv,
+    app::Running,
     tls::{CertResolver, RotationStatus},
 };
-use vibectl_proto::{ExecuteRequest, vibectl_llm_proxy_client::VibectlLlmProxyClient};
+use vibectl_proto::vibectl_llm_proxy_client::VibectlLlmProxyClient;
 
 pub use crate::http1::{http_get, http1_request};
 
 pub use crate::WAIT;
-
-/// The next chunk of `stream` within [`WAIT`]; panics on a timeout, the
-/// end of the stream or a status.
-pub async fn next_chunk(
-    stream: &mut tonic::Streaming<vibectl_proto::StreamChunk>,
-) -> vibectl_proto::StreamChunk {
-    use futures::StreamExt;
-    tokio::time::timeout(WAIT, stream.next())
-        .await
-        .expect("chunk in time")
-        .expect("stream not ended")
-        .expect("chunk, not a status")
-}
-/// The HS256 secret of every stack.
-pub const JWT_SECRET: &str = "e2e-test-secret-5c1f0b7e9a3d4c2b8e6f0a1b";
-/// The issuer the stacks check (the default, `vibectl-server`).
-pub const ISSUER: &str = "vibectl-server";
-
-/// Builds a [`Stack`].
-#[derive(Debug, Default)]
-pub struct StackBuilder {
-    toml: String,
-    insecure: bool,
-    core_listen: Option<String>,
-    external_core: Option<String>,
-    trust: Option<PathBuf>,
-    watch_config: bool,
-}
-
-impl StackBuilder {
-    /// Extra configuration (TOML) read by both the core and the edge. The
-    /// harness then sets the core address, state dir, certificate dir and
-    /// JWT secret itself.
-    pub fn config(mut self, toml: &str) -> Self {
-        self.toml = toml.to_owned();
-        self
-    }
-
-    /// Serve plaintext h2c (`serve-insecure`) instead of TLS.
-    pub fn insecure(mut self) -> Self {
-        self.insecure = true;
-        self
-    }
-
-    /// Where the in-process core listens (default `127.0.0.1:0`; a
-    /// `unix:/path` socket works too).
-    pub fn core_listen(mut self, listen: &str) -> Self {
-        self.core_listen = Some(listen.to_owned());
-        self
-    }
-
-    /// The CA bundle clients trust when the config names `[tls.files]`
-    /// (self-signed stacks trust their own `ca-bundle.crt`).
-    pub fn trust(mut self, ca_bundle: &std::path::Path) -> Self {
-        self.trust = Some(ca_bundle.to_owned());
-        self
-    }
-
-    /// Write the configuration to [`Stack::config_path`] and let the edge
-    /// watch it (hot reload of `[limits]`, as `serve --config FILE` does).
-    pub fn watch_config(mut self) -> Self {
-        self.watch_config = true;
-        self
-    }
-
-    /// Start no core; point the edge at `address` (another server, or a
-    /// dead port).
-    pub fn external_core(mut self, address: &str) -> Self {
-        self.external_core = Some(address.to_owned());
-        self
-    }
-
-    /// Starts the core (unless external), then the edge and its admin
-    /// listener, and waits until `/ready` is 200 (unless the core is external).
-    pub async fn start(self) -> Stack {
-        init_logs();
-        let dir = tempfile::tempdir().expect("tempdir");
-        let config_path = dir.path().join("harness.toml");
-        std::fs::write(&config_path, &self.toml).expect("write harness.toml");
-        let mut config = Config::from_toml(&self.toml, &config_path)
-            .unwrap_or_else(|e| panic!("harness config: {e}"));
-        config.edge.state_dir = Some(dir.path().to_owned());
-        config.jwt.secret_key = Some(Secret::new(JWT_SECRET));
-        if config.tls.files.is_none() {
-            config.tls.self_signed = Some(SelfSignedTls {
-                dir: Some(dir.path().join("certs")),
-                ..SelfSignedTls::default()
-            });
-        }
-        let core_listener = match &self.external_core {
-            Some(address) => {
-                config.edge.core_address = address.clone();
-                None
-            }
-            None => {
-                let listen = self.core_listen.as_deref().unwrap_or("127.0.0.1:0");
-                let listener = vibectl_core::CoreListener::bind(listen)
-                    .await
-                    .expect("bind core");
-                config.edge.core_address = listener.local_addr_string();
-                Some(listener)
-            }
-        };
-        let config = Arc::new(config);
-        let core = core_listener.map(|listener| {
-            let token = CancellationToken::new();
-            let handle = tokio::spawn(vibectl_core::serve(listener, config.clone(), token.clone()));
-            Task { token, handle }
-        });
-        let binds = Binds::loopback(false).await.expect("bind edge");
-        // The secret is the configuration's (`jwt.secret_key`), whatever
-        // the environment of the test process says.
-        let mut app = EdgeApp::new(Config::clone(&config))
-            .secret_env(SecretEnv::default())
-            .watch_config(self.watch_config);
-        if self.insecure {
-            app = app.plaintext();
-        }
-        let edge_token = CancellationToken::new();
-        let running = app
-            .build(binds, edge_token.clone())
-            .await
-            .unwrap_or_else(|e| panic!("the edge did not start: {e}"));
-        let ca_bundle = match (running.self_signed(), self.trust, self.insecure) {
-            (_, _, true) => None,
-            (Some(made), _, false) => Some(made.ca_bundle_path.clone()),
-            (None, Some(trust), false) => Some(trust),
-            (None, None, false) => {
-                panic!("[tls.files] stacks need StackBuilder::trust(ca_bundle)")
-            }
-        };
-        let stack = Stack {
-            core_address: config.edge.core_address.clone(),
-            config,
-            edge: running.edge().clone(),
-            edge_addr: running.main_addr(),
-            admin_addr: running.admin_addr(),
-            ca_bundle,
-            cert_resolver: running.resolver().cloned(),
-            edge_token,
-            core,
-            running: Some(running),
-            config_path,
-            dir,
-        };
-        if self.external_core.is_none() {
-            stack.wait_ready().await;
-        }
-        stack
-    }
-}
 
 /// A running core + edge. Drop it to abandon the tasks, or call
 /// [`Stack::shutdown`] to stop them and check they exited.
@@ -354,45 +205,6 @@ impl<E: std::fmt::Debug + Send + 'static> Task<E> {
         let result = result.unwrap_or_else(|e| panic!("{what} task panicked: {e}"));
         result.unwrap_or_else(|e| panic!("{what} exited with an error: {e:?}"));
     }
-}
-
-/// A `tonic::Request` carrying `authorization: Bearer <token>`.
-pub fn authed<T>(message: T, token: &str) -> tonic::Request<T> {
-    let mut request = tonic::Request::new(message);
-    let value = format!("Bearer {token}").parse().expect("metadata value");
-    request.metadata_mut().insert("authorization", value);
-    request
-}
-
-/// An `ExecuteRequest` for `model` (None: the default) with one user fragment.
-pub fn execute_request(model: Option<&str>, text: &str) -> ExecuteRequest {
-    ExecuteRequest {
-        system_fragments: vec!["You are terse.".to_owned()],
-        user_fragments: vec![text.to_owned()],
-        model_name: model.map(str::to_owned),
-        response_model_schema: None,
-        request_id: String::new(),
-    }
-}
-
-/// Claims as vibectl-server makes them: `sub`, `iss`, `iat`, `exp` (now +
-/// `expires_in_secs`, negative for an expired token) and a unique `jti`.
-pub fn claims(sub: &str, expires_in_secs: i64) -> Value {
-    static NEXT: AtomicU64 = AtomicU64::new(0);
-    let now = i64::try_from(jsonwebtoken::get_current_timestamp()).expect("i64");
-    let jti = format!("jti-{now}-{}", NEXT.fetch_add(1, Ordering::Relaxed));
-    json!({"sub": sub, "iss": ISSUER, "iat": now, "exp": now + expires_in_secs, "jti": jti})
-}
-
-/// Signs `claims` with HS256 and `secret` (independently of the edge's own
-/// minting code).
-pub fn mint(secret: &str, claims: &Value) -> String {
-    jsonwebtoken::encode(
-        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
-        claims,
-        &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()),
-    )
-    .expect("sign")
 }
 
 /// Logs to the test output (`RUST_LOG` picks the level; default warn).
