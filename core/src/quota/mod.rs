@@ -19,6 +19,7 @@ mod redis_scripts;
 mod resp;
 mod refusal;
 pub mod reload;
+mod reservation;
 pub(crate) mod settle;
 mod start;
 mod status;
@@ -28,6 +29,7 @@ mod windows_test;
 pub use metrics::QuotaMetrics;
 use refusal::refusal;
 pub use refusal::code_name;
+pub use reservation::Reservation;
 pub use settle::Identity;
 pub(crate) use start::restore;
 pub use start::{Usage, start};
@@ -37,10 +39,10 @@ pub use status::status_rows;
 
 use crate::registry::ModelEntry;
 use arc_swap::ArcSwap;
-use backend::{LeaseRequest, Line, QuotaBackend, Settle};
-use budget_sets::{BudgetSet, InForce};
+use backend::{LeaseRequest, Line, QuotaBackend};
+use budget_sets::InForce;
 use jiff::Timestamp;
-use lease::{LEASE_WINDOW, LeaseBook, Taken};
+use lease::{LEASE_WINDOW, LeaseBook};
 use policy::{Policy, Unit};
 use std::{sync::Arc, time::Instant};
 use tonic::Status;
@@ -300,97 +302,4 @@ impl Quotas {
 /// USD as whole nano-dollars (0 when unpriced).
 pub fn nanos(usd: Option<f64>) -> u64 {
     usd.and_then(Usd::from_f64).map_or(0, Usd::nanos)
-}
-
-/// A call's open reservation; settle it when the call ends.
-#[derive(Debug)]
-pub struct Reservation {
-    quotas: Arc<Quotas>,
-    id: String,
-    set: Arc<BudgetSet>,
-    /// What it reserved: tokens, and nano-USD (per budget by its unit).
-    reserved: (u64, u64),
-    /// The leases it was taken from, per budget (`None`: its own, `id`).
-    leases: Option<Taken>,
-    /// Taken from this replica's leases without a backend step.
-    local: bool,
-    settled: bool,
-}
-
-impl Reservation {
-    fn new(
-        quotas: &Arc<Quotas>,
-        id: String,
-        set: &Arc<BudgetSet>,
-        reserved: (u64, u64),
-        leases: Option<Taken>,
-    ) -> Self {
-        Self {
-            quotas: quotas.clone(),
-            id,
-            set: set.clone(),
-            reserved,
-            leases,
-            local: false,
-            settled: false,
-        }
-    }
-
-    /// True when it was taken from this replica's leases without a
-    /// backend step.
-    #[cfg(feature = "test-support")]
-    pub fn is_local(&self) -> bool {
-        self.local
-    }
-
-    /// Replaces the reservation by what the call used (off the call's path).
-    pub fn settle(mut self, tokens: u64, cost_nanos: u64) {
-        self.settled = true;
-        self.finish(tokens, cost_nanos);
-    }
-
-    fn finish(&mut self, tokens: u64, cost_nanos: u64) {
-        let (res_tokens, res_cost) = self.reserved;
-        let lines: Vec<Settle> = self
-            .set
-            .budgets
-            .iter()
-            .enumerate()
-            .map(|(i, b)| Settle {
-                key: b.key.clone(),
-                lease: self.leases.as_ref().map(|t| t[i].clone()),
-                reserved: b.unit.pick(res_tokens, res_cost),
-                actual: b.unit.pick(tokens, cost_nanos),
-                expire_at: b.window.resets.as_second() + KEEP_AFTER_WINDOW_SECS,
-            })
-            .collect();
-        // The gauges count this replica's use at once (a call served from
-        // a lease never reads the backend's count).
-        if self.set.current() {
-            for (g, l) in self.set.gauges.iter().zip(&lines) {
-                g.settled(l.actual);
-            }
-        }
-        let quotas = self.quotas.clone();
-        let id = std::mem::take(&mut self.id);
-        quotas.metrics.reservation_closed();
-        let Ok(rt) = tokio::runtime::Handle::try_current() else {
-            return;
-        };
-        rt.spawn(async move {
-            if let Err(e) = quotas.backend.settle(&id, &lines).await {
-                quotas.metrics.backend_error();
-                tracing::warn!(error = %e, "quota settlement failed; the reservation expires on its own");
-            }
-        });
-    }
-}
-
-impl Drop for Reservation {
-    fn drop(&mut self) {
-        if !self.settled {
-            // Not settled by the call (a bug): release it, charge nothing.
-            self.finish(0, 0);
-        }
-    }
 }
