@@ -3,6 +3,8 @@
 
 use super::*;
 use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+use vibectl_config::Config;
 
 /// `[tls.acme]` with a state dir in `tmp` and a directory URL on a port
 /// where nothing listens.

@@ -1,5 +1,5 @@
 //! The ACME source (`[tls.acme]`, `serve-acme`): an adapter over
-//! [`crate::tls::acme::start`], which serves a self-signed fallback until
+//! [`crate::tls::acme::start()`], which serves a self-signed fallback until
 //! the first ACME certificate is deployed, then orders and renews in the
 //! background (its internals live in `tls/acme/`).
 
