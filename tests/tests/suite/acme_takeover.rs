@@ -71,7 +71,7 @@ async fn the_lock_holder_killed_mid_order_another_replica_completes_the_same_ord
         let state = home.path().join("state");
         std::fs::create_dir_all(&state).expect("state dir");
         let extra = format!(
-            "{}[metrics]\nenabled = true\n",
+            "{}[metrics]\nenabled = true\ncore_listen = \"127.0.0.1:0\"\n",
             replica_extra("tls-alpn-01", None, &redis.url())
         );
         let config = config(&state, &core.address, &pebble, &extra);
