@@ -150,7 +150,10 @@ mod tests {
         let at = |t: &str| t.parse::<Timestamp>().expect("ts");
         let get = |sub, kid, now| in_force.budgets(&metrics, sub, kid, "echo", now);
         let a = get("ann", None, at("2026-11-30T10:00:00Z"));
-        assert!(Arc::ptr_eq(&a, &get("ann", None, at("2026-11-30T23:59:59Z"))));
+        assert!(Arc::ptr_eq(
+            &a,
+            &get("ann", None, at("2026-11-30T23:59:59Z"))
+        ));
         assert_eq!(&*a.budgets[0].key, "sub:ann:tokens:day:2026-11-30");
         // The day ends: a new set, in the new windows.
         let b = get("ann", None, at("2026-12-01T00:00:00Z"));
@@ -160,7 +163,13 @@ mod tests {
         // Per caller and key id: bob's own table, and bob by a kid too.
         let bob = get("bob", None, at("2026-12-01T01:00:00Z"));
         assert_eq!(bob.budgets[0].limit, 5);
-        assert_eq!(get("x", Some("bob"), at("2026-12-01T01:00:00Z")).budgets[0].limit, 5);
-        assert_eq!(get("x", None, at("2026-12-01T01:00:00Z")).budgets[0].limit, 10);
+        assert_eq!(
+            get("x", Some("bob"), at("2026-12-01T01:00:00Z")).budgets[0].limit,
+            5
+        );
+        assert_eq!(
+            get("x", None, at("2026-12-01T01:00:00Z")).budgets[0].limit,
+            10
+        );
     }
 }

@@ -103,9 +103,15 @@ impl LeaseBook {
     pub fn take(&self, lines: &[Line], now: Instant) -> Option<Taken> {
         let mut slots = self.lock();
         let fits = lines.iter().all(|l| {
-            slots.get(&*l.key).and_then(|s| s.lease.as_ref()).is_some_and(|h| {
-                h.until > now && h.free >= l.amount && h.limit == l.limit && h.enforce == l.enforce
-            })
+            slots
+                .get(&*l.key)
+                .and_then(|s| s.lease.as_ref())
+                .is_some_and(|h| {
+                    h.until > now
+                        && h.free >= l.amount
+                        && h.limit == l.limit
+                        && h.enforce == l.enforce
+                })
         });
         if !fits {
             return None;

@@ -85,7 +85,9 @@ impl QuotaMetrics {
                     open,
                     refusals: m
                         .u64_counter("vibectl_quota_refusals")
-                        .with_description("Calls refused (or, in shadow mode, that would have been) by a quota")
+                        .with_description(
+                            "Calls refused (or, in shadow mode, that would have been) by a quota",
+                        )
                         .build(),
                     errors: m
                         .u64_counter("vibectl_quota_backend_errors")
@@ -158,9 +160,8 @@ impl QuotaMetrics {
 fn gauges(
     registry: &prometheus::Registry,
 ) -> Result<(IntGaugeVec, IntGaugeVec, IntGauge), prometheus::Error> {
-    let by_budget = |name: &str, help: &str| {
-        IntGaugeVec::new(Opts::new(name, help), &["owner", "budget"])
-    };
+    let by_budget =
+        |name: &str, help: &str| IntGaugeVec::new(Opts::new(name, help), &["owner", "budget"]);
     let used = by_budget(
         "vibectl_quota_used",
         "Settled use of a quota budget in its window (tokens, or nano-USD for cost budgets)",

@@ -16,10 +16,10 @@ pub mod policy;
 pub mod redis;
 mod redis_conn;
 mod redis_scripts;
-mod resp;
 mod refusal;
 pub mod reload;
 mod reservation;
+mod resp;
 pub(crate) mod settle;
 mod start;
 mod status;
@@ -27,8 +27,8 @@ mod status;
 mod windows_test;
 
 pub use metrics::QuotaMetrics;
-use refusal::refusal;
 pub use refusal::code_name;
+use refusal::refusal;
 pub use reservation::Reservation;
 pub use settle::Identity;
 pub(crate) use start::restore;
@@ -191,14 +191,13 @@ impl Quotas {
                 .map(|_| Arc::from(format!("L{}", uuid::Uuid::new_v4().simple()))),
             calls: lease_calls,
             hold: policy.reservation_ttl + LEASE_WINDOW,
-            give_back: ask.as_ref().map(|a| a.give_back.clone()).unwrap_or_default(),
+            give_back: ask
+                .as_ref()
+                .map(|a| a.give_back.clone())
+                .unwrap_or_default(),
         };
         let sent = Instant::now();
-        let outcome = match self
-            .backend
-            .reserve_leasing(&id, &lines, &lease)
-            .await
-        {
+        let outcome = match self.backend.reserve_leasing(&id, &lines, &lease).await {
             Ok(outcome) => outcome,
             Err(e) => {
                 self.metrics.backend_error();
@@ -226,13 +225,7 @@ impl Quotas {
             tracing::info!(sub = caller.sub, budget = b.name, owner = %b.owner, used = c.used, reserved = c.reserved, needs = lines[i].amount, limit = b.limit, "refused: quota exhausted");
             // Until the window resets by the clock that chose the window
             // (Redis' clock may differ by the replicas' skew).
-            return Err(refusal(
-                policy,
-                b,
-                c,
-                lines[i].amount,
-                now.as_millisecond(),
-            ));
+            return Err(refusal(policy, b, c, lines[i].amount, now.as_millisecond()));
         }
         for (i, (b, c)) in budgets.iter().zip(&outcome.counts).enumerate() {
             if !b.enforce && c.used + c.reserved + lines[i].amount > b.limit {
@@ -259,7 +252,13 @@ impl Quotas {
             _ => None,
         };
         self.metrics.reservation_opened();
-        Ok(Some(Reservation::new(self, id, &set, (tokens, cost), taken)))
+        Ok(Some(Reservation::new(
+            self,
+            id,
+            &set,
+            (tokens, cost),
+            taken,
+        )))
     }
 }
 

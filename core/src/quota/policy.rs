@@ -281,7 +281,12 @@ mod tests {
 
     #[test]
     fn a_counter_keys_scope_keeps_a_model_id_with_colons() {
-        let key = counter_key("model:ollama/llama3:8b", Unit::Tokens, Period::Day, "2026-12-06");
+        let key = counter_key(
+            "model:ollama/llama3:8b",
+            Unit::Tokens,
+            Period::Day,
+            "2026-12-06",
+        );
         assert_eq!(scope_of(&key), "model:ollama/llama3:8b");
         let key = counter_key("sub:alice", Unit::Cost, Period::Month, "2026-12");
         assert_eq!(scope_of(&key), "sub:alice");

@@ -71,7 +71,12 @@ impl RedisQuota {
         };
         let settings = info.redis_settings();
         Ok(Self {
-            pool: Pool::new(addr, settings.username(), settings.password(), settings.db()),
+            pool: Pool::new(
+                addr,
+                settings.username(),
+                settings.password(),
+                settings.db(),
+            ),
             prefix: format!("{prefix}quota:"),
             reserve: Script::new(redis_scripts::reserve(LEASE_SHARE)),
             settle: Script::new(redis_scripts::settle()),
@@ -100,9 +105,13 @@ impl RedisQuota {
     /// One `PING` (what a round trip costs here; for the quota bench).
     #[cfg(feature = "test-support")]
     pub async fn ping(&self) -> Result<(), BackendError> {
-        match self.pool.call(None, |r| {
-            r.arg("PING");
-        }).await {
+        match self
+            .pool
+            .call(None, |r| {
+                r.arg("PING");
+            })
+            .await
+        {
             Ok(Value::Status(s)) if s == "PONG" => Ok(()),
             Ok(other) => Err(unexpected(&other, "PING")),
             Err(e) => Err(err(e.to_string())),

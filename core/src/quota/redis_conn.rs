@@ -293,7 +293,11 @@ impl Pool {
                 s.set_nodelay(true).map_err(ConnError::Connect)?;
                 Io::Tcp(s)
             }
-            Addr::Unix(path) => Io::Unix(UnixStream::connect(path).await.map_err(ConnError::Connect)?),
+            Addr::Unix(path) => Io::Unix(
+                UnixStream::connect(path)
+                    .await
+                    .map_err(ConnError::Connect)?,
+            ),
         };
         let mut conn = Conn::new(io);
         if self.hello_replies > 0 {

@@ -3,7 +3,9 @@
 //! the call's path), or released, charging nothing, if it is dropped
 //! unsettled.
 
-use super::{KEEP_AFTER_WINDOW_SECS, Quotas, backend::Settle, budget_sets::BudgetSet, lease::Taken};
+use super::{
+    KEEP_AFTER_WINDOW_SECS, Quotas, backend::Settle, budget_sets::BudgetSet, lease::Taken,
+};
 use std::sync::Arc;
 
 /// A call's open reservation; settle it when the call ends.

@@ -245,7 +245,10 @@ mod tests {
     fn a_request_is_an_array_of_bulk_strings() {
         let mut buf = b"junk".to_vec();
         let mut r = Request::new(&mut buf);
-        r.arg("EVALSHA").uint(0).uint(1234567890).parts(&[b"q:", b"k", b":r"]);
+        r.arg("EVALSHA")
+            .uint(0)
+            .uint(1234567890)
+            .parts(&[b"q:", b"k", b":r"]);
         r.int(-42).int(7);
         let start = r.finish();
         assert_eq!(
@@ -270,16 +273,28 @@ mod tests {
         assert_eq!(parse(reply), Ok(Some((expected, whole))));
         assert_eq!(
             parse(b"-NOSCRIPT No matching script\r\n"),
-            Ok(Some((Value::Error("NOSCRIPT No matching script".into()), 30)))
+            Ok(Some((
+                Value::Error("NOSCRIPT No matching script".into()),
+                30
+            )))
         );
         assert_eq!(parse(b"$-1\r\n"), Ok(Some((Value::Nil, 5))));
         assert_eq!(parse(b"?x\r\n"), Err(Malformed));
         assert_eq!(parse(b":12a\r\n"), Err(Malformed));
-        assert_eq!(parse(b":-9223372036854775807\r\n"), Ok(Some((Value::Int(-i64::MAX), 23))));
+        assert_eq!(
+            parse(b":-9223372036854775807\r\n"),
+            Ok(Some((Value::Int(-i64::MAX), 23)))
+        );
         assert_eq!(parse(b":9223372036854775808\r\n"), Err(Malformed));
         assert_eq!(parse(b":\r\n"), Err(Malformed));
-        assert_eq!(parse(b"+a\rb\r\n"), Ok(Some((Value::Status("a\rb".into()), 6))));
+        assert_eq!(
+            parse(b"+a\rb\r\n"),
+            Ok(Some((Value::Status("a\rb".into()), 6)))
+        );
         assert_eq!(parse(b"$3\r\nabcd\r\n"), Err(Malformed));
-        assert_eq!(parse(b"*1\r\n*1\r\n*1\r\n*1\r\n*1\r\n:1\r\n"), Err(Malformed));
+        assert_eq!(
+            parse(b"*1\r\n*1\r\n*1\r\n*1\r\n*1\r\n:1\r\n"),
+            Err(Malformed)
+        );
     }
 }

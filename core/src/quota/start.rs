@@ -176,7 +176,9 @@ async fn give_back_leases(quotas: std::sync::Weak<Quotas>, stop: CancellationTok
             () = stop.cancelled() => return,
             () = tokio::time::sleep(super::lease::LEASE_WINDOW / 2) => {}
         }
-        let Some(quotas) = quotas.upgrade() else { return };
+        let Some(quotas) = quotas.upgrade() else {
+            return;
+        };
         quotas.give_back_leases(false).await;
     }
 }

@@ -2,6 +2,8 @@
 //! names, started through [`tls::sources`] (self-signed, files, private
 //! CA, ACME: each a [`tls::sources::CertSource`]).
 
+#[cfg(any(test, feature = "test-support"))]
+use crate::tls::SelfSigned;
 use crate::{
     EdgeError, Transport,
     tls::{
@@ -10,8 +12,6 @@ use crate::{
         sources::{self, Serving},
     },
 };
-#[cfg(any(test, feature = "test-support"))]
-use crate::tls::SelfSigned;
 use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 use vibectl_config::Config;

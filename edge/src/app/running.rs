@@ -1,5 +1,7 @@
 //! A running edge: what it serves, where, and its tasks.
 
+#[cfg(any(test, feature = "test-support"))]
+use crate::tls::{CertResolver, RotationStatus, SelfSigned};
 use crate::{
     Edge, EdgeError,
     tls::{
@@ -7,11 +9,9 @@ use crate::{
         acme::{Acme, AcmeStatus},
     },
 };
-#[cfg(any(test, feature = "test-support"))]
-use crate::tls::{CertResolver, RotationStatus, SelfSigned};
+use std::{future::Future, net::SocketAddr};
 #[cfg(any(test, feature = "test-support"))]
 use std::{path::Path, sync::Arc};
-use std::{future::Future, net::SocketAddr};
 use tokio::{sync::watch, task::JoinHandle};
 use tokio_util::sync::CancellationToken;
 

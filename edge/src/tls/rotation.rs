@@ -189,11 +189,7 @@ impl Rotator {
     }
 
     /// Checks the files and acts; returns false once the rotation should stop.
-    async fn on_change(
-        &mut self,
-        watch: &mut FileWatch,
-        shutdown: &CancellationToken,
-    ) -> bool {
+    async fn on_change(&mut self, watch: &mut FileWatch, shutdown: &CancellationToken) -> bool {
         let mut rounds = 0;
         loop {
             let check = self.check();

@@ -86,7 +86,8 @@ impl Flow<'_> {
                     dns.check().await.map_err(OrderError::Dns)?;
                 }
                 let replaces = self.replaces.as_ref();
-                let order = ari::new_order(self.account, self.steps, &identifiers, replaces).await?;
+                let order =
+                    ari::new_order(self.account, self.steps, &identifiers, replaces).await?;
                 tracing::info!(order = %order.url(), domains = ?self.domains, "ACME: order created");
                 self.record(order.url(), None).await?;
                 order

@@ -50,7 +50,11 @@ impl Flow<'_> {
     }
 
     /// Shares the order in flight (Redis), so another replica can resume it.
-    pub(super) async fn record(&self, url: &str, key_pem: Option<String>) -> Result<(), OrderError> {
+    pub(super) async fn record(
+        &self,
+        url: &str,
+        key_pem: Option<String>,
+    ) -> Result<(), OrderError> {
         let record = OrderRecord {
             url: url.to_owned(),
             key_pem,
@@ -99,7 +103,10 @@ impl Flow<'_> {
     /// Whether the `index`th authorization is no longer waiting for a
     /// response (valid, or its challenge processing or final).
     pub(super) async fn responded_before(
-        order: &mut Order, index: usize, wanted: &ChallengeType) -> bool {
+        order: &mut Order,
+        index: usize,
+        wanted: &ChallengeType,
+    ) -> bool {
         let mut authorizations = order.authorizations();
         let mut at = 0;
         while let Some(authorization) = authorizations.next().await {

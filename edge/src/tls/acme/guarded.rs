@@ -7,11 +7,11 @@
 //! still held (fencing). The order is given up when the lock is lost.
 
 use super::{
+    driver::Driver,
     flow::{Flow, Issued},
     lock::Lock,
     resolver::{Deployed, Source},
     steps::OrderError,
-    driver::Driver,
 };
 use instant_acme::{Account, CertificateIdentifier};
 

@@ -43,11 +43,7 @@ pub fn status(dir: &Path) -> Result<Vec<(PathBuf, CertInfo)>, CaError> {
 
 /// The certificates under `dir` that expire within `days` days of
 /// `now_unix` (or have expired).
-pub fn expiring(
-    dir: &Path,
-    days: u32,
-    now_unix: i64,
-) -> Result<Vec<(PathBuf, CertInfo)>, CaError> {
+pub fn expiring(dir: &Path, days: u32, now_unix: i64) -> Result<Vec<(PathBuf, CertInfo)>, CaError> {
     Ok(status(dir)?
         .into_iter()
         .filter(|(_, info)| info.expires_within(days, now_unix))
@@ -94,4 +90,3 @@ pub(super) fn leaf_files(dir: &Path) -> Result<Vec<PathBuf>, CaError> {
         })
         .collect())
 }
-

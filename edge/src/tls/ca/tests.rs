@@ -7,7 +7,11 @@ fn now() -> i64 {
 /// Verifies `server.crt` for `name` trusting only `ca-bundle.crt`, as rustls
 /// clients (tonic, vibectl's grpc) do.
 fn verify_with_bundle(dir: &Path, name: &str) -> Result<(), rustls::Error> {
-    crate::tls::client_check::verify_chain(&dir.join(files::BUNDLE), &dir.join(files::SERVER_CRT), name)
+    crate::tls::client_check::verify_chain(
+        &dir.join(files::BUNDLE),
+        &dir.join(files::SERVER_CRT),
+        name,
+    )
 }
 
 #[test]

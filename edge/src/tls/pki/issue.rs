@@ -158,7 +158,6 @@ mod tests {
     use super::*;
     use crate::tls::inspect;
 
-
     #[test]
     fn chain_of_root_intermediate_and_leaves() {
         let root = root_ca("root", 30).expect("root");

@@ -19,11 +19,11 @@ mod files;
 mod private_ca;
 mod self_signed;
 
+use crate::shared_redis::SharedRedis;
 use crate::tls::{
     CertResolver, Rotation, SelfSigned, TlsError, WatchedPair, acme::Acme, install_crypto_provider,
     rotation, server_config,
 };
-use crate::shared_redis::SharedRedis;
 use rustls::sign::CertifiedKey;
 use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
