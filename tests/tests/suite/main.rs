@@ -20,6 +20,7 @@ mod acme_takeover;
 mod alerts_rules;
 mod core_bench;
 mod core_echo;
+mod core_serving;
 mod core_shutdown;
 mod e2e_auth;
 mod e2e_forward;
