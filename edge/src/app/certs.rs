@@ -1,6 +1,6 @@
 //! The certificate source of an edge: none (h2c), or the one `config.tls`
-//! names, started through [`tls::sources`] (self-signed, files, private
-//! CA, ACME: each a [`tls::sources::CertSource`]).
+//! names, started through [`crate::tls::sources`] (self-signed, files,
+//! private CA, ACME: each a [`crate::tls::sources::CertSource`]).
 
 #[cfg(any(test, feature = "test-support"))]
 use crate::tls::SelfSigned;

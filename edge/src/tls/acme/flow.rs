@@ -1,9 +1,10 @@
 //! One order, from new-order to the downloaded certificate, with
 //! instant-acme. Never wastes an order:
 //!
-//! - every request goes through [`Steps::run`] (`badNonce` re-sent with a
-//!   fresh nonce, 503/429 `Retry-After` waited out, reads repeated after a
-//!   network error) — a failed request never starts a new order;
+//! - every request goes through `retried!`, which asks [`Steps::judge`]
+//!   after each failure (`badNonce` re-sent with a fresh nonce, 503/429
+//!   `Retry-After` waited out, reads repeated after a network error) — a
+//!   failed request never starts a new order;
 //! - the answer of every pending authorization is put in place first (for
 //!   DNS-01: the TXT records added and visible on the zone's authoritative
 //!   servers, [`Dns01`]), then each challenge is responded to exactly once;

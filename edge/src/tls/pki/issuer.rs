@@ -77,7 +77,7 @@ impl Issuer {
         })
     }
 
-    /// Loads an issued CA (as [`root_ca`] or [`intermediate_ca`] return it).
+    /// Loads an issued CA (as [`super::root_ca`] or [`super::intermediate_ca`] return it).
     pub fn from_issued(issued: &Issued) -> Result<Self, PkiError> {
         Self::from_pem(&issued.cert_pem, &issued.key_pem)
     }
