@@ -8,9 +8,10 @@
 //! caller's limits that the edge passes in the `x-vibectl-limits` header it
 //! enforces the two only it can ([`limits`]: the input length, which needs
 //! the decoded request, and the deadline, which must cancel the provider
-//! call); it exports Prometheus [`metrics`] on its own loopback listener.
-//! It does no TLS, no authentication and no rate limiting: those are the
-//! edge's.
+//! call); it enforces token and cost budgets (`[quota]`), records calls
+//! in the usage ledger (`[ledger]`: SQLite or PostgreSQL), and exports
+//! Prometheus [`metrics`] on its own loopback listener. It does no TLS, no
+//! authentication and no rate limiting: those are the edge's.
 //!
 //! Embedding: bind a [`CoreListener`], then run [`serve`] (or
 //! [`serve_with_metrics`]) until the cancellation token fires; the

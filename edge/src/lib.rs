@@ -2,9 +2,10 @@
 //! TLS (rustls: self-signed, operator-supplied, private-CA or ACME
 //! certificates swapped in without dropping connections, optional mutual
 //! TLS, ALPN `h2`; the ACME plain HTTP listener is [`http01`]),
-//! verifies `authorization: Bearer <jwt>` (HS256, tokens of the Python
-//! vibectl-server verify unchanged), adds `Strict-Transport-Security` to every
-//! response over TLS, and forwards each HTTP/2 stream frame by frame over h2c
+//! verifies `authorization: Bearer <jwt>` (HS256 with the shared secret, so
+//! tokens of the Python vibectl-server verify unchanged, or ES256, RS256 and
+//! EdDSA keys of a JWKS key set; revoked tokens are refused), adds
+//! `Strict-Transport-Security` to every response over TLS, and forwards each HTTP/2 stream frame by frame over h2c
 //! to the core, which holds the provider keys. It never parses the gRPC
 //! messages it forwards, never holds a provider key, and never talks to an
 //! LLM itself. Per-token [`limits`] (rate, concurrency, deadline; in memory

@@ -15,9 +15,10 @@
 //! stack.shutdown().await;                                         // every task exited Ok
 //! ```
 //!
-//! Later tests (rate limits, metrics, ACME) reuse it: [`StackBuilder::config`]
-//! takes any TOML (it is the one file both processes read), [`Stack::admin_addr`]
-//! is where `/metrics` will be, [`Stack::edge`] is the running [`Edge`].
+//! Most end-to-end tests (limits, metrics, quotas, tokens, TLS, hardening)
+//! reuse it: [`StackBuilder::config`] takes any TOML (it is the one file
+//! both processes read), [`Stack::admin_addr`] serves `/live`, `/ready` and
+//! (with `[metrics]`) `/metrics`, [`Stack::edge`] is the running [`Edge`].
 //!
 //! [`StackBuilder`] starts a [`Stack`]; the helpers for calls through it
 //! (bearer metadata, requests, reading a stream) are in `calls`, the
@@ -58,7 +59,7 @@ pub struct Stack {
     pub edge: Edge,
     /// The edge's TLS (or h2c) listener.
     pub edge_addr: SocketAddr,
-    /// The edge's admin listener (`/live`, `/ready`).
+    /// The edge's admin listener (`/live`, `/ready`, `/metrics`).
     pub admin_addr: SocketAddr,
     /// Where the edge sends requests: `127.0.0.1:PORT` or `unix:/path`.
     pub core_address: String,
