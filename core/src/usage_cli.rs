@@ -163,43 +163,105 @@ async fn render_status(
     if args.format == Format::Json {
         return Ok(serde_json::to_string_pretty(&rows).unwrap_or_default() + "\n");
     }
-    let sep = if args.format == Format::Csv {
-        ","
-    } else {
-        "  "
-    };
-    let mut out = String::new();
-    let _ = writeln!(
-        out,
-        "{}",
-        [
-            "OWNER",
-            "BUDGET",
-            "WINDOW",
-            "USED",
-            "RESERVED",
-            "LIMIT",
-            "ENFORCE",
-            "RESETS_AT"
-        ]
-        .join(sep)
-    );
-    for r in rows {
-        let _ = writeln!(
-            out,
-            "{}",
-            [
-                r.owner,
-                r.budget.to_owned(),
-                r.window,
-                r.used.to_string(),
-                r.reserved.to_string(),
-                r.limit.to_string(),
-                r.enforce.to_string(),
-                r.resets_at,
-            ]
-            .join(sep)
-        );
+    if rows.is_empty() && args.format == Format::Table {
+        let whom = args
+            .sub
+            .as_ref()
+            .map_or(String::new(), |s| format!(" to `{s}`"));
+        return Ok(format!("no quota budget applies{whom}: {HOW_TO_SET}"));
     }
-    Ok(out)
+    let lines = rows.into_iter().map(|r| {
+        [
+            r.owner,
+            r.budget.to_owned(),
+            r.window,
+            r.used.to_string(),
+            r.reserved.to_string(),
+            r.limit.to_string(),
+            r.enforce.to_string(),
+            r.resets_at,
+        ]
+    });
+    let table: Vec<[String; 8]> = std::iter::once(STATUS_HEADER.map(str::to_owned))
+        .chain(lines)
+        .collect();
+    Ok(match args.format {
+        Format::Csv => csv(&table),
+        _ => aligned(&table),
+    })
+}
+
+/// The columns of `quota status`.
+const STATUS_HEADER: [&str; 8] = [
+    "OWNER",
+    "BUDGET",
+    "WINDOW",
+    "USED",
+    "RESERVED",
+    "LIMIT",
+    "ENFORCE",
+    "RESETS_AT",
+];
+
+/// What `quota status` says, rather than an empty table, when no budget
+/// applies.
+const HOW_TO_SET: &str = "set max_tokens_per_day, \
+max_tokens_per_month, max_cost_usd_per_day or max_cost_usd_per_month in [limits.global], \
+[limits.per_token.\"SUB\"] or [limits.per_model.\"MODEL\"] (README, \"Quotas and the usage ledger\")\n";
+
+/// Rows as CSV, a cell quoted when it holds a comma, a quote or a newline.
+fn csv<const N: usize>(table: &[[String; N]]) -> String {
+    let mut out = String::new();
+    for row in table {
+        let cells: Vec<String> = row
+            .iter()
+            .map(|c| match c.contains([',', '"', '\n']) {
+                true => format!("\"{}\"", c.replace('"', "\"\"")),
+                false => c.clone(),
+            })
+            .collect();
+        let _ = writeln!(out, "{}", cells.join(","));
+    }
+    out
+}
+
+/// Rows as a table, each column as wide as its widest cell.
+fn aligned<const N: usize>(table: &[[String; N]]) -> String {
+    let mut widths = [0usize; N];
+    for row in table {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let mut out = String::new();
+    for row in table {
+        let cells: Vec<String> = row
+            .iter()
+            .zip(widths)
+            .map(|(cell, w)| format!("{cell:<w$}"))
+            .collect();
+        let _ = writeln!(out, "{}", cells.join("  ").trim_end());
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(owner: &str) -> [String; 2] {
+        [owner.to_owned(), "max_tokens_per_day".to_owned()]
+    }
+
+    #[test]
+    fn the_table_is_aligned_and_the_csv_quoted() {
+        let table = [row("OWNER"), row("token `a,b`"), row("token `alice`")];
+        let text = aligned(&table);
+        let starts: Vec<usize> = text
+            .lines()
+            .map(|l| l.find("max_tokens_per_day").expect("column"))
+            .collect();
+        assert_eq!(starts, [15, 15, 15], "{text}");
+        assert_eq!(csv(&table[1..2]), "\"token `a,b`\",max_tokens_per_day\n");
+    }
 }

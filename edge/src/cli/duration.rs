@@ -54,9 +54,37 @@ pub fn parse_expires_in(text: &str) -> Result<Duration, ExpiresInError> {
     Ok(duration)
 }
 
+/// A token lifetime as an operator reads it: whole days as `N days`
+/// (`1y` is 365 days, as [`parse_expires_in`] reads it), anything else in
+/// humantime's form (`12h 30m`), never humantime's 30.44-day months.
+pub fn show_lifetime(lifetime: Duration) -> String {
+    let secs = lifetime.as_secs();
+    let (days, rest) = (secs / 86_400, Duration::from_secs(secs % 86_400));
+    let days = match days {
+        0 => return humantime::format_duration(lifetime).to_string(),
+        1 => "1 day".to_owned(),
+        n => format!("{n} days"),
+    };
+    if rest.is_zero() {
+        days
+    } else {
+        format!("{days} {}", humantime::format_duration(rest))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn lifetimes_are_shown_in_days() {
+        let parsed = |t: &str| show_lifetime(parse_expires_in(t).expect("valid"));
+        assert_eq!(parsed("2y"), "730 days");
+        assert_eq!(parsed("1y"), "365 days");
+        assert_eq!(parsed("1d"), "1 day");
+        assert_eq!(parsed("36h"), "1 day 12h");
+        assert_eq!(parsed("90m"), "1h 30m");
+    }
 
     #[test]
     fn vibectl_forms() {

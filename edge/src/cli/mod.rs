@@ -25,8 +25,11 @@ use tokio_util::sync::CancellationToken;
 use vibectl_config::Config;
 
 /// The vibectl LLM proxy edge: TLS, JWT and HSTS in front of the core.
+///
+/// The three global options are listed after each command's own (a high
+/// display order), not interleaved with them.
 #[derive(Debug, Parser)]
-#[command(name = "vibectl-edge", version, about, long_about = None)]
+#[command(name = "vibectl-edge", version, about, long_about = None, next_display_order = 1000)]
 pub struct Cli {
     /// Configuration file (TOML). Default: <state dir>/config.toml if present.
     #[arg(long, global = true, env = "VIBECTL_PROXY_CONFIG", value_name = "FILE")]

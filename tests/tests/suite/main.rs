@@ -34,6 +34,7 @@ mod hardening_proxy;
 mod hardening_requests;
 mod hardening_resets;
 mod hardening_trace;
+mod journey_cli;
 mod journey_dev;
 mod journey_manual;
 mod keepalive;

@@ -6,6 +6,7 @@ use crate::{
     EdgeError,
     auth::{JwtError, SecretEnv, TokenVerifier, Verified, lookup_existing_secret},
     shared_redis::SharedRedis,
+    tls::files::unix_to_rfc3339,
 };
 use serde_json::Value;
 use vibectl_config::Config;
@@ -37,10 +38,8 @@ impl std::fmt::Display for Inspection {
         writeln!(f, "header: {}", show(&self.header))?;
         writeln!(f, "claims: {}", show(&self.claims))?;
         for claim in ["iat", "nbf", "exp"] {
-            if let Some(t) = self.claims.get(claim).and_then(Value::as_i64)
-                && let Ok(at) = time::OffsetDateTime::from_unix_timestamp(t)
-            {
-                writeln!(f, "  {claim}: {at}")?;
+            if let Some(t) = self.claims.get(claim).and_then(Value::as_i64) {
+                writeln!(f, "  {claim}: {}", unix_to_rfc3339(t))?;
             }
         }
         match &self.verdict {

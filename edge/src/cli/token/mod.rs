@@ -25,7 +25,7 @@ use std::{
 };
 use vibectl_config::Config;
 
-use super::parse_expires_in;
+use super::{duration::show_lifetime, parse_expires_in};
 
 mod inspect;
 mod revoke;
@@ -174,8 +174,8 @@ pub fn generate_token(
     {
         return Err(refused(format!(
             "a lifetime of {} exceeds jwt.max_lifetime ({}); the edge would refuse the token",
-            humantime::format_duration(lifetime),
-            humantime::format_duration(max)
+            show_lifetime(lifetime),
+            show_lifetime(max)
         )));
     }
     let key = signing_key(config, env, args.kid.as_deref(), args.key_file.as_deref())?;

@@ -9,9 +9,10 @@ use crate::{
         revocation::{self, RedisTarget, Revocation},
     },
     shared_redis::SharedRedis,
+    tls::files::unix_to_rfc3339,
 };
 use serde_json::Value;
-use std::{fmt::Write as _, path::PathBuf};
+use std::path::PathBuf;
 use vibectl_config::Config;
 
 /// What `revoke-token` did.
@@ -27,17 +28,10 @@ pub struct Revoked {
 
 impl std::fmt::Display for Revoked {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let mut until = String::new();
-        match self
-            .entry
-            .exp
-            .and_then(|e| time::OffsetDateTime::from_unix_timestamp(e).ok())
-        {
-            Some(at) => {
-                let _ = write!(until, "until {at}");
-            }
-            None => until.push_str("for good (its expiry is unknown)"),
-        }
+        let until = self.entry.exp.map_or_else(
+            || "for good (its expiry is unknown)".to_owned(),
+            |exp| format!("until {}", unix_to_rfc3339(exp)),
+        );
         writeln!(
             f,
             "revoked jti `{}`{} {until}",
@@ -49,17 +43,27 @@ impl std::fmt::Display for Revoked {
         )?;
         writeln!(
             f,
-            "  file: {} ({} revocations; edges re-read it within jwt.reload_interval)",
+            "  file: {} ({}; edges re-read it within jwt.reload_interval)",
             self.file.0.display(),
-            self.file.1
+            entries(self.file.1)
         )?;
         match self.redis {
             Some(n) => writeln!(
                 f,
-                "  redis: recorded ({n} revocations; every edge sees it within 2 s)"
+                "  redis: recorded ({}; every edge sees it within 2 s)",
+                entries(usize::try_from(n).unwrap_or(usize::MAX))
             ),
             None => writeln!(f, "  redis: not configured ([limits] backend = \"memory\")"),
         }
+    }
+}
+
+/// `1 revocation`, `2 revocations`.
+fn entries(n: usize) -> String {
+    if n == 1 {
+        "1 revocation".to_owned()
+    } else {
+        format!("{n} revocations")
     }
 }
 
