@@ -154,7 +154,7 @@ pub enum AuthError {
         max: String,
     },
     /// The token's `jti` is on the revocation list.
-    #[error("token revoked")]
+    #[error("token revoked; ask for a new one")]
     Revoked,
     /// Redis holds revocations, cannot be read, and the operator chose
     /// `limits.on_backend_failure = "fail_closed"`.
