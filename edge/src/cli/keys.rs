@@ -9,8 +9,8 @@ use crate::{
     EdgeError,
     auth::{
         JwtError, KeySet, KeyStatus,
-        keygen::{self, Generated},
         key_set::JwksDoc,
+        keygen::{self, Generated},
         keys::{KeyAlg, is_plain_kid},
     },
     fsutil,

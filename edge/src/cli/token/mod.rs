@@ -11,8 +11,8 @@ use crate::auth::now_secs;
 use crate::{
     EdgeError,
     auth::{
-        JwtError, KeySet, KeyStatus, SecretEnv, SigningKey, TokenSpec, keys::KeyAlg,
-        lookup_secret, mint,
+        JwtError, KeySet, KeyStatus, SecretEnv, SigningKey, TokenSpec, keys::KeyAlg, lookup_secret,
+        mint,
     },
     fsutil,
 };

@@ -105,7 +105,11 @@ pub async fn revoke(config: &Config, args: &RevokeArgs) -> Result<Revoked, EdgeE
     let path = config.jwt.revocation_path(&config.edge.state_dir());
     let count = revocation::record_in_file(&path, &entry)?;
     let redis = match SharedRedis::from_limits(&config.limits).map_err(JwtError::from)? {
-        Some(redis) => Some(RedisTarget::new(redis).record(&entry.jti, entry.exp).await?),
+        Some(redis) => Some(
+            RedisTarget::new(redis)
+                .record(&entry.jti, entry.exp)
+                .await?,
+        ),
         None => None,
     };
     Ok(Revoked {
