@@ -3,7 +3,7 @@
 
 use crate::{
     ledger::{
-        self, LedgerError,
+        self, LedgerError, LedgerStore,
         report::{self, Format, GroupBy},
     },
     quota::{
@@ -75,6 +75,34 @@ pub enum ReportError {
     /// The quota backend cannot be read.
     #[error(transparent)]
     Backend(#[from] crate::quota::backend::BackendError),
+    /// The SQLite ledger's file does not exist (a report never creates it).
+    #[error("no usage ledger at {}: {why}", path.display())]
+    NoLedger {
+        /// The file looked for.
+        path: std::path::PathBuf,
+        /// Why there is none, and what to do.
+        why: &'static str,
+    },
+}
+
+/// The ledger a report reads. The default backend is an SQLite file that
+/// the core creates at its first start: when it does not exist, the
+/// error says so instead of creating an empty database (and the state
+/// directory) to report nothing from.
+async fn report_store(config: &Config) -> Result<Arc<dyn LedgerStore>, ReportError> {
+    let ledger = &config.ledger;
+    let sqlite = ledger.url.is_none() && ledger.url_env.is_none() && ledger.url_file.is_none();
+    let path = ledger.sqlite_file(&config.edge.state_dir());
+    if sqlite && !path.exists() {
+        let why = if ledger.enabled {
+            "no core has recorded a call there yet (`vibectl-core serve` creates it; \
+             [ledger] sqlite_path or url names another ledger)"
+        } else {
+            "the ledger is off ([ledger] enabled = false), so no call is recorded"
+        };
+        return Err(ReportError::NoLedger { path, why });
+    }
+    Ok(ledger::open_store(config).await?)
 }
 
 /// The `usage` report.
@@ -100,7 +128,7 @@ pub async fn usage(config: &Config, args: &UsageArgs) -> Result<String, ReportEr
         let next = first.checked_add(1.month()).map(start).unwrap_or(i64::MAX);
         (start(first), next)
     };
-    let store = ledger::open_store(config).await?;
+    let store = report_store(config).await?;
     let rows = store.rows(since, until, args.sub.as_deref()).await?;
     let report = report::aggregate(&rows, &args.by, &policy.tz);
     Ok(report::render(&report, &args.by, args.format))
@@ -124,10 +152,14 @@ pub async fn quota_status(config: &Config, args: &QuotaStatusArgs) -> Result<Str
         LimitsBackend::Memory => Arc::new(MemoryBackend::default()),
     };
     let (mut subs, models) = policy.configured();
-    let store = if config.ledger.enabled {
-        Some(ledger::open_store(config).await?)
-    } else {
-        None
+    // No ledger kept, or none yet: nothing used, the budgets still show.
+    let store = match config.ledger.enabled {
+        false => None,
+        true => match report_store(config).await {
+            Ok(store) => Some(store),
+            Err(ReportError::NoLedger { .. }) => None,
+            Err(e) => return Err(e),
+        },
     };
     if let Some(store) = &store {
         let month = crate::quota::policy::Window::of(

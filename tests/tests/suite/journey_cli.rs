@@ -2,7 +2,8 @@
 //! README runs them (the real binaries, a fresh `HOME`): times as RFC 3339
 //! stamps, lifetimes in days, counts in words, and a `quota status` that
 //! says how to set a budget rather than printing an empty table, and
-//! aligns its columns when there are budgets.
+//! aligns its columns when there are budgets; `usage` before any core ran
+//! says there is no ledger yet instead of creating an empty one.
 
 use crate::journey_support::{Home, PATIENCE, assert_ok, binary, text};
 use std::process::Output;
@@ -62,6 +63,16 @@ async fn token_commands_show_stamps_days_and_counts() {
 #[tokio::test]
 async fn quota_status_says_how_to_set_a_budget_then_aligns_its_table() {
     let home = Home::new();
+    // Before any core ran: `usage` says there is no ledger yet, and
+    // creates none (nor the state directory).
+    let early = core_cli(&home, &["usage"]).await;
+    assert!(!early.status.success());
+    let said = text(&early);
+    assert!(
+        said.contains("no usage ledger at") && said.contains("`vibectl-core serve` creates it"),
+        "{said}"
+    );
+    assert!(!home.state_dir().exists(), "a report creates nothing");
     let none = core_cli(&home, &["quota", "status"]).await;
     assert_ok(&none, "quota status");
     let said = text(&none);
