@@ -38,7 +38,7 @@ pub mod usage_cli;
 
 test_support_mods! {
     mod ledger;
-    // The quota bench (tests/src/bin/quota_bench.rs) and the quota tests
+    // The quota bench (tests/src/bin/quota_bench/main.rs) and the quota tests
     // drive it directly.
     mod quota;
     mod registry;
