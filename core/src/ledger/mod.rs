@@ -11,14 +11,17 @@ mod postgres;
 pub mod report;
 mod sql;
 mod sqlite;
+mod sqlite_ids;
 mod store;
 mod sqlite_schema;
 mod sqlite_write;
+mod text;
 mod writer;
 
 pub use metrics::LedgerMetrics;
 pub use open::open_store;
 pub use store::{BlockingInsert, LedgerError, LedgerStore, Total};
+pub use text::Text;
 pub use writer::Ledger;
 
 use crate::registry::ModelEntry;
@@ -27,19 +30,21 @@ use std::{borrow::Cow, sync::Arc};
 
 /// One call as the core queues it for the ledger: the model shared with
 /// the registry (its id and provider's name are not copied per call), the
-/// fixed words borrowed. Stored as a [`LedgerRow`].
+/// fixed words borrowed, the call's own strings copied inline ([`Text`]:
+/// the ledger's thread frees no memory of the call's). Stored as a
+/// [`LedgerRow`].
 #[derive(Debug, Clone)]
 pub struct CallRow {
     /// When the call ended, unix milliseconds.
     pub ts_ms: i64,
     /// The call's request id.
-    pub request_id: String,
+    pub request_id: Text,
     /// The token's `sub` (`-` without one).
-    pub sub: String,
+    pub sub: Text,
     /// The key id that verified the token.
-    pub kid: Option<String>,
+    pub kid: Option<Text>,
     /// The token's `jti`.
-    pub jti: Option<String>,
+    pub jti: Option<Text>,
     /// The model (none when none resolved).
     pub model: Option<Arc<ModelEntry>>,
     /// `Execute` or `StreamExecute`.

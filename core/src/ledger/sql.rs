@@ -68,13 +68,13 @@ pub(super) const COLUMN_COUNT: usize = 15;
 /// almost every batch). PostgreSQL: large chunks, each statement a round
 /// trip.
 const POSTGRES_CHUNK_ROWS: &[usize] = &[128, 32, 8, 1];
-/// SQLite: small enough that SQLite's copies of a chunk's strings (up to 9
-/// a row, the three statements' binds together) fit the connection's
-/// lookaside slots (about 300): with 128-row chunks each string bind went
-/// to `malloc`, behind SQLite's global memory mutex (about 1,700 more
-/// instructions per row, callgrind); a statement's own cost, spread over
-/// 16 rows, is far smaller.
-const SQLITE_CHUNK_ROWS: &[usize] = &[16, 4, 1];
+/// SQLite: a chunk's strings (one a row, its request id, copied by
+/// SQLite at bind) must fit the connection's lookaside slots (about 300):
+/// past them each string went to `malloc`, behind SQLite's global memory
+/// mutex (with 9 strings a row and 128-row chunks, about 1,700 more
+/// instructions per row, callgrind). A statement's own cost (its start,
+/// the cursor's first seek, its end) is spread over its rows.
+const SQLITE_CHUNK_ROWS: &[usize] = &[64, 16, 4, 1];
 
 /// The `INSERT` of each chunk size, written once per store (not per
 /// batch).
@@ -269,8 +269,7 @@ mod tests {
         let rows: Vec<usize> = (0..300).collect();
         let sizes: Vec<usize> = inserts.chunks(&rows).map(|(_, c)| c.len()).collect();
         assert_eq!(sizes.iter().sum::<usize>(), 300);
-        assert_eq!(sizes[..18], [16; 18]);
-        assert_eq!(sizes[18..], [4, 4, 4]);
+        assert_eq!(sizes, [64, 64, 64, 64, 16, 16, 4, 4, 4]);
         let flat: Vec<usize> = inserts.chunks(&rows).flat_map(|(_, c)| c).copied().collect();
         assert_eq!(flat, rows);
         assert_eq!(inserts.chunks::<usize>(&[]).count(), 0);

@@ -12,7 +12,7 @@
 
 use super::{
     BlockingInsert, CallRow, LedgerError, sql,
-    sqlite_schema::{migration_2, migration_3},
+    sqlite_schema::{MIGRATION_4, migration_2, migration_3},
     sqlite_write::{Prepared, inserts},
 };
 use sqlx::sqlite::{
@@ -76,6 +76,7 @@ impl SqliteStore {
             ),
             (2, "usage ledger: no autoincrement, one index", migration_2()),
             (3, "usage ledger: rows by time, words once", migration_3()),
+            (4, "usage ledger: callers and shapes once", MIGRATION_4.to_owned()),
         ])
         .run(&pool)
         .await
@@ -192,22 +193,27 @@ mod tests {
         }
     }
 
-    /// A ledger written before migration 2 or 3 opens: its rows and ids
-    /// are kept (a gap too), new rows follow them, and reports read both.
+    /// A ledger written before migration 2, 3 or 4 opens: its rows and
+    /// ids are kept (a gap too), new rows follow them, and reports read
+    /// both.
     #[tokio::test]
     async fn ledgers_of_migrations_one_and_two_keep_their_rows() {
-        for steps in [1usize, 2] {
+        for steps in [1usize, 2, 3] {
             let dir = tempfile::tempdir().expect("tempdir");
             let path = dir.path().join("usage.db");
             let options = SqliteConnectOptions::new()
                 .filename(&path)
                 .create_if_missing(true);
             let pool = SqlitePool::connect_with(options).await.expect("open");
-            let all = vec![
-                (1, "usage ledger", sql::table_v1("INTEGER PRIMARY KEY AUTOINCREMENT", "INTEGER")),
-                (2, "usage ledger: no autoincrement, one index", migration_2()),
-            ];
-            sql::migrator(all.into_iter().take(steps).collect())
+            let all = || {
+                vec![
+                    (1, "usage ledger", sql::table_v1("INTEGER PRIMARY KEY AUTOINCREMENT", "INTEGER")),
+                    (2, "usage ledger: no autoincrement, one index", migration_2()),
+                    (3, "usage ledger: rows by time, words once", migration_3()),
+                ]
+            };
+            // Rows are written into migration 1's or 2's table (3 migrates them).
+            sql::migrator(all().into_iter().take(steps.min(2)).collect())
                 .run(&pool)
                 .await
                 .expect("old migrations");
@@ -228,6 +234,10 @@ mod tests {
                 .await
                 .expect("old row");
             }
+            sql::migrator(all().into_iter().take(steps).collect())
+                .run(&pool)
+                .await
+                .expect("old migrations");
             pool.close().await;
 
             let store = SqliteStore::open(&path).await.expect("migrated");
@@ -279,7 +289,9 @@ mod tests {
             .expect("schema");
             let calls = tables.iter().find(|(s,)| s.contains("TABLE usage_calls")).expect("usage_calls");
             assert!(calls.0.ends_with("WITHOUT ROWID"), "{tables:?}");
+            assert!(calls.0.contains("caller INTEGER"), "{tables:?}");
             assert!(!tables.iter().any(|(s,)| s.contains("INDEX")), "no index: {tables:?}");
+            assert!(!tables.iter().any(|(s,)| s.contains("usage_calls_v3")), "{tables:?}");
         }
     }
 }

@@ -4,7 +4,7 @@
 
 use super::{Reservation, nanos};
 use crate::{
-    ledger::{CallRow, Ledger},
+    ledger::{CallRow, Ledger, Text},
     registry::ModelEntry,
 };
 use std::{
@@ -50,8 +50,9 @@ pub(crate) struct Ending<'a> {
 }
 
 impl CallUsage {
-    /// Settles the reservation and records the row (once: the call's
-    /// strings move into the row, not copied).
+    /// Settles the reservation and records the row (once; the row copies
+    /// the call's strings inline, which are freed here, on the call's
+    /// thread, with the call).
     pub(crate) fn finish(&mut self, e: &Ending<'_>) {
         let (input, output) = e.tokens.unwrap_or((0, 0));
         let cost = match (e.model, e.tokens) {
@@ -67,10 +68,10 @@ impl CallUsage {
                 .duration_since(UNIX_EPOCH)
                 .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
                 .unwrap_or(0),
-            request_id: std::mem::take(&mut self.request_id),
-            sub: std::mem::take(&mut self.identity.sub),
-            kid: self.identity.kid.take(),
-            jti: self.identity.jti.take(),
+            request_id: Text::new(&self.request_id),
+            sub: Text::new(&self.identity.sub),
+            kid: self.identity.kid.as_deref().map(Text::new),
+            jti: self.identity.jti.as_deref().map(Text::new),
             model: e.model.cloned(),
             method: self.method,
             input_tokens: input,
