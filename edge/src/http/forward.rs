@@ -1,8 +1,8 @@
 //! The innermost service: sends each HTTP/2 stream to the core as it is —
 //! headers, body frames and trailers, both ways, frame by frame — after
 //! rewriting the identity headers: client-sent `x-vibectl-*` and
-//! `authorization` are removed, `x-vibectl-sub` is set from the verified
-//! token. Dropping the response (a client reset) drops the core stream, so
+//! `authorization` are removed (and `te`, `user-agent`, which the core
+//! does not read), `x-vibectl-sub` is set from the verified token. Dropping the response (a client reset) drops the core stream, so
 //! the cancellation reaches the provider.
 
 use crate::{
@@ -141,11 +141,15 @@ where
 }
 
 /// Removes what a client must not send the core (`authorization`, every
-/// `x-vibectl-*`, hop-by-hop headers) and sets `x-vibectl-sub`. One pass
-/// over the names (a call carries none of them but `authorization`),
-/// instead of a hashed lookup per name that could be there.
+/// `x-vibectl-*`, hop-by-hop headers) and what the core does not read
+/// (`te`, `user-agent`: on every call, each would cost its HPACK encoding
+/// here and its decoding there), and sets `x-vibectl-sub`. One pass over
+/// the names for the rest (a call carries none of them), instead of a
+/// hashed lookup per name that could be there.
 pub fn rewrite_identity(headers: &mut HeaderMap, sub: Option<&str>) {
     headers.remove(header::AUTHORIZATION);
+    headers.remove(header::TE);
+    headers.remove(header::USER_AGENT);
     if headers.keys().any(stripped) {
         let doomed: Vec<_> = headers.keys().filter(|n| stripped(n)).cloned().collect();
         for name in doomed {
@@ -189,12 +193,16 @@ mod tests {
         h.insert(SUB_HEADER, HeaderValue::from_static("admin"));
         h.insert("X-Vibectl-Role", HeaderValue::from_static("root"));
         h.insert("te", HeaderValue::from_static("trailers"));
+        h.insert("user-agent", HeaderValue::from_static("grpc-python/1.66"));
         h.insert("content-type", HeaderValue::from_static("application/grpc"));
+        h.insert("grpc-encoding", HeaderValue::from_static("gzip"));
         rewrite_identity(&mut h, Some("alice"));
         assert_eq!(h[SUB_HEADER], "alice");
         assert!(h.get("x-vibectl-role").is_none());
         assert!(h.get("authorization").is_none());
-        assert_eq!(h["te"], "trailers");
+        assert!(h.get("te").is_none(), "the core reads no te");
+        assert!(h.get("user-agent").is_none(), "nor user-agent");
+        assert_eq!(h["grpc-encoding"], "gzip");
         assert_eq!(h["content-type"], "application/grpc");
         assert_eq!(h.get_all(SUB_HEADER).iter().count(), 1);
 
