@@ -14,6 +14,7 @@ use super::{
 use crate::{
     limits::{
         Permit,
+        alarms::{Alarm, Alarms},
         deadline::{BACKSTOP_GRACE, CallDeadline, DeadlineSource},
     },
     metrics::InFlight,
@@ -21,12 +22,8 @@ use crate::{
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue};
 use http_body::Frame;
-use std::{
-    future::Future,
-    pin::Pin,
-    task::{Context, Poll},
-};
-use tokio::time::{Instant, Sleep};
+use std::task::{Context, Poll};
+use tokio::time::Instant;
 use vibectl_proto::wire::{ANONYMOUS_SUBJECT, LIMIT_TYPE, LimitType};
 
 /// The `DEADLINE_EXCEEDED` status (with `limit-type: timeout` when it is
@@ -53,7 +50,7 @@ pub struct Hold {
 
 /// The edge's own end of a call that outlived its deadline.
 pub struct Backstop {
-    sleep: Pin<Box<Sleep>>,
+    alarm: Alarm,
     deadline: CallDeadline,
     /// Whose call (`None`: anonymous).
     who: Option<Identity>,
@@ -98,11 +95,16 @@ impl FrameWatch for Limited {
 
 impl Backstop {
     /// The backstop of a call of `who` (`None`: anonymous) that started
-    /// at `started`.
-    pub fn new(deadline: CallDeadline, who: Option<Identity>, started: Instant) -> Self {
+    /// at `started`, on the limits layer's `alarms`.
+    pub fn new(
+        alarms: &Alarms,
+        deadline: CallDeadline,
+        who: Option<Identity>,
+        started: Instant,
+    ) -> Self {
         let at = started + deadline.after + BACKSTOP_GRACE;
         Self {
-            sleep: Box::pin(tokio::time::sleep_until(at)),
+            alarm: alarms.at(at),
             deadline,
             who,
         }
@@ -110,7 +112,7 @@ impl Backstop {
 
     /// Ready once the backstop's time has come.
     pub fn expired(&mut self, cx: &mut Context<'_>) -> Poll<()> {
-        self.sleep.as_mut().poll(cx)
+        self.alarm.poll(cx)
     }
 
     /// Whose call (`anonymous` without a verified token).
@@ -126,7 +128,7 @@ impl Backstop {
     /// When the edge ends the call.
     #[cfg(test)]
     pub fn at(&self) -> Instant {
-        self.sleep.deadline()
+        self.alarm.deadline()
     }
 }
 
@@ -176,7 +178,8 @@ mod tests {
         let deadline = CallDeadline::of(None, Some(2)).expect("deadline");
         let started = Instant::now();
         let alice = crate::http::context::tests::identity("alice", None);
-        let backstop = Backstop::new(deadline, Some(alice), started);
+        let alarms = Alarms::default();
+        let backstop = Backstop::new(&alarms, deadline, Some(alice), started);
         assert_eq!(backstop.at() - started, Duration::from_secs(3));
         let hold = Hold {
             permit,

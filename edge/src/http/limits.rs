@@ -31,6 +31,7 @@ use crate::{
     Edge,
     limits::{
         Admit, CallKind, Limiter, Refusal,
+        alarms::Alarms,
         deadline::{CallDeadline, DeadlineSource},
         retry_ms,
     },
@@ -68,6 +69,8 @@ struct Shared {
     /// `edge.max_call_duration`: the deadline of a call without one.
     max_call: std::time::Duration,
     stamps: Stamps,
+    /// The calls' deadline backstops (one timer for all).
+    alarms: Alarms,
 }
 
 impl LimitsLayer {
@@ -79,6 +82,7 @@ impl LimitsLayer {
                 metrics: edge.metrics().clone(),
                 max_call: edge.config().edge.max_call_duration,
                 stamps: Stamps::default(),
+                alarms: Alarms::default(),
             }),
         }
     }
@@ -197,7 +201,7 @@ impl Shared {
                 .keep_label(label);
         }
         let hold = Hold { permit, in_flight };
-        let backstop = Backstop::new(deadline, identity, Instant::now());
+        let backstop = Backstop::new(&self.alarms, deadline, identity, Instant::now());
         Either::Right(Admitted {
             call: inner.oneshot(request),
             hold: Some(hold),
@@ -207,8 +211,7 @@ impl Shared {
 }
 
 pin_project! {
-    /// An admitted call: it races the backstop's own timer (one timer per
-    /// call) until the response headers come, which then carry the hold
+    /// An admitted call: it races its backstop's alarm until the response headers come, which then carry the hold
     /// and the backstop in their body.
     pub struct Admitted<F> {
         #[pin]

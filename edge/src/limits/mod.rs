@@ -11,6 +11,7 @@
 //!
 //! [`LimitsConfig`]: vibectl_config::LimitsConfig
 
+pub(crate) mod alarms;
 pub(crate) mod deadline;
 pub(crate) mod diff;
 mod limiter;
