@@ -131,7 +131,27 @@ pub async fn usage(config: &Config, args: &UsageArgs) -> Result<String, ReportEr
     let store = report_store(config).await?;
     let rows = store.rows(since, until, args.sub.as_deref()).await?;
     let report = report::aggregate(&rows, &args.by, &policy.tz);
+    if report.is_empty() && args.format == Format::Table {
+        return Ok(no_calls(since, until, args.sub.as_deref()));
+    }
     Ok(report::render(&report, &args.by, args.format))
+}
+
+/// What `usage` says, rather than a bare header, when the period has no
+/// call: the period (UTC) and the subject asked about.
+fn no_calls(since: i64, until: i64, sub: Option<&str>) -> String {
+    let at = |ms: i64| {
+        Timestamp::from_millisecond(ms).map_or_else(|_| ms.to_string(), |t| format!("{t:.0}"))
+    };
+    let until = match until {
+        i64::MAX => "now".to_owned(),
+        ms => at(ms),
+    };
+    let whom = sub.map_or(String::new(), |s| format!(" by `{s}`"));
+    format!(
+        "no calls{whom} from {} to {until} in the usage ledger\n",
+        at(since)
+    )
 }
 
 /// The `quota status` report.
@@ -283,6 +303,18 @@ mod tests {
 
     fn row(owner: &str) -> [String; 2] {
         [owner.to_owned(), "max_tokens_per_day".to_owned()]
+    }
+
+    #[test]
+    fn an_empty_period_is_named() {
+        let nov = 1_793_491_200_000; // 2026-11-01T00:00:00Z
+        let dec = 1_796_083_200_000; // 2026-12-01T00:00:00Z
+        assert_eq!(
+            no_calls(nov, dec, None),
+            "no calls from 2026-11-01T00:00:00Z to 2026-12-01T00:00:00Z in the usage ledger\n"
+        );
+        assert!(no_calls(nov, i64::MAX, Some("alice")).starts_with("no calls by `alice` from"));
+        assert!(no_calls(nov, i64::MAX, None).contains("to now"));
     }
 
     #[test]
