@@ -69,12 +69,13 @@ pub(super) const COLUMN_COUNT: usize = 15;
 /// trip.
 const POSTGRES_CHUNK_ROWS: &[usize] = &[128, 32, 8, 1];
 /// SQLite: a chunk's strings (one a row, its request id, copied by
-/// SQLite at bind) must fit the connection's lookaside slots (about 300):
-/// past them each string went to `malloc`, behind SQLite's global memory
-/// mutex (with 9 strings a row and 128-row chunks, about 1,700 more
-/// instructions per row, callgrind). A statement's own cost (its start,
-/// the cursor's first seek, its end) is spread over its rows.
-const SQLITE_CHUNK_ROWS: &[usize] = &[64, 16, 4, 1];
+/// SQLite at bind) must fit the connection's free lookaside slots (about
+/// 90 small ones, some taken by the prepared statements): past them each
+/// string goes to `malloc`, behind SQLite's global memory mutex (with 9
+/// strings a row and 128-row chunks, about 1,700 more instructions per
+/// row, callgrind). A statement's own cost (its start, the cursor's first
+/// seek, its end) is spread over its rows.
+const SQLITE_CHUNK_ROWS: &[usize] = &[32, 8, 4, 1];
 
 /// The `INSERT` of each chunk size, written once per store (not per
 /// batch).
@@ -269,7 +270,8 @@ mod tests {
         let rows: Vec<usize> = (0..300).collect();
         let sizes: Vec<usize> = inserts.chunks(&rows).map(|(_, c)| c.len()).collect();
         assert_eq!(sizes.iter().sum::<usize>(), 300);
-        assert_eq!(sizes, [64, 64, 64, 64, 16, 16, 4, 4, 4]);
+        assert_eq!(sizes[..9], [32; 9]);
+        assert_eq!(sizes[9..], [8, 4]);
         let flat: Vec<usize> = inserts.chunks(&rows).flat_map(|(_, c)| c).copied().collect();
         assert_eq!(flat, rows);
         assert_eq!(inserts.chunks::<usize>(&[]).count(), 0);

@@ -5,7 +5,7 @@
 //! row's (most rows repeat it: a few compares), then a map, then the file
 //! (once per caller or shape), adding what is new.
 
-use super::CallRow;
+use super::{CallRow, Text};
 use crate::registry::ModelEntry;
 use rusqlite::{Connection, OptionalExtension, Statement};
 use std::{collections::HashMap, sync::Arc};
@@ -16,12 +16,12 @@ const MAX_CACHED: usize = 100_000;
 
 type Map<K> = HashMap<K, i64, foldhash::fast::RandomState>;
 
-/// The previous row's caller.
+/// The previous row's caller's words, as bytes.
 #[derive(Default)]
 struct LastCaller {
-    sub: String,
-    kid: Option<String>,
-    jti: Option<String>,
+    sub: Vec<u8>,
+    kid: Option<Vec<u8>>,
+    jti: Option<Vec<u8>>,
     id: i64,
 }
 
@@ -53,13 +53,13 @@ pub(super) struct Ids<'c> {
     key: Vec<u8>,
 }
 
-fn push_word(key: &mut Vec<u8>, word: Option<&str>) {
+fn push_word(key: &mut Vec<u8>, word: Option<&[u8]>) {
     match word {
         None => key.push(0),
         Some(w) => {
             key.push(1);
             key.extend_from_slice(&(w.len() as u64).to_le_bytes());
-            key.extend_from_slice(w.as_bytes());
+            key.extend_from_slice(w);
         }
     }
 }
@@ -104,9 +104,9 @@ impl<'c> Ids<'c> {
     /// The id of `r`'s `(sub, kid, jti)`.
     pub(super) fn caller(&mut self, r: &CallRow) -> rusqlite::Result<i64> {
         let (sub, kid, jti) = (
-            r.sub.as_str(),
-            r.kid.as_ref().map(|t| t.as_str()),
-            r.jti.as_ref().map(|t| t.as_str()),
+            r.sub.as_bytes(),
+            r.kid.as_ref().map(Text::as_bytes),
+            r.jti.as_ref().map(Text::as_bytes),
         );
         if let Some(last) = &self.last_caller
             && last.sub == sub
@@ -123,9 +123,9 @@ impl<'c> Ids<'c> {
             Some(id) => *id,
             None => {
                 let parts = [
-                    self.word(sub)?,
-                    kid.map(|w| self.word(w)).transpose()?.unwrap_or(0),
-                    jti.map(|w| self.word(w)).transpose()?.unwrap_or(0),
+                    self.word(r.sub.as_str())?,
+                    r.kid.as_ref().map(|w| self.word(w.as_str())).transpose()?.unwrap_or(0),
+                    r.jti.as_ref().map(|w| self.word(w.as_str())).transpose()?.unwrap_or(0),
                 ];
                 let id = find_or_add(self.conn, &mut self.find_caller, &mut self.add_caller, &parts)?;
                 remember(&mut self.callers, &self.key, id);
@@ -134,9 +134,9 @@ impl<'c> Ids<'c> {
         };
         let last = self.last_caller.get_or_insert_with(LastCaller::default);
         last.sub.clear();
-        last.sub.push_str(sub);
-        last.kid = kid.map(str::to_owned);
-        last.jti = jti.map(str::to_owned);
+        last.sub.extend_from_slice(sub);
+        last.kid = kid.map(<[u8]>::to_vec);
+        last.jti = jti.map(<[u8]>::to_vec);
         last.id = id;
         Ok(id)
     }
@@ -158,7 +158,7 @@ impl<'c> Ids<'c> {
         let words = [r.model_id(), r.provider(), r.method, r.outcome, &r.status];
         self.key.clear();
         for word in words {
-            push_word(&mut self.key, Some(word));
+            push_word(&mut self.key, Some(word.as_bytes()));
         }
         let id = match self.shapes.get(self.key.as_slice()) {
             Some(id) => *id,

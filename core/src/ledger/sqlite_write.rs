@@ -10,7 +10,10 @@ use super::{
     sqlite_ids::Ids,
     sqlite_schema::{CALL_COLUMN_COUNT, CALL_COLUMNS},
 };
-use rusqlite::{Connection, Statement};
+use rusqlite::{
+    Connection, Statement,
+    types::{ToSqlOutput, ValueRef},
+};
 
 /// The SQLite store's `INSERT`s.
 pub(super) fn inserts() -> sql::Inserts {
@@ -90,7 +93,9 @@ fn bind(
 ) -> rusqlite::Result<()> {
     insert.raw_bind_parameter(at + 1, r.ts_ms)?;
     insert.raw_bind_parameter(at + 2, id)?;
-    insert.raw_bind_parameter(at + 3, r.request_id.as_str())?;
+    // As text, from its bytes (no UTF-8 check per row: a `Text` is one).
+    let request_id = ToSqlOutput::Borrowed(ValueRef::Text(r.request_id.as_bytes()));
+    insert.raw_bind_parameter(at + 3, request_id)?;
     insert.raw_bind_parameter(at + 4, ids.caller(r)?)?;
     insert.raw_bind_parameter(at + 5, ids.shape(r)?)?;
     insert.raw_bind_parameter(at + 6, r.input_tokens)?;

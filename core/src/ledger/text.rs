@@ -35,6 +35,15 @@ impl Text {
         }
     }
 
+    /// The text's bytes (UTF-8; no check, unlike [`Text::as_str`]: what
+    /// the SQLite writer binds and compares per row).
+    pub fn as_bytes(&self) -> &[u8] {
+        match &self.0 {
+            Repr::Inline { len, bytes } => &bytes[..usize::from(*len)],
+            Repr::Heap(text) => text.as_bytes(),
+        }
+    }
+
     /// The text.
     pub fn as_str(&self) -> &str {
         match &self.0 {
@@ -74,6 +83,7 @@ mod tests {
         for text in ["", "-", "alice", &"é".repeat(23), &"x".repeat(46), &"y".repeat(47), &"z".repeat(300)] {
             let t = Text::new(text);
             assert_eq!(t.as_str(), text);
+            assert_eq!(t.as_bytes(), text.as_bytes());
             assert_eq!(t.clone().to_string(), text);
         }
         assert!(matches!(Text::new(&"x".repeat(46)).0, Repr::Inline { .. }));
