@@ -7,9 +7,10 @@
 //! `UNAVAILABLE` when the backend is down and the policy is to fail closed.
 //!
 //! An admitted call carries its limits to the core (`x-vibectl-limits`:
-//! `rpm`, `concurrency`, `input-length`, `timeout`; absent = unlimited) and a
-//! `grpc-timeout` that is the shorter of the client's and the token's
-//! `request_timeout_seconds`. The core enforces input length and the
+//! `rpm`, `concurrency`, `input-length`, `timeout`; absent = unlimited) and,
+//! when the client's deadline is shorter than the token's
+//! `request_timeout_seconds`, the client's `grpc-timeout` (the core's
+//! deadline is the shorter of the two; see [`super::stamps`]). The core enforces input length and the
 //! deadline; this layer is the backstop that ends a call still running
 //! one second after its deadline with `DEADLINE_EXCEEDED` (see
 //! [`super::limited_body::LimitedBody`]). The call's permit (its concurrency slots) is held by
@@ -32,7 +33,7 @@ use crate::{
     limits::{
         Admit, CallKind, Limiter, Refusal,
         alarms::Alarms,
-        deadline::{CallDeadline, DeadlineSource},
+        deadline::CallDeadline,
         retry_ms,
     },
     metrics::Metrics,
@@ -189,10 +190,7 @@ impl Shared {
         if let Some(wait) = deadline.response_wait() {
             RequestContext::of_mut(&mut request).response_wait = Some(wait);
         }
-        // The edge's own default bound is not sent to the core (absent
-        // there = no deadline asked); the backstop enforces it.
-        let asked = Some(deadline).filter(|d| d.source != DeadlineSource::Default);
-        self.stamps.stamp(&mut request, &permit.limits, asked);
+        self.stamps.stamp(&mut request, &permit.limits, deadline);
         let in_flight = (kind == CallKind::Call).then(|| self.metrics.in_flight(sub));
         if let Some(label) = in_flight.as_ref().and_then(|f| f.label()) {
             // The metrics layer counts the call under the same label.

@@ -1,13 +1,17 @@
 //! What an admitted call tells the core about its limits: the caller's
 //! `x-vibectl-limits` header (absent = unlimited, set on the request's
 //! context for forward to add after stripping the client's) and the call's
-//! `grpc-timeout`, the shorter of the client's and the token's. The last
-//! ones made are kept: nearly every call has the limits of the call before
+//! deadline. When the token's `request_timeout_seconds` is the deadline,
+//! `timeout=N` in `x-vibectl-limits` says so and no `grpc-timeout` goes
+//! (the core's deadline is the shorter of the two, so a client's longer
+//! one is removed: one header less per call, its HPACK work here and
+//! there); when the client's own `grpc-timeout` is the shorter, it goes.
+//! The last ones made are kept: nearly every call has the limits of the call before
 //! (the global set, or the same token's) and the same deadline, and
 //! formatting them anew cost about 2,500 instructions per call.
 
 use super::context::{CoreHeaders, RequestContext};
-use crate::limits::deadline::CallDeadline;
+use crate::limits::deadline::{CallDeadline, DeadlineSource};
 use http::{HeaderValue, Request};
 use std::sync::{Mutex, PoisonError};
 use vibectl_config::LimitSet;
@@ -27,12 +31,7 @@ struct Last {
 impl Stamps {
     /// Stamps `limits` and `deadline` on `request`, from the kept headers
     /// when they are the last ones.
-    pub fn stamp<B>(
-        &self,
-        request: &mut Request<B>,
-        limits: &LimitSet,
-        deadline: Option<CallDeadline>,
-    ) {
+    pub fn stamp<B>(&self, request: &mut Request<B>, limits: &LimitSet, deadline: CallDeadline) {
         let mut last = self.0.lock().unwrap_or_else(PoisonError::into_inner);
         let core = match &last.limits {
             Some((kept, headers)) if kept == limits => headers.clone(),
@@ -43,7 +42,17 @@ impl Stamps {
             }
         };
         RequestContext::of_mut(request).core_headers = core;
-        let Some(deadline) = deadline else { return };
+        match deadline.source {
+            DeadlineSource::Client => {}
+            // In `x-vibectl-limits` (`timeout=N`).
+            DeadlineSource::Token => {
+                request.headers_mut().remove(DEADLINE);
+                return;
+            }
+            // The edge's own bound is not sent (absent there = no deadline
+            // asked); the backstop enforces it.
+            DeadlineSource::Default => return,
+        }
         let value = match &last.deadline {
             Some((after, value)) if *after == deadline.after => value.clone(),
             _ => {
@@ -88,9 +97,13 @@ mod tests {
         request
             .headers_mut()
             .insert(GRPC_TIMEOUT, HeaderValue::from_static("1H"));
-        let deadline = CallDeadline::of(Some(Duration::from_secs(3600)), Some(5));
-        Stamps::default().stamp(&mut request, &limits, deadline);
-        assert_eq!(request.headers()[GRPC_TIMEOUT], "5000m");
+        let token = CallDeadline::of(Some(Duration::from_secs(3600)), Some(5)).expect("one");
+        let stamps = Stamps::default();
+        stamps.stamp(&mut request, &limits, token);
+        assert!(
+            request.headers().get(GRPC_TIMEOUT).is_none(),
+            "the token's 5 s goes as timeout=5, the client's 1 H is removed"
+        );
         let core = &RequestContext::of(&request).expect("set").core_headers;
         assert_eq!(
             core.get(LIMITS_HEADER).map(HeaderValue::as_bytes),
@@ -101,5 +114,12 @@ mod tests {
             core_headers(&LimitSet::default()).get(LIMITS_HEADER).is_none(),
             "no limits: no header"
         );
+        let mut request = Request::new(());
+        let client = CallDeadline::of(Some(Duration::from_secs(2)), Some(5)).expect("one");
+        stamps.stamp(&mut request, &limits, client);
+        assert_eq!(request.headers()[GRPC_TIMEOUT], "2000m", "the client's, shorter");
+        let mut request = Request::new(());
+        stamps.stamp(&mut request, &limits, CallDeadline::default_bound(Duration::from_secs(9)));
+        assert!(request.headers().get(GRPC_TIMEOUT).is_none(), "the edge's own bound");
     }
 }

@@ -1,8 +1,8 @@
 //! The edge's side of the limits contract with the core, against a
 //! recording core: an admitted call carries the caller's limits in
-//! `x-vibectl-limits` (absent = unlimited; client-sent ones never pass)
-//! and a `grpc-timeout` that is the shorter of the client's and the
-//! token's; a core that ignores the deadline is cut off by the edge's
+//! `x-vibectl-limits` (absent = unlimited; client-sent ones never pass),
+//! the token's deadline there (`timeout=N`) and the client's `grpc-timeout`
+//! only when it is the shorter; a core that ignores the deadline is cut off by the edge's
 //! backstop one second after it, with `DEADLINE_EXCEEDED` and
 //! `limit-type: timeout`, and its stream is dropped.
 
@@ -48,8 +48,8 @@ async fn admitted_calls_carry_the_callers_limits_and_the_shorter_deadline() {
     );
     assert_eq!(
         header(&seen, "grpc-timeout"),
-        Some("7000m"),
-        "the token's 7 s beats the client's 60 s"
+        None,
+        "the token's 7 s (timeout=7) beats the client's 60 s, which is not sent"
     );
 
     // A client deadline shorter than the token's passes unchanged.

@@ -206,30 +206,32 @@ async fn deadline_ends_a_unary_call_and_closes_the_provider() {
 
 #[tokio::test]
 async fn the_tokens_timeout_is_named_and_typed() {
-    let (fake, core, _dir) = start(Script::text(["first", "never sent"]).gated()).await;
-    // The edge sends the token's limit and a grpc-timeout no longer than it.
-    let req = with_header(
-        with_header(
+    // The edge sends the token's limit alone (`timeout=1`, no
+    // grpc-timeout); a grpc-timeout a moment shorter is the same deadline.
+    for grpc_timeout in [None, Some("995m")] {
+        let (fake, core, _dir) = start(Script::text(["first", "never sent"]).gated()).await;
+        let mut req = with_header(
             Request::new(request(Some("gpt-4o-mini"), &[], &["slow"], "dl-3")),
             LIMITS_HEADER,
             "timeout=1",
-        ),
-        GRPC_TIMEOUT,
-        "995m",
-    );
-    let status = tokio::time::timeout(WAIT, core.raw_client().execute(req))
-        .await
-        .expect("answered in time")
-        .expect_err("deadline exceeded");
-    assert_eq!(status.code(), Code::DeadlineExceeded, "{status:?}");
-    assert_eq!(
-        status.message(),
-        "request timed out after 1 s (request_timeout_seconds)"
-    );
-    let limit_type = status.metadata().get("limit-type").map(|v| v.to_str().ok());
-    assert_eq!(limit_type, Some(Some("timeout")));
-    assert!(fake.wait_closed(WAIT).await);
-    core.stop().await;
+        );
+        if let Some(value) = grpc_timeout {
+            req = with_header(req, GRPC_TIMEOUT, value);
+        }
+        let status = tokio::time::timeout(WAIT, core.raw_client().execute(req))
+            .await
+            .expect("answered in time")
+            .expect_err("deadline exceeded");
+        assert_eq!(status.code(), Code::DeadlineExceeded, "{status:?}");
+        assert_eq!(
+            status.message(),
+            "request timed out after 1 s (request_timeout_seconds)"
+        );
+        let limit_type = status.metadata().get("limit-type").map(|v| v.to_str().ok());
+        assert_eq!(limit_type, Some(Some("timeout")));
+        assert!(fake.wait_closed(WAIT).await);
+        core.stop().await;
+    }
 }
 
 #[tokio::test]
