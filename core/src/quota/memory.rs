@@ -1,6 +1,6 @@
 //! The quota counters in this process's memory (one core). Restarting
 //! loses them; the core restores the used amounts from the ledger at start
-//! ([`MemoryBackend::add_used`]).
+//! and after a reload ([`MemoryBackend::raise_used`]).
 
 use super::backend::{BackendError, Counts, Line, QuotaBackend, ReserveOutcome, Reserved, Settle};
 use std::{
@@ -61,11 +61,12 @@ fn counter<'a>(map: &'a mut HashMap<Arc<str>, Counter>, key: &Arc<str>) -> &'a m
 }
 
 impl MemoryBackend {
-    /// Adds settled use to `key` (the ledger's totals at start).
-    pub fn add_used(&self, key: &str, amount: u64, expire_at: i64) {
+    /// Raises `key`'s settled use to at least `amount` (the ledger's total
+    /// of its window).
+    pub fn raise_used(&self, key: &str, amount: u64, expire_at: i64) {
         let mut counters = self.counters.lock().unwrap_or_else(PoisonError::into_inner);
         let c = counters.map.entry(Arc::from(key)).or_default();
-        c.used = c.used.saturating_add(amount);
+        c.used = c.used.max(amount);
         c.expire_at = c.expire_at.max(expire_at);
     }
 }

@@ -8,8 +8,9 @@
 //! | `vibectl_quota_refusals_total` | counter | `limit_type` (`token`/`cost`), `mode` (`enforced`/`shadow`) |
 //! | `vibectl_quota_backend_errors_total` | counter | |
 
-use super::policy::{Budget, Unit, scope_of};
+use super::policy::{Budget, Policy, Unit, scope_of};
 use crate::metrics::Metrics;
+use jiff::Timestamp;
 use opentelemetry::{KeyValue, metrics::Counter};
 use prometheus::{IntGauge, IntGaugeVec, Opts};
 use std::sync::Arc;
@@ -123,6 +124,51 @@ impl QuotaMetrics {
             .with_label_values(&labels)
             .set(gauge_value(budget.limit));
         BudgetGauges(Some(i.used.with_label_values(&labels)))
+    }
+
+    /// After a reload: drops the series of budgets `policy` no longer has
+    /// for their owner (a removed budget's last values would stay on every
+    /// scrape). A `sub` owner keeps a budget that any `[limits.per_token]`
+    /// table has, as it may be keyed by a kid the label does not show.
+    pub(crate) fn forget_removed(&self, policy: &Policy) {
+        let Some(i) = &self.inner else { return };
+        let now = Timestamp::now();
+        let (tokens, _) = policy.configured();
+        let per_token: Vec<&str> = tokens
+            .iter()
+            .flat_map(|t| policy.caller_budgets(t, Some(t), now))
+            .map(|b| b.name)
+            .collect();
+        let has = |owner: &str, name: &str| match owner.strip_prefix("model:") {
+            Some(model) => policy
+                .model_budgets(model, now)
+                .iter()
+                .any(|b| b.name == name),
+            None => {
+                per_token.contains(&name)
+                    || policy
+                        .caller_budgets(owner, None, now)
+                        .iter()
+                        .any(|b| b.name == name)
+            }
+        };
+        for family in prometheus::core::Collector::collect(&i.limit) {
+            for m in family.get_metric() {
+                let label = |n: &str| {
+                    m.get_label()
+                        .iter()
+                        .find(|l| l.name() == n)
+                        .map(|l| l.value().to_owned())
+                        .unwrap_or_default()
+                };
+                let (owner, budget) = (label("owner"), label("budget"));
+                if !has(&owner, &budget) {
+                    let labels = [owner.as_str(), budget.as_str()];
+                    let _ = i.limit.remove_label_values(&labels);
+                    let _ = i.used.remove_label_values(&labels);
+                }
+            }
+        }
     }
 
     pub(crate) fn refused(&self, unit: Unit, enforced: bool) {
@@ -240,5 +286,43 @@ vibectl_quota_used{budget="max_tokens_per_day",owner="other"} 20"#;
             .filter(|l| l.contains("vibectl_quota_"))
             .collect();
         assert_eq!(lines.join("\n"), BEFORE);
+    }
+
+    #[test]
+    fn a_reload_drops_the_series_of_removed_budgets_only() {
+        let m = Metrics::new(["echo"], 8).expect("metrics");
+        let q = QuotaMetrics::new(&m);
+        let policy = |text: &str| {
+            Policy::from_config(
+                &Config::from_toml(text, std::path::Path::new("m.toml")).expect("config"),
+            )
+        };
+        let before = policy(
+            "[limits.global]\nmax_tokens_per_day = 1000\nmax_cost_usd_per_month = 2\n\
+             [limits.per_model.echo]\nmax_tokens_per_day = 50\n",
+        );
+        for b in before.budgets("alice", None, "echo", Timestamp::now()) {
+            q.gauges("alice", &b).observed(7);
+        }
+        let series = || {
+            let text = m.render().expect("render");
+            let mut lines: Vec<String> = text
+                .lines()
+                .filter(|l| l.starts_with("vibectl_quota_used{"))
+                .map(str::to_owned)
+                .collect();
+            lines.sort();
+            lines
+        };
+        assert_eq!(series().len(), 3);
+        // The monthly cost budget and the model's budget are removed.
+        q.forget_removed(&policy("[limits.global]\nmax_tokens_per_day = 500\n"));
+        assert_eq!(
+            series(),
+            ["vibectl_quota_used{budget=\"max_tokens_per_day\",owner=\"alice\"} 7"]
+        );
+        let text = m.render().expect("render");
+        assert!(!text.contains("max_cost_usd_per_month"), "{text}");
+        assert!(!text.contains("model:echo"), "{text}");
     }
 }

@@ -20,6 +20,7 @@ mod refusal;
 pub mod reload;
 mod reservation;
 mod resp;
+mod restore;
 pub(crate) mod settle;
 mod start;
 mod status;
@@ -30,8 +31,8 @@ pub use metrics::QuotaMetrics;
 pub use refusal::code_name;
 use refusal::refusal;
 pub use reservation::Reservation;
+pub(crate) use restore::restore;
 pub use settle::Identity;
-pub(crate) use start::restore;
 pub use start::{Usage, start};
 #[cfg(feature = "test-support")]
 pub use status::StatusRow;
@@ -89,6 +90,7 @@ impl Quotas {
     /// Puts a reloaded configuration's budgets in force.
     pub fn reload(&self, config: &Config) {
         let policy = Policy::from_config(config);
+        self.metrics.forget_removed(&policy);
         self.in_force.store(Arc::new(InForce::new(policy)));
     }
 

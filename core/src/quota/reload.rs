@@ -1,9 +1,11 @@
 //! Hot reload of the budgets: the core re-reads its configuration file
 //! when it changes (checked every [`POLL`]) and puts the new `[limits]`
 //! and `[quota]` in force. A file that does not validate is logged and
-//! the budgets in force are kept.
+//! the budgets in force are kept. With the memory backend, the counters
+//! are then restored from the ledger (see [`super::restore`]), so that a
+//! budget the reload adds counts the window's earlier calls.
 
-use super::Quotas;
+use super::{Quotas, policy::Policy, restore::Restorer};
 use std::{path::PathBuf, sync::Arc, time::Duration, time::SystemTime};
 use tokio_util::sync::CancellationToken;
 use vibectl_config::Config;
@@ -17,7 +19,12 @@ fn stamp(path: &PathBuf) -> Option<(SystemTime, u64)> {
 }
 
 /// Watches `path` until `stop` fires.
-pub async fn watch(path: PathBuf, quotas: Arc<Quotas>, stop: CancellationToken) {
+pub(crate) async fn watch(
+    path: PathBuf,
+    quotas: Arc<Quotas>,
+    restorer: Option<Restorer>,
+    stop: CancellationToken,
+) {
     let mut last = stamp(&path);
     loop {
         tokio::select! {
@@ -31,6 +38,15 @@ pub async fn watch(path: PathBuf, quotas: Arc<Quotas>, stop: CancellationToken) 
         last = now;
         match Config::load(Some(&path)) {
             Ok(config) => {
+                // Restored before the budgets are in force: a budget the
+                // reload adds never sees counters without the ledger's calls.
+                if let Some(r) = &restorer
+                    && let Err(e) =
+                        super::restore(&r.memory, r.store.as_ref(), &Policy::from_config(&config))
+                            .await
+                {
+                    tracing::warn!(error = %e, "quota counters could not be restored from the usage ledger after the reload; budgets it adds count from now");
+                }
                 quotas.reload(&config);
                 tracing::info!(file = %path.display(), "quota budgets reloaded");
             }

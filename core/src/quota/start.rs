@@ -1,23 +1,23 @@
 //! Builds the core's quotas and ledger from the configuration: opens and
 //! migrates the ledger, picks the quota backend (`[limits] backend`),
-//! restores a memory backend's used amounts from the ledger, and watches
-//! the config file for budget changes.
+//! restores a memory backend's used amounts from the ledger (at start and
+//! after each reload), and watches the config file for budget changes.
 
 use super::{
     Caller, QuotaMetrics, Quotas, Reservation,
     backend::QuotaBackend,
     memory::MemoryBackend,
-    policy::{Period, Policy, Unit, Window, counter_key},
+    policy::Policy,
     redis::RedisQuota,
+    restore::{Restorer, restore},
     settle::CallUsage,
 };
 use crate::{
     error::CoreError,
-    ledger::{Ledger, LedgerMetrics, LedgerStore, open_store},
+    ledger::{Ledger, LedgerMetrics, open_store},
     metrics::Metrics,
     registry::ModelEntry,
 };
-use jiff::Timestamp;
 use std::{sync::Arc, time::Duration};
 use tokio_util::sync::CancellationToken;
 use tonic::Status;
@@ -100,13 +100,18 @@ pub async fn start(config: &Config, metrics: &Metrics) -> Result<Usage, CoreErro
             }
         },
     };
+    let mut restorer = None;
     let backend: Arc<dyn QuotaBackend> = match config.limits.backend {
         LimitsBackend::Memory => {
-            let memory = MemoryBackend::default();
+            let memory = Arc::new(MemoryBackend::default());
             if let Some(store) = &store {
                 restore(&memory, store.as_ref(), &Policy::from_config(config)).await?;
+                restorer = Some(Restorer {
+                    memory: memory.clone(),
+                    store: store.clone(),
+                });
             }
-            Arc::new(memory)
+            memory
         }
         LimitsBackend::Redis => {
             let url = config
@@ -125,7 +130,12 @@ pub async fn start(config: &Config, metrics: &Metrics) -> Result<Usage, CoreErro
     let ledger = store.map(|s| Ledger::start(s, &config.ledger, LedgerMetrics::new(metrics)));
     let stop = CancellationToken::new();
     if let Some(path) = config.source.clone() {
-        tokio::spawn(super::reload::watch(path, quotas.clone(), stop.clone()));
+        tokio::spawn(super::reload::watch(
+            path,
+            quotas.clone(),
+            restorer,
+            stop.clone(),
+        ));
     }
     if quotas.backend.leases() {
         tokio::spawn(give_back_leases(Arc::downgrade(&quotas), stop.clone()));
@@ -136,36 +146,6 @@ pub async fn start(config: &Config, metrics: &Metrics) -> Result<Usage, CoreErro
         fail_closed: config.limits.on_backend_failure == BackendFailure::FailClosed,
         stop,
     })
-}
-
-/// Adds the ledger's totals of this day and month to the memory counters.
-pub(crate) async fn restore(
-    memory: &MemoryBackend,
-    store: &dyn LedgerStore,
-    policy: &Policy,
-) -> Result<(), crate::ledger::LedgerError> {
-    let now = Timestamp::now();
-    let mut restored = 0usize;
-    for period in [Period::Day, Period::Month] {
-        let window = Window::of(period, now, &policy.tz);
-        let expire_at = window.resets.as_second() + super::KEEP_AFTER_WINDOW_SECS;
-        let totals = store.totals(window.starts.as_millisecond()).await?;
-        for t in &totals {
-            for scope in [format!("sub:{}", t.sub), format!("model:{}", t.model)] {
-                for (unit, amount) in [(Unit::Tokens, t.tokens), (Unit::Cost, t.cost_nanousd)] {
-                    let key = counter_key(&scope, unit, period, &window.label);
-                    memory.add_used(&key, amount, expire_at);
-                }
-            }
-        }
-        restored = restored.max(totals.len());
-    }
-    tracing::info!(
-        store = store.name(),
-        groups = restored,
-        "quota counters restored from the usage ledger"
-    );
-    Ok(())
 }
 
 /// Gives leases back once they stop serving calls (a budget with no more

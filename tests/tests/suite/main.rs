@@ -53,6 +53,7 @@ mod quota_common;
 mod quota_lease;
 mod quota_memory;
 mod quota_redis;
+mod quota_reload;
 mod reload_limits;
 mod server_process;
 mod tls_mtls;
