@@ -12,9 +12,9 @@ pub mod report;
 mod sql;
 mod sqlite;
 mod sqlite_ids;
-mod store;
 mod sqlite_schema;
 mod sqlite_write;
+mod store;
 mod text;
 mod writer;
 

@@ -51,13 +51,13 @@ impl PostgresStore {
             "usage ledger",
             sql::table_v1("BIGSERIAL PRIMARY KEY", "BIGINT"),
         )])
-            .run(&pool)
-            .await
-            .map_err(|e| LedgerError::Open {
-                key: "ledger.url",
-                what: what.clone(),
-                reason: scrub(format!("migration failed: {e}")),
-            })?;
+        .run(&pool)
+        .await
+        .map_err(|e| LedgerError::Open {
+            key: "ledger.url",
+            what: what.clone(),
+            reason: scrub(format!("migration failed: {e}")),
+        })?;
         Ok(Self {
             pool,
             what,

@@ -88,7 +88,13 @@ pub(super) struct Inserts {
 impl Inserts {
     /// PostgreSQL's: `$1, $2, …` placeholders into `usage_ledger`.
     pub(super) fn postgres() -> Self {
-        Self::new(POSTGRES_CHUNK_ROWS, "INSERT INTO usage_ledger", COLUMNS, COLUMN_COUNT, "$")
+        Self::new(
+            POSTGRES_CHUNK_ROWS,
+            "INSERT INTO usage_ledger",
+            COLUMNS,
+            COLUMN_COUNT,
+            "$",
+        )
     }
 
     /// SQLite's: `?1, ?2, …` into `table (columns)`, `count` columns.
@@ -100,13 +106,7 @@ impl Inserts {
         Self::new(SQLITE_CHUNK_ROWS, &verb, columns, count, "?")
     }
 
-    fn new(
-        sizes: &'static [usize],
-        verb: &str,
-        columns: &str,
-        count: usize,
-        mark: &str,
-    ) -> Self {
+    fn new(sizes: &'static [usize], verb: &str, columns: &str, count: usize, mark: &str) -> Self {
         let statements = sizes
             .iter()
             .map(|&rows| {
@@ -272,7 +272,11 @@ mod tests {
         assert_eq!(sizes.iter().sum::<usize>(), 300);
         assert_eq!(sizes[..9], [32; 9]);
         assert_eq!(sizes[9..], [8, 4]);
-        let flat: Vec<usize> = inserts.chunks(&rows).flat_map(|(_, c)| c).copied().collect();
+        let flat: Vec<usize> = inserts
+            .chunks(&rows)
+            .flat_map(|(_, c)| c)
+            .copied()
+            .collect();
         assert_eq!(flat, rows);
         assert_eq!(inserts.chunks::<usize>(&[]).count(), 0);
         let (one, _) = inserts.chunks(&rows[..1]).next().expect("a chunk");
@@ -283,7 +287,10 @@ mod tests {
         let numbered = Inserts::postgres();
         let (two, _) = numbered.chunks(&rows[..8]).next().expect("a chunk");
         let two = numbered.statement(two);
-        assert!(two.contains("($1, $2,") && two.ends_with("$119, $120)"), "{two}");
+        assert!(
+            two.contains("($1, $2,") && two.ends_with("$119, $120)"),
+            "{two}"
+        );
         let sizes: Vec<usize> = numbered.chunks(&rows).map(|(_, c)| c.len()).collect();
         assert_eq!(sizes, [128, 128, 32, 8, 1, 1, 1, 1]);
     }

@@ -19,6 +19,7 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 use std::{
+    os::unix::fs::{DirBuilderExt, OpenOptionsExt},
     path::{Path, PathBuf},
     sync::{Mutex, PoisonError},
     time::Duration,
@@ -53,9 +54,22 @@ impl SqliteStore {
             what: what.clone(),
             reason,
         };
+        // Who called and what they spent is the operator's alone: a new
+        // directory is 0700 and a new file 0600 (SQLite gives its -wal and
+        // -shm files the file's mode), as the edge makes the state dir.
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|e| open_err(e.to_string()))?;
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(dir)
+                .map_err(|e| open_err(e.to_string()))?;
         }
+        std::fs::OpenOptions::new()
+            .append(true)
+            .create(true)
+            .mode(0o600)
+            .open(path)
+            .map_err(|e| open_err(e.to_string()))?;
         let options = SqliteConnectOptions::new()
             .filename(path)
             .create_if_missing(true)
@@ -74,9 +88,17 @@ impl SqliteStore {
                 "usage ledger",
                 sql::table_v1("INTEGER PRIMARY KEY AUTOINCREMENT", "INTEGER"),
             ),
-            (2, "usage ledger: no autoincrement, one index", migration_2()),
+            (
+                2,
+                "usage ledger: no autoincrement, one index",
+                migration_2(),
+            ),
             (3, "usage ledger: rows by time, words once", migration_3()),
-            (4, "usage ledger: callers and shapes once", MIGRATION_4.to_owned()),
+            (
+                4,
+                "usage ledger: callers and shapes once",
+                MIGRATION_4.to_owned(),
+            ),
         ])
         .run(&pool)
         .await
@@ -193,6 +215,23 @@ mod tests {
         }
     }
 
+    /// A new ledger is the operator's alone: its directory 0700, the file
+    /// and SQLite's -wal and -shm 0600 (whatever the umask).
+    #[tokio::test]
+    async fn a_new_ledger_is_readable_by_its_owner_only() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("state").join("usage.db");
+        let store = SqliteStore::open(&path).await.expect("open");
+        store.insert(&[call("r1", 1)]).await.expect("insert");
+        let mode = |p: &Path| std::fs::metadata(p).expect("stat").permissions().mode() & 0o777;
+        assert_eq!(mode(path.parent().expect("dir")), 0o700);
+        for name in ["usage.db", "usage.db-wal", "usage.db-shm"] {
+            let file = path.with_file_name(name);
+            assert_eq!(mode(&file), 0o600, "{}", file.display());
+        }
+    }
+
     /// A ledger written before migration 2, 3 or 4 opens: its rows and
     /// ids are kept (a gap too), new rows follow them, and reports read
     /// both.
@@ -207,8 +246,16 @@ mod tests {
             let pool = SqlitePool::connect_with(options).await.expect("open");
             let all = || {
                 vec![
-                    (1, "usage ledger", sql::table_v1("INTEGER PRIMARY KEY AUTOINCREMENT", "INTEGER")),
-                    (2, "usage ledger: no autoincrement, one index", migration_2()),
+                    (
+                        1,
+                        "usage ledger",
+                        sql::table_v1("INTEGER PRIMARY KEY AUTOINCREMENT", "INTEGER"),
+                    ),
+                    (
+                        2,
+                        "usage ledger: no autoincrement, one index",
+                        migration_2(),
+                    ),
                     (3, "usage ledger: rows by time, words once", migration_3()),
                 ]
             };
@@ -260,7 +307,10 @@ mod tests {
                 status: "provider_http_500".into(),
                 ..row("d", 4)
             };
-            assert_eq!(store.rows(3, 5, None).await.expect("rows"), [row("c", 3), odd, row("e", 4)]);
+            assert_eq!(
+                store.rows(3, 5, None).await.expect("rows"),
+                [row("c", 3), odd, row("e", 4)]
+            );
             let ids: Vec<String> = store
                 .rows(0, i64::MAX, Some("alice"))
                 .await
@@ -287,11 +337,20 @@ mod tests {
             .fetch_all(&store.pool)
             .await
             .expect("schema");
-            let calls = tables.iter().find(|(s,)| s.contains("TABLE usage_calls")).expect("usage_calls");
+            let calls = tables
+                .iter()
+                .find(|(s,)| s.contains("TABLE usage_calls"))
+                .expect("usage_calls");
             assert!(calls.0.ends_with("WITHOUT ROWID"), "{tables:?}");
             assert!(calls.0.contains("caller INTEGER"), "{tables:?}");
-            assert!(!tables.iter().any(|(s,)| s.contains("INDEX")), "no index: {tables:?}");
-            assert!(!tables.iter().any(|(s,)| s.contains("usage_calls_v3")), "{tables:?}");
+            assert!(
+                !tables.iter().any(|(s,)| s.contains("INDEX")),
+                "no index: {tables:?}"
+            );
+            assert!(
+                !tables.iter().any(|(s,)| s.contains("usage_calls_v3")),
+                "{tables:?}"
+            );
         }
     }
 }

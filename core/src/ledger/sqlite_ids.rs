@@ -124,10 +124,23 @@ impl<'c> Ids<'c> {
             None => {
                 let parts = [
                     self.word(r.sub.as_str())?,
-                    r.kid.as_ref().map(|w| self.word(w.as_str())).transpose()?.unwrap_or(0),
-                    r.jti.as_ref().map(|w| self.word(w.as_str())).transpose()?.unwrap_or(0),
+                    r.kid
+                        .as_ref()
+                        .map(|w| self.word(w.as_str()))
+                        .transpose()?
+                        .unwrap_or(0),
+                    r.jti
+                        .as_ref()
+                        .map(|w| self.word(w.as_str()))
+                        .transpose()?
+                        .unwrap_or(0),
                 ];
-                let id = find_or_add(self.conn, &mut self.find_caller, &mut self.add_caller, &parts)?;
+                let id = find_or_add(
+                    self.conn,
+                    &mut self.find_caller,
+                    &mut self.add_caller,
+                    &parts,
+                )?;
                 remember(&mut self.callers, &self.key, id);
                 id
             }

@@ -66,9 +66,15 @@ pub(super) fn migration_3() -> String {
     let (mut ids, mut view) = (Vec::new(), Vec::new());
     for (i, (col, required)) in WORDS.iter().enumerate() {
         let join = if *required { "JOIN" } else { "LEFT JOIN" };
-        words.push(format!("SELECT {col} FROM usage_ledger_v2 WHERE {col} IS NOT NULL"));
-        joins.push_str(&format!("\n        {join} ledger_words w{i} ON w{i}.word = u.{col}"));
-        view_joins.push_str(&format!("\n        {join} ledger_words w{i} ON w{i}.id = c.{col}"));
+        words.push(format!(
+            "SELECT {col} FROM usage_ledger_v2 WHERE {col} IS NOT NULL"
+        ));
+        joins.push_str(&format!(
+            "\n        {join} ledger_words w{i} ON w{i}.word = u.{col}"
+        ));
+        view_joins.push_str(&format!(
+            "\n        {join} ledger_words w{i} ON w{i}.id = c.{col}"
+        ));
         ids.push(format!("w{i}.id"));
         view.push(format!("w{i}.word AS {col}"));
     }
@@ -210,7 +216,11 @@ mod tests {
                 .map(|b| format!("{b:02x}"))
                 .collect::<String>()
         };
-        let got = [hex(2, migration_2()), hex(3, migration_3()), hex(4, MIGRATION_4.to_owned())];
+        let got = [
+            hex(2, migration_2()),
+            hex(3, migration_3()),
+            hex(4, MIGRATION_4.to_owned()),
+        ];
         assert_eq!(
             got,
             [

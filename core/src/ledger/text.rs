@@ -80,7 +80,15 @@ mod tests {
 
     #[test]
     fn short_and_long_texts_read_back_whole() {
-        for text in ["", "-", "alice", &"é".repeat(23), &"x".repeat(46), &"y".repeat(47), &"z".repeat(300)] {
+        for text in [
+            "",
+            "-",
+            "alice",
+            &"é".repeat(23),
+            &"x".repeat(46),
+            &"y".repeat(47),
+            &"z".repeat(300),
+        ] {
             let t = Text::new(text);
             assert_eq!(t.as_str(), text);
             assert_eq!(t.as_bytes(), text.as_bytes());

@@ -83,7 +83,9 @@ impl Ledger {
                         }
                     });
                 }
-                Err(e) => tracing::error!(error = %e, "usage ledger: no runtime for the writer; rows are not written"),
+                Err(e) => {
+                    tracing::error!(error = %e, "usage ledger: no runtime for the writer; rows are not written")
+                }
             }
             let _ = done_tx.send(());
         };
