@@ -113,11 +113,13 @@ impl Alarm {
         match &mut self.slot {
             Some((_, waker)) if waker.will_wake(cx.waker()) => {}
             Some((key, waker)) => {
+                // Polled by another task now: its waker replaces the old
+                // one, unless the alarm rang since its sweep count was read
+                // (the old waker got that); then this task looks again.
                 let mut slots = shared.lock();
-                if let Some(slot) = slots.slots.get_mut(*key)
-                    && slot.waker.is_some()
-                {
-                    slot.waker = Some(cx.waker().clone());
+                match slots.slots.get_mut(*key) {
+                    Some(slot) if slot.waker.is_some() => slot.waker = Some(cx.waker().clone()),
+                    _ => cx.waker().wake_by_ref(),
                 }
                 *waker = cx.waker().clone();
             }
@@ -256,6 +258,20 @@ mod tests {
         assert_eq!(start.elapsed(), Duration::from_secs(2));
         let rang = late_task.await.expect("task");
         assert_eq!(rang - start, Duration::from_secs(5));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_alarm_polled_by_another_task_wakes_that_one() {
+        let alarms = Alarms::default();
+        let start = Instant::now();
+        let mut alarm = alarms.at(start + Duration::from_secs(2));
+        assert!(alarm.poll(&mut Context::from_waker(Waker::noop())).is_pending());
+        let rang = tokio::spawn(async move {
+            poll_fn(|cx| alarm.poll(cx)).await;
+            Instant::now()
+        });
+        let at = rang.await.expect("task");
+        assert_eq!(at - start, Duration::from_secs(2));
     }
 
     #[tokio::test(start_paused = true)]
