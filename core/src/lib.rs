@@ -18,31 +18,28 @@
 //! `vibectl-core` binary does just that. [`health::check`] asks a running
 //! core whether it is SERVING.
 
-/// Declares modules that are private to the crate unless the `test-support`
-/// feature is on (the end-to-end tests and benches enable it).
-macro_rules! test_support_mods {
-    ($($(#[$attr:meta])* mod $name:ident;)*) => {$(
-        $(#[$attr])*
-        #[cfg(feature = "test-support")]
-        pub mod $name;
-        $(#[$attr])*
-        #[cfg(not(feature = "test-support"))]
-        mod $name;
-    )*};
-}
-
 // The public API: the binary's commands, the health probe, the usage reports.
 pub mod cli;
 pub mod health;
 pub mod usage_cli;
 
-test_support_mods! {
-    mod ledger;
-    // The quota bench (tests/src/bin/quota_bench/main.rs) and the quota tests
-    // drive it directly.
-    mod quota;
-    mod registry;
-}
+// Domain modules: private to the crate unless the `test-support` feature
+// is on (the end-to-end tests and benches reach them). Written as cfg
+// pairs, not through a macro, so that `cargo fmt` sees their files.
+#[cfg(feature = "test-support")]
+pub mod ledger;
+#[cfg(not(feature = "test-support"))]
+mod ledger;
+// The quota bench (tests/src/bin/quota_bench/main.rs) and the quota tests
+// drive it directly.
+#[cfg(feature = "test-support")]
+pub mod quota;
+#[cfg(not(feature = "test-support"))]
+mod quota;
+#[cfg(feature = "test-support")]
+pub mod registry;
+#[cfg(not(feature = "test-support"))]
+mod registry;
 
 mod accounting;
 mod call;

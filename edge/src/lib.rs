@@ -20,33 +20,41 @@
 
 #![warn(missing_docs)]
 
-/// Declares modules that are private to the crate unless the `test-support`
-/// feature is on (the end-to-end tests enable it to reach domain code the
-/// public API does not show).
-macro_rules! test_support_mods {
-    ($($(#[$attr:meta])* mod $name:ident;)*) => {$(
-        $(#[$attr])*
-        #[cfg(feature = "test-support")]
-        pub mod $name;
-        $(#[$attr])*
-        #[cfg(not(feature = "test-support"))]
-        mod $name;
-    )*};
-}
-
 // The public API: the composition root, the commands of the binary.
 pub mod cli;
 pub mod shutdown;
 
-test_support_mods! {
-    mod app;
-    mod auth;
-    mod conn;
-    mod http;
-    mod limits;
-    mod reload;
-    mod tls;
-}
+// Domain modules: private to the crate unless the `test-support` feature
+// is on (the end-to-end tests and benches reach them). Written as cfg
+// pairs, not through a macro, so that `cargo fmt` sees their files.
+#[cfg(feature = "test-support")]
+pub mod app;
+#[cfg(not(feature = "test-support"))]
+mod app;
+#[cfg(feature = "test-support")]
+pub mod auth;
+#[cfg(not(feature = "test-support"))]
+mod auth;
+#[cfg(feature = "test-support")]
+pub mod conn;
+#[cfg(not(feature = "test-support"))]
+mod conn;
+#[cfg(feature = "test-support")]
+pub mod http;
+#[cfg(not(feature = "test-support"))]
+mod http;
+#[cfg(feature = "test-support")]
+pub mod limits;
+#[cfg(not(feature = "test-support"))]
+mod limits;
+#[cfg(feature = "test-support")]
+pub mod reload;
+#[cfg(not(feature = "test-support"))]
+mod reload;
+#[cfg(feature = "test-support")]
+pub mod tls;
+#[cfg(not(feature = "test-support"))]
+mod tls;
 
 mod admin;
 mod audit;

@@ -9,10 +9,14 @@ mod duration;
 pub mod logging;
 mod serve;
 
-test_support_mods! {
-    mod keys;
-    mod token;
-}
+#[cfg(feature = "test-support")]
+pub mod keys;
+#[cfg(not(feature = "test-support"))]
+mod keys;
+#[cfg(feature = "test-support")]
+pub mod token;
+#[cfg(not(feature = "test-support"))]
+mod token;
 
 pub use commands::{generate_certs, init_config};
 pub use duration::parse_expires_in;
