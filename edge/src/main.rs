@@ -29,7 +29,7 @@ const EXIT_CONFIG: u8 = 64;
 fn main() -> ExitCode {
     let cli = Cli::parse();
     if let Err(message) = cli::logging::init(cli.log_level.as_deref(), cli.log_format) {
-        eprintln!("error: {message}");
+        eprintln!("vibectl-edge: {message}");
         return ExitCode::from(EXIT_CONFIG);
     }
     if let Command::InitConfig { output, force } = &cli.command {
@@ -40,7 +40,7 @@ fn main() -> ExitCode {
     let config = match Config::load(cli.config.as_deref()) {
         Ok(config) => config,
         Err(error) => {
-            eprintln!("error: {error}");
+            eprintln!("vibectl-edge: {error}");
             return ExitCode::from(EXIT_CONFIG);
         }
     };
@@ -91,7 +91,7 @@ fn report<E: Into<anyhow::Error>>(result: Result<(), E>) -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
-            eprintln!("error: {}", one_line(&error.into()));
+            eprintln!("vibectl-edge: {}", one_line(&error.into()));
             ExitCode::FAILURE
         }
     }
