@@ -70,8 +70,7 @@ pub fn generate(alg: KeyAlg, kid: &str, now: i64) -> Result<Generated, KeyError>
             } else {
                 (&rcgen::PKCS_ED25519, false)
             };
-            let pair =
-                rcgen::KeyPair::generate_for(sig_alg).map_err(|e| failed(e.to_string()))?;
+            let pair = rcgen::KeyPair::generate_for(sig_alg).map_err(|e| failed(e.to_string()))?;
             let raw = pair.public_key_raw();
             let members = if public {
                 // SEC1 uncompressed: 0x04 || x || y.
@@ -89,8 +88,8 @@ pub fn generate(alg: KeyAlg, kid: &str, now: i64) -> Result<Generated, KeyError>
         }
         KeyAlg::RS256 => {
             use rsa::{pkcs1::EncodeRsaPrivateKey, traits::PublicKeyParts};
-            let key = rsa::RsaPrivateKey::new(&mut Rng06, RSA_BITS)
-                .map_err(|e| failed(e.to_string()))?;
+            let key =
+                rsa::RsaPrivateKey::new(&mut Rng06, RSA_BITS).map_err(|e| failed(e.to_string()))?;
             let pem = key
                 .to_pkcs1_pem(rsa::pkcs1::LineEnding::LF)
                 .map_err(|e| failed(e.to_string()))?;

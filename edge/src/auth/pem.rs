@@ -24,9 +24,11 @@ pub(crate) fn signing_key(pem: &[u8], alg: KeyAlg) -> Result<EncodingKey, KeyErr
             EncodingKey::from_ec_der(der.secret_pkcs8_der())
         }
         (KeyAlg::ES256, PrivateKeyDer::Sec1(_)) => {
-            return Err(bad("an `EC PRIVATE KEY` (SEC1): convert it to PKCS#8 with \
+            return Err(bad(
+                "an `EC PRIVATE KEY` (SEC1): convert it to PKCS#8 with \
                             `openssl pkcs8 -topk8 -nocrypt`"
-                .into()));
+                    .into(),
+            ));
         }
         (KeyAlg::EdDSA, PrivateKeyDer::Pkcs8(der)) => {
             EncodingKey::from_ed_der(der.secret_pkcs8_der())
@@ -59,7 +61,10 @@ pub(crate) fn public_key(pem: &[u8], alg: KeyAlg) -> Result<Vec<u8>, KeyError> {
         use rsa::pkcs1::{DecodeRsaPublicKey, EncodeRsaPublicKey};
         let key = rsa::RsaPublicKey::from_pkcs1_pem(text)
             .map_err(|e| bad(format!("not an RSA public key ({e})")))?;
-        return Ok(key.to_pkcs1_der().map_err(|e| bad(e.to_string()))?.into_vec());
+        return Ok(key
+            .to_pkcs1_der()
+            .map_err(|e| bad(e.to_string()))?
+            .into_vec());
     }
     let der = SubjectPublicKeyInfoDer::from_pem_slice(pem)
         .map_err(|e| bad(format!("no PEM `PUBLIC KEY` found ({e})")))?;

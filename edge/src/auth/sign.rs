@@ -4,15 +4,10 @@
 //! `models`. The private key file never needs to be on the edge host.
 
 use crate::auth::now_secs;
-use crate::auth::{
-    Audience, Claims, JwtError, KeyAlg, KeyError, claims::is_valid_model_name,
-};
+use crate::auth::{Audience, Claims, JwtError, KeyAlg, KeyError, claims::is_valid_model_name};
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use jsonwebtoken::{EncodingKey, Header};
-use std::{
-    path::Path,
-    time::Duration,
-};
+use std::{path::Path, time::Duration};
 use vibectl_config::Secret;
 
 /// A key to sign with. Its `Debug` shows no key material.
@@ -57,12 +52,15 @@ impl SigningKey {
         };
         let key = match alg {
             KeyAlg::HS256 => {
-                let text = String::from_utf8(bytes).map_err(|_| bad(KeyError::Secret("not text")))?;
+                let text =
+                    String::from_utf8(bytes).map_err(|_| bad(KeyError::Secret("not text")))?;
                 let raw = URL_SAFE_NO_PAD
                     .decode(text.trim())
                     .map_err(|_| bad(KeyError::Secret("an HS256 key file holds base64url text")))?;
                 if raw.len() < 32 {
-                    return Err(bad(KeyError::Secret("an HS256 key needs at least 32 bytes")));
+                    return Err(bad(KeyError::Secret(
+                        "an HS256 key needs at least 32 bytes",
+                    )));
                 }
                 EncodingKey::from_secret(&raw)
             }

@@ -11,14 +11,8 @@
 //! [`super::lifecycle::Drain`].
 
 use crate::conn::{
-    ConnState,
-    h2_body::RecvBody,
-    h2_stream::StreamTask,
-    headers_seen::HeadersSeen,
-    lifecycle::Drain,
-    side_wake::SideWake,
-    stream_set::StreamSet,
-    streams::StreamGuard,
+    ConnState, h2_body::RecvBody, h2_stream::StreamTask, headers_seen::HeadersSeen,
+    lifecycle::Drain, side_wake::SideWake, stream_set::StreamSet, streams::StreamGuard,
     wake_gate::WakeGate,
 };
 use bytes::Bytes;
@@ -115,7 +109,12 @@ where
     S: Service<Request<RecvBody>, Response = Response<B>, Error = Infallible> + Clone,
 {
     /// Starts the server handshake on `io` (hyper's SETTINGS).
-    pub(crate) fn new(io: I, service: S, keepalive: Option<KeepAliveConfig>, streams: Streams<P>) -> Self {
+    pub(crate) fn new(
+        io: I,
+        service: S,
+        keepalive: Option<KeepAliveConfig>,
+        streams: Streams<P>,
+    ) -> Self {
         let mut builder = Builder::new();
         builder
             .initial_window_size(STREAM_WINDOW)

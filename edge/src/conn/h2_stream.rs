@@ -28,7 +28,10 @@ pub(crate) struct StreamTask<F, B> {
 
 enum State<F, B> {
     /// Waiting for the service's response.
-    Service { call: F, guard: Option<StreamGuard> },
+    Service {
+        call: F,
+        guard: Option<StreamGuard>,
+    },
     /// Sending the response body; `held` is a chunk waiting for capacity.
     Body {
         body: GuardedBody<B>,
@@ -210,7 +213,10 @@ where
 }
 
 /// Pending, unless the client reset the stream meanwhile.
-fn reset_or_pending(tx: &mut SendStream<Bytes>, cx: &mut Context<'_>) -> Poll<Result<(), h2::Error>> {
+fn reset_or_pending(
+    tx: &mut SendStream<Bytes>,
+    cx: &mut Context<'_>,
+) -> Poll<Result<(), h2::Error>> {
     match tx.poll_reset(cx) {
         Poll::Ready(Ok(reason)) => Poll::Ready(Err(reason.into())),
         Poll::Ready(Err(error)) => Poll::Ready(Err(error)),

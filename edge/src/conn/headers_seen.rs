@@ -119,7 +119,11 @@ impl<I: AsyncRead + Unpin> AsyncRead for HeadersSeen<I> {
 }
 
 impl<I: AsyncWrite + Unpin> AsyncWrite for HeadersSeen<I> {
-    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
         Pin::new(&mut self.get_mut().io).poll_write(cx, buf)
     }
 
@@ -168,7 +172,11 @@ mod tests {
             let mut scan = Scan::default();
             let seen: u64 = stream.chunks(chunk).map(|c| scan.feed(c)).sum();
             assert_eq!(seen, 2, "chunks of {chunk}");
-            assert_eq!((scan.have, scan.payload_left), (0, 0), "at a frame boundary");
+            assert_eq!(
+                (scan.have, scan.payload_left),
+                (0, 0),
+                "at a frame boundary"
+            );
         }
     }
 

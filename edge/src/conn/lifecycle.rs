@@ -57,7 +57,12 @@ where
 /// `conn` is pinned by the caller: an `async fn` keeps its arguments in its
 /// state for its whole life, so a connection taken by value and pinned
 /// here was held twice in every connection's task (2.7 KB each idle).
-pub(crate) async fn drive<C: Drain>(mut conn: Pin<&mut C>, state: &ConnState, limits: &Limits, ctx: &ConnCtx) {
+pub(crate) async fn drive<C: Drain>(
+    mut conn: Pin<&mut C>,
+    state: &ConnState,
+    limits: &Limits,
+    ctx: &ConnCtx,
+) {
     // The signals are polled only when they were woken ([`SideWake`]),
     // not at each of the connection's wake-ups.
     let mut signals = pin!(async {

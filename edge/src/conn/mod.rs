@@ -26,12 +26,12 @@ mod headers_seen;
 mod idle;
 pub mod lifecycle;
 pub mod proxy;
+mod side_wake;
 pub mod state;
 pub mod stats;
+mod stream_set;
 pub mod streams;
 pub mod table;
-mod side_wake;
-mod stream_set;
 mod wake_gate;
 
 pub use state::ConnState;

@@ -51,10 +51,7 @@ struct Inner {
 
 /// Whether the idle-queue entry `(id, generation)` (of address `key`, or
 /// any) still describes an open, idle connection.
-fn valid(
-    conns: &Conns,
-    key: Option<IpAddr>,
-) -> impl Fn(u64, u64) -> bool {
+fn valid(conns: &Conns, key: Option<IpAddr>) -> impl Fn(u64, u64) -> bool {
     move |id, generation| {
         conns.get(&id).is_some_and(|(k, s)| {
             key.is_none_or(|key| *k == key)

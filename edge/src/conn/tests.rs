@@ -97,7 +97,10 @@ fn premature_resets_trip_the_guard_and_normal_streams_do_not() {
     let n = tripped.expect("resets trip the guard");
     assert!(n < 200, "tripped after {n} premature resets");
     state.stream_opened(tokio::time::Instant::now());
-    assert!(!state.stream_closed(tokio::time::Instant::now(), true, 0), "0 = off");
+    assert!(
+        !state.stream_closed(tokio::time::Instant::now(), true, 0),
+        "0 = off"
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -242,11 +245,18 @@ async fn the_idle_index_stays_small_while_connections_serve_requests() {
 #[ignore = "a benchmark: run under valgrind --tool=callgrind"]
 fn eviction_bench() {
     let spec = std::env::var("EVICTION_BENCH").unwrap_or_else(|_| "10000 1000".into());
-    let mut numbers = spec.split_whitespace().map(|n| n.parse::<u32>().expect("N M"));
-    let (n, m) = (numbers.next().unwrap_or(10_000), numbers.next().unwrap_or(0));
+    let mut numbers = spec
+        .split_whitespace()
+        .map(|n| n.parse::<u32>().expect("N M"));
+    let (n, m) = (
+        numbers.next().unwrap_or(10_000),
+        numbers.next().unwrap_or(0),
+    );
     let table = ConnTable::new(limits(n as usize, 0), usize::MAX);
     let addr = |i: u32| IpAddr::V4(std::net::Ipv4Addr::from(0x0a00_0000 + i));
-    let held: Vec<_> = (0..n).map(|i| table.admit(addr(i)).expect("admit")).collect();
+    let held: Vec<_> = (0..n)
+        .map(|i| table.admit(addr(i)).expect("admit"))
+        .collect();
     held.iter().for_each(|c| c.state().mark_ready());
     let newcomers: Vec<_> = (0..m)
         .map(|i| table.admit(addr(n + i)).expect("evicts one"))

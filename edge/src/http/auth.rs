@@ -64,7 +64,11 @@ impl<R> Future for Checked<R> {
             std::task::ready!(delay.as_mut().poll(cx));
             self.delay = None;
         }
-        Poll::Ready(self.result.take().unwrap_or_else(|| Err("polled again".into())))
+        Poll::Ready(
+            self.result
+                .take()
+                .unwrap_or_else(|| Err("polled again".into())),
+        )
     }
 }
 
@@ -185,7 +189,10 @@ mod tests {
         assert_eq!(bearer_token(&with("Bearer a.b.c")), Ok("a.b.c"));
         assert_eq!(bearer_token(&with("bearer  a.b.c ")), Ok("a.b.c"));
         assert_eq!(bearer_token(&with("\tBearer a.b.c\t")), Ok("a.b.c"));
-        assert_eq!(bearer_token(&with("Bearer\ta.b.c")), Err(AuthError::NotBearer));
+        assert_eq!(
+            bearer_token(&with("Bearer\ta.b.c")),
+            Err(AuthError::NotBearer)
+        );
         assert_eq!(bearer_token(&with("Bearer  ")), Err(AuthError::NotBearer));
         let latin = HeaderValue::from_bytes(b"Bearer a.b\xe9").expect("value");
         let mut h = HeaderMap::new();

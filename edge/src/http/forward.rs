@@ -29,7 +29,6 @@ use vibectl_proto::wire::IDENTITY_PREFIX;
 #[cfg(test)]
 use vibectl_proto::wire::SUB_HEADER;
 
-
 /// Why a request could not be forwarded.
 #[derive(Debug, thiserror::Error)]
 pub enum ForwardError {

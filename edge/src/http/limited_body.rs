@@ -185,8 +185,7 @@ mod tests {
             permit,
             in_flight: None,
         };
-        let mut body =
-            limited_body(StreamBody::new(frames).boxed_unsync(), hold, Some(backstop));
+        let mut body = limited_body(StreamBody::new(frames).boxed_unsync(), hold, Some(backstop));
         let first = body.frame().await.expect("frame").expect("ok");
         assert!(first.is_data());
         assert!(matches!(

@@ -30,12 +30,7 @@ use super::{
 };
 use crate::{
     Edge,
-    limits::{
-        Admit, CallKind, Limiter, Refusal,
-        alarms::Alarms,
-        deadline::CallDeadline,
-        retry_ms,
-    },
+    limits::{Admit, CallKind, Limiter, Refusal, alarms::Alarms, deadline::CallDeadline, retry_ms},
     metrics::Metrics,
 };
 use futures::future::Either;

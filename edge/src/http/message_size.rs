@@ -11,10 +11,10 @@ use crate::http::{
     grpc_status::{GrpcCode, response},
 };
 use bytes::Bytes;
+use futures::future::Either;
 use http::{HeaderValue, Request, Response};
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::BodyExt;
-use futures::future::Either;
 use std::{
     collections::VecDeque,
     future::{Future, Ready, ready},

@@ -13,7 +13,7 @@ use super::{
     context::{RequestContext, Subject},
     grpc_status::{GRPC_STATUS, LIMIT_TYPE_NAME},
 };
-use crate::metrics::{Code, Metrics, MethodLabel, labels};
+use crate::metrics::{Code, MethodLabel, Metrics, labels};
 use bytes::Bytes;
 use http::{HeaderMap, Request, Response};
 use http_body::Frame;

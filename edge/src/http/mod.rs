@@ -33,16 +33,14 @@ use bytes::Bytes;
 use http::{Request, Response};
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::{BodyExt, combinators::UnsyncBoxBody};
+use metrics::MetricsLayer;
+use shared::SharedService;
 use std::{
     pin::Pin,
     task::{Context, Poll},
 };
-use metrics::MetricsLayer;
-use shared::SharedService;
 use tower::{Service, ServiceBuilder};
-use tower_http::{
-    trace::{DefaultOnFailure, DefaultOnResponse, TraceLayer},
-};
+use tower_http::trace::{DefaultOnFailure, DefaultOnResponse, TraceLayer};
 use tracing::{Level, Span};
 
 use request_id::X_REQUEST_ID;
@@ -85,10 +83,7 @@ pub fn service(edge: &Edge) -> EdgeService {
 
 /// The request path of `edge` over `leaf` (the forwarder in production; a
 /// stub in tests), in the production layer order.
-pub fn service_with<B, S>(
-    edge: &Edge,
-    leaf: S,
-) -> SharedService<Request<B>, Response<ServerBody>>
+pub fn service_with<B, S>(edge: &Edge, leaf: S) -> SharedService<Request<B>, Response<ServerBody>>
 where
     B: Body<Data = Bytes> + Send + Unpin + 'static,
     B::Error: Into<BoxError>,

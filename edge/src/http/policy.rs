@@ -11,8 +11,8 @@ use crate::http::{
     BoxError, EdgeBody,
     grpc_status::{GrpcCode, response},
 };
-use http::{HeaderValue, Method, Request, Response, StatusCode, header};
 use futures::future::Either;
+use http::{HeaderValue, Method, Request, Response, StatusCode, header};
 use std::{
     future::Ready,
     task::{Context, Poll},
@@ -145,7 +145,6 @@ pub struct Policy<S> {
     inner: S,
     forward_reflection: bool,
 }
-
 
 impl<S, B> tower::Service<Request<B>> for Policy<S>
 where

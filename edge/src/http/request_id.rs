@@ -189,7 +189,11 @@ mod tests {
             "base64url: {text}"
         );
         assert_ne!(new_request_id(), new_request_id(), "random");
-        assert_eq!(response.body()[X_REQUEST_ID], text, "the request carried it");
+        assert_eq!(
+            response.body()[X_REQUEST_ID],
+            text,
+            "the request carried it"
+        );
 
         let mut request = Request::new(());
         request

@@ -86,7 +86,10 @@ async fn the_layers_run_in_order_over_a_stub_leaf() {
     let context = seen.first().expect("the leaf was called");
     assert_eq!(context.identity().map(Identity::sub), Some("alice"));
     assert_eq!(
-        context.core_headers.get(LIMITS_HEADER).map(|v| v.as_bytes()),
+        context
+            .core_headers
+            .get(LIMITS_HEADER)
+            .map(|v| v.as_bytes()),
         Some(&b"rpm=60"[..])
     );
 }

@@ -75,7 +75,9 @@ fn core_headers(limits: &LimitSet) -> CoreHeaders {
         input_length: limits.max_input_length.map(|n| n.get()),
         timeout_seconds: limits.request_timeout_seconds.map(|n| n.get()),
     };
-    let header = values.to_header().and_then(|v| HeaderValue::try_from(v).ok());
+    let header = values
+        .to_header()
+        .and_then(|v| HeaderValue::try_from(v).ok());
     CoreHeaders::new(header.map(|value| (LIMITS, value)).into_iter().collect())
 }
 
@@ -111,15 +113,28 @@ mod tests {
             "unlimited (concurrency) = absent"
         );
         assert!(
-            core_headers(&LimitSet::default()).get(LIMITS_HEADER).is_none(),
+            core_headers(&LimitSet::default())
+                .get(LIMITS_HEADER)
+                .is_none(),
             "no limits: no header"
         );
         let mut request = Request::new(());
         let client = CallDeadline::of(Some(Duration::from_secs(2)), Some(5)).expect("one");
         stamps.stamp(&mut request, &limits, client);
-        assert_eq!(request.headers()[GRPC_TIMEOUT], "2000m", "the client's, shorter");
+        assert_eq!(
+            request.headers()[GRPC_TIMEOUT],
+            "2000m",
+            "the client's, shorter"
+        );
         let mut request = Request::new(());
-        stamps.stamp(&mut request, &limits, CallDeadline::default_bound(Duration::from_secs(9)));
-        assert!(request.headers().get(GRPC_TIMEOUT).is_none(), "the edge's own bound");
+        stamps.stamp(
+            &mut request,
+            &limits,
+            CallDeadline::default_bound(Duration::from_secs(9)),
+        );
+        assert!(
+            request.headers().get(GRPC_TIMEOUT).is_none(),
+            "the edge's own bound"
+        );
     }
 }

@@ -265,7 +265,11 @@ mod tests {
         let alarms = Alarms::default();
         let start = Instant::now();
         let mut alarm = alarms.at(start + Duration::from_secs(2));
-        assert!(alarm.poll(&mut Context::from_waker(Waker::noop())).is_pending());
+        assert!(
+            alarm
+                .poll(&mut Context::from_waker(Waker::noop()))
+                .is_pending()
+        );
         let rang = tokio::spawn(async move {
             poll_fn(|cx| alarm.poll(cx)).await;
             Instant::now()

@@ -53,8 +53,8 @@ async fn rpm_refusal_says_which_limit_whose_and_when() {
 #[tokio::test]
 async fn concurrency_refusal_spends_no_rate_and_a_dropped_permit_frees_the_slot() {
     let limiter = limiter(
-            "[limits.global]\nmax_concurrent_requests = 1\nmax_requests_per_minute = 60\nburst = 3",
-        );
+        "[limits.global]\nmax_concurrent_requests = 1\nmax_requests_per_minute = 60\nburst = 3",
+    );
     let Admit::Allowed(first) = limiter.admit("alice", None, CallKind::Call).await else {
         panic!("first call admitted")
     };
@@ -83,8 +83,7 @@ async fn concurrency_refusal_spends_no_rate_and_a_dropped_permit_frees_the_slot(
 
 #[tokio::test]
 async fn the_total_limit_spans_tokens() {
-    let limiter =
-        limiter("max_concurrent_total = 2");
+    let limiter = limiter("max_concurrent_total = 2");
     let a = limiter.admit("a", None, CallKind::Call).await;
     let b = limiter.admit("b", None, CallKind::Call).await;
     assert!(matches!((&a, &b), (Admit::Allowed(_), Admit::Allowed(_))));

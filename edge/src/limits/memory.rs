@@ -238,7 +238,10 @@ mod tests {
         }
         clock.advance(Duration::from_millis(750));
         assert_eq!(m.check_rate(&key("alice"), q), Admission::Allowed);
-        assert!(matches!(m.check_rate(&key("alice"), q), Admission::Denied { .. }));
+        assert!(matches!(
+            m.check_rate(&key("alice"), q),
+            Admission::Denied { .. }
+        ));
         clock.advance(Duration::from_secs(30));
         let refilled = (0..200)
             .filter(|_| m.check_rate(&key("alice"), q) == Admission::Allowed)
@@ -264,7 +267,10 @@ mod tests {
             burst: nz(5),
         };
         assert_eq!(m.check_rate(&key("k"), slow), Admission::Allowed);
-        assert!(matches!(m.check_rate(&key("k"), slow), Admission::Denied { .. }));
+        assert!(matches!(
+            m.check_rate(&key("k"), slow),
+            Admission::Denied { .. }
+        ));
         assert_eq!(m.check_rate(&key("k"), fast), Admission::Allowed);
         assert_eq!(m.rate_keys(), 2);
         clock.advance(Duration::from_secs(60));

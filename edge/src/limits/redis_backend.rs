@@ -134,10 +134,10 @@ impl RedisBackend {
             .unwrap_or(u64::MAX)
             .max(1);
         let tolerance = interval.saturating_mul(u64::from(quota.burst.get() - 1));
-        let rkey = self.inner.redis.key(&format!(
-            "rpm:{}:{}:{key}",
-            quota.per_minute, quota.burst
-        ));
+        let rkey = self
+            .inner
+            .redis
+            .key(&format!("rpm:{}:{}:{key}", quota.per_minute, quota.burst));
         let mut conn = self.conn().await?;
         let (ok, wait): (i64, i64) = self
             .bounded(

@@ -9,8 +9,7 @@ use super::*;
 fn every_algorithm_signs_and_verifies_by_kid() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let config = edge_config(tmp.path(), &all_keys(), "");
-    let verifier =
-        keys_verifier(&config);
+    let verifier = keys_verifier(&config);
     for alg in KeyAlg::ALL {
         let token = mint(&signing_key(alg), &spec("alice")).expect("mint");
         let header = jsonwebtoken::decode_header(&token).expect("header");
@@ -27,8 +26,7 @@ fn every_algorithm_signs_and_verifies_by_kid() {
 fn algorithm_confusion_is_refused() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let config = edge_config(tmp.path(), &all_keys(), "");
-    let verifier =
-        keys_verifier(&config);
+    let verifier = keys_verifier(&config);
     let claims = json!({"sub": "mallory", "iss": "vibectl-server", "exp": now() + 600}).to_string();
     // The RSA public key, as PEM and as its JWK members, used as an HMAC
     // secret under the RSA key's kid: the kid pins RS256.

@@ -128,4 +128,3 @@ pub(super) fn check_jwks_mode(path: &std::path::Path, keys: &KeySet) {
         );
     }
 }
-
