@@ -52,7 +52,12 @@ pub(crate) fn now_secs() -> i64 {
     i64::try_from(secs).unwrap_or(i64::MAX)
 }
 
-/// How a client sends a token; every authentication error ends with it.
+/// What a client whose token is refused can do.
+pub const ASK_FOR_A_TOKEN: &str = "ask the server's operator for a new token \
+(`vibectl-edge generate-token SUBJECT`)";
+
+/// How a client sends a token; the refusals of a missing or unreadable
+/// token end with it.
 pub const HOW_TO_SEND: &str = "send gRPC metadata `authorization: Bearer <jwt>` \
 (e.g. `vibectl setup-proxy configure PROFILE_NAME vibectl-server://HOST:PORT --jwt-path FILE`; \
 tokens come from `vibectl-edge generate-token SUBJECT`)";
@@ -169,9 +174,21 @@ pub enum AuthError {
 }
 
 impl AuthError {
-    /// The `grpc-message` a client gets: what is wrong, then how to send a token.
+    /// The `grpc-message` a client gets: what is wrong, then what to do:
+    /// how to send a token when none (or no readable one) came; to ask
+    /// for a new one when the token sent is refused; nothing more when
+    /// the refusal is not the token's fault (retry later).
     pub fn client_message(&self) -> String {
-        format!("unauthenticated: {self}; {HOW_TO_SEND}")
+        match self {
+            Self::MissingHeader | Self::NotBearer | Self::Malformed | Self::TooLong => {
+                format!("unauthenticated: {self}; {HOW_TO_SEND}")
+            }
+            Self::RevocationUnknown | Self::TooManyFailures { .. } => {
+                format!("unauthenticated: {self}")
+            }
+            _ if self.to_string().contains("; ask for") => format!("unauthenticated: {self}"),
+            _ => format!("unauthenticated: {self}; {ASK_FOR_A_TOKEN}"),
+        }
     }
 
     /// A short stable name for logs and metrics (`bad_signature`, …).
