@@ -13,7 +13,7 @@ use crate::{
 };
 use clap::{Args, Subcommand};
 use jiff::{Timestamp, ToSpan, civil::Date};
-use std::{fmt::Write as _, sync::Arc};
+use std::sync::Arc;
 use vibectl_config::{Config, LimitsBackend};
 
 /// Options of `usage`.
@@ -237,10 +237,7 @@ async fn render_status(
     let table: Vec<[String; 8]> = std::iter::once(STATUS_HEADER.map(str::to_owned))
         .chain(lines)
         .collect();
-    Ok(match args.format {
-        Format::Csv => csv(&table),
-        _ => aligned(&table),
-    })
+    Ok(report::text_table(&table, args.format))
 }
 
 /// The columns of `quota status`.
@@ -261,49 +258,9 @@ const HOW_TO_SET: &str = "set max_tokens_per_day, \
 max_tokens_per_month, max_cost_usd_per_day or max_cost_usd_per_month in [limits.global], \
 [limits.per_token.\"SUB\"] or [limits.per_model.\"MODEL\"] (README, \"Quotas and the usage ledger\")\n";
 
-/// Rows as CSV, a cell quoted when it holds a comma, a quote or a newline.
-fn csv<const N: usize>(table: &[[String; N]]) -> String {
-    let mut out = String::new();
-    for row in table {
-        let cells: Vec<String> = row
-            .iter()
-            .map(|c| match c.contains([',', '"', '\n']) {
-                true => format!("\"{}\"", c.replace('"', "\"\"")),
-                false => c.clone(),
-            })
-            .collect();
-        let _ = writeln!(out, "{}", cells.join(","));
-    }
-    out
-}
-
-/// Rows as a table, each column as wide as its widest cell.
-fn aligned<const N: usize>(table: &[[String; N]]) -> String {
-    let mut widths = [0usize; N];
-    for row in table {
-        for (w, cell) in widths.iter_mut().zip(row) {
-            *w = (*w).max(cell.chars().count());
-        }
-    }
-    let mut out = String::new();
-    for row in table {
-        let cells: Vec<String> = row
-            .iter()
-            .zip(widths)
-            .map(|(cell, w)| format!("{cell:<w$}"))
-            .collect();
-        let _ = writeln!(out, "{}", cells.join("  ").trim_end());
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn row(owner: &str) -> [String; 2] {
-        [owner.to_owned(), "max_tokens_per_day".to_owned()]
-    }
 
     #[test]
     fn an_empty_period_is_named() {
@@ -315,17 +272,5 @@ mod tests {
         );
         assert!(no_calls(nov, i64::MAX, Some("alice")).starts_with("no calls by `alice` from"));
         assert!(no_calls(nov, i64::MAX, None).contains("to now"));
-    }
-
-    #[test]
-    fn the_table_is_aligned_and_the_csv_quoted() {
-        let table = [row("OWNER"), row("token `a,b`"), row("token `alice`")];
-        let text = aligned(&table);
-        let starts: Vec<usize> = text
-            .lines()
-            .map(|l| l.find("max_tokens_per_day").expect("column"))
-            .collect();
-        assert_eq!(starts, [15, 15, 15], "{text}");
-        assert_eq!(csv(&table[1..2]), "\"token `a,b`\",max_tokens_per_day\n");
     }
 }

@@ -143,54 +143,55 @@ pub fn render(rows: &[ReportRow], by: &[GroupBy], format: Format) -> String {
         ]
         .map(String::from),
     );
-    let lines: Vec<Vec<String>> = rows
-        .iter()
-        .map(|r| {
-            let mut cells: Vec<String> = by
-                .iter()
-                .map(|g| r.group.get(g.name()).cloned().unwrap_or_default())
-                .collect();
-            cells.extend([
-                r.calls.to_string(),
-                r.input_tokens.to_string(),
-                r.output_tokens.to_string(),
-                r.total_tokens.to_string(),
-                format!("{:.6}", r.cost_usd),
-                r.estimated_calls.to_string(),
-                r.not_ok_calls.to_string(),
-            ]);
-            cells
-        })
-        .collect();
+    let lines = rows.iter().map(|r| {
+        let mut cells: Vec<String> = by
+            .iter()
+            .map(|g| r.group.get(g.name()).cloned().unwrap_or_default())
+            .collect();
+        cells.extend([
+            r.calls.to_string(),
+            r.input_tokens.to_string(),
+            r.output_tokens.to_string(),
+            r.total_tokens.to_string(),
+            format!("{:.6}", r.cost_usd),
+            r.estimated_calls.to_string(),
+            r.not_ok_calls.to_string(),
+        ]);
+        cells
+    });
+    let table: Vec<Vec<String>> = std::iter::once(header).chain(lines).collect();
+    text_table(&table, format)
+}
+
+/// `table` (its first row the header) as CSV, a cell quoted when it holds
+/// a comma, a quote or a newline; in any other format as columns, each as
+/// wide as its widest cell. What `usage` and `quota status` print.
+pub fn text_table<R: AsRef<[String]>>(table: &[R], format: Format) -> String {
     let mut out = String::new();
     if format == Format::Csv {
-        let quote = |c: &String| {
-            if c.contains([',', '"', '\n']) {
-                format!("\"{}\"", c.replace('"', "\"\""))
-            } else {
-                c.clone()
-            }
+        let quote = |c: &String| match c.contains([',', '"', '\n']) {
+            true => format!("\"{}\"", c.replace('"', "\"\"")),
+            false => c.clone(),
         };
-        for line in std::iter::once(&header).chain(&lines) {
-            let _ = writeln!(
-                out,
-                "{}",
-                line.iter().map(quote).collect::<Vec<_>>().join(",")
-            );
+        for row in table {
+            let cells: Vec<String> = row.as_ref().iter().map(quote).collect();
+            let _ = writeln!(out, "{}", cells.join(","));
         }
         return out;
     }
-    let widths: Vec<usize> = (0..header.len())
-        .map(|i| {
-            std::iter::once(&header)
-                .chain(&lines)
-                .map(|l| l[i].chars().count())
-                .max()
-                .unwrap_or(0)
-        })
-        .collect();
-    for line in std::iter::once(&header).chain(&lines) {
-        let cells: Vec<String> = line
+    let mut widths: Vec<usize> = Vec::new();
+    for row in table {
+        for (i, cell) in row.as_ref().iter().enumerate() {
+            let width = cell.chars().count();
+            match widths.get_mut(i) {
+                Some(w) => *w = (*w).max(width),
+                None => widths.push(width),
+            }
+        }
+    }
+    for row in table {
+        let cells: Vec<String> = row
+            .as_ref()
             .iter()
             .zip(&widths)
             .map(|(c, w)| format!("{c:<w$}"))
@@ -243,5 +244,21 @@ mod tests {
         assert!(csv.contains("bob,2025-12-07,1,3,4,7"), "{csv}");
         let table = render(&out, &by, Format::Table);
         assert!(table.contains("alice"), "{table}");
+    }
+
+    #[test]
+    fn the_table_is_aligned_and_the_csv_quoted() {
+        let row = |owner: &str| [owner.to_owned(), "max_tokens_per_day".to_owned()];
+        let table = [row("OWNER"), row("token `a,b`"), row("token `alice`")];
+        let text = text_table(&table, Format::Table);
+        let starts: Vec<usize> = text
+            .lines()
+            .map(|l| l.find("max_tokens_per_day").expect("column"))
+            .collect();
+        assert_eq!(starts, [15, 15, 15], "{text}");
+        assert_eq!(
+            text_table(&table[1..2], Format::Csv),
+            "\"token `a,b`\",max_tokens_per_day\n"
+        );
     }
 }

@@ -201,10 +201,7 @@ impl<'c> Ids<'c> {
             return Ok(*id);
         }
         let id = find_or_add(self.conn, &mut self.find_word, &mut self.add_word, &[word])?;
-        if self.words.len() >= MAX_CACHED {
-            self.words.clear();
-        }
-        self.words.insert(word.into(), id);
+        remember(&mut self.words, word, id);
         Ok(id)
     }
 }
@@ -224,7 +221,11 @@ fn find_or_add<P: rusqlite::ToSql>(
     Ok(conn.last_insert_rowid())
 }
 
-fn remember(map: &mut Map<Box<[u8]>>, key: &[u8], id: i64) {
+/// Keeps `key`'s id (the map starts again past [`MAX_CACHED`]).
+fn remember<K: ?Sized>(map: &mut Map<Box<K>>, key: &K, id: i64)
+where
+    Box<K>: for<'a> From<&'a K> + Eq + std::hash::Hash,
+{
     if map.len() >= MAX_CACHED {
         map.clear();
     }

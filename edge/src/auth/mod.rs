@@ -183,10 +183,13 @@ impl AuthError {
             Self::MissingHeader | Self::NotBearer | Self::Malformed | Self::TooLong => {
                 format!("unauthenticated: {self}; {HOW_TO_SEND}")
             }
-            Self::RevocationUnknown | Self::TooManyFailures { .. } => {
-                format!("unauthenticated: {self}")
-            }
-            _ if self.to_string().contains("; ask for") => format!("unauthenticated: {self}"),
+            // Not the token's fault (retry later), or its own message
+            // already says what to ask for.
+            Self::RevocationUnknown
+            | Self::TooManyFailures { .. }
+            | Self::TokenExpired
+            | Self::Revoked
+            | Self::LifetimeTooLong { .. } => format!("unauthenticated: {self}"),
             _ => format!("unauthenticated: {self}; {ASK_FOR_A_TOKEN}"),
         }
     }
