@@ -1,10 +1,10 @@
-"""The parts of docs/benchmarks.md that issue #17 asked for: the summary with
-1-stream rows beside 64-stream rows, the time-to-first-token rows, the scale
+"""The parts of docs/benchmarks.md that issue #17 asked for (the summary with
+1-stream rows beside 64-stream rows is shapes.py's): the time-to-first-token rows, the scale
 figures (10,000 long streams, 10,000 idle TLS connections, handshakes per
 core against rustls' published figures), and the #17 targets judged
 PASS/MISS. Imported by summarize.py; reads the same per-round results.
 """
-from results import Row, get, per_round, ratio, diff, rate, lat, cpu
+from results import Row, get, per_round, ratio, diff, cpu
 
 # rustls' own published handshake rates (one core, server side, TLS 1.3):
 # "Benchmarking rustls 0.23.37 vs OpenSSL 3.6.1 vs BoringSSL on x86_64",
@@ -55,40 +55,6 @@ def ttft_rows(rounds):
                                                  t(d, "core_baseline", "added_first_us", "p50"))), "µs", "{:+.0f}"),
         ]
     return rows
-
-
-def summary_rows(rounds):
-    """(label, 1-stream Row, 64-stream Row) pairs: the edge with all features
-    on (TLS, JWT, limits with an rpm, metrics) against nginx and the core."""
-    def added_vs(d, sc, sys):
-        return diff(lat(d, sc, sys), lat(d, sc, "core"))
-
-    def pair(label, fn, unit, f="{:.2f}", t1=None, c1=None, t64=None, c64=None):
-        return (label,
-                Row(f"1 stream: {label}", per_round(rounds, lambda d: fn(d, "unary1")), unit, f, target=t1, check=c1, note="#17"),
-                Row(f"64 streams: {label}", per_round(rounds, lambda d: fn(d, "unary64")), unit, f, target=t64, check=c64,
-                    note="#17"))
-
-    out = [pair("throughput, edge / core direct", lambda d, sc: ratio(rate(d, sc, "edge"), rate(d, sc, "core")), "×"),
-           pair("added p50 over the bare core, edge", lambda d, sc: added_vs(d, sc, "edge"), "µs", "{:.0f}")]
-    have_nginx = any(d.get(("unary1", "nginx")) for d in rounds.values())
-    if have_nginx:
-        out += [
-            pair("added p50 over the bare core, nginx", lambda d, sc: added_vs(d, sc, "nginx"), "µs", "{:.0f}"),
-            pair("added p50, edge − nginx", lambda d, sc: diff(added_vs(d, sc, "edge"), added_vs(d, sc, "nginx")),
-                 "µs", "{:+.0f}", t1="≤ 0 µs", c1=lambda v: v <= 0),
-            pair("throughput, edge / nginx", lambda d, sc: ratio(rate(d, sc, "edge"), rate(d, sc, "nginx")), "×",
-                 t1="≥ 1.0", c1=lambda v: v >= 1.0, t64="≥ 1.2", c64=lambda v: v >= 1.2),
-            pair("p99, edge / nginx", lambda d, sc: ratio(lat(d, sc, "edge", "p99"), lat(d, sc, "nginx", "p99")), "×",
-                 t64="≤ 1", c64=lambda v: v <= 1),
-            pair("edge CPU per call / nginx CPU per call (JWT on)",
-                 lambda d, sc: ratio(cpu(d, sc, "edge", "edge"), cpu(d, sc, "nginx", "nginx")), "×",
-                 t64="≤ 0.7", c64=lambda v: v <= 0.7),
-            pair("edge CPU per call / nginx CPU per call (no auth, like for like)",
-                 lambda d, sc: ratio(cpu(d, sc, "edge_noauth", "edge"), cpu(d, sc, "nginx", "nginx")), "×",
-                 t64="≤ 0.7", c64=lambda v: v <= 0.7),
-        ]
-    return out
 
 
 def one(value):
@@ -228,18 +194,3 @@ IDLE_TLS_STAGES = (
     "unbuffered API would let the edge free the reader's page while idle (at most 4 KiB less); the rest needs "
     "the HTTP/2 stack above."
 )
-
-def write_summary(w, rounds):
-    """The summary table: 1 stream beside 64 streams."""
-    pairs = summary_rows(rounds)
-    w("| edge with all features on (TLS, JWT, limits with an rpm, metrics) | 1 stream | target | 64 streams | target |")
-    w("| --- | --- | --- | --- | --- |")
-    for label, r1, r64 in pairs:
-        def cell(r):
-            return f"{r.summary()} {r.unit}".strip() if r.values else "–"
-
-        def tgt(r):
-            return f"{r.target} **{r.verdict()}**" if r.target else ""
-        w(f"| {label} | {cell(r1)} | {tgt(r1)} | {cell(r64)} | {tgt(r64)} |")
-    w("")
-    return [r for _, r1, r64 in pairs for r in (r1, r64)]

@@ -34,6 +34,12 @@ def load(results_dir):
             cpu_path = path[: -len("h2load")] + "h2cpu"
             if os.path.exists(cpu_path):
                 add_h2_cpu(data, open(cpu_path).read())
+            lat_path = path[: -len("h2load")] + "h2lat"
+            if os.path.exists(lat_path):
+                try:
+                    data.update(json.load(open(lat_path)))
+                except ValueError:
+                    pass
         else:
             continue
         if rnd.isdigit():

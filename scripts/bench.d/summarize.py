@@ -15,10 +15,21 @@ import statistics
 import sys
 
 import issue17
+import reading
+import shapes
 from results import Row, get, per_round, ratio, diff, rate, lat, cpu, load
 
 
-def build(rounds, extra):
+def peer_shapes(have, peer):
+    """(scenario, label) of each shape peer ran in, 1 stream first."""
+    return [(sc, shapes.SHAPE_LABEL[sc]) for sc, _ in shapes.SHAPES if (sc, peer) in have]
+
+
+def short_shape(label):
+    return "1" if label == "1 stream" else label.replace("64 streams, ", "64, ")
+
+
+def build(rounds, extra, args):
     """Every table: [(title, [Row])]."""
     have = set()
     for data in rounds.values():
@@ -26,32 +37,37 @@ def build(rounds, extra):
     tables = []
 
     t = []
-    for s in (1, 64):
-        sc = f"unary{s}"
-        t.append(Row(f"Execute, {s} stream{'s' if s > 1 else ''}: throughput edge / core direct",
-                     per_round(rounds, lambda d: ratio(rate(d, sc, "edge"), rate(d, sc, "core"))),
-                     "×"))
+    for sc, name, short in (("unary1", "Execute, 1 stream", "Execute, 1"), ("unary64", "Execute, 64 streams", "Execute, 64"),
+                            ("unary64c", "Execute, 64 connections × 1 stream", "Execute, 64 × 1")):
+        if (sc, "edge") not in have:
+            continue
+        t.append(Row(f"{name}: throughput edge / core direct",
+                     per_round(rounds, lambda d: ratio(rate(d, sc, "edge"), rate(d, sc, "core"))), "×"))
         if (sc, "edge_noauth") in have:
-            t.append(Row(f"Execute, {s}: throughput edge (no auth) / core direct",
+            t.append(Row(f"{short}: throughput edge (no auth) / core direct",
                          per_round(rounds, lambda d: ratio(rate(d, sc, "edge_noauth"), rate(d, sc, "core"))), "×"))
-        t.append(Row(f"Execute, {s}: added p50 latency (edge − core)",
+        t.append(Row(f"{short}: added p50 latency (edge − core)",
                      per_round(rounds, lambda d: diff(lat(d, sc, "edge"), lat(d, sc, "core"))), "µs", "{:.0f}",
-                     target="≤ 100 µs" if s == 1 else None, check=(lambda v: v <= 100) if s == 1 else None))
-        t.append(Row(f"Execute, {s}: added p99 latency (edge − core)",
+                     target="≤ 100 µs" if sc == "unary1" else None, check=(lambda v: v <= 100) if sc == "unary1" else None))
+        t.append(Row(f"{short}: added p99 latency (edge − core)",
                      per_round(rounds, lambda d: diff(lat(d, sc, "edge", "p99"), lat(d, sc, "core", "p99"))), "µs", "{:.0f}"))
-        t.append(Row(f"Execute, {s}: server CPU per call, edge+core / core alone",
+        t.append(Row(f"{short}: server CPU per call, edge+core / core alone",
                      per_round(rounds, lambda d: ratio(cpu(d, sc, "edge", "edge") + cpu(d, sc, "edge", "core"),
                                                       cpu(d, sc, "core", "core"))), "×"))
-        t.append(Row(f"Execute, {s}: edge CPU per call / core CPU per call (same run)",
+        t.append(Row(f"{short}: edge CPU per call / core CPU per call (same run)",
                      per_round(rounds, lambda d: ratio(cpu(d, sc, "edge", "edge"), cpu(d, sc, "edge", "core"))), "×"))
-        if (f"h2load{s}", "edge") in have:
-            h2 = f"h2load{s}"
-            t.append(Row(f"h2load, {s}: throughput edge / core direct",
-                         per_round(rounds, lambda d: ratio(rate(d, h2, "edge"), rate(d, h2, "core"))), "×"))
-            t.append(Row(f"h2load, {s}: server CPU per call, edge+core / core alone",
-                         per_round(rounds, lambda d: ratio(cpu(d, h2, "edge", "edge") + cpu(d, h2, "edge", "core"),
-                                                          cpu(d, h2, "core", "core"))), "×"))
-    tables.append(("1. Unary Execute: the edge (TLS 1.3 + JWT + limits) against the core direct (h2c)", t))
+    for s in (1, 64):
+        h2 = f"h2load{s}"
+        if (h2, "edge") not in have:
+            continue
+        t.append(Row(f"h2load, {s}: throughput edge / core direct",
+                     per_round(rounds, lambda d: ratio(rate(d, h2, "edge"), rate(d, h2, "core"))), "×"))
+        t.append(Row(f"h2load, {s}: added p50 latency (edge − core)",
+                     per_round(rounds, lambda d: diff(lat(d, h2, "edge"), lat(d, h2, "core"))), "µs", "{:.0f}"))
+        t.append(Row(f"h2load, {s}: server CPU per call, edge+core / core alone",
+                     per_round(rounds, lambda d: ratio(cpu(d, h2, "edge", "edge") + cpu(d, h2, "edge", "core"),
+                                                      cpu(d, h2, "core", "core"))), "×"))
+    tables.append(("1. Unary Execute: the edge (TLS 1.3 + JWT + limits + metrics) against the core direct (h2c)", t))
 
     t = [
         Row("StreamExecute, 200 chunks: added time to first chunk, p50 (edge − core)",
@@ -68,7 +84,8 @@ def build(rounds, extra):
     tables.append(("2. StreamExecute, 200 chunks of 10 characters, one stream at a time", t))
     t = issue17.ttft_rows(rounds)
     if t:
-        tables.append(("2b. Time to first token: a provider paced like a model server, direct and through the proxy", t))
+        tables.append(("2b. Time to first token: a provider paced like a model server, direct and through the proxy "
+                       "(cores and edge started for this step in every round)", t))
 
     t = [
         Row("edge: full TLS 1.3 handshakes/s (new connection per call, no resumption)",
@@ -120,26 +137,27 @@ def build(rounds, extra):
         if ("unary64", peer) not in have:
             continue
         for edge, tag in (("edge", "all features on"), ("edge_noauth", "no auth, like for like")):
-            for s in (1, 64):
-                sc = f"unary{s}"
+            for sc, what in peer_shapes(have, peer):
+                one = sc == "unary1"
                 # #17: against nginx ≥ 1.0× at 1 stream, ≥ 1.2× at 64; Caddy ≥ 1×.
-                want = (1.2 if s == 64 else 1.0) if peer == "nginx" else (1.0 if s == 64 else None)
-                t.append(Row(f"{s} stream{'s' if s > 1 else ''}: throughput edge ({tag}) / {peer}",
+                want = (1.0 if one else 1.2) if peer == "nginx" else (None if one else 1.0)
+                t.append(Row(f"{what}: throughput edge ({tag}) / {peer}",
                              per_round(rounds, lambda d: ratio(rate(d, sc, edge), rate(d, sc, peer))), "×",
                              target=want and f"≥ {want:g}", check=want and (lambda v, w=want: v >= w),
                              note="#17" if peer == "nginx" else ""))
-                t.append(Row(f"{s}: p99 edge ({tag}) / {peer}",
+                t.append(Row(f"{short_shape(what)}: p99 edge ({tag}) / {peer}",
                              per_round(rounds, lambda d: ratio(lat(d, sc, edge, "p99"), lat(d, sc, peer, "p99"))), "×",
-                             target="≤ 1" if s == 64 else None, check=(lambda v: v <= 1) if s == 64 else None))
+                             target=None if one else "≤ 1", check=None if one else (lambda v: v <= 1)))
         t.append(Row(f"64: server CPU per call, edge+core / {peer}+core",
                      per_round(rounds, lambda d: ratio(cpu(d, "unary64", "edge", "edge") + cpu(d, "unary64", "edge", "core"),
                                                       cpu(d, "unary64", peer, peer) + cpu(d, "unary64", peer, "core"))), "×"))
-    t.append(Row("64 streams: edge CPU per call / nginx CPU per call (all features on)",
-                 per_round(rounds, lambda d: ratio(cpu(d, "unary64", "edge", "edge"), cpu(d, "unary64", "nginx", "nginx"))),
-                 "×", target="≤ 0.7", check=lambda v: v <= 0.7, note="#17"))
-    t.append(Row("64 streams: edge CPU per call / nginx CPU per call (no auth, like for like)",
-                 per_round(rounds, lambda d: ratio(cpu(d, "unary64", "edge_noauth", "edge"), cpu(d, "unary64", "nginx", "nginx"))),
-                 "×", target="≤ 0.7", check=lambda v: v <= 0.7, note="#17"))
+    for sc, what in peer_shapes(have, "nginx")[1:]:
+        t.append(Row(f"{what}: edge CPU per call / nginx CPU per call (all features on)",
+                     per_round(rounds, lambda d: ratio(cpu(d, sc, "edge", "edge"), cpu(d, sc, "nginx", "nginx"))),
+                     "×", target="≤ 0.7", check=lambda v: v <= 0.7, note="#17"))
+        t.append(Row(f"{what}: edge CPU per call / nginx CPU per call (no auth, like for like)",
+                     per_round(rounds, lambda d: ratio(cpu(d, sc, "edge_noauth", "edge"), cpu(d, sc, "nginx", "nginx"))),
+                     "×", target="≤ 0.7", check=lambda v: v <= 0.7, note="#17"))
     if any(r.values for r in t):
         tables.append(("5. Peers in the edge's place, same core, same load (nginx and Caddy do no JWT check)", t))
 
@@ -164,19 +182,26 @@ def build(rounds, extra):
     if t:
         tables.append(("6. Against the Python vibectl-server 0.11.6 (echo model), same transport", t))
     t = []
+    shapes7 = [sc for sc, _ in shapes.SHAPES if (sc, "edge") in have]
     if ("unary64", "edge_baseline") in have:
-        for sc_, s in (("unary1", 1), ("unary64", 64)):
-            t += versus(rounds, sc_, s, ("edge", "edge (this build)"), ("edge_baseline", "baseline edge"),
+        for sc_ in shapes7:
+            t += versus(rounds, sc_, ("edge", "edge (this build)"), ("edge_baseline", "baseline edge"),
                         "this build / baseline edge")
-            t.append(Row(f"{s}: throughput baseline edge / core direct",
+            t.append(Row(f"{short_shape(shapes.SHAPE_LABEL[sc_])}: throughput baseline edge / core direct",
                          per_round(rounds, lambda d: ratio(rate(d, sc_, "edge_baseline"), rate(d, sc_, "core"))), "×"))
-    if ("unary64", "edge_unix") in have:
-        what = "edge (core over a Unix socket)"
-        for sc_, s in (("unary1", 1), ("unary64", 64)):
-            t += versus(rounds, sc_, s, ("edge_unix", what), ("edge", "edge"), f"{what} / edge")
+    edge_u, edge_t = shapes.over("edge", "unix", args.transport), shapes.over("edge", "tcp", args.transport)
+    nginx_u, nginx_t = shapes.over("nginx", "unix", args.transport), shapes.over("nginx", "tcp", args.transport)
+    if ("unary64", edge_u) in have and ("unary64", edge_t) in have:
+        for sc_ in shapes7:
+            t += versus(rounds, sc_, (edge_u, "edge over a Unix socket"), (edge_t, "edge over TCP"), "Unix / TCP")
+            if (sc_, nginx_u) in have and (sc_, nginx_t) in have:
+                t.append(Row(f"{short_shape(shapes.SHAPE_LABEL[sc_])}: throughput nginx over a Unix socket / nginx over TCP",
+                             per_round(rounds, lambda d: ratio(rate(d, sc_, nginx_u), rate(d, sc_, nginx_t))), "×"))
     if t:
-        title = ("7. Before/after (this edge against the baseline build, same core, same rounds) and a fix candidate"
-                 if ("unary64", "edge_baseline") in have else "7. A fix candidate (same edge binary, same rounds)")
+        title = ("7. Before/after (this edge against the baseline build, same core, same rounds) and the transport "
+                 "(the same edge binary and nginx over a Unix socket and over loopback TCP)"
+                 if ("unary64", "edge_baseline") in have else
+                 "7. The transport: the same edge binary and nginx over a Unix socket and over loopback TCP, same rounds")
         tables.append((title, t))
     t = issue17.scale_rows(rounds, extra)
     if t:
@@ -184,15 +209,17 @@ def build(rounds, extra):
     return tables
 
 
-def versus(rounds, sc, s, a, b, cpu_label):
+def versus(rounds, sc, a, b, cpu_label):
     """Throughput, p50 and edge CPU per call of system a against b in
-    scenario sc (s streams); a and b are (system, name) pairs."""
+    scenario sc; a and b are (system, name) pairs."""
     (sa, na), (sb, nb) = a, b
+    what = shapes.SHAPE_LABEL[sc]
     return [
-        Row(f"{s} stream{'s' if s > 1 else ''}: throughput {na} / {nb}",
+        Row(f"{what}: throughput {na} / {nb}",
             per_round(rounds, lambda d: ratio(rate(d, sc, sa), rate(d, sc, sb))), "×"),
-        Row(f"{s}: p50 {na} − {nb}", per_round(rounds, lambda d: diff(lat(d, sc, sa), lat(d, sc, sb))), "µs", "{:.0f}"),
-        Row(f"{s}: edge CPU per call, {cpu_label}",
+        Row(f"{short_shape(what)}: p50 {na} − {nb}", per_round(rounds, lambda d: diff(lat(d, sc, sa), lat(d, sc, sb))),
+            "µs", "{:.0f}"),
+        Row(f"{short_shape(what)}: edge CPU per call, {cpu_label}",
             per_round(rounds, lambda d: ratio(cpu(d, sc, sa, "edge"), cpu(d, sc, sb, "edge"))), "×"),
     ]
 
@@ -234,100 +261,31 @@ def absolutes(rounds):
 # ------------------------------------------------------------------ report
 
 SCENARIO_NAMES = {
-    "unary1": "Execute, 1 stream (loadgen)", "unary64": "Execute, 64 streams (loadgen)",
-    "h2load1": "Execute, 1 stream (h2load)", "h2load64": "Execute, 64 streams (h2load)",
+    "unary1": "Execute, 1 stream (loadgen)", "unary64": "Execute, 64 streams, 1 connection × 64 (loadgen)",
+    "unary64c": "Execute, 64 connections × 1 stream (loadgen)",
+    "h2load1": "Execute, 1 stream (h2load)", "h2load64": "Execute, 64 streams, 1 connection × 64 (h2load)",
     "stream200": "StreamExecute, 200 chunks", "hsfull": "full handshake per call",
     "hsresumed": "resumed handshake per call", "python1": "Execute, 1 stream", "python64": "Execute, 64 streams",
     "h2python64": "Execute, 64 streams (h2load, Python pairs)",
 }
-SYSTEM_NAMES = {
-    "core": "core direct (h2c)", "edge": "edge, all features on (TLS+JWT+limits+metrics) → core", "edge_noauth": "edge TLS, no auth → core",
-    "edge_insecure": "edge h2c, no auth → core", "nginx": "nginx TLS → core", "caddy": "Caddy TLS → core",
-    "py_insecure": "Python serve-insecure", "py_tls": "Python serve-custom TLS+JWT",
-    "edge_baseline": "baseline edge build TLS+JWT → core", "edge_unix": "edge TLS+JWT → core over Unix socket",
-}
+
+
+def system_names(transport):
+    """Table names of the systems; the headline ones reach the core over transport."""
+    head = {"tcp": "core (TCP)", "unix": "core (Unix socket)"}[transport]
+    return {
+        "core": "core direct (h2c)", "edge": f"edge, all features on (TLS+JWT+limits+metrics) → {head}",
+        "edge_noauth": f"edge TLS, no auth → {head}", "edge_insecure": f"edge h2c, no auth → {head}",
+        "nginx": f"nginx TLS → {head}", "caddy": "Caddy TLS → core (TCP)",
+        "py_insecure": "Python serve-insecure", "py_tls": "Python serve-custom TLS+JWT",
+        "edge_baseline": f"baseline edge build TLS+JWT → {head}",
+        "edge_unix": "edge TLS+JWT → core (Unix socket)", "nginx_unix": "nginx TLS → core (Unix socket)",
+        "edge_tcp": "edge TLS+JWT → core (TCP)", "nginx_tcp": "nginx TLS → core (TCP)",
+    }
 
 
 def fmt(v, f="{:.0f}"):
     return "–" if v is None else f.format(v)
-
-
-def reading(tables):
-    """A few sentences generated from the medians."""
-    by = {r.label: r for _, rows in tables for r in rows}
-
-    def m(label):
-        r = by.get(label)
-        return r.median if r else None
-
-    out = []
-    thr = m("Execute, 64 streams: throughput edge / core direct")
-    cpu_ratio = m("Execute, 64: server CPU per call, edge+core / core alone")
-    edge_core = m("Execute, 64: edge CPU per call / core CPU per call (same run)")
-    if thr is not None:
-        out.append(f"At 64 streams the edge delivers {thr:.0%} of the direct core's throughput. "
-                   + (f"Per call, edge and core together burn {cpu_ratio:.2f}× the CPU the core alone does "
-                      f"(the edge itself {edge_core:.2f}× the core's share): with both on one CPU, that CPU, not the "
-                      f"network, sets the ceiling, so the throughput ratio follows the CPU ratio. "
-                      f"That ceiling is 1 / (1 + {edge_core:.2f}) = {1 / (1 + edge_core):.2f} (the old target "
-                      f"\"≥ 0.95× the bare core\" is dropped by #17 for this reason): this echo core does almost "
-                      f"nothing but its own HTTP/2, while the edge speaks HTTP/2 twice plus TLS. With a real "
-                      f"provider the core's CPU per call is no longer the limit. "
-                      if cpu_ratio and edge_core else ""))
-    p50 = m("Execute, 1: added p50 latency (edge − core)")
-    ttfc = m("StreamExecute, 200 chunks: added time to first chunk, p50 (edge − core)")
-    if p50 is not None:
-        out.append(f"One call at a time, the edge adds {p50:.0f} µs at the median"
-                   + (f" and {ttfc:.0f} µs to the first streamed chunk" if ttfc is not None else "") + ".")
-    core_ttft = m("core: added time to first token, p50 (core − direct, paired per call)")
-    whole = m("whole proxy: added time on the whole answer / direct answer time, p50")
-    whole_ttft = m("whole proxy (edge, all features on, + core): added time to first token, p50")
-    if core_ttft is not None:
-        out.append(f"Against a provider paced like a model server, the core adds {core_ttft:.0f} µs to the time to "
-                   f"the first token (median of per-call differences); edge and core together add "
-                   f"{whole_ttft or 0:.0f} µs to it and {whole or 0:.2f} % to the whole streamed answer.")
-    peers = []
-    for peer, name in (("nginx", "nginx"), ("caddy", "Caddy")):
-        a = m(f"64 streams: throughput edge (no auth, like for like) / {peer}")
-        b = m(f"64 streams: throughput edge (all features on) / {peer}")
-        if a is not None:
-            peers.append(f"{a:.2f}× {name}'s throughput like for like ({b:.2f}× all features on)")
-    if peers:
-        out.append("Against the peers at 64 streams the edge reaches " + " and ".join(peers) + ".")
-    py = m("64 streams, TLS + JWT: throughput edge+core / Python")
-    pyi = m("64 streams, h2c, no auth: throughput edge+core / Python")
-    if py is not None:
-        out.append(f"Against the Python vibectl-server, edge+core serve {py:.0f}× (TLS) and {pyi or 0:.0f}× (h2c) its throughput at 64 streams.")
-    n = next((int(k.split()[2].replace(",", "")) for k in by if k.startswith("of those ")), 1000)
-    held = m(f"of those {n:,}, streams that got their first chunk through the edge")
-    core_held = m(f"same {n:,} straight to the core: streams held")
-    if held is not None and held < n:
-        out.append(f"Only {held:.0f} of {n:,} concurrent streams got through the edge, while the core alone held "
-                   f"{core_held:.0f}: the edge multiplexes every client stream over one h2c connection to the core, "
-                   f"and the core's HTTP/2 server allows 200 concurrent streams per connection (hyper's default), so "
-                   f"stream 201 onwards waits in the edge until another ends. With real LLM streams lasting "
-                   f"seconds to minutes, this caps a whole edge at 200 calls in flight.")
-    bt = m("64 streams: throughput edge (this build) / baseline edge")
-    bc = m("64: edge CPU per call, this build / baseline edge")
-    b1 = m("1: p50 edge (this build) − baseline edge")
-    if bt is not None:
-        out.append(f"Before/after, in the same rounds: at 64 streams this edge serves {bt:.2f}× the baseline build's "
-                   f"throughput at {bc:.2f}× its CPU per call; one call at a time its p50 differs by {b1:+.0f} µs.")
-    ux = m("64: edge CPU per call, edge (core over a Unix socket) / edge")
-    if ux is not None:
-        out.append(f"A fix candidate, measured in the same rounds at 64 streams: reaching the core over a Unix socket "
-                   f"instead of loopback TCP takes the edge's CPU per call to {ux:.2f}×.")
-    bys = m(f"an unrelated stream in flight through the same edge survives the {n:,} being dropped (1 = yes)")
-    if bys is not None and bys < 1:
-        out.append(f"When the {n:,} streams are dropped at once, an unrelated stream in flight through the same edge dies "
-                   "with UNAVAILABLE: the edge forwards the cancellations (RST_STREAM) on its one connection to the core, "
-                   "more than 20 of them hit streams the core has not accepted yet, h2's rapid-reset guard "
-                   "(`max_pending_accept_reset_streams`, default 20) answers with GOAWAY, and every stream on that "
-                   "connection fails (the core logs `remotely-reset pending-accept streams reached limit (20)`).")
-    idle = m("per idle TLS connection: (RSS − RSS_before) / connections")
-    if idle is not None and idle > 4:
-        out.append(issue17.idle_tls_reading(idle))
-    return out
 
 
 def write_markdown(args, tables, rounds, extra, meta, commands):
@@ -336,8 +294,8 @@ def write_markdown(args, tables, rounds, extra, meta, commands):
     w("# Benchmarks: what the edge costs")
     w("")
     w("Generated by `scripts/bench` (do not edit by hand: rerun it). Every figure below is a ratio or a "
-      "difference between systems measured **side by side in the same round**, on the same core process and "
-      "the same load; the order of the systems rotates each round. Cells are **min / median / max over "
+      "difference between systems measured **side by side in the same round**, behind the same core process "
+      "(one per edge-to-core transport) and under the same load; the order of the systems rotates each round. Cells are **min / median / max over "
       f"{len(rounds)} rounds**; pass/miss is judged on the median. Absolute numbers depend on this small, "
       "shared machine: compare ratios, not raw rates.")
     w("")
@@ -354,12 +312,16 @@ def write_markdown(args, tables, rounds, extra, meta, commands):
     w("")
     w("The default edge row has every feature on: TLS 1.3, JWT verification, `[limits.global]` with a configured "
       "rpm and concurrency, and `/metrics`. nginx runs tuned (one worker on the same CPU, `keepalive_requests` "
-      "raised, `grpc_pass`), with no JWT check; the like-for-like rows (edge without auth) are in section 5.")
+      "raised, `grpc_pass`), with no JWT check; the like-for-like rows (edge without auth) are in section 5. "
+      f"The headline edge, its like-for-like edge and nginx reach the core over {shapes.TRANSPORT[args.transport]}; "
+      f"the last rows are the same edge and nginx over {shapes.TRANSPORT[shapes.other(args.transport)]}. "
+      "One stream is loadgen's one call at a time; 64 streams run in three shapes, each against nginx in the same "
+      "round.")
     w("")
-    summary = issue17.write_summary(w, rounds)
+    summary = shapes.write_summary(w, rounds, args.transport)
     w("## Reading")
     w("")
-    for s in reading(tables):
+    for s in reading.reading(tables, rounds, args.transport):
         w(f"- {s}")
     w("")
     w("## Results")
@@ -393,12 +355,13 @@ def write_markdown(args, tables, rounds, extra, meta, commands):
       "window, divided by the calls (for proxies: proxy + core together); \"busy\" is that time over the "
       "window's length (100% = one CPU). The processes under test share CPU 1, so server CPU busy near 100% "
       "means the servers were the bottleneck; loadgen CPU busy near 100% means the client was (h2load is "
-      "far lighter). h2load's p50 column is its mean.")
+      "far lighter). h2load's p50 and p99 come from its per-request log (`--log-file`, requests answered 200).")
     w("")
     w("| scenario | system | calls/s | p50 µs | p99 µs | first chunk p50 µs | server CPU µs/call | server CPU busy | loadgen CPU busy | errors |")
     w("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    names = system_names(args.transport)
     for sc, sys, rate, p50, p99, ttfc, cpu_, util, client, errs in absolutes(rounds):
-        w(f"| {SCENARIO_NAMES.get(sc, sc)} | {SYSTEM_NAMES.get(sys, sys)} | {fmt(rate)} | {fmt(p50)} | {fmt(p99)} "
+        w(f"| {SCENARIO_NAMES.get(sc, sc)} | {names.get(sys, sys)} | {fmt(rate)} | {fmt(p50)} | {fmt(p99)} "
           f"| {fmt(ttfc)} | {fmt(cpu_, '{:.1f}')} | {fmt(util and util * 100, '{:.0f}%')} "
           f"| {fmt(client and client * 100, '{:.0f}%')} | {errs} |")
     w("")
@@ -419,20 +382,31 @@ def write_markdown(args, tables, rounds, extra, meta, commands):
         w("")
     w("## Setup")
     w("")
-    w("- Core: one `vibectl-core` process for every proxy, `echo` model (answers the prompt back), and `echo200` "
+    w("- Core: one `vibectl-core` process on loopback TCP (measured direct, and behind Caddy and whatever runs over "
+      "TCP) and one with the same configuration on a Unix socket in the benchmark's 0700 work directory (behind "
+      "whatever runs over the socket); `--transport tcp|unix` chooses which pair is the headline; `echo` model (answers the prompt back), and `echo200` "
       "(the echo provider with `chunks = 200`, `answer_chars = 2000`) for streaming; `held` points `[providers.openai]` "
       "at `fake_provider` (tests/src/bin/fake_provider.rs), which sends one chunk and holds each stream.")
     w("- Edge: `vibectl-edge serve-custom` with the certificate made by `generate-certs`; `[limits.global]` set "
       "(100,000,000 rpm, 100,000 concurrent) so the limit code runs but never refuses. A second edge runs with "
       "`edge.require_auth = false` for the like-for-like comparison with nginx and Caddy, which check no JWT.")
+    w("- Time to first token: in every round a core started for the step (TCP, the core path), another behind a "
+      "fresh edge with all features on (the headline transport, the whole-proxy path) and, with `--compare`, the "
+      "baseline's core, each with the benchmark's configuration and an empty state directory, stopped after the "
+      "round's calls: the core that has served every unary round answers the first token later than a fresh one "
+      "(session 12: 1,043 µs added against 840 µs on a fresh baseline core; two fresh cores, 710 and 715 µs), "
+      "which would bias a before/after and the target.")
     w("- nginx 1.22 (`nginx-light`): one worker, `listen … ssl http2`, `ssl_protocols TLSv1.2 TLSv1.3`, "
-      "`grpc_pass grpc://core` with an upstream keepalive pool (nginx uses one upstream connection per in-flight "
-      "stream), access log off. Caddy 2.6: `reverse_proxy h2c://core`, `tls cert key`. Same certificate for all.")
+      "`grpc_pass grpc://core` (the core's TCP address, or `unix:` its socket, with `user root;` when run as root "
+      "so that the worker may open the 0660 socket) with an upstream keepalive pool (nginx uses one upstream "
+      "connection per in-flight stream), access log off. Caddy 2.6: `reverse_proxy h2c://core`, `tls cert key`. Same certificate for all.")
     w("- Python: `vibectl-server serve-insecure` and `serve-custom --require-auth` (same certificate, same JWT "
       "secret, so the same token works), `--model echo` from `llm-echo`, default 10 worker threads, limits raised.")
-    w("- Load: `loadgen` (tests/src/bin/loadgen: tonic client, one HTTP/2 connection × N concurrent calls, HDR "
-      "histograms, warm-up excluded) and `h2load` (nghttp2) with a length-prefixed `ExecuteRequest` body, checked "
-      "once with `nghttp` to return `grpc-status: 0`.")
+    w("- Load: `loadgen` (tests/src/bin/loadgen: tonic client, about 12-14 µs of its own CPU per call; C HTTP/2 "
+      "connections × N concurrent calls each, HDR histograms, warm-up excluded) and `h2load` (nghttp2, about 2 µs "
+      "per call) with a length-prefixed `ExecuteRequest` body, checked once with `nghttp` to return "
+      "`grpc-status: 0`. 64 streams: loadgen 1 connection × 64 (`--connections 1 --concurrency 64`), loadgen 64 "
+      "connections × 1 (`--connections 64 --concurrency 1`), h2load 1 connection × 64 (`-c 1 -m 64`).")
     w("")
     w("## Exact commands (round 1)")
     w("")
@@ -446,7 +420,7 @@ def write_markdown(args, tables, rounds, extra, meta, commands):
     w("")
     w("Reproduce: `scripts/bench` (full, ~20 min), `scripts/bench --quick` (short rounds), "
       "`scripts/bench --smoke` (ours only, prints a table), `scripts/bench --compare REV` (REV's edge and core "
-      "beside this build's in every round). Options: `--rounds N`, `--out FILE`, `--scale N`, "
+      "beside this build's in every round). Options: `--rounds N`, `--transport tcp|unix`, `--out FILE`, `--scale N`, "
       "`--skip-peers`, `--skip-python`, `--no-profile`, `--keep` (keep the work directory with every JSON result).")
     w("")
     return "\n".join(lines)
@@ -460,11 +434,12 @@ def main():
     ap.add_argument("--mode", default="full")
     ap.add_argument("--out")
     ap.add_argument("--check", action="store_true")
+    ap.add_argument("--transport", choices=("tcp", "unix"), default="tcp")
     args = ap.parse_args()
     rounds, extra = load(args.results)
     if not rounds:
         sys.exit("summarize: no results")
-    tables = build(rounds, extra)
+    tables = build(rounds, extra, args)
     meta = open(args.meta).read()
     commands = open(args.commands).read() if os.path.exists(args.commands) else ""
     commands = commands.replace(os.path.dirname(os.path.abspath(args.results)), "$WORK")
