@@ -345,8 +345,10 @@ def write_markdown(args, tables, rounds, extra, meta, commands):
     every = summary + [r for _, rows in tables for r in rows]
     for rows in ([r for r in every if r.note == "#17"], every):
         for r in rows:
-            if r.check is not None and r.label not in seen:
-                seen.add(r.label)
+            # A measure in the summary and again in its section: listed once.
+            key = (r.unit, tuple(r.values)) if r.values else r.label
+            if r.check is not None and key not in seen:
+                seen.add(key)
                 w(f"| {r.label} {r.target} | {r.cell(r.median)} {r.unit} | {r.verdict()} |")
     w("")
     w("## Absolute figures (medians over the rounds, for orientation only)")
