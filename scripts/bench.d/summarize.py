@@ -386,7 +386,8 @@ def write_markdown(args, tables, rounds, extra, meta, commands):
     w("")
     w("- Core: one `vibectl-core` process on loopback TCP (measured direct, and behind Caddy and whatever runs over "
       "TCP) and one with the same configuration on a Unix socket in the benchmark's 0700 work directory (behind "
-      "whatever runs over the socket); `--transport tcp|unix` chooses which pair is the headline; `echo` model (answers the prompt back), and `echo200` "
+      "whatever runs over the socket, as the pod's edge reaches its core); `--transport unix|tcp` chooses which pair is the "
+      "headline (unix by default); `echo` model (answers the prompt back), and `echo200` "
       "(the echo provider with `chunks = 200`, `answer_chars = 2000`) for streaming; `held` points `[providers.openai]` "
       "at `fake_provider` (tests/src/bin/fake_provider.rs), which sends one chunk and holds each stream.")
     w("- Edge: `vibectl-edge serve-custom` with the certificate made by `generate-certs`; `[limits.global]` set "
@@ -422,7 +423,8 @@ def write_markdown(args, tables, rounds, extra, meta, commands):
     w("")
     w("Reproduce: `scripts/bench` (full, ~20 min), `scripts/bench --quick` (short rounds), "
       "`scripts/bench --smoke` (ours only, prints a table), `scripts/bench --compare REV` (REV's edge and core "
-      "beside this build's in every round). Options: `--rounds N`, `--transport tcp|unix`, `--out FILE`, `--scale N`, "
+      "beside this build's in every round). Options: `--rounds N`, `--transport unix|tcp` (how the headline edge and "
+      "nginx reach the core; default unix, as in the pod), `--out FILE`, `--scale N`, "
       "`--skip-peers`, `--skip-python`, `--no-profile`, `--keep` (keep the work directory with every JSON result).")
     w("")
     return "\n".join(lines)
@@ -436,7 +438,7 @@ def main():
     ap.add_argument("--mode", default="full")
     ap.add_argument("--out")
     ap.add_argument("--check", action="store_true")
-    ap.add_argument("--transport", choices=("tcp", "unix"), default="tcp")
+    ap.add_argument("--transport", choices=("tcp", "unix"), default="unix")
     args = ap.parse_args()
     rounds, extra = load(args.results)
     if not rounds:
