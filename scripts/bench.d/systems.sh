@@ -1,3 +1,5 @@
+# shellcheck shell=bash
+# shellcheck disable=SC2034,SC2153 # sourced: its variables come from and go to scripts/bench
 # Sourced by scripts/bench: starts the systems under test and fills, per
 # system name, TARGET (loadgen's connection arguments), WATCH (the processes
 # whose CPU and RSS a run reports), H2URL and H2AUTH (h2load's URL, and 1 when

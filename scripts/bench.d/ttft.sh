@@ -1,3 +1,5 @@
+# shellcheck shell=bash
+# shellcheck disable=SC2034,SC2153 # sourced: its variables come from and go to scripts/bench
 # Sourced by scripts/bench: ttft_round, the time-to-first-token step of one
 # round, on cores started for it.
 #
