@@ -1,7 +1,7 @@
 //! `vibectl-core`: the unprivileged half of the vibectl LLM proxy. It serves
 //! the gRPC service `vibectl.llm_proxy.VibectlLLMProxy` as plaintext HTTP/2
 //! (h2c) on loopback or a Unix socket, behind the edge, which terminates TLS
-//! and verifies JWTs and passes the verified subject in `x-vibectl-sub`.
+//! and verifies JWTs and passes the verified caller in `x-vibectl-caller`.
 //! The core resolves models and aliases ([`registry`]), calls providers
 //! (built-in `echo`, OpenAI-compatible, Anthropic) with real streaming,
 //! accounts tokens and cost, and holds the provider API keys. Of the

@@ -12,7 +12,7 @@ use crate::{
     shared::Shared,
 };
 use futures::{Stream, StreamExt};
-use http::{HeaderMap, HeaderName};
+use http::HeaderMap;
 use std::{pin::Pin, sync::Arc};
 use tokio::time::Instant;
 use tonic::{Request, Response, Status, metadata::MetadataMap};
@@ -21,7 +21,7 @@ use vibectl_proto::{
     GetServerInfoResponse, StreamChunk, execute_response,
     stream_chunk::ChunkType,
     vibectl_llm_proxy_server::VibectlLlmProxy,
-    wire::{Method, SUB_HEADER},
+    wire::{Caller, Method, header_names::CALLER},
 };
 
 /// The gRPC service.
@@ -36,22 +36,19 @@ impl ProxyService {
     }
 }
 
-// The identity headers the edge sets, parsed once (a `&str` name is
-// parsed at every lookup).
-const SUB_NAME: HeaderName = HeaderName::from_static(SUB_HEADER);
-const KID_NAME: HeaderName = HeaderName::from_static(crate::quota::KID_HEADER);
-const JTI_NAME: HeaderName = HeaderName::from_static(crate::quota::JTI_HEADER);
-
-fn sub_of(metadata: &MetadataMap) -> Option<String> {
-    header_of(metadata, &SUB_NAME)
-}
-
-fn header_of(metadata: &MetadataMap, name: &HeaderName) -> Option<String> {
+/// The caller's `sub`, `kid` and `jti` as the edge set them in
+/// `x-vibectl-caller` (all `None` without the header: auth is off).
+fn caller_of(metadata: &MetadataMap) -> (Option<String>, Option<String>, Option<String>) {
     let headers: &HeaderMap = metadata.as_ref();
-    headers
-        .get(name)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned)
+    let Some(value) = headers.get(&CALLER).and_then(|v| v.to_str().ok()) else {
+        return (None, None, None);
+    };
+    let caller = Caller::parse(value);
+    (
+        Some(caller.sub.to_owned()),
+        caller.kid.map(str::to_owned),
+        caller.jti.map(str::to_owned),
+    )
 }
 
 impl ProxyService {
@@ -65,9 +62,7 @@ impl ProxyService {
     ) -> Result<(String, call::ChunkStream), Status> {
         let started = Instant::now();
         let limits = CallLimits::from_metadata(request.metadata());
-        let sub = sub_of(request.metadata());
-        let kid = header_of(request.metadata(), &KID_NAME);
-        let jti = header_of(request.metadata(), &JTI_NAME);
+        let (sub, kid, jti) = caller_of(request.metadata());
         let allowed_models = crate::scope::allowed_models(request.metadata());
         let mut req = request.into_inner();
         let unnamed = req
@@ -176,8 +171,7 @@ impl VibectlLlmProxy for ProxyService {
     ) -> Result<Response<GetServerInfoResponse>, Status> {
         let limits = CallLimits::from_metadata(request.metadata());
         let allowed = crate::scope::allowed_models(request.metadata());
-        let sub = sub_of(request.metadata());
-        let kid = header_of(request.metadata(), &KID_NAME);
+        let (sub, kid, _) = caller_of(request.metadata());
         let mut response = Response::new(crate::server_info::answer(
             &self.shared.registry,
             allowed.as_deref(),

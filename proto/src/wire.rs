@@ -2,8 +2,8 @@
 //! processes must agree on, defined here once and imported by both.
 //!
 //! The edge verifies the token, strips every client-sent `x-vibectl-*`
-//! header, sets [`SUB_HEADER`], [`ALLOWED_MODELS_HEADER`] and the
-//! caller's limits ([`LIMITS_HEADER`]), rewrites
+//! header, sets the caller ([`CALLER_HEADER`]), [`ALLOWED_MODELS_HEADER`]
+//! and the caller's limits ([`LIMITS_HEADER`]), rewrites
 //! [`GRPC_TIMEOUT`] to the call's deadline, and forwards over h2c. The core
 //! trusts those headers (it listens on loopback only) and answers limit
 //! refusals with a [`LimitType`] in [`LIMIT_TYPE`] trailing metadata (the
@@ -12,7 +12,9 @@
 
 use std::time::Duration;
 
+mod caller;
 mod limits;
+pub use caller::{CALLER_HEADER, Caller};
 pub use limits::{LIMITS_HEADER, LimitValues};
 
 // The service name as a literal, so the method paths below are built from
@@ -29,13 +31,6 @@ pub const SERVICE_NAME: &str = service_name!();
 /// Header prefix of everything the edge asserts about the caller; a client's
 /// own `x-vibectl-*` headers are dropped before the edge sets its own.
 pub const IDENTITY_PREFIX: &str = "x-vibectl-";
-/// The verified subject (`sub` claim) of the caller.
-pub const SUB_HEADER: &str = "x-vibectl-sub";
-/// The `kid` of the key that verified the caller's token (quotas may key
-/// on it; the usage ledger records it).
-pub const KID_HEADER: &str = "x-vibectl-kid";
-/// The caller's token id (`jti` claim), recorded in the usage ledger.
-pub const JTI_HEADER: &str = "x-vibectl-jti";
 /// The models the caller's token may use (comma-separated ids or aliases);
 /// absent = every model.
 pub const ALLOWED_MODELS_HEADER: &str = "x-vibectl-allowed-models";
@@ -47,12 +42,14 @@ pub const LIMIT_TYPE: &str = "limit-type";
 /// Metadata: milliseconds until a refused call may pass.
 pub const RETRY_AFTER_MS: &str = "retry-after-ms";
 
-/// The limit and deadline headers above as parsed header names, for the
+/// The caller, limit and deadline headers as parsed header names, for the
 /// edge that writes them and the core that reads them (a `&str` name is
 /// parsed again at every lookup or insert).
 pub mod header_names {
     use tonic::codegen::http::HeaderName;
 
+    /// [`super::CALLER_HEADER`].
+    pub const CALLER: HeaderName = HeaderName::from_static(super::CALLER_HEADER);
     /// [`super::LIMITS_HEADER`].
     pub const LIMITS: HeaderName = HeaderName::from_static(super::LIMITS_HEADER);
     /// [`super::GRPC_TIMEOUT`].
@@ -67,7 +64,7 @@ pub const QUOTA_REMAINING: &str = "x-vibectl-quota-remaining";
 /// The edge's `sub` (metrics label and limits key) of a caller without a
 /// verified subject (`edge.require_auth = false`).
 pub const ANONYMOUS_SUBJECT: &str = "anonymous";
-/// The core's `sub` label of a call that carries no [`SUB_HEADER`] (the
+/// The core's `sub` label of a call that carries no [`CALLER_HEADER`] (the
 /// same anonymous caller, as the core sees it; kept apart from
 /// [`ANONYMOUS_SUBJECT`] because both labels are already on dashboards).
 pub const NO_SUBJECT: &str = "-";

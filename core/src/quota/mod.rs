@@ -49,8 +49,6 @@ use std::{sync::Arc, time::Instant};
 use tonic::Status;
 use vibectl_config::{BackendFailure, Config, Usd, defaults};
 
-pub use vibectl_proto::wire::{JTI_HEADER, KID_HEADER};
-
 /// Counters are kept this long past their window's end.
 const KEEP_AFTER_WINDOW_SECS: i64 = 7 * 24 * 3600;
 

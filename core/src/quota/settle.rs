@@ -13,7 +13,8 @@ use std::{
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
-/// Who made the call, as the edge passed it (`x-vibectl-sub`, `-kid`, `-jti`).
+/// Who made the call, as the edge passed it (`x-vibectl-caller`: `sub`,
+/// `kid`, `jti`).
 #[derive(Debug, Clone, Default)]
 pub struct Identity {
     /// The token's `sub` (`-` without one).

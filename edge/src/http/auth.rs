@@ -3,7 +3,7 @@
 //! boxed [`AuthError`] that the rescue layer turns into `UNAUTHENTICATED`.
 //! A valid request carries its [`Identity`] in its [`RequestContext`], for
 //! the rate limits (keyed by `sub`, or the `kid`) and the forwarder
-//! (`x-vibectl-sub`, and `x-vibectl-allowed-models` when the token
+//! (`x-vibectl-caller`, and `x-vibectl-allowed-models` when the token
 //! restricts models).
 //!
 //! Every decision is one line of the audit log ([`crate::audit`]). An

@@ -13,15 +13,10 @@ use std::{
     net::SocketAddr,
     sync::{Arc, OnceLock},
 };
-use vibectl_proto::wire::{ALLOWED_MODELS_HEADER, JTI_HEADER, KID_HEADER, SUB_HEADER};
+use vibectl_proto::wire::{ALLOWED_MODELS_HEADER, Caller, header_names::CALLER};
 
-/// The identity headers for the core, parsed once (a `&str` name is
-/// parsed on every use and copied on every insert).
-pub const SUB_NAME: HeaderName = HeaderName::from_static(SUB_HEADER);
-/// See [`SUB_NAME`].
-pub const KID_NAME: HeaderName = HeaderName::from_static(KID_HEADER);
-/// See [`SUB_NAME`].
-pub const JTI_NAME: HeaderName = HeaderName::from_static(JTI_HEADER);
+/// The scope header for the core, parsed once (a `&str` name is parsed on
+/// every use and copied on every insert).
 const ALLOWED_MODELS_NAME: HeaderName = HeaderName::from_static(ALLOWED_MODELS_HEADER);
 
 /// Who a verified request is from: the verified token, shared (a token
@@ -73,8 +68,8 @@ impl Identity {
         }
     }
 
-    /// Sets the identity headers for the core: `x-vibectl-sub`, `-kid`,
-    /// `-jti` (percent-encoded) and, if the token restricts models,
+    /// Sets the identity headers for the core: `x-vibectl-caller` (`sub`,
+    /// `kid`, `jti`, percent-encoded) and, if the token restricts models,
     /// `x-vibectl-allowed-models`. Made once per verified token (kept with
     /// it), then copied by reference count. Call it after client-sent
     /// `x-vibectl-*` headers were stripped.
@@ -85,16 +80,20 @@ impl Identity {
     }
 
     fn core_headers(&self) -> Vec<(HeaderName, HeaderValue)> {
-        let mut out: Vec<_> = [
-            (SUB_NAME, Some(self.sub())),
-            (KID_NAME, self.kid()),
-            (JTI_NAME, self.jti()),
-        ]
-        .into_iter()
-        .filter_map(|(name, value)| {
-            Some((name, HeaderValue::try_from(percent_encode(value?)).ok()?))
-        })
-        .collect();
+        let (kid, jti) = (
+            self.kid().map(percent_encode),
+            self.jti().map(percent_encode),
+        );
+        let caller = Caller {
+            sub: &percent_encode(self.sub()),
+            kid: kid.as_deref(),
+            jti: jti.as_deref(),
+        };
+        let mut out: Vec<_> = HeaderValue::try_from(caller.to_header())
+            .ok()
+            .map(|value| (CALLER, value))
+            .into_iter()
+            .collect();
         if let Some(value) = self.allowed_models_header() {
             out.push((ALLOWED_MODELS_NAME, value));
         }
@@ -251,6 +250,29 @@ pub(crate) mod tests {
         let scoped = tests::identity("alice", Some(vec!["echo".to_owned(), "4o".to_owned()]));
         scoped.apply_scope(&mut headers);
         assert_eq!(headers[ALLOWED_MODELS_HEADER], "echo,4o");
+    }
+
+    #[test]
+    fn the_core_gets_the_caller_in_one_header_percent_encoded() {
+        let verified = |kid: Option<&str>, jti: Option<&str>| {
+            Identity::new(Arc::new(Verified {
+                claims: Claims {
+                    sub: "zoé\tx".to_owned(),
+                    jti: jti.map(str::to_owned),
+                    ..Claims::default()
+                },
+                kid: kid.map(str::to_owned),
+                alg: KeyAlg::HS256,
+                memo: Default::default(),
+            }))
+        };
+        let mut headers = HeaderMap::new();
+        verified(Some("k1"), Some("j-1")).set_core_headers(&mut headers);
+        assert_eq!(headers.len(), 1, "{headers:?}");
+        assert_eq!(headers[CALLER], "zo%C3%A9%09x\tkid=k1\tjti=j-1");
+        let mut headers = HeaderMap::new();
+        verified(None, None).set_core_headers(&mut headers);
+        assert_eq!(headers[CALLER], "zo%C3%A9%09x");
     }
 
     #[test]

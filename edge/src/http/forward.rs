@@ -2,21 +2,22 @@
 //! headers, body frames and trailers, both ways, frame by frame — after
 //! rewriting the identity headers: client-sent `x-vibectl-*` and
 //! `authorization` are removed (and `te`, `user-agent`, which the core
-//! does not read), `x-vibectl-sub` is set from the verified token. Dropping the response (a client reset) drops the core stream, so
-//! the cancellation reaches the provider.
+//! does not read), `x-vibectl-caller` is set from the verified token.
+//! Dropping the response (a client reset) drops the core stream, so the
+//! cancellation reaches the provider.
 
 use crate::{
     http::{
         BoxError, EdgeBody,
         body::{GrpcResponseBody, IdleTimeout},
-        context::{RequestContext, SUB_NAME},
+        context::RequestContext,
         core_client::CoreClient,
-        grpc_status::{GrpcCode, percent_encode},
+        grpc_status::GrpcCode,
         request_id::X_REQUEST_ID,
     },
     limits::deadline::ResponseWait,
 };
-use http::{HeaderMap, HeaderValue, Request, Response, header};
+use http::{HeaderMap, Request, Response, header};
 use http_body::Body;
 use http_body_util::BodyExt;
 use std::{
@@ -26,8 +27,6 @@ use std::{
     time::Duration,
 };
 use vibectl_proto::wire::IDENTITY_PREFIX;
-#[cfg(test)]
-use vibectl_proto::wire::SUB_HEADER;
 
 /// Why a request could not be forwarded.
 #[derive(Debug, thiserror::Error)]
@@ -110,13 +109,13 @@ where
                 .extensions
                 .remove::<RequestContext>()
                 .unwrap_or_default();
-            rewrite_identity(&mut parts.headers, None);
+            rewrite_identity(&mut parts.headers);
             // The request id stays on the edge (its span, the response):
             // the core reads none (its ledger and logs use the message's
             // `request_id`), and a value new on every call is a literal
             // that HPACK encodes, and the core decodes, on every call.
             parts.headers.remove(X_REQUEST_ID);
-            // The verified `sub`, the key and token ids (for the core's
+            // The verified caller (`sub`, key and token ids, for the core's
             // quotas and ledger) and the token's model scope, if any.
             if let Some(identity) = context.identity() {
                 identity.set_core_headers(&mut parts.headers);
@@ -142,10 +141,10 @@ where
 /// Removes what a client must not send the core (`authorization`, every
 /// `x-vibectl-*`, hop-by-hop headers) and what the core does not read
 /// (`te`, `user-agent`: on every call, each would cost its HPACK encoding
-/// here and its decoding there), and sets `x-vibectl-sub`. One pass over
-/// the names for the rest (a call carries none of them), instead of a
-/// hashed lookup per name that could be there.
-pub fn rewrite_identity(headers: &mut HeaderMap, sub: Option<&str>) {
+/// here and its decoding there). One pass over the names for the rest (a
+/// call carries none of them), instead of a hashed lookup per name that
+/// could be there. Forward then sets the verified caller's own.
+pub fn rewrite_identity(headers: &mut HeaderMap) {
     headers.remove(header::AUTHORIZATION);
     headers.remove(header::TE);
     headers.remove(header::USER_AGENT);
@@ -154,9 +153,6 @@ pub fn rewrite_identity(headers: &mut HeaderMap, sub: Option<&str>) {
         for name in doomed {
             headers.remove(name);
         }
-    }
-    if let Some(value) = sub.and_then(|s| HeaderValue::try_from(percent_encode(s)).ok()) {
-        headers.insert(SUB_NAME, value);
     }
 }
 
@@ -181,6 +177,8 @@ fn stripped(name: &header::HeaderName) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use http::HeaderValue;
+    use vibectl_proto::wire::CALLER_HEADER;
 
     #[test]
     fn identity_headers_cannot_be_spoofed() {
@@ -189,25 +187,22 @@ mod tests {
             "authorization",
             HeaderValue::from_static("Bearer secret.token.here"),
         );
-        h.insert(SUB_HEADER, HeaderValue::from_static("admin"));
+        h.insert(CALLER_HEADER, HeaderValue::from_static("admin"));
+        h.insert("x-vibectl-sub", HeaderValue::from_static("admin"));
         h.insert("X-Vibectl-Role", HeaderValue::from_static("root"));
         h.insert("te", HeaderValue::from_static("trailers"));
         h.insert("user-agent", HeaderValue::from_static("grpc-python/1.66"));
         h.insert("content-type", HeaderValue::from_static("application/grpc"));
         h.insert("grpc-encoding", HeaderValue::from_static("gzip"));
-        rewrite_identity(&mut h, Some("alice"));
-        assert_eq!(h[SUB_HEADER], "alice");
+        rewrite_identity(&mut h);
+        assert!(h.get(CALLER_HEADER).is_none());
+        assert!(h.get("x-vibectl-sub").is_none());
         assert!(h.get("x-vibectl-role").is_none());
         assert!(h.get("authorization").is_none());
         assert!(h.get("te").is_none(), "the core reads no te");
         assert!(h.get("user-agent").is_none(), "nor user-agent");
         assert_eq!(h["grpc-encoding"], "gzip");
         assert_eq!(h["content-type"], "application/grpc");
-        assert_eq!(h.get_all(SUB_HEADER).iter().count(), 1);
-
-        let mut anonymous = HeaderMap::new();
-        anonymous.insert(SUB_HEADER, HeaderValue::from_static("admin"));
-        rewrite_identity(&mut anonymous, None);
-        assert!(anonymous.is_empty());
+        assert_eq!(h.len(), 2, "{h:?}");
     }
 }

@@ -49,10 +49,10 @@ pub fn new_request_id() -> HeaderValue {
 }
 
 /// Headers the edge adds to a forwarded request beside the client's (room
-/// for `x-request-id`, `grpc-timeout`, `x-vibectl-sub`, `-kid`, `-jti`,
+/// for `x-request-id`, `grpc-timeout`, `x-vibectl-caller`,
 /// `-allowed-models` and `-limits`, made once: growing the map insert by
 /// insert re-hashed it up to twice per call).
-const ADDED_HEADERS: usize = 8;
+const ADDED_HEADERS: usize = 5;
 
 /// Marks every `authorization` and `x-request-id` value sensitive, in one
 /// pass over the headers (two hashed lookups cost more: a request carries

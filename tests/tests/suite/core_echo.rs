@@ -287,8 +287,8 @@ async fn calls_with_the_edge_identity_header_work() {
     let core = Core::start(echo_config("")).await;
     let mut req = tonic::Request::new(request(Some("echo"), &[], &["from the edge"], "sub-1"));
     req.metadata_mut().insert(
-        vibectl_proto::wire::SUB_HEADER,
-        "alice@example".parse().expect("header"),
+        vibectl_proto::wire::CALLER_HEADER,
+        "alice@example\tjti=j-1".parse().expect("header"),
     );
     let resp = answer(core.client().execute(req)).await;
     assert_eq!(resp.request_id, "sub-1");

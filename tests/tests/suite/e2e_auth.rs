@@ -4,7 +4,10 @@
 //! refusals alike; client-sent identity headers never reach the core.
 
 use tonic::{Code, Request, Status};
-use vibectl_proto::GetServerInfoRequest;
+use vibectl_proto::{
+    GetServerInfoRequest,
+    wire::{CALLER_HEADER, Caller},
+};
 use vibectl_tests::{
     fake_core::StubbornCore,
     harness::{JWT_SECRET, Stack, WAIT, authed, claims, mint},
@@ -115,15 +118,20 @@ async fn hsts_is_on_a_success_and_on_a_refusal() {
     stack.shutdown().await;
 }
 
-/// `GetServerInfo` (OK) with `x-vibectl-sub: admin` and `x-vibectl-role:
-/// root` sent by the client, with `token` if given.
+/// `GetServerInfo` (OK) with `x-vibectl-caller: admin`, `x-vibectl-sub:
+/// admin` and `x-vibectl-role: root` sent by the client, with `token` if
+/// given.
 async fn spoofing_call(stack: &Stack, token: Option<&str>) {
     let mut client = stack.client().await;
     let mut request = match token {
         Some(token) => authed(GetServerInfoRequest {}, token),
         None => Request::new(GetServerInfoRequest {}),
     };
-    for (key, value) in [("x-vibectl-sub", "admin"), ("x-vibectl-role", "root")] {
+    for (key, value) in [
+        ("x-vibectl-caller", "admin"),
+        ("x-vibectl-sub", "admin"),
+        ("x-vibectl-role", "root"),
+    ] {
         request
             .metadata_mut()
             .append(key, value.parse().expect("ascii"));
@@ -145,10 +153,13 @@ async fn client_sent_identity_headers_cannot_spoof_the_subject() {
 
     spoofing_call(&stack, Some(&stack.token("alice"))).await;
     let seen = recorder.last();
-    let subs: Vec<_> = seen.get_all("x-vibectl-sub").iter().collect();
-    assert_eq!(subs, ["alice"], "exactly the verified sub");
+    let callers: Vec<_> = seen.get_all(CALLER_HEADER).iter().collect();
+    assert_eq!(callers.len(), 1, "one caller header: {seen:?}");
+    let caller = Caller::parse(callers[0].to_str().expect("ascii"));
+    assert_eq!(caller.sub, "alice", "exactly the verified sub");
+    assert!(caller.jti.is_some(), "the token's jti: {caller:?}");
     assert!(
-        seen.get("x-vibectl-role").is_none(),
+        seen.get("x-vibectl-role").is_none() && seen.get("x-vibectl-sub").is_none(),
         "other x-vibectl-* stripped"
     );
     assert!(
@@ -171,7 +182,8 @@ async fn with_auth_disabled_identity_headers_are_still_stripped() {
         .await;
     spoofing_call(&stack, None).await;
     let seen = recorder.last();
-    assert!(seen.get("x-vibectl-sub").is_none(), "no subject: {seen:?}");
+    assert!(seen.get(CALLER_HEADER).is_none(), "no caller: {seen:?}");
+    assert!(seen.get("x-vibectl-sub").is_none());
     assert!(seen.get("x-vibectl-role").is_none());
     stack.shutdown().await;
     core.stop().await;

@@ -30,7 +30,7 @@ async fn run_calls(core: &Core, run: usize) -> (i64, f64) {
                 );
                 let req = with_header(
                     tonic::Request::new(req),
-                    "x-vibectl-sub",
+                    "x-vibectl-caller",
                     if i % 2 == 0 { "alice" } else { "bob" },
                 );
                 let answer = client.execute(req).await.expect("OK").into_inner();

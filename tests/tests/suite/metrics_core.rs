@@ -1,7 +1,7 @@
 //! The core's Prometheus `/metrics`: after real calls (echo, a provider
 //! without a key, a fake OpenAI stream the client abandons), a plain HTTP
 //! GET shows every metric with the calls' own numbers, the `sub` label from
-//! `x-vibectl-sub` bounded by `[metrics] max_subjects` (later subjects are
+//! `x-vibectl-caller` bounded by `[metrics] max_subjects` (later subjects are
 //! `other`), and model labels limited to configured ids.
 
 use crate::support;
@@ -11,7 +11,7 @@ use support::{
     Core, UNSET_KEY_ENV, WAIT, assert_cost, config, key_file, request, sample, with_header,
 };
 use tonic::Request;
-use vibectl_proto::wire::SUB_HEADER;
+use vibectl_proto::wire::CALLER_HEADER;
 use vibectl_proto::{ExecuteRequest, ExecutionMetrics, execute_response, stream_chunk::ChunkType};
 use vibectl_tests::fake_openai::{FakeOpenAi, Script};
 
@@ -48,7 +48,7 @@ output_usd_per_mtok = 0.6
 fn as_sub(req: ExecuteRequest, sub: Option<&str>) -> Request<ExecuteRequest> {
     let req = Request::new(req);
     match sub {
-        Some(sub) => with_header(req, SUB_HEADER, sub),
+        Some(sub) => with_header(req, CALLER_HEADER, sub),
         None => req,
     }
 }

@@ -98,7 +98,8 @@ pub async fn call(
     sub: &str,
     id: &str,
 ) -> Result<vibectl_proto::ExecuteResponse, tonic::Status> {
-    let req = crate::support::with_header(tonic::Request::new(request(id)), "x-vibectl-sub", sub);
+    let req =
+        crate::support::with_header(tonic::Request::new(request(id)), "x-vibectl-caller", sub);
     tokio::time::timeout(crate::support::WAIT, core.client().execute(req))
         .await
         .expect("answered in time")

@@ -151,7 +151,7 @@ pub(crate) async fn remaining(core: &Core, sub: &str) -> Option<String> {
         WAIT,
         core.client().get_server_info(with_header(
             tonic::Request::new(vibectl_proto::GetServerInfoRequest {}),
-            "x-vibectl-sub",
+            "x-vibectl-caller",
             sub,
         )),
     )
@@ -171,7 +171,7 @@ pub(crate) async fn remaining(core: &Core, sub: &str) -> Option<String> {
 async fn cancel_after_first_chunk(core: &Core, text: &str, sub: &str) -> (LedgerRow, String) {
     let req = with_header(
         tonic::Request::new(request("cancelled")),
-        "x-vibectl-sub",
+        "x-vibectl-caller",
         sub,
     );
     let mut stream = tokio::time::timeout(WAIT, core.client().stream_execute(req))

@@ -169,7 +169,7 @@ async fn a_dead_redis_fails_open_or_closed_as_configured() {
     let request = || {
         with_header(
             tonic::Request::new(support::request(Some("echo"), &[], &["hi"], "r")),
-            "x-vibectl-sub",
+            "x-vibectl-caller",
             "carol",
         )
     };
@@ -205,7 +205,7 @@ async fn a_restarted_redis_costs_no_call() {
     let call = |id: &str| {
         let request = with_header(
             tonic::Request::new(support::request(Some("echo"), &[], &["hi"], id)),
-            "x-vibectl-sub",
+            "x-vibectl-caller",
             "dana",
         );
         let mut client = core.client();
@@ -270,7 +270,7 @@ enabled = false
     let mut client = vibectl_proto::vibectl_llm_proxy_client::VibectlLlmProxyClient::new(channel);
     let req = with_header(
         tonic::Request::new(support::request(Some("m"), &[], &["hello world"], "k")),
-        "x-vibectl-sub",
+        "x-vibectl-caller",
         "kim",
     );
     let mut stream = tokio::time::timeout(WAIT, client.stream_execute(req))
