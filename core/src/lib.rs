@@ -43,6 +43,7 @@ mod registry;
 
 mod accounting;
 mod call;
+mod conn_batch;
 mod error;
 mod limits;
 mod listener;

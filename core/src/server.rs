@@ -6,6 +6,7 @@
 //! on, `/metrics` is served on its own listener beside it.
 
 use crate::{
+    conn_batch::{AfterStreams, StreamExec},
     error::CoreError,
     listener::{Accepted, CoreListener},
     metrics::{Metrics, serve_metrics},
@@ -15,13 +16,14 @@ use crate::{
 use futures::future::Either;
 use hyper::body::Incoming;
 use hyper_util::{
-    rt::{TokioExecutor, TokioIo, TokioTimer},
+    rt::{TokioIo, TokioTimer},
     server::graceful::GracefulShutdown,
     service::TowerToHyperService,
 };
 use std::{
     convert::Infallible,
     net::SocketAddr,
+    pin::pin,
     sync::Arc,
     task::{Context, Poll},
     time::Duration,
@@ -199,14 +201,9 @@ const MAX_STREAMS_PER_CONNECTION: u32 = 100_000;
 /// were held. 32 MiB allows some 80,000 calls' first messages to wait.
 const CONNECTION_WINDOW: u32 = 32 * 1024 * 1024;
 
-async fn accept_loop(
-    listener: CoreListener,
-    routes: Dispatch,
-    shutdown: &CancellationToken,
-    health: HealthReporter,
-    grace: Duration,
-) -> Result<(), CoreError> {
-    let mut http2 = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
+/// The HTTP/2 server for one connection, its streams run on `exec`.
+fn http2(exec: StreamExec) -> hyper::server::conn::http2::Builder<StreamExec> {
+    let mut http2 = hyper::server::conn::http2::Builder::new(exec);
     // The core's only client is the edge (loopback), which multiplexes every
     // client's stream over one connection: hyper's per-connection defaults
     // (200 streams; GOAWAY after 20 resets of not-yet-accepted streams, a
@@ -218,6 +215,16 @@ async fn accept_loop(
         .max_concurrent_streams(MAX_STREAMS_PER_CONNECTION)
         .initial_connection_window_size(CONNECTION_WINDOW)
         .max_pending_accept_reset_streams(MAX_STREAMS_PER_CONNECTION as usize);
+    http2
+}
+
+async fn accept_loop(
+    listener: CoreListener,
+    routes: Dispatch,
+    shutdown: &CancellationToken,
+    health: HealthReporter,
+    grace: Duration,
+) -> Result<(), CoreError> {
     let graceful = GracefulShutdown::new();
     let mut connections = JoinSet::new();
     loop {
@@ -227,19 +234,22 @@ async fn accept_loop(
             accepted = listener.accept() => accepted,
         };
         let service = TowerToHyperService::new(routes.clone());
+        let exec = StreamExec::default();
         match accepted {
             Ok(Accepted::Tcp(stream, peer)) => {
-                let conn = graceful.watch(http2.serve_connection(TokioIo::new(stream), service));
+                let conn = http2(exec.clone()).serve_connection(TokioIo::new(stream), service);
+                let conn = graceful.watch(conn);
                 connections.spawn(async move {
-                    if let Err(e) = conn.await {
+                    if let Err(e) = AfterStreams::new(pin!(conn), &exec).await {
                         tracing::debug!(%peer, error = %e, "connection ended with an error");
                     }
                 });
             }
             Ok(Accepted::Unix(stream)) => {
-                let conn = graceful.watch(http2.serve_connection(TokioIo::new(stream), service));
+                let conn = http2(exec.clone()).serve_connection(TokioIo::new(stream), service);
+                let conn = graceful.watch(conn);
                 connections.spawn(async move {
-                    if let Err(e) = conn.await {
+                    if let Err(e) = AfterStreams::new(pin!(conn), &exec).await {
                         tracing::debug!(error = %e, "unix connection ended with an error");
                     }
                 });
