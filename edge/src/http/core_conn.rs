@@ -102,6 +102,15 @@ impl CoreConn {
                     // per-connection budget; a final one costs nothing.
                     match poll_now(&mut body).await {
                         Poll::Ready(None) => send_frame(&mut stream, Some(Ok(frame)), true)?,
+                        // tonic's clients end a message with an empty DATA
+                        // frame flagged END_STREAM: the flag goes on the
+                        // message instead (one frame fewer for the core).
+                        Poll::Ready(Some(Ok(next)))
+                            if body.is_end_stream()
+                                && next.data_ref().is_some_and(Bytes::is_empty) =>
+                        {
+                            send_frame(&mut stream, Some(Ok(frame)), true)?
+                        }
                         next => {
                             send_frame(&mut stream, Some(Ok(frame)), false)?;
                             match next {
