@@ -5,7 +5,8 @@
 //! deadline (it owns the provider call). Rate and concurrency are the
 //! edge's; the core only reports them in `GetServerInfo`.
 
-use http::{HeaderMap, HeaderName};
+use http::{HeaderMap, HeaderName, HeaderValue};
+use std::cell::RefCell;
 use std::time::Duration;
 use tokio::time::Instant;
 use tonic::{Status, metadata::MetadataMap};
@@ -29,23 +30,48 @@ pub struct CallLimits {
     pub grpc_timeout: Option<Duration>,
 }
 
+/// The caller's limits in `value`, from the last value this thread read
+/// when it is the same (nearly every call has the limits of the call
+/// before: the global set, or the same token's; parsing them took some
+/// 2,000 instructions per call). A value with a malformed part is parsed,
+/// and its parts logged, every time.
+fn parse_limits(value: &HeaderValue) -> LimitValues {
+    thread_local! {
+        static LAST: RefCell<Option<(HeaderValue, LimitValues)>> = const { RefCell::new(None) };
+    }
+    LAST.with_borrow_mut(|last| {
+        if let Some((kept, limits)) = last.as_ref()
+            && kept == value
+        {
+            return *limits;
+        }
+        let Ok(text) = value.to_str() else {
+            return LimitValues::default();
+        };
+        let (limits, malformed) = LimitValues::parse(text);
+        if malformed.is_empty() {
+            *last = Some((value.clone(), limits));
+        }
+        for part in malformed {
+            tracing::warn!(
+                header = LIMITS_NAME.as_str(),
+                part,
+                "ignoring a malformed limit"
+            );
+        }
+        limits
+    })
+}
+
 impl CallLimits {
     /// Reads the headers; a malformed value counts as absent (and is logged:
     /// only the edge sets them).
     pub fn from_metadata(metadata: &MetadataMap) -> Self {
         let headers: &HeaderMap = metadata.as_ref();
         let text = |name: &HeaderName| headers.get(name).and_then(|v| v.to_str().ok());
-        let limits = text(&LIMITS_NAME).map_or_else(LimitValues::default, |value| {
-            let (limits, malformed) = LimitValues::parse(value);
-            for part in malformed {
-                tracing::warn!(
-                    header = LIMITS_NAME.as_str(),
-                    part,
-                    "ignoring a malformed limit"
-                );
-            }
-            limits
-        });
+        let limits = headers
+            .get(&LIMITS_NAME)
+            .map_or_else(LimitValues::default, parse_limits);
         let grpc_timeout = text(&GRPC_TIMEOUT_NAME).and_then(|value| {
             let parsed = parse_grpc_timeout(value);
             if parsed.is_none() {
@@ -239,6 +265,28 @@ mod tests {
             CallLimits::default().server_limits(),
             ServerLimits::default()
         );
+    }
+
+    #[test]
+    fn each_call_gets_its_own_limits_when_the_last_ones_are_kept() {
+        let limits =
+            |value: &str| CallLimits::from_metadata(&metadata(&[(LIMITS_HEADER, value)])).limits;
+        let rpm = |n| LimitValues {
+            requests_per_minute: Some(n),
+            ..LimitValues::default()
+        };
+        for _ in 0..2 {
+            assert_eq!(limits("rpm=60"), rpm(60));
+            assert_eq!(limits("rpm=60"), rpm(60), "the kept ones");
+            assert_eq!(limits("rpm=5"), rpm(5), "another caller's");
+            assert_eq!(limits("rpm=5,color=red"), rpm(5), "a malformed part");
+            assert_eq!(limits("rpm=60"), rpm(60));
+            assert_eq!(
+                CallLimits::from_metadata(&MetadataMap::new()).limits,
+                LimitValues::default(),
+                "no header: unlimited"
+            );
+        }
     }
 
     #[test]
