@@ -16,34 +16,8 @@ use vibectl_core::{
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-fn main() -> ExitCode {
-    match runtime() {
-        Ok(runtime) => runtime.block_on(start()),
-        Err(e) => {
-            eprintln!("vibectl-core: cannot start the async runtime: {e}");
-            ExitCode::FAILURE
-        }
-    }
-}
-
-/// The async runtime: one worker thread per CPU this process may run on
-/// (its affinity mask). With one CPU, the current-thread scheduler, as in
-/// the edge: the same single worker, without the cross-thread hand-off
-/// between the main thread and the worker, and every task woken runs in
-/// the order it was woken (the multi-threaded scheduler's LIFO slot runs a
-/// task woken by the running one next; see `conn_batch`).
-fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
-    let cpus = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
-    if cpus == 1 {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-    } else {
-        tokio::runtime::Runtime::new()
-    }
-}
-
-async fn start() -> ExitCode {
+#[tokio::main]
+async fn main() -> ExitCode {
     let args = match <Cli as clap::Parser>::parse().command {
         Command::Health(args) => return health(&args).await,
         Command::Models(config_arg) => {
