@@ -5,16 +5,10 @@
 //! `--enable-metrics` serves /metrics. Every wait is bounded; readiness is
 //! read from the log, not guessed with sleeps.
 
-use std::{
-    io::{BufRead, BufReader},
-    path::Path,
-    process::{Command, Stdio},
-    sync::mpsc,
-    time::Duration,
-};
+mod support;
 
-const BIN: &str = env!("CARGO_BIN_EXE_vibectl-core");
-const WAIT: Duration = Duration::from_secs(20);
+use std::{path::Path, process::Command, sync::mpsc};
+use support::{BIN, WAIT, drain, read_until, sigterm, spawn_logged, wait_exit};
 
 fn write_config(dir: &Path, text: &str) -> String {
     let path = dir.join("config.toml");
@@ -99,33 +93,15 @@ impl Served {
     fn start(config: &str, args: &[&str]) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let file = write_config(dir.path(), config);
-        let mut child = Command::new(BIN)
-            .args(["serve", "--config", &file, "--log-level", "info"])
-            .args(args)
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn");
-        let stderr = child.stderr.take().expect("stderr");
-        let (lines_tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if lines_tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
+        let (mut child, lines) = spawn_logged(
+            Command::new(BIN)
+                .args(["serve", "--config", &file, "--log-level", "info"])
+                .args(args),
+        );
         let mut log = String::new();
-        loop {
-            let line = lines.recv_timeout(WAIT).unwrap_or_else(|_| {
-                let _ = child.kill();
-                panic!("no 'serving' line in time; log so far:\n{log}")
-            });
-            log.push_str(&line);
-            log.push('\n');
-            if line.contains("vibectl-core serving") {
-                break;
-            }
+        if !read_until(&lines, "vibectl-core serving", &mut log) {
+            let _ = child.kill();
+            panic!("no 'serving' line in time; log so far:\n{log}")
         }
         Self {
             child,
@@ -152,24 +128,9 @@ impl Served {
 
     /// Sends SIGTERM; returns the exit status and everything logged.
     fn sigterm(mut self) -> (std::process::ExitStatus, String) {
-        let killed = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .expect("kill");
-        assert!(killed.success());
-        let (done_tx, done) = mpsc::channel();
-        let mut child = self.child;
-        std::thread::spawn(move || {
-            let _ = done_tx.send(child.wait());
-        });
-        let status = done
-            .recv_timeout(WAIT)
-            .expect("exited in time after SIGTERM")
-            .expect("wait");
-        while let Ok(line) = self.lines.recv_timeout(WAIT) {
-            self.log.push_str(&line);
-            self.log.push('\n');
-        }
+        sigterm(&self.child);
+        let status = wait_exit(self.child);
+        self.log.push_str(&drain(&self.lines));
         (status, self.log)
     }
 }

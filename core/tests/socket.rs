@@ -5,18 +5,16 @@
 //! is refused naming `core.listen`, a stale socket is replaced and a live
 //! one is not. Every wait is bounded; readiness is read from the log.
 
+mod support;
+
 use std::{
-    io::{BufRead, BufReader},
     os::unix::fs::{FileTypeExt, PermissionsExt},
     path::Path,
-    process::{Child, Command, ExitStatus, Stdio},
+    process::{Child, Command},
     sync::mpsc,
-    time::Duration,
 };
+use support::{BIN, drain, read_until, sigterm, spawn_logged, wait_exit};
 use vibectl_core::CoreListener;
-
-const BIN: &str = env!("CARGO_BIN_EXE_vibectl-core");
-const WAIT: Duration = Duration::from_secs(20);
 
 fn mode(path: &Path) -> u32 {
     std::fs::metadata(path).expect("stat").permissions().mode() & 0o7777
@@ -28,52 +26,13 @@ fn set_mode(path: &Path, mode: u32) {
 
 /// `vibectl-core serve` under `umask`, its stderr read line by line.
 fn spawn_serve(umask: &str, config: &Path, extra: &[&str]) -> (Child, mpsc::Receiver<String>) {
-    let mut child = Command::new("sh")
-        .args(["-c", &format!("umask {umask} && exec \"$0\" \"$@\""), BIN])
-        .args(["serve", "--config", &config.display().to_string()])
-        .args(["--log-level", "info"])
-        .args(extra)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn");
-    let stderr = child.stderr.take().expect("stderr");
-    let (tx, lines) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    (child, lines)
-}
-
-/// Waits (bounded) for the child to exit; kills it if it does not.
-fn wait_exit(mut child: Child) -> ExitStatus {
-    let pid = child.id();
-    let (tx, done) = mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(child.wait());
-    });
-    done.recv_timeout(WAIT)
-        .unwrap_or_else(|_| {
-            let _ = Command::new("kill")
-                .args(["-KILL", &pid.to_string()])
-                .status();
-            panic!("vibectl-core {pid} did not exit in time")
-        })
-        .expect("wait")
-}
-
-/// Everything the child logged until its stderr closed (bounded).
-fn drain(lines: &mpsc::Receiver<String>) -> String {
-    let mut log = String::new();
-    while let Ok(line) = lines.recv_timeout(WAIT) {
-        log.push_str(&line);
-        log.push('\n');
-    }
-    log
+    spawn_logged(
+        Command::new("sh")
+            .args(["-c", &format!("umask {umask} && exec \"$0\" \"$@\""), BIN])
+            .args(["serve", "--config", &config.display().to_string()])
+            .args(["--log-level", "info"])
+            .args(extra),
+    )
 }
 
 #[test]
@@ -88,13 +47,10 @@ fn the_socket_is_0660_and_a_new_directory_0750_whatever_the_umask() {
 
         let (child, lines) = spawn_serve(umask, &config, &[]);
         let mut log = String::new();
-        while !log.contains("vibectl-core serving") {
-            let line = lines.recv_timeout(WAIT).unwrap_or_else(|_| {
-                panic!("umask {umask}: no 'serving' line in time; log so far:\n{log}")
-            });
-            log.push_str(&line);
-            log.push('\n');
-        }
+        assert!(
+            read_until(&lines, "vibectl-core serving", &mut log),
+            "umask {umask}: no 'serving' line in time; log so far:\n{log}"
+        );
         // The address logged is the socket's, not the name it was bound under.
         assert!(log.contains(&format!("listen={address}")), "{log}");
         let meta = std::fs::symlink_metadata(&socket).expect("socket");
@@ -118,11 +74,7 @@ fn the_socket_is_0660_and_a_new_directory_0750_whatever_the_umask() {
             String::from_utf8_lossy(&health.stderr)
         );
 
-        let killed = Command::new("kill")
-            .args(["-TERM", &child.id().to_string()])
-            .status()
-            .expect("kill");
-        assert!(killed.success());
+        sigterm(&child);
         let status = wait_exit(child);
         let log = log + &drain(&lines);
         assert!(status.success(), "umask {umask}: {status:?}\n{log}");
