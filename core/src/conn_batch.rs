@@ -110,3 +110,55 @@ impl<F: Future + Unpin> Future for AfterStreams<F> {
         Pin::new(&mut self.conn).poll(cx)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::{
+        cell::Cell,
+        sync::atomic::AtomicUsize,
+        task::{Wake, Waker},
+    };
+
+    struct Count(AtomicUsize);
+    impl Wake for Count {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    /// A connection future that counts its polls.
+    fn conn(polls: &Cell<usize>) -> impl Future<Output = ()> + Unpin + '_ {
+        std::future::poll_fn(move |_| {
+            polls.set(polls.get() + 1);
+            Poll::Pending
+        })
+    }
+
+    #[test]
+    fn a_connection_waits_one_turn_only_while_its_streams_live() {
+        let wakes = Arc::new(Count(AtomicUsize::new(0)));
+        let waker = Waker::from(wakes.clone());
+        let cx = &mut Context::from_waker(&waker);
+        let exec = StreamExec::default();
+        let polls = Cell::new(0);
+        let mut after = AfterStreams::new(conn(&polls), &exec);
+
+        // No stream alive (one call at a time, answered): polled at once.
+        assert!(Pin::new(&mut after).poll(cx).is_pending());
+        assert_eq!((polls.get(), wakes.0.load(Ordering::SeqCst)), (1, 0));
+
+        // A stream alive: the first poll only requeues the task, the next
+        // one polls the connection.
+        let alive = Alive::new(exec.alive.clone());
+        assert!(Pin::new(&mut after).poll(cx).is_pending());
+        assert_eq!((polls.get(), wakes.0.load(Ordering::SeqCst)), (1, 1));
+        assert!(Pin::new(&mut after).poll(cx).is_pending());
+        assert_eq!(polls.get(), 2);
+
+        // The stream ended: polled at once again.
+        drop(alive);
+        assert!(Pin::new(&mut after).poll(cx).is_pending());
+        assert_eq!((polls.get(), wakes.0.load(Ordering::SeqCst)), (3, 1));
+    }
+}
