@@ -1,10 +1,21 @@
 //! Provider API keys: read by the core only, from the provider's
-//! `api_key_env` or `api_key_file` (trimmed), at each call so a rotated
-//! Kubernetes Secret is picked up. Keys live in [`Secret`] and are never
-//! logged, put in an error, or put in a URL; [`redact`] scrubs a key from
-//! text a provider sent back.
+//! `api_key_env` or `api_key_file` (trimmed). A call takes its provider's
+//! key from a [`KeyCache`]: looked up when the provider is built, again once
+//! the lookup is [`KEY_REFRESH`] old, and at once after the provider refused
+//! a key (401 or 403), so a rotated Kubernetes Secret is picked up without
+//! a restart while a call reads no file (no blocking work before its
+//! request is sent). Keys live in [`Secret`] and are never logged, put in an
+//! error, or put in a URL; [`redact`] scrubs a key from text a provider sent
+//! back.
 
+use std::{
+    sync::{Arc, Mutex, PoisonError},
+    time::{Duration, Instant},
+};
 use vibectl_config::{ProviderConfig, ProviderKind, Secret};
+
+/// How long a looked-up key is used before it is looked up again.
+pub const KEY_REFRESH: Duration = Duration::from_secs(10);
 
 /// What a provider has to authenticate with.
 #[derive(Debug)]
@@ -65,6 +76,46 @@ impl Credentials {
     }
 }
 
+/// A provider's [`Credentials`], looked up at most once per
+/// [`KEY_REFRESH`] (see the module doc).
+#[derive(Debug)]
+pub struct KeyCache {
+    name: String,
+    cfg: ProviderConfig,
+    slot: Mutex<Option<(Instant, Arc<Credentials>)>>,
+}
+
+impl KeyCache {
+    /// The cache of provider `name`, its first lookup done now.
+    pub fn new(name: &str, cfg: &ProviderConfig) -> Self {
+        let cache = Self {
+            name: name.to_owned(),
+            cfg: cfg.clone(),
+            slot: Mutex::new(None),
+        };
+        cache.get();
+        cache
+    }
+
+    /// The credentials: the cached lookup while it is fresh, else a new one.
+    pub fn get(&self) -> Arc<Credentials> {
+        let mut slot = self.slot.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some((at, credentials)) = slot.as_ref()
+            && at.elapsed() < KEY_REFRESH
+        {
+            return credentials.clone();
+        }
+        let credentials = Arc::new(Credentials::lookup(&self.name, &self.cfg));
+        *slot = Some((Instant::now(), credentials.clone()));
+        credentials
+    }
+
+    /// The provider refused the key: the next call looks it up again.
+    pub fn refused(&self) {
+        *self.slot.lock().unwrap_or_else(PoisonError::into_inner) = None;
+    }
+}
+
 /// `text` with every occurrence of `key` replaced by `<redacted>` (a
 /// provider may quote the key it was sent in an error message).
 pub fn redact(text: &str, key: &Secret) -> String {
@@ -113,6 +164,29 @@ mod tests {
     fn echo_needs_nothing() {
         let cfg = ProviderConfig::builtin(ProviderKind::Echo);
         assert_eq!(Credentials::lookup("echo", &cfg).describe(), "built in");
+    }
+
+    #[test]
+    fn the_cache_reads_the_file_again_only_when_stale_or_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("key");
+        std::fs::write(&file, "sk-old").expect("write");
+        let mut cfg = provider();
+        cfg.api_key_env = None;
+        cfg.api_key_file = Some(file.clone());
+        let cache = KeyCache::new("openai", &cfg);
+        let key = |c: &KeyCache| match &*c.get() {
+            Credentials::Present(k) => k.expose().to_owned(),
+            other => panic!("{other:?}"),
+        };
+        std::fs::write(&file, "sk-new").expect("rotate");
+        assert_eq!(key(&cache), "sk-old", "fresh: no file read");
+        cache.refused();
+        assert_eq!(key(&cache), "sk-new", "refused: read again");
+        std::fs::remove_file(&file).expect("remove");
+        *cache.slot.lock().expect("lock") =
+            Some((Instant::now() - KEY_REFRESH, Arc::new(Credentials::BuiltIn)));
+        assert!(!cache.get().usable(), "stale: read again (now missing)");
     }
 
     #[test]

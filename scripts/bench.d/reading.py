@@ -55,12 +55,13 @@ def reading(tables, rounds, transport):
     if p50 is not None:
         out.append(f"One call at a time, the edge adds {p50:.0f} µs at the median"
                    + (f" and {ttfc:.0f} µs to the first streamed chunk" if ttfc is not None else "") + ".")
-    core_ttft = m("core: added time to first token, p50 (core − direct, paired per call)")
+    core_ttft = m(issue17.CORE_TTFT)
     whole = m("whole proxy: added time on the whole answer / direct answer time, p50")
-    whole_ttft = m("whole proxy (edge, all features on, + core): added time to first token, p50")
+    whole_ttft = m(issue17.WHOLE_TTFT)
     if core_ttft is not None:
         out.append(f"Against a provider paced like a model server, a core started for the measurement adds "
-                   f"{core_ttft:.0f} µs to the time to the first token (median of per-call differences); a fresh edge "
+                   f"{core_ttft:.0f} µs to the time to the first token (the median over calls of its legs to the provider "
+                   f"and back less the direct call's, timed by the provider, so its own wait drops out); a fresh edge "
                    f"and core together add "
                    f"{whole_ttft or 0:.0f} µs to it and {whole or 0:.2f} % to the whole streamed answer.")
     peers = []

@@ -18,7 +18,7 @@ use super::{
 };
 use crate::{
     error::CoreError,
-    secrets::{Credentials, redact},
+    secrets::{Credentials, KeyCache, redact},
 };
 use eventsource_stream::Eventsource;
 use futures::StreamExt;
@@ -49,8 +49,10 @@ pub(super) struct HttpProvider {
     name: String,
     cfg: ProviderConfig,
     wire: &'static dyn WireFormat,
-    url: String,
+    /// Parsed once: a call clones it instead of parsing the string again.
+    url: reqwest::Url,
     client: reqwest::Client,
+    keys: KeyCache,
 }
 
 /// One failed try: what went wrong, and whether another try may help.
@@ -79,12 +81,18 @@ impl HttpProvider {
                 provider: name.to_owned(),
                 message: e.to_string(),
             })?;
+        let url = format!("{}{}", base.trim_end_matches('/'), wire.path());
+        let url = reqwest::Url::parse(&url).map_err(|e| CoreError::HttpClient {
+            provider: name.to_owned(),
+            message: format!("base_url {base:?}: {e}"),
+        })?;
         Ok(Self {
             name: name.to_owned(),
             cfg: cfg.clone(),
             wire,
-            url: format!("{}{}", base.trim_end_matches('/'), wire.path()),
+            url,
             client,
+            keys: KeyCache::new(name, cfg),
         })
     }
 }
@@ -94,10 +102,10 @@ impl Provider for HttpProvider {
     fn stream(self: Arc<Self>, req: ProviderRequest) -> EventStream {
         Box::pin(async_stream::stream! {
             let deadline = Instant::now() + self.cfg.timeout;
-            let key = match Credentials::lookup(&self.name, &self.cfg) {
-                Credentials::Present(key) => key,
+            let key = match &*self.keys.get() {
+                Credentials::Present(key) => key.clone(),
                 Credentials::Missing { hint } => {
-                    yield ProviderEvent::Failed(ProviderError::MissingApiKey { hint });
+                    yield ProviderEvent::Failed(ProviderError::MissingApiKey { hint: hint.clone() });
                     return;
                 }
                 Credentials::BuiltIn => Secret::new(""),
@@ -192,7 +200,7 @@ impl HttpProvider {
     ) -> Result<reqwest::Response, Failure> {
         let request = self
             .wire
-            .authorize(self.client.post(&self.url), key)
+            .authorize(self.client.post(self.url.clone()), key)
             .json(body);
         let response = request.send().await.map_err(|e| {
             let error = if e.is_timeout() {
@@ -211,6 +219,10 @@ impl HttpProvider {
         let status = response.status();
         if status.is_success() {
             return Ok(response);
+        }
+        if matches!(status.as_u16(), 401 | 403) {
+            // Perhaps rotated: the next call reads the key again.
+            self.keys.refused();
         }
         let retry_after = retry_after(response.headers());
         let text = read_bounded(response).await;

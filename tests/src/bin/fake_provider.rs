@@ -22,6 +22,13 @@
 //! Python servers send it: a client that drops the body at `[DONE]` loses
 //! its keep-alive connection).
 //!
+//! Paced calls whose prompt carries `[call N]` are timed: the wall-clock
+//! instant the request arrived and the one its first token left, served as
+//! JSON at `GET …/_timings` (`{"N": {"received_ns": …, "first_sent_ns": …}}`).
+//! `ttft` subtracts them from its own instants, so the provider's own wait
+//! (a tokio timer, rounded up to its next millisecond tick) drops out of the
+//! measured legs instead of adding up to 1 ms of noise to each call.
+//!
 //! Unlike `vibectl_tests::fake_openai` (scripted replies, a global gate,
 //! every request recorded for assertions), each stream here is held for its
 //! own time and nothing is recorded, so its memory stays flat however many
@@ -45,7 +52,7 @@ use std::{
         Arc,
         atomic::{AtomicU64, Ordering},
     },
-    time::Duration,
+    time::{Duration, SystemTime, UNIX_EPOCH},
 };
 use tokio::net::TcpListener;
 
@@ -91,6 +98,33 @@ struct Args {
 struct Stats {
     requests: AtomicU64,
     completed: AtomicU64,
+    /// Timed paced calls by their `[call N]` (see the module doc).
+    timings: std::sync::Mutex<std::collections::BTreeMap<u64, CallTiming>>,
+}
+
+/// The most timed calls kept (the oldest are dropped beyond it).
+const MAX_TIMINGS: usize = 100_000;
+
+/// One timed call's provider-side instants (ns since the Unix epoch).
+#[derive(Debug, Clone, Copy, Default, serde::Serialize)]
+struct CallTiming {
+    received_ns: u128,
+    first_sent_ns: Option<u128>,
+}
+
+/// Wall-clock now, in ns since the Unix epoch (shared by every process).
+fn now_ns() -> u128 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos())
+}
+
+impl Stats {
+    fn timings(&self) -> std::sync::MutexGuard<'_, std::collections::BTreeMap<u64, CallTiming>> {
+        self.timings
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
 }
 
 type Body = UnsyncBoxBody<Bytes, Infallible>;
@@ -165,7 +199,15 @@ async fn handle(
     stats: Arc<Stats>,
     req: Request<Incoming>,
 ) -> Result<Response<Body>, Infallible> {
+    let received_ns = now_ns();
     let path = req.uri().path().to_owned();
+    if path.ends_with("/_timings") {
+        let body = serde_json::to_string(&*stats.timings()).unwrap_or_default();
+        return Ok(Response::builder()
+            .header("content-type", "application/json")
+            .body(BodyExt::boxed_unsync(Full::new(Bytes::from(body))))
+            .unwrap_or_else(|_| error(StatusCode::INTERNAL_SERVER_ERROR, "response")));
+    }
     let bytes = req
         .into_body()
         .collect()
@@ -203,7 +245,21 @@ async fn handle(
     };
     let delta = |delta: Value, finish: Value| json!([{"index": 0, "delta": delta, "logprobs": null, "finish_reason": finish}]);
     if args.tokens > 0 && hold_override(&request).is_none() {
-        return Ok(sse(paced(&args, stats, &chunk, &delta)));
+        let id = call_id(&request);
+        if let Some(id) = id {
+            let mut timings = stats.timings();
+            if timings.len() >= MAX_TIMINGS {
+                timings.pop_first();
+            }
+            timings.insert(
+                id,
+                CallTiming {
+                    received_ns,
+                    first_sent_ns: None,
+                },
+            );
+        }
+        return Ok(sse(paced(&args, stats, id, &chunk, &delta)));
     }
     let mut head = chunk(
         delta(json!({"role": "assistant", "content": ""}), Value::Null),
@@ -252,6 +308,7 @@ async fn handle(
 fn paced(
     args: &Args,
     stats: Arc<Stats>,
+    id: Option<u64>,
     chunk: &dyn Fn(Value, Option<Value>) -> Bytes,
     delta: &dyn Fn(Value, Value) -> Value,
 ) -> futures::stream::BoxStream<'static, Bytes> {
@@ -288,6 +345,12 @@ fn paced(
                 if !wait.is_zero() {
                     tokio::time::sleep(wait).await;
                 }
+                if i == 0
+                    && let Some(id) = id
+                    && let Some(t) = stats.timings().get_mut(&id)
+                {
+                    t.first_sent_ns = Some(now_ns());
+                }
                 if i == last {
                     stats.completed.fetch_add(1, Ordering::Relaxed);
                 }
@@ -305,6 +368,16 @@ fn sse(body: futures::stream::BoxStream<'static, Bytes>) -> Response<Body> {
         .header("cache-control", "no-cache")
         .body(BodyExt::boxed_unsync(StreamBody::new(body)))
         .unwrap_or_else(|_| error(StatusCode::INTERNAL_SERVER_ERROR, "response"))
+}
+
+/// `[call N]` in any message of the request: the call's id for timing.
+fn call_id(request: &Value) -> Option<u64> {
+    let messages = request["messages"].as_array()?;
+    messages.iter().find_map(|m| {
+        let content = m["content"].as_str()?;
+        let (_, rest) = content.split_once("[call ")?;
+        rest.split_once(']')?.0.parse().ok()
+    })
 }
 
 /// `hold:DURATION` in any message of the request, e.g. `hold:15s`.

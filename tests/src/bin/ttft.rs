@@ -8,6 +8,18 @@
 //! the first non-empty token and to the end of the stream, per path, and
 //! the paired per-round differences (through − direct), as JSON.
 //!
+//! Each call's prompt carries `[call N]`; a `fake_provider` that times such
+//! calls (`GET {provider}/_timings`) gives the instant it received the call
+//! and the one its first token left. From those, each call's **legs**: to
+//! the provider (received − sent) and back (first token here − first token
+//! sent there), and their sum, the path's own share of the time to first
+//! token. `added_legs_us` (through − direct, paired per round) is then the
+//! time a path adds with the provider's wait taken out: that wait is a
+//! tokio timer, rounded up to its next millisecond tick, so the plain
+//! difference of first-token times (`added_first_us`) carries up to 1 ms of
+//! noise per call, and counts the return leg only whenever the forward leg
+//! moved the request into the next tick.
+//!
 //! ```text
 //! fake_provider --tokens 64 --first-token 50ms --token-gap 15ms --addr-file url
 //! ttft --provider "$(cat url)" --model paced --through core=http://127.0.0.1:PORT \
@@ -23,7 +35,12 @@ use hyper_util::{
     rt::TokioExecutor,
 };
 use serde_json::{Value, json};
-use std::{path::PathBuf, time::Duration};
+use std::{
+    collections::HashMap,
+    path::PathBuf,
+    sync::atomic::{AtomicU64, Ordering},
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
 use tokio::time::Instant;
 use tonic::{
     metadata::MetadataValue,
@@ -66,44 +83,69 @@ struct Args {
     timeout: Duration,
 }
 
-/// One call's two instants, in µs from its start.
+/// One call's two instants, in µs from its start, and (for the legs) its
+/// id and the wall-clock instants it started and got its first token.
 #[derive(Debug, Clone, Copy)]
 struct Timing {
     first_us: f64,
     total_us: f64,
+    id: u64,
+    start_ns: u128,
+    first_ns: u128,
 }
 
 const PROMPT: &str = "how do I list pods?";
 
+/// The next call's id (`[call N]` in its prompt).
+static NEXT_CALL: AtomicU64 = AtomicU64::new(1);
+
+/// A new call: its id, its prompt, its start (monotonic and wall clock).
+fn begin() -> (u64, String, Instant, u128) {
+    let id = NEXT_CALL.fetch_add(1, Ordering::Relaxed);
+    (
+        id,
+        format!("{PROMPT} [call {id}]"),
+        Instant::now(),
+        now_ns(),
+    )
+}
+
+/// Wall-clock now, in ns since the Unix epoch (the provider's clock too).
+fn now_ns() -> u128 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos())
+}
+
 struct Direct {
     client: Client<HttpConnector, Full<Bytes>>,
     url: String,
-    body: Bytes,
+    upstream_model: String,
 }
 
 impl Direct {
     fn new(args: &Args) -> Self {
         let mut http = HttpConnector::new();
         http.set_nodelay(true);
-        let body = json!({
-            "model": args.upstream_model,
-            "messages": [{"role": "user", "content": PROMPT}],
-            "stream": true,
-            "stream_options": {"include_usage": true},
-        });
         Self {
             client: Client::builder(TokioExecutor::new()).build(http),
             url: format!("{}/chat/completions", args.provider.trim_end_matches('/')),
-            body: Bytes::from(body.to_string()),
+            upstream_model: args.upstream_model.clone(),
         }
     }
 
     async fn call(&self) -> anyhow::Result<Timing> {
-        let start = Instant::now();
+        let (id, prompt, start, start_ns) = begin();
+        let body = json!({
+            "model": self.upstream_model,
+            "messages": [{"role": "user", "content": prompt}],
+            "stream": true,
+            "stream_options": {"include_usage": true},
+        });
         let req = http::Request::post(&self.url)
             .header("content-type", "application/json")
             .header("authorization", "Bearer bench-dummy-key")
-            .body(Full::new(self.body.clone()))?;
+            .body(Full::new(Bytes::from(body.to_string())))?;
         let resp = self.client.request(req).await?;
         anyhow::ensure!(
             resp.status().is_success(),
@@ -118,11 +160,11 @@ impl Direct {
                 && let Some(data) = frame.data_ref()
                 && has_token(data)
             {
-                first = Some(start.elapsed());
+                first = Some((start.elapsed(), now_ns()));
             }
         }
-        let first = first.context("the provider sent no token")?;
-        Ok(timing(first, start.elapsed()))
+        let (first, first_ns) = first.context("the provider sent no token")?;
+        Ok(timing(id, start_ns, first, first_ns, start.elapsed()))
     }
 }
 
@@ -135,10 +177,13 @@ fn has_token(data: &[u8]) -> bool {
         .any(|(i, w)| w == KEY && data.get(i + KEY.len()) != Some(&b'"'))
 }
 
-fn timing(first: Duration, total: Duration) -> Timing {
+fn timing(id: u64, start_ns: u128, first: Duration, first_ns: u128, total: Duration) -> Timing {
     Timing {
         first_us: first.as_secs_f64() * 1e6,
         total_us: total.as_secs_f64() * 1e6,
+        id,
+        start_ns,
+        first_ns,
     }
 }
 
@@ -180,9 +225,9 @@ impl Through {
     }
 
     async fn call(&mut self, model: &str) -> anyhow::Result<Timing> {
-        let start = Instant::now();
+        let (id, prompt, start, start_ns) = begin();
         let mut req = tonic::Request::new(ExecuteRequest {
-            user_fragments: vec![PROMPT.to_owned()],
+            user_fragments: vec![prompt],
             model_name: Some(model.to_owned()),
             ..Default::default()
         });
@@ -194,14 +239,14 @@ impl Through {
         while let Some(chunk) = stream.message().await? {
             match chunk.chunk_type {
                 Some(ChunkType::TextChunk(t)) if !t.is_empty() => {
-                    first.get_or_insert_with(|| start.elapsed());
+                    first.get_or_insert_with(|| (start.elapsed(), now_ns()));
                 }
                 Some(ChunkType::Error(e)) => anyhow::bail!("{}: {}", e.error_code, e.error_message),
                 _ => {}
             }
         }
-        let first = first.context("no text chunk")?;
-        Ok(timing(first, start.elapsed()))
+        let (first, first_ns) = first.context("no text chunk")?;
+        Ok(timing(id, start_ns, first, first_ns, start.elapsed()))
     }
 }
 
@@ -213,6 +258,89 @@ fn percentile(values: &[f64], p: f64) -> f64 {
     }
     let i = ((p / 100.0) * (v.len() - 1) as f64).round() as usize;
     v[i.min(v.len() - 1)]
+}
+
+/// The provider's instants of a timed call (see the module doc).
+#[derive(Debug, Clone, Copy, serde::Deserialize)]
+struct ProviderTiming {
+    received_ns: u128,
+    first_sent_ns: Option<u128>,
+}
+
+/// A call's legs in µs: to the provider and back (see the module doc).
+#[derive(Debug, Clone, Copy)]
+struct Legs {
+    forward_us: f64,
+    return_us: f64,
+}
+
+impl Legs {
+    fn of(t: &Timing, timings: &HashMap<String, ProviderTiming>) -> Option<Self> {
+        let p = timings.get(&t.id.to_string())?;
+        let us = |a: u128, b: u128| (a as i128 - b as i128) as f64 / 1e3;
+        Some(Self {
+            forward_us: us(p.received_ns, t.start_ns),
+            return_us: us(t.first_ns, p.first_sent_ns?),
+        })
+    }
+
+    fn sum(&self) -> f64 {
+        self.forward_us + self.return_us
+    }
+}
+
+/// The provider's timings of every call, when it keeps them.
+async fn provider_timings(direct: &Direct) -> HashMap<String, ProviderTiming> {
+    let url = direct.url.replace("/chat/completions", "/_timings");
+    let fetch = async {
+        let req = http::Request::get(&url).body(Full::new(Bytes::new()))?;
+        let resp = direct.client.request(req).await?;
+        anyhow::ensure!(resp.status().is_success(), "{}", resp.status());
+        let body = resp.into_body().collect().await?.to_bytes();
+        Ok(serde_json::from_slice(&body)?)
+    };
+    match tokio::time::timeout(Duration::from_secs(10), fetch).await {
+        Ok(Ok(timings)) => timings,
+        Ok(Err(error)) => {
+            eprintln!("ttft: no provider timings ({error}): legs not reported");
+            HashMap::new()
+        }
+        Err(_) => HashMap::new(),
+    }
+}
+
+/// The legs' fields of one path: its own, and (`base` given) the paired
+/// differences from the direct calls of the same rounds.
+fn legs_json(
+    ts: &[Timing],
+    base: Option<&[Timing]>,
+    timings: &HashMap<String, ProviderTiming>,
+) -> Value {
+    let legs: Vec<Option<Legs>> = ts.iter().map(|t| Legs::of(t, timings)).collect();
+    if timings.is_empty() || legs.iter().any(Option::is_none) {
+        return json!({});
+    }
+    let legs: Vec<Legs> = legs.into_iter().flatten().collect();
+    let pick = |f: fn(&Legs) -> f64| legs.iter().map(f).collect::<Vec<_>>();
+    let mut out = json!({
+        "legs_us": summary(&pick(Legs::sum)),
+        "forward_us": summary(&pick(|l| l.forward_us)),
+        "return_us": summary(&pick(|l| l.return_us)),
+    });
+    if let Some(base) = base {
+        let base: Option<Vec<Legs>> = base.iter().map(|t| Legs::of(t, timings)).collect();
+        let Some(base) = base else { return out };
+        let paired = |f: fn(&Legs) -> f64| {
+            legs.iter()
+                .zip(&base)
+                .map(|(a, b)| f(a) - f(b))
+                .collect::<Vec<_>>()
+        };
+        out["added_legs_us"] = summary(&paired(Legs::sum));
+        out["added_forward_us"] = summary(&paired(|l| l.forward_us));
+        out["added_return_us"] = summary(&paired(|l| l.return_us));
+    }
+    out
 }
 
 fn summary(values: &[f64]) -> Value {
@@ -261,10 +389,12 @@ async fn main() -> anyhow::Result<()> {
     }
     let firsts = |v: &[Timing]| v.iter().map(|t| t.first_us).collect::<Vec<_>>();
     let totals = |v: &[Timing]| v.iter().map(|t| t.total_us).collect::<Vec<_>>();
+    let timings = provider_timings(&direct).await;
     let mut out = json!({
         "rounds": args.rounds,
         "direct": {"first_us": summary(&firsts(&direct_t)), "total_us": summary(&totals(&direct_t))},
     });
+    merge(&mut out["direct"], legs_json(&direct_t, None, &timings));
     for (path, ts) in paths.iter().zip(&through_t) {
         let df: Vec<f64> = ts
             .iter()
@@ -284,9 +414,20 @@ async fn main() -> anyhow::Result<()> {
             "added_total_us": summary(&dt),
             "added_total_pct_p50": 100.0 * percentile(&dt, 50.0) / direct_total,
         });
+        merge(
+            &mut out[&path.name],
+            legs_json(ts, Some(&direct_t), &timings),
+        );
     }
     println!("{}", serde_json::to_string_pretty(&out)?);
     Ok(())
+}
+
+/// `extra`'s fields added to the object `into`.
+fn merge(into: &mut Value, extra: Value) {
+    if let (Some(into), Value::Object(extra)) = (into.as_object_mut(), extra) {
+        into.extend(extra);
+    }
 }
 
 #[cfg(test)]
