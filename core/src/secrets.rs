@@ -80,32 +80,26 @@ impl Credentials {
 /// [`KEY_REFRESH`] (see the module doc).
 #[derive(Debug)]
 pub struct KeyCache {
-    name: String,
-    cfg: ProviderConfig,
     slot: Mutex<Option<(Instant, Arc<Credentials>)>>,
 }
 
 impl KeyCache {
-    /// The cache of provider `name`, its first lookup done now.
-    pub fn new(name: &str, cfg: &ProviderConfig) -> Self {
-        let cache = Self {
-            name: name.to_owned(),
-            cfg: cfg.clone(),
-            slot: Mutex::new(None),
-        };
-        cache.get();
-        cache
+    /// A cache holding `first`, a lookup made now.
+    pub fn new(first: Credentials) -> Self {
+        Self {
+            slot: Mutex::new(Some((Instant::now(), Arc::new(first)))),
+        }
     }
 
-    /// The credentials: the cached lookup while it is fresh, else a new one.
-    pub fn get(&self) -> Arc<Credentials> {
+    /// The cached credentials while they are fresh, else `lookup`'s.
+    pub fn get(&self, lookup: impl FnOnce() -> Credentials) -> Arc<Credentials> {
         let mut slot = self.slot.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some((at, credentials)) = slot.as_ref()
             && at.elapsed() < KEY_REFRESH
         {
             return credentials.clone();
         }
-        let credentials = Arc::new(Credentials::lookup(&self.name, &self.cfg));
+        let credentials = Arc::new(lookup());
         *slot = Some((Instant::now(), credentials.clone()));
         credentials
     }
@@ -134,14 +128,21 @@ mod tests {
         ProviderConfig::builtin(ProviderKind::Openai)
     }
 
-    #[test]
-    fn file_key_is_trimmed() {
+    /// A provider whose key is `contents` of a file in a new directory
+    /// (kept alive by the caller), and that file.
+    fn key_in_file(contents: &str) -> (tempfile::TempDir, std::path::PathBuf, ProviderConfig) {
         let dir = tempfile::tempdir().expect("tempdir");
         let file = dir.path().join("key");
-        std::fs::write(&file, "  sk-test-123\n").expect("write");
+        std::fs::write(&file, contents).expect("write");
         let mut cfg = provider();
         cfg.api_key_env = None;
-        cfg.api_key_file = Some(file);
+        cfg.api_key_file = Some(file.clone());
+        (dir, file, cfg)
+    }
+
+    #[test]
+    fn file_key_is_trimmed() {
+        let (_dir, _, cfg) = key_in_file("  sk-test-123\n");
         match Credentials::lookup("openai", &cfg) {
             Credentials::Present(k) => assert_eq!(k.expose(), "sk-test-123"),
             other => panic!("{other:?}"),
@@ -168,14 +169,10 @@ mod tests {
 
     #[test]
     fn the_cache_reads_the_file_again_only_when_stale_or_refused() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let file = dir.path().join("key");
-        std::fs::write(&file, "sk-old").expect("write");
-        let mut cfg = provider();
-        cfg.api_key_env = None;
-        cfg.api_key_file = Some(file.clone());
-        let cache = KeyCache::new("openai", &cfg);
-        let key = |c: &KeyCache| match &*c.get() {
+        let (_dir, file, cfg) = key_in_file("sk-old");
+        let lookup = || Credentials::lookup("openai", &cfg);
+        let cache = KeyCache::new(lookup());
+        let key = |c: &KeyCache| match &*c.get(lookup) {
             Credentials::Present(k) => k.expose().to_owned(),
             other => panic!("{other:?}"),
         };
@@ -186,7 +183,10 @@ mod tests {
         std::fs::remove_file(&file).expect("remove");
         *cache.slot.lock().expect("lock") =
             Some((Instant::now() - KEY_REFRESH, Arc::new(Credentials::BuiltIn)));
-        assert!(!cache.get().usable(), "stale: read again (now missing)");
+        assert!(
+            !cache.get(lookup).usable(),
+            "stale: read again (now missing)"
+        );
     }
 
     #[test]

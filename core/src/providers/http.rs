@@ -92,7 +92,7 @@ impl HttpProvider {
             wire,
             url,
             client,
-            keys: KeyCache::new(name, cfg),
+            keys: KeyCache::new(Credentials::lookup(name, cfg)),
         })
     }
 }
@@ -102,7 +102,7 @@ impl Provider for HttpProvider {
     fn stream(self: Arc<Self>, req: ProviderRequest) -> EventStream {
         Box::pin(async_stream::stream! {
             let deadline = Instant::now() + self.cfg.timeout;
-            let key = match &*self.keys.get() {
+            let key = match &*self.keys.get(|| Credentials::lookup(&self.name, &self.cfg)) {
                 Credentials::Present(key) => key.clone(),
                 Credentials::Missing { hint } => {
                     yield ProviderEvent::Failed(ProviderError::MissingApiKey { hint: hint.clone() });

@@ -36,7 +36,15 @@ pub struct Provider<D> {
 pub struct Setup<D> {
     pub fake: Fake<D>,
     pub core: Core,
-    _dir: tempfile::TempDir,
+    /// Holds the provider's key file.
+    dir: tempfile::TempDir,
+}
+
+impl<D> Setup<D> {
+    /// Writes `key` into the provider's key file (a rotated Secret).
+    pub fn rotate_key(&self, key: &str) {
+        key_file(self.dir.path(), key);
+    }
 }
 
 impl<D: Dialect + Default> Provider<D> {
@@ -109,11 +117,7 @@ output_usd_per_mtok = {output}
             output = self.prices.1,
         ));
         let core = Core::start(cfg).await;
-        Setup {
-            fake,
-            core,
-            _dir: dir,
-        }
+        Setup { fake, core, dir }
     }
 
     /// The cost of `input` and `output` tokens at this model's prices.

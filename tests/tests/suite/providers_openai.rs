@@ -5,7 +5,7 @@
 
 use crate::providers_common::{Provider, assert_error_after, assert_retried_once};
 use crate::support::{
-    Core, WAIT, assert_names, config, error_of, failure, key_file, request, texts,
+    Core, WAIT, assert_names, config, error_of, failure, key_file, request, success, texts,
 };
 use vibectl_tests::fake_openai::{OpenAiDialect, Script};
 
@@ -143,6 +143,28 @@ async fn rate_limit_honours_retry_after_and_gives_up_after_max_retries() {
     assert_eq!(e.error_details.as_deref(), Some("provider_http_429"));
     assert_names(&e.error_message, &["after 2 retries"]);
     assert_eq!(t.fake.requests().len(), 3);
+    t.core.stop().await;
+}
+
+#[tokio::test]
+async fn a_rotated_key_is_sent_once_the_provider_refused_the_old_one() {
+    const ROTATED: &str = "sk-rotated-fedcba9876543210";
+    let script = Script::error(401, "Incorrect API key provided").then(Script::text(["ok"]));
+    let t = OPENAI.start(script).await;
+    // Rotated after start: the first call still sends the key the core
+    // looked up then (no file read on a call's path), and is refused.
+    t.rotate_key(ROTATED);
+    let refused = t.core.execute(OPENAI.request("hi", "oa-k1")).await;
+    OPENAI.assert_401_without_key(refused, &["Incorrect API key provided"]);
+    let answered = t.core.execute(OPENAI.request("hi", "oa-k2")).await;
+    assert_eq!(success(answered).response_text, "ok");
+    let sent: Vec<String> = t
+        .fake
+        .requests()
+        .iter()
+        .map(|r| r.header("authorization").unwrap_or_default().to_owned())
+        .collect();
+    assert_eq!(sent, [format!("Bearer {KEY}"), format!("Bearer {ROTATED}")]);
     t.core.stop().await;
 }
 
