@@ -32,10 +32,10 @@ def ttft_rows(rounds):
 
     if not any(t(d, "direct") for d in rounds.values()):
         return []
-    def legs(d, path, key="added_legs_us"):
-        """The paired added legs (provider's wait out); else the plain difference."""
-        v = t(d, path, key, "p50")
-        return v if v is not None or key != "added_legs_us" else t(d, path, "added_first_us", "p50")
+    def legs(d, path):
+        """The paired added legs, p50 (provider's wait out); else the plain difference."""
+        v = t(d, path, "added_legs_us", "p50")
+        return v if v is not None else t(d, path, "added_first_us", "p50")
 
     rows = [
         Row("provider direct: time to first token, p50", per_round(rounds, lambda d: t(d, "direct", "first_us", "p50") / 1000),

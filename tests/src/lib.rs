@@ -10,6 +10,7 @@ pub const WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
 pub mod acme_proxy;
 pub mod bind;
+pub mod call_timing;
 pub mod fake_anthropic;
 pub mod fake_core;
 pub mod fake_openai;

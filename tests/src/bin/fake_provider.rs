@@ -24,7 +24,7 @@
 //!
 //! Paced calls whose prompt carries `[call N]` are timed: the wall-clock
 //! instant the request arrived and the one its first token left, served as
-//! JSON at `GET …/_timings` (`{"N": {"received_ns": …, "first_sent_ns": …}}`).
+//! JSON at `GET …/_timings` (see `vibectl_tests::call_timing`).
 //! `ttft` subtracts them from its own instants, so the provider's own wait
 //! (a tokio timer, rounded up to its next millisecond tick) drops out of the
 //! measured legs instead of adding up to 1 ms of noise to each call.
@@ -52,9 +52,10 @@ use std::{
         Arc,
         atomic::{AtomicU64, Ordering},
     },
-    time::{Duration, SystemTime, UNIX_EPOCH},
+    time::Duration,
 };
 use tokio::net::TcpListener;
+use vibectl_tests::call_timing::{self, CallTiming, Timings, now_ns};
 
 /// A fake OpenAI-compatible provider that holds every stream open.
 #[derive(Debug, Parser)]
@@ -99,28 +100,14 @@ struct Stats {
     requests: AtomicU64,
     completed: AtomicU64,
     /// Timed paced calls by their `[call N]` (see the module doc).
-    timings: std::sync::Mutex<std::collections::BTreeMap<u64, CallTiming>>,
+    timings: std::sync::Mutex<Timings>,
 }
 
 /// The most timed calls kept (the oldest are dropped beyond it).
 const MAX_TIMINGS: usize = 100_000;
 
-/// One timed call's provider-side instants (ns since the Unix epoch).
-#[derive(Debug, Clone, Copy, Default, serde::Serialize)]
-struct CallTiming {
-    received_ns: u128,
-    first_sent_ns: Option<u128>,
-}
-
-/// Wall-clock now, in ns since the Unix epoch (shared by every process).
-fn now_ns() -> u128 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos())
-}
-
 impl Stats {
-    fn timings(&self) -> std::sync::MutexGuard<'_, std::collections::BTreeMap<u64, CallTiming>> {
+    fn timings(&self) -> std::sync::MutexGuard<'_, Timings> {
         self.timings
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -201,7 +188,7 @@ async fn handle(
 ) -> Result<Response<Body>, Infallible> {
     let received_ns = now_ns();
     let path = req.uri().path().to_owned();
-    if path.ends_with("/_timings") {
+    if path.ends_with(call_timing::PATH) {
         let body = serde_json::to_string(&*stats.timings()).unwrap_or_default();
         return Ok(Response::builder()
             .header("content-type", "application/json")
@@ -373,11 +360,9 @@ fn sse(body: futures::stream::BoxStream<'static, Bytes>) -> Response<Body> {
 /// `[call N]` in any message of the request: the call's id for timing.
 fn call_id(request: &Value) -> Option<u64> {
     let messages = request["messages"].as_array()?;
-    messages.iter().find_map(|m| {
-        let content = m["content"].as_str()?;
-        let (_, rest) = content.split_once("[call ")?;
-        rest.split_once(']')?.0.parse().ok()
-    })
+    messages
+        .iter()
+        .find_map(|m| call_timing::id_in(m["content"].as_str()?))
 }
 
 /// `hold:DURATION` in any message of the request, e.g. `hold:15s`.

@@ -9,7 +9,7 @@
 //! the paired per-round differences (through − direct), as JSON.
 //!
 //! Each call's prompt carries `[call N]`; a `fake_provider` that times such
-//! calls (`GET {provider}/_timings`) gives the instant it received the call
+//! calls (`vibectl_tests::call_timing`) gives the instant it received the call
 //! and the one its first token left. From those, each call's **legs**: to
 //! the provider (received − sent) and back (first token here − first token
 //! sent there), and their sum, the path's own share of the time to first
@@ -36,10 +36,9 @@ use hyper_util::{
 };
 use serde_json::{Value, json};
 use std::{
-    collections::HashMap,
     path::PathBuf,
     sync::atomic::{AtomicU64, Ordering},
-    time::{Duration, SystemTime, UNIX_EPOCH},
+    time::Duration,
 };
 use tokio::time::Instant;
 use tonic::{
@@ -48,6 +47,10 @@ use tonic::{
 };
 use vibectl_proto::{
     ExecuteRequest, stream_chunk::ChunkType, vibectl_llm_proxy_client::VibectlLlmProxyClient,
+};
+use vibectl_tests::{
+    WAIT,
+    call_timing::{self, Timings, now_ns},
 };
 
 /// Time to first token: proxy paths against the provider direct.
@@ -104,17 +107,10 @@ fn begin() -> (u64, String, Instant, u128) {
     let id = NEXT_CALL.fetch_add(1, Ordering::Relaxed);
     (
         id,
-        format!("{PROMPT} [call {id}]"),
+        call_timing::tagged(PROMPT, id),
         Instant::now(),
         now_ns(),
     )
-}
-
-/// Wall-clock now, in ns since the Unix epoch (the provider's clock too).
-fn now_ns() -> u128 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos())
 }
 
 struct Direct {
@@ -260,13 +256,6 @@ fn percentile(values: &[f64], p: f64) -> f64 {
     v[i.min(v.len() - 1)]
 }
 
-/// The provider's instants of a timed call (see the module doc).
-#[derive(Debug, Clone, Copy, serde::Deserialize)]
-struct ProviderTiming {
-    received_ns: u128,
-    first_sent_ns: Option<u128>,
-}
-
 /// A call's legs in µs: to the provider and back (see the module doc).
 #[derive(Debug, Clone, Copy)]
 struct Legs {
@@ -275,8 +264,8 @@ struct Legs {
 }
 
 impl Legs {
-    fn of(t: &Timing, timings: &HashMap<String, ProviderTiming>) -> Option<Self> {
-        let p = timings.get(&t.id.to_string())?;
+    fn of(t: &Timing, timings: &Timings) -> Option<Self> {
+        let p = timings.get(&t.id)?;
         let us = |a: u128, b: u128| (a as i128 - b as i128) as f64 / 1e3;
         Some(Self {
             forward_us: us(p.received_ns, t.start_ns),
@@ -290,8 +279,8 @@ impl Legs {
 }
 
 /// The provider's timings of every call, when it keeps them.
-async fn provider_timings(direct: &Direct) -> HashMap<String, ProviderTiming> {
-    let url = direct.url.replace("/chat/completions", "/_timings");
+async fn provider_timings(direct: &Direct, provider: &str) -> Timings {
+    let url = format!("{}{}", provider.trim_end_matches('/'), call_timing::PATH);
     let fetch = async {
         let req = http::Request::get(&url).body(Full::new(Bytes::new()))?;
         let resp = direct.client.request(req).await?;
@@ -299,23 +288,18 @@ async fn provider_timings(direct: &Direct) -> HashMap<String, ProviderTiming> {
         let body = resp.into_body().collect().await?.to_bytes();
         Ok(serde_json::from_slice(&body)?)
     };
-    match tokio::time::timeout(Duration::from_secs(10), fetch).await {
-        Ok(Ok(timings)) => timings,
-        Ok(Err(error)) => {
-            eprintln!("ttft: no provider timings ({error}): legs not reported");
-            HashMap::new()
-        }
-        Err(_) => HashMap::new(),
-    }
+    let error = match tokio::time::timeout(WAIT, fetch).await {
+        Ok(Ok(timings)) => return timings,
+        Ok(Err(error)) => error.to_string(),
+        Err(_) => format!("no answer within {WAIT:?}"),
+    };
+    eprintln!("ttft: no provider timings ({error}): legs not reported");
+    Timings::new()
 }
 
 /// The legs' fields of one path: its own, and (`base` given) the paired
 /// differences from the direct calls of the same rounds.
-fn legs_json(
-    ts: &[Timing],
-    base: Option<&[Timing]>,
-    timings: &HashMap<String, ProviderTiming>,
-) -> Value {
+fn legs_json(ts: &[Timing], base: Option<&[Timing]>, timings: &Timings) -> Value {
     let legs: Vec<Option<Legs>> = ts.iter().map(|t| Legs::of(t, timings)).collect();
     if timings.is_empty() || legs.iter().any(Option::is_none) {
         return json!({});
@@ -389,7 +373,7 @@ async fn main() -> anyhow::Result<()> {
     }
     let firsts = |v: &[Timing]| v.iter().map(|t| t.first_us).collect::<Vec<_>>();
     let totals = |v: &[Timing]| v.iter().map(|t| t.total_us).collect::<Vec<_>>();
-    let timings = provider_timings(&direct).await;
+    let timings = provider_timings(&direct, &args.provider).await;
     let mut out = json!({
         "rounds": args.rounds,
         "direct": {"first_us": summary(&firsts(&direct_t)), "total_us": summary(&totals(&direct_t))},
