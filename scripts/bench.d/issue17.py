@@ -125,8 +125,8 @@ def scale_rows(rounds, extra):
     # Handshakes per core: the edge's own CPU per new connection (handshake,
     # HTTP/2 set-up, one call forwarded) from the handshake rounds; "net"
     # subtracts the edge's CPU per call on a warm connection (1 stream).
-    for kind, ref, what in (("hsfull", "full_ecdsa", "full (ECDSA P-256 certificate)"),
-                            ("hsresumed", "resumed", "resumed")):
+    for kind, ref, mem, what in (("hsfull", "full_ecdsa", "full", "full (ECDSA P-256 certificate)"),
+                                 ("hsresumed", "resumed", "resumed", "resumed")):
         if not any(d.get((kind, "edge")) for d in rounds.values()):
             continue
         def gross(d, kind=kind):
@@ -143,6 +143,19 @@ def scale_rows(rounds, extra):
             Row(f"{what}: net of the call (edge CPU per connection − per call on a warm connection) / rustls",
                 per_round(rounds, lambda d: ratio(ratio(1e6, net(d)), RUSTLS[ref])), "×"),
         ]
+
+        def alone(d, mem=mem):
+            return get(d.get(("hsmem", "rustls")), mem, "per_second")
+        if any(alone(d) for d in rounds.values()):
+            rows += [
+                Row(f"  rustls alone on this CPU, {what} (`hs_bench`: the edge's ServerConfig and chain, "
+                    "in memory, server time only)",
+                    per_round(rounds, alone), "/s", "{:.0f}"),
+                Row(f"  edge / rustls alone on this CPU, {what} (gross)",
+                    per_round(rounds, lambda d: ratio(ratio(1e6, gross(d)), alone(d))), "×"),
+                Row(f"  edge net of the call / rustls alone on this CPU, {what}",
+                    per_round(rounds, lambda d: ratio(ratio(1e6, net(d)), alone(d))), "×"),
+            ]
     return rows
 
 

