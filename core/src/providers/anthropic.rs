@@ -5,9 +5,10 @@
 
 use super::{
     ProviderError, ProviderRequest, Usage,
-    format::{Parsed, as_u32, wire_format},
+    format::{Parsed, as_u32, saturate, wire_format},
 };
 use eventsource_stream::Event;
+use serde::{Deserialize, de::IgnoredAny};
 use serde_json::{Value, json};
 use vibectl_config::{Secret, defaults};
 
@@ -68,6 +69,99 @@ fn parse(event: &Event) -> Result<Parsed, ProviderError> {
     if data.is_empty() {
         return Ok(Parsed::default());
     }
+    match serde_json::from_str::<Typed>(data) {
+        Ok(typed) if typed.error.is_none() => match typed.read(&event.event) {
+            Some(parsed) => Ok(parsed),
+            None => parse_value(event, data),
+        },
+        // An error event, or a shape the typed reading does not take (a
+        // field of another JSON type): the lenient reading decides.
+        _ => parse_value(event, data),
+    }
+}
+
+/// The fields of an event the proxy reads. Everything else (the whole
+/// `message` of `message_start` but its usage, block indexes, stop
+/// reasons) is skipped as it is parsed, not built into a `Value` tree as
+/// [`parse_value`] does.
+#[derive(Deserialize)]
+struct Typed<'a> {
+    #[serde(rename = "type", borrow)]
+    kind: Option<&'a str>,
+    message: Option<TypedMessage>,
+    #[serde(borrow)]
+    delta: Option<TypedDelta<'a>>,
+    usage: Option<TypedUsage>,
+    error: Option<IgnoredAny>,
+}
+
+#[derive(Deserialize)]
+struct TypedMessage {
+    usage: Option<TypedUsage>,
+}
+
+#[derive(Deserialize)]
+struct TypedDelta<'a> {
+    #[serde(rename = "type", borrow)]
+    kind: Option<&'a str>,
+    text: Option<String>,
+}
+
+#[derive(Default, Deserialize)]
+struct TypedUsage {
+    input_tokens: Option<u64>,
+    output_tokens: Option<u64>,
+    cache_creation_input_tokens: Option<u64>,
+    cache_read_input_tokens: Option<u64>,
+}
+
+impl TypedUsage {
+    /// As [`input_tokens`] and `output_tokens` read them from a `Value`.
+    fn usage(self) -> Usage {
+        let cached = [
+            self.cache_creation_input_tokens,
+            self.cache_read_input_tokens,
+        ]
+        .into_iter()
+        .flatten()
+        .map(saturate)
+        .fold(0u32, u32::saturating_add);
+        Usage {
+            input_tokens: self
+                .input_tokens
+                .map(|n| saturate(n).saturating_add(cached)),
+            output_tokens: self.output_tokens.map(saturate),
+        }
+    }
+}
+
+impl Typed<'_> {
+    /// The event read from its typed fields; `None` for an `error` event,
+    /// which [`parse_value`] reads.
+    fn read(self, event_name: &str) -> Option<Parsed> {
+        let mut parsed = Parsed::default();
+        match self.kind.unwrap_or(event_name) {
+            "message_start" => {
+                let usage = self.message.and_then(|m| m.usage).unwrap_or_default();
+                parsed.usage = Some(usage.usage());
+            }
+            "content_block_delta" => {
+                if let Some(delta) = self.delta.filter(|d| d.kind == Some("text_delta")) {
+                    parsed.text = delta.text;
+                }
+            }
+            "message_delta" => parsed.usage = Some(self.usage.unwrap_or_default().usage()),
+            "message_stop" => parsed.done = true,
+            "error" => return None,
+            _ => {}
+        }
+        Some(parsed)
+    }
+}
+
+/// The lenient reading of an event, through a `Value`: any JSON type in
+/// any field, and the error events.
+fn parse_value(event: &Event, data: &str) -> Result<Parsed, ProviderError> {
     let v: Value = serde_json::from_str(data)
         .map_err(|e| ProviderError::BadResponse(format!("a stream event is not JSON: {e}")))?;
     let kind = v["type"].as_str().unwrap_or(event.event.as_str());
@@ -171,6 +265,53 @@ mod tests {
                 .expect("stop")
                 .done
         );
+    }
+
+    /// The typed reading gives what the lenient one gives, on the events
+    /// it takes; the others (a field of another JSON type) still parse.
+    #[test]
+    fn typed_and_lenient_readings_agree() {
+        let typed = [
+            (
+                "message_start",
+                r#"{"type":"message_start","message":{"id":"msg_1","type":"message","role":"assistant","content":[],"model":"claude","stop_reason":null,"stop_sequence":null,"usage":{"input_tokens":25,"cache_creation_input_tokens":10,"cache_read_input_tokens":4294967295,"output_tokens":1}}}"#,
+            ),
+            (
+                "message_start",
+                r#"{"type":"message_start","message":{"usage":null}}"#,
+            ),
+            (
+                "content_block_start",
+                r#"{"type":"content_block_start","index":0,"content_block":{"type":"text","text":""}}"#,
+            ),
+            (
+                "content_block_delta",
+                r#"{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"caf\u00e9 \"q\""}}"#,
+            ),
+            (
+                "content_block_delta",
+                r#"{"type":"content_block_delta","index":1,"delta":{"type":"thinking_delta","thinking":"hmm"}}"#,
+            ),
+            (
+                "message_delta",
+                r#"{"type":"message_delta","delta":{"stop_reason":"end_turn","stop_sequence":null},"usage":{"output_tokens":15}}"#,
+            ),
+            ("message_delta", r#"{"type":"message_delta","delta":{}}"#),
+            ("message_stop", r#"{}"#),
+            ("ping", r#"{"type": "ping"}"#),
+        ];
+        for (name, data) in typed {
+            let e = event(name, data);
+            let read: Typed = serde_json::from_str(data).expect(data);
+            let lenient = parse_value(&e, data).expect(data);
+            assert_eq!(read.read(name), Some(lenient), "{data}");
+        }
+        let odd = event(
+            "content_block_delta",
+            r#"{"type":"content_block_delta","delta":{"type":"text_delta","text":7}}"#,
+        );
+        assert!(serde_json::from_str::<Typed>(&odd.data).is_err());
+        assert_eq!(parse(&odd).expect("lenient").text, None);
     }
 
     #[test]

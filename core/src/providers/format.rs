@@ -10,7 +10,7 @@ use serde_json::Value;
 use vibectl_config::Secret;
 
 /// One provider event stream's SSE event, parsed.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, PartialEq)]
 pub(super) struct Parsed {
     pub text: Option<String>,
     pub usage: Option<Usage>,
@@ -71,5 +71,10 @@ pub(super) use wire_format;
 
 /// A JSON number as a token count (saturating).
 pub(super) fn as_u32(v: &Value) -> Option<u32> {
-    v.as_u64().map(|n| u32::try_from(n).unwrap_or(u32::MAX))
+    v.as_u64().map(saturate)
+}
+
+/// A token count read as `u64`, saturated to `u32`.
+pub(super) fn saturate(n: u64) -> u32 {
+    u32::try_from(n).unwrap_or(u32::MAX)
 }

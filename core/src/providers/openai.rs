@@ -5,9 +5,10 @@
 
 use super::{
     ProviderError, ProviderRequest, Usage,
-    format::{Parsed, as_u32, wire_format},
+    format::{Parsed, as_u32, saturate, wire_format},
 };
 use eventsource_stream::Event;
+use serde::{Deserialize, de::IgnoredAny};
 use serde_json::{Value, json};
 use vibectl_config::Secret;
 
@@ -72,6 +73,62 @@ fn parse(event: &Event) -> Result<Parsed, ProviderError> {
     if data.is_empty() {
         return Ok(Parsed::default());
     }
+    match serde_json::from_str::<Chunk>(data) {
+        Ok(chunk) if chunk.error.is_none() => Ok(chunk.into()),
+        // An error event, or a shape the typed reading does not take
+        // (a field of another JSON type): the lenient reading decides.
+        _ => parse_value(data),
+    }
+}
+
+/// The fields of a `chat.completion.chunk` the proxy reads. Everything
+/// else in the event is skipped as it is parsed, not built into a `Value`
+/// tree (a map per object, a string per key and value) as [`parse_value`]
+/// does.
+#[derive(Deserialize)]
+struct Chunk {
+    choices: Option<Vec<Choice>>,
+    usage: Option<ChunkUsage>,
+    error: Option<IgnoredAny>,
+}
+
+#[derive(Deserialize)]
+struct Choice {
+    delta: Option<Delta>,
+}
+
+#[derive(Deserialize)]
+struct Delta {
+    content: Option<String>,
+    refusal: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct ChunkUsage {
+    prompt_tokens: Option<u64>,
+    completion_tokens: Option<u64>,
+}
+
+impl From<Chunk> for Parsed {
+    fn from(chunk: Chunk) -> Self {
+        let delta = chunk
+            .choices
+            .and_then(|c| c.into_iter().next())
+            .and_then(|c| c.delta);
+        Parsed {
+            text: delta.and_then(|d| d.content.or(d.refusal)),
+            usage: chunk.usage.map(|u| Usage {
+                input_tokens: u.prompt_tokens.map(saturate),
+                output_tokens: u.completion_tokens.map(saturate),
+            }),
+            done: false,
+        }
+    }
+}
+
+/// The lenient reading of a chunk, through a `Value`: any JSON type in any
+/// field, and the error events.
+fn parse_value(data: &str) -> Result<Parsed, ProviderError> {
     let v: Value = serde_json::from_str(data)
         .map_err(|e| ProviderError::BadResponse(format!("a stream event is not JSON: {e}")))?;
     if let Some(error) = v.get("error").filter(|e| !e.is_null()) {
@@ -157,6 +214,50 @@ mod tests {
             })
         );
         assert!(parse(&event("[DONE]")).expect("done").done);
+    }
+
+    /// The typed reading gives what the lenient one gives, on the events
+    /// it takes; the others (a field of another JSON type) still parse.
+    #[test]
+    fn typed_and_lenient_readings_agree() {
+        let typed = [
+            r#"{"id":"c1","object":"chat.completion.chunk","created":1,"model":"m","system_fingerprint":null,"choices":[{"index":0,"delta":{"role":"assistant","content":"","refusal":null},"logprobs":null,"finish_reason":null}],"usage":null}"#,
+            r#"{"choices":[{"index":0,"delta":{"content":"caf\u00e9 \"q\""},"finish_reason":null}]}"#,
+            r#"{"choices":[{"index":0,"delta":{"refusal":"no"}}]}"#,
+            r#"{"choices":[{"index":0,"delta":{},"finish_reason":"stop"}]}"#,
+            r#"{"choices":[],"usage":{"prompt_tokens":9,"completion_tokens":3,"total_tokens":12,"prompt_tokens_details":{"cached_tokens":0}}}"#,
+            r#"{"choices":null,"usage":{"prompt_tokens":99999999999}}"#,
+            r#"{"usage":{}}"#,
+            r#"{}"#,
+        ];
+        for data in typed {
+            let chunk: Chunk = serde_json::from_str(data).expect(data);
+            let lenient = parse_value(data).expect(data);
+            assert_eq!(Parsed::from(chunk), lenient, "{data}");
+        }
+        for (data, text) in [
+            (
+                r#"{"choices":[{"delta":{"content":["a"],"refusal":"r"}}]}"#,
+                Some("r"),
+            ),
+            (r#"{"choices":"none","usage":{"prompt_tokens":1.5}}"#, None),
+            (r#""just a string""#, None),
+        ] {
+            assert!(serde_json::from_str::<Chunk>(data).is_err(), "{data}");
+            let p = parse(&event(data)).expect(data);
+            assert_eq!(p.text.as_deref(), text, "{data}");
+        }
+        let p = parse(&event(
+            r#"{"choices":"none","usage":{"prompt_tokens":1.5}}"#,
+        ))
+        .expect("lenient");
+        assert_eq!(
+            p.usage,
+            Some(Usage {
+                input_tokens: None,
+                output_tokens: None
+            })
+        );
     }
 
     #[test]
