@@ -76,6 +76,10 @@ impl HttpProvider {
             .http2_keep_alive_interval(H2_KEEPALIVE)
             .http2_keep_alive_timeout(H2_KEEPALIVE_TIMEOUT)
             .user_agent(concat!("vibectl-core/", env!("CARGO_PKG_VERSION")))
+            // A redirect is an error, never followed: the key goes to
+            // `base_url` only (reqwest would re-send a custom key header
+            // such as `x-api-key`, and the prompt, to any host it names).
+            .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|e| CoreError::HttpClient {
                 provider: name.to_owned(),
@@ -225,11 +229,15 @@ impl HttpProvider {
             self.keys.refused();
         }
         let retry_after = retry_after(response.headers());
+        let redirect = status
+            .is_redirection()
+            .then(|| redirect_message(response.headers()));
         let text = read_bounded(response).await;
-        let message = self
-            .wire
-            .error_message(&text)
-            .unwrap_or_else(|| fallback_message(status, &text));
+        let message = redirect.unwrap_or_else(|| {
+            self.wire
+                .error_message(&text)
+                .unwrap_or_else(|| fallback_message(status, &text))
+        });
         Err(Failure {
             error: ProviderError::Http {
                 status: status.as_u16(),
@@ -290,6 +298,23 @@ async fn read_bounded(response: reqwest::Response) -> String {
         }
     }
     String::from_utf8_lossy(&body).into_owned()
+}
+
+/// What a redirect answer says: where it pointed (scheme, host and port
+/// only: a query could carry anything) and that it was not followed.
+fn redirect_message(headers: &HeaderMap) -> String {
+    let target = headers
+        .get(reqwest::header::LOCATION)
+        .and_then(|v| v.to_str().ok())
+        .map(|location| match reqwest::Url::parse(location) {
+            Ok(url) => format!(" to {}", url.origin().ascii_serialization()),
+            Err(_) => " to a relative location".to_owned(),
+        })
+        .unwrap_or_default();
+    format!(
+        "a redirect{target}, not followed (the key is only sent to base_url): \
+         set base_url to the address that answers"
+    )
 }
 
 fn fallback_message(status: reqwest::StatusCode, body: &str) -> String {

@@ -39,6 +39,8 @@ pub struct ErrorReply {
     pub code: Option<String>,
     /// A `retry-after` header value.
     pub retry_after: Option<String>,
+    /// A `location` header value (a redirect).
+    pub location: Option<String>,
 }
 
 /// One answer.
@@ -83,6 +85,13 @@ impl Script {
                 ..ErrorReply::default()
             })],
         }
+    }
+
+    /// A redirect: `status` (301, 302, 303, 307, 308) to `location`.
+    pub fn redirect(status: u16, location: impl Into<String>) -> Self {
+        let location = location.into();
+        Self::error(status, format!("moved to {location}"))
+            .with_last_error(|e| e.location = Some(location))
     }
 
     /// This script's replies, then `next`'s.

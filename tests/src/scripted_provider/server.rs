@@ -233,6 +233,9 @@ fn error_response(state: &State, error: &ErrorReply) -> Response<Body> {
     if let Some(retry_after) = &error.retry_after {
         builder = builder.header("retry-after", retry_after.as_str());
     }
+    if let Some(location) = &error.location {
+        builder = builder.header("location", location.as_str());
+    }
     builder
         .body(
             Full::new(Bytes::from(body))

@@ -70,6 +70,11 @@ async fn max_output_tokens_and_schema_instruction_are_sent() {
 }
 
 #[tokio::test]
+async fn a_redirect_is_an_error_and_the_key_goes_nowhere_else() {
+    ANTHROPIC.assert_redirect_not_followed("/messages").await;
+}
+
+#[tokio::test]
 async fn http_401_is_execution_failed_without_the_key() {
     let t = ANTHROPIC
         .start(Script::error(401, format!("invalid x-api-key {KEY}")))

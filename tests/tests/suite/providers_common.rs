@@ -206,6 +206,43 @@ output_usd_per_mtok = {output}
         );
     }
 
+    /// A provider answering 307 to another server that speaks its API at
+    /// the same `path`: the call fails, naming the redirect and where it
+    /// pointed, and that server never sees the key or the prompt (before:
+    /// reqwest followed it, re-sending `x-api-key` and the body).
+    pub async fn assert_redirect_not_followed(&self, path: &str) {
+        let elsewhere = Fake::<D>::start(Script::text(["followed"])).await;
+        let t = self
+            .start(Script::redirect(
+                307,
+                format!("{}{path}", elsewhere.base_url()),
+            ))
+            .await;
+        let resp = t.core.execute(self.request("hi", "redirect-1")).await;
+        let e = failure(resp);
+        assert_eq!(e.error_code, "EXECUTION_FAILED");
+        assert_eq!(e.error_details.as_deref(), Some("provider_http_307"));
+        let origin = elsewhere.origin();
+        assert_names(
+            &e.error_message,
+            &[
+                self.name,
+                "307",
+                "redirect to",
+                &origin,
+                "not followed",
+                "base_url",
+            ],
+        );
+        assert_eq!(t.fake.requests().len(), 1, "one request, no retry");
+        assert!(
+            elsewhere.requests().is_empty(),
+            "the redirect's target got {:?}",
+            elsewhere.requests()
+        );
+        t.core.stop().await;
+    }
+
     /// Dropping a stream after its first chunk (`first`) closes the
     /// provider's connection.
     pub async fn assert_drop_closes(&self, setup: &Setup<D>, request: ExecuteRequest, first: &str) {

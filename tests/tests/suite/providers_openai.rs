@@ -93,6 +93,13 @@ async fn unparseable_schema_fails_before_any_call() {
 }
 
 #[tokio::test]
+async fn a_redirect_is_an_error_and_the_key_goes_nowhere_else() {
+    OPENAI
+        .assert_redirect_not_followed("/chat/completions")
+        .await;
+}
+
+#[tokio::test]
 async fn http_401_is_execution_failed_without_the_key() {
     let message = format!(
         "Incorrect API key provided: {KEY}. You can find your API key at https://platform.openai.com/account/api-keys."
