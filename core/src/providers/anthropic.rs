@@ -5,10 +5,10 @@
 
 use super::{
     ProviderError, ProviderRequest, Usage,
-    format::{Parsed, as_u32, saturate, wire_format},
+    format::{Parsed, saturate, wire_format},
 };
 use eventsource_stream::Event;
-use serde::{Deserialize, de::IgnoredAny};
+use serde::Deserialize;
 use serde_json::{Value, json};
 use vibectl_config::{Secret, defaults};
 
@@ -69,15 +69,15 @@ fn parse(event: &Event) -> Result<Parsed, ProviderError> {
     if data.is_empty() {
         return Ok(Parsed::default());
     }
-    match serde_json::from_str::<Typed>(data) {
-        Ok(typed) if typed.error.is_none() => match typed.read(&event.event) {
-            Some(parsed) => Ok(parsed),
-            None => parse_value(event, data),
-        },
-        // An error event, or a shape the typed reading does not take (a
-        // field of another JSON type): the lenient reading decides.
-        _ => parse_value(event, data),
+    if let Some(parsed) = serde_json::from_str::<Typed>(data)
+        .ok()
+        .and_then(|typed| typed.read(&event.event))
+    {
+        return Ok(parsed);
     }
+    // An error event, or a shape the typed reading does not take (a field
+    // of another JSON type): the lenient reading decides.
+    parse_value(event, data)
 }
 
 /// The fields of an event the proxy reads. Everything else (the whole
@@ -92,7 +92,6 @@ struct Typed<'a> {
     #[serde(borrow)]
     delta: Option<TypedDelta<'a>>,
     usage: Option<TypedUsage>,
-    error: Option<IgnoredAny>,
 }
 
 #[derive(Deserialize)]
@@ -116,7 +115,17 @@ struct TypedUsage {
 }
 
 impl TypedUsage {
-    /// As [`input_tokens`] and `output_tokens` read them from a `Value`.
+    /// The same fields of a `Value`; one of another JSON type is absent.
+    fn of(usage: &Value) -> Self {
+        Self {
+            input_tokens: usage["input_tokens"].as_u64(),
+            output_tokens: usage["output_tokens"].as_u64(),
+            cache_creation_input_tokens: usage["cache_creation_input_tokens"].as_u64(),
+            cache_read_input_tokens: usage["cache_read_input_tokens"].as_u64(),
+        }
+    }
+
+    /// Input tokens count prompt-cache reads and writes (billed as input).
     fn usage(self) -> Usage {
         let cached = [
             self.cache_creation_input_tokens,
@@ -135,9 +144,24 @@ impl TypedUsage {
     }
 }
 
-impl Typed<'_> {
-    /// The event read from its typed fields; `None` for an `error` event,
-    /// which [`parse_value`] reads.
+impl<'a> Typed<'a> {
+    /// The same fields of a `Value`; one of another JSON type is absent.
+    fn of(v: &'a Value) -> Self {
+        Self {
+            kind: v["type"].as_str(),
+            message: Some(TypedMessage {
+                usage: Some(TypedUsage::of(&v["message"]["usage"])),
+            }),
+            delta: Some(TypedDelta {
+                kind: v["delta"]["type"].as_str(),
+                text: v["delta"]["text"].as_str().map(str::to_owned),
+            }),
+            usage: Some(TypedUsage::of(&v["usage"])),
+        }
+    }
+
+    /// The event read by its `type` (else the SSE event name); `None` for
+    /// an `error` event, which [`parse_value`] reads.
     fn read(self, event_name: &str) -> Option<Parsed> {
         let mut parsed = Parsed::default();
         match self.kind.unwrap_or(event_name) {
@@ -153,6 +177,8 @@ impl Typed<'_> {
             "message_delta" => parsed.usage = Some(self.usage.unwrap_or_default().usage()),
             "message_stop" => parsed.done = true,
             "error" => return None,
+            // ping, content_block_start/stop, other block types (thinking,
+            // tool use) and event types added later carry no text for us.
             _ => {}
         }
         Some(parsed)
@@ -164,51 +190,15 @@ impl Typed<'_> {
 fn parse_value(event: &Event, data: &str) -> Result<Parsed, ProviderError> {
     let v: Value = serde_json::from_str(data)
         .map_err(|e| ProviderError::BadResponse(format!("a stream event is not JSON: {e}")))?;
-    let kind = v["type"].as_str().unwrap_or(event.event.as_str());
-    let mut parsed = Parsed::default();
-    match kind {
-        "message_start" => {
-            let usage = &v["message"]["usage"];
-            parsed.usage = Some(Usage {
-                input_tokens: input_tokens(usage),
-                output_tokens: as_u32(&usage["output_tokens"]),
-            });
-        }
-        "content_block_delta" if v["delta"]["type"] == "text_delta" => {
-            parsed.text = v["delta"]["text"].as_str().map(str::to_owned);
-        }
-        "message_delta" => {
-            let usage = &v["usage"];
-            parsed.usage = Some(Usage {
-                input_tokens: input_tokens(usage),
-                output_tokens: as_u32(&usage["output_tokens"]),
-            });
-        }
-        "message_stop" => parsed.done = true,
-        "error" => {
-            return Err(ProviderError::Upstream {
-                kind: v["error"]["type"].as_str().unwrap_or("error").to_owned(),
-                message: v["error"]["message"]
-                    .as_str()
-                    .unwrap_or("no message")
-                    .to_owned(),
-            });
-        }
-        // ping, content_block_start/stop, other block types (thinking, tool
-        // use) and event types added later carry no text for us.
-        _ => {}
-    }
-    Ok(parsed)
-}
-
-/// Input tokens, counting prompt-cache reads and writes (billed as input).
-fn input_tokens(usage: &Value) -> Option<u32> {
-    let base = as_u32(&usage["input_tokens"])?;
-    let cached = ["cache_creation_input_tokens", "cache_read_input_tokens"]
-        .iter()
-        .filter_map(|k| as_u32(&usage[*k]))
-        .fold(0u32, u32::saturating_add);
-    Some(base.saturating_add(cached))
+    Typed::of(&v)
+        .read(&event.event)
+        .ok_or_else(|| ProviderError::Upstream {
+            kind: v["error"]["type"].as_str().unwrap_or("error").to_owned(),
+            message: v["error"]["message"]
+                .as_str()
+                .unwrap_or("no message")
+                .to_owned(),
+        })
 }
 
 /// The message of an error body `{"type":"error","error":{"type","message"}}`.

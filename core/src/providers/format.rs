@@ -69,11 +69,6 @@ macro_rules! wire_format {
 }
 pub(super) use wire_format;
 
-/// A JSON number as a token count (saturating).
-pub(super) fn as_u32(v: &Value) -> Option<u32> {
-    v.as_u64().map(saturate)
-}
-
 /// A token count read as `u64`, saturated to `u32`.
 pub(super) fn saturate(n: u64) -> u32 {
     u32::try_from(n).unwrap_or(u32::MAX)

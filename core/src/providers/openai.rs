@@ -5,7 +5,7 @@
 
 use super::{
     ProviderError, ProviderRequest, Usage,
-    format::{Parsed, as_u32, saturate, wire_format},
+    format::{Parsed, saturate, wire_format},
 };
 use eventsource_stream::Event;
 use serde::{Deserialize, de::IgnoredAny};
@@ -109,6 +109,30 @@ struct ChunkUsage {
     completion_tokens: Option<u64>,
 }
 
+impl Chunk {
+    /// The same fields of a `Value`; one of another JSON type is absent.
+    fn of(v: &Value) -> Self {
+        let delta = &v["choices"][0]["delta"];
+        let text = |key: &str| delta[key].as_str().map(str::to_owned);
+        Self {
+            choices: Some(vec![Choice {
+                delta: Some(Delta {
+                    content: text("content"),
+                    refusal: text("refusal"),
+                }),
+            }]),
+            usage: v
+                .get("usage")
+                .filter(|u| u.is_object())
+                .map(|u| ChunkUsage {
+                    prompt_tokens: u["prompt_tokens"].as_u64(),
+                    completion_tokens: u["completion_tokens"].as_u64(),
+                }),
+            error: None,
+        }
+    }
+}
+
 impl From<Chunk> for Parsed {
     fn from(chunk: Chunk) -> Self {
         let delta = chunk
@@ -137,20 +161,7 @@ fn parse_value(data: &str) -> Result<Parsed, ProviderError> {
             message: error_text(error),
         });
     }
-    let delta = &v["choices"][0]["delta"];
-    let text = delta["content"]
-        .as_str()
-        .or_else(|| delta["refusal"].as_str())
-        .map(str::to_owned);
-    let usage = v.get("usage").filter(|u| u.is_object()).map(|u| Usage {
-        input_tokens: as_u32(&u["prompt_tokens"]),
-        output_tokens: as_u32(&u["completion_tokens"]),
-    });
-    Ok(Parsed {
-        text,
-        usage,
-        done: false,
-    })
+    Ok(Chunk::of(&v).into())
 }
 
 /// The message of an error body `{"error":{"message","type","code"}}`.
