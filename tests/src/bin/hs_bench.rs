@@ -1,7 +1,8 @@
 //! `hs_bench`: rustls' own TLS 1.3 server handshake rate on this machine,
 //! in memory, with the edge's own `ServerConfig` (its ring provider, suites,
 //! ALPN and session cache) and the certificate chain its self-signed mode
-//! serves (ECDSA P-256 leaf, then the CA). No socket, no runtime, no HTTP/2:
+//! serves (ECDSA P-256 leaf, then the CA), made by the edge's own
+//! `generate-certs` code in a temporary directory. No socket, no runtime, no HTTP/2:
 //! the figure the edge's handshakes per core-second are divided by, measured
 //! beside them instead of taken from a report made on another CPU with
 //! another crypto library.
@@ -16,20 +17,20 @@
 
 use anyhow::Context;
 use clap::Parser;
-use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair, PKCS_ECDSA_P256_SHA256};
 use rustls::{
     ClientConfig, ClientConnection, Connection, RootCertStore, ServerConfig, ServerConnection,
     client::Resumption,
-    pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName},
+    pki_types::{CertificateDer, ServerName, pem::PemObject},
     sign::CertifiedKey,
 };
 use serde_json::json;
 use std::{
     io::Cursor,
+    path::Path,
     sync::Arc,
     time::{Duration, Instant},
 };
-use vibectl_edge::tls::{CertResolver, crypto_provider, server_config};
+use vibectl_edge::tls::{CertResolver, crypto_provider, files, server_config};
 
 /// In-memory TLS 1.3 server handshakes with the edge's configuration.
 #[derive(Debug, Parser)]
@@ -44,25 +45,38 @@ struct Args {
     suite: Option<String>,
 }
 
-/// The self-signed mode's shape: a CA, and a P-256 leaf for `localhost`
-/// it signs; the chain is served leaf first.
-fn chain() -> anyhow::Result<(CertifiedKey, CertificateDer<'static>)> {
-    let ca_key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256)?;
-    let mut ca = CertificateParams::new(Vec::<String>::new())?;
-    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca.distinguished_name
-        .push(rcgen::DnType::CommonName, "hs_bench CA");
-    let ca_cert = ca.self_signed(&ca_key)?;
-    let leaf_key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256)?;
-    let leaf = CertificateParams::new(vec!["localhost".to_owned()])?;
-    let leaf_cert = leaf.signed_by(&leaf_key, &ca_cert, &ca_key)?;
-    let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(leaf_key.serialize_der()));
-    let signer = crypto_provider()
-        .key_provider
-        .load_private_key(key)
-        .context("the leaf key")?;
-    let chain = vec![leaf_cert.der().clone(), ca_cert.der().clone()];
-    Ok((CertifiedKey::new(chain, signer), ca_cert.der().clone()))
+/// The self-signed mode's certificates, made in `dir` by the edge's own
+/// code (`generate-certs`): the key and chain it serves, and the CA bundle
+/// a client trusts.
+fn self_signed(dir: &Path) -> anyhow::Result<(CertifiedKey, RootCertStore)> {
+    let toml = format!("[tls.self_signed]\ndir = {:?}\n", dir.display().to_string());
+    let config = vibectl_config::Config::from_toml(&toml, Path::new("hs_bench"))?;
+    let made = vibectl_edge::cli::generate_certs(&config, &[], false)?;
+    let key = files::load(&made.cert_path, &made.key_path)?;
+    let mut roots = RootCertStore::empty();
+    for ca in CertificateDer::pem_file_iter(&made.ca_bundle_path)? {
+        roots.add(ca?)?;
+    }
+    Ok((key, roots))
+}
+
+/// Everything `from` has to send.
+fn drain(from: &mut Connection) -> anyhow::Result<Vec<u8>> {
+    let mut wire = Vec::new();
+    while from.wants_write() {
+        from.write_tls(&mut wire)?;
+    }
+    Ok(wire)
+}
+
+/// `wire` read and processed by `to`.
+fn feed(to: &mut Connection, wire: &[u8]) -> anyhow::Result<()> {
+    let mut rd = Cursor::new(wire);
+    while (rd.position() as usize) < wire.len() {
+        to.read_tls(&mut rd)?;
+        to.process_new_packets()?;
+    }
+    Ok(())
 }
 
 /// One handshake; returns the server's time in it and the server's side.
@@ -77,26 +91,12 @@ fn handshake(
     let mut server_time = start.elapsed();
     // The client's flights are untimed, the server's reads of them timed.
     loop {
-        let mut wire = Vec::new();
-        while c.wants_write() {
-            c.write_tls(&mut wire)?;
-        }
+        let wire = drain(&mut c)?;
         let t = Instant::now();
-        let mut rd = Cursor::new(&wire[..]);
-        while (rd.position() as usize) < wire.len() {
-            s.read_tls(&mut rd)?;
-            s.process_new_packets()?;
-        }
-        let mut back = Vec::new();
-        while s.wants_write() {
-            s.write_tls(&mut back)?;
-        }
+        feed(&mut s, &wire)?;
+        let back = drain(&mut s)?;
         server_time += t.elapsed();
-        let mut rd = Cursor::new(&back[..]);
-        while (rd.position() as usize) < back.len() {
-            c.read_tls(&mut rd)?;
-            c.process_new_packets()?;
-        }
+        feed(&mut c, &back)?;
         if !s.is_handshaking() && !c.is_handshaking() && !s.wants_write() && !c.wants_write() {
             break;
         }
@@ -133,13 +133,12 @@ fn rate(
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let (key, ca) = chain()?;
+    let dir = tempfile::tempdir()?;
+    let (key, roots) = self_signed(dir.path())?;
     let server = Arc::new(server_config(
         &vibectl_config::TlsConfig::default(),
         Arc::new(CertResolver::new(key)),
     )?);
-    let mut roots = RootCertStore::empty();
-    roots.add(ca)?;
     let mut provider = crypto_provider();
     if let Some(name) = &args.suite {
         provider
