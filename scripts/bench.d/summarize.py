@@ -162,6 +162,17 @@ def build(rounds, extra, args):
         t.append(Row(f"{what}: edge CPU per call / nginx CPU per call (no auth, like for like)",
                      per_round(rounds, lambda d: ratio(cpu(d, sc, "edge_noauth", "edge"), cpu(d, sc, "nginx", "nginx"))),
                      "×", target="≤ 0.7", check=lambda v: v <= 0.7, note="#17"))
+    if ("h2load64", "nginx_token") in have:
+        # The same request bytes to both: nginx cannot check the JWT, so it
+        # carries it to the core; the edge checks it and strips it.
+        what = shapes.SHAPE_LABEL["h2load64"]
+        t.append(Row(f"{what}: throughput edge (all features on) / nginx sent the same JWT (forwarded unverified)",
+                     per_round(rounds, lambda d: ratio(rate(d, "h2load64", "edge"), rate(d, "h2load64", "nginx_token"))),
+                     "×"))
+        t.append(Row(f"{what}: edge CPU per call (all features on) / nginx CPU per call, sent the same JWT "
+                     "(forwarded unverified)",
+                     per_round(rounds, lambda d: ratio(cpu(d, "h2load64", "edge", "edge"),
+                                                      cpu(d, "h2load64", "nginx_token", "nginx"))), "×"))
     if any(r.values for r in t):
         tables.append(("5. Peers in the edge's place, same core, same load (nginx and Caddy do no JWT check)", t))
 
@@ -281,6 +292,7 @@ def system_names(transport):
         "core": "core direct (h2c)", "edge": f"edge, all features on (TLS+JWT+limits+metrics) → {head}",
         "edge_noauth": f"edge TLS, no auth → {head}", "edge_insecure": f"edge h2c, no auth → {head}",
         "nginx": f"nginx TLS → {head}", "caddy": "Caddy TLS → core (TCP)",
+        "nginx_token": f"nginx TLS, sent the JWT (forwarded unverified) → {head}",
         "py_insecure": "Python serve-insecure", "py_tls": "Python serve-custom TLS+JWT",
         "edge_baseline": f"baseline edge build TLS+JWT → {head}",
         "edge_unix": "edge TLS+JWT → core (Unix socket)", "nginx_unix": "nginx TLS → core (Unix socket)",
@@ -325,7 +337,9 @@ def write_markdown(args, tables, rounds, extra, meta, commands):
     summary = shapes.write_summary(w, rounds, args.transport)
     w("## Reading")
     w("")
-    for s in reading.reading(tables, rounds, args.transport):
+    # The callgrind section's first paragraph is its one-line reading.
+    cg_reading, _, cg_section = (extra.get("profile.callgrind.txt") or "").partition("\n\n")
+    for s in reading.reading(tables, rounds, args.transport) + [cg_reading.strip()] * bool(cg_reading.strip()):
         w(f"- {s}")
     w("")
     w("## Results")
@@ -386,6 +400,11 @@ def write_markdown(args, tables, rounds, extra, meta, commands):
         w(prof.strip())
         w("```")
         w("")
+    if cg_section.strip():
+        w("## Instructions per call by feature (callgrind)")
+        w("")
+        w(cg_section.strip())
+        w("")
     w("## Setup")
     w("")
     w("- Core: one `vibectl-core` process on loopback TCP (measured direct, and behind Caddy and whatever runs over "
@@ -406,7 +425,9 @@ def write_markdown(args, tables, rounds, extra, meta, commands):
     w("- nginx 1.22 (`nginx-light`): one worker, `listen … ssl http2`, `ssl_protocols TLSv1.2 TLSv1.3`, "
       "`grpc_pass grpc://core` (the core's TCP address, or `unix:` its socket, with `user root;` when run as root "
       "so that the worker may open the 0660 socket) with an upstream keepalive pool (nginx uses one upstream "
-      "connection per in-flight stream), access log off. Caddy 2.6: `reverse_proxy h2c://core`, `tls cert key`. Same certificate for all.")
+      "connection per in-flight stream), access log off. In the 64-stream h2load runs the same nginx is also sent the "
+      "benchmark's JWT (`nginx_token`): it forwards the token to the core unverified, so that both proxies get the "
+      "same request bytes. Caddy 2.6: `reverse_proxy h2c://core`, `tls cert key`. Same certificate for all.")
     w("- Python: `vibectl-server serve-insecure` and `serve-custom --require-auth` (same certificate, same JWT "
       "secret, so the same token works), `--model echo` from `llm-echo`, default 10 worker threads, limits raised.")
     w("- Load: `loadgen` (tests/src/bin/loadgen: tonic client, about 12-14 µs of its own CPU per call; C HTTP/2 "

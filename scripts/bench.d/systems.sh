@@ -82,6 +82,10 @@ if [ "$PEERS" = 1 ]; then
     start_nginx "$n" "$t"
     tls_target "$n" nginx "${NGINX_WORKER[$n]}" "$t" 0
   done
+  # The headline nginx sent the edge's request as it is, JWT included (it
+  # forwards the token to the core unverified): h2load at 64 streams only.
+  PORT[nginx_token]=${PORT[nginx]}
+  tls_target nginx_token nginx "${NGINX_WORKER[nginx]}" "$TRANSPORT" 1
   # Caddy (2.6) over loopback TCP in every case.
   PORT[caddy]=$(free_port)
   sed -e "s|@PORT@|${PORT[caddy]}|g" -e "s|@CORE@|$CORE|g" -e "s|@CERT@|$CERT|g" -e "s|@KEY@|$KEY|g" \
