@@ -339,7 +339,10 @@ def write_markdown(args, tables, rounds, extra, meta, commands):
     w("")
     # The callgrind section's first paragraph is its one-line reading.
     cg_reading, _, cg_section = (extra.get("profile.callgrind.txt") or "").partition("\n\n")
-    for s in reading.reading(tables, rounds, args.transport) + [cg_reading.strip()] * bool(cg_reading.strip()):
+    readings = reading.reading(tables, rounds, args.transport)
+    if cg_reading.strip():
+        readings.append(cg_reading.strip())
+    for s in readings:
         w(f"- {s}")
     w("")
     w("## Results")
